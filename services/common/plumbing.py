@@ -1,0 +1,248 @@
+"""The streams between adjacent layers.
+
+The upper layer dials the lower one's Layer.Exchange and keeps one stream open:
+egress batches go down the request side, ingress batches come up the response
+side. Each direction has an Outbox, drained by a writer task into batches.
+
+Backpressure follows the kernel: the egress path of an application's send may
+wait for room (a full socket send buffer blocks), everything else is softirq
+work that never waits: when a queue is full the skb is dropped and counted, as
+netdev_max_backlog and a full qdisc do. So a stream never deadlocks against
+the one coming the other way.
+"""
+import asyncio
+import logging
+
+import grpc
+
+from pktflow.v1 import layers_pb2, layers_pb2_grpc
+
+from .config import GRPC_OPTIONS
+
+log = logging.getLogger("pktflow.plumbing")
+
+LAYER_KEY = "pktflow-layer"
+INSTANCE_KEY = "pktflow-instance"
+MAX_BATCH = 256
+QUEUE_LIMIT = 4096           # skbs queued towards one neighbour before drops
+HIGH_WATER = 1024            # an egress sender waits above this
+
+
+class Outbox:
+    """Skbs waiting for one stream, taken by its writer in batches."""
+
+    def __init__(self, limit: int = QUEUE_LIMIT, high: int = HIGH_WATER):
+        self.items: list = []
+        self.limit, self.high = limit, high
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._kicked = False
+
+    def kick(self):
+        """Makes the writer send a batch even if it is empty (it carries a stamp)."""
+        self._kicked = True
+        self._ready.set()
+
+    def put(self, skb) -> bool:
+        items = self.items
+        if len(items) >= self.limit:
+            return False
+        items.append(skb)
+        if len(items) == 1:
+            self._ready.set()
+        if len(items) >= self.high:
+            self._room.clear()
+        return True
+
+    async def room(self):
+        if len(self.items) >= self.high:
+            await self._room.wait()
+
+    async def take(self) -> list:
+        while not self.items and not self._kicked:
+            self._ready.clear()
+            await self._ready.wait()
+        self._kicked = False
+        batch = self.items[:MAX_BATCH]
+        del self.items[:MAX_BATCH]
+        if len(self.items) < self.high:
+            self._room.set()
+        return batch
+
+    def clear(self) -> list:
+        items, self.items = self.items, []
+        self._room.set()
+        return items
+
+    def __len__(self):
+        return len(self.items)
+
+
+async def _write_loop(outbox: Outbox, write, stamp):
+    while True:
+        batch = await outbox.take()
+        await write(layers_pb2.SkbBatch(skbs=batch, **stamp()))
+
+
+def _no_stamp():
+    return {}
+
+
+class Downlink:
+    """The stream to the layer below, reconnected with backoff when it breaks.
+
+    `on_batch(batch)` is called for every ingress batch; `on_lost(skbs, reason)`
+    for egress skbs that could not be handed over; `on_state(up)` when the
+    stream comes up or goes down."""
+
+    def __init__(self, me: str, instance: str, target: str, address: str, on_batch, on_lost, on_state=None):
+        self.me, self.instance, self.target, self.address = me, instance, target, address
+        self.on_batch, self.on_lost, self.on_state = on_batch, on_lost, on_state or (lambda up: None)
+        self.outbox = Outbox()
+        self.connected = False
+        self.channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+        self._task = None
+
+    def start(self):
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"downlink-{self.target}")
+
+    def put(self, skb) -> str | None:
+        """Queues an egress skb; returns a drop reason when it cannot go."""
+        if not self.connected:
+            return "LAYER_UNAVAILABLE"
+        return None if self.outbox.put(skb) else "CPU_BACKLOG"
+
+    async def room(self):
+        await self.outbox.room()
+
+    async def _run(self):
+        backoff = 0.05
+        stub = layers_pb2_grpc.LayerStub(self.channel)
+        while True:
+            call = writer = None
+            try:
+                call = stub.Exchange(metadata=((LAYER_KEY, self.me), (INSTANCE_KEY, self.instance)))
+                # The lower layer greets with an empty batch once it has set up
+                # its side, so "connected" means skbs can flow both ways.
+                hello = await call.read()
+                if hello is grpc.aio.EOF:
+                    raise ConnectionError("the stream closed at once")
+                self.connected = True
+                backoff = 0.05
+                log.info("%s: stream to %s at %s is up", self.me, self.target, self.address)
+                self.on_state(True)
+                writer = asyncio.get_running_loop().create_task(_write_loop(self.outbox, call.write, _no_stamp))
+                while True:
+                    batch = await call.read()
+                    if batch is grpc.aio.EOF:
+                        log.warning("%s: the %s layer closed the stream", self.me, self.target)
+                        break
+                    self.on_batch(batch)
+                    if writer.done():
+                        writer.result()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:    # the lower layer restarted or is not up yet
+                if self.connected:
+                    log.warning("%s: stream to %s lost: %s", self.me, self.target, _short(e))
+                else:
+                    log.debug("%s: no stream to %s yet: %s", self.me, self.target, _short(e))
+            finally:
+                was = self.connected
+                self.connected = False
+                if writer:
+                    writer.cancel()
+                if call:
+                    call.cancel()
+                lost = self.outbox.clear()
+                if lost:
+                    self.on_lost(lost, "LAYER_UNAVAILABLE")
+                if was:
+                    self.on_state(False)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def drain(self, timeout: float):
+        """Waits until queued egress is written (graceful shutdown)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.outbox) and self.connected and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def close(self):
+        if self._task:
+            self._task.cancel()
+        await self.channel.close()
+
+
+class Uplinks(layers_pb2_grpc.LayerServicer):
+    """The Exchange service: one stream per upper layer that dialled us.
+
+    `on_batch(batch, layer)` handles egress from above (and may await room
+    below); `on_connect(layer, instance)` tells that an upper layer (re)appeared,
+    so state it owned can be reset when it is a new instance."""
+
+    def __init__(self, allowed: tuple[str, ...], on_batch, on_connect=None, stamp=_no_stamp):
+        self.allowed = allowed
+        self.on_batch, self.on_connect, self.stamp = on_batch, on_connect, stamp
+        self.outboxes: dict[str, Outbox] = {}
+        self._calls: dict[str, object] = {}
+
+    def connected(self, layer: str) -> bool:
+        return layer in self.outboxes
+
+    def put(self, layer: str, skb) -> str | None:
+        ob = self.outboxes.get(layer)
+        if ob is None:
+            return "LAYER_UNAVAILABLE"
+        return None if ob.put(skb) else "CPU_BACKLOG"
+
+    def kick(self, layer: str):
+        """Sends an empty batch (carrying only the stamp) to `layer`."""
+        ob = self.outboxes.get(layer)
+        if ob is not None:
+            ob.kick()
+
+    async def Exchange(self, request_iterator, context):
+        md = dict(context.invocation_metadata())
+        layer = md.get(LAYER_KEY)
+        if layer not in self.allowed:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"layer {layer!r} may not exchange skbs here (allowed: {', '.join(self.allowed)})")
+        old = self._calls.pop(layer, None)
+        if old is not None:           # a restarted upper layer replaces its old stream
+            old.cancel()
+        outbox = Outbox()
+        self.outboxes[layer] = outbox
+        me = asyncio.current_task()
+        self._calls[layer] = me
+        if self.on_connect:
+            self.on_connect(layer, md.get(INSTANCE_KEY, ""))
+        writer = asyncio.get_running_loop().create_task(_write_loop(outbox, context.write, self.stamp))
+        outbox.kick()                     # the greeting Downlink waits for
+        try:
+            while True:
+                batch = await context.read()
+                if batch is grpc.aio.EOF:
+                    break
+                await self.on_batch(batch, layer)
+                if writer.done():
+                    writer.result()
+        finally:
+            writer.cancel()
+            if self.outboxes.get(layer) is outbox:
+                del self.outboxes[layer]
+            if self._calls.get(layer) is me:
+                del self._calls[layer]
+
+    async def drain(self, timeout: float):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(len(o) for o in self.outboxes.values()) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+
+def _short(e: Exception) -> str:
+    if isinstance(e, grpc.aio.AioRpcError):
+        return f"{e.code().name}: {e.details()}"
+    return repr(e)

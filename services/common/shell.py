@@ -1,0 +1,292 @@
+"""The gRPC shell every layer service shares: streams to its neighbours, the
+verdict loop around its core, spans, drops, timers, Admin and health.
+
+A layer subclasses LayerShell, builds its per-netns core state, and implements
+`egress(skb, now)` (from above), `ingress(skb, now)` (from below), `timer(key,
+now)` and `admin(request)`; each of the first three returns verdicts
+(skbuff.py). Everything that touches gRPC, the clock or OpenTelemetry is here.
+"""
+import asyncio
+import gc
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from pktflow.v1 import admin_pb2, admin_pb2_grpc, skb_pb2
+
+from . import config, topology
+from .plumbing import Downlink, Uplinks
+from .skbuff import DOWN, DROP, NEW_JOURNEY, SAMPLED, TIMER, UP
+from .tracing import Tracer
+
+log = logging.getLogger("pktflow")
+
+_ns = time.time_ns
+_mono = time.monotonic_ns
+
+
+class LayerShell(admin_pb2_grpc.AdminServicer):
+    name = "layer"
+
+    def __init__(self, topo: topology.Topology, tracer: Tracer | None = None):
+        self.topo = topo
+        self.tracer = tracer or Tracer(self.name)
+        self.instance = uuid.uuid4().hex
+        self.drops: Counter = Counter()          # (netns, reason) -> count
+        self.downs: dict[str, Downlink] = {}
+        self.uplinks: Uplinks | None = None
+        self.health = health.aio.HealthServicer()
+        self._timers: dict = {}
+        self._base_attrs: dict = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- to be provided by the layer
+    def egress(self, skb, now: int) -> list:
+        raise NotImplementedError
+
+    def ingress(self, skb, now: int) -> list:
+        raise NotImplementedError
+
+    def timer(self, key, now: int) -> list:
+        return []
+
+    def admin(self, req: admin_pb2.AdminRequest) -> admin_pb2.AdminReply:
+        return admin_pb2.AdminReply(err=95, detail=f"the {self.name} layer has no command {req.command!r}")
+
+    def span_attrs(self, skb) -> tuple:
+        """Extra span attributes of a sampled skb (addresses, ports, ...)."""
+        return ()
+
+    def on_upper_connect(self, layer: str, instance: str):
+        pass
+
+    def on_lower_state(self, layer: str, up: bool):
+        pass
+
+    # -- the verdict loop
+    def egress_for(self, from_layer: str):
+        """The core entry for skbs from `from_layer` (link has two uppers)."""
+        return self.egress
+
+    async def on_egress_batch(self, batch, from_layer: str):
+        now = _mono()
+        apply = self.apply
+        egress = self.egress_for(from_layer)
+        for skb in batch.skbs:
+            t0 = _ns()
+            verdicts = egress(skb, now)
+            apply(verdicts, t0, _ns(), "egress")
+        for d in self.downs.values():
+            await d.room()
+
+    def on_ingress_batch(self, batch):
+        now = _mono()
+        apply = self.apply
+        ingress = self.ingress
+        for skb in batch.skbs:
+            t0 = _ns()
+            verdicts = ingress(skb, now)
+            apply(verdicts, t0, _ns(), "ingress")
+
+    def apply(self, verdicts, t0: int, t1: int, direction: str):
+        for kind, skb, fn, arg in verdicts:
+            if kind == TIMER:
+                self._arm(fn, arg)
+                continue
+            lost = None
+            if kind == DOWN:
+                lost = self.send_down(skb)
+            elif kind == UP:
+                lost = self.uplinks.put(arg or self.default_upper, skb)
+            elif kind == DROP:
+                self.drops[(skb.netns, arg)] += 1
+            if lost:
+                self.drops[(skb.netns, lost)] += 1
+            flags = skb.trace_flags
+            if flags:
+                if flags & NEW_JOURNEY:
+                    links = ((skb.trace_id, skb.span_id),) if flags & SAMPLED and skb.span_id else ()
+                    self.tracer.start(skb, fn if isinstance(fn, str) else fn[0])
+                    flags = skb.trace_flags
+                else:
+                    links = ()
+                if flags & SAMPLED:
+                    self._spans(skb, fn, t0, t1, direction, arg if kind == DROP else lost, links)
+
+    default_upper = None
+
+    def send_down(self, skb) -> str | None:
+        return self.downs[config.LOWER[self.name]].put(skb)
+
+    def _spans(self, skb, fn, t0, t1, direction, drop, links):
+        key = (skb.netns, direction, len(skb.data) - skb.head)
+        base = self._base_attrs.get(key)
+        if base is None:
+            if len(self._base_attrs) > 20000:
+                self._base_attrs.clear()
+            base = self._base_attrs[key] = (("pktflow.netns", skb.netns), ("pktflow.layer", self.name),
+                                            ("pktflow.direction", direction), ("pktflow.skb.len", key[2]))
+        attrs = base + self.span_attrs(skb)
+        hop = self.tracer.hop
+        if isinstance(fn, str):
+            hop(skb, fn, t0, t1, attrs, drop, links)
+        else:
+            last = len(fn) - 1
+            for i, name in enumerate(fn):
+                hop(skb, name, t0, t1, attrs, drop if i == last else None, links if i == 0 else ())
+
+    def lost(self, skbs, reason: str):
+        """Skbs a broken stream took with it: counted and traced as drops."""
+        t = _ns()
+        for skb in skbs:
+            self.drops[(skb.netns, reason)] += 1
+            if skb.trace_flags & SAMPLED:
+                self._spans(skb, "dev_queue_xmit" if self.name == "link" else f"{self.name}_xmit",
+                            t, t, "egress", reason, ())
+
+    # -- timers
+    def _arm(self, key, when):
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        if when is not None:
+            delay = max(0.0, (when - _mono()) / 1e9)
+            self._timers[key] = self.loop.call_later(delay, self._fire, key)
+
+    def _fire(self, key):
+        self._timers.pop(key, None)
+        t0 = _ns()
+        self.apply(self.timer(key, _mono()), t0, _ns(), "egress")
+
+    # -- Admin: answer for this layer, pass the rest down
+    async def Query(self, request, context):
+        if request.layer == self.name or not request.layer:
+            try:
+                return self.admin(request)
+            except Exception as e:          # an Admin bug must not look like success
+                log.exception("admin %s failed", request.command)
+                return admin_pb2.AdminReply(err=5, detail=f"{self.name}: {e}")
+        lower = config.LOWER.get(self.name)
+        if lower is None or request.layer not in config.LAYERS:
+            return admin_pb2.AdminReply(err=22, detail=f"no layer {request.layer!r} below {self.name}")
+        try:
+            return await admin_pb2_grpc.AdminStub(self.downs[lower].channel).Query(request, timeout=10)
+        except grpc.aio.AioRpcError as e:
+            return admin_pb2.AdminReply(err=112, detail=f"the {lower} layer did not answer: {e.code().name}")
+
+    def drop_counters(self, netns: str) -> list:
+        return [admin_pb2.Counter(name=f"Drop{reason}", value=v)
+                for (ns, reason), v in sorted(self.drops.items()) if ns == netns]
+
+    def check_netns(self, netns: str):
+        if netns not in self.topo.hosts:
+            return admin_pb2.AdminReply(err=2, detail=f"no network namespace {netns!r}")
+        return None
+
+    # -- life cycle
+    def connect_down(self, target: str):
+        d = Downlink(self.name, self.instance, target, config.endpoint(target), self.on_ingress_batch,
+                     self.lost, lambda up, t=target: self._lower_state(t, up))
+        self.downs[target] = d
+        return d
+
+    def _lower_state(self, target: str, up: bool):
+        self.on_lower_state(target, up)
+        asyncio.ensure_future(self._update_health())
+
+    async def _update_health(self):
+        ready = all(d.connected for d in self.downs.values())
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set("", status)
+        await self.health.set(f"pktflow.{self.name}", status)
+
+    def add_services(self, server):
+        """Layer-specific gRPC services (the socket layer's syscalls, ...)."""
+
+    async def serve(self, address: str):
+        self.loop = asyncio.get_running_loop()
+        server = grpc.aio.server(options=config.SERVER_OPTIONS)
+        uppers = config.UPPERS.get(self.name)
+        if uppers:
+            from pktflow.v1 import layers_pb2_grpc
+            self.uplinks = Uplinks(uppers, self.on_egress_batch, self.on_upper_connect, self.batch_stamp)
+            layers_pb2_grpc.add_LayerServicer_to_server(self.uplinks, server)
+        admin_pb2_grpc.add_AdminServicer_to_server(self, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        self.add_services(server)
+        if server.add_insecure_port(address) == 0:
+            raise SystemExit(f"pktflow {self.name}: cannot listen on {address} (is the port in use?)")
+        lower = config.LOWER.get(self.name)
+        if lower:
+            self.connect_down(lower)
+        self.extra_downlinks()
+        await self._update_health()
+        await server.start()
+        for d in self.downs.values():
+            d.start()
+        log.info("%s layer listening on %s", self.name, address)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.shutdown(server)
+
+    def batch_stamp(self) -> dict:
+        return {}
+
+    def extra_downlinks(self):
+        pass
+
+    async def shutdown(self, server):
+        """SIGTERM: stop taking new work, drain what is in flight, flush spans."""
+        log.info("%s layer shutting down", self.name)
+        await self.health.enter_graceful_shutdown()
+        for d in self.downs.values():
+            await d.drain(2.0)
+        if self.uplinks:
+            await self.uplinks.drain(2.0)
+        await server.stop(1.0)
+        for d in self.downs.values():
+            await d.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.tracer.flush)
+
+
+def tune_gc():
+    """Millions of short-lived skbs and span records would make the cyclic
+    collector run constantly; they hold no cycles, so collect rarely and never
+    rescan what start-up left behind."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
+
+
+def main(shell_class):
+    """Entry point of a layer service: `python -m pktflow.services.<layer>`."""
+    logging.basicConfig(level=os.environ.get("PKTFLOW_LOG_LEVEL", "INFO"),
+                        format=f"%(asctime)s {shell_class.name}: %(message)s", stream=sys.stderr)
+    try:
+        topo = topology.load(config.topology_path())
+    except topology.TopologyError as e:
+        print(f"pktflow {shell_class.name}: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    shell = shell_class(topo)
+    tune_gc()
+    try:
+        asyncio.run(shell.serve(config.listen_address(shell_class.name)))
+    except KeyboardInterrupt:
+        pass
+
+
+def json_reply(obj) -> admin_pb2.AdminReply:
+    return admin_pb2.AdminReply(json=json.dumps(obj))
+
+
+Skb = skb_pb2.Skb

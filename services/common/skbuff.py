@@ -1,0 +1,40 @@
+"""sk_buff helpers for the cores, and the verdicts a core returns.
+
+A core call returns a list of verdicts, tuples (kind, skb, fn, arg):
+    (DOWN, skb, fn, None)      hand the skb to the layer below
+    (UP, skb, fn, layer)       hand it to the layer above (`layer` picks one when
+                               there are two, else None)
+    (DROP, skb, fn, reason)    kfree_skb_reason(): the kernel's drop reason name
+    (STOP, skb, fn, None)      the skb's hop ends here without a drop (consumed,
+                               or parked in a queue it will leave later)
+    (TIMER, None, key, when)   (re)arm the core's timer `key` at monotonic ns `when`;
+                               when=None cancels it
+`fn` is the kernel function that did the work, the span's name, or a tuple of
+nested ones ("ip_rcv", "ip_forward", "ip_output").
+"""
+from pktflow.v1.skb_pb2 import Skb
+
+DOWN, UP, DROP, STOP, TIMER = range(5)
+
+SAMPLED = 0x1
+# A packet a layer created itself (an ARP request, an ICMP error, a reply): its
+# journey is a new trace, linked to the packet that caused it.
+NEW_JOURNEY = 0x100
+
+
+def new_skb(netns: str, data: bytes = b"", cause: Skb | None = None, **fields) -> Skb:
+    skb = Skb(netns=netns, data=data, **fields)
+    if cause is not None and cause.trace_id:
+        skb.trace_id = cause.trace_id
+        skb.span_id = cause.span_id
+        skb.trace_flags = NEW_JOURNEY | (cause.trace_flags & SAMPLED)
+    else:
+        skb.trace_flags = NEW_JOURNEY
+    return skb
+
+
+def clone(skb: Skb) -> Skb:
+    """skb_clone(): same bytes and metadata, the same journey."""
+    c = Skb()
+    c.CopyFrom(skb)
+    return c

@@ -1,0 +1,99 @@
+"""The sysctls a topology may set, with Linux's defaults and ranges.
+
+Names are the kernel's (`sysctl -a` spelling). Per-interface `conf.<ifname>`
+keys accept `all`, `default` or an interface name of the host.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Knob:
+    default: object
+    parse: Callable[[str], object]
+    doc: str
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"{value} is out of range {lo}..{hi}")
+        return value
+    return parse
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    parts = text.split()
+    if len(parts) != 2:
+        raise ValueError(f"{text!r} is not two port numbers ('32768 60999')")
+    lo, hi = (_int_range(1, 65535)(p) for p in parts)
+    if lo > hi:
+        raise ValueError(f"{text!r}: the first port is above the second")
+    return lo, hi
+
+
+def _only(value: int, why: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        v = _int_range(0, 2)(text)
+        if v != value:
+            raise ValueError(f"only {value} is supported: {why}")
+        return v
+    return parse
+
+
+_BOOL = _int_range(0, 1)
+
+KNOBS: dict[str, Knob] = {
+    "net.ipv4.ip_forward": Knob(0, _BOOL, "forward IPv4 packets between interfaces"),
+    "net.ipv4.ip_default_ttl": Knob(64, _int_range(1, 255), "TTL of locally generated packets"),
+    "net.ipv4.ip_local_port_range": Knob((32768, 60999), _port_range, "ephemeral ports"),
+    "net.ipv4.icmp_echo_ignore_all": Knob(0, _BOOL, "do not answer echo requests"),
+    "net.ipv4.icmp_echo_ignore_broadcasts": Knob(1, _BOOL, "do not answer echo requests to broadcast"),
+    "net.ipv4.icmp_ratelimit": Knob(1000, _int_range(0, 2**31 - 1), "ms between ICMP errors to one peer (0: off)"),
+    "net.ipv4.icmp_msgs_per_sec": Knob(1000, _int_range(0, 2**31 - 1), "ICMP messages a second, host-wide"),
+    "net.ipv4.icmp_msgs_burst": Knob(50, _int_range(0, 2**31 - 1), "burst of the host-wide ICMP limit"),
+    "net.core.rmem_default": Knob(212992, _int_range(2304, 2**31 - 1), "default SO_RCVBUF"),
+    "net.core.rmem_max": Knob(212992, _int_range(2304, 2**31 - 1), "largest SO_RCVBUF a process may set"),
+    "net.core.wmem_default": Knob(212992, _int_range(4608, 2**31 - 1), "default SO_SNDBUF"),
+    "net.core.wmem_max": Knob(212992, _int_range(4608, 2**31 - 1), "largest SO_SNDBUF a process may set"),
+    "net.core.netdev_max_backlog": Knob(1000, _int_range(1, 2**31 - 1), "skbs queued towards an upper layer"),
+    "net.core.netdev_budget": Knob(300, _int_range(1, 2**31 - 1), "skbs one NAPI softirq run may take"),
+    "net.ipv4.neigh.default.base_reachable_time_ms": Knob(30000, _int_range(1, 2**31 - 1), "NUD reachable time base"),
+    "net.ipv4.neigh.default.retrans_time_ms": Knob(1000, _int_range(1, 2**31 - 1), "ARP retransmit interval"),
+    "net.ipv4.neigh.default.delay_first_probe_time": Knob(5, _int_range(0, 2**31 - 1), "s in DELAY before probing"),
+    "net.ipv4.neigh.default.mcast_solicit": Knob(3, _int_range(0, 255), "broadcast probes before FAILED"),
+    "net.ipv4.neigh.default.ucast_solicit": Knob(3, _int_range(0, 255), "unicast probes before FAILED"),
+    "net.ipv4.neigh.default.unres_qlen_bytes": Knob(212992, _int_range(0, 2**31 - 1), "bytes queued awaiting ARP"),
+    "net.ipv4.neigh.default.gc_stale_time": Knob(60, _int_range(1, 2**31 - 1), "s a stale entry lives"),
+}
+# rp_filter exists in the vocabulary of every topology, but reverse-path
+# filtering is not implemented yet: refuse anything but "off" rather than ignore it.
+PER_INTERFACE: dict[str, Knob] = {
+    "rp_filter": Knob(0, _only(0, "reverse-path filtering is not implemented yet"), "reverse-path filter"),
+    "forwarding": Knob(None, _BOOL, "forward on this interface (follows ip_forward)"),
+    "accept_local": Knob(0, _BOOL, "accept packets with a local source address"),
+}
+
+
+def parse(name: str, text: str, ifnames: set[str]) -> tuple[str, object]:
+    """Validates one sysctl; returns its canonical name and value. Raises
+    ValueError naming the problem."""
+    knob = KNOBS.get(name)
+    if knob is None and name.startswith("net.ipv4.conf."):
+        parts = name.split(".")
+        if len(parts) == 5 and parts[4] in PER_INTERFACE:
+            if parts[3] not in ifnames | {"all", "default"}:
+                raise ValueError(f"no interface {parts[3]!r} on this host")
+            knob = PER_INTERFACE[parts[4]]
+    if knob is None:
+        raise ValueError("unknown sysctl (supported: " + ", ".join(sorted(KNOBS)) +
+                         ", net.ipv4.conf.<if>.{" + ",".join(PER_INTERFACE) + "})")
+    return name, knob.parse(str(text))
+
+
+def defaults() -> dict[str, object]:
+    return {name: knob.default for name, knob in KNOBS.items()}

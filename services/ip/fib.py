@@ -1,0 +1,147 @@
+"""The FIB (net/ipv4/fib_*.c): the local and main routing tables with
+longest-prefix match.
+
+As in Linux, adding an address puts `local ADDR` and `broadcast BCAST` routes
+in the local table and the connected prefix route in the main table; lookups try
+local first. Results are cached per destination until the tables change
+(fib_genid, the kernel's rt_genid)."""
+from dataclasses import dataclass
+
+from ..wire.ipv4 import INADDR_BROADCAST, ntoa, prefix_mask
+
+RTN_UNICAST = 1
+RTN_LOCAL = 2
+RTN_BROADCAST = 3
+RTN_BLACKHOLE = 6
+RTN_UNREACHABLE = 7
+RTN_PROHIBIT = 8
+RTN_NAMES = {RTN_UNICAST: "unicast", RTN_LOCAL: "local", RTN_BROADCAST: "broadcast", RTN_BLACKHOLE: "blackhole",
+             RTN_UNREACHABLE: "unreachable", RTN_PROHIBIT: "prohibit"}
+TYPE_BY_NAME = {v: k for k, v in RTN_NAMES.items()}
+
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST = 0, 253, 254
+SCOPE_NAMES = {RT_SCOPE_UNIVERSE: "global", RT_SCOPE_LINK: "link", RT_SCOPE_HOST: "host"}
+TABLE_LOCAL, TABLE_MAIN = 255, 254
+
+
+@dataclass(frozen=True)
+class FibRoute:
+    dst: int
+    plen: int
+    type: int = RTN_UNICAST
+    dev: int = 0               # ifindex, 0 for none
+    gw: int = 0
+    prefsrc: int = 0
+    metric: int = 0
+    scope: int = RT_SCOPE_UNIVERSE
+    proto: str = "boot"
+    table: int = TABLE_MAIN
+
+
+class Table:
+    def __init__(self):
+        self.by_plen: dict[int, dict[int, list[FibRoute]]] = {}
+        self.plens: list[int] = []
+
+    def add(self, r: FibRoute):
+        bucket = self.by_plen.setdefault(r.plen, {}).setdefault(r.dst, [])
+        bucket.append(r)
+        bucket.sort(key=lambda x: x.metric)
+        self.plens = sorted(self.by_plen, reverse=True)
+
+    def delete(self, dst: int, plen: int, match=lambda r: True) -> bool:
+        bucket = self.by_plen.get(plen, {}).get(dst, [])
+        for r in bucket:
+            if match(r):
+                bucket.remove(r)
+                if not bucket:
+                    del self.by_plen[plen][dst]
+                return True
+        return False
+
+    def lookup(self, daddr: int) -> FibRoute | None:
+        for plen in self.plens:
+            bucket = self.by_plen[plen].get(daddr & prefix_mask(plen))
+            if bucket:
+                return bucket[0]
+        return None
+
+    def routes(self):
+        """In `ip route` order: by destination, then prefix length."""
+        keys = sorted((dst, plen) for plen, by_dst in self.by_plen.items() for dst in by_dst)
+        for dst, plen in keys:
+            yield from self.by_plen[plen][dst]
+
+
+class Fib:
+    def __init__(self):
+        self.local = Table()
+        self.main = Table()
+        self.genid = 1
+        self._cache: dict[int, FibRoute | None] = {}
+
+    def changed(self):
+        self.genid += 1
+        self._cache.clear()
+
+    def add_ifaddr(self, ifindex: int, addr: int, plen: int, loopback: bool):
+        """fib_add_ifaddr()."""
+        mask = prefix_mask(plen)
+        self.local.add(FibRoute(addr, 32, RTN_LOCAL, ifindex, prefsrc=addr, scope=RT_SCOPE_HOST,
+                                proto="kernel", table=TABLE_LOCAL))
+        if loopback:
+            self.local.add(FibRoute(addr & mask, plen, RTN_LOCAL, ifindex, prefsrc=addr, scope=RT_SCOPE_HOST,
+                                    proto="kernel", table=TABLE_LOCAL))
+        else:
+            self.main.add(FibRoute(addr & mask, plen, RTN_UNICAST, ifindex, prefsrc=addr, scope=RT_SCOPE_LINK,
+                                   proto="kernel"))
+        if plen < 31:
+            self.local.add(FibRoute(addr | (~mask & 0xFFFFFFFF), 32, RTN_BROADCAST, ifindex, prefsrc=addr,
+                                    scope=RT_SCOPE_LINK, proto="kernel", table=TABLE_LOCAL))
+        self.changed()
+
+    def add(self, route: FibRoute):
+        self.main.add(route)
+        self.changed()
+
+    def lookup(self, daddr: int) -> FibRoute | None:
+        """fib_lookup(): local table, then main; cached."""
+        try:
+            return self._cache[daddr]
+        except KeyError:
+            pass
+        r = self.local.lookup(daddr) or self.main.lookup(daddr)
+        if len(self._cache) < 65536:
+            self._cache[daddr] = r
+        return r
+
+    def is_local(self, addr: int) -> bool:
+        r = self.local.lookup(addr)
+        return r is not None and r.type == RTN_LOCAL
+
+    def is_broadcast(self, addr: int) -> bool:
+        if addr == INADDR_BROADCAST:
+            return True
+        r = self.local.lookup(addr)
+        return r is not None and r.type == RTN_BROADCAST and r.plen == 32
+
+    def show(self, table: int, ifname) -> list[str]:
+        """`ip route show [table local]` lines."""
+        out = []
+        for r in (self.local if table == TABLE_LOCAL else self.main).routes():
+            words = [] if r.type == RTN_UNICAST and table == TABLE_MAIN else [RTN_NAMES[r.type]]
+            words.append("default" if r.plen == 0 else ntoa(r.dst) if r.plen == 32 else f"{ntoa(r.dst)}/{r.plen}")
+            if r.gw:
+                words += ["via", ntoa(r.gw)]
+            if r.dev:
+                words += ["dev", ifname(r.dev)]
+            if r.proto != "boot":          # `ip route add` routes are proto boot, not shown
+                words += ["proto", r.proto]
+            if r.scope != RT_SCOPE_UNIVERSE:
+                words += ["scope", SCOPE_NAMES[r.scope]]
+            if r.prefsrc:
+                words += ["src", ntoa(r.prefsrc)]
+            if r.metric:
+                words += ["metric", str(r.metric)]
+            out.append(" ".join(words))
+        return out

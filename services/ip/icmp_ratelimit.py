@@ -1,0 +1,52 @@
+"""ICMP rate limits (net/ipv4/icmp.c, inetpeer.c): a host-wide token bucket
+(icmp_msgs_per_sec, icmp_msgs_burst) and one per destination
+(inet_peer_xrlim_allow: one message per icmp_ratelimit ms, bursts of six), for
+the types in icmp_ratemask (destination unreachable, source quench, time
+exceeded, parameter problem). Echo replies are never limited."""
+
+ICMP_RATEMASK = 0x1818          # net.ipv4.icmp_ratemask default
+XRLIM_BURST_FACTOR = 6
+MS = 1_000_000
+_S = 1_000_000_000
+
+
+class RateLimits:
+    def __init__(self, sysctl: dict):
+        self.timeout = sysctl["net.ipv4.icmp_ratelimit"] * MS
+        self.per_sec = sysctl["net.ipv4.icmp_msgs_per_sec"]
+        self.burst = sysctl["net.ipv4.icmp_msgs_burst"]
+        self.credit = self.burst
+        self.stamp = None
+        self.peers: dict[int, tuple[int, int]] = {}    # daddr -> (tokens, last)
+
+    def global_allow(self, now: int) -> bool:
+        """icmp_global_allow()."""
+        if self.stamp is None:
+            self.stamp = now
+        elapsed = now - self.stamp
+        if elapsed >= _S // 50:
+            self.credit = min(self.burst, self.credit + elapsed * self.per_sec // _S)
+            self.stamp = now
+        if self.credit > 0:
+            self.credit -= 1
+            return True
+        return False
+
+    def peer_allow(self, daddr: int, now: int) -> bool:
+        """inet_peer_xrlim_allow(): a new peer starts with a full burst."""
+        if not self.timeout:
+            return True
+        cap = XRLIM_BURST_FACTOR * self.timeout
+        tokens, last = self.peers.get(daddr, (cap, now))
+        tokens = min(cap, tokens + now - last)
+        ok = tokens >= self.timeout
+        if ok:
+            tokens -= self.timeout
+        if len(self.peers) > 4096:
+            self.peers.clear()
+        self.peers[daddr] = (tokens, now)
+        return ok
+
+    @staticmethod
+    def limited_type(type_: int, code: int) -> bool:
+        return bool((1 << type_) & ICMP_RATEMASK) and not (type_ == 3 and code == 4)

@@ -1,0 +1,86 @@
+"""Packets from the device layer (net/ipv4/ip_input.c): ip_rcv() checks the
+header in ip_rcv_core()'s order, routes it, and either forwards it or delivers
+it to ICMP here or to the transport layer above."""
+import errno
+
+from ..common.skbuff import DROP, UP
+from ..wire import Malformed, icmp, ipv4
+from . import icmp as icmpmod, ip_forward, route
+from .route import RouteError
+
+PACKET_OTHERHOST = 3
+TRANSPORT_PROTOCOLS = (ipv4.IPPROTO_UDP, ipv4.IPPROTO_TCP)
+_HDR_ERROR_COUNTERS = {"IP_CSUM": ("IpExtInCsumErrors", "IpInHdrErrors"), "IP_INHDR": ("IpInHdrErrors",),
+                       "PKT_TOO_SMALL": ("IpExtInTruncatedPkts",)}
+
+
+def ip_rcv(ns, skb, now: int) -> list:
+    fn = ("ip_rcv",)
+    if skb.pkt_type == PACKET_OTHERHOST:
+        ns.devstats[skb.ifindex]["rx_otherhost_dropped"] += 1
+        return [(DROP, skb, fn, "OTHERHOST")]
+    mib = ns.mib
+    nh = skb.network_header
+    mib["IpInReceives"] += 1
+    mib["IpExtInOctets"] += len(skb.data) - nh
+    try:
+        iph = ipv4.parse(skb.data, nh)
+    except Malformed as e:
+        for c in _HDR_ERROR_COUNTERS.get(e.reason, ()):
+            mib[c] += 1
+        return [(DROP, skb, fn, e.reason)]
+    if len(skb.data) > nh + iph.total_len:     # pskb_trim_rcsum(): the medium padded the frame
+        skb.data = skb.data[:nh + iph.total_len]
+    skb.transport_header = nh + iph.ihl
+    try:
+        kind, rt = route.ip_route_input(ns, iph, skb.ifindex)
+    except RouteError as e:
+        return ip_error(ns, skb, e, now, fn)
+    if kind == route.FORWARD:
+        return ip_forward.ip_forward(ns, skb, iph, rt, now)
+    if kind == route.BROADCAST and skb.pkt_type == 0:
+        skb.pkt_type = 1                         # delivered as a broadcast
+    return ip_local_deliver(ns, skb, iph, now)
+
+
+def ip_error(ns, skb, e: RouteError, now: int, fn) -> list:
+    """ip_error(): the input route said no."""
+    reason = getattr(e, "reason", None)
+    if reason:                                   # a martian
+        return [(DROP, skb, fn, reason)]
+    if not ns.forwarding:
+        if e.errno == errno.EHOSTUNREACH:
+            ns.mib["IpInAddrErrors"] += 1
+            return [(DROP, skb, fn, "IP_INADDRERRORS")]
+        ns.mib["IpExtInNoRoutes"] += 1
+        return [(DROP, skb, fn, "IP_INNOROUTES")]
+    code = {errno.EHOSTUNREACH: icmp.ICMP_HOST_UNREACH, errno.ENETUNREACH: icmp.ICMP_NET_UNREACH,
+            errno.EACCES: icmp.ICMP_PKT_FILTERED}.get(e.errno)
+    reason = "NOT_SPECIFIED"
+    if e.errno == errno.ENETUNREACH:
+        ns.mib["IpExtInNoRoutes"] += 1
+        reason = "IP_INNOROUTES"
+    out = [(DROP, skb, fn, reason)]
+    if code is not None:
+        out = icmpmod.icmp_send(ns, skb, icmp.ICMP_DEST_UNREACH, code, 0, now) + out
+    return out
+
+
+def ip_local_deliver(ns, skb, iph, now: int) -> list:
+    fn = ("ip_rcv", "ip_local_deliver")
+    if iph.is_fragment:
+        # Reassembly (ip_fragment.c) is not implemented yet.
+        ns.mib["IpReasmFails"] += 1
+        return [(DROP, skb, fn, "FRAG_REASM_TIMEOUT")]
+    proto = iph.proto
+    if proto == ipv4.IPPROTO_ICMP:
+        ns.mib["IpInDelivers"] += 1
+        return icmpmod.icmp_rcv(ns, skb, iph, now, fn)
+    if proto in TRANSPORT_PROTOCOLS:
+        ns.mib["IpInDelivers"] += 1
+        skb.head = skb.transport_header
+        return [(UP, skb, fn, None)]
+    ns.mib["IpInUnknownProtos"] += 1
+    out = [] if skb.pkt_type != 0 else icmpmod.icmp_send(ns, skb, icmp.ICMP_DEST_UNREACH, icmp.ICMP_PROT_UNREACH,
+                                                         0, now)
+    return out + [(DROP, skb, fn, "IP_NOPROTO")]

@@ -1,0 +1,49 @@
+"""Locally generated packets (net/ipv4/ip_output.c): ip_queue_xmit() builds the
+IP header for a segment from the transport layer, routes it, and hands it to
+the neighbour layer; ip_output() is the last step for forwarded packets too."""
+from ..common.skbuff import DOWN, DROP
+from ..wire import ipv4
+from . import route
+from .route import RouteError
+
+IP_ID_SET = 0x10000
+
+
+def ip_queue_xmit(ns, skb, now: int, fn="ip_queue_xmit") -> list:
+    """skb.data is the transport segment; skb carries the flow (daddr, saddr,
+    ip_proto, ttl, tos, df) the transport layer chose."""
+    try:
+        rt = route.ip_route_output(ns, skb.daddr, skb.saddr)
+    except RouteError:
+        ns.mib["IpOutNoRoutes"] += 1
+        return [(DROP, skb, fn, "IP_OUTNOROUTES")]
+    saddr = skb.saddr or rt.saddr
+    ns.mib["IpOutRequests"] += 1
+    if skb.ip_id & IP_ID_SET:
+        ident = skb.ip_id & 0xFFFF
+    elif skb.df:
+        ident = 0                        # ip_select_ident_segs(): DF and no connected socket
+    else:
+        ident = ns.ident(saddr, skb.daddr, skb.ip_proto)
+    hdr = ipv4.header(saddr, skb.daddr, skb.ip_proto, len(skb.data), ttl=skb.ttl or ns.default_ttl,
+                      tos=skb.tos, ident=ident, df=skb.df)
+    skb.data = hdr + skb.data
+    skb.saddr = saddr
+    skb.network_header = 0
+    skb.transport_header = ipv4.IPV4_HLEN
+    skb.protocol = 0x0800
+    return ip_output(ns, skb, rt, fn)
+
+
+def ip_output(ns, skb, rt: route.Rt, fn) -> list:
+    """ip_output() -> ip_finish_output(): MTU check, then to the device with the next hop."""
+    n = len(skb.data)
+    if n > rt.mtu:
+        # No fragmentation yet: what would be fragmented is dropped and counted.
+        ns.mib["IpFragFails"] += 1
+        return [(DROP, skb, fn, "PKT_TOO_BIG")]
+    ns.mib["IpOutTransmits"] += 1
+    ns.mib["IpExtOutOctets"] += n
+    skb.ifindex = rt.oif
+    skb.nexthop = rt.nexthop
+    return [(DOWN, skb, fn, None)]

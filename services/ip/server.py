@@ -1,0 +1,80 @@
+"""The ip service: a thin shell around stack.Ip, plus the route lookup the
+transport layer asks for."""
+import json
+
+from pktflow.v1 import admin_pb2, layers_pb2, layers_pb2_grpc
+
+from ..common import snmp
+from ..common.shell import LayerShell
+from ..wire import ipv4
+from .fib import TABLE_LOCAL, TABLE_MAIN
+from .stack import Ip
+
+
+class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
+    name = "ip"
+    default_upper = "transport"
+
+    def __init__(self, topo, tracer=None):
+        super().__init__(topo, tracer)
+        self.ip = Ip(topo)
+        self._attr_cache: dict = {}
+
+    def egress(self, skb, now):
+        return self.ip.from_transport(skb, now)
+
+    def ingress(self, skb, now):
+        return self.ip.ip_rcv(skb, now)
+
+    def batch_stamp(self):
+        return {"fib_genid": self.ip.genid}
+
+    def add_services(self, server):
+        layers_pb2_grpc.add_IpServicer_to_server(self, server)
+
+    async def RouteOutput(self, request, context):
+        err, rt = self.ip.route_output(request.netns, request.daddr, request.saddr, request.oif)
+        if err:
+            return layers_pb2.RouteReply(err=err, fib_genid=self.ip.genid)
+        return layers_pb2.RouteReply(saddr=rt.saddr, oif=rt.oif, mtu=rt.mtu, type=rt.type,
+                                     fib_genid=self.ip.genid)
+
+    def span_attrs(self, skb):
+        """Addresses, protocol and TTL from the IP header, as the hop left it."""
+        nh = skb.network_header
+        d = skb.data
+        if len(d) < nh + 20 or d[nh] >> 4 != 4:
+            return ()
+        key = d[nh + 8:nh + 10] + d[nh + 12:nh + 20]
+        attrs = self._attr_cache.get(key)
+        if attrs is None:
+            attrs = (("network.type", "ipv4"), ("source.address", ipv4.ntoa(int.from_bytes(key[2:6], "big"))),
+                     ("destination.address", ipv4.ntoa(int.from_bytes(key[6:10], "big"))),
+                     ("network.transport", _PROTO_NAMES.get(key[1], str(key[1]))), ("pktflow.ip.ttl", key[0]))
+            if len(self._attr_cache) > 10000:
+                self._attr_cache.clear()
+            self._attr_cache[key] = attrs
+        return attrs
+
+    def admin(self, req):
+        bad = self.check_netns(req.netns)
+        if bad:
+            return bad
+        ns = self.ip.netns[req.netns]
+        if req.command == "counters":
+            ns.mib["IpForwarding"] = 1 if ns.forwarding else 2
+            ns.mib["IpDefaultTTL"] = ns.default_ttl
+            rows = ns.mib.rows(snmp.IP + snmp.IP_EXT + snmp.ICMP)
+            return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v) for k, v in rows]
+                                        + self.drop_counters(req.netns))
+        if req.command == "route":
+            table = TABLE_LOCAL if "local" in req.args else TABLE_MAIN
+            return admin_pb2.AdminReply(json=json.dumps(ns.fib.show(table, ns.ifname)))
+        if req.command in ("addr", "link"):
+            return admin_pb2.AdminReply(json=json.dumps(self.ip.addresses(req.netns)))
+        if req.command == "sysctl":
+            return admin_pb2.AdminReply(json=json.dumps({k: v for k, v in ns.sysctl.items()}))
+        return super().admin(req)
+
+
+_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}

@@ -1,0 +1,64 @@
+"""The ip layer of every namespace: entry points the shell calls."""
+import errno
+import random
+
+from ..common.skbuff import DROP, STOP
+from ..wire import ipv4
+from . import icmp, ip_input, ip_output, route
+from .netns import IpNetns
+from .route import RouteError
+
+
+class Ip:
+    def __init__(self, topology, rng: random.Random | None = None):
+        rng = rng or random.Random()
+        self.netns = {h.name: IpNetns(h, rng) for h in topology.hosts.values()}
+
+    @property
+    def genid(self) -> int:
+        return sum(ns.fib.genid for ns in self.netns.values())
+
+    def ip_rcv(self, skb, now: int) -> list:
+        """From the device layer: a received packet, or a neighbour failure report."""
+        ns = self.netns.get(skb.netns)
+        if ns is None:
+            return [(DROP, skb, "ip_rcv", "DEV_READY")]
+        if skb.icmp_type:
+            # ipv4_link_failure(): the next hop never answered ARP
+            return icmp.icmp_send(ns, skb, skb.icmp_type, skb.icmp_code, 0, now, "ipv4_link_failure") + \
+                [(STOP, skb, "ipv4_link_failure", None)]
+        return ip_input.ip_rcv(ns, skb, now)
+
+    def from_transport(self, skb, now: int) -> list:
+        """From the transport layer: a segment to send, or an icmp_send() request
+        about a packet it received (skb.icmp_type set)."""
+        ns = self.netns.get(skb.netns)
+        if ns is None:
+            return [(DROP, skb, "ip_queue_xmit", "DEV_READY")]
+        if skb.icmp_type:
+            return icmp.icmp_send(ns, skb, skb.icmp_type, skb.icmp_code, skb.icmp_info, now) + \
+                [(STOP, skb, "icmp_send", None)]
+        return ip_output.ip_queue_xmit(ns, skb, now)
+
+    def route_output(self, netns: str, daddr: int, saddr: int = 0, oif: int = 0):
+        """ip_route_output_key() for the transport layer: (errno, Rt or None)."""
+        ns = self.netns.get(netns)
+        if ns is None:
+            return errno.ENODEV, None
+        if saddr and not ns.fib.is_local(saddr):
+            return errno.EADDRNOTAVAIL, None
+        try:
+            return 0, route.ip_route_output(ns, daddr, saddr, oif)
+        except RouteError as e:
+            if e.errno == errno.ENETUNREACH:
+                ns.mib["IpOutNoRoutes"] += 1
+            return e.errno, None
+
+    def addresses(self, netns: str) -> list[dict]:
+        ns = self.netns[netns]
+        return [{"ifindex": d.ifindex, "ifname": d.name, "mtu": d.mtu, "loopback": d.loopback,
+                 "addresses": [{"local": ipv4.ntoa(a), "prefixlen": p,
+                                "broadcast": ipv4.ntoa(a | (~ipv4.prefix_mask(p) & 0xFFFFFFFF)) if p < 31 else None}
+                               for a, p in d.addrs],
+                 "stats": dict(ns.devstats[d.ifindex])}
+                for d in sorted(ns.devices.values(), key=lambda d: d.ifindex)]

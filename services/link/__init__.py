@@ -1,0 +1,2 @@
+"""The link room (net/core/dev.c, net/ethernet, net/ipv4/arp.c, net/core/neighbour.c):
+Ethernet framing, the ARP neighbour table with its pending queues, packet taps."""

@@ -1,0 +1,4 @@
+from ..common.shell import main
+from .server import LinkShell
+
+main(LinkShell)

@@ -1,0 +1,194 @@
+"""The device layer (net/core/dev.c, net/ethernet/eth.c): dev_queue_xmit()
+with neighbour output, __netif_receive_skb_core() with eth_type_trans(), and
+the packet taps that AF_PACKET sockets (and so captures) read from."""
+import errno
+import random
+from collections import Counter
+
+from pktflow.v1.skb_pb2 import SockEvent, Skb
+
+from ..common.skbuff import DOWN, DROP, STOP, TIMER, UP, clone
+from ..common.sysctl import defaults as sysctl_defaults
+from ..wire import Malformed, ethernet, ipv4
+from . import arp, neighbour as nd
+
+PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
+ICMP_DEST_UNREACH, ICMP_HOST_UNREACH = 3, 1
+
+
+class Device:
+    def __init__(self, iface):
+        self.name, self.ifindex, self.mac, self.mtu = iface.name, iface.ifindex, iface.mac, iface.mtu
+        self.loopback = iface.is_loopback
+        self.addrs = iface.addresses
+        self.local = {a for a, _ in iface.addresses}
+        self.broadcasts = {a | (~ipv4.prefix_mask(p) & 0xFFFFFFFF) for a, p in iface.addresses if p < 31}
+        self.broadcasts.add(ipv4.INADDR_BROADCAST)
+        self.stats: Counter = Counter()
+
+
+class LinkNetns:
+    """The device layer's state in one network namespace."""
+
+    def __init__(self, host, rng):
+        self.name = host.name
+        self.devices = {i.ifindex: Device(i) for i in host.interfaces.values()}
+        self.local = {a for d in self.devices.values() for a in d.local}
+        sysctls = sysctl_defaults() | host.sysctls
+        self.neigh = nd.NeighTable(nd.NeighParms(sysctls), rng)
+        self.taps: dict[int, dict[int, int]] = {}     # ifindex (0: any) -> {socket: ethertype}
+        self.mib: Counter = Counter()
+
+    def select_addr(self, dev: Device, dst: int) -> int:
+        """inet_select_addr(): an address of `dev` on dst's subnet, else its first."""
+        for a, p in dev.addrs:
+            if (a ^ dst) & ipv4.prefix_mask(p) == 0:
+                return a
+        if dev.addrs:
+            return dev.addrs[0][0]
+        return next(iter(self.local), 0)
+
+    def neigh_actions(self, actions) -> list:
+        """Turns the neighbour table's requests into verdicts."""
+        out = []
+        for kind, n, arg in actions:
+            if kind == nd.SEND:
+                out += self.output(self.devices[n.ifindex], arg, n.lladdr, "dev_queue_xmit")
+            elif kind == nd.QUEUED:
+                out.append((STOP, arg, "__neigh_event_send", None))
+            elif kind == nd.DROP:
+                out.append((DROP, arg[0], "__neigh_event_send", arg[1]))
+            elif kind == nd.SOLICIT:
+                out += arp.solicit(self, n, *arg)
+            elif kind == nd.TIMER:
+                out.append((TIMER, None, ("neigh", self.name, n.ifindex, n.ip), arg))
+            elif kind == nd.FAILED:
+                # arp_error_report() -> ipv4_link_failure(): ip answers with host unreachable
+                report = clone(arg)
+                report.icmp_type, report.icmp_code = ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
+                out.append((DROP, arg, "neigh_timer_handler", "NEIGH_FAILED"))
+                out.append((UP, report, "arp_error_report", "ip"))
+        return out
+
+    def output(self, dev: Device, skb, dst_mac: bytes, fn: str) -> list:
+        """Ethernet header on, taps, down to the driver."""
+        skb.data = ethernet.header(dst_mac, dev.mac, ethernet.ETH_P_IP) + skb.data
+        skb.protocol = ethernet.ETH_P_IP
+        return self.taps_out(dev, skb) + [(DOWN, skb, fn, None)]
+
+    def taps_out(self, dev: Device, skb) -> list:
+        """dev_queue_xmit_nit(): a copy of an outgoing frame for every ETH_P_ALL
+        packet socket on the device, except the one that sent it."""
+        out = []
+        for ifindex in (dev.ifindex, 0):
+            for sk, proto in self.taps.get(ifindex, {}).items():
+                if proto == ethernet.ETH_P_ALL and sk != skb.sk:
+                    c = clone(skb)
+                    c.sk, c.ifindex, c.pkt_type = sk, dev.ifindex, PACKET_OUTGOING
+                    out.append((UP, c, "dev_queue_xmit_nit", "socket"))
+        return out
+
+    def taps_in(self, dev: Device, skb, ethertype: int) -> list:
+        out = []
+        for ifindex in (dev.ifindex, 0):
+            for sk, proto in self.taps.get(ifindex, {}).items():
+                if proto == ethernet.ETH_P_ALL or proto == ethertype:
+                    c = clone(skb)
+                    c.sk = sk
+                    out.append((UP, c, "packet_rcv", "socket"))
+        return out
+
+
+class Link:
+    """The device layer of every namespace."""
+
+    def __init__(self, topology, rng: random.Random | None = None):
+        rng = rng or random.Random()
+        self.netns = {h.name: LinkNetns(h, rng) for h in topology.hosts.values()}
+
+    def _dev(self, skb):
+        ns = self.netns.get(skb.netns)
+        return ns, (ns.devices.get(skb.ifindex) if ns else None)
+
+    def dev_queue_xmit(self, skb, now: int) -> list:
+        """An IP packet from the ip layer, for device skb.ifindex and next hop skb.nexthop."""
+        ns, dev = self._dev(skb)
+        if dev is None:
+            return [(DROP, skb, "dev_queue_xmit", "DEV_READY")]
+        if dev.loopback:
+            return ns.output(dev, skb, ethernet.ZERO, "dev_queue_xmit")
+        if skb.nexthop in dev.broadcasts:
+            return ns.output(dev, skb, ethernet.BROADCAST, "dev_queue_xmit")
+        return ns.neigh_actions(ns.neigh.output(dev.ifindex, skb.nexthop, skb, now))
+
+    def packet_xmit(self, skb, now: int) -> list:
+        """packet_sendmsg(): a whole frame from an AF_PACKET socket, or its bind/release."""
+        ns, dev = self._dev(skb)
+        op = skb.call.op
+        if op:
+            return self.packet_call(ns, skb)
+        if dev is None:
+            return [(DROP, skb, "packet_sendmsg", "DEV_READY")]
+        return ns.taps_out(dev, skb) + [(DOWN, skb, "dev_queue_xmit", None)]
+
+    def packet_call(self, ns, skb) -> list:
+        """dev_add_pack()/dev_remove_pack() for a packet socket; a protocol of 0
+        receives nothing, as in Linux."""
+        call = skb.call
+        if ns is not None:
+            for taps in ns.taps.values():
+                taps.pop(skb.sk, None)
+            if call.op == call.BIND and call.protocol:
+                ns.taps.setdefault(skb.ifindex, {})[skb.sk] = call.protocol
+        if not call.req:
+            return []
+        ev = SockEvent(kind=SockEvent.COMPLETE, req=call.req, err=0 if ns is not None else errno.ENODEV)
+        return [(UP, Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete", "socket")]
+
+    def netif_receive_skb(self, skb, now: int) -> list:
+        """A frame from the driver: eth_type_trans(), taps, protocol handlers."""
+        ns, dev = self._dev(skb)
+        if dev is None:
+            return [(DROP, skb, "__netif_receive_skb_core", "DEV_READY")]
+        try:
+            eth = ethernet.parse(skb.data)
+        except Malformed as e:
+            dev.stats["rx_dropped"] += 1
+            return [(DROP, skb, "__netif_receive_skb_core", e.reason)]
+        if dev.loopback or eth.dst == dev.mac:
+            skb.pkt_type = PACKET_HOST
+        elif eth.dst == ethernet.BROADCAST:
+            skb.pkt_type = PACKET_BROADCAST
+        elif eth.dst[0] & 1:
+            skb.pkt_type = PACKET_MULTICAST
+        else:
+            skb.pkt_type = PACKET_OTHERHOST
+        skb.protocol = eth.ethertype
+        skb.mac_header = 0
+        skb.network_header = skb.head = ethernet.ETH_HLEN
+        out = ns.taps_in(dev, skb, eth.ethertype) if ns.taps else []
+        if eth.ethertype == ethernet.ETH_P_IP:
+            out.append((UP, skb, "__netif_receive_skb_core", "ip"))
+        elif eth.ethertype == ethernet.ETH_P_ARP:
+            out += arp.arp_rcv(ns, dev, skb, now)
+        else:
+            dev.stats["rx_dropped"] += 1
+            out.append((DROP, skb, "__netif_receive_skb_core", "UNHANDLED_PROTO"))
+        return out
+
+    def timer(self, key, now: int) -> list:
+        kind, netns, ifindex, ip = key
+        ns = self.netns[netns]
+        return ns.neigh_actions(ns.neigh.timer(ifindex, ip, now))
+
+    def reset_taps(self):
+        """The socket layer restarted: its packet sockets are gone."""
+        for ns in self.netns.values():
+            ns.taps.clear()
+
+    def neighbours(self, netns: str) -> list[dict]:
+        ns = self.netns[netns]
+        return [{"dst": ipv4.ntoa(e["dst"]), "dev": ns.devices[e["ifindex"]].name,
+                 "lladdr": ethernet.mac_to_str(e["lladdr"]) if e["lladdr"] else None,
+                 "state": nd.NAMES.get(e["state"], hex(e["state"]))} for e in ns.neigh.show()]
+

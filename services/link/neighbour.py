@@ -1,0 +1,201 @@
+"""The neighbour table and its NUD state machine (net/core/neighbour.c).
+
+States and timers are Linux's: INCOMPLETE probes by broadcast every
+retrans_time, starting its probe count at ucast_solicit and failing after
+ucast_solicit + mcast_solicit (so three broadcasts); REACHABLE for a random
+0.5..1.5 x base_reachable_time after a confirmation, then STALE; a STALE entry
+in use goes to DELAY, and after delay_first_probe_time to PROBE, which asks by
+unicast ucast_solicit times before FAILED. Packets wait in the entry's queue
+(unres_qlen_bytes) while it resolves.
+
+Pure: time comes in as monotonic nanoseconds, probes and released packets go
+out as return values, randomness comes from the caller's Random.
+"""
+from collections import deque
+
+NUD_NONE = 0x00
+NUD_INCOMPLETE = 0x01
+NUD_REACHABLE = 0x02
+NUD_STALE = 0x04
+NUD_DELAY = 0x08
+NUD_PROBE = 0x10
+NUD_FAILED = 0x20
+NUD_NOARP = 0x40
+NUD_PERMANENT = 0x80
+NUD_VALID = NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY
+NUD_CONNECTED = NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE
+
+NAMES = {NUD_NONE: "NONE", NUD_INCOMPLETE: "INCOMPLETE", NUD_REACHABLE: "REACHABLE", NUD_STALE: "STALE",
+         NUD_DELAY: "DELAY", NUD_PROBE: "PROBE", NUD_FAILED: "FAILED", NUD_NOARP: "NOARP",
+         NUD_PERMANENT: "PERMANENT"}
+
+MS = 1_000_000
+S = 1_000_000_000
+
+
+class NeighParms:
+    """struct neigh_parms, from the net.ipv4.neigh.default.* sysctls."""
+
+    def __init__(self, sysctls: dict):
+        self.base_reachable_time = sysctls["net.ipv4.neigh.default.base_reachable_time_ms"] * MS
+        self.retrans_time = sysctls["net.ipv4.neigh.default.retrans_time_ms"] * MS
+        self.delay_probe_time = sysctls["net.ipv4.neigh.default.delay_first_probe_time"] * S
+        self.mcast_probes = sysctls["net.ipv4.neigh.default.mcast_solicit"]
+        self.ucast_probes = sysctls["net.ipv4.neigh.default.ucast_solicit"]
+        self.app_probes = 0
+        self.mcast_reprobes = 0
+        self.queue_len_bytes = sysctls["net.ipv4.neigh.default.unres_qlen_bytes"]
+        self.gc_stale_time = sysctls["net.ipv4.neigh.default.gc_stale_time"] * S
+
+
+class Neighbour:
+    __slots__ = ("ifindex", "ip", "lladdr", "state", "probes", "queue", "queue_bytes", "updated",
+                 "confirmed", "used", "reachable_time")
+
+    def __init__(self, ifindex: int, ip: int, now: int):
+        self.ifindex, self.ip = ifindex, ip
+        self.lladdr: bytes | None = None
+        self.state = NUD_NONE
+        self.probes = 0
+        self.queue: deque = deque()
+        self.queue_bytes = 0
+        self.updated = self.confirmed = self.used = now
+        self.reachable_time = 0
+
+
+# What the table asks of its caller, as (kind, neighbour, payload) tuples.
+SEND = "send"            # payload: skb to transmit now with neighbour.lladdr
+QUEUED = "queued"        # payload: skb parked in the neighbour's queue
+DROP = "drop"            # payload: (skb, reason)
+SOLICIT = "solicit"      # payload: (skb that caused it or None, dst MAC or None for broadcast)
+TIMER = "timer"          # payload: monotonic ns of the neighbour's next timer, None to cancel
+FAILED = "failed"        # payload: skb that was waiting; the caller reports the link failure
+
+
+class NeighTable:
+    """The ARP table of one network namespace."""
+
+    def __init__(self, parms: NeighParms, rng):
+        self.parms = parms
+        self.rng = rng
+        self.entries: dict[tuple[int, int], Neighbour] = {}
+
+    def _reachable_time(self) -> int:
+        # neigh_rand_reach_time(): uniformly in [base/2, 3*base/2)
+        base = self.parms.base_reachable_time
+        return base // 2 + int(self.rng.random() * base)
+
+    def lookup(self, ifindex: int, ip: int) -> Neighbour | None:
+        return self.entries.get((ifindex, ip))
+
+    def output(self, ifindex: int, ip: int, skb, now: int) -> list:
+        """neigh_resolve_output(): send with a known address, or queue and probe."""
+        n = self.entries.get((ifindex, ip))
+        if n is None:
+            n = self.entries[(ifindex, ip)] = Neighbour(ifindex, ip, now)
+        n.used = now
+        state = n.state
+        if state & (NUD_CONNECTED | NUD_DELAY | NUD_PROBE):
+            return [(SEND, n, skb)]
+        if state == NUD_STALE:
+            # neigh_event_send: first use of a stale entry starts the DELAY clock
+            n.state, n.updated = NUD_DELAY, now
+            return [(SEND, n, skb), (TIMER, n, now + self.parms.delay_probe_time)]
+        out = []
+        if state in (NUD_NONE, NUD_FAILED):
+            n.state, n.updated = NUD_INCOMPLETE, now
+            # __neigh_event_send(): probes start at ucast_solicit and the
+            # immediate probe counts, so INCOMPLETE sends mcast_solicit in all
+            n.probes = self.parms.ucast_probes + 1
+            out.append((TIMER, n, now + self.parms.retrans_time))
+            out.append((SOLICIT, n, (skb, None)))
+        out += self._enqueue(n, skb)
+        return out
+
+    def _enqueue(self, n: Neighbour, skb) -> list:
+        out = []
+        size = len(skb.data)
+        while n.queue and n.queue_bytes + size > self.parms.queue_len_bytes:
+            old = n.queue.popleft()
+            n.queue_bytes -= len(old.data)
+            out.append((DROP, n, (old, "NEIGH_QUEUEFULL")))
+        if size > self.parms.queue_len_bytes:
+            return out + [(DROP, n, (skb, "NEIGH_QUEUEFULL"))]
+        n.queue.append(skb)
+        n.queue_bytes += size
+        out.append((QUEUED, n, skb))
+        return out
+
+    def update(self, ifindex: int, ip: int, lladdr: bytes, state: int, now: int, create: bool,
+               weak: bool = False) -> list:
+        """neigh_update() from ARP. `weak` (NEIGH_UPDATE_F_WEAK_OVERRIDE): a valid
+        entry with the same address keeps its state. Returns what to do."""
+        n = self.entries.get((ifindex, ip))
+        if n is None:
+            if not create:
+                return []
+            n = self.entries[(ifindex, ip)] = Neighbour(ifindex, ip, now)
+        if n.state & (NUD_NOARP | NUD_PERMANENT):
+            return []
+        if weak and n.state & NUD_VALID and n.lladdr == lladdr:
+            return []
+        n.lladdr = lladdr
+        n.state, n.updated = state, now
+        out = []
+        if state & NUD_CONNECTED:
+            n.confirmed = now
+            n.reachable_time = self._reachable_time()
+            out.append((TIMER, n, now + n.reachable_time))
+        else:
+            out.append((TIMER, n, None))
+        n.probes = 0
+        while n.queue:                   # neigh_update_process_arp_queue()
+            skb = n.queue.popleft()
+            out.append((SEND, n, skb))
+        n.queue_bytes = 0
+        return out
+
+    def timer(self, ifindex: int, ip: int, now: int) -> list:
+        """neigh_timer_handler()."""
+        n = self.entries.get((ifindex, ip))
+        if n is None:
+            return []
+        p = self.parms
+        state = n.state
+        if state == NUD_REACHABLE:
+            if now >= n.confirmed + n.reachable_time:
+                if now < n.used + p.delay_probe_time:
+                    n.state, n.updated = NUD_DELAY, now
+                    return [(TIMER, n, now + p.delay_probe_time)]
+                n.state, n.updated = NUD_STALE, now
+                return [(TIMER, n, now + p.gc_stale_time)]
+            return [(TIMER, n, n.confirmed + n.reachable_time)]
+        if state == NUD_DELAY:
+            if now < n.confirmed + p.delay_probe_time:
+                n.state, n.updated = NUD_REACHABLE, now
+                return [(TIMER, n, n.confirmed + n.reachable_time)]
+            n.state, n.updated, n.probes = NUD_PROBE, now, 0
+            state = NUD_PROBE
+        if state == NUD_STALE:
+            # neigh_periodic_work(): an unused stale entry is collected
+            if now >= n.used + p.gc_stale_time:
+                del self.entries[(ifindex, ip)]
+                return []
+            return [(TIMER, n, n.used + p.gc_stale_time)]
+        if state in (NUD_INCOMPLETE, NUD_PROBE):
+            max_probes = p.ucast_probes + p.app_probes + (p.mcast_reprobes if state == NUD_PROBE else p.mcast_probes)
+            if n.probes >= max_probes:
+                n.state, n.updated = NUD_FAILED, now
+                out = [(FAILED, n, skb) for skb in n.queue]
+                n.queue.clear()
+                n.queue_bytes = 0
+                return out
+            cause = n.queue[-1] if n.queue else None
+            n.probes += 1
+            dst = n.lladdr if state == NUD_PROBE else None
+            return [(SOLICIT, n, (cause, dst)), (TIMER, n, now + p.retrans_time)]
+        return []
+
+    def show(self) -> list[dict]:
+        return [{"dst": n.ip, "ifindex": n.ifindex, "lladdr": n.lladdr, "state": n.state}
+                for n in self.entries.values()]

@@ -1,0 +1,54 @@
+"""The link service: a thin shell around dev.Link."""
+import json
+
+from pktflow.v1 import admin_pb2
+
+from ..common.shell import LayerShell
+from ..wire import ethernet, ipv4
+from .dev import Link
+
+
+class LinkShell(LayerShell):
+    name = "link"
+    default_upper = "ip"
+
+    def __init__(self, topo, tracer=None):
+        super().__init__(topo, tracer)
+        self.link = Link(topo)
+        self._socket_instance = None
+
+    def egress_for(self, from_layer):
+        return self.link.packet_xmit if from_layer == "socket" else self.link.dev_queue_xmit
+
+    def ingress(self, skb, now):
+        return self.link.netif_receive_skb(skb, now)
+
+    def timer(self, key, now):
+        return self.link.timer(key, now)
+
+    def on_upper_connect(self, layer, instance):
+        if layer == "socket" and instance != self._socket_instance:
+            self.link.reset_taps()
+            self._socket_instance = instance
+
+    def span_attrs(self, skb):
+        ns = self.link.netns.get(skb.netns)
+        dev = ns.devices.get(skb.ifindex) if ns else None
+        return (("pktflow.ifname", dev.name),) if dev else ()
+
+    def admin(self, req):
+        bad = self.check_netns(req.netns)
+        if bad:
+            return bad
+        ns = self.link.netns[req.netns]
+        if req.command == "neigh":
+            return admin_pb2.AdminReply(json=json.dumps(self.link.neighbours(req.netns)))
+        if req.command == "link":
+            return admin_pb2.AdminReply(json=json.dumps([
+                {"ifindex": d.ifindex, "ifname": d.name, "mtu": d.mtu, "mac": ethernet.mac_to_str(d.mac),
+                 "loopback": d.loopback, "addresses": [f"{ipv4.ntoa(a)}/{p}" for a, p in d.addrs],
+                 "stats": dict(d.stats)} for d in sorted(ns.devices.values(), key=lambda d: d.ifindex)]))
+        if req.command == "counters":
+            return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v) for k, v in sorted(ns.mib.items())]
+                                        + self.drop_counters(req.netns))
+        return super().admin(req)

@@ -1,0 +1,144 @@
+"""An emulated Ethernet driver: ndo_start_xmit() puts a frame with its FCS on
+the cable; frames that arrive are "DMA'd" into a fixed-size RX ring, and NAPI
+polls the ring with a budget, checking FCS and length as the hardware does.
+
+Counters are the ones `ip -s link` shows (struct rtnl_link_stats64 names).
+"""
+import zlib
+from collections import Counter, deque
+
+from ..common.skbuff import DOWN, DROP, STOP, UP  # noqa: F401  (DOWN unused: the nic is the bottom)
+from ..wire import ethernet
+
+RX_RING_SIZE = 256          # descriptors, as virtio-net's default
+TX_RING_SIZE = 256
+NAPI_POLL_WEIGHT = 64       # NAPI_POLL_WEIGHT: frames one poll of one device may take
+
+
+class NetDevice:
+    def __init__(self, netns: str, name: str, ifindex: int, mac: bytes, mtu: int, loopback: bool = False):
+        self.netns, self.name, self.ifindex, self.mac, self.mtu = netns, name, ifindex, mac, mtu
+        self.loopback = loopback
+        self.peers: list["NetDevice"] = []
+        self.rx_ring: deque = deque()
+        self.rx_ring_size = RX_RING_SIZE
+        self.stats: Counter = Counter()
+
+    @property
+    def carrier(self) -> bool:
+        return self.loopback or bool(self.peers)
+
+    def key(self):
+        return self.netns, self.ifindex
+
+
+def fcs(frame: bytes) -> bytes:
+    """The Ethernet frame check sequence, CRC-32, least significant byte first."""
+    return zlib.crc32(frame).to_bytes(4, "little")
+
+
+class Nic:
+    """All emulated devices of all namespaces, and the cables between them."""
+
+    def __init__(self, topology):
+        self.devices: dict[tuple[str, int], NetDevice] = {}
+        for host in topology.hosts.values():
+            for iface in host.interfaces.values():
+                dev = NetDevice(host.name, iface.name, iface.ifindex, iface.mac, iface.mtu, iface.is_loopback)
+                self.devices[dev.key()] = dev
+        by_name = {(d.netns, d.name): d for d in self.devices.values()}
+        for link in topology.links:
+            ends = [by_name[e] for e in link.endpoints]
+            for d in ends:
+                d.peers = [p for p in ends if p is not d]
+        self.on_wire: list = []             # (device, skb) put on the cable by this batch
+        self.rx_pending: dict = {}          # devices with frames in their RX ring (ordered set)
+
+    def device(self, netns: str, ifindex: int) -> NetDevice | None:
+        return self.devices.get((netns, ifindex))
+
+    def ndo_start_xmit(self, skb, now: int) -> list:
+        """A frame from the link layer (dev_hard_start_xmit)."""
+        dev = self.devices.get((skb.netns, skb.ifindex))
+        if dev is None:
+            return [(DROP, skb, "ndo_start_xmit", "DEV_READY")]
+        n = len(skb.data)
+        if n > dev.mtu + ethernet.ETH_HLEN:
+            dev.stats["tx_dropped"] += 1
+            return [(DROP, skb, "ndo_start_xmit", "PKT_TOO_BIG")]
+        if not dev.carrier:
+            dev.stats["tx_errors"] += 1
+            dev.stats["tx_carrier_errors"] += 1
+            return [(DROP, skb, "ndo_start_xmit", "DEV_READY")]
+        dev.stats["tx_packets"] += 1
+        dev.stats["tx_bytes"] += n
+        self.on_wire.append((dev, skb))
+        return [(STOP, skb, "ndo_start_xmit", None)]
+
+    def transmit(self, now: int, tstamp: int) -> list:
+        """The cable: every frame xmitted since the last call lands in its
+        peers' RX rings (a copy each), FCS attached, stamped with the wall-clock
+        `tstamp` (skb->tstamp, what SO_TIMESTAMPNS reports). Called after the
+        xmit spans were taken, so the receiving hop is the sending one's child."""
+        out = []
+        wire, self.on_wire = self.on_wire, []
+        for dev, skb in wire:
+            frame = skb.data + fcs(skb.data)
+            for peer in (dev,) if dev.loopback else dev.peers:
+                out += self.dma_rx(peer, frame, skb, tstamp)
+        return out
+
+    def dma_rx(self, dev: NetDevice, frame: bytes, cause, tstamp: int) -> list:
+        """A frame (with FCS) arrives at `dev`: into the RX ring, or dropped when full."""
+        rx = type(cause)(data=frame, netns=dev.netns, ifindex=dev.ifindex, tstamp=tstamp,
+                         trace_id=cause.trace_id, span_id=cause.span_id, trace_flags=cause.trace_flags)
+        if len(dev.rx_ring) >= dev.rx_ring_size:
+            dev.stats["rx_missed_errors"] += 1
+            dev.stats["rx_dropped"] += 1
+            return [(DROP, rx, "netif_receive_skb", "FULL_RING")]
+        dev.rx_ring.append(rx)
+        self.rx_pending[dev] = None
+        return []
+
+    def napi_poll(self, dev: NetDevice, now: int, budget: int = NAPI_POLL_WEIGHT) -> list:
+        """One NAPI poll of `dev`: up to `budget` frames, FCS and length checked,
+        handed up as the driver's netif_receive_skb() does."""
+        out = []
+        ring = dev.rx_ring
+        stats = dev.stats
+        for _ in range(min(budget, len(ring))):
+            skb = ring.popleft()
+            frame = skb.data
+            body = frame[:-4]
+            if fcs(body) != frame[-4:]:
+                stats["rx_errors"] += 1
+                stats["rx_crc_errors"] += 1
+                skb.data = body
+                out.append((DROP, skb, "netif_receive_skb", "DEV_HDR"))
+                continue
+            out.append(self.rx_frame(dev, skb, body))
+        if not ring:
+            self.rx_pending.pop(dev, None)
+        return out
+
+    def rx_frame(self, dev: NetDevice, skb, body: bytes):
+        """Length checks of a received frame (without FCS), then up to the link layer."""
+        skb.data = body
+        n = len(body)
+        if n < ethernet.ETH_HLEN:
+            dev.stats["rx_errors"] += 1
+            dev.stats["rx_length_errors"] += 1
+            return (DROP, skb, "netif_receive_skb", "PKT_TOO_SMALL")
+        if n > dev.mtu + ethernet.ETH_HLEN + 4:     # + 4: room for an 802.1Q tag
+            dev.stats["rx_errors"] += 1
+            dev.stats["rx_length_errors"] += 1
+            return (DROP, skb, "netif_receive_skb", "PKT_TOO_BIG")
+        dev.stats["rx_packets"] += 1
+        dev.stats["rx_bytes"] += n
+        return (UP, skb, "netif_receive_skb", None)
+
+    def link_stats(self, netns: str) -> list[dict]:
+        return [{"ifindex": d.ifindex, "ifname": d.name, "mtu": d.mtu, "mac": ethernet.mac_to_str(d.mac),
+                 "carrier": d.carrier, "loopback": d.loopback, "stats": dict(d.stats),
+                 "rx_ring": [len(d.rx_ring), d.rx_ring_size]}
+                for d in sorted(self.devices.values(), key=lambda d: d.ifindex) if d.netns == netns]

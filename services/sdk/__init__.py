@@ -1,0 +1,23 @@
+"""pktflow: the Linux kernel's network stack as gRPC services, every packet traced.
+
+The SDK mirrors Python's socket module on emulated hosts:
+
+    import pktflow
+    srv = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2")
+    srv.bind(("10.0.2.10", 7000))
+
+It talks to the socket service at PKTFLOW_ENDPOINT (default localhost:50051).
+"""
+from ._capture import Capture, capture
+from ._ping import PingError, PingResult, Reply, ping
+from . import _socket
+from ._socket import getdefaulttimeout, htons, ntohs, setdefaulttimeout, socket, wait_ready
+
+# The socket module's constants: AF_INET, SOCK_DGRAM, SO_RCVBUF, IP_TTL, ...
+globals().update({k: v for k, v in vars(_socket).items() if k.isupper()})
+
+timeout = TimeoutError
+error = OSError
+
+__all__ = ["socket", "ping", "capture", "Capture", "PingResult", "PingError", "Reply", "wait_ready",
+           "getdefaulttimeout", "setdefaulttimeout", "htons", "ntohs", "timeout", "error"]

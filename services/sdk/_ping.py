@@ -1,0 +1,123 @@
+"""pktflow.ping: ICMP echo over a ping socket, as iputils ping does it."""
+import struct
+import time
+from dataclasses import dataclass, field
+
+from . import _socket as s
+
+ICMP_MESSAGES = {(3, 0): "Destination Net Unreachable", (3, 1): "Destination Host Unreachable",
+                 (3, 2): "Destination Protocol Unreachable", (3, 3): "Destination Port Unreachable",
+                 (3, 4): "Frag needed", (3, 13): "Packet filtered", (11, 0): "Time to live exceeded",
+                 (11, 1): "Frag reassembly time exceeded", (12, 0): "Parameter problem"}
+
+
+@dataclass
+class Reply:
+    seq: int
+    ttl: int
+    rtt: float          # seconds, from the NIC timestamps
+    size: int           # ICMP bytes, as ping's "64 bytes from"
+    src: str
+
+
+@dataclass
+class PingError:
+    seq: int
+    offender: str
+    type: int
+    code: int
+
+    @property
+    def text(self) -> str:
+        return ICMP_MESSAGES.get((self.type, self.code), f"ICMP type {self.type} code {self.code}")
+
+
+@dataclass
+class PingResult:
+    dst: str
+    replies: list = field(default_factory=list)     # one per probe: Reply or None
+    errors: list = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def transmitted(self) -> int:
+        return len(self.replies)
+
+    @property
+    def received(self) -> int:
+        return sum(r is not None for r in self.replies)
+
+
+def _payload(size: int) -> bytes:
+    """iputils' payload: a struct timeval, then bytes counting up from 0x10."""
+    now = time.time_ns()
+    tv = struct.pack("<qq", now // 1_000_000_000, now // 1000 % 1_000_000)
+    pattern = bytes((0x10 + i) & 0xFF for i in range(max(0, size - 16)))
+    return (tv + pattern)[:size] if size >= 16 else pattern[:size]
+
+
+def ping(dst: str, *, netns: str, count: int = 1, timeout: float = 1.0, interval: float = 0.2,
+         ttl: int | None = None, size: int = 56, on_reply=None) -> PingResult:
+    """Sends `count` echo requests from `netns` to `dst`, `interval` seconds
+    apart, each waiting at most `timeout` for its reply. `replies[i]` is None
+    for a lost probe; ICMP errors (unreachable, TTL exceeded) are in `errors`.
+    `on_reply(reply_or_error)` is called as they arrive (the CLI prints them)."""
+    result = PingResult(dst)
+    start = time.monotonic()
+    with s.socket(s.AF_INET, s.SOCK_DGRAM, s.IPPROTO_ICMP, netns=netns) as sock:
+        sock.setsockopt(s.IPPROTO_IP, s.IP_RECVTTL, 1)
+        sock.setsockopt(s.IPPROTO_IP, s.IP_RECVERR, 1)
+        if ttl is not None:
+            sock.setsockopt(s.IPPROTO_IP, s.IP_TTL, ttl)
+        for seq in range(1, count + 1):
+            sent_at = time.monotonic()
+            body = _payload(size)
+            sock.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, seq) + body, (dst, 0))
+            sent_ns = time.time_ns()
+            got = _await_reply(sock, seq, sent_ns, sent_at + timeout, result, on_reply)
+            result.replies.append(got)
+            if seq < count:
+                time.sleep(max(0.0, sent_at + interval - time.monotonic()))
+    result.elapsed = time.monotonic() - start
+    return result
+
+
+def _await_reply(sock, seq, sent_ns, deadline, result, on_reply):
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
+        try:
+            d = sock.recv_datagrams(1)[0]
+        except TimeoutError:
+            return None
+        except OSError:
+            # sk_err was set by an ICMP error: the details are on the error queue
+            for e in _drain_errors(sock):
+                result.errors.append(e)
+                if on_reply:
+                    on_reply(e)
+            continue
+        data = d.data
+        if len(data) < 8 or data[0] != 0 or struct.unpack("!H", data[6:8])[0] != seq:
+            continue                        # a late reply to an earlier probe
+        rtt = (d.tstamp - sent_ns) / 1e9 if d.tstamp else 0.0
+        if len(data) >= 24:                  # iputils times from the timeval it sent
+            sec, usec = struct.unpack("<qq", data[8:24])
+            rtt = max(0.0, (d.tstamp or time.time_ns()) / 1e9 - (sec + usec / 1e6))
+        reply = Reply(seq, d.ttl, rtt, len(data), d.addr.host)
+        if on_reply:
+            on_reply(reply)
+        return reply
+
+
+def _drain_errors(sock):
+    out = []
+    while True:
+        try:
+            d = sock.recv_datagrams(1, flags=s.MSG_ERRQUEUE | s.MSG_DONTWAIT)[0]
+        except OSError:
+            return out
+        seq = struct.unpack("!H", d.data[6:8])[0] if len(d.data) >= 8 else 0
+        out.append(PingError(seq, d.ee.offender, d.ee.ee_type, d.ee.ee_code))

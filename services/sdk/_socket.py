@@ -1,0 +1,338 @@
+"""pktflow.socket: Python's socket interface on an emulated host."""
+import errno
+import os
+import socket as _pysocket
+import struct
+import time
+
+import grpc
+
+from . import _client
+from .v1 import socket_pb2
+
+AF_INET = _pysocket.AF_INET
+AF_PACKET = 17
+AF_UNSPEC = 0
+SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = 1, 2, 3
+IPPROTO_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 0, 1, 6, 17
+SOL_SOCKET = 1
+SO_DEBUG, SO_REUSEADDR, SO_TYPE, SO_ERROR, SO_DONTROUTE, SO_BROADCAST = 1, 2, 3, 4, 5, 6
+SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_OOBINLINE, SO_PRIORITY, SO_REUSEPORT = 7, 8, 9, 10, 12, 15
+SO_RCVLOWAT, SO_TIMESTAMP, SO_MARK, SO_PROTOCOL, SO_DOMAIN = 18, 29, 36, 38, 39
+IP_TOS, IP_TTL, IP_RECVERR, IP_RECVTTL, IP_RECVTOS = 1, 2, 11, 12, 13
+ETH_P_ALL, ETH_P_IP, ETH_P_ARP = 0x0003, 0x0800, 0x0806
+PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
+MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_ERRQUEUE = 0x2, 0x20, 0x40, 0x2000
+SO_EE_ORIGIN_ICMP = 2
+
+_default_timeout = None
+
+
+def htons(x: int) -> int:
+    return _pysocket.htons(x)
+
+
+def ntohs(x: int) -> int:
+    return _pysocket.ntohs(x)
+
+
+def getdefaulttimeout():
+    return _default_timeout
+
+
+def setdefaulttimeout(timeout):
+    global _default_timeout
+    _default_timeout = _check_timeout(timeout)
+
+
+def _check_timeout(timeout):
+    if timeout is None:
+        return None
+    timeout = float(timeout)
+    if timeout < 0:
+        raise ValueError("Timeout value out of range")
+    return timeout
+
+
+def _host(host: str, what: str) -> str:
+    """The address forms Python's socket module accepts for AF_INET."""
+    if not isinstance(host, str):
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if host in ("", "0.0.0.0"):
+        return ""
+    if host == "<broadcast>":
+        return "255.255.255.255"
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        _pysocket.inet_pton(_pysocket.AF_INET, host)
+    except OSError:
+        raise _pysocket.gaierror(_pysocket.EAI_NONAME, "Name or service not known") from None
+    return host
+
+
+def _inet_addr(address, what: str) -> socket_pb2.SockAddr:
+    if not isinstance(address, tuple) or len(address) != 2:
+        raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
+    host, port = address
+    if not isinstance(port, int):
+        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
+    if not 0 <= port <= 65535:
+        raise OverflowError(f"{what}: port must be 0-65535.")
+    return socket_pb2.SockAddr(host=_host(host, what), port=port)
+
+
+def _packet_addr(address, what: str) -> socket_pb2.SockAddr:
+    if not isinstance(address, tuple) or not 2 <= len(address) <= 5:
+        raise TypeError("AF_PACKET address must be a tuple of two to five elements")
+    ifname, proto, *rest = address
+    a = socket_pb2.SockAddr(ifname=ifname, proto=proto)
+    if rest:
+        a.pkttype = rest[0]
+    if len(rest) > 1:
+        a.hatype = rest[1]
+    if len(rest) > 2:
+        a.haddr = bytes(rest[2])
+    return a
+
+
+def _bytes(data) -> bytes:
+    if isinstance(data, str) or not hasattr(data, "__len__"):
+        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
+    return bytes(data)
+
+
+class socket:
+    """A socket on an emulated host (network namespace `netns`), with the
+    methods and errors of Python's socket.socket."""
+
+    def __init__(self, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0, *, netns: str):
+        self._stub = _client.stub()
+        reply = _client.call(self._stub.Create, socket_pb2.CreateRequest(
+            netns=netns, family=family, type=type, protocol=proto, pid=os.getpid()))
+        _client.check(reply.status)
+        self._fd = reply.fd
+        self.family, self.type, self.proto, self.netns = family, type, proto, netns
+        self._timeout = _default_timeout
+        self._closed = False
+
+    # -- plumbing
+    def _addr(self, address, what):
+        return _packet_addr(address, what) if self.family == AF_PACKET else _inet_addr(address, what)
+
+    def _fdcheck(self):
+        if self._closed:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+
+    def _name(self, a: socket_pb2.SockAddr):
+        if self.family == AF_PACKET:
+            return (a.ifname, a.proto, a.pkttype, a.hatype, a.haddr)
+        return (a.host or "0.0.0.0", a.port)
+
+    # -- the calls
+    def bind(self, address):
+        self._fdcheck()
+        r = _client.call(self._stub.Bind, socket_pb2.AddrRequest(fd=self._fd, addr=self._addr(address, "bind()")))
+        _client.check(r.status)
+
+    def connect(self, address):
+        self._fdcheck()
+        if self.family == AF_INET and isinstance(address, tuple) and address and address[0] == AF_UNSPEC:
+            addr = socket_pb2.SockAddr(ifname="AF_UNSPEC")
+        else:
+            addr = self._addr(address, "connect()")
+        r = _client.call(self._stub.Connect, socket_pb2.AddrRequest(fd=self._fd, addr=addr))
+        _client.check(r.status)
+
+    def connect_ex(self, address) -> int:
+        try:
+            self.connect(address)
+        except OSError as e:
+            if e.errno is None:
+                raise
+            return e.errno
+        return 0
+
+    def sendmmsg(self, msgs, flags: int = 0) -> int:
+        """sendmmsg(2): a list of (data, address or None); returns how many were sent."""
+        self._fdcheck()
+        req = socket_pb2.SendRequest(fd=self._fd, flags=flags)
+        for data, address in msgs:
+            d = req.msgs.add(data=_bytes(data))
+            if address is not None:
+                d.addr.CopyFrom(self._addr(address, "sendto()"))
+        r = _client.call(self._stub.SendMsg, req)
+        _client.check(r.status)
+        return r.sent
+
+    def send(self, data, flags: int = 0) -> int:
+        n = len(_bytes(data))
+        self.sendmmsg([(data, None)], flags)
+        return n
+
+    def sendto(self, data, flags_or_address, address=None) -> int:
+        if address is None:
+            flags, address = 0, flags_or_address
+        else:
+            flags = flags_or_address
+        n = len(_bytes(data))
+        self.sendmmsg([(data, address)], flags)
+        return n
+
+    def sendall(self, data, flags: int = 0) -> None:
+        self.send(data, flags)
+
+    def recvmmsg(self, count: int, bufsize: int = 65535, flags: int = 0) -> list:
+        """recvmmsg(2) with MSG_WAITFORONE: waits for one datagram (as the
+        timeout allows), then takes up to `count` that are queued.
+        Returns a list of (data, address)."""
+        return [(d.data, self._name(d.addr)) for d in self._recv(count, bufsize, flags)]
+
+    def _recv(self, count: int, bufsize: int, flags: int):
+        self._fdcheck()
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        timeout = self._timeout
+        if flags & MSG_DONTWAIT:
+            timeout = 0.0
+        req = socket_pb2.RecvRequest(fd=self._fd, max=count, bufsize=bufsize, flags=flags,
+                                     timeout=-1.0 if timeout is None else timeout)
+        fut = self._stub.RecvMsg.future(req)
+        try:
+            while True:      # poll, so that Ctrl-C interrupts a blocking recv
+                try:
+                    r = fut.result(timeout=0.25)
+                    break
+                except grpc.FutureTimeoutError:
+                    continue
+        except grpc.RpcError as e:
+            raise _client.unreachable(e) from None
+        except BaseException:
+            fut.cancel()
+            raise
+        if r.status.err == errno.EAGAIN and timeout and not flags & MSG_DONTWAIT:
+            raise TimeoutError("timed out")
+        _client.check(r.status)
+        return r.msgs
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        return self._recv(1, bufsize, flags)[0].data
+
+    def recvfrom(self, bufsize: int, flags: int = 0):
+        d = self._recv(1, bufsize, flags)[0]
+        return d.data, self._name(d.addr)
+
+    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        data = self.recv(nbytes or len(buffer), flags)
+        buffer[:len(data)] = data
+        return len(data)
+
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0):
+        """recvmsg(2): (data, ancdata, msg_flags, address). Control messages:
+        IP_TTL and IP_TOS when IP_RECVTTL/IP_RECVTOS are on; with MSG_ERRQUEUE,
+        IP_RECVERR carrying struct sock_extended_err and the offender's sockaddr_in."""
+        d = self._recv(1, bufsize, flags)[0]
+        anc = []
+        msg_flags = MSG_TRUNC if d.truncated else 0
+        if flags & MSG_ERRQUEUE:
+            ee = d.ee
+            offender = struct.pack("<HH4s8x", AF_INET, 0, _pysocket.inet_aton(ee.offender))
+            anc.append((IPPROTO_IP, IP_RECVERR, struct.pack("<IBBBBII", ee.ee_errno, ee.ee_origin, ee.ee_type,
+                                                               ee.ee_code, 0, ee.ee_info, 0) + offender))
+            msg_flags |= MSG_ERRQUEUE
+        elif self.family == AF_INET:
+            if self.getsockopt(IPPROTO_IP, IP_RECVTTL):
+                anc.append((IPPROTO_IP, IP_TTL, struct.pack("i", d.ttl)))
+            if self.getsockopt(IPPROTO_IP, IP_RECVTOS):
+                anc.append((IPPROTO_IP, IP_TOS, bytes((d.tos,))))
+        return d.data, anc, msg_flags, self._name(d.addr)
+
+    def recv_datagrams(self, count: int = 1, bufsize: int = 65535, flags: int = 0):
+        """The received datagrams with their metadata (ttl, tos, tstamp, ee)."""
+        return list(self._recv(count, bufsize, flags))
+
+    # -- options and names
+    def setsockopt(self, level: int, optname: int, value, optlen=None) -> None:
+        self._fdcheck()
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            if len(value) < 4:
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            value = int.from_bytes(bytes(value)[:4], "little", signed=True)
+        elif not isinstance(value, int):
+            raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer")
+        r = _client.call(self._stub.SetSockOpt, socket_pb2.SockOptRequest(fd=self._fd, level=level,
+                                                                           optname=optname, value=int(value)))
+        _client.check(r.status)
+
+    def getsockopt(self, level: int, optname: int, buflen: int = 0):
+        self._fdcheck()
+        r = _client.call(self._stub.GetSockOpt, socket_pb2.SockOptRequest(fd=self._fd, level=level,
+                                                                           optname=optname))
+        _client.check(r.status)
+        if buflen:
+            return r.value.to_bytes(4, "little", signed=True)[:buflen]
+        return r.value
+
+    def getsockname(self):
+        self._fdcheck()
+        r = _client.call(self._stub.GetSockName, socket_pb2.FdRequest(fd=self._fd))
+        _client.check(r.status)
+        return self._name(r.addr)
+
+    def getpeername(self):
+        self._fdcheck()
+        r = _client.call(self._stub.GetPeerName, socket_pb2.FdRequest(fd=self._fd))
+        _client.check(r.status)
+        return self._name(r.addr)
+
+    # -- timeouts, life cycle
+    def settimeout(self, timeout):
+        self._timeout = _check_timeout(timeout)
+
+    def gettimeout(self):
+        return self._timeout
+
+    def setblocking(self, flag: bool):
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    def fileno(self) -> int:
+        return -1 if self._closed else self._fd
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._stub.Close(socket_pb2.FdRequest(fd=self._fd), timeout=5)
+        except grpc.RpcError:
+            pass                       # the service is gone: so is the socket
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        state = "closed" if self._closed else f"fd={self._fd}"
+        return f"<pktflow.socket {state}, netns={self.netns!r}, family={self.family}, type={self.type}>"
+
+
+def wait_ready(timeout: float = 30.0) -> None:
+    """Waits until the socket service answers (for scripts started with the stack)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            grpc.channel_ready_future(_client.channel()).result(timeout=max(0.1, deadline - time.monotonic()))
+            return
+        except grpc.FutureTimeoutError:
+            raise OSError(errno.ENETDOWN, f"pktflow: no socket service at {_client.endpoint()}") from None

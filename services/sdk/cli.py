@@ -1,0 +1,269 @@
+"""The `pktflow` command: iproute2's and the kernel tools' vocabulary."""
+import argparse
+import json
+import signal
+import statistics
+import sys
+import threading
+
+from . import _client
+
+
+def _die(msg: str, code: int = 2):
+    print(f"pktflow: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+# -- ping
+def cmd_ping(a) -> int:
+    from ._ping import PingError, ping
+    size = a.s
+    print(f"PING {a.dest} ({a.dest}) {size}({size + 28}) bytes of data.", flush=True)
+
+    def show(r):
+        if isinstance(r, PingError):
+            print(f"From {r.offender} icmp_seq={r.seq} {r.text}", flush=True)
+        else:
+            print(f"{r.size} bytes from {r.src}: icmp_seq={r.seq} ttl={r.ttl} time={r.rtt * 1000:.3g} ms",
+                  flush=True)
+
+    try:
+        res = ping(a.dest, netns=a.netns, count=a.c, timeout=a.W, interval=a.i, ttl=a.t, size=size, on_reply=show)
+    except KeyboardInterrupt:
+        return 130
+    rtts = [r.rtt * 1000 for r in res.replies if r]
+    lost = 100.0 * (res.transmitted - res.received) / max(1, res.transmitted)
+    errs = f", +{len(res.errors)} errors" if res.errors else ""
+    print(f"\n--- {a.dest} ping statistics ---")
+    print(f"{res.transmitted} packets transmitted, {res.received} received{errs}, {lost:.0f}% packet loss, "
+          f"time {res.elapsed * 1000:.0f}ms")
+    if rtts:
+        mdev = statistics.pstdev(rtts) if len(rtts) > 1 else 0.0
+        print(f"rtt min/avg/max/mdev = {min(rtts):.3f}/{statistics.mean(rtts):.3f}/{max(rtts):.3f}/{mdev:.3f} ms")
+    return 0 if rtts else 1
+
+
+# -- nstat
+def cmd_nstat(a) -> int:
+    rows = []
+    for layer in ("ip", "transport", "link"):
+        reply = _client.admin(layer, a.netns, "counters")
+        rows += [(c.name, c.value) for c in reply.counters if not c.name.startswith("Drop") or a.drops]
+    if a.json:
+        print(json.dumps({"kernel": dict(rows)}, indent=1))
+        return 0
+    print("#kernel")
+    for name, value in rows:
+        if value or a.zeros:
+            print(f"{name:<32}{value:<16d}{0.0:6.1f}")
+    return 0
+
+
+# -- ip
+def _ip_args(argv: list[str]):
+    """`ip [-s] [-n NETNS] OBJECT [show ...] [-n NETNS]`, options anywhere as iproute2 accepts them first."""
+    stats, netns, rest = 0, None, []
+    it = iter(argv)
+    for w in it:
+        if w in ("-s", "-stats", "-statistics"):
+            stats += 1
+        elif w in ("-n", "-netns"):
+            netns = next(it, None)
+        elif w in ("-j", "-json"):
+            rest.append("-j")
+        else:
+            rest.append(w)
+    if not netns:
+        _die("ip: which host? give -n NETNS")
+    if not rest:
+        _die("ip: give an object: link, addr, route or neigh")
+    return stats, netns, rest
+
+
+_FLAGS_UP = "<BROADCAST,MULTICAST,UP,LOWER_UP>"
+
+
+def cmd_ip(argv: list[str]) -> int:
+    stats, netns, words = _ip_args(argv)
+    obj, args = words[0], [w for w in words[1:] if w not in ("show", "list", "ls", "-j")]
+    as_json = "-j" in words
+    if "link".startswith(obj) and obj:
+        links = json.loads(_client.admin("link", netns, "link").json)
+        nic = {d["ifindex"]: d for d in json.loads(_client.admin("nic", netns, "link").json)}
+        ip = {d["ifindex"]: d for d in json.loads(_client.admin("ip", netns, "link").json)}
+        if args:
+            links = [d for d in links if d["ifname"] in args]
+        if as_json:
+            print(json.dumps([d | {"nic": nic.get(d["ifindex"])} for d in links]))
+            return 0
+        for d in links:
+            n = nic.get(d["ifindex"], {})
+            st = n.get("stats", {})
+            core = d.get("stats", {})
+            otherhost = ip.get(d["ifindex"], {}).get("stats", {}).get("rx_otherhost_dropped", 0)
+            if d["loopback"]:
+                print(f"{d['ifindex']}: {d['ifname']}: <LOOPBACK,UP,LOWER_UP> mtu {d['mtu']} qdisc noqueue state "
+                      f"UNKNOWN mode DEFAULT group default qlen 1000")
+                print(f"    link/loopback {d['mac']} brd 00:00:00:00:00:00")
+            else:
+                carrier = n.get("carrier", True)
+                flags = _FLAGS_UP if carrier else "<NO-CARRIER,BROADCAST,MULTICAST,UP>"
+                print(f"{d['ifindex']}: {d['ifname']}: {flags} mtu {d['mtu']} qdisc pfifo_fast state "
+                      f"{'UP' if carrier else 'DOWN'} mode DEFAULT group default qlen 1000")
+                print(f"    link/ether {d['mac']} brd ff:ff:ff:ff:ff:ff")
+            if stats:
+                rx_dropped = st.get("rx_dropped", 0) + core.get("rx_dropped", 0)
+                print("    RX:  bytes packets errors dropped  missed   mcast")
+                print(f"    {st.get('rx_bytes', 0):>9} {st.get('rx_packets', 0):>7} {st.get('rx_errors', 0):>6} "
+                      f"{rx_dropped:>7} {st.get('rx_missed_errors', 0):>7} {st.get('multicast', 0):>7}")
+                if stats > 1:
+                    print("    RX errors:  length    crc   frame    fifo overrun otherhost")
+                    print(f"    {st.get('rx_length_errors', 0):>17} {st.get('rx_crc_errors', 0):>6} "
+                          f"{0:>7} {st.get('rx_fifo_errors', 0):>7} {0:>7} {otherhost:>9}")
+                print("    TX:  bytes packets errors dropped carrier collsns")
+                print(f"    {st.get('tx_bytes', 0):>9} {st.get('tx_packets', 0):>7} {st.get('tx_errors', 0):>6} "
+                      f"{st.get('tx_dropped', 0):>7} {st.get('tx_carrier_errors', 0):>7} {0:>7}")
+        return 0
+    if "address".startswith(obj) and obj:
+        for d in json.loads(_client.admin("ip", netns, "addr").json):
+            flags = "<LOOPBACK,UP,LOWER_UP>" if d["loopback"] else _FLAGS_UP
+            print(f"{d['ifindex']}: {d['ifname']}: {flags} mtu {d['mtu']}")
+            for a in d["addresses"]:
+                brd = f" brd {a['broadcast']}" if a["broadcast"] and not d["loopback"] else ""
+                scope = "host" if d["loopback"] else "global"
+                print(f"    inet {a['local']}/{a['prefixlen']}{brd} scope {scope} {d['ifname']}")
+        return 0
+    if "route".startswith(obj) and obj:
+        table = ["local"] if args[:2] == ["table", "local"] else []
+        for line in json.loads(_client.admin("ip", netns, "route", *table).json):
+            print(line)
+        return 0
+    if "neighbour".startswith(obj) or "neighbor".startswith(obj):
+        for n in json.loads(_client.admin("link", netns, "neigh").json):
+            ll = f" lladdr {n['lladdr']}" if n["lladdr"] else ""
+            print(f"{n['dst']} dev {n['dev']}{ll} {n['state']}")
+        return 0
+    _die(f'ip: object "{obj}" is unknown, try "pktflow ip help".')
+
+
+# -- capture
+def cmd_capture(a) -> int:
+    from ._capture import capture
+    cap = capture(netns=a.netns, ifname=a.interface, path=a.w, count=a.c)
+    print(f"pktflow capture: listening on {a.netns}:{a.interface}, link-type EN10MB (Ethernet), writing {a.w}",
+          file=sys.stderr, flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        while not done.is_set() and not cap.done.is_set():
+            done.wait(0.2)
+    except KeyboardInterrupt:
+        pass
+    n = cap.stop()
+    print(f"{n} packets captured", file=sys.stderr)
+    return 0
+
+
+# -- trace
+def cmd_trace(a) -> int:
+    from . import tracequery as tq
+    base = a.query
+    if a.trace_id:
+        tr = tq.trace(a.trace_id, base=base)
+        if tr is None:
+            _die(f"no trace {a.trace_id}", 1)
+        found = [tr]
+    else:
+        tags = {"error": "true"} if a.dropped else None
+        if a.netns:
+            tags = (tags or {}) | {"pktflow.netns": a.netns}
+        if a.service:
+            services = [a.service]
+        elif a.operation:                      # the layer that has this span name
+            services = tq.services(base=base)
+        else:
+            services = ["socket"]
+        found = []
+        for service in services:
+            found = found or tq.find(service=service, operation=a.operation, tags=tags, limit=a.limit, base=base)
+        if not found:
+            _die("no traces found (send some traffic first)", 1)
+    for tr in found:
+        print(json.dumps(tr) if a.json else tq.format_trace(tr))
+        if not a.json:
+            print()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pktflow", description="The Linux network stack as gRPC services, traced.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run the five layer services (and a trace store) on this machine")
+    up.add_argument("--topology", metavar="FILE", help="topology file (default: h1 -- r1 -- h2)")
+    up.add_argument("--port-base", type=int, default=50050, help="socket listens on BASE+1, transport BASE+2, ...")
+    up.add_argument("--otlp-port", type=int, default=4317)
+    up.add_argument("--query-port", type=int, default=16686)
+    up.add_argument("-v", "--verbose", action="store_true", help="the services log at INFO")
+
+    pg = sub.add_parser("ping", help="ICMP echo, like iputils ping")
+    pg.add_argument("-n", "--netns", required=True, help="the host to ping from")
+    pg.add_argument("-c", type=int, default=4, metavar="COUNT")
+    pg.add_argument("-i", type=float, default=1.0, metavar="INTERVAL")
+    pg.add_argument("-W", type=float, default=1.0, metavar="TIMEOUT", help="seconds to wait for each reply")
+    pg.add_argument("-t", type=int, default=None, metavar="TTL")
+    pg.add_argument("-s", type=int, default=56, metavar="SIZE")
+    pg.add_argument("dest")
+
+    ns = sub.add_parser("nstat", help="SNMP counters of a host, like nstat -a")
+    ns.add_argument("-n", "--netns", required=True)
+    ns.add_argument("-a", "--absolute", action="store_true", help="(always absolute)")
+    ns.add_argument("-z", "--zeros", action="store_true", help="show zero counters too")
+    ns.add_argument("--drops", action="store_true", help="also per-layer drop counts by drop reason")
+    ns.add_argument("--json", action="store_true")
+
+    sub.add_parser("ip", help="ip link|addr|route|neigh -n NETNS [-s]", add_help=False)
+
+    cp = sub.add_parser("capture", help="write a pcap of an interface, like tcpdump -w")
+    cp.add_argument("-n", "--netns", required=True)
+    cp.add_argument("-i", "--interface", required=True)
+    cp.add_argument("-w", required=True, metavar="FILE")
+    cp.add_argument("-c", type=int, default=None, metavar="COUNT")
+
+    tr = sub.add_parser("trace", help="show packet journeys from the trace store or Jaeger")
+    tr.add_argument("trace_id", nargs="?")
+    tr.add_argument("--service", help="journeys with a span of this layer (default: socket, or the layer that has "
+                                       "--operation)")
+    tr.add_argument("--operation", help="... and this span name (ip_forward, udp_rcv, ...)")
+    tr.add_argument("-n", "--netns", help="... on this host")
+    tr.add_argument("--dropped", action="store_true", help="only journeys that ended in a drop")
+    tr.add_argument("--limit", type=int, default=1)
+    tr.add_argument("--json", action="store_true")
+    tr.add_argument("--query", default=None, help="query API (default $PKTFLOW_QUERY_ENDPOINT or localhost:16686)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if argv and argv[0] == "ip":
+        command, a = cmd_ip, argv[1:]
+    else:
+        a = parser.parse_args(argv)
+        if a.cmd is None:
+            parser.print_help()
+            return 2
+        if a.cmd == "up":
+            from .up import run
+            return run(a)
+        command = {"ping": cmd_ping, "nstat": cmd_nstat, "capture": cmd_capture, "trace": cmd_trace}[a.cmd]
+    try:
+        return command(a) or 0
+    except OSError as e:
+        _die(e.strerror or str(e), 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""`pktflow up`: the five layer services as five processes on this machine,
+plus the embedded trace store when no OTLP endpoint is configured."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .services.common import config, topology
+
+START_ORDER = ("nic", "link", "ip", "transport", "socket")
+
+
+def _healthy(address: str) -> bool:
+    try:
+        with grpc.insecure_channel(address) as ch:
+            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=0.5)
+            return r.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+class Stack:
+    """The running processes; `start()` returns once every one is healthy."""
+
+    def __init__(self, topology_path: str | None = None, port_base: int = 50050, otlp_port: int = config.OTLP_PORT,
+                 query_port: int = config.QUERY_PORT, trace_store: bool | None = None, log_level: str = "WARNING",
+                 host: str = "127.0.0.1", extra_env: dict | None = None):
+        self.topology_path = os.path.abspath(topology_path) if topology_path else str(topology.default_path())
+        self.host = host
+        self.ports = {layer: port_base + i + 1 for i, layer in enumerate(config.LAYERS)}
+        self.otlp_port, self.query_port = otlp_port, query_port
+        env = dict(os.environ) | (extra_env or {})
+        tracing_off = env.get("OTEL_TRACES_EXPORTER", "otlp").lower() == "none" or \
+            env.get("OTEL_SDK_DISABLED", "").lower() == "true"
+        has_endpoint = bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        self.trace_store = (not has_endpoint and not tracing_off) if trace_store is None else trace_store
+        if self.trace_store:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{host}:{otlp_port}"
+        env["PKTFLOW_TOPOLOGY"] = self.topology_path
+        env["PKTFLOW_LISTEN"] = host
+        env.setdefault("PKTFLOW_LOG_LEVEL", log_level)
+        for layer, port in self.ports.items():
+            env[f"PKTFLOW_{layer.upper()}_ENDPOINT"] = f"{host}:{port}"
+        self.env = env
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.ports['socket']}"
+
+    @property
+    def query_url(self) -> str:
+        return f"http://{self.host}:{self.query_port}"
+
+    def _spawn(self, name: str, module: str, env: dict):
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", module], env=env, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+
+    def start(self, timeout: float = 60.0):
+        topology.load(self.topology_path)           # refuse a bad file before starting anything
+        if self.trace_store:
+            self._spawn("tracestore", "pktflow.services.tracestore",
+                        self.env | {"PKTFLOW_OTLP_PORT": str(self.otlp_port),
+                                    "PKTFLOW_QUERY_PORT": str(self.query_port)})
+            self._wait("tracestore", f"{self.host}:{self.otlp_port}", timeout)
+        for layer in START_ORDER:
+            self._spawn(layer, f"pktflow.services.{layer}",
+                        self.env | {"PKTFLOW_PORT": str(self.ports[layer]), "OTEL_SERVICE_NAME": layer})
+        for layer in START_ORDER:
+            self._wait(layer, f"{self.host}:{self.ports[layer]}", timeout)
+
+    def _wait(self, name: str, address: str, timeout: float):
+        deadline = time.monotonic() + timeout
+        while not _healthy(address):
+            rc = self.procs[name].poll()
+            if rc is not None:
+                self.stop()
+                raise RuntimeError(f"the {name} service exited with status {rc} while starting")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the {name} service did not become healthy at {address} in {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def failed(self) -> str | None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                return f"the {name} service exited with status {p.returncode}"
+        return None
+
+    def stop(self, timeout: float = 10.0):
+        """SIGTERM (each service drains and flushes its spans), then SIGKILL."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs.clear()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def run(args) -> int:
+    try:
+        topo = topology.load(args.topology) if args.topology else topology.load()
+    except topology.TopologyError as e:
+        print(f"pktflow: {e}", file=sys.stderr)
+        return 2
+    stack = Stack(args.topology, port_base=args.port_base, otlp_port=args.otlp_port, query_port=args.query_port,
+                  log_level="INFO" if args.verbose else "WARNING")
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        stack.start()
+    except RuntimeError as e:
+        print(f"pktflow: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        stack.stop()
+        return 130
+    traces = f", traces at {stack.query_url}" if stack.trace_store else ""
+    print(f"pktflow ready: {len(topo.hosts)} hosts ({', '.join(topo.hosts)}), SDK endpoint {stack.endpoint}{traces}"
+          f" -- Ctrl-C stops", flush=True)
+    try:
+        while not stop:
+            why = stack.failed()
+            if why:
+                print(f"pktflow: {why}; stopping", file=sys.stderr)
+                stack.stop()
+                return 1
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    print("pktflow: stopping", flush=True)
+    stack.stop()
+    return 0

@@ -1,0 +1,434 @@
+"""The socket service: the SDK's system calls (socket.proto) on top of the
+socket table, with blocking waits, and the two downward streams: to transport
+for AF_INET and to link for AF_PACKET (packet sockets sit on the device layer)."""
+import asyncio
+import errno
+import json
+import os
+import time
+
+from pktflow.v1 import admin_pb2, skb_pb2, socket_pb2, socket_pb2_grpc
+from pktflow.v1.skb_pb2 import ProtoCall, SockEvent
+
+from ..common.shell import LayerShell
+from ..common.skbuff import SAMPLED, STOP, DROP
+from ..common.sysctl import defaults as sysctl_defaults
+from ..wire import ethernet, ipv4
+from . import sock as so
+
+ProtoSkb = skb_pb2.Skb
+MSG_LAST = 0x80000000
+MSG_ERRQUEUE, MSG_DONTWAIT, MSG_PEEK = 0x2000, 0x40, 0x2
+CALL_TIMEOUT = 10.0
+
+
+def _status(err: int = 0, detail: str = "") -> socket_pb2.Status:
+    return socket_pb2.Status(err=err, detail=detail)
+
+
+class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
+    name = "socket"
+    default_upper = None
+
+    def __init__(self, topo, tracer=None):
+        super().__init__(topo, tracer)
+        self.socks: dict[int, so.Sock] = {}
+        self.next_fd = 3
+        self.sysctl = {h: sysctl_defaults() | host.sysctls for h, host in topo.hosts.items()}
+        self.pending: dict[int, asyncio.Future] = {}
+        self.readable: dict[int, asyncio.Event] = {}
+        self.next_req = 1
+
+    def extra_downlinks(self):
+        self.connect_down("link")
+
+    def add_services(self, server):
+        socket_pb2_grpc.add_SocketServicer_to_server(self, server)
+
+    # -- talking to transport: calls and their COMPLETE events
+    async def call(self, s: so.Sock, op: int, layer: str = "transport", ifindex: int = 0, **args) -> SockEvent:
+        """A call into the layer below, answered by a COMPLETE event."""
+        req = self.next_req
+        self.next_req += 1
+        fut = self.loop.create_future()
+        self.pending[req] = fut
+        skb = ProtoSkb(netns=s.netns, sk=s.fd, ifindex=ifindex, call=ProtoCall(op=op, req=req, **args))
+        lost = self.downs[layer].put(skb)
+        if lost:
+            self.pending.pop(req, None)
+            return SockEvent(err=errno.ENETDOWN)
+        try:
+            return await asyncio.wait_for(fut, CALL_TIMEOUT)
+        except asyncio.TimeoutError:
+            return SockEvent(err=errno.ENETDOWN)
+        finally:
+            self.pending.pop(req, None)
+
+    def ingress(self, skb, now):
+        """Events from transport (completions, data, errors) and frames from link taps."""
+        ev = skb.event
+        if ev.kind == SockEvent.COMPLETE:
+            s = self.socks.get(skb.sk)
+            if s is not None and ev.port:
+                s.laddr, s.lport, s.bound = ev.addr, ev.port, True
+            fut = self.pending.get(ev.req)
+            if fut is not None and not fut.done():
+                fut.set_result(ev)
+            return []
+        s = self.socks.get(skb.sk)
+        if s is None:
+            return [(DROP, skb, "sock_queue_rcv_skb", "SOCKET_CLOSE")]
+        if ev.kind == SockEvent.ERROR_REPORT:
+            s.sk_err = ev.err
+            if ev.flags & 1:
+                s.errq.append(skb)
+            self._wake(s)
+            return [(STOP, skb, "sk_error_report", None)]
+        if not s.queue(skb, time.time_ns()):
+            return [(DROP, skb, "packet_rcv", "PACKET_SOCK_ERROR")]
+        self._wake(s)
+        return [(STOP, skb, "sock_queue_rcv_skb", None)]
+
+    def _wake(self, s: so.Sock):
+        ev = self.readable.get(s.fd)
+        if ev is not None:
+            ev.set()
+
+    def on_lower_state(self, layer, up):
+        if not up:
+            for fut in self.pending.values():
+                if not fut.done():
+                    fut.set_result(SockEvent(err=errno.ENETDOWN))
+
+    # -- the system calls
+    def _sock(self, fd: int) -> so.Sock | None:
+        return self.socks.get(fd)
+
+    async def Create(self, req, context):
+        if req.netns not in self.topo.hosts:
+            return socket_pb2.FdReply(status=_status(errno.ENOENT, f"no network namespace {req.netns!r}"))
+        fam, typ, proto = req.family, req.type, req.protocol
+        if fam not in (so.AF_INET, so.AF_PACKET):
+            return socket_pb2.FdReply(status=_status(errno.EAFNOSUPPORT))
+        if fam == so.AF_INET and (typ != so.SOCK_DGRAM or proto not in (0, so.IPPROTO_UDP, so.IPPROTO_ICMP)):
+            detail = "SOCK_STREAM (TCP) is not implemented yet" if typ == so.SOCK_STREAM else ""
+            return socket_pb2.FdReply(status=_status(errno.EPROTONOSUPPORT if typ in (so.SOCK_DGRAM, so.SOCK_STREAM)
+                                                     else errno.ESOCKTNOSUPPORT, detail))
+        if fam == so.AF_PACKET and typ != so.SOCK_RAW:
+            return socket_pb2.FdReply(status=_status(errno.ESOCKTNOSUPPORT, "packet sockets here are SOCK_RAW"))
+        fd = self.next_fd
+        self.next_fd += 1
+        s = so.Sock(fd, req.netns, fam, typ, proto or (so.IPPROTO_UDP if fam == so.AF_INET else 0),
+                    self.sysctl[req.netns])
+        self.socks[fd] = s
+        self.readable[fd] = asyncio.Event()
+        if fam == so.AF_INET:
+            ev = await self.call(s, ProtoCall.CREATE, family=fam, type=typ, protocol=s.proto)
+            if ev.err:
+                self._forget(s)
+                return socket_pb2.FdReply(status=_status(ev.err))
+        elif proto:
+            ev = await self._packet_register(s, 0, _ntohs(proto))
+            if ev.err:
+                self._forget(s)
+                return socket_pb2.FdReply(status=_status(ev.err))
+        return socket_pb2.FdReply(fd=fd)
+
+    async def _packet_register(self, s: so.Sock, ifindex: int, proto: int) -> SockEvent:
+        """packet_do_bind(): the link layer starts copying frames to this socket."""
+        s.ifindex = ifindex
+        s.packet_proto = proto
+        return await self.call(s, ProtoCall.BIND, layer="link", ifindex=ifindex, protocol=proto)
+
+    def _ifindex(self, s: so.Sock, ifname: str) -> int:
+        iface = self.topo.hosts[s.netns].interfaces.get(ifname)
+        return iface.ifindex if iface else 0
+
+    async def Bind(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return socket_pb2.AddrReply(status=_status(errno.EBADF))
+        if s.family == so.AF_PACKET:
+            ifindex = self._ifindex(s, req.addr.ifname) if req.addr.ifname else 0
+            if req.addr.ifname and not ifindex:
+                return socket_pb2.AddrReply(status=_status(errno.ENODEV, f"no interface {req.addr.ifname!r}"))
+            ev = await self._packet_register(s, ifindex, req.addr.proto or s.packet_proto)
+            if ev.err:
+                return socket_pb2.AddrReply(status=_status(ev.err))
+            s.bound = True
+            return socket_pb2.AddrReply(addr=self._packet_name(s))
+        try:
+            addr = ipv4.aton(req.addr.host) if req.addr.host else 0
+        except ValueError:
+            return socket_pb2.AddrReply(status=_status(errno.EINVAL, f"{req.addr.host!r} is not an IPv4 address"))
+        ev = await self.call(s, ProtoCall.BIND, addr=addr, port=req.addr.port)
+        if ev.err:
+            return socket_pb2.AddrReply(status=_status(ev.err))
+        return socket_pb2.AddrReply(addr=self._inet_name(ev.addr, ev.port))
+
+    async def Connect(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return socket_pb2.AddrReply(status=_status(errno.EBADF))
+        if s.family == so.AF_PACKET:
+            return socket_pb2.AddrReply(status=_status(errno.EOPNOTSUPP))
+        if req.addr.host == "" and req.addr.port == 0 and req.addr.ifname == "AF_UNSPEC":
+            ev = await self.call(s, ProtoCall.DISCONNECT)
+            s.connected = False
+            return socket_pb2.AddrReply(status=_status(ev.err))
+        try:
+            addr = ipv4.aton(req.addr.host)
+        except ValueError:
+            return socket_pb2.AddrReply(status=_status(errno.EINVAL, f"{req.addr.host!r} is not an IPv4 address"))
+        ev = await self.call(s, ProtoCall.CONNECT, addr=addr, port=req.addr.port)
+        if ev.err:
+            return socket_pb2.AddrReply(status=_status(ev.err))
+        s.raddr, s.rport, s.connected = ev.peer_addr, ev.peer_port, True
+        return socket_pb2.AddrReply(addr=self._inet_name(ev.addr, ev.port))
+
+    async def SendMsg(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return socket_pb2.SendReply(status=_status(errno.EBADF))
+        err = s.take_error()
+        if err:
+            return socket_pb2.SendReply(status=_status(err))
+        if s.family == so.AF_PACKET:
+            return self._packet_send(s, req)
+        if not req.msgs:
+            return socket_pb2.SendReply()
+        down = self.downs["transport"]
+        await down.room()
+        reqid = self.next_req
+        self.next_req += 1
+        fut = self.loop.create_future()
+        self.pending[reqid] = fut
+        last = len(req.msgs) - 1
+        mark, prio = s.opt(so.SOL_SOCKET, so.SO_MARK), s.opt(so.SOL_SOCKET, so.SO_PRIORITY)
+        tracer, pid = self.tracer, _pid(context)
+        for i, m in enumerate(req.msgs):
+            t0 = time.time_ns()
+            try:
+                addr = ipv4.aton(m.addr.host) if m.addr.host else 0
+            except ValueError:
+                addr = None
+            if addr is None:
+                self.pending.pop(reqid, None)
+                return _partial([len(x.data) for x in req.msgs[:i]], errno.EINVAL)
+            skb = ProtoSkb(netns=s.netns, sk=s.fd, data=m.data, mark=mark, priority=prio, pid=pid, tstamp=t0,
+                           call=ProtoCall(op=ProtoCall.SENDMSG, req=reqid, addr=addr, port=m.addr.port, segs=i,
+                                          flags=MSG_LAST if i == last else 0))
+            if not (req.traceparent and tracer.continue_from(skb, req.traceparent)):
+                tracer.start(skb, "sock_sendmsg")
+            lost = down.put(skb)
+            if skb.trace_flags & SAMPLED:
+                self._spans(skb, "sock_sendmsg", t0, time.time_ns(), "egress", lost, ())
+            if lost:
+                self.pending.pop(reqid, None)
+                if i:
+                    return socket_pb2.SendReply(sent=i)
+                return socket_pb2.SendReply(status=_status(errno.ENETDOWN, "the transport layer is not reachable"))
+        try:
+            ev = await asyncio.wait_for(fut, CALL_TIMEOUT)
+        except asyncio.TimeoutError:
+            ev = SockEvent(err=errno.ENETDOWN)
+        finally:
+            self.pending.pop(reqid, None)
+        if ev.err and ev.count == 0:
+            return socket_pb2.SendReply(status=_status(ev.err))
+        return socket_pb2.SendReply(sent=ev.count, lengths=[len(m.data) for m in req.msgs[:ev.count]])
+
+    def _packet_send(self, s: so.Sock, req) -> socket_pb2.SendReply:
+        """packet_snd(): whole frames onto the bound (or addressed) device."""
+        sent = []
+        for m in req.msgs:
+            ifindex = self._ifindex(s, m.addr.ifname) if m.addr.ifname else s.ifindex
+            iface = self.topo.hosts[s.netns].interface(ifindex) if ifindex else None
+            err = 0
+            if iface is None:
+                err = errno.ENXIO if not m.addr.ifname else errno.ENODEV
+            elif len(m.data) < ethernet.ETH_HLEN:
+                err = errno.EINVAL
+            elif len(m.data) > iface.mtu + ethernet.ETH_HLEN:
+                err = errno.EMSGSIZE
+            if err:
+                return _partial(sent, err)
+            t0 = time.time_ns()
+            skb = ProtoSkb(netns=s.netns, sk=s.fd, data=m.data, ifindex=ifindex, tstamp=t0,
+                           mark=s.opt(so.SOL_SOCKET, so.SO_MARK), priority=s.opt(so.SOL_SOCKET, so.SO_PRIORITY))
+            self.tracer.start(skb, "packet_sendmsg")
+            lost = self.downs["link"].put(skb)
+            if skb.trace_flags & SAMPLED:
+                self._spans(skb, "packet_sendmsg", t0, time.time_ns(), "egress", lost, ())
+            if lost:
+                return _partial(sent, errno.ENETDOWN)
+            sent.append(len(m.data))
+        return socket_pb2.SendReply(sent=len(sent), lengths=sent)
+
+    async def RecvMsg(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return socket_pb2.RecvReply(status=_status(errno.EBADF))
+        if req.flags & MSG_ERRQUEUE:
+            return self._recv_errqueue(s)
+        ready = self.readable[s.fd]
+        deadline = None if req.timeout < 0 else self.loop.time() + req.timeout
+        while True:
+            err = s.take_error()
+            if err:
+                return socket_pb2.RecvReply(status=_status(err))
+            if s.rcvq:
+                break
+            if self._sock(req.fd) is not s:
+                return socket_pb2.RecvReply(status=_status(errno.EBADF))
+            remaining = None if deadline is None else deadline - self.loop.time()
+            if remaining is not None and remaining <= 0 or req.flags & MSG_DONTWAIT:
+                return socket_pb2.RecvReply(status=_status(errno.EAGAIN))
+            ready.clear()
+            try:
+                await asyncio.wait_for(ready.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+        if req.flags & MSG_PEEK:
+            taken, freed = [s.rcvq[0]], 0
+        else:
+            taken, freed = s.dequeue(max(1, req.max))
+        msgs = [self._datagram(s, skb, t, req.bufsize) for skb, t in taken]
+        if freed and s.family == so.AF_INET:
+            self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(
+                op=ProtoCall.RECVMSG, count=freed, segs=len(taken))))
+        return socket_pb2.RecvReply(msgs=msgs)
+
+    def _datagram(self, s: so.Sock, skb, queued: int, bufsize: int) -> socket_pb2.Datagram:
+        data = skb.data
+        payload = data[skb.head:]
+        if skb.trace_flags & SAMPLED:
+            self._spans(skb, "skb_recv_datagram", queued, time.time_ns(), "ingress", None, ())
+        d = socket_pb2.Datagram(length=len(payload), tstamp=skb.tstamp)
+        if bufsize and len(payload) > bufsize:
+            payload, d.truncated = payload[:bufsize], True
+        d.data = payload
+        if s.family == so.AF_PACKET:
+            d.addr.ifname = self.topo.hosts[s.netns].interface(skb.ifindex).name
+            d.addr.proto = int.from_bytes(data[12:14], "big")
+            d.addr.pkttype, d.addr.hatype = skb.pkt_type, 1
+            d.addr.haddr = data[6:12] if skb.pkt_type != 4 else data[0:6]
+            return d
+        nh = skb.network_header
+        d.addr.host = ipv4.ntoa(int.from_bytes(data[nh + 12:nh + 16], "big"))
+        if s.proto == so.IPPROTO_UDP:
+            th = skb.transport_header
+            d.addr.port = int.from_bytes(data[th:th + 2], "big")
+        d.ttl, d.tos = data[nh + 8], data[nh + 1]
+        return d
+
+    def _recv_errqueue(self, s: so.Sock) -> socket_pb2.RecvReply:
+        """recvmsg(MSG_ERRQUEUE): the oldest queued ICMP error; the offender,
+        type, code and info travel in the Datagram fields the SDK turns into an
+        IP_RECVERR control message."""
+        if not s.errq:
+            return socket_pb2.RecvReply(status=_status(errno.EAGAIN))
+        skb = s.errq.popleft()
+        ev = skb.event
+        payload = skb.data[skb.head:]
+        ee = socket_pb2.ExtendedErr(ee_errno=ev.err, ee_origin=2, ee_type=ev.state >> 8, ee_code=ev.state & 0xFF,
+                                    ee_info=ev.count, offender=ipv4.ntoa(ev.peer_addr))
+        d = socket_pb2.Datagram(data=payload, length=len(payload), ee=ee)
+        quoted = skb.data[skb.head - 8 - 20:] if s.proto == so.IPPROTO_UDP else b""
+        if len(quoted) >= 28:          # the original destination, from the quoted headers
+            d.addr.host = ipv4.ntoa(int.from_bytes(quoted[16:20], "big"))
+            d.addr.port = int.from_bytes(quoted[22:24], "big")
+        return socket_pb2.RecvReply(msgs=[d])
+
+    async def SetSockOpt(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return socket_pb2.SockOptReply(status=_status(errno.EBADF))
+        err, value = s.setsockopt(req.level, req.optname, req.value)
+        if err:
+            return socket_pb2.SockOptReply(status=_status(err))
+        if s.family == so.AF_INET and (req.level, req.optname) in so.TRANSPORT_OPTS:
+            ev = await self.call(s, ProtoCall.SETSOCKOPT, level=req.level, optname=req.optname, optval=value)
+            if ev.err:
+                return socket_pb2.SockOptReply(status=_status(ev.err))
+        return socket_pb2.SockOptReply(value=value)
+
+    async def GetSockOpt(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return socket_pb2.SockOptReply(status=_status(errno.EBADF))
+        err, value = s.getsockopt(req.level, req.optname)
+        return socket_pb2.SockOptReply(status=_status(err), value=value)
+
+    async def GetSockName(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return socket_pb2.AddrReply(status=_status(errno.EBADF))
+        if s.family == so.AF_PACKET:
+            return socket_pb2.AddrReply(addr=self._packet_name(s))
+        return socket_pb2.AddrReply(addr=self._inet_name(s.laddr, s.lport))
+
+    async def GetPeerName(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return socket_pb2.AddrReply(status=_status(errno.EBADF))
+        if s.family == so.AF_PACKET or not s.connected:
+            return socket_pb2.AddrReply(status=_status(errno.ENOTCONN))
+        return socket_pb2.AddrReply(addr=self._inet_name(s.raddr, s.rport))
+
+    async def Close(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return _status(errno.EBADF)
+        self._forget(s)
+        if s.family == so.AF_INET:
+            self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd,
+                                                 call=ProtoCall(op=ProtoCall.RELEASE)))
+        else:
+            self.downs["link"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(op=ProtoCall.RELEASE)))
+        return _status()
+
+    def _forget(self, s: so.Sock):
+        self.socks.pop(s.fd, None)
+        ev = self.readable.pop(s.fd, None)
+        if ev is not None:
+            ev.set()                     # a blocked recv() wakes up to EBADF
+
+    def _inet_name(self, addr: int, port: int) -> socket_pb2.SockAddr:
+        return socket_pb2.SockAddr(host=ipv4.ntoa(addr), port=port)
+
+    def _packet_name(self, s: so.Sock) -> socket_pb2.SockAddr:
+        iface = self.topo.hosts[s.netns].interface(s.ifindex) if s.ifindex else None
+        return socket_pb2.SockAddr(ifname=iface.name if iface else "", proto=s.packet_proto,
+                                   hatype=1, haddr=iface.mac if iface else b"")
+
+    # -- Admin: the socket table (for ss)
+    def admin(self, req):
+        bad = self.check_netns(req.netns)
+        if bad:
+            return bad
+        if req.command == "sockets":
+            rows = [{"fd": s.fd, "family": s.family, "type": s.type, "proto": s.proto,
+                     "local": [ipv4.ntoa(s.laddr), s.lport], "peer": [ipv4.ntoa(s.raddr), s.rport],
+                     "connected": s.connected, "recv_q": sum(len(k.data) - k.head for k, _ in s.rcvq)}
+                    for s in self.socks.values() if s.netns == req.netns]
+            return admin_pb2.AdminReply(json=json.dumps(rows))
+        return super().admin(req)
+
+
+def _partial(sent: list, err: int) -> socket_pb2.SendReply:
+    """sendmmsg() semantics: the error only when nothing was sent."""
+    if sent:
+        return socket_pb2.SendReply(sent=len(sent), lengths=sent)
+    return socket_pb2.SendReply(status=_status(err))
+
+
+def _ntohs(v: int) -> int:
+    return ((v & 0xFF) << 8) | (v >> 8)
+
+
+def _pid(context) -> int:
+    for k, v in context.invocation_metadata():
+        if k == "pktflow-pid":
+            return int(v)
+    return os.getpid()

@@ -1,0 +1,74 @@
+"""ICMP echo sockets (net/ipv4/ping.c): socket(AF_INET, SOCK_DGRAM,
+IPPROTO_ICMP). The application writes an echo request header and data; the
+kernel sets the identifier to the socket's "port" and the checksum. Replies
+with that identifier come back as ICMP header plus data."""
+import errno
+
+from ..common.skbuff import DOWN, STOP, UP
+from ..wire import icmp, ipv4
+from .sock import SKB_TRUESIZE_OVERHEAD, InetSock
+from .udp import report_error, route_checks
+
+
+def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
+    """ping_v4_sendmsg()."""
+    call = skb.call
+    if call.addr:
+        daddr = call.addr
+    elif sock.connected:
+        daddr = sock.raddr
+    else:
+        return errno.EDESTADDRREQ, []
+    data = skb.data
+    if len(data) < icmp.ICMP_HLEN or len(data) > 0xFFFF - ipv4.IPV4_HLEN:
+        return errno.EINVAL if len(data) < icmp.ICMP_HLEN else errno.EMSGSIZE, []
+    if data[0] != icmp.ICMP_ECHO or data[1] != 0:
+        return errno.EINVAL, []
+    err = tr.autobind(ns, sock)
+    if err:
+        return err, []
+    err, rt = route_checks(tr, ns, sock, daddr)
+    if err:
+        return err, []
+    saddr, mtu, rtype = rt
+    if len(data) + ipv4.IPV4_HLEN > mtu:
+        return errno.EMSGSIZE, []
+    seq = int.from_bytes(data[6:8], "big")
+    skb.data = icmp.echo(icmp.ICMP_ECHO, sock.lport, seq, data[icmp.ICMP_HLEN:])
+    skb.saddr, skb.daddr, skb.ip_proto = sock.laddr or saddr, daddr, ipv4.IPPROTO_ICMP
+    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rtype != 3
+    skb.ClearField("call")
+    return 0, [(DOWN, skb, "ping_v4_sendmsg", None)]
+
+
+def ping_rcv(tr, ns, skb, now: int) -> list:
+    """An echo reply: to the ping socket bound to its identifier."""
+    data, th = skb.data, skb.transport_header
+    h = icmp.IcmpRepr(data[th], data[th + 1], int.from_bytes(data[th + 4:th + 8], "big"))   # icmp_rcv checked it
+    nh = skb.network_header
+    daddr = int.from_bytes(data[nh + 16:nh + 20], "big")
+    sock = ns.ping.lookup(daddr, h.echo_id, int.from_bytes(data[nh + 12:nh + 16], "big"), 0)
+    if sock is None:
+        return [(STOP, skb, "ping_rcv", None)]
+    if sock.rmem_alloc > sock.rcvbuf:
+        return [(STOP, skb, "ping_rcv", None)]
+    truesize = len(data) + SKB_TRUESIZE_OVERHEAD
+    sock.rmem_alloc += truesize
+    skb.sk = sock.sk
+    skb.head = th
+    skb.event.kind = skb.event.DATA_READY
+    skb.event.count = truesize
+    return [(UP, skb, "ping_rcv", None)]
+
+
+def ping_err(tr, ns, skb, now: int) -> list:
+    """An ICMP error quoting one of our echo requests."""
+    data, q = skb.data, skb.head
+    ihl = (data[q] & 0x0F) * 4
+    src = int.from_bytes(data[q + 12:q + 16], "big")
+    dst = int.from_bytes(data[q + 16:q + 20], "big")
+    if data[q + ihl] != icmp.ICMP_ECHO:
+        return [(STOP, skb, "ping_err", None)]
+    ident = int.from_bytes(data[q + ihl + 4:q + ihl + 6], "big")
+    sock = ns.ping.lookup(src, ident, dst, 0)
+    return report_error(sock, skb, q + ihl, "ping_err")

@@ -1,0 +1,82 @@
+"""The transport service: a thin shell around stack.Transport. Route lookups
+the core asks for (NeedRoute) are answered by the ip layer's RouteOutput."""
+import errno
+import logging
+import time
+
+import grpc
+
+from pktflow.v1 import admin_pb2, layers_pb2, layers_pb2_grpc
+
+from ..common import snmp
+from ..common.shell import LayerShell
+from .sock import NeedRoute
+from .stack import Transport
+
+log = logging.getLogger("pktflow.transport")
+
+
+class TransportShell(LayerShell):
+    name = "transport"
+    default_upper = "socket"
+
+    def __init__(self, topo, tracer=None):
+        super().__init__(topo, tracer)
+        self.tr = Transport(topo)
+        self._socket_instance = None
+
+    async def on_egress_batch(self, batch, from_layer):
+        now = time.monotonic_ns()
+        apply, core = self.apply, self.tr.from_socket
+        for skb in batch.skbs:
+            t0 = time.time_ns()
+            while True:
+                try:
+                    verdicts = core(skb, now)
+                    break
+                except NeedRoute as need:
+                    await self.fetch_route(need)
+            apply(verdicts, t0, time.time_ns(), "egress")
+        await self.downs["ip"].room()
+
+    async def fetch_route(self, need: NeedRoute):
+        ip = layers_pb2_grpc.IpStub(self.downs["ip"].channel)
+        try:
+            r = await ip.RouteOutput(layers_pb2.RouteRequest(netns=need.netns, daddr=need.daddr, saddr=need.saddr),
+                                     timeout=5)
+        except grpc.aio.AioRpcError as e:
+            log.warning("route lookup in the ip layer failed: %s", e.code().name)
+            self.tr.add_route(need.netns, need.daddr, need.saddr, errno.ENETDOWN, 0, 0, 0)
+            return
+        self.tr.set_genid(r.fib_genid)
+        self.tr.add_route(need.netns, need.daddr, need.saddr, r.err, r.saddr, r.mtu, r.type)
+
+    def on_ingress_batch(self, batch):
+        self.tr.set_genid(batch.fib_genid)
+        super().on_ingress_batch(batch)
+
+    def ingress(self, skb, now):
+        return self.tr.rcv(skb, now)
+
+    def on_upper_connect(self, layer, instance):
+        if instance != self._socket_instance:
+            self.tr.reset()
+            self._socket_instance = instance
+
+    def span_attrs(self, skb):
+        th, nh, d = skb.transport_header, skb.network_header, skb.data
+        proto = skb.ip_proto or (d[nh + 9] if len(d) > nh + 9 and not skb.icmp_type else 0)
+        if proto != 17 or len(d) < th + 4:
+            return ()
+        return (("source.port", int.from_bytes(d[th:th + 2], "big")),
+                ("destination.port", int.from_bytes(d[th + 2:th + 4], "big")))
+
+    def admin(self, req):
+        bad = self.check_netns(req.netns)
+        if bad:
+            return bad
+        ns = self.tr.netns[req.netns]
+        if req.command == "counters":
+            return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v)
+                                                  for k, v in ns.mib.rows(snmp.UDP)] + self.drop_counters(req.netns))
+        return super().admin(req)

@@ -1,0 +1,180 @@
+"""The transport layer of every namespace: the socket layer's calls (struct
+proto) and packets from ip, dispatched to UDP and ping sockets."""
+import errno
+import random
+
+from pktflow.v1.skb_pb2 import ProtoCall, SockEvent, Skb
+
+from ..common.skbuff import DROP, STOP, UP
+from ..wire import ipv4
+from . import ping, udp
+from .sock import InetSock, NeedRoute, TransportNetns
+
+SOCK_DGRAM = 2
+IPPROTO_ICMP, IPPROTO_UDP = 1, 17
+SOL_SOCKET, IPPROTO_IP = 1, 0
+SO_REUSEADDR, SO_BROADCAST, SO_RCVBUF = 2, 6, 8
+IP_TOS, IP_TTL, IP_RECVERR = 1, 2, 11
+RTN_LOCAL, RTN_BROADCAST = 2, 3
+MSG_LAST = 0x80000000            # ProtoCall.flags: the last datagram of one sendmmsg()
+# A send the syscall refuses never becomes a packet; its trace still ends with a reason.
+_SEND_ERR_REASON = {errno.ENETUNREACH: "IP_OUTNOROUTES", errno.EHOSTUNREACH: "IP_OUTNOROUTES",
+                    errno.EMSGSIZE: "PKT_TOO_BIG"}
+
+
+class Transport:
+    def __init__(self, topology, rng: random.Random | None = None):
+        rng = rng or random.Random()
+        self.netns = {h.name: TransportNetns(h, rng) for h in topology.hosts.values()}
+        self.socks: dict[int, InetSock] = {}
+        self.genid = 0
+
+    # -- the route cache (filled by the shell from the ip layer)
+    def route(self, ns: TransportNetns, daddr: int, saddr: int) -> tuple:
+        key = (daddr, saddr)
+        r = ns.routes.get(key)
+        if r is None:
+            raise NeedRoute(ns.name, daddr, saddr)
+        if r[0]:
+            del ns.routes[key]          # errors are asked again, so ip counts each
+        return r
+
+    def add_route(self, netns: str, daddr: int, saddr: int, err: int, rsaddr: int, mtu: int, rtype: int):
+        ns = self.netns[netns]
+        if len(ns.routes) > 65536:
+            ns.routes.clear()
+        ns.routes[(daddr, saddr)] = (err, rsaddr, mtu, rtype)
+
+    def set_genid(self, genid: int):
+        if genid and genid != self.genid:
+            self.genid = genid
+            for ns in self.netns.values():
+                ns.routes.clear()
+
+    def reset(self):
+        """The socket layer restarted: its sockets are gone."""
+        for s in list(self.socks.values()):
+            self._release(s)
+
+    # -- helpers for the protocols
+    def table(self, ns, sock):
+        return ns.ping if sock.proto == IPPROTO_ICMP else ns.udp
+
+    def autobind(self, ns, sock: InetSock) -> int:
+        if sock.lport:
+            return 0
+        return self.table(ns, sock).bind(sock, sock.laddr, 0)
+
+    # -- calls from the socket layer
+    def from_socket(self, skb, now: int) -> list:
+        call = skb.call
+        op = call.op
+        ns = self.netns.get(skb.netns)
+        if ns is None:
+            return self.complete(skb, errno.ENODEV)
+        if op == ProtoCall.CREATE:
+            if call.type != SOCK_DGRAM or call.protocol not in (0, IPPROTO_UDP, IPPROTO_ICMP):
+                return self.complete(skb, errno.EPROTONOSUPPORT)
+            sock = InetSock(skb.sk, ns.name, IPPROTO_ICMP if call.protocol == IPPROTO_ICMP else IPPROTO_UDP)
+            sock.rcvbuf = ns.sysctl["net.core.rmem_default"]
+            self.socks[skb.sk] = sock
+            return self.complete(skb, 0)
+        sock = self.socks.get(skb.sk)
+        if sock is None:
+            return self.complete(skb, errno.EBADF)
+        if op == ProtoCall.SENDMSG:
+            return self.sendmsg(ns, sock, skb, now)
+        if op == ProtoCall.RECVMSG:
+            sock.rmem_alloc = max(0, sock.rmem_alloc - call.count)
+            if sock.proto == IPPROTO_UDP:
+                ns.mib["UdpInDatagrams"] += call.segs
+            return []
+        if op == ProtoCall.BIND:
+            return self.complete(skb, self.bind(ns, sock, call.addr, call.port), sock)
+        if op == ProtoCall.CONNECT:
+            err = udp.connect(self, ns, sock, call.addr, call.port)
+            return self.complete(skb, err, sock)
+        if op == ProtoCall.DISCONNECT:
+            sock.connected, sock.raddr, sock.rport = False, 0, 0
+            return self.complete(skb, 0, sock)
+        if op == ProtoCall.SETSOCKOPT:
+            return self.complete(skb, self.setsockopt(sock, call.level, call.optname, call.optval))
+        if op == ProtoCall.RELEASE:
+            self._release(sock)
+            return self.complete(skb, 0)
+        return self.complete(skb, errno.EOPNOTSUPP)
+
+    def bind(self, ns, sock: InetSock, addr: int, port: int) -> int:
+        """inet_bind()."""
+        if sock.lport:
+            return errno.EINVAL
+        if addr:
+            err, _saddr, _mtu, rtype = self.route(ns, addr, 0)
+            if err or rtype not in (RTN_LOCAL, RTN_BROADCAST):
+                return errno.EADDRNOTAVAIL
+        return self.table(ns, sock).bind(sock, addr, port)
+
+    def setsockopt(self, sock: InetSock, level: int, optname: int, value: int) -> int:
+        """The options the protocol itself needs; the socket layer validated them."""
+        if level == SOL_SOCKET:
+            if optname == SO_REUSEADDR:
+                sock.reuseaddr = bool(value)
+            elif optname == SO_BROADCAST:
+                sock.broadcast = bool(value)
+            elif optname == SO_RCVBUF:
+                sock.rcvbuf = value
+        elif level == IPPROTO_IP:
+            if optname == IP_TTL:
+                sock.ttl = 0 if value == -1 else value
+            elif optname == IP_TOS:
+                sock.tos = value & 0xFF
+            elif optname == IP_RECVERR:
+                sock.recverr = bool(value)
+        return 0
+
+    def sendmsg(self, ns, sock: InetSock, skb, now: int) -> list:
+        call = skb.call
+        req, last, index = call.req, call.flags & MSG_LAST, call.segs
+        if req and sock.failed_req == req:       # sendmmsg() stops at its first failure
+            return [(STOP, skb, "udp_sendmsg", None)]
+        proto = ping if sock.proto == IPPROTO_ICMP else udp
+        err, out = proto.sendmsg(self, ns, sock, skb, now)
+        if err:
+            sock.failed_req = req
+            reason = _SEND_ERR_REASON.get(err, "NOT_SPECIFIED")
+            return [(DROP, skb, "udp_sendmsg", reason)] + self.complete(skb, err, sock, index, req)
+        if last:
+            out += self.complete(skb, 0, sock, index + 1, req)
+        return out
+
+    def _release(self, sock: InetSock):
+        ns = self.netns[sock.netns]
+        self.table(ns, sock).unhash(sock)
+        self.socks.pop(sock.sk, None)
+
+    def complete(self, skb, err: int, sock: InetSock | None = None, count: int = 0, req: int | None = None) -> list:
+        """The COMPLETE event answering a call; carries the local and peer address."""
+        ev = SockEvent(kind=SockEvent.COMPLETE, req=skb.call.req if req is None else req, err=err, count=count)
+        if sock is not None:
+            ev.addr, ev.port, ev.peer_addr, ev.peer_port = sock.laddr, sock.lport, sock.raddr, sock.rport
+        return [(UP, Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete", None)]
+
+    # -- packets from ip
+    def rcv(self, skb, now: int) -> list:
+        ns = self.netns.get(skb.netns)
+        if ns is None:
+            return [(DROP, skb, "tcp_v4_rcv", "NO_SOCKET")]
+        data, nh = skb.data, skb.network_header
+        proto = data[nh + 9]
+        if skb.icmp_type:                       # an ICMP error for one of our protocols
+            inner = data[skb.head + 9]
+            if inner == ipv4.IPPROTO_UDP:
+                return udp.udp_err(self, ns, skb, now)
+            if inner == ipv4.IPPROTO_ICMP:
+                return ping.ping_err(self, ns, skb, now)
+            return [(STOP, skb, "icmp_unreach", None)]
+        if proto == ipv4.IPPROTO_UDP:
+            return udp.udp_rcv(self, ns, skb, now)
+        if proto == ipv4.IPPROTO_ICMP:
+            return ping.ping_rcv(self, ns, skb, now)
+        return [(DROP, skb, "ip_local_deliver", "IP_NOPROTO")]

@@ -1,0 +1,168 @@
+"""UDP (net/ipv4/udp.c): udp_sendmsg(), udp_rcv() with its demux, udp_err()."""
+import errno
+
+from ..common.skbuff import DOWN, DROP, STOP, UP, clone
+from ..wire import Malformed, ipv4, udp
+from .sock import SKB_TRUESIZE_OVERHEAD, InetSock
+
+UDP_MAX_PAYLOAD = 0xFFFF - ipv4.IPV4_HLEN - udp.UDP_HLEN
+RTN_LOCAL, RTN_BROADCAST = 2, 3
+IP_ID_SET = 0x10000
+ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB = 3, 3, 11, 12
+# icmp_err_convert[]: (errno, fatal) for destination-unreachable codes 0..15
+ICMP_ERR_CONVERT = [(errno.ENETUNREACH, 0), (errno.EHOSTUNREACH, 0), (errno.ENOPROTOOPT, 1),
+                    (errno.ECONNREFUSED, 1), (errno.EMSGSIZE, 0), (errno.EOPNOTSUPP, 0), (errno.ENETUNREACH, 1),
+                    (errno.EHOSTDOWN, 1), (errno.ENONET, 1), (errno.ENETUNREACH, 1), (errno.EHOSTUNREACH, 1),
+                    (errno.ENETUNREACH, 0), (errno.EHOSTUNREACH, 0), (errno.EHOSTUNREACH, 1),
+                    (errno.EHOSTUNREACH, 1), (errno.EHOSTUNREACH, 1)]
+
+
+def icmp_to_errno(type_: int, code: int) -> tuple[int, bool]:
+    """(errno, hard error?) for an ICMP error, as __udp4_lib_err() maps it."""
+    if type_ == ICMP_PARAMETERPROB:
+        return errno.EPROTO, True
+    if type_ == ICMP_DEST_UNREACH and code < len(ICMP_ERR_CONVERT):
+        e, fatal = ICMP_ERR_CONVERT[code]
+        return e, bool(fatal)
+    return errno.EHOSTUNREACH, False
+
+
+def route_checks(tr, ns, sock: InetSock, daddr: int) -> tuple[int, tuple | None]:
+    """The route a datagram to daddr takes, and the errno Linux gives instead."""
+    err, saddr, mtu, rtype = tr.route(ns, daddr, sock.laddr)
+    if err:
+        return err, None
+    if rtype == RTN_BROADCAST and not sock.broadcast:
+        return errno.EACCES, None
+    return 0, (saddr, mtu, rtype)
+
+
+def connect(tr, ns, sock: InetSock, daddr: int, dport: int) -> int:
+    """ip4_datagram_connect()."""
+    err = tr.autobind(ns, sock)
+    if err:
+        return err
+    err, rt = route_checks(tr, ns, sock, daddr)
+    if err:
+        return err
+    if not sock.laddr:
+        sock.laddr = rt[0]            # the route's source becomes the bound address
+    sock.raddr, sock.rport, sock.connected = daddr, dport, True
+    sock.inet_id = ns.rng.getrandbits(16)
+    return 0
+
+
+def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
+    """udp_sendmsg(): (errno, verdicts). The skb holds the payload; call.addr/port
+    the destination (0 for the connected peer)."""
+    call = skb.call
+    if call.port or call.addr:
+        daddr, dport = call.addr, call.port
+        if dport == 0:
+            return errno.EINVAL, []
+    elif sock.connected:
+        daddr, dport = sock.raddr, sock.rport
+    else:
+        return errno.EDESTADDRREQ, []
+    payload = skb.data
+    if len(payload) > UDP_MAX_PAYLOAD:
+        return errno.EMSGSIZE, []
+    err = tr.autobind(ns, sock)
+    if err:
+        return err, []
+    err, rt = route_checks(tr, ns, sock, daddr)
+    if err:
+        return err, []
+    saddr, mtu, rtype = rt
+    if len(payload) + udp.UDP_HLEN + ipv4.IPV4_HLEN > mtu:
+        return errno.EMSGSIZE, []      # would need fragmentation, not implemented yet
+    if sock.laddr:
+        saddr = sock.laddr
+    skb.data = udp.emit(sock.lport, dport, payload, saddr, daddr)
+    skb.saddr, skb.daddr, skb.ip_proto = saddr, daddr, ipv4.IPPROTO_UDP
+    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rtype != RTN_BROADCAST
+    if sock.connected and daddr == sock.raddr:
+        sock.inet_id = (sock.inet_id + 1) & 0xFFFF
+        skb.ip_id = IP_ID_SET | sock.inet_id
+    skb.transport_header = 0
+    skb.ClearField("call")
+    ns.mib["UdpOutDatagrams"] += 1
+    return 0, [(DOWN, skb, "udp_sendmsg", None)]
+
+
+def udp_rcv(tr, ns, skb, now: int) -> list:
+    """__udp4_lib_rcv()."""
+    data = skb.data
+    nh, th = skb.network_header, skb.transport_header
+    saddr = int.from_bytes(data[nh + 12:nh + 16], "big")
+    daddr = int.from_bytes(data[nh + 16:nh + 20], "big")
+    end = len(data)
+    try:
+        uh = udp.parse(data, th, end, saddr, daddr)
+    except Malformed as e:
+        ns.mib["UdpInErrors"] += 1
+        if e.reason == "UDP_CSUM":
+            ns.mib["UdpInCsumErrors"] += 1
+        return [(DROP, skb, "udp_rcv", e.reason)]
+    skb.head = th + udp.UDP_HLEN
+    if skb.pkt_type in (1, 2):        # broadcast or multicast: every matching socket gets a copy
+        socks = ns.udp.all_for(daddr, uh.dport)
+        if not socks:
+            ns.mib["UdpNoPorts"] += 1
+            return [(DROP, skb, "udp_rcv", "NO_SOCKET")]
+        out = []
+        for s in socks[1:]:
+            out += queue_rcv(ns, s, clone(skb))
+        return out + queue_rcv(ns, socks[0], skb)
+    sock = ns.udp.lookup(daddr, uh.dport, saddr, uh.sport)
+    if sock is None:
+        ns.mib["UdpNoPorts"] += 1
+        report = clone(skb)
+        report.icmp_type, report.icmp_code = ICMP_DEST_UNREACH, ICMP_PORT_UNREACH
+        return [(DROP, skb, "udp_rcv", "NO_SOCKET"), (DOWN, report, "icmp_send", None)]
+    return queue_rcv(ns, sock, skb)
+
+
+def queue_rcv(ns, sock: InetSock, skb) -> list:
+    """__udp_enqueue_schedule_skb(): charge the receive buffer, wake the reader."""
+    if sock.rmem_alloc > sock.rcvbuf:
+        ns.mib["UdpRcvbufErrors"] += 1
+        ns.mib["UdpInErrors"] += 1
+        return [(DROP, skb, "udp_rcv", "SOCKET_RCVBUFF")]
+    truesize = len(skb.data) + SKB_TRUESIZE_OVERHEAD
+    sock.rmem_alloc += truesize
+    skb.sk = sock.sk
+    skb.event.kind = skb.event.DATA_READY
+    skb.event.count = truesize
+    return [(UP, skb, "udp_rcv", None)]
+
+
+def udp_err(tr, ns, skb, now: int) -> list:
+    """__udp4_lib_err(): an ICMP error quoting a datagram we sent. skb.head is
+    the quoted IP header."""
+    data, q = skb.data, skb.head
+    ihl = (data[q] & 0x0F) * 4
+    src = int.from_bytes(data[q + 12:q + 16], "big")
+    dst = int.from_bytes(data[q + 16:q + 20], "big")
+    sport = int.from_bytes(data[q + ihl:q + ihl + 2], "big")
+    dport = int.from_bytes(data[q + ihl + 2:q + ihl + 4], "big")
+    sock = ns.udp.lookup(src, sport, dst, dport)
+    return report_error(sock, skb, q + ihl + udp.UDP_HLEN, "udp_err")
+
+
+def report_error(sock: InetSock | None, skb, payload: int, fn: str) -> list:
+    """sk->sk_err = err; sk_error_report(): hard errors reach connected sockets,
+    every error reaches an IP_RECVERR socket (with its error queue entry)."""
+    if sock is None:
+        return [(STOP, skb, fn, None)]
+    err, hard = icmp_to_errno(skb.icmp_type, skb.icmp_code)
+    if not sock.recverr and (not hard or not sock.connected):
+        return [(STOP, skb, fn, None)]
+    skb.sk = sock.sk
+    skb.head = min(payload, len(skb.data))     # what recvmsg(MSG_ERRQUEUE) returns
+    ev = skb.event
+    ev.kind, ev.err, ev.state = ev.ERROR_REPORT, err, (skb.icmp_type << 8) | skb.icmp_code
+    ev.peer_addr = int.from_bytes(skb.data[skb.network_header + 12:skb.network_header + 16], "big")
+    ev.count = skb.icmp_info
+    ev.flags = 1 if sock.recverr else 0     # 1: also queue it on the error queue
+    return [(UP, skb, fn, None)]

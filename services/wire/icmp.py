@@ -1,0 +1,68 @@
+"""ICMP for IPv4 (RFC 792)."""
+import struct
+from typing import NamedTuple
+
+from . import Malformed
+from .checksum import csum_partial, inet_checksum
+
+ICMP_ECHOREPLY = 0
+ICMP_DEST_UNREACH = 3
+ICMP_REDIRECT = 5
+ICMP_ECHO = 8
+ICMP_TIME_EXCEEDED = 11
+ICMP_PARAMETERPROB = 12
+
+# ICMP_DEST_UNREACH codes
+ICMP_NET_UNREACH = 0
+ICMP_HOST_UNREACH = 1
+ICMP_PROT_UNREACH = 2
+ICMP_PORT_UNREACH = 3
+ICMP_FRAG_NEEDED = 4
+ICMP_PKT_FILTERED = 13
+# ICMP_TIME_EXCEEDED codes
+ICMP_EXC_TTL = 0
+ICMP_EXC_FRAGTIME = 1
+
+ICMP_HLEN = 8
+ERROR_TYPES = (ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB)
+
+_HDR = struct.Struct("!BBHI")
+_ECHO = struct.Struct("!BBHHH")
+
+
+class IcmpRepr(NamedTuple):
+    type: int
+    code: int
+    rest: int           # the 32-bit "rest of header": id<<16|seq for echo, unused/MTU for errors
+
+    @property
+    def echo_id(self) -> int:
+        return self.rest >> 16
+
+    @property
+    def echo_seq(self) -> int:
+        return self.rest & 0xFFFF
+
+
+def parse(buf, offset: int = 0, end: int | None = None) -> IcmpRepr:
+    end = len(buf) if end is None else end
+    if end - offset < ICMP_HLEN:
+        raise Malformed("PKT_TOO_SMALL", f"ICMP message of {end - offset} bytes")
+    if csum_partial(buf[offset:end]) != 0xFFFF:
+        raise Malformed("ICMP_CSUM", "bad ICMP checksum")
+    type_, code, _check, rest = _HDR.unpack_from(buf, offset)
+    return IcmpRepr(type_, code, rest)
+
+
+def emit(r: IcmpRepr, payload: bytes) -> bytes:
+    hdr = _HDR.pack(r.type, r.code, 0, r.rest)
+    check = inet_checksum(payload, csum_partial(hdr))
+    return hdr[:2] + check.to_bytes(2, "big") + hdr[4:] + payload
+
+
+def echo(type_: int, ident: int, seq: int, payload: bytes) -> bytes:
+    return emit(IcmpRepr(type_, 0, (ident << 16) | seq), payload)
+
+
+def is_error(type_: int) -> bool:
+    return type_ in ERROR_TYPES
