@@ -55,7 +55,7 @@ def icmp_rcv(ns, skb, iph, now: int, fn) -> list:
         inner = th + icmp.ICMP_HLEN
         if end - inner < ipv4.IPV4_HLEN or end - inner < (skb.data[inner] & 0x0F) * 4 + 8:
             ns.mib["IcmpInErrors"] += 1
-            return [(DROP, skb, fn + ("icmp_unreach",), "PKT_TOO_SMALL")]
+            return [(DROP, skb, fn + ("icmp_unreach",), "NOT_SPECIFIED")]   # as icmp_unreach(): no reason
         if broadcast:
             return [(DROP, skb, fn + ("icmp_unreach",), "INVALID_PROTO")]
         skb.icmp_type, skb.icmp_code, skb.icmp_info = h.type, h.code, h.rest & 0xFFFF

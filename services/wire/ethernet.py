@@ -1,4 +1,5 @@
 """Ethernet II header (IEEE 802.3 with an ethertype)."""
+import re
 import struct
 from typing import NamedTuple
 
@@ -49,11 +50,10 @@ def mac_to_str(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
 
 
+_MAC = re.compile(r"[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2}){5}")
+
+
 def mac_from_str(text: str) -> bytes:
-    parts = text.split(":")
-    if len(parts) != 6 or not all(len(p) in (1, 2) for p in parts):
+    if not isinstance(text, str) or not _MAC.fullmatch(text):
         raise ValueError(f"{text!r} is not a MAC address (six hex octets separated by ':')")
-    try:
-        return bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a MAC address (six hex octets separated by ':')") from None
+    return bytes(int(p, 16) for p in text.split(":"))

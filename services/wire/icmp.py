@@ -45,11 +45,13 @@ class IcmpRepr(NamedTuple):
 
 
 def parse(buf, offset: int = 0, end: int | None = None) -> IcmpRepr:
+    """Checks in icmp_rcv()'s order: the checksum (ICMP_CSUM), then room for the
+    header (a drop the kernel gives no reason for: NOT_SPECIFIED)."""
     end = len(buf) if end is None else end
-    if end - offset < ICMP_HLEN:
-        raise Malformed("PKT_TOO_SMALL", f"ICMP message of {end - offset} bytes")
     if csum_partial(buf[offset:end]) != 0xFFFF:
         raise Malformed("ICMP_CSUM", "bad ICMP checksum")
+    if end - offset < ICMP_HLEN:
+        raise Malformed("NOT_SPECIFIED", f"ICMP message of {end - offset} bytes, shorter than its header")
     type_, code, _check, rest = _HDR.unpack_from(buf, offset)
     return IcmpRepr(type_, code, rest)
 

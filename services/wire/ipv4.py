@@ -80,7 +80,7 @@ def emit(r: Ipv4Repr, payload: bytes) -> bytes:
 def decrease_ttl(hdr: bytes) -> bytes:
     """ip_decrease_ttl(): TTL minus one with the checksum updated incrementally (RFC 1624)."""
     check = int.from_bytes(hdr[10:12], "big") + 0x0100
-    check = (check + (check >> 16)) & 0xFFFF
+    check = (check + (check >= 0xFFFF)) & 0xFFFF      # as the kernel folds it: never 0xFFFF
     return hdr[:8] + bytes((hdr[8] - 1,)) + hdr[9:10] + check.to_bytes(2, "big") + hdr[12:]
 
 

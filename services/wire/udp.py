@@ -18,11 +18,12 @@ class UdpRepr(NamedTuple):
 
 
 def parse(buf, offset: int, end: int, saddr: int, daddr: int) -> UdpRepr:
-    """Checks as __udp4_lib_rcv() does: a short header or a length field larger
-    than the IP payload is PKT_TOO_SMALL; a wrong non-zero checksum is UDP_CSUM.
-    `end` is where the IP payload ends (the IP total length)."""
+    """Checks as __udp4_lib_rcv() does: no room for the header is a drop the
+    kernel gives no reason for (NOT_SPECIFIED); a length field larger than the IP
+    payload or smaller than the header is PKT_TOO_SMALL; a wrong non-zero
+    checksum is UDP_CSUM. `end` is where the IP payload ends (the IP total length)."""
     if end - offset < UDP_HLEN:
-        raise Malformed("PKT_TOO_SMALL", f"UDP datagram of {end - offset} bytes")
+        raise Malformed("NOT_SPECIFIED", f"UDP datagram of {end - offset} bytes, shorter than its header")
     sport, dport, length, check = _HDR.unpack_from(buf, offset)
     if length > end - offset or length < UDP_HLEN:
         raise Malformed("PKT_TOO_SMALL", f"UDP length {length} with {end - offset} bytes of IP payload")
