@@ -33,11 +33,11 @@ def field(num: int, payload: bytes) -> bytes:
 def any_value(value) -> bytes:
     if isinstance(value, bool):
         return b"\x10" + (b"\x01" if value else b"\x00")
-    if isinstance(value, int):
+    if isinstance(value, int) and -(1 << 63) <= value < (1 << 63):
         return b"\x18" + varint(value & 0xFFFFFFFFFFFFFFFF)
     if isinstance(value, float):
         return b"\x21" + struct.pack("<d", value)
-    return field(1, str(value).encode())
+    return field(1, str(value).encode())          # strings, and ints too big for int64
 
 
 def key_value(key: str, value) -> bytes:
@@ -58,13 +58,12 @@ class SpanEncoder:
         self._resource = field(1, b"".join(field(1, key_value(k, v)) for k, v in resource_attrs.items()))
         self._scope = field(1, field(1, scope.encode()))
         self._attr: dict = {}
-        self._attrs: dict = {}
         self._name: dict = {}
         self._limit = cache_limit
 
     def attribute(self, key: str, value) -> bytes:
-        """Span.attributes entry (field 9), cached."""
-        k = (key, value)
+        """Span.attributes entry (field 9), cached (by type too: 1 == True == 1.0)."""
+        k = (key, value, type(value))
         enc = self._attr.get(k)
         if enc is None:
             enc = field(9, key_value(key, value))
@@ -72,14 +71,12 @@ class SpanEncoder:
                 self._attr[k] = enc
         return enc
 
-    def attributes(self, attrs: tuple) -> bytes:
-        """All of a span's attributes; a packet's hops repeat the same few sets."""
-        enc = self._attrs.get(attrs)
-        if enc is None:
-            enc = b"".join([self.attribute(k, v) for k, v in attrs])
-            if len(self._attrs) < self._limit:
-                self._attrs[attrs] = enc
-        return enc
+    def attributes(self, attrs) -> bytes:
+        """A span's attributes: a tuple of (key, value), or bytes encoded before
+        by this method (the layers cache the sets their hops repeat)."""
+        if attrs.__class__ is bytes:
+            return attrs
+        return b"".join([self.attribute(k, v) for k, v in attrs])
 
     def span(self, rec) -> bytes:
         trace_id, span_id, parent_id, name, start, end, attrs, drop, links = rec

@@ -45,7 +45,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         self.uplinks: Uplinks | None = None
         self.health = health.aio.HealthServicer()
         self._timers: dict = {}
-        self._base_attrs: dict = {}
+        self._attr_cache: dict = {}
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- to be provided by the layer
@@ -61,9 +61,10 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
     def admin(self, req: admin_pb2.AdminRequest) -> admin_pb2.AdminReply:
         return admin_pb2.AdminReply(err=95, detail=f"the {self.name} layer has no command {req.command!r}")
 
-    def span_attrs(self, skb) -> tuple:
-        """Extra span attributes of a sampled skb (addresses, ports, ...)."""
-        return ()
+    def span_attrs(self, skb) -> bytes:
+        """Extra span attributes of a sampled skb (addresses, ports, ...),
+        encoded: use cached_attrs()."""
+        return b""
 
     def on_upper_connect(self, layer: str, instance: str):
         pass
@@ -127,14 +128,13 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         return self.downs[config.LOWER[self.name]].put(skb)
 
     def _spans(self, skb, fn, t0, t1, direction, drop, links):
-        key = (skb.netns, direction, len(skb.data) - skb.head)
-        base = self._base_attrs.get(key)
-        if base is None:
-            if len(self._base_attrs) > 20000:
-                self._base_attrs.clear()
-            base = self._base_attrs[key] = (("pktflow.netns", skb.netns), ("pktflow.layer", self.name),
-                                            ("pktflow.direction", direction), ("pktflow.skb.len", key[2]))
-        attrs = base + self.span_attrs(skb)
+        netns = skb.netns
+        key = (netns, direction, len(skb.data) - skb.head)
+        attrs = self._attr_cache.get(key)
+        if attrs is None:
+            attrs = self.cached_attrs(key, lambda: (("pktflow.netns", netns), ("pktflow.layer", self.name),
+                                                    ("pktflow.direction", direction), ("pktflow.skb.len", key[2])))
+        attrs += self.span_attrs(skb)
         hop = self.tracer.hop
         if isinstance(fn, str):
             hop(skb, fn, t0, t1, attrs, drop, links)
@@ -142,6 +142,16 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
             last = len(fn) - 1
             for i, name in enumerate(fn):
                 hop(skb, name, t0, t1, attrs, drop if i == last else None, links if i == 0 else ())
+
+    def cached_attrs(self, key, make) -> bytes:
+        """The attribute set make() builds, encoded once per key: a packet's hops
+        repeat a few sets, so spans cost a dict lookup, not an encoding."""
+        enc = self._attr_cache.get(key)
+        if enc is None:
+            if len(self._attr_cache) > 50000:
+                self._attr_cache.clear()
+            enc = self._attr_cache[key] = self.tracer.encode_attributes(make())
+        return enc
 
     def lost(self, skbs, reason: str):
         """Skbs a broken stream took with it: counted and traced as drops."""

@@ -67,6 +67,10 @@ class Tracer:
             self._thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)
             self._thread.start()
 
+    def encode_attributes(self, attrs: tuple) -> bytes:
+        """Attributes encoded ahead, for a caller that reuses the same set."""
+        return self._encoder.attributes(attrs)
+
     # -- ids and sampling
     def new_span_id(self) -> bytes:
         return self._rand.getrandbits(64).to_bytes(8, "big") or b"\0\0\0\0\0\0\0\1"

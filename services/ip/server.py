@@ -18,7 +18,6 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
     def __init__(self, topo, tracer=None):
         super().__init__(topo, tracer)
         self.ip = Ip(topo)
-        self._attr_cache: dict = {}
 
     def egress(self, skb, now):
         return self.ip.from_transport(skb, now)
@@ -44,17 +43,12 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
         nh = skb.network_header
         d = skb.data
         if len(d) < nh + 20 or d[nh] >> 4 != 4:
-            return ()
-        key = d[nh + 8:nh + 10] + d[nh + 12:nh + 20]
-        attrs = self._attr_cache.get(key)
-        if attrs is None:
-            attrs = (("network.type", "ipv4"), ("source.address", ipv4.ntoa(int.from_bytes(key[2:6], "big"))),
-                     ("destination.address", ipv4.ntoa(int.from_bytes(key[6:10], "big"))),
-                     ("network.transport", _PROTO_NAMES.get(key[1], str(key[1]))), ("pktflow.ip.ttl", key[0]))
-            if len(self._attr_cache) > 10000:
-                self._attr_cache.clear()
-            self._attr_cache[key] = attrs
-        return attrs
+            return b""
+        key = d[nh + 8:nh + 10] + d[nh + 12:nh + 20]           # TTL, protocol, addresses
+        return self.cached_attrs(key, lambda: (
+            ("network.type", "ipv4"), ("source.address", ipv4.ntoa(int.from_bytes(key[2:6], "big"))),
+            ("destination.address", ipv4.ntoa(int.from_bytes(key[6:10], "big"))),
+            ("network.transport", _PROTO_NAMES.get(key[1], str(key[1]))), ("pktflow.ip.ttl", key[0])))
 
     def admin(self, req):
         bad = self.check_netns(req.netns)

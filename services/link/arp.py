@@ -3,7 +3,7 @@
 arp_ignore=0 and arp_announce=0, Linux's defaults: a request for any address of
 the host is answered on whichever interface it came in; a probe's sender address
 is the waiting packet's source when that is local to the device."""
-from ..common.skbuff import DOWN, DROP, STOP, new_skb
+from ..common.skbuff import DROP, STOP, new_skb
 from ..wire import Malformed, arp, ethernet, ipv4
 from . import neighbour as nd
 
@@ -28,7 +28,7 @@ def solicit(netns, n: nd.Neighbour, cause, dst_mac: bytes | None) -> list:
     skb = arp_send(netns, dev, arp.ARPOP_REQUEST, dst_mac or ethernet.BROADCAST, n.ip,
                    dst_mac or ethernet.ZERO, saddr, cause)
     netns.mib["ArpOutRequests"] += 1
-    return [(DOWN, skb, "arp_solicit", None)]
+    return netns.xmit(dev, skb, "arp_solicit")
 
 
 def arp_rcv(netns, dev, skb, now: int) -> list:
@@ -49,8 +49,7 @@ def arp_rcv(netns, dev, skb, now: int) -> list:
                                                           create=True, weak=True))
         reply = arp_send(netns, dev, arp.ARPOP_REPLY, a.sha, a.spa, a.sha, a.tpa, skb)
         netns.mib["ArpOutReplies"] += 1
-        out.append((DOWN, reply, "arp_send", None))
-        return out
+        return out + netns.xmit(dev, reply, "arp_send")
     if a.op == arp.ARPOP_REPLY:
         netns.mib["ArpInReplies"] += 1
     # Known senders are refreshed; a reply to us confirms reachability.

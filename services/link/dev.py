@@ -71,10 +71,15 @@ class LinkNetns:
         return out
 
     def output(self, dev: Device, skb, dst_mac: bytes, fn: str) -> list:
-        """Ethernet header on, taps, down to the driver."""
+        """Ethernet header on, then out (neigh_hh_output())."""
         skb.data = ethernet.header(dst_mac, dev.mac, ethernet.ETH_P_IP) + skb.data
         skb.protocol = ethernet.ETH_P_IP
-        return self.taps_out(dev, skb) + [(DOWN, skb, fn, None)]
+        return self.xmit(dev, skb, fn)
+
+    def xmit(self, dev: Device, skb, fn: str) -> list:
+        """dev_hard_start_xmit(): every frame leaving a device passes the taps."""
+        skb.mac_header = 0
+        return self.taps_out(dev, skb) + [(DOWN, skb, fn, None)] if self.taps else [(DOWN, skb, fn, None)]
 
     def taps_out(self, dev: Device, skb) -> list:
         """dev_queue_xmit_nit(): a copy of an outgoing frame for every ETH_P_ALL
@@ -129,7 +134,7 @@ class Link:
             return self.packet_call(ns, skb)
         if dev is None:
             return [(DROP, skb, "packet_sendmsg", "DEV_READY")]
-        return ns.taps_out(dev, skb) + [(DOWN, skb, "dev_queue_xmit", None)]
+        return ns.xmit(dev, skb, "dev_queue_xmit")
 
     def packet_call(self, ns, skb) -> list:
         """dev_add_pack()/dev_remove_pack() for a packet socket; a protocol of 0

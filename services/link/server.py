@@ -34,7 +34,7 @@ class LinkShell(LayerShell):
     def span_attrs(self, skb):
         ns = self.link.netns.get(skb.netns)
         dev = ns.devices.get(skb.ifindex) if ns else None
-        return (("pktflow.ifname", dev.name),) if dev else ()
+        return self.cached_attrs(("dev", dev.name), lambda: (("pktflow.ifname", dev.name),)) if dev else b""
 
     def admin(self, req):
         bad = self.check_netns(req.netns)

@@ -36,7 +36,7 @@ class NicShell(LayerShell):
 
     def span_attrs(self, skb):
         dev = self.nic.device(skb.netns, skb.ifindex)
-        return (("pktflow.ifname", dev.name),) if dev else ()
+        return self.cached_attrs(("dev", dev.name), lambda: (("pktflow.ifname", dev.name),)) if dev else b""
 
     def admin(self, req):
         bad = self.check_netns(req.netns)

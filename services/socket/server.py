@@ -301,7 +301,8 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
 
     def _datagram(self, s: so.Sock, skb, queued: int, bufsize: int) -> socket_pb2.Datagram:
         data = skb.data
-        payload = data[skb.head:]
+        # SOCK_RAW packet sockets read from the MAC header, the rest after their headers
+        payload = data[skb.mac_header:] if s.family == so.AF_PACKET else data[skb.head:]
         if skb.trace_flags & SAMPLED:
             self._spans(skb, "skb_recv_datagram", queued, time.time_ns(), "ingress", None, ())
         d = socket_pb2.Datagram(length=len(payload), tstamp=skb.tstamp)

@@ -67,9 +67,10 @@ class TransportShell(LayerShell):
         th, nh, d = skb.transport_header, skb.network_header, skb.data
         proto = skb.ip_proto or (d[nh + 9] if len(d) > nh + 9 and not skb.icmp_type else 0)
         if proto != 17 or len(d) < th + 4:
-            return ()
-        return (("source.port", int.from_bytes(d[th:th + 2], "big")),
-                ("destination.port", int.from_bytes(d[th + 2:th + 4], "big")))
+            return b""
+        ports = d[th:th + 4]
+        return self.cached_attrs(ports, lambda: (("source.port", int.from_bytes(ports[:2], "big")),
+                                                 ("destination.port", int.from_bytes(ports[2:], "big"))))
 
     def admin(self, req):
         bad = self.check_netns(req.netns)
