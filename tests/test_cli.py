@@ -1,0 +1,146 @@
+"""The pktflow command: `pktflow up` for real, and the iproute2-style tools."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import pktflow
+from conftest import PORT_BASE
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*args, env=None, timeout=60):
+    return subprocess.run([sys.executable, "-m", "pktflow.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=(env or os.environ))
+
+
+def port_free(port: int) -> bool:
+    """Nothing listens there (SO_REUSEADDR: closed connections may linger in TIME_WAIT)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def test_pktflow_up_runs_the_stack_and_stops_on_ctrl_c(tmp_path):
+    base = PORT_BASE + 1000
+    ports = [base + i for i in range(1, 6)] + [base + 17, base + 18]
+    env = os.environ | {"PKTFLOW_ENDPOINT": f"127.0.0.1:{base + 1}"}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    proc = subprocess.Popen([sys.executable, "-m", "pktflow.cli", "up", "--port-base", str(base),
+                             "--otlp-port", str(base + 17), "--query-port", str(base + 18)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert "ready" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        script = f"""
+import pktflow
+srv = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2"); srv.bind(("10.0.2.10", 7000))
+cli = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1")
+cli.sendto(b"hello", ("10.0.2.10", 7000))
+srv.settimeout(5)
+data, (host, port) = srv.recvfrom(2048)
+assert data == b"hello" and host == "10.0.1.10", (data, host)
+print("ok")
+"""
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=30)
+        assert out.stdout.strip() == "ok", out.stderr
+        ping = cli("ping", "-n", "h1", "10.0.2.10", "-c", "3", "-i", "0.1", env=env)
+        assert ping.returncode == 0, ping.stderr
+        assert len(re.findall(r"icmp_seq=\d ttl=63 time=", ping.stdout)) == 3
+        deadline = time.monotonic() + 20
+        while True:
+            tr = cli("trace", "--operation", "udp_rcv", "--query", f"http://127.0.0.1:{base + 18}", env=env)
+            if tr.returncode == 0 and "sock_queue_rcv_skb" in tr.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert tr.returncode == 0, tr.stderr
+        for fn in ("sock_sendmsg", "udp_sendmsg", "ip_queue_xmit", "dev_queue_xmit", "ndo_start_xmit",
+                   "netif_receive_skb", "ip_rcv", "ip_forward", "ip_output", "udp_rcv", "sock_queue_rcv_skb"):
+            assert fn in tr.stdout
+        assert "hosts h1 -> r1 -> h2" in tr.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert rc == 0
+    assert all(port_free(p) for p in ports), "a service outlived pktflow up"
+
+
+def test_pktflow_up_refuses_a_bad_topology(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hosts:\n  h1:\n    interfaces:\n      eth0: {addresses: [10.0.1.300/24]}\n")
+    r = cli("up", "--topology", str(bad), "--port-base", str(PORT_BASE + 1100))
+    assert r.returncode == 2
+    assert re.search(r"bad\.yaml:4: .*10\.0\.1\.300.* is not an IPv4 address", r.stderr), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_ping_cli_prints_like_iputils(stack):
+    r = cli("ping", "-n", "h1", "10.0.2.10", "-c", "2", "-i", "0.1")
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines[0] == "PING 10.0.2.10 (10.0.2.10) 56(84) bytes of data."
+    assert re.fullmatch(r"64 bytes from 10\.0\.2\.10: icmp_seq=1 ttl=63 time=[\d.]+ ms", lines[1])
+    assert "--- 10.0.2.10 ping statistics ---" in lines
+    assert re.search(r"2 packets transmitted, 2 received, 0% packet loss", r.stdout)
+    assert re.search(r"rtt min/avg/max/mdev = [\d.]+/[\d.]+/[\d.]+/[\d.]+ ms", r.stdout)
+
+
+def test_ping_cli_reports_errors_and_exits_1(stack):
+    r = cli("ping", "-n", "h1", "10.0.3.5", "-c", "1", "-W", "0.5")
+    assert r.returncode == 1
+    assert "From 10.0.1.1 icmp_seq=1 Destination Net Unreachable" in r.stdout
+    assert "1 packets transmitted, 0 received, +1 errors, 100% packet loss" in r.stdout
+
+
+def test_nstat_cli(stack):
+    pktflow.ping("10.0.2.10", netns="h1")
+    r = cli("nstat", "-n", "h2")
+    assert r.returncode == 0
+    assert r.stdout.startswith("#kernel\n")
+    assert re.search(r"^IcmpInEchos\s+\d+\s+0\.0$", r.stdout, re.M)
+    assert re.search(r"^IpOutDiscards\s+0\s", cli("nstat", "-n", "h2", "-z").stdout, re.M)   # -z: zeros too
+    assert not re.search(r"^IpOutDiscards\s", r.stdout, re.M)
+    bad = cli("nstat", "-n", "nosuch")
+    assert bad.returncode == 1 and "no network namespace 'nosuch'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_ip_cli(stack):
+    link = cli("ip", "-s", "link", "-n", "r1")
+    assert link.returncode == 0, link.stderr
+    assert "2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500" in link.stdout
+    assert "link/ether 02:00:00:00:02:01 brd ff:ff:ff:ff:ff:ff" in link.stdout
+    assert "RX:  bytes packets errors dropped  missed   mcast" in link.stdout
+    route = cli("ip", "route", "-n", "h1").stdout.splitlines()
+    assert route == ["default via 10.0.1.1 dev eth0", "10.0.1.0/24 dev eth0 proto kernel scope link src 10.0.1.10"]
+    assert "local 10.0.1.10 dev eth0 proto kernel scope host src 10.0.1.10" in \
+        cli("ip", "-n", "h1", "route", "show", "table", "local").stdout
+    assert "inet 10.0.2.1/24 brd 10.0.2.255 scope global eth1" in cli("ip", "addr", "-n", "r1").stdout
+    pktflow.ping("10.0.2.10", netns="h1")
+    assert re.search(r"^10\.0\.1\.1 dev eth0 lladdr 02:00:00:00:01:01 \w+$", cli("ip", "neigh", "-n", "h1").stdout,
+                     re.M)
+    assert cli("ip", "link").returncode == 2
+
+
+def test_capture_cli(stack, tmp_path):
+    path = tmp_path / "c.pcap"
+    proc = subprocess.Popen([sys.executable, "-m", "pktflow.cli", "capture", "-n", "h2", "-i", "eth0", "-w", str(path),
+                             "-c", "2"], stderr=subprocess.PIPE, text=True)
+    assert "listening on h2:eth0" in proc.stderr.readline()
+    pktflow.ping("10.0.2.10", netns="h1")
+    assert proc.wait(20) == 0
+    from scapy.utils import rdpcap
+    assert len(rdpcap(str(path))) == 2
