@@ -25,6 +25,7 @@ class Kernel:
         self.up: list = []            # skbs handed to the socket layer
         self.drops: list = []         # (layer, fn, reason, skb)
         self.timers: dict = {}
+        self.req = 0
 
     def learn(self, netns: str, ifname: str, ip: str, mac: str):
         """A REACHABLE neighbour entry, as if ARP had run."""
@@ -73,7 +74,8 @@ class Kernel:
     def call(self, netns: str, sk: int, op, **fields):
         """A socket-layer call into transport; returns the COMPLETE event."""
         from pktflow.v1.skb_pb2 import ProtoCall
-        skb = Skb(netns=netns, sk=sk, data=fields.pop("data", b""), call=ProtoCall(op=op, req=1, **fields))
+        self.req += 1
+        skb = Skb(netns=netns, sk=sk, data=fields.pop("data", b""), call=ProtoCall(op=op, req=self.req, **fields))
         while True:
             try:
                 verdicts = self.tr.from_socket(skb, self.now)

@@ -39,9 +39,10 @@ def _sampler_mode(sampler) -> str:
 
 class Tracer:
     """Records hop spans for one layer service. With `export=False` (or
-    OTEL_SDK_DISABLED=true / OTEL_TRACES_EXPORTER=none) nothing is sampled."""
+    OTEL_SDK_DISABLED=true / OTEL_TRACES_EXPORTER=none) nothing is sampled.
+    `exporter` replaces the OTLP exporter (tests)."""
 
-    def __init__(self, layer: str, export: bool | None = None):
+    def __init__(self, layer: str, export: bool | None = None, exporter=None):
         from opentelemetry.sdk.trace import TracerProvider
         os.environ.setdefault("OTEL_SERVICE_NAME", layer)
         provider = TracerProvider()
@@ -63,7 +64,7 @@ class Tracer:
         self._exporter = None
         if export:
             self._encoder = SpanEncoder(self.resource)
-            self._exporter = _make_exporter()
+            self._exporter = exporter or _make_exporter()
             self._thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)
             self._thread.start()
 
