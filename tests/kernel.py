@@ -12,7 +12,7 @@ from pktflow.services.link.dev import Link
 from pktflow.services.transport.sock import NeedRoute
 from pktflow.services.transport.stack import Transport
 from pktflow.services.wire import ethernet, ipv4
-from pktflow.v1.skb_pb2 import Skb
+from pktflow.v1.skb_pb2 import ProtoCall as ProtoCallOp, Skb
 
 
 class Kernel:
@@ -41,7 +41,10 @@ class Kernel:
     def _run(self, layer: str, verdicts: list):
         for kind, skb, fn, arg in verdicts:
             if kind == TIMER:
-                self.timers[fn] = arg
+                if arg is None:
+                    self.timers.pop((layer, fn), None)
+                else:
+                    self.timers[(layer, fn)] = arg
             elif kind == DROP:
                 self.drops.append((layer, fn, arg, skb))
             elif kind == DOWN:
@@ -73,9 +76,8 @@ class Kernel:
 
     def call(self, netns: str, sk: int, op, **fields):
         """A socket-layer call into transport; returns the COMPLETE event."""
-        from pktflow.v1.skb_pb2 import ProtoCall
         self.req += 1
-        skb = Skb(netns=netns, sk=sk, data=fields.pop("data", b""), call=ProtoCall(op=op, req=self.req, **fields))
+        skb = Skb(netns=netns, sk=sk, data=fields.pop("data", b""), call=ProtoCallOp(op=op, req=self.req, **fields))
         while True:
             try:
                 verdicts = self.tr.from_socket(skb, self.now)
@@ -87,7 +89,8 @@ class Kernel:
         return events[0] if events else None
 
     def fire(self, key):
-        self.now = max(self.now, self.timers.pop(key))
+        """Runs a link-layer timer (a neighbour's) now or at its deadline."""
+        self.now = max(self.now, self.timers.pop(("link", key)))
         self._run("link", self.link.timer(key, self.now))
 
     def counters(self, netns: str) -> Counter:
@@ -96,3 +99,122 @@ class Kernel:
         out.update(self.tr.netns[netns].mib)
         out.update(self.link.netns[netns].mib)
         return out
+
+
+class Network(Kernel):
+    """The cores of every host with the topology's cables between them and a
+    fake clock: frames go across at once (or are lost, by `loss`), timers fire
+    in order as time is advanced. Enough to run TCP between hosts in-process."""
+
+    def __init__(self, topo=None, seed: int = 1, loss=None):
+        super().__init__(topo, seed)
+        self.loss = loss                   # f(netns, ifindex, frame) -> True to lose it
+        self.events: list = []             # skbs the socket layer would receive
+        self.next_sk = 100
+        self.frames: list = []             # every frame that crossed a cable: (netns, ifindex, frame)
+
+    def up_from(self, layer, skb, to):
+        super().up_from(layer, skb, to)
+        if self.up and self.up[-1] is skb:
+            self.events.append(self.up.pop())
+
+    def pump(self):
+        """Delivers queued frames in order; frames sent while delivering (an ACK
+        that frees the window) queue behind, as on a wire. Called only when a
+        whole call or timer has finished, as the services work batch by batch."""
+        while self.wire:
+            netns, ifindex, frame = self.wire.pop(0)
+            self.frames.append((netns, ifindex, frame))
+            if self.loss and self.loss(netns, ifindex, frame):
+                continue
+            host = self.topo.hosts[netns]
+            iface = host.interface(ifindex)
+            if iface.is_loopback:
+                self.receive(netns, "lo", frame)
+                continue
+            for peer_host, peer_if in self.topo.peers(netns, iface.name):
+                self.receive(peer_host, peer_if, frame)
+
+    def advance(self, seconds: float):
+        """Moves the clock, firing every timer that falls due on the way."""
+        end = self.now + int(seconds * 1e9)
+        while True:
+            due = [(when, key) for key, when in self.timers.items() if when <= end]
+            if not due:
+                break
+            when, (layer, key) = min(due, key=lambda x: x[0])
+            del self.timers[(layer, key)]
+            self.now = max(self.now, when)
+            core = self.tr if layer == "transport" else self.link
+            self._run(layer, core.timer(key, self.now))
+            self.pump()
+        self.now = end
+
+    # -- a socket layer, just enough to drive TCP
+    def socket(self, netns: str, type_: int = 1) -> "Sock":
+        self.next_sk += 1
+        assert self.call(netns, self.next_sk, ProtoCallOp.CREATE, type=type_, protocol=0).err == 0
+        return Sock(self, netns, self.next_sk)
+
+
+class Sock:
+    def __init__(self, net: Network, netns: str, sk: int):
+        self.net, self.netns, self.sk = net, netns, sk
+
+    def call(self, op, **fields):
+        ev = self.net.call(self.netns, self.sk, op, **fields)
+        self.net.pump()
+        return ev
+
+    def bind(self, addr: str, port: int):
+        return self.call(ProtoCallOp.BIND, addr=ipv4.aton(addr) if addr else 0, port=port).err
+
+    def listen(self, backlog: int = 128):
+        return self.call(ProtoCallOp.LISTEN, count=backlog).err
+
+    def connect(self, addr: str, port: int):
+        return self.call(ProtoCallOp.CONNECT, addr=ipv4.aton(addr), port=port).err
+
+    def send(self, data: bytes) -> int:
+        ev = self.call(ProtoCallOp.SENDMSG, data=data)
+        return ev.count if not ev.err else -ev.err
+
+    def shutdown(self, how: int):
+        return self.call(ProtoCallOp.SHUTDOWN, flags=how).err
+
+    def close(self):
+        return self.call(ProtoCallOp.RELEASE).err
+
+    def setsockopt(self, level: int, name: int, value: int):
+        return self.call(ProtoCallOp.SETSOCKOPT, level=level, optname=name, optval=value).err
+
+    def mine(self):
+        return [e for e in self.net.events if e.sk == self.sk]
+
+    def recv(self, consume: bool = True) -> bytes:
+        """Everything delivered so far; tells transport it was read."""
+        got = [e for e in self.mine() if e.event.kind == e.event.DATA_READY]
+        for e in got:
+            self.net.events.remove(e)
+        data = b"".join(e.data[e.head:] for e in got)
+        if consume and data:
+            self.call(ProtoCallOp.RECVMSG, count=len(data))
+        return data
+
+    def states(self):
+        return [e.event.state for e in self.mine() if e.event.kind == e.event.STATE_CHANGE]
+
+    def errors(self):
+        return [e.event.err for e in self.mine() if e.event.kind == e.event.ERROR_REPORT]
+
+    def accept(self) -> "Sock | None":
+        for e in self.net.events:
+            if e.event.kind == e.event.STATE_CHANGE and e.event.count == self.sk:
+                self.net.events.remove(e)
+                child = Sock(self.net, self.netns, e.sk)
+                self.call(ProtoCallOp.ACCEPT, count=e.sk)
+                return child
+        return None
+
+    def info(self):
+        return self.net.tr.tcp.socks.get(self.sk)

@@ -13,6 +13,9 @@ ICMP = ("IcmpInMsgs", "IcmpInErrors", "IcmpInCsumErrors", "IcmpInDestUnreachs", 
         "IcmpInParmProbs", "IcmpInEchos", "IcmpInEchoReps", "IcmpOutMsgs", "IcmpOutErrors",
         "IcmpOutRateLimitGlobal", "IcmpOutRateLimitHost", "IcmpOutDestUnreachs", "IcmpOutTimeExcds",
         "IcmpOutParmProbs", "IcmpOutEchos", "IcmpOutEchoReps")
+TCP = ("TcpRtoAlgorithm", "TcpRtoMin", "TcpRtoMax", "TcpMaxConn", "TcpActiveOpens", "TcpPassiveOpens",
+       "TcpAttemptFails", "TcpEstabResets", "TcpCurrEstab", "TcpInSegs", "TcpOutSegs", "TcpRetransSegs", "TcpInErrs",
+       "TcpOutRsts", "TcpInCsumErrors")
 UDP = ("UdpInDatagrams", "UdpNoPorts", "UdpInErrors", "UdpOutDatagrams", "UdpRcvbufErrors", "UdpSndbufErrors",
        "UdpInCsumErrors", "UdpIgnoredMulti", "UdpMemErrors")
 

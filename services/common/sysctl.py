@@ -36,6 +36,23 @@ def _port_range(text: str) -> tuple[int, int]:
     return lo, hi
 
 
+def _triple(text: str) -> tuple[int, int, int]:
+    parts = text.split()
+    if len(parts) != 3:
+        raise ValueError(f"{text!r} is not three sizes ('min default max')")
+    lo, mid, hi = (_int_range(1, 2**31 - 1)(p) for p in parts)
+    if not lo <= mid <= hi:
+        raise ValueError(f"{text!r}: min <= default <= max")
+    return lo, mid, hi
+
+
+def _congestion(text: str) -> str:
+    from ..transport.tcp_cong import ALGORITHMS
+    if text not in ALGORITHMS:
+        raise ValueError(f"{text!r} is not available (available: {' '.join(ALGORITHMS)})")
+    return text
+
+
 def _only(value: int, why: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         v = _int_range(0, 2)(text)
@@ -62,6 +79,25 @@ KNOBS: dict[str, Knob] = {
     "net.core.wmem_max": Knob(212992, _int_range(4608, 2**31 - 1), "largest SO_SNDBUF a process may set"),
     "net.core.netdev_max_backlog": Knob(1000, _int_range(1, 2**31 - 1), "skbs queued towards an upper layer"),
     "net.core.netdev_budget": Knob(300, _int_range(1, 2**31 - 1), "skbs one NAPI softirq run may take"),
+    "net.ipv4.tcp_syncookies": Knob(1, _int_range(0, 2), "SYN cookies when the SYN queue overflows (2: always)"),
+    "net.ipv4.tcp_congestion_control": Knob("cubic", _congestion, "default congestion control"),
+    "net.ipv4.tcp_syn_retries": Knob(6, _int_range(1, 127), "SYN retransmissions before ETIMEDOUT"),
+    "net.ipv4.tcp_synack_retries": Knob(5, _int_range(1, 255), "SYN-ACK retransmissions"),
+    "net.ipv4.tcp_retries2": Knob(15, _int_range(1, 255), "retransmissions before an established connection dies"),
+    "net.ipv4.tcp_fin_timeout": Knob(60, _int_range(1, 2**31 - 1), "s an orphaned FIN-WAIT-2 waits"),
+    "net.ipv4.tcp_keepalive_time": Knob(7200, _int_range(1, 32767), "s idle before keepalive probes"),
+    "net.ipv4.tcp_keepalive_intvl": Knob(75, _int_range(1, 32767), "s between keepalive probes"),
+    "net.ipv4.tcp_keepalive_probes": Knob(9, _int_range(1, 127), "unanswered probes before giving up"),
+    "net.ipv4.tcp_rmem": Knob((4096, 131072, 6291456), _triple, "receive buffer min, default, max"),
+    "net.ipv4.tcp_wmem": Knob((4096, 16384, 4194304), _triple, "send buffer min, default, max"),
+    "net.ipv4.tcp_max_syn_backlog": Knob(4096, _int_range(128, 2**31 - 1), "the SYN queue's bound"),
+    "net.core.somaxconn": Knob(4096, _int_range(1, 2**31 - 1), "the largest listen() backlog"),
+    "net.ipv4.tcp_timestamps": Knob(1, _BOOL, "offer RFC 7323 timestamps"),
+    "net.ipv4.tcp_sack": Knob(1, _BOOL, "offer SACK"),
+    "net.ipv4.tcp_window_scaling": Knob(1, _BOOL, "offer window scaling"),
+    "net.ipv4.tcp_abort_on_overflow": Knob(0, _BOOL, "RST a connection the accept queue has no room for"),
+    # Not a Linux sysctl: TIME-WAIT lasts TCP_TIMEWAIT_LEN (60 s) in the kernel; tests shorten it here.
+    "net.ipv4.tcp_timewait_len": Knob(60, _int_range(0, 2**31 - 1), "s in TIME-WAIT (pktflow only)"),
     "net.ipv4.neigh.default.base_reachable_time_ms": Knob(30000, _int_range(1, 2**31 - 1), "NUD reachable time base"),
     "net.ipv4.neigh.default.retrans_time_ms": Knob(1000, _int_range(1, 2**31 - 1), "ARP retransmit interval"),
     "net.ipv4.neigh.default.delay_first_probe_time": Knob(5, _int_range(0, 2**31 - 1), "s in DELAY before probing"),

@@ -1,6 +1,7 @@
 """The transport service: a thin shell around stack.Transport. Route lookups
 the core asks for (NeedRoute) are answered by the ip layer's RouteOutput."""
 import errno
+import json
 import logging
 import time
 
@@ -58,6 +59,9 @@ class TransportShell(LayerShell):
     def ingress(self, skb, now):
         return self.tr.rcv(skb, now)
 
+    def timer(self, key, now):
+        return self.tr.timer(key, now)
+
     def on_upper_connect(self, layer, instance):
         if instance != self._socket_instance:
             self.tr.reset()
@@ -79,5 +83,8 @@ class TransportShell(LayerShell):
         ns = self.tr.netns[req.netns]
         if req.command == "counters":
             return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v)
-                                                  for k, v in ns.mib.rows(snmp.UDP)] + self.drop_counters(req.netns))
+                                                  for k, v in ns.mib.rows(snmp.TCP + snmp.UDP)]
+                                        + self.drop_counters(req.netns))
+        if req.command == "sockets":
+            return admin_pb2.AdminReply(json=json.dumps(self.tr.tcp.sockets(ns)))
         return super().admin(req)

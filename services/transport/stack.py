@@ -9,9 +9,10 @@ from ..common.skbuff import DROP, STOP, UP
 from ..wire import ipv4
 from . import ping, udp
 from .sock import InetSock, NeedRoute, TransportNetns
+from .tcp_ipv4 import TcpProto
 
-SOCK_DGRAM = 2
-IPPROTO_ICMP, IPPROTO_UDP = 1, 17
+SOCK_STREAM, SOCK_DGRAM = 1, 2
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
 SOL_SOCKET, IPPROTO_IP = 1, 0
 SO_REUSEADDR, SO_BROADCAST, SO_RCVBUF = 2, 6, 8
 IP_TOS, IP_TTL, IP_RECVERR = 1, 2, 11
@@ -26,7 +27,8 @@ class Transport:
     def __init__(self, topology, rng: random.Random | None = None):
         rng = rng or random.Random()
         self.netns = {h.name: TransportNetns(h, rng) for h in topology.hosts.values()}
-        self.socks: dict[int, InetSock] = {}
+        self.socks: dict[int, InetSock] = {}        # UDP and ping sockets
+        self.tcp = TcpProto(self, rng)
         self.genid = 0
 
     # -- the route cache (filled by the shell from the ip layer)
@@ -55,6 +57,8 @@ class Transport:
         """The socket layer restarted: its sockets are gone."""
         for s in list(self.socks.values()):
             self._release(s)
+        for sk in list(self.tcp.socks.values()):
+            self.tcp.release_owner(self.netns[sk.netns], sk)
 
     # -- helpers for the protocols
     def table(self, ns, sock):
@@ -72,7 +76,13 @@ class Transport:
         ns = self.netns.get(skb.netns)
         if ns is None:
             return self.complete(skb, errno.ENODEV)
+        tsk = self.tcp.socks.get(skb.sk)
+        if tsk is not None:
+            return self.tcp.call(ns, tsk, skb, now)
         if op == ProtoCall.CREATE:
+            if call.type == SOCK_STREAM and call.protocol in (0, IPPROTO_TCP):
+                self.tcp.create(ns, skb)
+                return self.complete(skb, 0)
             if call.type != SOCK_DGRAM or call.protocol not in (0, IPPROTO_UDP, IPPROTO_ICMP):
                 return self.complete(skb, errno.EPROTONOSUPPORT)
             sock = InetSock(skb.sk, ns.name, IPPROTO_ICMP if call.protocol == IPPROTO_ICMP else IPPROTO_UDP)
@@ -172,9 +182,16 @@ class Transport:
                 return udp.udp_err(self, ns, skb, now)
             if inner == ipv4.IPPROTO_ICMP:
                 return ping.ping_err(self, ns, skb, now)
+            if inner == ipv4.IPPROTO_TCP:
+                return self.tcp.err(ns, skb, now)
             return [(STOP, skb, "icmp_unreach", None)]
+        if proto == ipv4.IPPROTO_TCP:
+            return self.tcp.rcv(ns, skb, now)
         if proto == ipv4.IPPROTO_UDP:
             return udp.udp_rcv(self, ns, skb, now)
         if proto == ipv4.IPPROTO_ICMP:
             return ping.ping_rcv(self, ns, skb, now)
         return [(DROP, skb, "ip_local_deliver", "IP_NOPROTO")]
+
+    def timer(self, key, now: int) -> list:
+        return self.tcp.timer(key[1], now) if key[0] == "tcp" else []

@@ -1,0 +1,188 @@
+"""struct tcp_sock: one TCP connection's state (RFC 9293), the names and
+defaults Linux uses. Sequence numbers inside are unbounded integers counted
+from the ISN (no wrap-around arithmetic anywhere); `unwrap()` maps a 32-bit
+sequence number from the wire to the integer nearest a reference, and `& MASK`
+maps back.
+
+The modules beside this one do the work, named as in net/ipv4:
+tcp_ipv4 (demultiplexing, listen, connect, SYN cookies, the socket calls),
+tcp_input (segment arrival), tcp_output (transmission), tcp_timer, tcp_cong.
+"""
+from collections import deque
+
+MASK = 0xFFFFFFFF
+
+# enum tcp_state (include/net/tcp_states.h), the numbers ss uses
+ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT1, FIN_WAIT2, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, CLOSING = \
+    range(1, 12)
+STATE_NAMES = {ESTABLISHED: "ESTAB", SYN_SENT: "SYN-SENT", SYN_RECV: "SYN-RECV", FIN_WAIT1: "FIN-WAIT-1",
+               FIN_WAIT2: "FIN-WAIT-2", TIME_WAIT: "TIME-WAIT", CLOSE: "UNCONN", CLOSE_WAIT: "CLOSE-WAIT",
+               LAST_ACK: "LAST-ACK", LISTEN: "LISTEN", CLOSING: "CLOSING"}
+RFC_NAMES = {ESTABLISHED: "ESTABLISHED", SYN_SENT: "SYN-SENT", SYN_RECV: "SYN-RECEIVED", FIN_WAIT1: "FIN-WAIT-1",
+             FIN_WAIT2: "FIN-WAIT-2", TIME_WAIT: "TIME-WAIT", CLOSE: "CLOSED", CLOSE_WAIT: "CLOSE-WAIT",
+             LAST_ACK: "LAST-ACK", LISTEN: "LISTEN", CLOSING: "CLOSING"}
+
+# enum tcp_ca_state
+CA_OPEN, CA_DISORDER, CA_CWR, CA_RECOVERY, CA_LOSS = range(5)
+
+MS = 1_000_000
+S = 1_000_000_000
+TCP_TIMEOUT_INIT = 1 * S           # RFC 6298 initial RTO
+TCP_RTO_MIN = 200 * MS             # Linux's floor (RFC 6298 says 1 s)
+TCP_RTO_MAX = 120 * S
+TCP_DELACK_MIN = 40 * MS
+TCP_DELACK_MAX = 200 * MS
+TCP_ATO_MIN = 40 * MS
+TCP_MAX_QUICKACKS = 16
+TCP_INIT_CWND = 10                 # RFC 6928, Linux's default
+TCP_INFINITE_SSTHRESH = 0x7FFFFFFF
+TCP_MSS_DEFAULT = 536              # RFC 1122 / 9293 default when the peer sends no MSS
+TCP_MIN_MSS = 88
+TCP_TIMEOUT_FALLBACK = 3 * S
+MAX_SACK_BLOCKS = 3                # 4 without timestamps; Linux sends at most 4 (3 with TS)
+TCP_FASTRETRANS_THRESH = 3         # tcp_reordering default, RFC 6675 DupThresh
+
+
+def unwrap(seq32: int, ref: int) -> int:
+    """The integer sequence number nearest `ref` whose low 32 bits are seq32."""
+    d = (seq32 - ref) & MASK
+    return ref + d - (1 << 32) if d & 0x80000000 else ref + d
+
+
+class TraceRef:
+    """The trace context of a packet, kept to link later packets to it."""
+    __slots__ = ("trace_id", "span_id", "trace_flags")
+
+    def __init__(self, trace_id=b"", span_id=b"", trace_flags=0):
+        self.trace_id, self.span_id, self.trace_flags = trace_id, span_id, trace_flags
+
+    @classmethod
+    def of(cls, skb):
+        return cls(skb.trace_id, skb.span_id, skb.trace_flags & 1) if skb is not None and skb.trace_id else None
+
+
+class Seg:
+    """A segment in flight (the retransmission queue, tcp_rtx_queue)."""
+    __slots__ = ("seq", "end", "flags", "data", "sent", "retrans", "in_rtx", "sacked", "lost", "cause", "skb")
+
+    def __init__(self, seq: int, end: int, flags: int, data: bytes, cause):
+        self.seq, self.end, self.flags, self.data = seq, end, flags, data
+        self.sent = 0                # when it was last sent (ns)
+        self.retrans = 0             # times retransmitted (Karn: no RTT sample from it)
+        self.in_rtx = False          # a retransmission of it is in flight (counted in retrans_out)
+        self.sacked = self.lost = False
+        self.cause = cause           # what this data came from (the application's send)
+        self.skb = None              # its first transmission: retransmissions link to it
+
+    def origin(self):
+        """The trace a retransmission links to: the first send, else the cause."""
+        return TraceRef.of(self.skb) or self.cause
+
+
+class TcpSock:
+    __slots__ = (
+        "sk", "netns", "state", "laddr", "lport", "raddr", "rport", "parent", "child_id",
+        # options the application set
+        "nodelay", "keepalive", "linger", "user_mss", "reuseaddr", "ttl", "tos", "rcvbuf_user", "sndbuf_user",
+        "keepidle", "keepintvl", "keepcnt", "syn_retries", "ca_name",
+        # sending
+        "iss", "snd_una", "snd_nxt", "snd_wnd", "snd_wl1", "snd_wl2", "max_window", "write_seq", "sendq",
+        "sendq_bytes", "rtx", "fin_queued", "sndbuf", "write_blocked", "inet_id", "mss_cache", "advmss",
+        "peer_mss",
+        # receiving
+        "irs", "rcv_nxt", "rcv_wnd", "rcv_wup", "rcvbuf", "rcv_queued", "ofo", "ofo_bytes", "fin_seq",
+        "shut_rd", "rcv_mss",
+        # options negotiated
+        "sack_ok", "ts_ok", "wscale_ok", "snd_wscale", "rcv_wscale", "ts_recent", "ts_recent_stamp", "ts_offset",
+        # RTT and retransmission
+        "srtt", "rttvar", "rto", "backoff", "retransmits", "retrans_stamp", "total_retrans", "lost_out",
+        "sacked_out", "retrans_out", "dupacks",
+        # congestion control
+        "cwnd", "ssthresh", "ca", "ca_state", "high_seq", "prior_cwnd", "snd_cwnd_cnt", "bytes_acked",
+        "bytes_received", "segs_out", "segs_in", "data_segs_out", "data_segs_in", "delivered",
+        # delayed ACK
+        "ack_pending", "quick", "ato", "unacked_rcv", "last_ack_cause",
+        # timers (monotonic ns deadlines, None when off) and what is armed
+        "t_rto", "t_delack", "t_keepalive", "t_timewait", "t_persist", "t_finwait2", "timer_at",
+        "last_rcv", "last_snd", "probes_out",
+        # listening
+        "backlog", "syn_queue", "accept_queue", "err", "sk_err_pending", "close_after",
+    )
+
+    def __init__(self, sk: int, netns: str):
+        self.sk, self.netns = sk, netns
+        self.state = CLOSE
+        self.laddr = self.lport = self.raddr = self.rport = 0
+        self.parent = None
+        self.child_id = 0
+        self.nodelay = self.keepalive = self.reuseaddr = False
+        self.linger = None               # None, or seconds (0: abort with RST on close)
+        self.user_mss = 0
+        self.ttl = self.tos = 0
+        self.rcvbuf_user = self.sndbuf_user = 0
+        self.keepidle = self.keepintvl = self.keepcnt = 0
+        self.syn_retries = 0
+        self.ca_name = None
+        self.iss = self.snd_una = self.snd_nxt = self.snd_wl1 = self.snd_wl2 = self.write_seq = 0
+        self.snd_wnd = self.max_window = 0
+        self.sendq: deque = deque()      # (data, cause) not yet sent
+        self.sendq_bytes = 0
+        self.rtx: deque = deque()        # Seg in flight, in sequence order
+        self.fin_queued = False
+        self.sndbuf = 0
+        self.write_blocked = False
+        self.inet_id = 0
+        self.mss_cache = self.advmss = self.peer_mss = TCP_MSS_DEFAULT
+        self.irs = self.rcv_nxt = self.rcv_wnd = self.rcv_wup = 0
+        self.rcvbuf = 0
+        self.rcv_queued = 0
+        self.ofo: dict[int, tuple] = {}   # seq -> (end, data, skb) received beyond rcv_nxt
+        self.ofo_bytes = 0
+        self.fin_seq = None
+        self.shut_rd = False
+        self.rcv_mss = TCP_MSS_DEFAULT
+        self.sack_ok = self.ts_ok = self.wscale_ok = False
+        self.snd_wscale = self.rcv_wscale = 0
+        self.ts_recent = self.ts_recent_stamp = self.ts_offset = 0
+        self.srtt = 0                     # ns; 0: no sample yet
+        self.rttvar = 0
+        self.rto = TCP_TIMEOUT_INIT
+        self.backoff = self.retransmits = 0
+        self.retrans_stamp = 0
+        self.total_retrans = self.lost_out = self.sacked_out = self.retrans_out = self.dupacks = 0
+        self.cwnd = TCP_INIT_CWND
+        self.ssthresh = TCP_INFINITE_SSTHRESH
+        self.ca = None
+        self.ca_state = CA_OPEN
+        self.high_seq = 0
+        self.prior_cwnd = 0
+        self.snd_cwnd_cnt = 0
+        self.bytes_acked = self.bytes_received = self.segs_out = self.segs_in = 0
+        self.data_segs_out = self.data_segs_in = self.delivered = 0
+        self.ack_pending = False
+        self.quick = 0
+        self.ato = 0
+        self.unacked_rcv = 0
+        self.last_ack_cause = None
+        self.t_rto = self.t_delack = self.t_keepalive = self.t_timewait = self.t_persist = None
+        self.t_finwait2 = None
+        self.timer_at = None
+        self.last_rcv = self.last_snd = 0
+        self.probes_out = 0
+        self.backlog = 0
+        self.syn_queue: dict = {}
+        self.accept_queue: deque = deque()
+        self.err = 0
+        self.sk_err_pending = 0
+        self.close_after = False
+
+    @property
+    def packets_out(self) -> int:
+        return len(self.rtx)
+
+    def in_flight(self) -> int:
+        """RFC 6675 pipe, tcp_packets_in_flight(): out - (sacked + lost) + retransmitted."""
+        return len(self.rtx) - self.sacked_out - self.lost_out + self.retrans_out
+
+    def key(self) -> tuple:
+        return self.laddr, self.lport, self.raddr, self.rport

@@ -1,0 +1,432 @@
+"""Segment arrival on a connection (net/ipv4/tcp_input.c): the handshake's
+second and third steps, RFC 9293's acceptability tests with the kernel's drop
+reasons, ACK processing with SACK (RFC 2018, RFC 6675 loss marking), RTT
+(RFC 6298) and congestion control, in-order and out-of-order data, FIN."""
+import errno
+
+from pktflow.v1.skb_pb2 import SockEvent, Skb
+
+from ..common.skbuff import DROP, STOP, UP
+from ..wire import tcp as wire
+from . import tcp_output as xmit
+from .tcp import (CA_DISORDER, CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1,
+                  FIN_WAIT2, LAST_ACK, MS, S, SYN_RECV, SYN_SENT, TCP_ATO_MIN, TCP_DELACK_MIN,
+                  TCP_FASTRETRANS_THRESH, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT, TraceRef, unwrap)
+
+RCV = "tcp_rcv_established"
+
+
+def event(sk, kind: int, out: list, err: int = 0, state: int = 0, count: int = 0, sk_id: int | None = None):
+    """A callback into the socket layer (sk_state_change, sk_error_report, ...)."""
+    ev = SockEvent(kind=kind, err=err, state=state, count=count, addr=sk.laddr, port=sk.lport,
+                   peer_addr=sk.raddr, peer_port=sk.rport)
+    out.append((UP, Skb(netns=sk.netns, sk=sk.sk if sk_id is None else sk_id, event=ev), "sk_state_change", None))
+
+
+def rtt_sample(sk, rtt: int):
+    """tcp_rtt_estimator() + tcp_set_rto(): RFC 6298 with Linux's floor on the
+    variance (RTO >= srtt + 200 ms)."""
+    if rtt <= 0:
+        rtt = 1000
+    if not sk.srtt:
+        sk.srtt, sk.rttvar = rtt, rtt // 2
+    else:
+        sk.rttvar += (abs(sk.srtt - rtt) - sk.rttvar) // 4
+        sk.srtt += (rtt - sk.srtt) // 8
+    sk.rto = min(sk.srtt + max(4 * sk.rttvar, TCP_RTO_MIN), TCP_RTO_MAX)
+
+
+def apply_options(sk, opts, syn: bool):
+    """What the peer's SYN offered: MSS, window scale, SACK, timestamps."""
+    if syn:
+        sk.peer_mss = opts.mss or 536
+        sk.wscale_ok = opts.wscale is not None
+        sk.snd_wscale = opts.wscale if opts.wscale is not None else 0
+        if not sk.wscale_ok:
+            sk.rcv_wscale = 0
+        sk.sack_ok = opts.sack_perm
+        sk.ts_ok = opts.ts is not None
+        mss = min(sk.peer_mss, sk.advmss)
+        if sk.user_mss:
+            mss = min(mss, sk.user_mss)
+        sk.mss_cache = mss - (xmit.TCPOLEN_TSTAMP_ALIGNED if sk.ts_ok else 0)
+        sk.rcv_mss = min(sk.advmss, sk.peer_mss)
+
+
+def update_ts_recent(sk, th, seq: int, now: int):
+    """RFC 7323 4.3: TS.Recent from a segment that covers Last.ACK.sent."""
+    if sk.ts_ok and th.options.ts is not None and seq <= sk.rcv_wup:
+        sk.ts_recent = th.options.ts[0]
+        sk.ts_recent_stamp = now
+
+
+def paws_reject(sk, th) -> bool:
+    """tcp_paws_discard(): an older timestamp than TS.Recent (RFC 7323 5)."""
+    if not sk.ts_ok or th.options.ts is None or th.flags & wire.RST:
+        return False
+    return ((th.options.ts[0] - sk.ts_recent) & 0xFFFFFFFF) >= 0x80000000
+
+
+def synsent(tr, ns, sk, skb, th, now: int, out: list) -> list:
+    """tcp_rcv_synsent_state_process()."""
+    ack = unwrap(th.ack, sk.snd_nxt)
+    if th.flags & wire.ACK and not sk.iss < ack <= sk.snd_nxt:
+        if not th.flags & wire.RST:
+            out.append(xmit.reset_for(ns, skb, th, sk.raddr, sk.laddr, now))
+        return out + [(DROP, skb, "tcp_rcv_synsent_state_process", "TCP_ACK_UNSENT_DATA")]
+    if th.flags & wire.RST:
+        if th.flags & wire.ACK:                       # "connection refused"
+            tr.tcp_done(ns, sk, now, out, errno.ECONNREFUSED)
+            ns.mib["TcpAttemptFails"] += 1
+            return out + [(STOP, skb, "tcp_reset", None)]
+        return out + [(DROP, skb, "tcp_rcv_synsent_state_process", "TCP_RESET")]
+    if not th.flags & wire.SYN:
+        return out + [(DROP, skb, "tcp_rcv_synsent_state_process", "TCP_FLAGS")]
+    sk.irs = th.seq
+    sk.rcv_nxt = sk.rcv_wup = sk.irs + 1
+    apply_options(sk, th.options, syn=True)
+    if sk.ts_ok:
+        sk.ts_recent, sk.ts_recent_stamp = th.options.ts[0], now
+    if th.flags & wire.ACK:
+        sk.snd_una = ack
+        sk.snd_wnd = th.window                      # a SYN's window is never scaled
+        sk.max_window = max(sk.max_window, sk.snd_wnd)
+        sk.snd_wl1, sk.snd_wl2 = th.seq, ack
+        clean_rtx_queue(tr, ns, sk, ack, now, th)
+        sk.state = ESTABLISHED
+        ns.mib["TcpCurrEstab"] += 1
+        tr.established(ns, sk, now)
+        event(sk, SockEvent.STATE_CHANGE, out, state=ESTABLISHED)
+        xmit.send_ack(tr, ns, sk, now, out, cause=skb)
+        xmit.write_xmit(tr, ns, sk, now, out)
+        return out + [(STOP, skb, "tcp_rcv_synsent_state_process", None)]
+    # simultaneous open (RFC 9293 3.5, figure 8): answer with SYN-ACK
+    sk.state = SYN_RECV
+    sk.snd_wnd = th.window
+    xmit.send_syn(tr, ns, sk, now, out, synack=True, cause=skb)
+    return out + [(STOP, skb, "tcp_rcv_synsent_state_process", None)]
+
+
+def acceptable(sk, seq: int, end: int) -> bool:
+    """tcp_sequence(): the segment overlaps the receive window (RFC 9293 3.10.7.4)."""
+    win_end = sk.rcv_wup + sk.rcv_wnd
+    if end == seq:
+        return sk.rcv_nxt <= seq <= max(win_end, sk.rcv_nxt)
+    return end > sk.rcv_nxt and seq < max(win_end, sk.rcv_nxt + 1)
+
+
+def rcv_state_process(tr, ns, sk, skb, th, now: int) -> list:
+    """tcp_rcv_state_process() for every state but LISTEN."""
+    out: list = []
+    sk.segs_in += 1
+    sk.last_rcv = now
+    if sk.state == SYN_SENT:
+        return synsent(tr, ns, sk, skb, th, now, out)
+    payload_len = len(skb.data) - skb.head
+    seq = unwrap(th.seq, sk.rcv_nxt)
+    end = seq + payload_len + (1 if th.flags & wire.SYN else 0) + (1 if th.flags & wire.FIN else 0)
+    if paws_reject(sk, th):
+        xmit.send_ack(tr, ns, sk, now, out, cause=skb)
+        ns.mib["PAWSEstabRejected"] += 1
+        return out + [(DROP, skb, RCV, "TCP_RFC7323_PAWS")]
+    if not acceptable(sk, seq, end):
+        if th.flags & wire.RST:
+            return out + [(DROP, skb, RCV, "TCP_RESET")]
+        xmit.send_ack(tr, ns, sk, now, out, cause=skb)    # RFC 9293: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>
+        reason = "TCP_OLD_DATA" if end <= sk.rcv_nxt else "TCP_INVALID_SEQUENCE"
+        return out + [(DROP, skb, RCV, reason)]
+    if th.flags & wire.RST:
+        if seq != sk.rcv_nxt:                         # RFC 5961 3.2: in window but not exact
+            xmit.send_ack(tr, ns, sk, now, out, cause=skb, fn="tcp_send_challenge_ack")
+            return out + [(DROP, skb, RCV, "TCP_RESET")]
+        tcp_reset(tr, ns, sk, now, out)
+        return out + [(STOP, skb, "tcp_reset", None)]
+    if th.flags & wire.SYN and sk.state != SYN_RECV:   # RFC 5961 4.2: a SYN in a synchronized state
+        xmit.send_ack(tr, ns, sk, now, out, cause=skb, fn="tcp_send_challenge_ack")
+        return out + [(DROP, skb, RCV, "TCP_INVALID_SYN")]
+    if not th.flags & wire.ACK:
+        return out + [(DROP, skb, RCV, "TCP_FLAGS")]
+    update_ts_recent(sk, th, seq, now)
+    ack = unwrap(th.ack, sk.snd_una)
+    if sk.state == SYN_RECV:
+        if not sk.snd_una < ack <= sk.snd_nxt:
+            out.append(xmit.reset_for(ns, skb, th, sk.raddr, sk.laddr, now))
+            return out + [(DROP, skb, RCV, "TCP_ACK_UNSENT_DATA")]
+        if not tr.child_established(ns, sk, skb, th, now, out):
+            return out + [(DROP, skb, "tcp_check_req", "TCP_LISTEN_OVERFLOW")]
+    if ack > sk.snd_nxt:
+        xmit.send_ack(tr, ns, sk, now, out, cause=skb)
+        return out + [(DROP, skb, RCV, "TCP_ACK_UNSENT_DATA")]
+    if ack < sk.snd_una - max(sk.max_window, 1):
+        return out + [(DROP, skb, RCV, "TCP_TOO_OLD_ACK")]
+    tcp_ack(tr, ns, sk, skb, th, seq, ack, payload_len, now, out)
+    if sk.state == CLOSE:
+        return out + [(STOP, skb, RCV, None)]
+    verdict = data_queue(tr, ns, sk, skb, th, seq, payload_len, now, out)
+    if sk.state in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK):
+        xmit.write_xmit(tr, ns, sk, now, out)
+        ack_snd_check(tr, ns, sk, now, out)
+    tr.arm(sk, now, out)
+    return out + [verdict] if verdict else out
+
+
+def tcp_reset(tr, ns, sk, now: int, out: list):
+    """tcp_reset(): the peer aborted. The errno is the state's (tcp_reset())."""
+    err = {SYN_SENT: errno.ECONNREFUSED, CLOSE_WAIT: errno.EPIPE}.get(sk.state, errno.ECONNRESET)
+    if sk.state in (ESTABLISHED, CLOSE_WAIT):
+        ns.mib["TcpEstabResets"] += 1
+    tr.tcp_done(ns, sk, now, out, 0 if sk.state in (CLOSING, LAST_ACK, TIME_WAIT, SYN_RECV) else err)
+
+
+def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int, out: list):
+    """tcp_ack(): window update, what the ACK acknowledges, SACK, loss recovery."""
+    wnd = th.window << sk.snd_wscale
+    # RFC 9293 3.10.7.4 window update rule
+    if sk.snd_wl1 < seq or (sk.snd_wl1 == seq and sk.snd_wl2 <= ack):
+        if wnd != sk.snd_wnd:
+            sk.snd_wnd = wnd
+            sk.max_window = max(sk.max_window, wnd)
+            if wnd and sk.t_persist is not None:
+                sk.t_persist = None
+                sk.probes_out = 0
+        sk.snd_wl1, sk.snd_wl2 = seq, ack
+    prior_una = sk.snd_una
+    if th.options.sack and sk.sack_ok:
+        mark_sacked(sk, th.options.sack)
+    if ack > prior_una:
+        acked_pkts = clean_rtx_queue(tr, ns, sk, ack, now, th)
+        sk.dupacks = 0
+        if sk.ca_state in (CA_RECOVERY, CA_LOSS) and ack >= sk.high_seq:
+            sk.ca_state = CA_OPEN                      # recovery is over (RFC 6675 5, step 5 / RFC 6582)
+            if sk.cwnd > sk.ssthresh and sk.ssthresh < 0x7FFFFFFF:
+                sk.cwnd = sk.ssthresh
+        elif sk.ca_state == CA_RECOVERY and not sk.sack_ok and sk.rtx:
+            # NewReno partial ACK (RFC 6582 3.2 step 3): the next hole was lost too
+            sk.rtx[0].lost = True
+            sk.lost_out += 1
+        if sk.ca_state in (CA_OPEN, CA_DISORDER):
+            sk.ca.cong_avoid(sk, acked_pkts, now)
+        sk.retransmits = 0
+        sk.backoff = 0
+        if sk.write_blocked and sndbuf_free(sk) >= sk.sndbuf // 3:
+            sk.write_blocked = False
+            event(sk, SockEvent.WRITE_SPACE, out, count=sndbuf_free(sk))
+        ack_fin(tr, ns, sk, now, out)
+    elif ack == prior_una and payload_len == 0 and not th.flags & (wire.FIN | wire.SYN) and sk.rtx and \
+            wnd == sk.snd_wnd:
+        sk.dupacks += 1                                # RFC 5681 duplicate ACK
+    if sk.rtx:
+        detect_loss(tr, ns, sk, now, out)
+        if sk.ca_state in (CA_RECOVERY, CA_LOSS):
+            xmit.xmit_retransmit_queue(tr, ns, sk, now, out)
+        sk.t_rto = sk.t_rto if ack == prior_una and sk.t_rto else now + (sk.rto << sk.backoff)
+    else:
+        sk.t_rto = None
+        sk.retrans_stamp = 0
+        if sk.sendq_bytes and sk.snd_wnd == 0 and sk.t_persist is None:
+            sk.t_persist = now + sk.rto                 # tcp_check_probe_timer()
+
+
+def sndbuf_free(sk) -> int:
+    return sk.sndbuf - sk.sendq_bytes - sum(len(s.data) for s in sk.rtx)
+
+
+def mark_sacked(sk, blocks):
+    """tcp_sacktag_write_queue(): segments inside a SACK block are not in flight."""
+    for left32, right32 in blocks:
+        left, right = unwrap(left32, sk.snd_una), unwrap(right32, sk.snd_una)
+        if right <= sk.snd_una or right > sk.snd_nxt or left >= right:
+            continue                                 # a D-SACK or a bogus block
+        for seg in sk.rtx:
+            if seg.seq >= right:
+                break
+            if seg.seq >= left and seg.end <= right and not seg.sacked:
+                seg.sacked = True
+                sk.sacked_out += 1
+                if seg.lost:
+                    seg.lost = False
+                    sk.lost_out -= 1
+                if seg.in_rtx:
+                    seg.in_rtx = False
+                    sk.retrans_out -= 1
+
+
+def detect_loss(tr, ns, sk, now: int, out: list):
+    """RFC 6675 IsLost()/RFC 5681 3.2: enter fast recovery on DupThresh
+    duplicate ACKs or when a hole has DupThresh segments SACKed above it."""
+    if sk.sack_ok and sk.sacked_out:
+        above = 0
+        for seg in reversed(sk.rtx):
+            if seg.sacked:
+                above += 1
+            elif above >= TCP_FASTRETRANS_THRESH and not seg.lost:
+                seg.lost = True
+                sk.lost_out += 1
+    elif sk.dupacks >= TCP_FASTRETRANS_THRESH and sk.rtx and not sk.rtx[0].lost and sk.ca_state != CA_LOSS:
+        sk.rtx[0].lost = True
+        sk.lost_out += 1
+    if sk.lost_out and sk.ca_state in (CA_OPEN, CA_DISORDER):
+        sk.ca_state = CA_RECOVERY                      # tcp_enter_recovery()
+        sk.high_seq = sk.snd_nxt
+        sk.prior_cwnd = sk.cwnd
+        sk.ssthresh = sk.ca.ssthresh(sk)
+        sk.cwnd = max(sk.ssthresh, 2)
+        ns.mib["TCPSackRecovery" if sk.sack_ok else "TCPRenoRecovery"] += 1
+        ns.mib["TCPFastRetrans"] += 1
+    elif sk.sacked_out and sk.ca_state == CA_OPEN:
+        sk.ca_state = CA_DISORDER
+
+
+def clean_rtx_queue(tr, ns, sk, ack: int, now: int, th) -> int:
+    """tcp_clean_rtx_queue(): drop what is acknowledged, take an RTT sample
+    (from the echoed timestamp, else from a segment sent only once: Karn)."""
+    acked = 0
+    newest_once = None
+    rtx = sk.rtx
+    while rtx and rtx[0].end <= ack:
+        seg = rtx.popleft()
+        acked += 1
+        if seg.sacked:
+            sk.sacked_out -= 1
+        if seg.lost:
+            sk.lost_out -= 1
+        if seg.in_rtx:
+            sk.retrans_out -= 1
+        if not seg.retrans:
+            newest_once = seg
+        sk.bytes_acked += len(seg.data)
+        sk.delivered += 1
+    if rtx and rtx[0].seq < ack:                     # a partially acknowledged segment
+        seg = rtx[0]
+        cut = ack - seg.seq
+        sk.bytes_acked += cut
+        seg.data = seg.data[cut:]
+        seg.seq = ack
+    sk.snd_una = ack
+    if sk.ts_ok and th.options.ts is not None and th.options.ts[1]:
+        rtt_sample(sk, (xmit.tsval(sk, now) - th.options.ts[1]) % (1 << 32) * MS)
+    elif newest_once is not None:
+        rtt_sample(sk, now - newest_once.sent)
+    return acked
+
+
+def ack_fin(tr, ns, sk, now: int, out: list):
+    """Our FIN acknowledged: FIN-WAIT-1 -> FIN-WAIT-2, CLOSING -> TIME-WAIT, LAST-ACK -> CLOSED."""
+    if sk.snd_una < sk.snd_nxt or not sk.fin_queued or sk.snd_nxt <= sk.write_seq:
+        return
+    if sk.state == FIN_WAIT1:
+        sk.state = FIN_WAIT2
+        if sk.close_after:
+            sk.t_finwait2 = now + ns.sysctl["net.ipv4.tcp_fin_timeout"] * S
+    elif sk.state == CLOSING:
+        tr.time_wait(ns, sk, now)
+    elif sk.state == LAST_ACK:
+        tr.tcp_done(ns, sk, now, out, 0)
+
+
+def deliver(sk, skb, out: list):
+    """sk_data_ready(): in-order bytes to the socket layer's receive queue."""
+    skb.sk = sk.sk
+    skb.event.kind = SockEvent.DATA_READY
+    size = len(skb.data) - skb.head
+    skb.event.count = size
+    sk.rcv_queued += size
+    sk.bytes_received += size
+    out.append((UP, skb, "tcp_data_queue", None))
+
+
+def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: list):
+    """tcp_data_queue() and tcp_fin(): returns the verdict for the arriving skb
+    (None when its delivery is already among `out`)."""
+    fin = bool(th.flags & wire.FIN)
+    if not payload_len and not fin:
+        return (STOP, skb, "tcp_ack", None)
+    if sk.state in (CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT):
+        return (STOP, skb, RCV, None)                 # after their FIN: nothing more to take
+    if sk.close_after and payload_len and seq + payload_len > sk.rcv_nxt:
+        # tcp_rcv_state_process(): data for a socket closed by its owner aborts it
+        ns.mib["TCPAbortOnData"] += 1
+        xmit.send_reset(tr, ns, sk, now, out, cause=skb)
+        tr.tcp_done(ns, sk, now, out, 0)
+        return (DROP, skb, RCV, "TCP_ABORT_ON_DATA")
+    sk.data_segs_in += 1 if payload_len else 0
+    sk.last_ack_cause = TraceRef.of(skb)
+    if seq > sk.rcv_nxt:                               # a hole before it: out of order
+        if payload_len:
+            end = seq + payload_len
+            if seq not in sk.ofo or sk.ofo[seq][0] < end:
+                if seq in sk.ofo:
+                    sk.ofo_bytes -= sk.ofo[seq][0] - seq
+                sk.ofo[seq] = (end, skb.data[skb.head:], fin)
+                sk.ofo_bytes += payload_len
+            ns.mib["TCPOFOQueue"] += 1
+        elif fin:
+            sk.fin_seq = seq
+        xmit.send_ack(tr, ns, sk, now, out, cause=skb)   # an immediate duplicate ACK with SACK
+        return (STOP, skb, "tcp_data_queue_ofo", None)
+    # in order, perhaps partly old: trim what we already have
+    old = sk.rcv_nxt - seq
+    if old:
+        skb.head += old
+        payload_len -= old
+    verdict = (STOP, skb, "tcp_data_queue", None)
+    if payload_len > 0:
+        deliver(sk, skb, out)                      # its verdict, in order before what it unblocks
+        verdict = None
+        sk.rcv_nxt += payload_len
+        sk.unacked_rcv += payload_len
+        if not sk.ato:
+            sk.quick, sk.ato = TCP_MAX_QUICKACKS, TCP_ATO_MIN   # tcp_incr_quickack() on the first data
+        out_of_order_fill(sk, out)
+    if fin:
+        sk.fin_seq = seq + max(payload_len, 0) + old
+    if sk.fin_seq is not None and sk.fin_seq == sk.rcv_nxt:
+        tcp_fin(tr, ns, sk, now, out)
+    sk.ack_pending = True
+    if sk.ofo or fin:
+        sk.quick = max(sk.quick, 1)
+    return verdict
+
+
+def out_of_order_fill(sk, out: list):
+    """tcp_ofo_queue(): segments the new data made contiguous go up too."""
+    while sk.ofo:
+        nxt = min(sk.ofo)
+        if nxt > sk.rcv_nxt:
+            break
+        end, data, fin = sk.ofo.pop(nxt)
+        sk.ofo_bytes -= end - nxt
+        if end > sk.rcv_nxt:
+            piece = data[sk.rcv_nxt - nxt:]
+            skb = Skb(netns=sk.netns, data=piece)
+            deliver(sk, skb, out)
+            sk.rcv_nxt = end
+        if fin:
+            sk.fin_seq = end
+
+
+def tcp_fin(tr, ns, sk, now: int, out: list):
+    """tcp_fin(): the peer is done sending."""
+    sk.rcv_nxt += 1
+    sk.fin_seq = None
+    sk.quick = max(sk.quick, 1)                         # FIN is acknowledged at once
+    if sk.state in (ESTABLISHED, SYN_RECV):
+        sk.state = CLOSE_WAIT
+    elif sk.state == FIN_WAIT1:
+        sk.state = CLOSING                               # simultaneous close
+    elif sk.state == FIN_WAIT2:
+        tr.time_wait(ns, sk, now)
+    event(sk, SockEvent.STATE_CHANGE, out, state=sk.state if sk.state != TIME_WAIT else CLOSE_WAIT)
+
+
+def ack_snd_check(tr, ns, sk, now: int, out: list):
+    """__tcp_ack_snd_check(): ACK now (quickack, two full segments unacknowledged,
+    out-of-order data) or arm the delayed ACK timer (40 ms, RFC 1122's "SHOULD")."""
+    if not sk.ack_pending:
+        return
+    if sk.quick or sk.unacked_rcv >= 2 * sk.rcv_mss or sk.ofo:
+        if sk.quick:
+            sk.quick -= 1
+        xmit.send_ack(tr, ns, sk, now, out)
+    elif sk.t_delack is None:
+        sk.t_delack = now + max(TCP_DELACK_MIN, min(sk.ato, sk.srtt or TCP_DELACK_MIN))

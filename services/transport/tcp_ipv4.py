@@ -1,0 +1,719 @@
+"""TCP over IPv4 (net/ipv4/tcp_ipv4.c, inet_connection_sock.c, syncookies.c,
+tcp_minisocks.c): the socket calls (struct proto), demultiplexing arriving
+segments, listening with a SYN queue and an accept queue, SYN cookies when the
+SYN queue overflows, TIME-WAIT, RST for segments nobody owns."""
+import errno
+import hashlib
+import os
+
+from pktflow.v1.skb_pb2 import ProtoCall, Skb, SockEvent
+
+from ..common.skbuff import DROP, STOP, TIMER, UP
+from ..wire import Malformed, ipv4, tcp as wire
+from . import tcp_cong, tcp_input, tcp_output as xmit, tcp_timer
+from .sock import PortTable
+from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, MASK, MS, S, SYN_RECV,
+                  SYN_SENT,
+                  TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, unwrap)
+
+SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP = 1, 0, 6
+SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF, SO_RCVBUF = 2, 9, 13, 7, 8
+IP_TOS, IP_TTL = 1, 2
+TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_CONGESTION = 1, 2, 4, 5, 6, 7, 13
+SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+CHILD_ID_BASE = 1 << 40          # sockets transport creates (accepted connections) are numbered from here
+MSS_TABLE = (536, 1300, 1440, 1460)  # msstab[] of syncookies.c: the MSS a cookie can carry
+
+
+class TcpNetns:
+    """One namespace's TCP tables: bound ports, connections, listeners."""
+
+    def __init__(self, ns, rng):
+        self.ports = PortTable(rng, ns.sysctl["net.ipv4.ip_local_port_range"])
+        self.ehash: dict[tuple, TcpSock] = {}          # (laddr, lport, raddr, rport) -> connection
+        self.listeners: dict[int, list[TcpSock]] = {}  # port -> listening sockets
+        self.cookie_secret = os.urandom(16)
+
+
+class TcpProto:
+    """struct proto tcp_prot for every namespace of the transport layer."""
+
+    def __init__(self, transport, rng):
+        self.transport = transport
+        self.rng = rng
+        self.next_child = CHILD_ID_BASE
+        self.socks: dict[int, TcpSock] = {}            # every TCP socket by id, children and orphans too
+
+    def tables(self, ns) -> TcpNetns:
+        t = getattr(ns, "tcp", None)
+        if t is None:
+            t = ns.tcp = TcpNetns(ns, self.rng)
+        return t
+
+    # -- socket calls ------------------------------------------------------
+    def create(self, ns, skb) -> TcpSock:
+        sk = TcpSock(skb.sk, ns.name)
+        self.init_sock(ns, sk)
+        self.socks[sk.sk] = sk
+        return sk
+
+    def init_sock(self, ns, sk: TcpSock):
+        """tcp_init_sock(): buffers, congestion control, the window scale we offer."""
+        rmem, wmem = ns.sysctl["net.ipv4.tcp_rmem"], ns.sysctl["net.ipv4.tcp_wmem"]
+        sk.rcvbuf = sk.rcvbuf_user or rmem[1]
+        sk.sndbuf = sk.sndbuf_user or wmem[1]
+        sk.ca = tcp_cong.ALGORITHMS[sk.ca_name or ns.sysctl["net.ipv4.tcp_congestion_control"]](sk)
+        # tcp_select_initial_window(): the scale that fits the largest receive buffer
+        space, wscale = max(rmem[2], sk.rcvbuf), 0
+        while space > 0xFFFF and wscale < 14:
+            space >>= 1
+            wscale += 1
+        sk.rcv_wscale = wscale if ns.sysctl["net.ipv4.tcp_window_scaling"] else 0
+
+    def call(self, ns, sk: TcpSock, skb, now: int) -> list:
+        """A ProtoCall on a TCP socket: returns verdicts (a COMPLETE among them)."""
+        call = skb.call
+        op = call.op
+        out: list = []
+        if op == ProtoCall.BIND:
+            err = self.bind(ns, sk, call.addr, call.port)
+            return self.complete(skb, err, sk)
+        if op == ProtoCall.LISTEN:
+            return self.complete(skb, self.listen(ns, sk, call.count), sk)
+        if op == ProtoCall.CONNECT:
+            err = self.connect(ns, sk, call.addr, call.port, skb, now, out)
+            return out + self.complete(skb, err, sk)
+        if op == ProtoCall.SENDMSG:
+            return self.sendmsg(ns, sk, skb, now)
+        if op == ProtoCall.RECVMSG:
+            self.recvmsg(ns, sk, call.count, now, out)
+            return out
+        if op == ProtoCall.ACCEPT:
+            child = self.socks.get(call.count)
+            if child is not None and child in sk.accept_queue:
+                sk.accept_queue.remove(child)
+                child.parent = None
+            return []
+        if op == ProtoCall.SHUTDOWN:
+            err = self.shutdown(ns, sk, call.flags, now, out)
+            return out + self.complete(skb, err, sk)
+        if op == ProtoCall.SETSOCKOPT:
+            return self.complete(skb, self.setsockopt(ns, sk, call.level, call.optname, call.optval))
+        if op == ProtoCall.RELEASE:
+            self.close(ns, sk, now, out)
+            return out + self.complete(skb, 0)
+        return self.complete(skb, errno.EOPNOTSUPP)
+
+    def complete(self, skb, err: int, sk: TcpSock | None = None, count: int = 0) -> list:
+        ev = SockEvent(kind=SockEvent.COMPLETE, req=skb.call.req, err=err, count=count)
+        if sk is not None:
+            ev.addr, ev.port, ev.peer_addr, ev.peer_port, ev.state = sk.laddr, sk.lport, sk.raddr, sk.rport, sk.state
+        return [(UP, Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete", None)]
+
+    def bind(self, ns, sk: TcpSock, addr: int, port: int) -> int:
+        """inet_bind() with inet_csk_bind_conflict(): SO_REUSEADDR on both lets
+        a port be shared unless one of them listens."""
+        if sk.lport or sk.state != CLOSE:
+            return errno.EINVAL
+        if addr:
+            err, _saddr, _mtu, rtype = self.transport.route(ns, addr, 0)
+            if err or rtype not in (2, 3):
+                return errno.EADDRNOTAVAIL
+        t = self.tables(ns)
+        if port and any(o.state == LISTEN or o.state != CLOSE and not o.reuseaddr
+                        for o in t.ports.by_port.get(port, ()) if not o.laddr or not addr or o.laddr == addr):
+            if not sk.reuseaddr or any(o.state == LISTEN for o in t.ports.by_port.get(port, ())):
+                return errno.EADDRINUSE
+        return t.ports.bind(sk, addr, port)
+
+    def listen(self, ns, sk: TcpSock, backlog: int) -> int:
+        """inet_csk_listen_start(): the backlog bounds both queues (capped at somaxconn)."""
+        if sk.state not in (CLOSE, LISTEN):
+            return errno.EINVAL
+        t = self.tables(ns)
+        if not sk.lport:
+            err = t.ports.bind(sk, sk.laddr, 0)
+            if err:
+                return err
+        elif sk.state == CLOSE and any(o is not sk and o.state == LISTEN and
+                                       (not o.laddr or not sk.laddr or o.laddr == sk.laddr)
+                                       for o in t.ports.by_port.get(sk.lport, ())):
+            return errno.EADDRINUSE
+        sk.backlog = min(max(backlog, 0), ns.sysctl["net.core.somaxconn"])
+        if sk.state != LISTEN:
+            sk.state = LISTEN
+            t.listeners.setdefault(sk.lport, []).append(sk)
+        return 0
+
+    def connect(self, ns, sk: TcpSock, daddr: int, dport: int, cause, now: int, out: list) -> int:
+        """tcp_v4_connect() + tcp_connect(): route, source port, ISN, SYN."""
+        if sk.state == LISTEN:
+            return errno.EISCONN
+        if sk.state in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2, LAST_ACK):
+            return errno.EISCONN
+        if sk.state == SYN_SENT:
+            return errno.EALREADY
+        if dport == 0 or ipv4.is_multicast(daddr) or daddr == ipv4.INADDR_BROADCAST:
+            return errno.ENETUNREACH if daddr == ipv4.INADDR_BROADCAST else errno.EINVAL
+        err, saddr, mtu, rtype = self.transport.route(ns, daddr, sk.laddr)
+        if err:
+            return err
+        if rtype == 3:
+            return errno.ENETUNREACH
+        t = self.tables(ns)
+        if not sk.laddr:
+            sk.laddr = saddr
+        if not sk.lport:
+            err = self.pick_port(t, sk, daddr, dport)
+            if err:
+                return err
+        elif (sk.laddr, sk.lport, daddr, dport) in t.ehash:
+            return errno.EADDRNOTAVAIL
+        sk.raddr, sk.rport = daddr, dport
+        sk.advmss = min(mtu - 40, 0xFFFF) if mtu else 1460
+        sk.mss_cache = min(sk.advmss, 536)
+        self.start_connection(ns, sk, now)
+        sk.state = SYN_SENT
+        t.ehash[sk.key()] = sk
+        ns.mib["TcpActiveOpens"] += 1
+        syn = Seg(sk.iss, sk.iss + 1, wire.SYN, b"", TraceRef.of(cause))
+        syn.sent = now
+        sk.rtx.append(syn)
+        sk.snd_nxt = sk.iss + 1
+        xmit.send_syn(self, ns, sk, now, out, cause=cause)
+        syn.skb = out[-1][1]
+        sk.t_rto = now + sk.rto
+        self.arm(sk, now, out)
+        return errno.EINPROGRESS
+
+    def pick_port(self, t: TcpNetns, sk: TcpSock, daddr: int, dport: int) -> int:
+        """__inet_hash_connect(): an ephemeral port no other connection to this
+        destination uses (and no listener or exclusive binding holds)."""
+        lo, hi = t.ports.port_range
+        span = hi - lo + 1
+        start = self.rng.randrange(span)
+        for i in range(span):
+            port = lo + (start + i) % span
+            if port in t.ports.by_port or (sk.laddr, port, daddr, dport) in t.ehash:
+                continue
+            return t.ports.bind(sk, sk.laddr, port)
+        return errno.EADDRNOTAVAIL
+
+    def start_connection(self, ns, sk: TcpSock, now: int):
+        """ISN (RFC 6528: random here), timestamp offset, IP ID, initial sequence state."""
+        sk.iss = self.rng.getrandbits(32)
+        sk.snd_una = sk.snd_nxt = sk.write_seq = sk.iss
+        sk.ts_offset = self.rng.getrandbits(32)
+        sk.inet_id = self.rng.getrandbits(16)
+        sk.rto = TCP_TIMEOUT_INIT
+
+    def sendmsg(self, ns, sk: TcpSock, skb, now: int) -> list:
+        """tcp_sendmsg(): queue what fits in the send buffer, push what can go."""
+        out: list = []
+        if sk.err:
+            err, sk.err = sk.err, 0
+            return self.complete(skb, err, count=0)
+        if sk.state in (SYN_SENT, SYN_RECV):
+            return self.complete(skb, errno.EAGAIN, count=0)     # the socket layer waits for the handshake
+        if sk.state not in (ESTABLISHED, CLOSE_WAIT) or sk.fin_queued:
+            return self.complete(skb, errno.EPIPE if sk.state != CLOSE or sk.snd_una else errno.ENOTCONN)
+        self.expand_sndbuf(ns, sk)
+        room = max(0, tcp_input.sndbuf_free(sk))
+        data = skb.data
+        n = min(len(data), room)
+        if n:
+            sk.sendq.append((data[:n] if n < len(data) else data, TraceRef.of(skb)))
+            sk.sendq_bytes += n
+            sk.write_seq += n
+            xmit.write_xmit(self, ns, sk, now, out)
+            if sk.sendq_bytes and sk.snd_wnd == 0 and not sk.rtx and sk.t_persist is None:
+                sk.t_persist = now + sk.rto
+            self.arm(sk, now, out)
+        if n < len(data):
+            sk.write_blocked = True
+        verdict = [(STOP, skb, "tcp_sendmsg", None)] if skb.trace_id else []
+        return out + verdict + self.complete(skb, 0, sk, count=n)
+
+    def expand_sndbuf(self, ns, sk: TcpSock):
+        """tcp_sndbuf_expand(): room for two windows of data, up to tcp_wmem[2]."""
+        if sk.sndbuf_user:
+            return
+        want = 2 * max(sk.cwnd, 10) * (sk.mss_cache + 240)
+        sk.sndbuf = min(max(sk.sndbuf, want), ns.sysctl["net.ipv4.tcp_wmem"][2])
+
+    def recvmsg(self, ns, sk: TcpSock, consumed: int, now: int, out: list):
+        """tcp_cleanup_rbuf(): the application read; tell the peer when the
+        window opened a lot (at least doubled and by two segments)."""
+        before = max(0, sk.rcv_wup + sk.rcv_wnd - sk.rcv_nxt)
+        sk.rcv_queued = max(0, sk.rcv_queued - consumed)
+        if sk.state not in (ESTABLISHED, FIN_WAIT1, FIN_WAIT2):
+            return
+        free = sk.rcvbuf - sk.rcv_queued - sk.ofo_bytes
+        if free >= 2 * sk.rcv_mss and free >= 2 * before:
+            xmit.send_ack(self, ns, sk, now, out, fn="tcp_cleanup_rbuf")
+            self.arm(sk, now, out)
+
+    def shutdown(self, ns, sk: TcpSock, how: int, now: int, out: list) -> int:
+        """inet_shutdown()/tcp_shutdown(): SHUT_WR sends FIN after the data."""
+        if sk.state in (CLOSE, SYN_SENT, LISTEN) and how != SHUT_RD:
+            return errno.ENOTCONN
+        if how in (SHUT_RD, SHUT_RDWR):
+            sk.shut_rd = True
+        if how in (SHUT_WR, SHUT_RDWR):
+            self.send_fin(ns, sk, now, out)
+        return 0
+
+    def send_fin(self, ns, sk: TcpSock, now: int, out: list):
+        """tcp_close_state() + tcp_send_fin()."""
+        if sk.fin_queued:
+            return
+        if sk.state == ESTABLISHED:
+            sk.state = FIN_WAIT1
+        elif sk.state == CLOSE_WAIT:
+            sk.state = LAST_ACK
+        elif sk.state == SYN_RECV:
+            sk.state = FIN_WAIT1
+        else:
+            return
+        sk.fin_queued = True
+        xmit.write_xmit(self, ns, sk, now, out)
+        if sk.snd_nxt == sk.write_seq and sk.snd_wnd == 0:
+            sk.t_persist = sk.t_persist or now + sk.rto
+        self.arm(sk, now, out)
+
+    def close(self, ns, sk: TcpSock, now: int, out: list):
+        """tcp_close(): unread data or SO_LINGER 0 abort with RST; otherwise the
+        connection closes gracefully on its own, orphaned."""
+        t = self.tables(ns)
+        sk.close_after = True
+        if sk.state == LISTEN:
+            t.listeners[sk.lport].remove(sk)
+            if not t.listeners[sk.lport]:
+                del t.listeners[sk.lport]
+            for child in list(sk.syn_queue.values()) + list(sk.accept_queue):
+                xmit.send_reset(self, ns, child, now, out)
+                self.tcp_done(ns, child, now, out, 0)
+            sk.syn_queue.clear()
+            sk.accept_queue.clear()
+            self.destroy(ns, sk)
+            return
+        if sk.state in (CLOSE, SYN_SENT):
+            self.tcp_done(ns, sk, now, out, 0)
+            return
+        if sk.rcv_queued or sk.ofo_bytes or sk.linger == 0:
+            # RFC 2525 2.17 / tcp_close(): data the application never read
+            ns.mib["TCPAbortOnClose" if sk.linger != 0 else "TCPAbortOnLinger"] += 1
+            xmit.send_reset(self, ns, sk, now, out)
+            self.tcp_done(ns, sk, now, out, 0)
+            return
+        self.send_fin(ns, sk, now, out)
+        if sk.state == FIN_WAIT2:
+            sk.t_finwait2 = now + ns.sysctl["net.ipv4.tcp_fin_timeout"] * S
+
+    def setsockopt(self, ns, sk: TcpSock, level: int, name: int, value: int) -> int:
+        """The options TCP itself reads; the socket layer validated the values."""
+        if level == SOL_SOCKET:
+            if name == SO_REUSEADDR:
+                sk.reuseaddr = bool(value)
+            elif name == SO_KEEPALIVE:
+                sk.keepalive = bool(value)
+                tcp_timer.arm_keepalive(ns, sk, sk.last_rcv)
+            elif name == SO_LINGER:
+                sk.linger = (value & 0xFFFFFFFF) if value >> 32 else None
+            elif name == SO_RCVBUF:
+                sk.rcvbuf_user = sk.rcvbuf = value
+            elif name == SO_SNDBUF:
+                sk.sndbuf_user = sk.sndbuf = value
+        elif level == IPPROTO_IP:
+            if name == IP_TTL:
+                sk.ttl = 0 if value == -1 else value
+            elif name == IP_TOS:
+                sk.tos = value & 0xFC | sk.tos & 0x3       # TCP keeps the ECN bits its own
+        elif level == IPPROTO_TCP:
+            if name == TCP_NODELAY:
+                sk.nodelay = bool(value)
+            elif name == TCP_MAXSEG:
+                sk.user_mss = value
+            elif name == TCP_KEEPIDLE:
+                sk.keepidle = value
+            elif name == TCP_KEEPINTVL:
+                sk.keepintvl = value
+            elif name == TCP_KEEPCNT:
+                sk.keepcnt = value
+            elif name == TCP_SYNCNT:
+                sk.syn_retries = value
+            elif name == TCP_CONGESTION:
+                algo = tcp_cong.ALGORITHMS.get(CONGESTION_NAMES.get(value, ""))
+                if algo is None:
+                    return errno.ENOENT
+                sk.ca_name = algo.name
+                sk.ca = algo(sk)
+        return 0
+
+    # -- arriving segments -------------------------------------------------
+    def rcv(self, ns, skb, now: int) -> list:
+        """tcp_v4_rcv(): checks, demultiplexing, and the state machine."""
+        data, nh, th_off = skb.data, skb.network_header, skb.transport_header
+        saddr = int.from_bytes(data[nh + 12:nh + 16], "big")
+        daddr = int.from_bytes(data[nh + 16:nh + 20], "big")
+        ns.mib["TcpInSegs"] += 1
+        try:
+            th = wire.parse(data, th_off, len(data), saddr, daddr)
+        except Malformed as e:
+            ns.mib["TcpInErrs"] += 1
+            if e.reason == "TCP_CSUM":
+                ns.mib["TcpInCsumErrors"] += 1
+            return [(DROP, skb, "tcp_v4_rcv", e.reason)]
+        skb.head = th_off + th.doff
+        if skb.pkt_type not in (0, 5):                # TCP is unicast only
+            return [(DROP, skb, "tcp_v4_rcv", "OTHERHOST")]
+        t = self.tables(ns)
+        sk = t.ehash.get((daddr, th.dport, saddr, th.sport))
+        if sk is not None:
+            if sk.state == TIME_WAIT:
+                return self.timewait_process(ns, t, sk, skb, th, saddr, daddr, now)
+            return tcp_input.rcv_state_process(self, ns, sk, skb, th, now)
+        lsk = self.lookup_listener(t, daddr, th.dport)
+        if lsk is not None:
+            return self.listen_process(ns, lsk, skb, th, saddr, daddr, now)
+        return self.no_socket(ns, skb, th, saddr, daddr, now)
+
+    def lookup_listener(self, t: TcpNetns, daddr: int, port: int) -> TcpSock | None:
+        best = None
+        for lsk in t.listeners.get(port, ()):
+            if lsk.laddr == daddr:
+                return lsk
+            if not lsk.laddr:
+                best = lsk
+        return best
+
+    def no_socket(self, ns, skb, th, saddr: int, daddr: int, now: int) -> list:
+        """Nobody owns it: RST (unless it is one), drop with NO_SOCKET."""
+        out = []
+        if not th.flags & wire.RST:
+            out.append(xmit.reset_for(ns, skb, th, saddr, daddr, now))
+        return out + [(DROP, skb, "tcp_v4_rcv", "NO_SOCKET")]
+
+    def listen_process(self, ns, lsk: TcpSock, skb, th, saddr: int, daddr: int, now: int) -> list:
+        """A segment for a listener: a SYN starts a handshake, an ACK may carry a cookie."""
+        flags = th.flags
+        if flags & wire.RST:
+            return [(DROP, skb, "tcp_v4_do_rcv", "TCP_RESET")]
+        if flags & wire.ACK:
+            if not flags & wire.SYN and ns.sysctl["net.ipv4.tcp_syncookies"]:
+                child = self.cookie_check(ns, lsk, skb, th, saddr, daddr, now)
+                if child is not None:
+                    out: list = []
+                    if not self.child_established(ns, child, skb, th, now, out):
+                        return out + [(DROP, skb, "cookie_v4_check", "TCP_LISTEN_OVERFLOW")]
+                    return out + tcp_input.rcv_state_process(self, ns, child, skb, th, now)
+            return self.no_socket(ns, skb, th, saddr, daddr, now)
+        if not flags & wire.SYN:
+            return [(DROP, skb, "tcp_v4_do_rcv", "TCP_FLAGS")]
+        return self.conn_request(ns, lsk, skb, th, saddr, daddr, now)
+
+    def conn_request(self, ns, lsk: TcpSock, skb, th, saddr: int, daddr: int, now: int) -> list:
+        """tcp_conn_request(): a SYN. A request socket in the SYN queue answers
+        it, or a SYN cookie when the queue is full (RFC 4987)."""
+        t = self.tables(ns)
+        out: list = []
+        if len(lsk.accept_queue) >= max(lsk.backlog, 1):   # sk_acceptq_is_full(): drop the SYN
+            ns.mib["ListenOverflows"] += 1
+            ns.mib["ListenDrops"] += 1
+            return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
+        syncookies = ns.sysctl["net.ipv4.tcp_syncookies"]
+        queue_full = len(lsk.syn_queue) >= min(max(lsk.backlog, 1), ns.sysctl["net.ipv4.tcp_max_syn_backlog"])
+        if syncookies == 2 or (queue_full and syncookies):
+            ns.mib["SyncookiesSent"] += 1
+            if queue_full:
+                ns.mib["TCPReqQFullDoCookies"] += 1
+            out.append(self.cookie_synack(ns, lsk, skb, th, saddr, daddr, now))
+            return out + [(STOP, skb, "tcp_conn_request", None)]
+        if queue_full:
+            ns.mib["TCPReqQFullDrop"] += 1
+            ns.mib["ListenDrops"] += 1
+            return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
+        req = self.new_child(ns, lsk, daddr, th.dport, saddr, th.sport, now)
+        tcp_input.apply_options(req, th.options, syn=True)
+        if req.ts_ok:
+            req.ts_recent, req.ts_recent_stamp = th.options.ts[0], now
+        req.irs = th.seq
+        req.rcv_nxt = req.rcv_wup = th.seq + 1
+        req.snd_wnd = th.window
+        req.state = SYN_RECV
+        t.ehash[req.key()] = req
+        lsk.syn_queue[req.key()] = req
+        seg = Seg(req.iss, req.iss + 1, wire.SYN, b"", TraceRef.of(skb))
+        seg.sent = now
+        req.rtx.append(seg)
+        req.snd_nxt = req.iss + 1
+        xmit.send_syn(self, ns, req, now, out, synack=True, cause=skb)
+        seg.skb = out[-1][1]
+        req.t_rto = now + req.rto
+        self.arm(req, now, out)
+        return out + [(STOP, skb, "tcp_conn_request", None)]
+
+    def new_child(self, ns, lsk: TcpSock, laddr: int, lport: int, raddr: int, rport: int, now: int) -> TcpSock:
+        """inet_csk_clone_lock(): a connection socket that inherits the listener's options."""
+        self.next_child += 1
+        sk = TcpSock(self.next_child, ns.name)
+        for opt in ("nodelay", "keepalive", "linger", "user_mss", "ttl", "tos", "rcvbuf_user", "sndbuf_user",
+                    "keepidle", "keepintvl", "keepcnt", "ca_name"):
+            setattr(sk, opt, getattr(lsk, opt))
+        self.init_sock(ns, sk)
+        sk.laddr, sk.lport, sk.raddr, sk.rport = laddr, lport, raddr, rport
+        sk.parent = lsk
+        # The route's MTU gives the MSS we advertise; on the receive path nothing
+        # may wait for the ip layer, so an uncached route means Ethernet's 1500.
+        err, _s, mtu, _t = ns.routes.get((raddr, laddr), (1, 0, 0, 0))
+        sk.advmss = (mtu - 40) if not err and mtu else 1460
+        self.start_connection(ns, sk, now)
+        self.socks[sk.sk] = sk
+        return sk
+
+    def child_established(self, ns, sk: TcpSock, skb, th, now: int, out: list) -> bool:
+        """tcp_check_req() -> inet_csk_complete_hashdance(): the handshake's last
+        ACK; the new connection waits in the listener's accept queue."""
+        lsk = sk.parent
+        if lsk is None or lsk.state != LISTEN:
+            return True
+        if len(lsk.accept_queue) >= max(lsk.backlog, 1):
+            ns.mib["ListenOverflows"] += 1
+            ns.mib["ListenDrops"] += 1
+            if ns.sysctl["net.ipv4.tcp_abort_on_overflow"]:
+                out.append(xmit.reset_for(ns, skb, th, sk.raddr, sk.laddr, now))
+            return False
+        lsk.syn_queue.pop(sk.key(), None)
+        self.tables(ns).ehash[sk.key()] = sk
+        sk.state = ESTABLISHED
+        ns.mib["TcpPassiveOpens"] += 1
+        ns.mib["TcpCurrEstab"] += 1
+        lsk.accept_queue.append(sk)
+        self.established(ns, sk, now)
+        tcp_input.event(sk, SockEvent.STATE_CHANGE, out, state=ESTABLISHED, count=lsk.sk)
+        return True
+
+    def established(self, ns, sk: TcpSock, now: int):
+        """tcp_init_transfer(): the first RTT sample sets the RTO; keepalive starts."""
+        self.expand_sndbuf(ns, sk)
+        sk.last_rcv = now
+        tcp_timer.arm_keepalive(ns, sk, now)
+
+    # -- SYN cookies (net/ipv4/syncookies.c) -------------------------------
+    def _cookie_hash(self, t: TcpNetns, saddr, daddr, sport, dport, count: int, which: int) -> int:
+        h = hashlib.blake2b(f"{saddr},{daddr},{sport},{dport},{count},{which}".encode(), key=t.cookie_secret,
+                            digest_size=4)
+        return int.from_bytes(h.digest(), "big")
+
+    def make_cookie(self, t, saddr, daddr, sport, dport, sseq: int, mssind: int, now: int) -> int:
+        """secure_tcp_syn_cookie(): hash + client ISN + minute counter in the top
+        byte + the MSS index, so the ACK alone rebuilds the connection."""
+        count = now // (60 * S)
+        return (self._cookie_hash(t, saddr, daddr, sport, dport, 0, 1) + sseq + (count << 24) +
+                ((self._cookie_hash(t, saddr, daddr, sport, dport, count, 2) + mssind) & 0xFFFFFF)) & 0xFFFFFFFF
+
+    def check_cookie(self, t, saddr, daddr, sport, dport, sseq: int, cookie: int, now: int) -> int | None:
+        """check_tcp_syn_cookie(): the MSS index, or None (too old, or forged)."""
+        cookie = (cookie - self._cookie_hash(t, saddr, daddr, sport, dport, 0, 1) - sseq) & 0xFFFFFFFF
+        count = now // (60 * S)
+        diff = (count - (cookie >> 24)) & 0xFF
+        if diff >= 2:                                   # MAX_SYNCOOKIE_AGE
+            return None
+        mssind = (cookie - self._cookie_hash(t, saddr, daddr, sport, dport, count - diff, 2)) & 0xFFFFFF
+        return mssind if mssind < len(MSS_TABLE) else None
+
+    def cookie_synack(self, ns, lsk: TcpSock, skb, th, saddr, daddr, now: int) -> tuple:
+        """A SYN-ACK whose ISN is the cookie; the options the ACK cannot carry
+        back (window scale, SACK) travel in the timestamp's low bits as Linux does."""
+        t = self.tables(ns)
+        peer_mss = th.options.mss or 536
+        mssind = max(i for i, m in enumerate(MSS_TABLE) if m <= peer_mss or i == 0)
+        iss = self.make_cookie(t, saddr, daddr, th.sport, th.dport, th.seq, mssind, now)
+        tmp = TcpSock(0, ns.name)
+        self.init_sock(ns, tmp)
+        tmp.laddr, tmp.lport, tmp.raddr, tmp.rport = daddr, th.dport, saddr, th.sport
+        tcp_input.apply_options(tmp, th.options, syn=True)
+        tmp.iss, tmp.rcv_nxt, tmp.rcv_wup = iss, th.seq + 1, th.seq + 1
+        tmp.advmss = MSS_TABLE[mssind]
+        if tmp.ts_ok:
+            tmp.ts_recent = th.options.ts[0]
+            # cookie_init_timestamp(): low 4 bits the window scale (15 = none), bit 4 SACK
+            low = (th.options.wscale if th.options.wscale is not None else 0xF) | (0x10 if tmp.sack_ok else 0)
+            tmp.ts_offset = ((self.rng.getrandbits(26) << 6 | low) - now // MS) & MASK
+        out: list = []
+        xmit.send_syn(self, ns, tmp, now, out, synack=True, cause=skb)
+        kind, seg_skb, _fn, arg = out[0]
+        seg_skb.sk = 0
+        return (kind, seg_skb, "tcp_v4_send_synack", arg)
+
+    def cookie_check(self, ns, lsk, skb, th, saddr, daddr, now: int) -> TcpSock | None:
+        """cookie_v4_check(): an ACK to a listener that only a cookie explains."""
+        t = self.tables(ns)
+        mssind = self.check_cookie(t, saddr, daddr, th.sport, th.dport, (th.seq - 1) & 0xFFFFFFFF,
+                                   (th.ack - 1) & 0xFFFFFFFF, now)
+        if mssind is None:
+            ns.mib["SyncookiesFailed"] += 1
+            return None
+        ns.mib["SyncookiesRecv"] += 1
+        sk = self.new_child(ns, lsk, daddr, th.dport, saddr, th.sport, now)
+        sk.iss = (th.ack - 1) & 0xFFFFFFFF
+        sk.snd_una = sk.snd_nxt = sk.write_seq = sk.iss + 1
+        sk.irs = (th.seq - 1) & 0xFFFFFFFF
+        sk.rcv_nxt = sk.rcv_wup = sk.irs + 1
+        ts = th.options.ts
+        opts = wire.TcpOptions(mss=MSS_TABLE[mssind])
+        if ts is not None and ts[1]:
+            low = ts[1] & 0x3F
+            wscale = low & 0xF
+            opts = wire.TcpOptions(mss=MSS_TABLE[mssind], wscale=None if wscale == 0xF else wscale,
+                                   sack_perm=bool(low & 0x10), ts=ts)
+        tcp_input.apply_options(sk, opts, syn=True)
+        if sk.ts_ok:
+            sk.ts_recent, sk.ts_recent_stamp = ts[0], now
+            sk.ts_offset = (ts[1] - now // MS) & MASK
+        sk.snd_wnd = th.window << sk.snd_wscale
+        sk.snd_wl1, sk.snd_wl2 = sk.irs, sk.snd_una
+        sk.state = SYN_RECV
+        return sk
+
+    # -- TIME-WAIT (tcp_minisocks.c) ---------------------------------------
+    def time_wait(self, ns, sk: TcpSock, now: int):
+        """tcp_time_wait(): hold the 4-tuple for 2 MSL (TCP_TIMEWAIT_LEN, 60 s)."""
+        sk.state = TIME_WAIT
+        sk.t_rto = sk.t_delack = sk.t_persist = sk.t_keepalive = sk.t_finwait2 = None
+        sk.t_timewait = now + ns.sysctl["net.ipv4.tcp_timewait_len"] * S
+
+    def timewait_process(self, ns, t, sk: TcpSock, skb, th, saddr, daddr, now: int) -> list:
+        """tcp_timewait_state_process(): re-ACK a retransmitted FIN, let a new
+        SYN with a higher sequence reuse the pair, die on RST."""
+        out: list = []
+        if th.flags & wire.RST:
+            self.tcp_done(ns, sk, now, out, 0)
+            return out + [(STOP, skb, "tcp_timewait_state_process", None)]
+        if th.flags & wire.SYN and not th.flags & wire.ACK and unwrap(th.seq, sk.rcv_nxt) > sk.rcv_nxt:
+            lsk = self.lookup_listener(t, daddr, th.dport)
+            if lsk is not None:
+                self.tcp_done(ns, sk, now, out, 0)
+                return out + self.listen_process(ns, lsk, skb, th, saddr, daddr, now)
+        if th.flags & wire.FIN:
+            sk.t_timewait = now + ns.sysctl["net.ipv4.tcp_timewait_len"] * S
+        xmit.send_ack(self, ns, sk, now, out, cause=skb, fn="tcp_timewait_state_process")
+        self.arm(sk, now, out)
+        return out + [(STOP, skb, "tcp_timewait_state_process", None)]
+
+    # -- endings and timers ------------------------------------------------
+    def tcp_done(self, ns, sk: TcpSock, now: int, out: list, err: int):
+        """tcp_done(): CLOSED. The socket layer hears the error, if any."""
+        was = sk.state
+        if was in (ESTABLISHED, CLOSE_WAIT):
+            ns.mib["TcpCurrEstab"] -= 1
+        sk.state = CLOSE
+        sk.t_rto = sk.t_delack = sk.t_persist = sk.t_keepalive = sk.t_timewait = sk.t_finwait2 = None
+        t = self.tables(ns)
+        if t.ehash.get(sk.key()) is sk:
+            del t.ehash[sk.key()]
+        if sk.parent is not None:
+            sk.parent.syn_queue.pop(sk.key(), None)
+            if sk in sk.parent.accept_queue:
+                sk.parent.accept_queue.remove(sk)
+        if err:
+            sk.err = err
+            tcp_input.event(sk, SockEvent.ERROR_REPORT, out, err=err, state=CLOSE)
+        elif not sk.close_after and was not in (CLOSE, TIME_WAIT):
+            tcp_input.event(sk, SockEvent.STATE_CHANGE, out, state=CLOSE)
+        if sk.close_after or sk.parent is not None and was == SYN_RECV:
+            self.destroy(ns, sk)
+        out.append((TIMER, None, ("tcp", sk.sk), None))
+        sk.timer_at = None
+
+    def destroy(self, ns, sk: TcpSock):
+        """The socket is gone from every table."""
+        t = self.tables(ns)
+        t.ports.unhash(sk)
+        if t.ehash.get(sk.key()) is sk:
+            del t.ehash[sk.key()]
+        self.socks.pop(sk.sk, None)
+
+    def release_owner(self, ns, sk: TcpSock):
+        """The socket layer forgot the socket (its owner restarted): abort quietly."""
+        sk.close_after = True
+        if sk.state in (CLOSE, LISTEN) or sk.state == SYN_SENT:
+            out: list = []
+            self.close(ns, sk, 0, out)
+
+    def arm(self, sk: TcpSock, now: int, out: list):
+        """One timer a connection, armed for its earliest deadline; moving a
+        deadline later leaves the timer alone (it re-arms when it fires)."""
+        nxt = tcp_timer.next_deadline(sk)
+        if nxt is not None and (sk.timer_at is None or nxt < sk.timer_at):
+            sk.timer_at = nxt
+            out.append((TIMER, None, ("tcp", sk.sk), nxt))
+
+    def timer(self, sk_id: int, now: int) -> list:
+        sk = self.socks.get(sk_id)
+        if sk is None:
+            return []
+        sk.timer_at = None
+        ns = self.transport.netns[sk.netns]
+        out: list = []
+        tcp_timer.expire(self, ns, sk, now, out)
+        self.arm(sk, now, out)
+        return out
+
+    def err(self, ns, skb, now: int) -> list:
+        """tcp_v4_err(): an ICMP error about one of our segments. Hard errors end
+        a connection still in its handshake; later they are soft (ignored)."""
+        from .udp import icmp_to_errno
+        data, q = skb.data, skb.head
+        ihl = (data[q] & 0x0F) * 4
+        src = int.from_bytes(data[q + 12:q + 16], "big")
+        dst = int.from_bytes(data[q + 16:q + 20], "big")
+        sport = int.from_bytes(data[q + ihl:q + ihl + 2], "big")
+        dport = int.from_bytes(data[q + ihl + 2:q + ihl + 4], "big")
+        sk = self.tables(ns).ehash.get((src, sport, dst, dport))
+        out: list = []
+        if sk is not None and sk.state in (SYN_SENT, SYN_RECV):
+            err, hard = icmp_to_errno(skb.icmp_type, skb.icmp_code)
+            if hard or sk.state == SYN_SENT and skb.icmp_type == 3:
+                ns.mib["TcpAttemptFails"] += 1
+                self.tcp_done(ns, sk, now, out, err)
+        return out + [(STOP, skb, "tcp_v4_err", None)]
+
+    # -- ss ----------------------------------------------------------------
+    def sockets(self, ns) -> list[dict]:
+        from .tcp import STATE_NAMES
+        rows = []
+        for sk in self.socks.values():
+            if sk.netns != ns.name:
+                continue
+            in_flight = sum(len(s.data) for s in sk.rtx)
+            rows.append({
+                "state": STATE_NAMES[sk.state], "recv_q": len(sk.accept_queue) if sk.state == LISTEN
+                else sk.rcv_queued, "send_q": sk.backlog if sk.state == LISTEN else sk.sendq_bytes + in_flight,
+                "local": [ipv4.ntoa(sk.laddr), sk.lport], "peer": [ipv4.ntoa(sk.raddr), sk.rport], "sk": sk.sk,
+                "ca": sk.ca.name if sk.ca else "", "wscale": [sk.snd_wscale, sk.rcv_wscale] if sk.wscale_ok else None,
+                "rto": sk.rto / 1e6, "rtt": sk.srtt / 1e6, "rttvar": sk.rttvar / 1e6, "mss": sk.mss_cache,
+                "cwnd": sk.cwnd, "ssthresh": sk.ssthresh if sk.ssthresh < 0x7FFFFFFF else None,
+                "bytes_acked": sk.bytes_acked, "bytes_received": sk.bytes_received, "segs_out": sk.segs_out,
+                "segs_in": sk.segs_in, "retrans": [len([s for s in sk.rtx if s.retrans]), sk.total_retrans],
+                "lost": sk.lost_out, "sacked": sk.sacked_out, "snd_wnd": sk.snd_wnd, "rcv_wnd": sk.rcv_wnd,
+                "backoff": sk.backoff, "ca_state": sk.ca_state, "unacked": len(sk.rtx),
+                "timer": _timer_name(sk)})
+        return rows
+
+
+def _timer_name(sk) -> str | None:
+    if sk.t_timewait is not None:
+        return "timewait"
+    if sk.t_rto is not None:
+        return "on"
+    if sk.t_persist is not None:
+        return "persist"
+    if sk.t_keepalive is not None:
+        return "keepalive"
+    return None
+
+
+# TCP_CONGESTION takes a string; over ProtoCall it travels as an index into this table.
+CONGESTION_NAMES = {i: name for i, name in enumerate(sorted(tcp_cong.ALGORITHMS))}
+CONGESTION_INDEX = {name: i for i, name in CONGESTION_NAMES.items()}
