@@ -19,7 +19,12 @@ SOL_SOCKET = 1
 SO_DEBUG, SO_REUSEADDR, SO_TYPE, SO_ERROR, SO_DONTROUTE, SO_BROADCAST = 1, 2, 3, 4, 5, 6
 SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_OOBINLINE, SO_PRIORITY, SO_REUSEPORT = 7, 8, 9, 10, 12, 15
 SO_RCVLOWAT, SO_TIMESTAMP, SO_MARK, SO_PROTOCOL, SO_DOMAIN = 18, 29, 36, 38, 39
+SO_LINGER = 13
 IP_TOS, IP_TTL, IP_RECVERR, IP_RECVTTL, IP_RECVTOS = 1, 2, 11, 12, 13
+TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_CONGESTION = 1, 2, 4, 5, 6, 7, 13
+SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+MSG_WAITALL = 0x100
+SOMAXCONN = 4096
 ETH_P_ALL, ETH_P_IP, ETH_P_ARP = 0x0003, 0x0800, 0x0806
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
 MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_ERRQUEUE = 0x2, 0x20, 0x40, 0x2000
@@ -106,15 +111,45 @@ class socket:
     """A socket on an emulated host (network namespace `netns`), with the
     methods and errors of Python's socket.socket."""
 
-    def __init__(self, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0, *, netns: str):
+    def __init__(self, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0, *, netns: str,
+                 _fd: int | None = None):
         self._stub = _client.stub()
-        reply = _client.call(self._stub.Create, socket_pb2.CreateRequest(
-            netns=netns, family=family, type=type, protocol=proto, pid=os.getpid()))
-        _client.check(reply.status)
-        self._fd = reply.fd
+        if _fd is None:
+            reply = _client.call(self._stub.Create, socket_pb2.CreateRequest(
+                netns=netns, family=family, type=type, protocol=proto, pid=os.getpid()))
+            _client.check(reply.status)
+            _fd = reply.fd
+        self._fd = _fd
         self.family, self.type, self.proto, self.netns = family, type, proto, netns
         self._timeout = _default_timeout
         self._closed = False
+
+    def _wait_arg(self, flags: int = 0) -> float:
+        """How long the service may block for this call: -1 forever, 0 not at all."""
+        if flags & MSG_DONTWAIT or self._timeout == 0:
+            return 0.0
+        return -1.0 if self._timeout is None else self._timeout
+
+    def _blocking_call(self, method, request):
+        """A call that may block in the service: polled so that Ctrl-C interrupts it."""
+        fut = method.future(request)
+        try:
+            while True:
+                try:
+                    return fut.result(timeout=0.25)
+                except grpc.FutureTimeoutError:
+                    continue
+        except grpc.RpcError as e:
+            raise _client.unreachable(e) from None
+        except BaseException:
+            fut.cancel()
+            raise
+
+    def _raise_wait(self, status):
+        """EAGAIN after waiting is a timeout, as Python's socket reports it."""
+        if status.err == errno.EAGAIN and self._timeout:
+            raise TimeoutError("timed out")
+        _client.check(status)
 
     # -- plumbing
     def _addr(self, address, what):
@@ -141,8 +176,28 @@ class socket:
             addr = socket_pb2.SockAddr(ifname="AF_UNSPEC")
         else:
             addr = self._addr(address, "connect()")
-        r = _client.call(self._stub.Connect, socket_pb2.AddrRequest(fd=self._fd, addr=addr))
+        r = self._blocking_call(self._stub.Connect, socket_pb2.AddrRequest(fd=self._fd, addr=addr,
+                                                                           timeout=self._wait_arg()))
+        if r.status.err == errno.ETIMEDOUT and r.status.detail == "timed out":
+            raise TimeoutError("timed out")
         _client.check(r.status)
+
+    def listen(self, backlog: int = 128):
+        self._fdcheck()
+        _client.check(_client.call(self._stub.Listen, socket_pb2.FdRequest(fd=self._fd, how=backlog)))
+
+    def accept(self):
+        """(a new socket for the connection, the peer's address)."""
+        self._fdcheck()
+        r = self._blocking_call(self._stub.Accept, socket_pb2.FdRequest(fd=self._fd, timeout=self._wait_arg()))
+        self._raise_wait(r.status)
+        conn = socket(self.family, self.type, self.proto, netns=self.netns, _fd=r.fd)
+        conn._timeout = _default_timeout
+        return conn, self._name(r.addr)
+
+    def shutdown(self, how: int):
+        self._fdcheck()
+        _client.check(_client.call(self._stub.Shutdown, socket_pb2.FdRequest(fd=self._fd, how=how)))
 
     def connect_ex(self, address) -> int:
         try:
@@ -166,9 +221,19 @@ class socket:
         return r.sent
 
     def send(self, data, flags: int = 0) -> int:
+        if self.type == SOCK_STREAM:
+            return self._stream_send(data, flags)
         n = len(_bytes(data))
         self.sendmmsg([(data, None)], flags)
         return n
+
+    def _stream_send(self, data, flags: int) -> int:
+        self._fdcheck()
+        req = socket_pb2.SendRequest(fd=self._fd, flags=flags, timeout=self._wait_arg(flags))
+        req.msgs.add(data=_bytes(data))
+        r = self._blocking_call(self._stub.SendMsg, req)
+        self._raise_wait(r.status)
+        return r.sent
 
     def sendto(self, data, flags_or_address, address=None) -> int:
         if address is None:
@@ -180,7 +245,16 @@ class socket:
         return n
 
     def sendall(self, data, flags: int = 0) -> None:
-        self.send(data, flags)
+        data = memoryview(_bytes(data))
+        if self.type != SOCK_STREAM:
+            self.send(data, flags)
+            return
+        deadline = None if not self._timeout else time.monotonic() + self._timeout
+        while len(data):
+            n = self._stream_send(data[:1 << 22], flags)
+            data = data[n:]
+            if deadline is not None and len(data) and time.monotonic() > deadline:
+                raise TimeoutError("timed out")
 
     def recvmmsg(self, count: int, bufsize: int = 65535, flags: int = 0) -> list:
         """recvmmsg(2) with MSG_WAITFORONE: waits for one datagram (as the
@@ -197,19 +271,7 @@ class socket:
             timeout = 0.0
         req = socket_pb2.RecvRequest(fd=self._fd, max=count, bufsize=bufsize, flags=flags,
                                      timeout=-1.0 if timeout is None else timeout)
-        fut = self._stub.RecvMsg.future(req)
-        try:
-            while True:      # poll, so that Ctrl-C interrupts a blocking recv
-                try:
-                    r = fut.result(timeout=0.25)
-                    break
-                except grpc.FutureTimeoutError:
-                    continue
-        except grpc.RpcError as e:
-            raise _client.unreachable(e) from None
-        except BaseException:
-            fut.cancel()
-            raise
+        r = self._blocking_call(self._stub.RecvMsg, req)
         if r.status.err == errno.EAGAIN and timeout and not flags & MSG_DONTWAIT:
             raise TimeoutError("timed out")
         _client.check(r.status)
@@ -253,22 +315,32 @@ class socket:
 
     # -- options and names
     def setsockopt(self, level: int, optname: int, value, optlen=None) -> None:
+        """An int, or bytes: struct linger for SO_LINGER, a name for TCP_CONGESTION,
+        else the int's four bytes (as Python passes a buffer to setsockopt(2))."""
         self._fdcheck()
+        req = socket_pb2.SockOptRequest(fd=self._fd, level=level, optname=optname)
         if isinstance(value, (bytes, bytearray, memoryview)):
-            if len(value) < 4:
+            req.bvalue, req.is_bytes = bytes(value), True
+            if len(value) >= 4:
+                req.value = int.from_bytes(bytes(value)[:4], "little", signed=True)
+            elif (level, optname) not in ((IPPROTO_TCP, TCP_CONGESTION),):
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-            value = int.from_bytes(bytes(value)[:4], "little", signed=True)
-        elif not isinstance(value, int):
+        elif isinstance(value, int):
+            req.value = value
+        else:
             raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer")
-        r = _client.call(self._stub.SetSockOpt, socket_pb2.SockOptRequest(fd=self._fd, level=level,
-                                                                           optname=optname, value=int(value)))
+        if req.is_bytes and (level, optname) not in ((SOL_SOCKET, SO_LINGER), (IPPROTO_TCP, TCP_CONGESTION)):
+            req.is_bytes = False
+        r = _client.call(self._stub.SetSockOpt, req)
         _client.check(r.status)
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0):
         self._fdcheck()
         r = _client.call(self._stub.GetSockOpt, socket_pb2.SockOptRequest(fd=self._fd, level=level,
-                                                                           optname=optname))
+                                                                           optname=optname, buflen=buflen))
         _client.check(r.status)
+        if r.bvalue:
+            return r.bvalue[:buflen] if buflen else int.from_bytes(r.bvalue[:4], "little", signed=True)
         if buflen:
             return r.value.to_bytes(4, "little", signed=True)[:buflen]
         return r.value

@@ -15,6 +15,7 @@ from ..common.skbuff import SAMPLED, STOP, DROP
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import ethernet, ipv4
 from . import sock as so
+from .inet_stream import InetStream
 
 ProtoSkb = skb_pb2.Skb
 MSG_LAST = 0x80000000
@@ -26,7 +27,7 @@ def _status(err: int = 0, detail: str = "") -> socket_pb2.Status:
     return socket_pb2.Status(err=err, detail=detail)
 
 
-class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
+class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
     name = "socket"
     default_upper = None
 
@@ -36,7 +37,8 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
         self.next_fd = 3
         self.sysctl = {h: sysctl_defaults() | host.sysctls for h, host in topo.hosts.items()}
         self.pending: dict[int, asyncio.Future] = {}
-        self.readable: dict[int, asyncio.Event] = {}
+        self.wakes: dict[int, asyncio.Event] = {}
+        self.write_space: dict[int, int] = {}     # WRITE_SPACE events seen, per stream socket
         self.next_req = 1
 
     def extra_downlinks(self):
@@ -76,8 +78,15 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
                 fut.set_result(ev)
             return []
         s = self.socks.get(skb.sk)
+        if ev.kind in (SockEvent.STATE_CHANGE, SockEvent.WRITE_SPACE) or \
+                (ev.kind == SockEvent.ERROR_REPORT and (s is None or s.stream)):
+            if ev.kind == SockEvent.WRITE_SPACE and s is not None:
+                self.write_space[s.fd] = self.write_space.get(s.fd, 0) + 1
+            return self.stream_event(s, skb)
         if s is None:
             return [(DROP, skb, "sock_queue_rcv_skb", "SOCKET_CLOSE")]
+        if s.stream:
+            return [self.stream_data(s, skb)]
         if ev.kind == SockEvent.ERROR_REPORT:
             s.sk_err = ev.err
             if ev.flags & 1:
@@ -90,7 +99,7 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
         return [(STOP, skb, "sock_queue_rcv_skb", None)]
 
     def _wake(self, s: so.Sock):
-        ev = self.readable.get(s.fd)
+        ev = self.wakes.get(s.fd)
         if ev is not None:
             ev.set()
 
@@ -110,18 +119,19 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
         fam, typ, proto = req.family, req.type, req.protocol
         if fam not in (so.AF_INET, so.AF_PACKET):
             return socket_pb2.FdReply(status=_status(errno.EAFNOSUPPORT))
-        if fam == so.AF_INET and (typ != so.SOCK_DGRAM or proto not in (0, so.IPPROTO_UDP, so.IPPROTO_ICMP)):
-            detail = "SOCK_STREAM (TCP) is not implemented yet" if typ == so.SOCK_STREAM else ""
+        if fam == so.AF_INET and not (typ == so.SOCK_DGRAM and proto in (0, so.IPPROTO_UDP, so.IPPROTO_ICMP) or
+                                      typ == so.SOCK_STREAM and proto in (0, so.IPPROTO_TCP)):
             return socket_pb2.FdReply(status=_status(errno.EPROTONOSUPPORT if typ in (so.SOCK_DGRAM, so.SOCK_STREAM)
-                                                     else errno.ESOCKTNOSUPPORT, detail))
+                                                     else errno.ESOCKTNOSUPPORT))
         if fam == so.AF_PACKET and typ != so.SOCK_RAW:
             return socket_pb2.FdReply(status=_status(errno.ESOCKTNOSUPPORT, "packet sockets here are SOCK_RAW"))
         fd = self.next_fd
         self.next_fd += 1
-        s = so.Sock(fd, req.netns, fam, typ, proto or (so.IPPROTO_UDP if fam == so.AF_INET else 0),
+        default_proto = {so.SOCK_DGRAM: so.IPPROTO_UDP, so.SOCK_STREAM: so.IPPROTO_TCP}.get(typ, 0)
+        s = so.Sock(fd, req.netns, fam, typ, proto or (default_proto if fam == so.AF_INET else 0),
                     self.sysctl[req.netns])
         self.socks[fd] = s
-        self.readable[fd] = asyncio.Event()
+        self.wakes[fd] = asyncio.Event()
         if fam == so.AF_INET:
             ev = await self.call(s, ProtoCall.CREATE, family=fam, type=typ, protocol=s.proto)
             if ev.err:
@@ -172,6 +182,8 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
         if s.family == so.AF_PACKET:
             return socket_pb2.AddrReply(status=_status(errno.EOPNOTSUPP))
+        if s.stream:
+            return await self.stream_connect(s, req)
         if req.addr.host == "" and req.addr.port == 0 and req.addr.ifname == "AF_UNSPEC":
             ev = await self.call(s, ProtoCall.DISCONNECT)
             s.connected = False
@@ -195,6 +207,8 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
             return socket_pb2.SendReply(status=_status(err))
         if s.family == so.AF_PACKET:
             return self._packet_send(s, req)
+        if s.stream:
+            return await self.stream_send(s, req, context)
         if not req.msgs:
             return socket_pb2.SendReply()
         down = self.downs["transport"]
@@ -271,7 +285,9 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
             return socket_pb2.RecvReply(status=_status(errno.EBADF))
         if req.flags & MSG_ERRQUEUE:
             return self._recv_errqueue(s)
-        ready = self.readable[s.fd]
+        if s.stream:
+            return await self.stream_recv(s, req)
+        ready = self.wakes[s.fd]
         deadline = None if req.timeout < 0 else self.loop.time() + req.timeout
         while True:
             err = s.take_error()
@@ -345,20 +361,28 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
         s = self._sock(req.fd)
         if s is None:
             return socket_pb2.SockOptReply(status=_status(errno.EBADF))
-        err, value = s.setsockopt(req.level, req.optname, req.value)
+        is_bytes = so.is_bytes_opt(req.level, req.optname)
+        if is_bytes and not req.is_bytes:
+            return socket_pb2.SockOptReply(status=_status(errno.EINVAL))
+        err, value = s.setsockopt(req.level, req.optname, req.bvalue if is_bytes else req.value)
         if err:
             return socket_pb2.SockOptReply(status=_status(err))
         if s.family == so.AF_INET and (req.level, req.optname) in so.TRANSPORT_OPTS:
-            ev = await self.call(s, ProtoCall.SETSOCKOPT, level=req.level, optname=req.optname, optval=value)
+            args = {"optbytes": value} if req.optname == so.TCP_CONGESTION and req.level == so.IPPROTO_TCP else \
+                {"optval": _linger_value(value) if (req.level, req.optname) == (so.SOL_SOCKET, so.SO_LINGER)
+                 else value}
+            ev = await self.call(s, ProtoCall.SETSOCKOPT, level=req.level, optname=req.optname, **args)
             if ev.err:
                 return socket_pb2.SockOptReply(status=_status(ev.err))
-        return socket_pb2.SockOptReply(value=value)
+        return socket_pb2.SockOptReply(**({"bvalue": value} if is_bytes else {"value": value}))
 
     async def GetSockOpt(self, req, context):
         s = self._sock(req.fd)
         if s is None:
             return socket_pb2.SockOptReply(status=_status(errno.EBADF))
         err, value = s.getsockopt(req.level, req.optname)
+        if isinstance(value, bytes):
+            return socket_pb2.SockOptReply(status=_status(err), bvalue=value)
         return socket_pb2.SockOptReply(status=_status(err), value=value)
 
     async def GetSockName(self, req, context):
@@ -373,7 +397,7 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
         s = self._sock(req.fd)
         if s is None:
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
-        if s.family == so.AF_PACKET or not s.connected:
+        if s.family == so.AF_PACKET or not s.connected or s.stream and s.eof and s.sk_err:
             return socket_pb2.AddrReply(status=_status(errno.ENOTCONN))
         return socket_pb2.AddrReply(addr=self._inet_name(s.raddr, s.rport))
 
@@ -382,6 +406,8 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
         if s is None:
             return _status(errno.EBADF)
         self._forget(s)
+        for child in s.accept_q:                  # never accepted: transport resets them
+            self._forget(child)
         if s.family == so.AF_INET:
             self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd,
                                                  call=ProtoCall(op=ProtoCall.RELEASE)))
@@ -391,7 +417,7 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
 
     def _forget(self, s: so.Sock):
         self.socks.pop(s.fd, None)
-        ev = self.readable.pop(s.fd, None)
+        ev = self.wakes.pop(s.fd, None)
         if ev is not None:
             ev.set()                     # a blocked recv() wakes up to EBADF
 
@@ -415,6 +441,13 @@ class SocketShell(LayerShell, socket_pb2_grpc.SocketServicer):
                     for s in self.socks.values() if s.netns == req.netns]
             return admin_pb2.AdminReply(json=json.dumps(rows))
         return super().admin(req)
+
+
+def _linger_value(opt: bytes) -> int:
+    """struct linger as transport takes it: on/off in the high word, seconds in the low."""
+    onoff = int.from_bytes(opt[:4], "little", signed=True)
+    secs = int.from_bytes(opt[4:8], "little", signed=True)
+    return (1 << 32 | max(secs, 0)) if onoff else 0
 
 
 def _partial(sent: list, err: int) -> socket_pb2.SendReply:

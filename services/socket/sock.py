@@ -11,13 +11,19 @@ SOL_SOCKET = 1
 SO_TYPE, SO_ERROR, SO_REUSEADDR, SO_BROADCAST, SO_SNDBUF, SO_RCVBUF = 3, 4, 2, 6, 7, 8
 SO_PRIORITY, SO_PROTOCOL, SO_DOMAIN, SO_MARK = 12, 38, 39, 36
 IP_TOS, IP_TTL, IP_RECVERR, IP_RECVTTL, IP_RECVTOS = 1, 2, 11, 12, 13
+IPPROTO_TCP = 6
+SO_KEEPALIVE, SO_LINGER = 9, 13
+TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_CONGESTION = 1, 2, 4, 5, 6, 7, 13
 SOCK_MIN_RCVBUF = 2048 + 256          # 2048 + sizeof(struct sk_buff), rounded as on x86-64
 SOCK_MIN_SNDBUF = 2 * SOCK_MIN_RCVBUF
 SKB_TRUESIZE_OVERHEAD = 576
 
 # Options the transport layer must hear about.
 TRANSPORT_OPTS = {(SOL_SOCKET, SO_REUSEADDR), (SOL_SOCKET, SO_BROADCAST), (SOL_SOCKET, SO_RCVBUF),
-                  (IPPROTO_IP, IP_TTL), (IPPROTO_IP, IP_TOS), (IPPROTO_IP, IP_RECVERR)}
+                  (SOL_SOCKET, SO_SNDBUF), (SOL_SOCKET, SO_KEEPALIVE), (SOL_SOCKET, SO_LINGER),
+                  (IPPROTO_IP, IP_TTL), (IPPROTO_IP, IP_TOS), (IPPROTO_IP, IP_RECVERR)} | {
+                  (IPPROTO_TCP, o) for o in (TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT,
+                                             TCP_SYNCNT, TCP_CONGESTION)}
 
 
 class Sock:
@@ -35,16 +41,29 @@ class Sock:
         self.errq: deque = deque()
         self.sk_err = 0
         self.drops = 0
-
+        # stream sockets
+        self.stream = type_ == SOCK_STREAM
+        self.listening = self.connecting = self.eof = self.shut_rd = self.shut_wr = False
+        self.rbytes = 0                   # bytes in rcvq not yet read (rcvq holds (skb, t); roff into the first)
+        self.roff = 0
+        self.accept_q: deque = deque()
+        self.opts[(SOL_SOCKET, SO_LINGER)] = b"\0" * 8
+        if self.stream:
+            self.opts[(IPPROTO_TCP, TCP_CONGESTION)] = sysctl["net.ipv4.tcp_congestion_control"].encode()
     def opt(self, level: int, name: int, default: int = 0) -> int:
         return self.opts.get((level, name), default)
 
-    def setsockopt(self, level: int, name: int, value: int) -> tuple[int, int]:
-        """sock_setsockopt()/ip_setsockopt(): (errno, the value stored)."""
+    def setsockopt(self, level: int, name: int, value) -> tuple[int, object]:
+        """sock_setsockopt()/ip_setsockopt()/do_tcp_setsockopt(): (errno, the
+        value stored). `value` is an int, or bytes for SO_LINGER and TCP_CONGESTION."""
         norm = _SETTABLE.get((level, name))
-        if norm is None or (level == IPPROTO_IP and self.family != AF_INET):
+        if norm is None or (level == IPPROTO_IP and self.family != AF_INET) or \
+                (level == IPPROTO_TCP and not self.stream):
             return errno.ENOPROTOOPT, 0
-        value = norm(self, value)
+        try:
+            value = norm(self, value)
+        except OSError as e:
+            return e.errno, 0
         if value is None:
             return errno.EINVAL, 0
         self.opts[(level, name)] = value
@@ -60,8 +79,11 @@ class Sock:
                 return 0, self.proto
             if name == SO_ERROR:
                 return 0, self.take_error()
-        if (level, name) not in _SETTABLE or (level == IPPROTO_IP and self.family != AF_INET):
+        if (level, name) not in _SETTABLE or (level == IPPROTO_IP and self.family != AF_INET) or \
+                (level == IPPROTO_TCP and not self.stream):
             return errno.ENOPROTOOPT, 0
+        if (level, name) == (IPPROTO_TCP, TCP_MAXSEG):
+            return 0, self.opt(level, name) or self.mss
         if (level, name) == (IPPROTO_IP, IP_TTL):
             ttl = self.opt(level, name, -1)
             return 0, self.sysctl["net.ipv4.ip_default_ttl"] if ttl == -1 else ttl
@@ -72,6 +94,34 @@ class Sock:
         err, self.sk_err = self.sk_err, 0
         return err
 
+    mss = 536                             # TCP_MAXSEG before a connection says otherwise
+
+    def read_stream(self, n: int, peek: bool = False) -> tuple[bytes, int]:
+        """tcp_recvmsg(): up to n bytes from the byte stream; and how many were consumed."""
+        parts, got, off = [], 0, self.roff
+        for skb, _t in self.rcvq:
+            avail = len(skb.data) - skb.head - off
+            take = min(avail, n - got)
+            parts.append(skb.data[skb.head + off:skb.head + off + take])
+            got += take
+            off = 0
+            if got >= n:
+                break
+        if not peek:
+            left = got
+            while left:
+                skb, _t = self.rcvq[0]
+                avail = len(skb.data) - skb.head - self.roff
+                if avail <= left:
+                    self.rcvq.popleft()
+                    self.roff = 0
+                    left -= avail
+                else:
+                    self.roff += left
+                    left = 0
+            self.rbytes -= got
+        return b"".join(parts), (0 if peek else got)
+
     def queue(self, skb, now_ns: int) -> bool:
         """Packet sockets account their own receive buffer; INET sockets were
         charged by transport already. False when the skb must be dropped."""
@@ -81,6 +131,8 @@ class Sock:
                 return False
             self.rmem += len(skb.data) + SKB_TRUESIZE_OVERHEAD
         self.rcvq.append((skb, now_ns))
+        if self.stream:
+            self.rbytes += len(skb.data) - skb.head
         return True
 
     def dequeue(self, limit: int) -> tuple[list, int]:
@@ -117,6 +169,27 @@ def _ttl(sock, v):
     return v if v == -1 or 1 <= v <= 255 else None
 
 
+def _range(lo: int, hi: int):
+    return lambda sock, v: v if lo <= v <= hi else None
+
+
+def _linger(sock, v):
+    """struct linger {int l_onoff; int l_linger;}: 8 bytes, or EINVAL."""
+    if not isinstance(v, bytes) or len(v) < 8:
+        return None
+    return bytes(v[:8])
+
+
+def _congestion(sock, v):
+    from ..transport.tcp_cong import ALGORITHMS
+    name = v.split(b"\0")[0] if isinstance(v, bytes) else None
+    if name is None:
+        return None
+    if name.decode(errors="replace") not in ALGORITHMS:
+        raise OSError(errno.ENOENT, "no such congestion control")
+    return name
+
+
 def _tos(sock, v):
     return v & 0xFF
 
@@ -130,4 +203,14 @@ _SETTABLE = {
     (SOL_SOCKET, SO_RCVLOWAT): lambda s, v: max(v, 1),
     (IPPROTO_IP, IP_TTL): _ttl, (IPPROTO_IP, IP_TOS): _tos, (IPPROTO_IP, IP_RECVERR): _bool,
     (IPPROTO_IP, IP_RECVTTL): _bool, (IPPROTO_IP, IP_RECVTOS): _bool,
+    (SOL_SOCKET, SO_LINGER): _linger,
+    (IPPROTO_TCP, TCP_NODELAY): _bool, (IPPROTO_TCP, TCP_MAXSEG): _range(88, 32767),
+    (IPPROTO_TCP, TCP_KEEPIDLE): _range(1, 32767), (IPPROTO_TCP, TCP_KEEPINTVL): _range(1, 32767),
+    (IPPROTO_TCP, TCP_KEEPCNT): _range(1, 127), (IPPROTO_TCP, TCP_SYNCNT): _range(1, 127),
+    (IPPROTO_TCP, TCP_CONGESTION): _congestion,
 }
+_BYTES_OPTS = {(SOL_SOCKET, SO_LINGER), (IPPROTO_TCP, TCP_CONGESTION)}
+
+
+def is_bytes_opt(level: int, name: int) -> bool:
+    return (level, name) in _BYTES_OPTS

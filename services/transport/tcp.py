@@ -43,6 +43,16 @@ MAX_SACK_BLOCKS = 3                # 4 without timestamps; Linux sends at most 4
 TCP_FASTRETRANS_THRESH = 3         # tcp_reordering default, RFC 6675 DupThresh
 
 
+def set_state(ns, sk, state: int):
+    """tcp_set_state(): TcpCurrEstab counts the ESTABLISHED and CLOSE-WAIT ones."""
+    old = sk.state
+    if state in (ESTABLISHED, CLOSE_WAIT) and old not in (ESTABLISHED, CLOSE_WAIT):
+        ns.mib["TcpCurrEstab"] += 1
+    elif old in (ESTABLISHED, CLOSE_WAIT) and state not in (ESTABLISHED, CLOSE_WAIT):
+        ns.mib["TcpCurrEstab"] -= 1
+    sk.state = state
+
+
 def unwrap(seq32: int, ref: int) -> int:
     """The integer sequence number nearest `ref` whose low 32 bits are seq32."""
     d = (seq32 - ref) & MASK
@@ -87,18 +97,18 @@ class TcpSock:
         "keepidle", "keepintvl", "keepcnt", "syn_retries", "ca_name",
         # sending
         "iss", "snd_una", "snd_nxt", "snd_wnd", "snd_wl1", "snd_wl2", "max_window", "write_seq", "sendq",
-        "sendq_bytes", "rtx", "fin_queued", "sndbuf", "write_blocked", "inet_id", "mss_cache", "advmss",
+        "sendq_bytes", "rtx", "rtx_bytes", "fin_queued", "sndbuf", "write_blocked", "inet_id", "mss_cache", "advmss",
         "peer_mss",
         # receiving
         "irs", "rcv_nxt", "rcv_wnd", "rcv_wup", "rcvbuf", "rcv_queued", "ofo", "ofo_bytes", "fin_seq",
-        "shut_rd", "rcv_mss",
+        "shut_rd", "rcv_mss", "rcv_rtt", "rcvq_space", "rcvq_copied", "rcvq_time",
         # options negotiated
         "sack_ok", "ts_ok", "wscale_ok", "snd_wscale", "rcv_wscale", "ts_recent", "ts_recent_stamp", "ts_offset",
         # RTT and retransmission
         "srtt", "rttvar", "rto", "backoff", "retransmits", "retrans_stamp", "total_retrans", "lost_out",
         "sacked_out", "retrans_out", "dupacks",
         # congestion control
-        "cwnd", "ssthresh", "ca", "ca_state", "high_seq", "prior_cwnd", "snd_cwnd_cnt", "bytes_acked",
+        "cwnd", "ssthresh", "ca", "ca_state", "high_seq", "prior_cwnd", "snd_cwnd_cnt", "cwnd_limited", "bytes_acked",
         "bytes_received", "segs_out", "segs_in", "data_segs_out", "data_segs_in", "delivered",
         # delayed ACK
         "ack_pending", "quick", "ato", "unacked_rcv", "last_ack_cause",
@@ -125,9 +135,10 @@ class TcpSock:
         self.ca_name = None
         self.iss = self.snd_una = self.snd_nxt = self.snd_wl1 = self.snd_wl2 = self.write_seq = 0
         self.snd_wnd = self.max_window = 0
-        self.sendq: deque = deque()      # (data, cause) not yet sent
+        self.sendq: deque = deque()      # [data, offset, cause] not yet sent
         self.sendq_bytes = 0
         self.rtx: deque = deque()        # Seg in flight, in sequence order
+        self.rtx_bytes = 0
         self.fin_queued = False
         self.sndbuf = 0
         self.write_blocked = False
@@ -141,6 +152,8 @@ class TcpSock:
         self.fin_seq = None
         self.shut_rd = False
         self.rcv_mss = TCP_MSS_DEFAULT
+        self.rcv_rtt = 0                  # the receiver's RTT estimate (tcp_rcv_rtt_measure_ts)
+        self.rcvq_space = self.rcvq_copied = self.rcvq_time = 0
         self.sack_ok = self.ts_ok = self.wscale_ok = False
         self.snd_wscale = self.rcv_wscale = 0
         self.ts_recent = self.ts_recent_stamp = self.ts_offset = 0
@@ -157,6 +170,7 @@ class TcpSock:
         self.high_seq = 0
         self.prior_cwnd = 0
         self.snd_cwnd_cnt = 0
+        self.cwnd_limited = False
         self.bytes_acked = self.bytes_received = self.segs_out = self.segs_in = 0
         self.data_segs_out = self.data_segs_in = self.delivered = 0
         self.ack_pending = False

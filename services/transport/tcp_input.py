@@ -11,7 +11,8 @@ from ..wire import tcp as wire
 from . import tcp_output as xmit
 from .tcp import (CA_DISORDER, CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1,
                   FIN_WAIT2, LAST_ACK, MS, S, SYN_RECV, SYN_SENT, TCP_ATO_MIN, TCP_DELACK_MIN,
-                  TCP_FASTRETRANS_THRESH, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT, TraceRef, unwrap)
+                  TCP_FASTRETRANS_THRESH, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT, TraceRef, set_state,
+                  unwrap)
 
 RCV = "tcp_rcv_established"
 
@@ -93,15 +94,14 @@ def synsent(tr, ns, sk, skb, th, now: int, out: list) -> list:
         sk.max_window = max(sk.max_window, sk.snd_wnd)
         sk.snd_wl1, sk.snd_wl2 = th.seq, ack
         clean_rtx_queue(tr, ns, sk, ack, now, th)
-        sk.state = ESTABLISHED
-        ns.mib["TcpCurrEstab"] += 1
+        set_state(ns, sk, ESTABLISHED)
         tr.established(ns, sk, now)
         event(sk, SockEvent.STATE_CHANGE, out, state=ESTABLISHED)
         xmit.send_ack(tr, ns, sk, now, out, cause=skb)
         xmit.write_xmit(tr, ns, sk, now, out)
         return out + [(STOP, skb, "tcp_rcv_synsent_state_process", None)]
     # simultaneous open (RFC 9293 3.5, figure 8): answer with SYN-ACK
-    sk.state = SYN_RECV
+    set_state(ns, sk, SYN_RECV)
     sk.snd_wnd = th.window
     xmit.send_syn(tr, ns, sk, now, out, synack=True, cause=skb)
     return out + [(STOP, skb, "tcp_rcv_synsent_state_process", None)]
@@ -204,8 +204,8 @@ def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int,
             # NewReno partial ACK (RFC 6582 3.2 step 3): the next hole was lost too
             sk.rtx[0].lost = True
             sk.lost_out += 1
-        if sk.ca_state in (CA_OPEN, CA_DISORDER):
-            sk.ca.cong_avoid(sk, acked_pkts, now)
+        if sk.ca_state in (CA_OPEN, CA_DISORDER) and sk.cwnd_limited:
+            sk.ca.cong_avoid(sk, acked_pkts, now)         # tcp_is_cwnd_limited(): only a used window grows
         sk.retransmits = 0
         sk.backoff = 0
         if sk.write_blocked and sndbuf_free(sk) >= sk.sndbuf // 3:
@@ -228,7 +228,7 @@ def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int,
 
 
 def sndbuf_free(sk) -> int:
-    return sk.sndbuf - sk.sendq_bytes - sum(len(s.data) for s in sk.rtx)
+    return sk.sndbuf - sk.sendq_bytes - sk.rtx_bytes
 
 
 def mark_sacked(sk, blocks):
@@ -295,11 +295,13 @@ def clean_rtx_queue(tr, ns, sk, ack: int, now: int, th) -> int:
         if not seg.retrans:
             newest_once = seg
         sk.bytes_acked += len(seg.data)
+        sk.rtx_bytes -= len(seg.data)
         sk.delivered += 1
     if rtx and rtx[0].seq < ack:                     # a partially acknowledged segment
         seg = rtx[0]
         cut = ack - seg.seq
         sk.bytes_acked += cut
+        sk.rtx_bytes -= cut
         seg.data = seg.data[cut:]
         seg.seq = ack
     sk.snd_una = ack
@@ -315,7 +317,7 @@ def ack_fin(tr, ns, sk, now: int, out: list):
     if sk.snd_una < sk.snd_nxt or not sk.fin_queued or sk.snd_nxt <= sk.write_seq:
         return
     if sk.state == FIN_WAIT1:
-        sk.state = FIN_WAIT2
+        set_state(ns, sk, FIN_WAIT2)
         if sk.close_after:
             sk.t_finwait2 = now + ns.sysctl["net.ipv4.tcp_fin_timeout"] * S
     elif sk.state == CLOSING:
@@ -351,6 +353,10 @@ def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: l
         return (DROP, skb, RCV, "TCP_ABORT_ON_DATA")
     sk.data_segs_in += 1 if payload_len else 0
     sk.last_ack_cause = TraceRef.of(skb)
+    if payload_len and sk.ts_ok and th.options.ts is not None and th.options.ts[1]:
+        # tcp_rcv_rtt_measure_ts(): the receiver's own RTT, for buffer autotuning
+        sample = ((xmit.tsval(sk, now) - th.options.ts[1]) & 0xFFFFFFFF) * MS or MS
+        sk.rcv_rtt = sample if not sk.rcv_rtt else (7 * sk.rcv_rtt + sample) // 8
     if seq > sk.rcv_nxt:                               # a hole before it: out of order
         if payload_len:
             end = seq + payload_len
@@ -411,9 +417,9 @@ def tcp_fin(tr, ns, sk, now: int, out: list):
     sk.fin_seq = None
     sk.quick = max(sk.quick, 1)                         # FIN is acknowledged at once
     if sk.state in (ESTABLISHED, SYN_RECV):
-        sk.state = CLOSE_WAIT
+        set_state(ns, sk, CLOSE_WAIT)
     elif sk.state == FIN_WAIT1:
-        sk.state = CLOSING                               # simultaneous close
+        set_state(ns, sk, CLOSING)                  # simultaneous close
     elif sk.state == FIN_WAIT2:
         tr.time_wait(ns, sk, now)
     event(sk, SockEvent.STATE_CHANGE, out, state=sk.state if sk.state != TIME_WAIT else CLOSE_WAIT)

@@ -13,8 +13,7 @@ from ..wire import Malformed, ipv4, tcp as wire
 from . import tcp_cong, tcp_input, tcp_output as xmit, tcp_timer
 from .sock import PortTable
 from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, MASK, MS, S, SYN_RECV,
-                  SYN_SENT,
-                  TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, unwrap)
+                  SYN_SENT, TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, set_state, unwrap)
 
 SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP = 1, 0, 6
 SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF, SO_RCVBUF = 2, 9, 13, 7, 8
@@ -107,7 +106,8 @@ class TcpProto:
     def complete(self, skb, err: int, sk: TcpSock | None = None, count: int = 0) -> list:
         ev = SockEvent(kind=SockEvent.COMPLETE, req=skb.call.req, err=err, count=count)
         if sk is not None:
-            ev.addr, ev.port, ev.peer_addr, ev.peer_port, ev.state = sk.laddr, sk.lport, sk.raddr, sk.rport, sk.state
+            ev.addr, ev.port, ev.peer_addr, ev.peer_port = sk.laddr, sk.lport, sk.raddr, sk.rport
+            ev.state = sk.state
         return [(UP, Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete", None)]
 
     def bind(self, ns, sk: TcpSock, addr: int, port: int) -> int:
@@ -141,7 +141,7 @@ class TcpProto:
             return errno.EADDRINUSE
         sk.backlog = min(max(backlog, 0), ns.sysctl["net.core.somaxconn"])
         if sk.state != LISTEN:
-            sk.state = LISTEN
+            set_state(ns, sk, LISTEN)
             t.listeners.setdefault(sk.lport, []).append(sk)
         return 0
 
@@ -173,7 +173,7 @@ class TcpProto:
         sk.advmss = min(mtu - 40, 0xFFFF) if mtu else 1460
         sk.mss_cache = min(sk.advmss, 536)
         self.start_connection(ns, sk, now)
-        sk.state = SYN_SENT
+        set_state(ns, sk, SYN_SENT)
         t.ehash[sk.key()] = sk
         ns.mib["TcpActiveOpens"] += 1
         syn = Seg(sk.iss, sk.iss + 1, wire.SYN, b"", TraceRef.of(cause))
@@ -202,7 +202,8 @@ class TcpProto:
     def start_connection(self, ns, sk: TcpSock, now: int):
         """ISN (RFC 6528: random here), timestamp offset, IP ID, initial sequence state."""
         sk.iss = self.rng.getrandbits(32)
-        sk.snd_una = sk.snd_nxt = sk.write_seq = sk.iss
+        sk.snd_una = sk.snd_nxt = sk.iss
+        sk.write_seq = sk.iss + 1                 # data starts after the SYN
         sk.ts_offset = self.rng.getrandbits(32)
         sk.inet_id = self.rng.getrandbits(16)
         sk.rto = TCP_TIMEOUT_INIT
@@ -222,7 +223,7 @@ class TcpProto:
         data = skb.data
         n = min(len(data), room)
         if n:
-            sk.sendq.append((data[:n] if n < len(data) else data, TraceRef.of(skb)))
+            sk.sendq.append([data[:n] if n < len(data) else data, 0, TraceRef.of(skb)])
             sk.sendq_bytes += n
             sk.write_seq += n
             xmit.write_xmit(self, ns, sk, now, out)
@@ -246,12 +247,27 @@ class TcpProto:
         window opened a lot (at least doubled and by two segments)."""
         before = max(0, sk.rcv_wup + sk.rcv_wnd - sk.rcv_nxt)
         sk.rcv_queued = max(0, sk.rcv_queued - consumed)
+        self.rcv_space_adjust(ns, sk, consumed, now)
         if sk.state not in (ESTABLISHED, FIN_WAIT1, FIN_WAIT2):
             return
         free = sk.rcvbuf - sk.rcv_queued - sk.ofo_bytes
         if free >= 2 * sk.rcv_mss and free >= 2 * before:
             xmit.send_ack(self, ns, sk, now, out, fn="tcp_cleanup_rbuf")
             self.arm(sk, now, out)
+
+    def rcv_space_adjust(self, ns, sk: TcpSock, consumed: int, now: int):
+        """tcp_rcv_space_adjust(), receive buffer autotuning: once an RTT, if the
+        application read more than the buffer's last measure, make room for
+        twice that (up to tcp_rmem[2]), so the window never limits a reader
+        that keeps up. An SO_RCVBUF set by the application turns it off."""
+        sk.rcvq_copied += consumed
+        rtt = sk.rcv_rtt or sk.srtt
+        if sk.rcvbuf_user or not rtt or now - sk.rcvq_time < rtt:
+            return
+        if sk.rcvq_copied > sk.rcvq_space:
+            sk.rcvq_space = sk.rcvq_copied
+            sk.rcvbuf = min(max(sk.rcvbuf, 4 * sk.rcvq_copied), ns.sysctl["net.ipv4.tcp_rmem"][2])
+        sk.rcvq_copied, sk.rcvq_time = 0, now
 
     def shutdown(self, ns, sk: TcpSock, how: int, now: int, out: list) -> int:
         """inet_shutdown()/tcp_shutdown(): SHUT_WR sends FIN after the data."""
@@ -268,11 +284,11 @@ class TcpProto:
         if sk.fin_queued:
             return
         if sk.state == ESTABLISHED:
-            sk.state = FIN_WAIT1
+            set_state(ns, sk, FIN_WAIT1)
         elif sk.state == CLOSE_WAIT:
-            sk.state = LAST_ACK
+            set_state(ns, sk, LAST_ACK)
         elif sk.state == SYN_RECV:
-            sk.state = FIN_WAIT1
+            set_state(ns, sk, FIN_WAIT1)
         else:
             return
         sk.fin_queued = True
@@ -440,7 +456,7 @@ class TcpProto:
         req.irs = th.seq
         req.rcv_nxt = req.rcv_wup = th.seq + 1
         req.snd_wnd = th.window
-        req.state = SYN_RECV
+        set_state(ns, req, SYN_RECV)
         t.ehash[req.key()] = req
         lsk.syn_queue[req.key()] = req
         seg = Seg(req.iss, req.iss + 1, wire.SYN, b"", TraceRef.of(skb))
@@ -485,9 +501,8 @@ class TcpProto:
             return False
         lsk.syn_queue.pop(sk.key(), None)
         self.tables(ns).ehash[sk.key()] = sk
-        sk.state = ESTABLISHED
+        set_state(ns, sk, ESTABLISHED)
         ns.mib["TcpPassiveOpens"] += 1
-        ns.mib["TcpCurrEstab"] += 1
         lsk.accept_queue.append(sk)
         self.established(ns, sk, now)
         tcp_input.event(sk, SockEvent.STATE_CHANGE, out, state=ESTABLISHED, count=lsk.sk)
@@ -573,13 +588,13 @@ class TcpProto:
             sk.ts_offset = (ts[1] - now // MS) & MASK
         sk.snd_wnd = th.window << sk.snd_wscale
         sk.snd_wl1, sk.snd_wl2 = sk.irs, sk.snd_una
-        sk.state = SYN_RECV
+        set_state(ns, sk, SYN_RECV)
         return sk
 
     # -- TIME-WAIT (tcp_minisocks.c) ---------------------------------------
     def time_wait(self, ns, sk: TcpSock, now: int):
         """tcp_time_wait(): hold the 4-tuple for 2 MSL (TCP_TIMEWAIT_LEN, 60 s)."""
-        sk.state = TIME_WAIT
+        set_state(ns, sk, TIME_WAIT)
         sk.t_rto = sk.t_delack = sk.t_persist = sk.t_keepalive = sk.t_finwait2 = None
         sk.t_timewait = now + ns.sysctl["net.ipv4.tcp_timewait_len"] * S
 
@@ -605,9 +620,7 @@ class TcpProto:
     def tcp_done(self, ns, sk: TcpSock, now: int, out: list, err: int):
         """tcp_done(): CLOSED. The socket layer hears the error, if any."""
         was = sk.state
-        if was in (ESTABLISHED, CLOSE_WAIT):
-            ns.mib["TcpCurrEstab"] -= 1
-        sk.state = CLOSE
+        set_state(ns, sk, CLOSE)
         sk.t_rto = sk.t_delack = sk.t_persist = sk.t_keepalive = sk.t_timewait = sk.t_finwait2 = None
         t = self.tables(ns)
         if t.ehash.get(sk.key()) is sk:
@@ -686,7 +699,7 @@ class TcpProto:
         for sk in self.socks.values():
             if sk.netns != ns.name:
                 continue
-            in_flight = sum(len(s.data) for s in sk.rtx)
+            in_flight = sk.rtx_bytes
             rows.append({
                 "state": STATE_NAMES[sk.state], "recv_q": len(sk.accept_queue) if sk.state == LISTEN
                 else sk.rcv_queued, "send_q": sk.backlog if sk.state == LISTEN else sk.sendq_bytes + in_flight,

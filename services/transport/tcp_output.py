@@ -122,22 +122,23 @@ def nagle_allows(sk, size: int, mss: int) -> bool:
 
 
 def take(sk, n: int) -> tuple[bytes, object]:
-    """Up to n bytes from the write queue, and the cause of the first of them."""
+    """Up to n bytes from the write queue, and the cause of the first of them.
+    Queue entries are [data, offset, cause]: a segment is cut without copying
+    the rest of a large send."""
     parts, cause, got = [], None, 0
     q = sk.sendq
     while q and got < n:
-        data, c = q[0]
+        entry = q[0]
+        data, off, c = entry
         if cause is None:
             cause = c
-        room = n - got
-        if len(data) <= room:
-            parts.append(data)
-            got += len(data)
+        piece = data[off:off + n - got]
+        parts.append(piece)
+        got += len(piece)
+        if off + len(piece) >= len(data):
             q.popleft()
         else:
-            parts.append(data[:room])
-            q[0] = (data[room:], c)
-            got = n
+            entry[1] = off + len(piece)
     sk.sendq_bytes -= got
     return b"".join(parts) if len(parts) != 1 else parts[0], cause
 
@@ -149,8 +150,10 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit") -> b
         return False
     sent = False
     mss = sk.mss_cache
+    sk.cwnd_limited = False
     while sk.sendq_bytes or (sk.fin_queued and sk.snd_nxt == sk.write_seq):
         if sk.in_flight() >= sk.cwnd:
+            sk.cwnd_limited = True
             break
         wnd_end = sk.snd_una + sk.snd_wnd
         room = wnd_end - sk.snd_nxt
@@ -170,6 +173,7 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit") -> b
         seg = Seg(sk.snd_nxt, end, flags, payload, cause)
         seg.sent = now
         sk.rtx.append(seg)
+        sk.rtx_bytes += len(payload)
         out.append(segment(tr, ns, sk, sk.snd_nxt, flags, payload, now, cause,
                            "tcp_send_fin" if flags & wire.FIN and not payload else fn))
         seg.skb = out[-1][1]

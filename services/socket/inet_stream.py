@@ -1,0 +1,245 @@
+"""Stream sockets (inet_stream_ops in net/ipv4/af_inet.c): connect, listen,
+accept, send, recv and shutdown with their blocking, as a mixin of the socket
+service. The byte stream's state lives in transport; this side keeps what the
+application waits on: the receive queue, the accept queue, the errors."""
+import asyncio
+import errno
+import time
+
+from pktflow.v1 import socket_pb2
+from pktflow.v1.skb_pb2 import ProtoCall, Skb as ProtoSkb, SockEvent
+
+from ..common.skbuff import SAMPLED, STOP
+from ..wire import ipv4
+from . import sock as so
+
+TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_CLOSE = 1, 8, 7
+MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL = 0x2, 0x40, 0x100
+SEND_CHUNK = 256 * 1024          # bytes handed to transport per call
+
+
+def _status(err: int = 0, detail: str = "") -> socket_pb2.Status:
+    return socket_pb2.Status(err=err, detail=detail)
+
+
+class InetStream:
+    """Needs from the shell: socks, wakes, call(), _wake(), _sock(), downs, tracer, _spans()."""
+
+    async def wait(self, s: so.Sock, ready, timeout: float | None) -> bool:
+        """Waits until ready() holds or the socket closes (True), or the timeout (False).
+        timeout None: forever; 0: not at all."""
+        ev = self.wakes[s.fd]
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        while not ready() and self._sock(s.fd) is s:
+            remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if remaining is not None and remaining <= 0:
+                return False
+            ev.clear()
+            try:
+                await asyncio.wait_for(ev.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+        return True
+
+    def stream_event(self, s: so.Sock | None, skb) -> list:
+        """Transport's callbacks for a TCP socket (sk_state_change & co)."""
+        ev = skb.event
+        if ev.kind == SockEvent.STATE_CHANGE:
+            if s is None and ev.state == TCP_ESTABLISHED and ev.count:
+                self.new_child(skb, ev)
+                return []
+            if s is None:
+                return []
+            if ev.state == TCP_ESTABLISHED:
+                s.connecting, s.connected = False, True
+                s.laddr, s.lport, s.raddr, s.rport = ev.addr, ev.port, ev.peer_addr, ev.peer_port
+            elif ev.state in (TCP_CLOSE_WAIT, TCP_CLOSE):
+                s.eof = True
+                s.connecting = False
+        elif s is None:
+            return []
+        elif ev.kind == SockEvent.ERROR_REPORT:
+            s.sk_err = ev.err
+            s.connecting = False
+            s.eof = True
+        self._wake(s)
+        return []
+
+    def new_child(self, skb, ev):
+        """A connection completed on a listener: a socket for accept() to return."""
+        parent = self.socks.get(ev.count)
+        if parent is None or not parent.listening:
+            return
+        child = so.Sock(skb.sk, parent.netns, parent.family, parent.type, parent.proto, parent.sysctl)
+        child.opts.update(parent.opts)
+        child.connected = True
+        child.laddr, child.lport, child.raddr, child.rport = ev.addr, ev.port, ev.peer_addr, ev.peer_port
+        self.socks[child.fd] = child
+        self.wakes[child.fd] = asyncio.Event()
+        parent.accept_q.append(child)
+        self._wake(parent)
+
+    async def stream_connect(self, s: so.Sock, req) -> socket_pb2.AddrReply:
+        """inet_stream_connect(): SYN, then wait for the handshake (or not)."""
+        if s.connected:
+            return socket_pb2.AddrReply(status=_status(errno.EISCONN))
+        if s.connecting:
+            return socket_pb2.AddrReply(status=_status(errno.EALREADY))
+        if s.listening:
+            return socket_pb2.AddrReply(status=_status(errno.EISCONN))
+        try:
+            addr = ipv4.aton(req.addr.host)
+        except ValueError:
+            return socket_pb2.AddrReply(status=_status(errno.EINVAL, f"{req.addr.host!r} is not an IPv4 address"))
+        ev = await self.call(s, ProtoCall.CONNECT, addr=addr, port=req.addr.port)
+        if ev.err != errno.EINPROGRESS:
+            return socket_pb2.AddrReply(status=_status(ev.err or errno.EIO))
+        s.connecting = True
+        s.laddr, s.lport, s.raddr, s.rport = ev.addr, ev.port, addr, req.addr.port
+        timeout = None if req.timeout < 0 else req.timeout
+        if timeout == 0:
+            return socket_pb2.AddrReply(status=_status(errno.EINPROGRESS))
+        if not await self.wait(s, lambda: not s.connecting, timeout):
+            return socket_pb2.AddrReply(status=_status(errno.ETIMEDOUT, "timed out"))
+        err = s.take_error()
+        if err or not s.connected:
+            return socket_pb2.AddrReply(status=_status(err or errno.ECONNREFUSED))
+        return socket_pb2.AddrReply(addr=self._inet_name(s.laddr, s.lport))
+
+    async def Listen(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return _status(errno.EBADF)
+        if not s.stream:
+            return _status(errno.EOPNOTSUPP)
+        if s.connected or s.connecting:
+            return _status(errno.EINVAL)
+        ev = await self.call(s, ProtoCall.LISTEN, count=max(req.how, 0))
+        if not ev.err:
+            s.listening = True
+            s.laddr, s.lport = ev.addr, ev.port
+        return _status(ev.err)
+
+    async def Accept(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return socket_pb2.FdReply(status=_status(errno.EBADF))
+        if not s.stream:
+            return socket_pb2.FdReply(status=_status(errno.EOPNOTSUPP))
+        if not s.listening:
+            return socket_pb2.FdReply(status=_status(errno.EINVAL))
+        timeout = None if req.timeout < 0 else req.timeout
+        if not await self.wait(s, lambda: bool(s.accept_q), timeout):
+            return socket_pb2.FdReply(status=_status(errno.EAGAIN))
+        if self._sock(req.fd) is not s:
+            return socket_pb2.FdReply(status=_status(errno.EBADF))
+        child = s.accept_q.popleft()
+        self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(op=ProtoCall.ACCEPT,
+                                                                                      count=child.fd)))
+        return socket_pb2.FdReply(fd=child.fd, addr=self._inet_name(child.raddr, child.rport))
+
+    async def Shutdown(self, req, context):
+        s = self._sock(req.fd)
+        if s is None:
+            return _status(errno.EBADF)
+        if req.how not in (0, 1, 2):
+            return _status(errno.EINVAL)
+        if not s.stream or not (s.connected or s.connecting):
+            return _status(errno.ENOTCONN)
+        if req.how in (0, 2):
+            s.shut_rd = True
+        if req.how in (1, 2):
+            s.shut_wr = True
+        ev = await self.call(s, ProtoCall.SHUTDOWN, flags=req.how)
+        self._wake(s)
+        return _status(ev.err)
+
+    async def stream_send(self, s: so.Sock, req, context) -> socket_pb2.SendReply:
+        """tcp_sendmsg(): everything is queued before returning (blocking), or
+        what fits (non-blocking); EPIPE once the writing side is shut."""
+        data = b"".join(m.data for m in req.msgs)
+        timeout = 0.0 if req.flags & MSG_DONTWAIT else (None if req.timeout < 0 else req.timeout)
+        if s.connecting and not await self.wait(s, lambda: not s.connecting, timeout):
+            return socket_pb2.SendReply(status=_status(errno.EAGAIN))
+        sent = 0
+        t0 = time.time_ns()
+        while sent < len(data):
+            err = s.take_error()
+            if err:
+                break
+            if s.shut_wr:
+                err = errno.EPIPE
+                break
+            chunk = data[sent:sent + SEND_CHUNK]
+            ev = await self.stream_call(s, chunk, req, t0)
+            if ev.err:
+                err = ev.err
+                break
+            sent += ev.count
+            if ev.count < len(chunk):
+                if timeout == 0:
+                    break
+                before = self.write_space.get(s.fd, 0)
+                if not await self.wait(s, lambda: self.write_space.get(s.fd, 0) != before or s.sk_err or s.eof,
+                                       timeout):
+                    break
+        else:
+            err = 0
+        if sent == 0 and (err or len(data)):
+            return socket_pb2.SendReply(status=_status(err or errno.EAGAIN))
+        return socket_pb2.SendReply(sent=sent, lengths=[sent])
+
+    async def stream_call(self, s: so.Sock, chunk: bytes, req, t0: int) -> SockEvent:
+        """One SENDMSG into transport, the journey's root when it is traced."""
+        reqid = self.next_req
+        self.next_req += 1
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[reqid] = fut
+        skb = ProtoSkb(netns=s.netns, sk=s.fd, data=chunk, tstamp=t0,
+                       call=ProtoCall(op=ProtoCall.SENDMSG, req=reqid))
+        if not (req.traceparent and self.tracer.continue_from(skb, req.traceparent)):
+            self.tracer.start(skb, "sock_sendmsg")
+        await self.downs["transport"].room()
+        lost = self.downs["transport"].put(skb)
+        if skb.trace_flags & SAMPLED:
+            self._spans(skb, "sock_sendmsg", t0, time.time_ns(), "egress", lost, ())
+        if lost:
+            self.pending.pop(reqid, None)
+            return SockEvent(err=errno.ENETDOWN)
+        try:
+            return await asyncio.wait_for(fut, 10.0)
+        except asyncio.TimeoutError:
+            return SockEvent(err=errno.ENETDOWN)
+        finally:
+            self.pending.pop(reqid, None)
+
+    async def stream_recv(self, s: so.Sock, req) -> socket_pb2.RecvReply:
+        """tcp_recvmsg(): at least one byte, or 0 bytes at the end of the stream."""
+        if not (s.connected or s.connecting or s.eof or s.sk_err):
+            return socket_pb2.RecvReply(status=_status(errno.ENOTCONN))
+        timeout = 0.0 if req.flags & MSG_DONTWAIT else (None if req.timeout < 0 else req.timeout)
+        want = req.bufsize or 65536
+        if req.flags & MSG_WAITALL:
+            ready = lambda: s.rbytes >= want or s.eof or s.sk_err or s.shut_rd  # noqa: E731
+        else:
+            ready = lambda: s.rbytes or s.eof or s.sk_err or s.shut_rd  # noqa: E731
+        if not await self.wait(s, ready, timeout):
+            return socket_pb2.RecvReply(status=_status(errno.EAGAIN))
+        if not s.rbytes:
+            err = s.take_error()
+            if err:
+                return socket_pb2.RecvReply(status=_status(err))
+            return socket_pb2.RecvReply(msgs=[socket_pb2.Datagram(data=b"")])     # end of stream
+        data, consumed = s.read_stream(want, peek=bool(req.flags & MSG_PEEK))
+        if consumed:
+            self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(
+                op=ProtoCall.RECVMSG, count=consumed)))
+        d = socket_pb2.Datagram(data=data, length=len(data))
+        d.addr.host, d.addr.port = ipv4.ntoa(s.raddr), s.rport
+        return socket_pb2.RecvReply(msgs=[d])
+
+    def stream_data(self, s: so.Sock, skb) -> tuple:
+        """DATA_READY for a stream socket: bytes join the receive queue."""
+        s.queue(skb, time.time_ns())
+        self._wake(s)
+        return (STOP, skb, "sock_queue_rcv_skb", None)
