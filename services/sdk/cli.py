@@ -164,6 +164,44 @@ def cmd_capture(a) -> int:
     return 0
 
 
+# -- ss
+def cmd_ss(a) -> int:
+    """`ss -tan` and `ss -tin`: TCP sockets, their queues and their internals."""
+    rows = json.loads(_client.admin("transport", a.netns, "sockets").json)
+    if a.listening:
+        rows = [r for r in rows if r["state"] == "LISTEN"]
+    elif not a.all:
+        rows = [r for r in rows if r["state"] not in ("LISTEN", "UNCONN")]
+    print(f"{'State':<11}{'Recv-Q':>6} {'Send-Q':>6} {'Local Address:Port':>21}  {'Peer Address:Port':<21}")
+    for r in sorted(rows, key=lambda r: (r["local"], r["peer"])):
+        local = f"{r['local'][0]}:{r['local'][1]}"
+        peer = f"{r['peer'][0]}:{r['peer'][1]}" if r["peer"][1] else "0.0.0.0:*"
+        print(f"{r['state']:<11}{r['recv_q']:>6} {r['send_q']:>6} {local:>21}  {peer:<21}")
+        if a.info and r["state"] not in ("LISTEN", "UNCONN"):
+            parts = [r["ca"]]
+            if r["wscale"]:
+                parts.append(f"wscale:{r['wscale'][0]},{r['wscale'][1]}")
+            parts += [f"rto:{r['rto']:g}", f"rtt:{r['rtt']:.3g}/{r['rttvar']:.3g}", f"mss:{r['mss']}",
+                      f"cwnd:{r['cwnd']}"]
+            if r["ssthresh"] is not None:
+                parts.append(f"ssthresh:{r['ssthresh']}")
+            parts += [f"bytes_acked:{r['bytes_acked']}", f"bytes_received:{r['bytes_received']}",
+                      f"segs_out:{r['segs_out']}", f"segs_in:{r['segs_in']}", f"snd_wnd:{r['snd_wnd']}",
+                      f"rcv_wnd:{r['rcv_wnd']}"]
+            if r["unacked"]:
+                parts.append(f"unacked:{r['unacked']}")
+            if r["retrans"][1]:
+                parts.append(f"retrans:{r['retrans'][0]}/{r['retrans'][1]}")
+            if r["lost"]:
+                parts.append(f"lost:{r['lost']}")
+            if r["sacked"]:
+                parts.append(f"sacked:{r['sacked']}")
+            if r["backoff"]:
+                parts.append(f"backoff:{r['backoff']}")
+            print("\t " + " ".join(parts))
+    return 0
+
+
 # -- trace
 def cmd_trace(a) -> int:
     from . import tracequery as tq
@@ -224,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("ip", help="ip link|addr|route|neigh -n NETNS [-s]", add_help=False)
 
+    ss = sub.add_parser("ss", help="TCP sockets of a host, like ss -tan (-i: cwnd, rtt, rto, ...)")
+    ss.add_argument("-n", "--netns", required=True)
+    ss.add_argument("-t", "--tcp", action="store_true", help="(TCP is what is listed)")
+    ss.add_argument("-a", "--all", action="store_true", help="listening sockets too")
+    ss.add_argument("-l", "--listening", action="store_true", help="only listening sockets")
+    ss.add_argument("-i", "--info", action="store_true", help="TCP internals")
+    ss.add_argument("--numeric", action="store_true", help="(addresses are always numeric)")
+
     cp = sub.add_parser("capture", help="write a pcap of an interface, like tcpdump -w")
     cp.add_argument("-n", "--netns", required=True)
     cp.add_argument("-i", "--interface", required=True)
@@ -256,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "up":
             from .up import run
             return run(a)
-        command = {"ping": cmd_ping, "nstat": cmd_nstat, "capture": cmd_capture, "trace": cmd_trace}[a.cmd]
+        command = {"ping": cmd_ping, "nstat": cmd_nstat, "capture": cmd_capture, "trace": cmd_trace,
+                   "ss": cmd_ss}[a.cmd]
     try:
         return command(a) or 0
     except OSError as e:

@@ -165,7 +165,8 @@ def rcv_state_process(tr, ns, sk, skb, th, now: int) -> list:
     verdict = data_queue(tr, ns, sk, skb, th, seq, payload_len, now, out)
     if sk.state in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK):
         xmit.write_xmit(tr, ns, sk, now, out)
-        ack_snd_check(tr, ns, sk, now, out)
+    if sk.state != CLOSE:
+        ack_snd_check(tr, ns, sk, now, out)              # TIME-WAIT too: the FIN that got us there
     tr.arm(sk, now, out)
     return out + [verdict] if verdict else out
 

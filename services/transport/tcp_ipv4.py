@@ -97,7 +97,11 @@ class TcpProto:
             err = self.shutdown(ns, sk, call.flags, now, out)
             return out + self.complete(skb, err, sk)
         if op == ProtoCall.SETSOCKOPT:
-            return self.complete(skb, self.setsockopt(ns, sk, call.level, call.optname, call.optval))
+            err = self.setsockopt(ns, sk, call.level, call.optname, call.optval, call.optbytes)
+            if sk.keepalive and call.optname in (SO_KEEPALIVE, TCP_KEEPIDLE) and sk.state == ESTABLISHED:
+                tcp_timer.arm_keepalive(ns, sk, max(sk.last_rcv, sk.last_snd))   # the new idle time counts
+                self.arm(sk, now, out)
+            return out + self.complete(skb, err)
         if op == ProtoCall.RELEASE:
             self.close(ns, sk, now, out)
             return out + self.complete(skb, 0)
@@ -326,14 +330,15 @@ class TcpProto:
         if sk.state == FIN_WAIT2:
             sk.t_finwait2 = now + ns.sysctl["net.ipv4.tcp_fin_timeout"] * S
 
-    def setsockopt(self, ns, sk: TcpSock, level: int, name: int, value: int) -> int:
+    def setsockopt(self, ns, sk: TcpSock, level: int, name: int, value: int, optbytes: bytes = b"") -> int:
         """The options TCP itself reads; the socket layer validated the values."""
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 sk.reuseaddr = bool(value)
             elif name == SO_KEEPALIVE:
                 sk.keepalive = bool(value)
-                tcp_timer.arm_keepalive(ns, sk, sk.last_rcv)
+                if not value:
+                    sk.t_keepalive = None
             elif name == SO_LINGER:
                 sk.linger = (value & 0xFFFFFFFF) if value >> 32 else None
             elif name == SO_RCVBUF:
@@ -359,7 +364,7 @@ class TcpProto:
             elif name == TCP_SYNCNT:
                 sk.syn_retries = value
             elif name == TCP_CONGESTION:
-                algo = tcp_cong.ALGORITHMS.get(CONGESTION_NAMES.get(value, ""))
+                algo = tcp_cong.ALGORITHMS.get(optbytes.split(b"\0")[0].decode(errors="replace"))
                 if algo is None:
                     return errno.ENOENT
                 sk.ca_name = algo.name
@@ -491,7 +496,12 @@ class TcpProto:
         """tcp_check_req() -> inet_csk_complete_hashdance(): the handshake's last
         ACK; the new connection waits in the listener's accept queue."""
         lsk = sk.parent
-        if lsk is None or lsk.state != LISTEN:
+        if lsk is None:                          # a simultaneous open completes (RFC 9293 figure 8)
+            set_state(ns, sk, ESTABLISHED)
+            self.established(ns, sk, now)
+            tcp_input.event(sk, SockEvent.STATE_CHANGE, out, state=ESTABLISHED)
+            return True
+        if lsk.state != LISTEN:
             return True
         if len(lsk.accept_queue) >= max(lsk.backlog, 1):
             ns.mib["ListenOverflows"] += 1
@@ -725,8 +735,3 @@ def _timer_name(sk) -> str | None:
     if sk.t_keepalive is not None:
         return "keepalive"
     return None
-
-
-# TCP_CONGESTION takes a string; over ProtoCall it travels as an index into this table.
-CONGESTION_NAMES = {i: name for i, name in enumerate(sorted(tcp_cong.ALGORITHMS))}
-CONGESTION_INDEX = {name: i for i, name in CONGESTION_NAMES.items()}

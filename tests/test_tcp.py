@@ -1,0 +1,473 @@
+"""TCP's state machine driven in-process (tests/kernel.py: every host's cores,
+the cables, a fake clock): RFC 9293 behaviour with Linux's defaults."""
+import errno
+import pathlib
+import random
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.utils import rdpcap
+
+from kernel import Network
+from pktflow.services.transport import tcp as T
+
+DATA = pathlib.Path(__file__).parent / "data" / "linux"
+SOL_SOCKET, IPPROTO_TCP = 1, 6
+SO_KEEPALIVE, SO_RCVBUF = 9, 8
+TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT = 1, 4, 5, 6, 7
+
+
+def segments(net, netns=None, ifindex=None):
+    """TCP segments that crossed cables, as scapy sees them."""
+    out = []
+    for ns, ifi, frame in net.frames:
+        if (netns is None or ns == netns) and (ifindex is None or ifi == ifindex):
+            p = Ether(frame)
+            if TCP in p:
+                out.append(p)
+    return out
+
+
+def connected_pair(net, port=80):
+    srv = net.socket("h2")
+    assert srv.bind("10.0.2.10", port) == 0 and srv.listen() == 0
+    cli = net.socket("h1")
+    assert cli.connect("10.0.2.10", port) == errno.EINPROGRESS
+    child = srv.accept()
+    assert child is not None and cli.states() == [T.ESTABLISHED]
+    return srv, cli, child
+
+
+def transfer(net, sender, receiver, data: bytes, step: float = 0.005, limit: float = 300.0) -> bytes:
+    sent, got = 0, b""
+    start = net.now
+    while len(got) < len(data):
+        if sent < len(data):
+            n = sender.send(data[sent:sent + 65536])
+            if n > 0:
+                sent += n
+        got += receiver.recv()
+        net.advance(step)
+        assert (net.now - start) / 1e9 < limit, f"stalled at {len(got)} of {len(data)} bytes"
+    return got
+
+
+def test_syn_carries_linuxs_options():
+    net = Network()
+    connected_pair(net)
+    syn = segments(net, "h1")[0]
+    linux = rdpcap(str(DATA / "tcp-rst-closed-port.h1.pcap"))[0]
+    assert syn[TCP].flags == "S" and syn[TCP].window == linux[TCP].window == 64240
+    ours = [(k, v) for k, v in syn[TCP].options if k != "Timestamp"]
+    theirs = [(k, v) for k, v in linux[TCP].options if k != "Timestamp"]
+    # Linux here runs tcp_rmem max 32 MiB (wscale 10); upstream's 6 MiB default gives 7
+    assert ours == [(k, 7 if k == "WScale" else v) for k, v in theirs]
+    assert [k for k, _ in syn[TCP].options] == ["MSS", "SAckOK", "Timestamp", "NOP", "WScale"]
+    assert syn[IP].flags.DF and syn[IP].ttl == 64 and syn[TCP].dataofs == linux[TCP].dataofs
+    synack = segments(net, "h2")[0]
+    assert synack[TCP].flags == "SA" and synack[TCP].ack == syn[TCP].seq + 1
+    assert dict(synack[TCP].options)["Timestamp"][1] == dict(syn[TCP].options)["Timestamp"][0]
+
+
+def test_rst_for_a_closed_port_matches_linux():
+    net = Network()
+    cli = net.socket("h1")
+    cli.connect("10.0.2.10", 9)
+    assert cli.errors() == [errno.ECONNREFUSED]
+    rst = segments(net, "h2")[0]
+    syn = segments(net, "h1")[0]
+    linux = rdpcap(str(DATA / "tcp-rst-closed-port.h1.pcap"))[1]
+    assert rst[TCP].flags == linux[TCP].flags == "RA"
+    assert rst[TCP].seq == 0 and rst[TCP].ack == syn[TCP].seq + 1 and rst[TCP].window == 0
+    assert (rst[IP].id, rst[IP].flags.DF) == (linux[IP].id, linux[IP].flags.DF) == (0, True)
+    assert net.counters("h2")["TcpOutRsts"] == 1 and net.counters("h1")["TcpAttemptFails"] == 1
+    assert [r for _, _, r, _ in net.drops] == ["NO_SOCKET"]
+
+
+@pytest.mark.parametrize("direction", ["h1 to h2", "h2 to h1"])
+def test_bulk_transfer_is_byte_identical(direction):
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    data = random.Random(1).randbytes(1_000_000)
+    a, b = (cli, child) if direction == "h1 to h2" else (child, cli)
+    assert transfer(net, a, b, data) == data
+    assert net.counters("h1")["TcpRetransSegs"] == net.counters("h2")["TcpRetransSegs"] == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_transfer_survives_loss_both_ways(seed):
+    rng = random.Random(seed)
+    net = Network(loss=lambda ns, ifi, f: ns == "r1" and rng.random() < 0.05)
+    _srv, cli, child = None, None, None
+    for _ in range(20):                               # the handshake itself may lose a segment
+        net.advance(1)
+        if child is None:
+            srv = net.socket("h2") if _srv is None else _srv
+            if _srv is None:
+                srv.bind("10.0.2.10", 80)
+                srv.listen()
+                _srv = srv
+                cli = net.socket("h1")
+                cli.connect("10.0.2.10", 80)
+            child = srv.accept()
+    data = rng.randbytes(500_000)
+    assert transfer(net, cli, child, data) == data
+    c = net.counters("h1")
+    assert c["TcpRetransSegs"] > 0 and c["TCPSackRecovery"] + c["TCPTimeouts"] > 0
+
+
+def test_corrupted_segments_fail_the_checksum_and_are_resent():
+    rng = random.Random(4)
+
+    class Corrupt:
+        def __call__(self, ns, ifi, frame):
+            if ns == "r1" and ifi == 3 and len(frame) > 200 and rng.random() < 0.05:
+                net.receive("h2", "eth0", frame[:100] + bytes([frame[100] ^ 0x10]) + frame[101:])
+                return True
+            return False
+    net = Network(loss=Corrupt())
+    _srv, cli, child = connected_pair(net)
+    data = rng.randbytes(300_000)
+    assert transfer(net, cli, child, data) == data
+    assert net.counters("h2")["TcpInCsumErrors"] > 0
+    assert "TCP_CSUM" in {r for _, _, r, _ in net.drops}
+
+
+def test_reordering_and_duplicates_do_not_corrupt():
+    rng = random.Random(5)
+    held = []
+
+    def shuffle(ns, ifi, frame):
+        if ns != "r1" or ifi != 3:
+            return False
+        if rng.random() < 0.1:                        # duplicate it
+            net.wire.append((ns, ifi, frame))
+        if rng.random() < 0.2 and not held:           # hold it back behind the next one
+            held.append(frame)
+            return True
+        if held:
+            net.wire.append((ns, ifi, held.pop()))
+        return False
+    net = Network(loss=shuffle)
+    _srv, cli, child = connected_pair(net)
+    data = rng.randbytes(300_000)
+    assert transfer(net, cli, child, data) == data
+    assert "TCP_OLD_DATA" in {r for _, _, r, _ in net.drops}
+
+
+def test_rst_on_an_established_connection_is_econnreset():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    from pktflow.v1.skb_pb2 import ProtoCall
+    child.setsockopt(SOL_SOCKET, 13, 1 << 32)         # SO_LINGER {on, 0}: close() aborts
+    child.call(ProtoCall.RELEASE)
+    assert cli.errors() == [errno.ECONNRESET]
+    assert segments(net, "h2")[-1][TCP].flags == "RA"
+    assert net.counters("h1")["TcpEstabResets"] == 1
+
+
+def tcp_only(ns, ifi, frame) -> bool:
+    return ns == "r1" and ifi == 3 and TCP in Ether(frame)        # TCP does not reach h2, ARP does
+
+
+def test_syn_retries_back_off_then_etimedout():
+    net = Network(loss=tcp_only)
+    net.tr.netns["h1"].sysctl["net.ipv4.tcp_syn_retries"] = 3
+    cli = net.socket("h1")
+    cli.connect("10.0.2.10", 80)
+    net.advance(20)
+    syns = [f for ns, _, f in net.frames if ns == "h1" and TCP in Ether(f)]
+    assert len(syns) == 4                                  # the SYN and three retries: 1, 2, 4 s apart
+    assert cli.errors() == [errno.ETIMEDOUT]
+    assert net.counters("h1")["TCPTimeouts"] >= 3
+
+
+def test_syn_retry_timing():
+    net = Network(loss=tcp_only)
+    cli = net.socket("h1")
+    start = net.now
+    cli.connect("10.0.2.10", 80)
+    times = []
+    for _ in range(200):
+        before = len(segments(net, "h1"))
+        net.advance(0.1)
+        if len(segments(net, "h1")) > before:
+            times.append(round((net.now - start) / 1e9))
+    assert times[:4] == [1, 3, 7, 15]                      # RTO 1 s, doubling (RFC 6298 5.5)
+
+
+def test_half_close_lets_the_other_side_keep_sending():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    cli.send(b"request")
+    assert cli.shutdown(1) == 0                            # SHUT_WR: FIN after the data
+    assert child.recv() == b"request"
+    assert T.CLOSE_WAIT in child.states()                  # the socket layer sees end of stream
+    assert child.send(b"response") == 8
+    assert cli.recv() == b"response"
+    child.close()
+    assert cli.info().state == T.TIME_WAIT
+    assert child.info() is None                            # LAST-ACK ended in CLOSED
+
+
+def test_time_wait_lasts_its_length():
+    net = Network()
+    net.tr.netns["h1"].sysctl["net.ipv4.tcp_timewait_len"] = 5
+    _srv, cli, child = connected_pair(net)
+    cli.close()
+    child.close()
+    assert cli.info().state == T.TIME_WAIT
+    net.advance(4.9)
+    assert cli.info() is not None
+    net.advance(0.2)
+    assert cli.info() is None
+
+
+def test_simultaneous_open():
+    net = Network()
+    a, b = net.socket("h1"), net.socket("h2")
+    a.bind("10.0.1.10", 5000)
+    b.bind("10.0.2.10", 6000)
+    # both SYNs cross: h1's is held until h2's has gone out
+    held = []
+    net.loss = lambda ns, ifi, f: (ns == "h1" and TCP in Ether(f) and not held and held.append(f) is None)
+    a.connect("10.0.2.10", 6000)
+    net.loss = None
+    b.connect("10.0.1.10", 5000)
+    net.wire.append(("h1", 2, held[0]))
+    net.pump()
+    net.advance(2)
+    assert a.info().state == b.info().state == T.ESTABLISHED
+    assert a.send(b"hi") == 2 and b.recv() == b"hi"
+
+
+def test_simultaneous_close():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    held = []
+    net.loss = lambda ns, ifi, f: ns == "h1" and not held and held.append(f) is None
+    cli.shutdown(1)                                        # h1's FIN is held back
+    net.loss = None
+    child.shutdown(1)                                      # h2's FIN crosses it
+    net.wire.append(("h1", 2, held[0]))
+    net.pump()
+    assert cli.info().state == child.info().state == T.TIME_WAIT
+
+
+def test_zero_window_and_probes_lose_nothing():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    child.setsockopt(SOL_SOCKET, SO_RCVBUF, 32768)         # a small buffer, autotuning off
+    data = random.Random(6).randbytes(200_000)
+    sent = 0
+    for _ in range(100):                                   # the reader does not read
+        n = cli.send(data[sent:sent + 65536])
+        sent += max(n, 0)
+        net.advance(0.05)
+    info = cli.info()
+    assert info.snd_wnd == 0 and sent < len(data)
+    net.advance(10)
+    probe_seq = (info.snd_una - 1) & 0xFFFFFFFF
+    probes = [p for p in segments(net, "h1") if not len(p[TCP].payload) and p[TCP].seq == probe_seq]
+    assert len(probes) >= 2                                # zero-window probes, backing off
+    got = child.recv()                                     # the reader wakes up: nothing was lost
+    while len(got) < len(data):
+        if sent < len(data):
+            n = cli.send(data[sent:sent + 65536])
+            sent += max(n, 0)
+        net.advance(0.05)
+        got += child.recv()
+    assert got == data
+
+
+def test_delayed_ack_after_quickack():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    cli.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+    for _ in range(20):                                    # past the quickack budget (16)
+        cli.send(b"x" * 100)
+        child.recv()
+        net.advance(0.1)
+    acks_before = len(segments(net, "h2"))
+    cli.send(b"y" * 100)
+    assert len(segments(net, "h2")) == acks_before         # not acknowledged at once...
+    net.advance(0.039)
+    assert len(segments(net, "h2")) == acks_before
+    net.advance(0.002)
+    assert len(segments(net, "h2")) == acks_before + 1     # ...but after 40 ms (TCP_DELACK_MIN)
+    assert net.counters("h2")["DelayedACKs"] >= 1
+
+
+def test_nagle_holds_small_writes_until_the_ack():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    held = []
+    net.loss = lambda ns, ifi, f: ns == "h2" and held.append(f) is None   # ACKs do not come back
+    cli.send(b"a")
+    cli.send(b"b")
+    cli.send(b"c")
+    data_segs = [p for p in segments(net, "h1") if len(p[TCP].payload)]
+    assert [bytes(p[TCP].payload) for p in data_segs] == [b"a"]
+    net.loss = None
+    for f in held:
+        net.wire.append(("h2", 2, f))
+    net.pump()
+    net.advance(0.05)
+    data_segs = [p for p in segments(net, "h1") if len(p[TCP].payload)]
+    assert [bytes(p[TCP].payload) for p in data_segs][-1] == b"bc"
+
+
+def test_nodelay_sends_small_writes_at_once():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    cli.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+    net.loss = lambda ns, ifi, f: ns == "h2"
+    for ch in (b"a", b"b", b"c"):
+        cli.send(ch)
+    assert [bytes(p[TCP].payload) for p in segments(net, "h1") if len(p[TCP].payload)] == [b"a", b"b", b"c"]
+
+
+def test_single_loss_without_dupacks_is_an_rto():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    dropped = []
+    net.loss = lambda ns, ifi, f: ns == "h1" and len(f) > 100 and not dropped and dropped.append(1) is None
+    cli.send(b"z" * 500)
+    assert child.recv() == b""
+    net.advance(0.19)
+    assert child.recv() == b""                             # RTO >= 200 ms (Linux's minimum)
+    net.advance(1.2)
+    assert child.recv() == b"z" * 500
+    assert net.counters("h1")["TCPTimeouts"] == 1
+
+
+def test_three_dupacks_fast_retransmit():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    data = random.Random(7).randbytes(20 * 1448)
+    dropped = []
+    net.loss = lambda ns, ifi, f: ns == "h1" and len(f) > 1000 and not dropped and dropped.append(1) is None
+    cli.send(data)
+    net.advance(0.01)                                      # well before any RTO
+    assert child.recv() == data
+    c = net.counters("h1")
+    assert c["TCPFastRetrans"] == 1 and c["TCPTimeouts"] == 0 and c["TCPSackRecovery"] == 1
+
+
+@pytest.mark.parametrize("algo, factor", [("cubic", 717 / 1024), ("reno", 0.5)])
+def test_congestion_control_reacts_to_loss(algo, factor):
+    net = Network()
+    net.tr.netns["h1"].sysctl["net.ipv4.tcp_congestion_control"] = algo
+    _srv, cli, child = connected_pair(net)
+    assert cli.info().ca.name == algo
+    data = random.Random(8).randbytes(400_000)
+    transfer(net, cli, child, data[:200_000])
+    cwnd = cli.info().cwnd
+    dropped = []
+    net.loss = lambda ns, ifi, f: ns == "h1" and len(f) > 1000 and not dropped and dropped.append(1) is None
+    cli.send(data[200_000:260_000])
+    assert cli.info().ssthresh == max(int(cli.info().prior_cwnd * factor), 2)
+    assert cwnd > 10
+
+
+def test_tcp_congestion_option_per_socket():
+    net = Network()
+    cli = net.socket("h1")
+    from pktflow.v1.skb_pb2 import ProtoCall
+    ev = cli.call(ProtoCall.SETSOCKOPT, level=IPPROTO_TCP, optname=13, optbytes=b"reno")
+    assert ev.err == 0 and cli.info().ca.name == "reno"
+
+
+def test_syn_cookies_let_clients_in_when_the_syn_queue_is_full():
+    net = Network()
+    srv = net.socket("h2")
+    srv.bind("10.0.2.10", 80)
+    srv.listen(backlog=2)
+    net.loss = lambda ns, ifi, f: ns == "r1" and ifi == 2 and TCP in Ether(f)   # no SYN-ACK reaches h1
+    for port in range(2):
+        s = net.socket("h1")
+        s.bind("10.0.1.10", 40000 + port)
+        s.connect("10.0.2.10", 80)
+    net.loss = None
+    cli = net.socket("h1")
+    cli.connect("10.0.2.10", 80)                            # the queue is full: a cookie answers
+    c = net.counters("h2")
+    assert c["SyncookiesSent"] == 1 and c["SyncookiesRecv"] == 1
+    child = srv.accept()
+    assert child is not None and cli.states() == [T.ESTABLISHED]
+    assert cli.send(b"with cookies") == 12 and child.recv() == b"with cookies"
+    info = child.info()
+    assert info.sack_ok and info.ts_ok and info.snd_wscale == 7     # carried in the timestamp
+
+
+def test_forged_cookie_is_refused():
+    net = Network()
+    srv = net.socket("h2")
+    srv.bind("10.0.2.10", 80)
+    srv.listen()
+    ack = Ether(dst="02:00:00:00:02:0a") / IP(src="10.0.1.10", dst="10.0.2.10") / TCP(
+        sport=1234, dport=80, flags="A", seq=1000, ack=123456)
+    net.receive("h2", "eth0", bytes(ack))
+    net.pump()
+    assert net.counters("h2")["SyncookiesFailed"] == 1
+    assert segments(net, "h2")[-1][TCP].flags == "R"
+
+
+def test_keepalive_probes_then_gives_up():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    cli.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1)
+    cli.setsockopt(IPPROTO_TCP, TCP_KEEPIDLE, 10)
+    cli.setsockopt(IPPROTO_TCP, TCP_KEEPINTVL, 2)
+    cli.setsockopt(IPPROTO_TCP, TCP_KEEPCNT, 3)
+    net.advance(11)
+    probes = [p for p in segments(net, "h1") if not len(p[TCP].payload) and p[TCP].flags == "A"]
+    assert probes and cli.errors() == []                    # the peer answered
+    net.loss = lambda ns, ifi, f: True                      # now it is gone
+    net.advance(30)
+    assert cli.errors() == [errno.ETIMEDOUT]
+
+
+def test_out_of_window_segment_is_dropped_and_acked():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    info = child.info()
+    bogus = Ether(dst="02:00:00:00:02:0a") / IP(src="10.0.1.10", dst="10.0.2.10") / TCP(
+        sport=cli.info().lport, dport=80, flags="A", seq=(info.rcv_nxt + 10_000_000) & 0xFFFFFFFF,
+        ack=info.snd_nxt & 0xFFFFFFFF) / b"junk"
+    before = len(segments(net, "h2"))
+    net.receive("h2", "eth0", bytes(bogus))
+    net.pump()
+    assert net.drops[-1][2] == "TCP_INVALID_SEQUENCE"
+    assert len(segments(net, "h2")) == before + 1           # RFC 9293: an ACK answers it
+
+
+def test_rst_in_window_but_not_exact_gets_a_challenge_ack():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    info = child.info()
+    rst = Ether(dst="02:00:00:00:02:0a") / IP(src="10.0.1.10", dst="10.0.2.10") / TCP(
+        sport=cli.info().lport, dport=80, flags="R", seq=(info.rcv_nxt + 100) & 0xFFFFFFFF)
+    net.receive("h2", "eth0", bytes(rst))
+    net.pump()
+    assert child.info().state == T.ESTABLISHED              # RFC 5961: not a reset
+    assert segments(net, "h2")[-1][TCP].flags == "A"
+
+
+def test_close_with_unread_data_sends_rst():
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    cli.send(b"unread")
+    child.close()
+    assert segments(net, "h2")[-1][TCP].flags == "RA"
+    assert cli.errors() == [errno.ECONNRESET]
+
+
+def test_bind_and_listen_conflicts():
+    net = Network()
+    a, b = net.socket("h2"), net.socket("h2")
+    assert a.bind("10.0.2.10", 80) == 0 and a.listen() == 0
+    assert b.bind("0.0.0.0", 80) == errno.EADDRINUSE
+    c = net.socket("h2")
+    assert c.bind("10.0.1.10", 81) == errno.EADDRNOTAVAIL
