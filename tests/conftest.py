@@ -2,6 +2,7 @@
 store) for the integration tests, started once and stopped at the end."""
 import os
 import time
+from collections import Counter
 
 import pytest
 
@@ -33,10 +34,10 @@ def eventually(check, timeout: float = 10.0, interval: float = 0.02):
         time.sleep(interval)
 
 
-def counters(netns: str) -> dict:
-    """nstat's view of a host: the ip, transport and link layers' counters."""
+def counters(netns: str) -> Counter:
+    """nstat's view of a host: the ip, transport and link layers' counters (missing ones read 0)."""
     from pktflow import _client
-    out = {}
+    out = Counter()
     for layer in ("ip", "transport", "link"):
         out.update({c.name: c.value for c in _client.admin(layer, netns, "counters").counters})
     return out

@@ -221,7 +221,7 @@ class TcpProto:
         if sk.state in (SYN_SENT, SYN_RECV):
             return self.complete(skb, errno.EAGAIN, count=0)     # the socket layer waits for the handshake
         if sk.state not in (ESTABLISHED, CLOSE_WAIT) or sk.fin_queued:
-            return self.complete(skb, errno.EPIPE if sk.state != CLOSE or sk.snd_una else errno.ENOTCONN)
+            return self.complete(skb, errno.EPIPE)           # sk_stream_wait_connect(): EPIPE, even unconnected
         self.expand_sndbuf(ns, sk)
         room = max(0, tcp_input.sndbuf_free(sk))
         data = skb.data
