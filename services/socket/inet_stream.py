@@ -171,6 +171,7 @@ class InetStream:
                 err = errno.EPIPE
                 break
             chunk = data[sent:sent + SEND_CHUNK]
+            before = self.write_space.get(s.fd, 0)       # read before the call: the event may beat our wake-up
             ev = await self.stream_call(s, chunk, req, t0)
             if ev.err:
                 err = ev.err
@@ -179,7 +180,6 @@ class InetStream:
             if ev.count < len(chunk):
                 if timeout == 0:
                     break
-                before = self.write_space.get(s.fd, 0)
                 if not await self.wait(s, lambda: self.write_space.get(s.fd, 0) != before or s.sk_err or s.eof,
                                        timeout):
                     break

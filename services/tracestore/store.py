@@ -28,7 +28,7 @@ def _services(raw: bytes) -> set[str]:
 
 
 class TraceStore:
-    def __init__(self, max_spans: int = 1_000_000, parsed_cache: int = 64):
+    def __init__(self, max_spans: int = 1_000_000, parsed_cache: int = 256):
         self.max_spans = max_spans
         self.requests: "OrderedDict[int, tuple]" = OrderedDict()   # n -> (raw, trace ids, span count)
         self.index: dict[bytes, list[int]] = {}                     # trace id -> request numbers
@@ -78,30 +78,31 @@ class TraceStore:
                     del self.index[tid]
                     self.order.pop(tid, None)
 
-    def _spans_of(self, n: int) -> list:
-        """(service, Span) of request n, parsed once and cached."""
-        spans = self._parsed.get(n)
-        if spans is None:
+    def _spans_of(self, n: int) -> dict:
+        """Request n's spans by trace id, as (service, Span); parsed once, cached."""
+        by_trace = self._parsed.get(n)
+        if by_trace is None:
             req = ExportTraceServiceRequest.FromString(self.requests[n][0])
-            spans = []
+            by_trace = {}
             for rs in req.resource_spans:
                 service = "unknown_service"
                 for kv in rs.resource.attributes:
                     if kv.key == "service.name":
                         service = kv.value.string_value
                 for ss in rs.scope_spans:
-                    spans.extend((service, s) for s in ss.spans)
-            self._parsed[n] = spans
+                    for s in ss.spans:
+                        by_trace.setdefault(s.trace_id, []).append((service, s))
+            self._parsed[n] = by_trace
             while len(self._parsed) > self._parsed_cache:
                 self._parsed.popitem(last=False)
         else:
             self._parsed.move_to_end(n)
-        return spans
+        return by_trace
 
     def _trace(self, tid: bytes) -> list:
         out = []
         for n in self.index.get(tid, ()):
-            out.extend(x for x in self._spans_of(n) if x[1].trace_id == tid)
+            out.extend(self._spans_of(n).get(tid, ()))
         return out
 
     def get(self, trace_id: bytes) -> list:
@@ -112,7 +113,7 @@ class TraceStore:
         with self.lock:
             names = set()
             for n in list(self.requests)[-self._parsed_cache:]:
-                names |= {s.name for svc, s in self._spans_of(n) if svc == service}
+                names |= {s.name for spans in self._spans_of(n).values() for svc, s in spans if svc == service}
             return sorted(names)
 
     def find(self, service: str | None = None, operation: str | None = None, tags: dict | None = None,
