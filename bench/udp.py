@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from . import stacks
+
 HERE = pathlib.Path(__file__).resolve().parent
 DST = ("10.0.2.10", 7000)
 HDR = struct.Struct("!QQ")          # sequence, send time (ns)
@@ -106,31 +108,13 @@ def measure(endpoint, a) -> dict:
 
 
 def run_bare(a) -> dict:
-    from pktflow.up import Stack
-    stack = Stack(str(HERE / "topology.yaml"), port_base=a.port_base, trace_store=False,
-                  extra_env={"OTEL_TRACES_EXPORTER": "none", "PYTHONPATH": str(HERE.parent)})
-    import pktflow.up as up
-    for layer in up.START_ORDER:
-        stack._spawn(layer, "bench.bare_chain", stack.env | {"PKTFLOW_PORT": str(stack.ports[layer]),
-                                                             "PKTFLOW_LAYER": layer})
-    try:
-        for layer in up.START_ORDER:
-            stack._wait(layer, f"{stack.host}:{stack.ports[layer]}", 60)
-        return measure(stack.endpoint, a)
-    finally:
-        stack.stop()
+    with stacks.bare(a.port_base) as endpoint:
+        return measure(endpoint, a)
 
 
 def run_pktflow(a, tracing: bool) -> dict:
-    from pktflow.up import Stack
-    env = {} if tracing else {"OTEL_TRACES_EXPORTER": "none"}
-    stack = Stack(str(HERE / "topology.yaml"), port_base=a.port_base, trace_store=tracing,
-                  otlp_port=a.port_base + 17, query_port=a.port_base + 18, extra_env=env)
-    stack.start()
-    try:
-        return measure(stack.endpoint, a)
-    finally:
-        stack.stop()
+    with stacks.pktflow(a.port_base, tracing) as endpoint:
+        return measure(endpoint, a)
 
 
 def main():

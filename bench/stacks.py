@@ -1,0 +1,38 @@
+"""The stacks a benchmark runs against, each started and stopped around one
+measurement: the bare chain (bench/bare_chain.py) and pktflow with tracing off
+or on (the embedded trace store receiving every span)."""
+import contextlib
+import pathlib
+
+HERE = pathlib.Path(__file__).resolve().parent
+TOPOLOGY = str(HERE / "topology.yaml")
+
+
+@contextlib.contextmanager
+def bare(port_base: int):
+    """Five relay processes with pktflow's streams and batching; yields the SDK endpoint."""
+    from pktflow import up
+    stack = up.Stack(TOPOLOGY, port_base=port_base, trace_store=False,
+                     extra_env={"OTEL_TRACES_EXPORTER": "none", "PYTHONPATH": str(HERE.parent)})
+    for layer in up.START_ORDER:
+        stack._spawn(layer, "bench.bare_chain", stack.env | {"PKTFLOW_PORT": str(stack.ports[layer]),
+                                                             "PKTFLOW_LAYER": layer})
+    try:
+        for layer in up.START_ORDER:
+            stack._wait(layer, f"{stack.host}:{stack.ports[layer]}", 60)
+        yield stack.endpoint
+    finally:
+        stack.stop()
+
+
+@contextlib.contextmanager
+def pktflow(port_base: int, tracing: bool):
+    from pktflow import up
+    env = {} if tracing else {"OTEL_TRACES_EXPORTER": "none"}
+    stack = up.Stack(TOPOLOGY, port_base=port_base, trace_store=tracing,
+                     otlp_port=port_base + 17, query_port=port_base + 18, extra_env=env)
+    stack.start()
+    try:
+        yield stack.endpoint
+    finally:
+        stack.stop()

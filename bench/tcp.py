@@ -1,0 +1,134 @@
+"""TCP h1 -> h2 across the router: bulk throughput and connection set-up rate,
+for pktflow with tracing off and on, with the bare chain (bench/bare_chain.py)
+measured in the same run for scale: its UDP packets/s times the MSS (1448
+bytes) is what the same hops could carry if every packet were a full segment.
+
+    python -m bench.tcp [--seconds 5] [--connections 200] [--json]
+
+Bulk: one connection; one process writes with sendall() in 1 MiB calls for
+--seconds, another reads; the rate is bytes received per second of receiving.
+Set-up: connect(), accept(), close() one connection after another.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from . import stacks, udp
+
+MSS = 1448
+PORT = 5001
+
+
+def _sdk(endpoint):
+    os.environ["PKTFLOW_ENDPOINT"] = endpoint
+    import pktflow
+    return pktflow
+
+
+def worker_rx(endpoint, port):
+    pk = _sdk(endpoint)
+    srv = pk.socket(pk.AF_INET, pk.SOCK_STREAM, netns="h2")
+    srv.bind(("10.0.2.10", port))
+    srv.listen(8)
+    print(json.dumps({"ready": True}), flush=True)
+    conn, _ = srv.accept()
+    got, first = 0, None
+    while True:
+        d = conn.recv(1 << 20)
+        if not d:
+            break
+        first = first or time.perf_counter()
+        got += len(d)
+    print(json.dumps({"received": got, "seconds": time.perf_counter() - first}), flush=True)
+
+
+def worker_tx(endpoint, port, seconds):
+    pk = _sdk(endpoint)
+    c = pk.socket(pk.AF_INET, pk.SOCK_STREAM, netns="h1")
+    c.connect(("10.0.2.10", port))
+    chunk = os.urandom(1 << 20)
+    end = time.monotonic() + seconds
+    sent = 0
+    while time.monotonic() < end:
+        c.sendall(chunk)
+        sent += len(chunk)
+    c.close()
+    print(json.dumps({"sent": sent}), flush=True)
+
+
+def bulk(endpoint, a) -> dict:
+    env = os.environ | {"PYTHONPATH": str(stacks.HERE.parent)}
+    rx = subprocess.Popen([sys.executable, "-m", "bench.tcp", "--worker", "rx", "--endpoint", endpoint],
+                          stdout=subprocess.PIPE, text=True, env=env)
+    assert json.loads(rx.stdout.readline())["ready"]
+    subprocess.run([sys.executable, "-m", "bench.tcp", "--worker", "tx", "--endpoint", endpoint,
+                    "--seconds", str(a.seconds)], stdout=subprocess.PIPE, env=env, check=True)
+    r = json.loads(rx.communicate()[0].strip().splitlines()[-1])
+    return {"mbps": r["received"] / r["seconds"] / 1e6, "bytes": r["received"]}
+
+
+def setup_rate(endpoint, n: int) -> float:
+    pk = _sdk(endpoint)
+    srv = pk.socket(pk.AF_INET, pk.SOCK_STREAM, netns="h2")
+    srv.bind(("10.0.2.10", PORT + 1))
+    srv.listen(128)
+
+    def accept_loop():
+        for _ in range(n):
+            conn, _ = srv.accept()
+            conn.close()
+    t = threading.Thread(target=accept_loop)
+    t.start()
+    start = time.perf_counter()
+    for _ in range(n):
+        c = pk.socket(pk.AF_INET, pk.SOCK_STREAM, netns="h1")
+        c.connect(("10.0.2.10", PORT + 1))
+        c.close()
+    t.join()
+    rate = n / (time.perf_counter() - start)
+    srv.close()
+    return rate
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--connections", type=int, default=200)
+    p.add_argument("--port-base", type=int, default=51050)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--worker", choices=["tx", "rx"])
+    p.add_argument("--endpoint")
+    a = p.parse_args()
+    if a.worker == "rx":
+        return worker_rx(a.endpoint, PORT)
+    if a.worker == "tx":
+        return worker_tx(a.endpoint, PORT, a.seconds)
+    ua = argparse.Namespace(seconds=a.seconds, size=64, batch=64, latency_samples=20, port_base=a.port_base)
+    with stacks.bare(a.port_base) as ep:
+        bare_pps = udp.measure(ep, ua)["pps"]
+    results = {"bare chain": {"mbps": bare_pps * MSS / 1e6, "pps": bare_pps}}
+    for name, tracing in (("pktflow, tracing off", False), ("pktflow, tracing on", True)):
+        with stacks.pktflow(a.port_base, tracing) as ep:
+            r = bulk(ep, a)
+            r["conn_per_s"] = setup_rate(ep, a.connections)
+            results[name] = r
+    if a.json:
+        print(json.dumps(results, indent=1))
+        return
+    base = results["bare chain"]["mbps"]
+    print(f"TCP h1 -> r1 -> h2, {a.seconds:.0f} s bulk transfer, {a.connections} connections set up, "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'':22} {'MB/s':>7} {'vs bare x MSS':>14} {'connections/s':>14}")
+    print(f"{'bare chain':22} {base:7.1f} {'100.0%':>14} {'':>14}   "
+          f"({results['bare chain']['pps']:.0f} UDP packets/s x {MSS} bytes)")
+    for name in ("pktflow, tracing off", "pktflow, tracing on"):
+        r = results[name]
+        print(f"{name:22} {r['mbps']:7.1f} {r['mbps'] / base:14.1%} {r['conn_per_s']:14.0f}")
+
+
+if __name__ == "__main__":
+    main()
