@@ -42,7 +42,7 @@ def test_pktflow_up_runs_the_stack_and_stops_on_ctrl_c(tmp_path):
     try:
         line = proc.stdout.readline()
         assert "ready" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
-        script = f"""
+        script = """
 import pktflow
 srv = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2"); srv.bind(("10.0.2.10", 7000))
 cli = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1")

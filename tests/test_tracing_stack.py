@@ -103,3 +103,39 @@ def test_query_api_lists_the_layers_and_operations(stack):
     with urllib.request.urlopen(f"{stack.query_url}/api/services/ip/operations") as r:
         ops = json.load(r)["data"]
     assert "ip_rcv" in ops and "ip_forward" in ops
+
+
+def test_tcp_segments_acks_and_retransmissions_are_linked_journeys(stack):
+    srv = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h2")
+    srv.bind(("10.0.2.10", 41100))
+    srv.listen(1)
+    cli = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1")
+    cli.settimeout(10)
+    cli.connect(("10.0.2.10", 41100))
+    conn, _ = srv.accept()
+    conn.settimeout(10)
+    cli.setsockopt(pktflow.IPPROTO_TCP, pktflow.TCP_NODELAY, 1)
+    cli.setsockopt(pktflow.IPPROTO_IP, pktflow.IP_TTL, 1)       # the router will drop it: TTL exceeded
+    cli.send(b"lost once")
+    cli.setsockopt(pktflow.IPPROTO_IP, pktflow.IP_TTL, 64)      # the RTO's retransmission gets through
+    assert conn.recv(100) == b"lost once"
+    cli.close()
+    conn.close()
+    srv.close()
+    rto = eventually(lambda: complete(tq.find(service="transport", operation="tcp_retransmit_timer",
+                                              tags={"pktflow.netns": "h1"}), 13), timeout=15, interval=0.3)
+    spans = tq.journey(rto)
+    names = [(s["service"], tq.tag(s, "pktflow.netns"), s["operationName"]) for s in spans]
+    assert names[0] == ("transport", "h1", "tcp_retransmit_timer")
+    assert ("transport", "h2", "tcp_data_queue") in names and names[-1] == ("socket", "h2", "sock_queue_rcv_skb")
+    link = spans[0]["references"][0]
+    assert link["refType"] == "FOLLOWS_FROM"
+    first = tq.trace(link["traceID"])                          # the first transmission, dropped at r1
+    first_spans = tq.journey(first)
+    assert first_spans[0]["operationName"] == "tcp_write_xmit"
+    assert tq.tag(first_spans[-1], "pktflow.drop_reason") == "IP_INHDR"
+    assert tq.tag(first_spans[-1], "pktflow.netns") == "r1"
+    send = tq.trace(first_spans[0]["references"][0]["traceID"])  # ...which links to the application's send
+    assert tq.journey(send)[0]["operationName"] == "sock_sendmsg"
+    acks = tq.find(service="transport", operation="tcp_send_ack", tags={"pktflow.netns": "h2"}, limit=50)
+    assert any(tq.journey(t)[0]["references"] for t in acks)    # an ACK links to what it acknowledges
