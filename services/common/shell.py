@@ -287,7 +287,11 @@ def main(shell_class):
     except topology.TopologyError as e:
         print(f"pktflow {shell_class.name}: {e}", file=sys.stderr)
         raise SystemExit(2)
-    shell = shell_class(topo)
+    try:
+        shell = shell_class(topo)
+    except OSError as e:                      # e.g. a TAP device that cannot be had
+        print(f"pktflow {shell_class.name}: {e.strerror or e}", file=sys.stderr)
+        raise SystemExit(2)
     tune_gc()
     try:
         asyncio.run(shell.serve(config.listen_address(shell_class.name)))

@@ -1,13 +1,18 @@
 """An emulated Ethernet driver: ndo_start_xmit() puts a frame with its FCS on
 the cable; frames that arrive are "DMA'd" into a fixed-size RX ring, and NAPI
 polls the ring with a budget, checking FCS and length as the hardware does.
+A device backed by a Linux TAP device has the machine's kernel at the other
+end of its cable: what it transmits the shell writes to the TAP, what the TAP
+gives the shell arrives here (tap_rx).
 
 Counters are the ones `ip -s link` shows (struct rtnl_link_stats64 names).
 """
 import zlib
 from collections import Counter, deque
 
-from ..common.skbuff import DOWN, DROP, STOP, UP  # noqa: F401  (DOWN unused: the nic is the bottom)
+from pktflow.v1.skb_pb2 import Skb
+
+from ..common.skbuff import DROP, STOP, UP
 from ..wire import ethernet
 
 RX_RING_SIZE = 256          # descriptors, as virtio-net's default
@@ -16,9 +21,11 @@ NAPI_POLL_WEIGHT = 64       # NAPI_POLL_WEIGHT: frames one poll of one device ma
 
 
 class NetDevice:
-    def __init__(self, netns: str, name: str, ifindex: int, mac: bytes, mtu: int, loopback: bool = False):
+    def __init__(self, netns: str, name: str, ifindex: int, mac: bytes, mtu: int, loopback: bool = False,
+                 tap: str | None = None):
         self.netns, self.name, self.ifindex, self.mac, self.mtu = netns, name, ifindex, mac, mtu
         self.loopback = loopback
+        self.tap = tap                      # the Linux TAP device on the other end, if any
         self.peers: list["NetDevice"] = []
         self.rx_ring: deque = deque()
         self.rx_ring_size = RX_RING_SIZE
@@ -26,7 +33,7 @@ class NetDevice:
 
     @property
     def carrier(self) -> bool:
-        return self.loopback or bool(self.peers)
+        return self.loopback or bool(self.peers) or self.tap is not None
 
     def key(self):
         return self.netns, self.ifindex
@@ -44,7 +51,8 @@ class Nic:
         self.devices: dict[tuple[str, int], NetDevice] = {}
         for host in topology.hosts.values():
             for iface in host.interfaces.values():
-                dev = NetDevice(host.name, iface.name, iface.ifindex, iface.mac, iface.mtu, iface.is_loopback)
+                dev = NetDevice(host.name, iface.name, iface.ifindex, iface.mac, iface.mtu, iface.is_loopback,
+                                iface.tap)
                 self.devices[dev.key()] = dev
         by_name = {(d.netns, d.name): d for d in self.devices.values()}
         for link in topology.links:
@@ -53,6 +61,8 @@ class Nic:
                 d.peers = [p for p in ends if p is not d]
         self.on_wire: list = []             # (device, skb) put on the cable by this batch
         self.rx_pending: dict = {}          # devices with frames in their RX ring (ordered set)
+        self.to_tap: list = []              # (device, frame) for the shell to write to TAP devices
+        self.taps = {d.tap: d for d in self.devices.values() if d.tap}
 
     def device(self, netns: str, ifindex: int) -> NetDevice | None:
         return self.devices.get((netns, ifindex))
@@ -83,6 +93,9 @@ class Nic:
         out = []
         wire, self.on_wire = self.on_wire, []
         for dev, skb in wire:
+            if dev.tap is not None:              # Linux takes frames without their FCS
+                self.to_tap.append((dev, skb.data))
+                continue
             frame = skb.data + fcs(skb.data)
             for peer in (dev,) if dev.loopback else dev.peers:
                 out += self.dma_rx(peer, frame, skb, tstamp)
@@ -90,7 +103,7 @@ class Nic:
 
     def dma_rx(self, dev: NetDevice, frame: bytes, cause, tstamp: int) -> list:
         """A frame (with FCS) arrives at `dev`: into the RX ring, or dropped when full."""
-        rx = type(cause)(data=frame, netns=dev.netns, ifindex=dev.ifindex, tstamp=tstamp,
+        rx = Skb(data=frame, netns=dev.netns, ifindex=dev.ifindex, tstamp=tstamp,
                          trace_id=cause.trace_id, span_id=cause.span_id, trace_flags=cause.trace_flags)
         if len(dev.rx_ring) >= dev.rx_ring_size:
             dev.stats["rx_missed_errors"] += 1
@@ -99,6 +112,11 @@ class Nic:
         dev.rx_ring.append(rx)
         self.rx_pending[dev] = None
         return []
+
+    def tap_rx(self, tap: str, frame: bytes, tstamp: int) -> list:
+        """A frame the Linux side sent through a TAP device."""
+        dev = self.taps[tap]
+        return self.dma_rx(dev, frame + fcs(frame), Skb(), tstamp)
 
     def napi_poll(self, dev: NetDevice, now: int, budget: int = NAPI_POLL_WEIGHT) -> list:
         """One NAPI poll of `dev`: up to `budget` frames, FCS and length checked,
@@ -139,6 +157,6 @@ class Nic:
 
     def link_stats(self, netns: str) -> list[dict]:
         return [{"ifindex": d.ifindex, "ifname": d.name, "mtu": d.mtu, "mac": ethernet.mac_to_str(d.mac),
-                 "carrier": d.carrier, "loopback": d.loopback, "stats": dict(d.stats),
+                 "carrier": d.carrier, "loopback": d.loopback, "tap": d.tap, "stats": dict(d.stats),
                  "rx_ring": [len(d.rx_ring), d.rx_ring_size]}
                 for d in sorted(self.devices.values(), key=lambda d: d.ifindex) if d.netns == netns]

@@ -1,11 +1,16 @@
-"""The nic service: a thin shell around netdev.Nic."""
+"""The nic service: a thin shell around netdev.Nic, and the file descriptors
+of the TAP devices that connect emulated interfaces to the Linux kernel."""
 import json
+import logging
 import time
 
 from pktflow.v1 import admin_pb2
 
 from ..common.shell import LayerShell
+from . import tap as taplib
 from .netdev import Nic
+
+log = logging.getLogger("pktflow.nic")
 
 
 class NicShell(LayerShell):
@@ -15,6 +20,24 @@ class NicShell(LayerShell):
     def __init__(self, topo, tracer=None):
         super().__init__(topo, tracer)
         self.nic = Nic(topo)
+        self.tap_fds: dict[str, int] = {}
+        for name in self.nic.taps:                 # refused at start, naming the device, if impossible
+            self.tap_fds[name] = taplib.open_tap(name)
+
+    def extra_downlinks(self):
+        for name, fd in self.tap_fds.items():
+            self.loop.add_reader(fd, self.tap_readable, name, fd)
+            log.info("interface %s:%s is backed by TAP device %s", self.nic.taps[name].netns,
+                     self.nic.taps[name].name, name)
+
+    def tap_readable(self, name: str, fd: int):
+        """Frames from the Linux side: into the device's RX ring, then NAPI."""
+        t0 = time.time_ns()
+        dev = self.nic.taps[name]
+        for frame in taplib.read_frames(fd):
+            dev.stats["tap_rx"] += 1
+            self.apply(self.nic.tap_rx(name, frame, t0), t0, time.time_ns(), "ingress")
+        self.softirq()
 
     def egress(self, skb, now):
         return self.nic.ndo_start_xmit(skb, now)
@@ -29,6 +52,11 @@ class NicShell(LayerShell):
         nic, apply, ns = self.nic, self.apply, time.time_ns
         t0 = ns()
         apply(nic.transmit(now, t0), t0, ns(), "ingress")
+        for dev, frame in nic.to_tap:
+            if not taplib.write_frame(self.tap_fds[dev.tap], frame):
+                dev.stats["tx_errors"] += 1
+                dev.stats["tx_carrier_errors"] += 1
+        nic.to_tap.clear()
         while nic.rx_pending:
             for dev in list(nic.rx_pending):
                 t0 = ns()
