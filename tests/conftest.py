@@ -9,16 +9,35 @@ import pytest
 PORT_BASE = int(os.environ.get("PKTFLOW_TEST_PORT_BASE", "52050"))
 
 
+WINDOWS: list = []          # (test id, start ns, end ns, markers): which test put a frame on the wire
+
+
+@pytest.fixture(autouse=True)
+def _test_window(request):
+    start = time.time_ns()
+    yield
+    WINDOWS.append((request.node.nodeid, start, time.time_ns(),
+                    {m.name for m in request.node.iter_markers()}))
+
+
 @pytest.fixture(scope="session")
-def stack():
+def stack(tmp_path_factory):
+    """The shared stack. Every frame on its cables is recorded (PKTFLOW_WIRE_PCAP)
+    and checked with tshark when the session ends (tests/wirecheck.py)."""
     from pktflow.up import Stack
-    s = Stack(port_base=PORT_BASE, otlp_port=PORT_BASE + 17, query_port=PORT_BASE + 18, trace_store=True)
+    wire = tmp_path_factory.mktemp("wire")
+    s = Stack(port_base=PORT_BASE, otlp_port=PORT_BASE + 17, query_port=PORT_BASE + 18, trace_store=True,
+              extra_env={"PKTFLOW_WIRE_PCAP": str(wire)})
     s.start()
     os.environ["PKTFLOW_ENDPOINT"] = s.endpoint
     os.environ["PKTFLOW_QUERY_ENDPOINT"] = s.query_url
     yield s
     s.stop()
     assert not s.procs
+    import wirecheck
+    if wirecheck.available():
+        complaints = wirecheck.check(wire, WINDOWS)
+        assert not complaints, "tshark on the wire:\n" + "\n".join(complaints[:40])
 
 
 def eventually(check, timeout: float = 10.0, interval: float = 0.02):

@@ -43,32 +43,38 @@ def drop_case(raw, frame: bytes, netns: str, counter: str):
     eventually(lambda: counters(netns)[counter] == before + 1)
 
 
+@pytest.mark.malformed
 def test_bad_ip_checksum(stack, raw_h1):
     before = counters("r1")
     drop_case(raw_h1, bytes(udp_frame(chksum=0x1234)), "r1", "IpExtInCsumErrors")
     assert counters("r1")["IpInHdrErrors"] == before["IpInHdrErrors"] + 1      # both, as Linux counts it
 
 
+@pytest.mark.malformed
 def test_truncated_ip_header(stack, raw_h1):
     drop_case(raw_h1, bytes(udp_frame())[:14 + 12], "r1", "IpInHdrErrors")
 
 
+@pytest.mark.malformed
 def test_wrong_ip_version(stack, raw_h1):
     f = bytearray(bytes(udp_frame()))
     f[14] = 0x65
     drop_case(raw_h1, bytes(f), "r1", "IpInHdrErrors")
 
 
+@pytest.mark.malformed
 def test_header_length_below_five_words(stack, raw_h1):
     f = bytearray(bytes(udp_frame()))
     f[14] = 0x44
     drop_case(raw_h1, bytes(f), "r1", "IpInHdrErrors")
 
 
+@pytest.mark.malformed
 def test_total_length_beyond_the_frame(stack, raw_h1):
     drop_case(raw_h1, bytes(udp_frame(len=200)), "r1", "IpExtInTruncatedPkts")
 
 
+@pytest.mark.malformed
 def test_total_length_shorter_than_header(stack, raw_h1):
     drop_case(raw_h1, bytes(udp_frame(len=12)), "r1", "IpInHdrErrors")
 
@@ -79,6 +85,7 @@ def test_ttl_one_is_time_exceeded(stack, raw_h1):
     assert counters("r1")["IpInHdrErrors"] == before["IpInHdrErrors"] + 1
 
 
+@pytest.mark.malformed
 def test_bad_udp_checksum_at_the_receiver(stack, raw_h1):
     f = Ether(dst=R1_ETH0, src=H1) / IP(src="10.0.1.10", dst="10.0.2.10") / UDP(sport=1, dport=9, chksum=0xBEEF) / b"hi"
     before = counters("h2")
@@ -87,11 +94,13 @@ def test_bad_udp_checksum_at_the_receiver(stack, raw_h1):
     assert counters("h2")["UdpNoPorts"] == before["UdpNoPorts"]
 
 
+@pytest.mark.malformed
 def test_udp_length_field_too_long(stack, raw_h1):
     f = Ether(dst=R1_ETH0, src=H1) / IP(src="10.0.1.10", dst="10.0.2.10") / UDP(sport=1, dport=9, len=300) / b"hi"
     drop_case(raw_h1, bytes(f), "h2", "UdpInErrors")
 
 
+@pytest.mark.malformed
 def test_bad_icmp_checksum(stack, raw_h1):
     f = Ether(dst=R1_ETH0, src=H1) / IP(src="10.0.1.10", dst="10.0.1.1") / ICMP(chksum=1) / b"x"
     before = counters("r1")
@@ -99,6 +108,7 @@ def test_bad_icmp_checksum(stack, raw_h1):
     assert counters("r1")["IcmpInErrors"] == before["IcmpInErrors"] + 1
 
 
+@pytest.mark.malformed
 def test_frame_for_another_mac_is_otherhost(stack, raw_h1):
     import json
     from pktflow import _client
@@ -112,12 +122,14 @@ def test_frame_for_another_mac_is_otherhost(stack, raw_h1):
     eventually(lambda: otherhost() == before + 1)
 
 
+@pytest.mark.malformed
 def test_unknown_ethertype_counts_rx_dropped(stack, raw_h1):
     before = link_stats("r1", "link")["eth0"].get("rx_dropped", 0)
     raw_h1.send(bytes(Ether(dst=R1_ETH0, src=H1, type=0x88B5) / (b"\0" * 46)))
     eventually(lambda: link_stats("r1", "link")["eth0"].get("rx_dropped", 0) == before + 1)
 
 
+@pytest.mark.malformed
 def test_short_frames(stack, raw_h1):
     with pytest.raises(OSError) as e:
         raw_h1.send(b"\x01" * 13)                       # shorter than the Ethernet header: Linux refuses
@@ -131,6 +143,7 @@ def test_oversized_frame_is_emsgsize(stack, raw_h1):
     assert e.value.errno == errno.EMSGSIZE
 
 
+@pytest.mark.malformed
 def test_services_survive_garbage(stack, raw_h1):
     import random
     rng = random.Random(7)

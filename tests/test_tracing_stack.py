@@ -60,6 +60,7 @@ def test_udp_datagram_is_one_trace_through_every_layer(stack):
     assert starts == sorted(starts)
 
 
+@pytest.mark.malformed
 def test_drop_ends_the_span_with_the_kernel_reason(stack):
     with pktflow.socket(pktflow.AF_PACKET, pktflow.SOCK_RAW, netns="h1") as raw:
         raw.bind(("eth0", 0))
@@ -105,6 +106,7 @@ def test_query_api_lists_the_layers_and_operations(stack):
     assert "ip_rcv" in ops and "ip_forward" in ops
 
 
+@pytest.mark.impaired
 def test_tcp_segments_acks_and_retransmissions_are_linked_journeys(stack):
     srv = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h2")
     srv.bind(("10.0.2.10", 41100))

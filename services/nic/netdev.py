@@ -27,6 +27,7 @@ class NetDevice:
         self.loopback = loopback
         self.tap = tap                      # the Linux TAP device on the other end, if any
         self.peers: list["NetDevice"] = []
+        self.cable = f"{netns}-{name}--{tap}" if tap else None     # a name for the wire it is on
         self.rx_ring: deque = deque()
         self.rx_ring_size = RX_RING_SIZE
         self.stats: Counter = Counter()
@@ -57,11 +58,14 @@ class Nic:
         by_name = {(d.netns, d.name): d for d in self.devices.values()}
         for link in topology.links:
             ends = [by_name[e] for e in link.endpoints]
+            cable = "--".join(sorted(f"{d.netns}-{d.name}" for d in ends))
             for d in ends:
                 d.peers = [p for p in ends if p is not d]
+                d.cable = cable
         self.on_wire: list = []             # (device, skb) put on the cable by this batch
         self.rx_pending: dict = {}          # devices with frames in their RX ring (ordered set)
         self.to_tap: list = []              # (device, frame) for the shell to write to TAP devices
+        self.wire_log: list | None = None   # (device, frame, tstamp) of every frame sent, when recording
         self.taps = {d.tap: d for d in self.devices.values() if d.tap}
 
     def device(self, netns: str, ifindex: int) -> NetDevice | None:
@@ -93,6 +97,8 @@ class Nic:
         out = []
         wire, self.on_wire = self.on_wire, []
         for dev, skb in wire:
+            if self.wire_log is not None and not dev.loopback:
+                self.wire_log.append((dev, skb.data, tstamp))
             if dev.tap is not None:              # Linux takes frames without their FCS
                 self.to_tap.append((dev, skb.data))
                 continue
@@ -116,6 +122,8 @@ class Nic:
     def tap_rx(self, tap: str, frame: bytes, tstamp: int) -> list:
         """A frame the Linux side sent through a TAP device."""
         dev = self.taps[tap]
+        if self.wire_log is not None:
+            self.wire_log.append((dev, frame, tstamp))
         return self.dma_rx(dev, frame + fcs(frame), Skb(), tstamp)
 
     def napi_poll(self, dev: NetDevice, now: int, budget: int = NAPI_POLL_WEIGHT) -> list:

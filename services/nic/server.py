@@ -2,10 +2,12 @@
 of the TAP devices that connect emulated interfaces to the Linux kernel."""
 import json
 import logging
+import os
 import time
 
 from pktflow.v1 import admin_pb2
 
+from ..common.pcap import PcapWriter
 from ..common.shell import LayerShell
 from . import tap as taplib
 from .netdev import Nic
@@ -23,6 +25,13 @@ class NicShell(LayerShell):
         self.tap_fds: dict[str, int] = {}
         for name in self.nic.taps:                 # refused at start, naming the device, if impossible
             self.tap_fds[name] = taplib.open_tap(name)
+        # PKTFLOW_WIRE_PCAP=DIR records every frame on every cable, both ways, one
+        # pcap per cable (a TAP's cable ends at Linux): what a tap on the wire sees.
+        self.wire_dir = os.environ.get("PKTFLOW_WIRE_PCAP")
+        self.wire_pcaps: dict = {}
+        if self.wire_dir:
+            os.makedirs(self.wire_dir, exist_ok=True)
+            self.nic.wire_log = []
 
     def extra_downlinks(self):
         for name, fd in self.tap_fds.items():
@@ -57,10 +66,22 @@ class NicShell(LayerShell):
                 dev.stats["tx_errors"] += 1
                 dev.stats["tx_carrier_errors"] += 1
         nic.to_tap.clear()
+        if nic.wire_log:
+            self.record_wire()
         while nic.rx_pending:
             for dev in list(nic.rx_pending):
                 t0 = ns()
                 apply(nic.napi_poll(dev, now), t0, ns(), "ingress")
+
+    def record_wire(self):
+        for dev, frame, tstamp in self.nic.wire_log:
+            w = self.wire_pcaps.get(dev.cable)
+            if w is None:
+                w = self.wire_pcaps[dev.cable] = PcapWriter(os.path.join(self.wire_dir, f"{dev.cable}.pcap"))
+            w.write(frame, tstamp)
+        self.nic.wire_log.clear()
+        for w in self.wire_pcaps.values():
+            w.flush()
 
     def span_attrs(self, skb):
         dev = self.nic.device(skb.netns, skb.ifindex)

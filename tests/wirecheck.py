@@ -1,0 +1,57 @@
+"""Every frame the emulator put on a cable, checked by Wireshark's dissectors
+(tshark): no malformed packets, no bad checksums, no expert-info errors; and
+TCP's loss-recovery flags (retransmission, duplicate ACK, out of order) only
+while a test marked `impaired` ran (frames a test crafted bad on purpose are
+allowed while a test marked `malformed` ran)."""
+import pathlib
+import shutil
+import subprocess
+
+PI_ERROR = 0x00800000
+RECOVERY_FLAGS = ("tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
+                  "tcp.analysis.spurious_retransmission", "tcp.analysis.duplicate_ack", "tcp.analysis.out_of_order")
+FIELDS = ("frame.number", "frame.time_epoch", "_ws.malformed", "_ws.expert.severity", "_ws.expert.message",
+          *RECOVERY_FLAGS)
+
+
+def available() -> bool:
+    return shutil.which("tshark") is not None
+
+
+def problems(pcap: pathlib.Path) -> list[dict]:
+    """The frames of one capture tshark finds wrong or flags."""
+    # Payloads are random bytes: decoded as data, or a heuristic dissector (Thrift, ...) may
+    # mistake them for its protocol and complain about what is not its packet.
+    cmd = ["tshark", "-n", "-r", str(pcap), "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
+           "-o", "udp.check_checksum:TRUE", "-d", "tcp.port==1-65535,data", "-d", "udp.port==1-65535,data",
+           "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"]
+    for f in FIELDS:
+        cmd += ["-e", f]
+    cmd += ["-Y", " or ".join(["_ws.malformed", f"_ws.expert.severity >= {PI_ERROR}", *RECOVERY_FLAGS])]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+    rows = []
+    for line in out.splitlines():
+        cols = line.split("\t") + [""] * len(FIELDS)
+        severities = [int(x) for x in cols[3].split(",") if x.isdigit()]
+        rows.append({
+            "file": pcap.name, "frame": cols[0], "time": float(cols[1] or 0),
+            "bad": bool(cols[2]) or any(s >= PI_ERROR for s in severities),
+            "recovery": any(cols[5 + i] for i in range(len(RECOVERY_FLAGS))),
+            "what": cols[4]})
+    return rows
+
+
+def check(pcap_dir: pathlib.Path, windows: list[tuple]) -> list[str]:
+    """windows: (test id, start ns, end ns, set of markers). Returns the complaints."""
+    complaints = []
+    for pcap in sorted(pcap_dir.glob("*.pcap")):
+        for row in problems(pcap):
+            t = int(row["time"] * 1e9)
+            owner = next((w for w in windows if w[1] <= t <= w[2]), None)
+            markers = owner[3] if owner else set()
+            allowed = ("malformed" in markers) if row["bad"] else ("impaired" in markers or "malformed" in markers)
+            if not allowed:
+                kind = "bad frame" if row["bad"] else "TCP loss recovery"
+                complaints.append(f"{row['file']} frame {row['frame']}: {kind} ({row['what']}) during "
+                                  f"{owner[0] if owner else 'no test'}")
+    return complaints
