@@ -124,12 +124,16 @@ def test_tcp_segments_acks_and_retransmissions_are_linked_journeys(stack):
     cli.close()
     conn.close()
     srv.close()
-    rto = eventually(lambda: complete(tq.find(service="transport", operation="tcp_retransmit_timer",
-                                              tags={"pktflow.netns": "h1"}), 13), timeout=15, interval=0.3)
-    spans = tq.journey(rto)
-    names = [(s["service"], tq.tag(s, "pktflow.netns"), s["operationName"]) for s in spans]
-    assert names[0] == ("transport", "h1", "tcp_retransmit_timer")
-    assert ("transport", "h2", "tcp_data_queue") in names and names[-1] == ("socket", "h2", "sock_queue_rcv_skb")
+
+    def delivered_retransmission():
+        """The RTO's retransmission that reached h2's receive queue (a later, spurious one would not)."""
+        for tr in tq.find(service="transport", operation="tcp_retransmit_timer",
+                          tags={"pktflow.netns": "h1", "destination.port": 41100}):
+            names = [(s["service"], tq.tag(s, "pktflow.netns"), s["operationName"]) for s in tq.journey(tr)]
+            if ("transport", "h2", "tcp_data_queue") in names and names[-1] == ("socket", "h2", "sock_queue_rcv_skb"):
+                return tr
+    spans = tq.journey(eventually(delivered_retransmission, timeout=15, interval=0.3))
+    assert spans[0]["operationName"] == "tcp_retransmit_timer"
     link = spans[0]["references"][0]
     assert link["refType"] == "FOLLOWS_FROM"
     first = tq.trace(link["traceID"])                          # the first transmission, dropped at r1
