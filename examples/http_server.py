@@ -45,7 +45,11 @@ def serve(netns: str, address: str, port: int, ready: threading.Event | None = N
         ready.set()
     print(f"serving http://{address or '0.0.0.0'}:{port}/ on {netns}", flush=True)
     while True:
-        conn, _addr = srv.accept()
+        try:
+            conn, _addr = srv.accept()
+        except OSError as e:                  # the stack went away
+            print(f"http_server: {e.strerror or e}", flush=True)
+            return
         threading.Thread(target=respond, args=(conn,), daemon=True).start()
 
 

@@ -12,7 +12,7 @@ from collections import Counter, deque
 
 from pktflow.v1.skb_pb2 import Skb
 
-from ..common.skbuff import DROP, STOP, UP
+from ..common.skbuff import DROP, NEW_JOURNEY, STOP, UP
 from ..wire import ethernet
 
 RX_RING_SIZE = 256          # descriptors, as virtio-net's default
@@ -124,7 +124,8 @@ class Nic:
         dev = self.taps[tap]
         if self.wire_log is not None:
             self.wire_log.append((dev, frame, tstamp))
-        return self.dma_rx(dev, frame + fcs(frame), Skb(), tstamp)
+        # A frame from outside starts its own journey, at netif_receive_skb.
+        return self.dma_rx(dev, frame + fcs(frame), Skb(trace_flags=NEW_JOURNEY), tstamp)
 
     def napi_poll(self, dev: NetDevice, now: int, budget: int = NAPI_POLL_WEIGHT) -> list:
         """One NAPI poll of `dev`: up to `budget` frames, FCS and length checked,

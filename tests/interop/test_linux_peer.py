@@ -1,0 +1,179 @@
+"""Linux's ping, curl and nc against an emulated host across a TAP device,
+and the other way round; bulk transfers with loss on the Linux side."""
+import hashlib
+import os
+import random
+import re
+import shutil
+import threading
+
+import pytest
+
+import pktflow
+from conftest import eventually, counters
+from interop.conftest import EMU_ADDR, FAR_ADDR, LINUX_ADDR, wait_port
+from pktflow import tracequery as tq
+
+pytestmark = pytest.mark.integration
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def need(tool):
+    if not shutil.which(tool):
+        pytest.skip(f"{tool} is not installed")
+
+
+def test_linux_ping_gets_replies(linux):
+    need("ping")
+    out = linux.run("ping", "-c", "3", "-i", "0.2", "-W", "2", EMU_ADDR).stdout
+    assert "3 packets transmitted, 3 received" in out
+    assert re.findall(r"ttl=(\d+)", out) == ["64"] * 3
+
+
+def test_emulated_host_pings_linux(linux):
+    r = pktflow.ping(LINUX_ADDR, netns="h1", count=3, interval=0.1)
+    assert [x.ttl for x in r.replies] == [64, 64, 64]
+
+
+def test_curl_fetches_from_an_sdk_http_server(linux):
+    need("curl")
+    import sys
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "examples"))
+    import http_server
+    ready = threading.Event()
+    threading.Thread(target=http_server.serve, args=("h1", "", 8080, ready), daemon=True).start()
+    assert ready.wait(10)
+    page = linux.run("curl", "-sS", "-m", "10", f"http://{EMU_ADDR}:8080/").stdout
+    assert "Hello from an emulated host" in page
+    body = linux.run("curl", "-sS", "-m", "60", f"http://{EMU_ADDR}:8080/bytes/2000000", text=False).stdout
+    assert hashlib.sha256(body).digest() == hashlib.sha256(bytes(i & 0xFF for i in range(2_000_000))).digest()
+
+
+def test_sdk_client_downloads_from_linux_http_server(linux, tmp_path):
+    blob = random.Random(21).randbytes(1_500_000)
+    (tmp_path / "blob").write_bytes(blob)
+    server = linux.popen("python3", "-m", "http.server", "8000", "--bind", LINUX_ADDR, "--directory",
+                         str(tmp_path), stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))
+    try:
+        wait_port(linux, 8000)
+        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1") as s:
+            s.settimeout(30)
+            s.connect((LINUX_ADDR, 8000))
+            s.sendall(b"GET /blob HTTP/1.0\r\nHost: linux\r\n\r\n")
+            reply = b""
+            while chunk := s.recv(1 << 20):
+                reply += chunk
+        head, body = reply.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.0 200") and body == blob
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def test_nc_reads_what_the_sdk_sends(linux):
+    need("nc")
+    nc = linux.popen("nc", "-l", LINUX_ADDR, "9001", stdout=__import__("subprocess").PIPE)
+    try:
+        wait_port(linux, 9001)
+        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1") as s:
+            s.settimeout(10)
+            s.connect((LINUX_ADDR, 9001))
+            s.sendall(b"hello, nc\n")
+        assert nc.communicate(timeout=10)[0] == b"hello, nc\n"
+    finally:
+        nc.kill()
+
+
+class forward_loss:
+    """2% random loss both ways in the Linux router between h1 and the far namespace (no sch_netem here)."""
+
+    RULE = ["FORWARD", "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", "0.02", "-j", "DROP"]
+
+    def __init__(self, linux):
+        need("iptables")
+        self.linux = linux
+
+    def __enter__(self):
+        self.linux.run("iptables", "-A", *self.RULE)
+        return self
+
+    def dropped(self) -> int:
+        out = self.linux.run("iptables", "-L", "FORWARD", "-v", "-x", "-n").stdout
+        return sum(int(line.split()[0]) for line in out.splitlines() if "DROP" in line and "statistic" in line)
+
+    def __exit__(self, *exc):
+        self.linux.run("iptables", "-D", *self.RULE, check=False)
+
+
+@pytest.mark.impaired
+def test_bulk_from_linux_with_loss(linux, tmp_path):
+    need("nc")
+    data = random.Random(22).randbytes(4_000_000)
+    (tmp_path / "data").write_bytes(data)
+    got = []
+    srv = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1")
+    srv.bind(("", 9100))
+    srv.listen(1)
+    srv.settimeout(60)
+
+    def receive():
+        conn, _ = srv.accept()
+        conn.settimeout(120)
+        buf = bytearray()
+        while chunk := conn.recv(1 << 20):
+            buf += chunk
+        got.append(bytes(buf))
+        conn.close()
+    t = threading.Thread(target=receive)
+    t.start()
+    before = linux.far.mib()
+    try:
+        with forward_loss(linux) as loss:
+            linux.far.run("sh", "-c", f"nc -N {EMU_ADDR} 9100 < {tmp_path / 'data'}", timeout=180)
+            t.join(180)
+            assert loss.dropped() > 0
+    finally:
+        srv.close()
+    assert got and got[0] == data
+    after = linux.far.mib()
+    assert after["TcpRetransSegs"] > before["TcpRetransSegs"]                 # Linux recovered...
+    assert after["TcpExtTCPSackRecovery"] > before["TcpExtTCPSackRecovery"]   # ...from our SACK blocks
+
+
+@pytest.mark.impaired
+def test_bulk_to_linux_with_loss(linux, tmp_path):
+    need("nc")
+    data = random.Random(23).randbytes(4_000_000)
+    before = counters("h1")
+    out = tmp_path / "received"
+    nc = linux.far.popen("sh", "-c", f"nc -l {FAR_ADDR} 9200 > {out}")
+    try:
+        wait_port(linux.far, 9200)
+        with forward_loss(linux) as loss:
+            with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1") as s:
+                s.settimeout(180)
+                s.connect((FAR_ADDR, 9200))
+                s.sendall(data)
+            nc.wait(180)
+            assert loss.dropped() > 0
+    finally:
+        nc.kill()
+    assert out.read_bytes() == data
+    after = counters("h1")
+    assert after["TcpRetransSegs"] > before["TcpRetransSegs"]           # we recovered...
+    assert after["TCPSackRecovery"] > before["TCPSackRecovery"]         # ...from Linux's SACK blocks
+
+
+def test_linux_packets_enter_at_the_nic(linux):
+    need("ping")
+    linux.run("ping", "-c", "1", "-W", "2", EMU_ADDR)
+
+    def journey():
+        for tr in tq.find(service="nic", operation="netif_receive_skb", tags={"pktflow.netns": "h1"}, limit=50):
+            spans = tq.journey(tr)
+            if spans[0]["operationName"] == "netif_receive_skb" and any(
+                    s["operationName"] == "icmp_echo" for s in spans):
+                return spans
+    spans = eventually(journey, timeout=15, interval=0.3)
+    assert [s["service"] for s in spans[:3]] == ["nic", "link", "ip"]
+    assert tq.tag(spans[0], "pktflow.ifname") == "eth0"
