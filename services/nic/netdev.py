@@ -26,7 +26,7 @@ class NetDevice:
         self.netns, self.name, self.ifindex, self.mac, self.mtu = netns, name, ifindex, mac, mtu
         self.loopback = loopback
         self.tap = tap                      # the Linux TAP device on the other end, if any
-        self.peers: list["NetDevice"] = []
+        self.peers: list[NetDevice] = []
         self.cable = f"{netns}-{name}--{tap}" if tap else None     # a name for the wire it is on
         self.rx_ring: deque = deque()
         self.rx_ring_size = RX_RING_SIZE

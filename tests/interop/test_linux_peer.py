@@ -5,14 +5,15 @@ import os
 import random
 import re
 import shutil
+import subprocess
 import threading
 
-import pytest
-
 import pktflow
-from conftest import eventually, counters
-from interop.conftest import EMU_ADDR, FAR_ADDR, LINUX_ADDR, wait_port
+import pytest
+from conftest import counters, eventually
 from pktflow import tracequery as tq
+
+from interop.conftest import EMU_ADDR, FAR_ADDR, LINUX_ADDR, wait_port
 
 pytestmark = pytest.mark.integration
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,7 +54,7 @@ def test_sdk_client_downloads_from_linux_http_server(linux, tmp_path):
     blob = random.Random(21).randbytes(1_500_000)
     (tmp_path / "blob").write_bytes(blob)
     server = linux.popen("python3", "-m", "http.server", "8000", "--bind", LINUX_ADDR, "--directory",
-                         str(tmp_path), stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))
+                         str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(linux, 8000)
         with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1") as s:
@@ -72,7 +73,7 @@ def test_sdk_client_downloads_from_linux_http_server(linux, tmp_path):
 
 def test_nc_reads_what_the_sdk_sends(linux):
     need("nc")
-    nc = linux.popen("nc", "-l", LINUX_ADDR, "9001", stdout=__import__("subprocess").PIPE)
+    nc = linux.popen("nc", "-l", LINUX_ADDR, "9001", stdout=subprocess.PIPE)
     try:
         wait_port(linux, 9001)
         with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1") as s:
@@ -87,7 +88,7 @@ def test_nc_reads_what_the_sdk_sends(linux):
 class forward_loss:
     """2% random loss both ways in the Linux router between h1 and the far namespace (no sch_netem here)."""
 
-    RULE = ["FORWARD", "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", "0.02", "-j", "DROP"]
+    RULE = ("FORWARD", "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", "0.02", "-j", "DROP")
 
     def __init__(self, linux):
         need("iptables")
