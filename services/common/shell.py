@@ -106,6 +106,8 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
             if kind == DOWN:
                 lost = self.send_down(skb)
             elif kind == UP:
+                if not skb.tstamp:                # net_timestamp_set(): a packet going up has its time
+                    skb.tstamp = t1
                 lost = self.uplinks.put(arg or self.default_upper, skb)
             elif kind == DROP:
                 self.drops[(skb.netns, arg)] += 1

@@ -86,7 +86,10 @@ def send_syn(tr, ns, sk, now: int, out: list, synack: bool = False, cause=None, 
     opts = wire.options(mss=mss, sack_perm=offer or sk.sack_ok,
                         ts=(tsval(sk, now), sk.ts_recent) if offer or sk.ts_ok else None,
                         wscale=sk.rcv_wscale if offer or sk.wscale_ok else None)
-    window = min(sk.rcvbuf - sk.rcv_queued, 0xFFFF) // mss * mss   # tcp_select_initial_window(): whole MSSes
+    # tcp_select_initial_window(): whole MSSes; a SYN-ACK knows whether timestamps
+    # will take 12 bytes of each segment (tcp_openreq_init_rwin), a SYN does not yet.
+    seg = mss - 12 if synack and sk.ts_ok else mss
+    window = min(sk.rcvbuf - sk.rcv_queued, 0xFFFF) // seg * seg
     sk.rcv_wnd, sk.rcv_wup = window, sk.rcv_nxt
     fn = fn or ("tcp_v4_send_synack" if synack else "tcp_connect")
     out.append(segment(tr, ns, sk, sk.iss, wire.SYN, b"", now, cause, fn, ack=synack, opts=opts, window=window))

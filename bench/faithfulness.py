@@ -1,0 +1,367 @@
+"""Side by side: the real Linux kernel and pktflow in the same scenario.
+
+    sudo python -m bench.faithfulness [--json]
+
+Builds the default topology twice, once from network namespaces and veth pairs
+(h1 -- r1 -- h2, as ../shared/captures/linux/record.sh does, offloads off) and
+once as a pktflow stack, runs the same probes in both (the same Python code,
+with Linux's socket module or pktflow's), captures h1's and h2's eth0 (tcpdump
+on Linux, pktflow.capture in the emulator) and reads the frames with scapy, an
+independent parser. Prints one row per fact: a TCP handshake's SYN and SYN-ACK
+options, the initial window, ping TTLs, the ICMP errors for a closed UDP port
+and for TTL expiry. Rows that differ and are known to differ say why (the
+README's "Where pktflow differs from Linux" section); any other difference is
+a bug, and the command exits 1.
+
+Needs root, iproute2, tcpdump, ping and scapy (the test extra).
+"""
+import argparse
+import contextlib
+import functools
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+H1, ROUTER_H1, H2 = "10.0.1.10", "10.0.1.1", "10.0.2.10"
+TCP_PORT, UDP_CLOSED = 18080, 9
+PAYLOAD = 65536
+
+# Facts on which pktflow knowingly differs, and why.
+KNOWN = {
+    "initial window: segments x bytes, no ACK coming back":
+        "Linux sends IW 10, then one more new segment as a tail loss probe (RACK-TLP, RFC 8985) a few ms "
+        "later; pktflow has no TLP, so after its 10 the next segment is the RTO's retransmission",
+}
+
+
+# --- The probes: the same code for Linux (socket module) and pktflow (SDK) ---
+
+def probe_tcp_server(sk, ready=print):
+    """h2: accept one connection and write PAYLOAD bytes at once: with no ACK coming back
+    (the client's TTL is 1 for a while), what h2 sends before it retransmits is its initial window."""
+    srv = sk.socket(sk.AF_INET, sk.SOCK_STREAM)
+    srv.setsockopt(sk.SOL_SOCKET, sk.SO_REUSEADDR, 1)
+    srv.bind((H2, TCP_PORT))
+    srv.listen(1)
+    srv.settimeout(10)
+    ready("ready")
+    conn, _ = srv.accept()
+    time.sleep(0.2)                               # the client has set its TTL to 1
+    conn.sendall(b"x" * PAYLOAD)
+    conn.close()
+    srv.close()
+
+
+def probe_tcp_client(sk):
+    s = sk.socket(sk.AF_INET, sk.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect((H2, TCP_PORT))
+    s.setsockopt(sk.IPPROTO_IP, sk.IP_TTL, 1)     # our ACKs die at the router...
+    time.sleep(1.0)
+    s.setsockopt(sk.IPPROTO_IP, sk.IP_TTL, 64)    # ...until the server's first retransmission
+    got = 0
+    while chunk := s.recv(1 << 16):
+        got += len(chunk)
+    s.close()
+    return got
+
+
+def probe_udp_closed_port(sk):
+    """A connected UDP socket to a closed port: the ICMP error, then the errno recv() gives."""
+    s = sk.socket(sk.AF_INET, sk.SOCK_DGRAM)
+    s.connect((H2, UDP_CLOSED))
+    s.send(b"hello")
+    s.settimeout(2)
+    try:
+        s.recv(100)
+        return "no error"
+    except ConnectionRefusedError:
+        return "ECONNREFUSED"
+    except (TimeoutError, OSError) as e:
+        return type(e).__name__
+    finally:
+        s.close()
+
+
+def probe_ttl_expiry(sk):
+    """A datagram with TTL 1: the router answers time exceeded."""
+    s = sk.socket(sk.AF_INET, sk.SOCK_DGRAM)
+    s.setsockopt(sk.IPPROTO_IP, sk.IP_TTL, 1)
+    s.sendto(b"ttl", (H2, 33434))
+    s.close()
+
+
+PROBES = {"tcp_server": probe_tcp_server, "tcp_client": probe_tcp_client,
+          "udp_closed_port": probe_udp_closed_port, "ttl_expiry": probe_ttl_expiry}
+
+
+# --- The two worlds ---
+
+class Linux:
+    """The default topology from namespaces and veth pairs; removed on exit."""
+
+    def __init__(self, tag: str):
+        self.ns = {h: f"pff{tag}{h}" for h in ("h1", "r1", "h2")}
+
+    def sh(self, host, *cmd, check=True, **kw):
+        return subprocess.run(["ip", "netns", "exec", self.ns[host], *cmd], check=check, capture_output=True,
+                              text=True, **kw)
+
+    def __enter__(self):
+        ns = self.ns
+        for n in ns.values():
+            subprocess.run(["ip", "netns", "add", n], check=True)
+        for host in ns:
+            self.sh(host, "ip", "link", "set", "lo", "up")
+            self.sh(host, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+        for host, dev, peer_dev, mac, peer_mac in (("h1", "eth0", "eth0", "02:00:00:00:01:0a", "02:00:00:00:01:01"),
+                                                   ("h2", "eth0", "eth1", "02:00:00:00:02:0a", "02:00:00:00:02:01")):
+            subprocess.run(["ip", "link", "add", "pffa", "netns", ns[host], "address", mac, "type", "veth",
+                            "peer", "name", "pffb", "netns", ns["r1"], "address", peer_mac], check=True)
+            self.sh(host, "ip", "link", "set", "pffa", "name", dev)
+            self.sh("r1", "ip", "link", "set", "pffb", "name", peer_dev)
+        for host, dev, addr in (("h1", "eth0", f"{H1}/24"), ("r1", "eth0", f"{ROUTER_H1}/24"),
+                                ("r1", "eth1", "10.0.2.1/24"), ("h2", "eth0", f"{H2}/24")):
+            self.sh(host, "ip", "addr", "add", addr, "dev", dev)
+            self.sh(host, "ip", "link", "set", dev, "up")
+            self.sh(host, "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off",
+                    check=False)
+        self.sh("h1", "ip", "route", "add", "default", "via", ROUTER_H1)
+        self.sh("h2", "ip", "route", "add", "default", "via", "10.0.2.1")
+        self.sh("r1", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        # Upstream defaults where this machine's differ (../shared/captures/README.md).
+        for host in ns:
+            self.sh(host, "sysctl", "-qw", "net.ipv4.tcp_congestion_control=cubic",
+                    "net.ipv4.tcp_rmem=4096 131072 6291456", check=False)
+        return self
+
+    def __exit__(self, *exc):
+        for n in self.ns.values():
+            subprocess.run(["ip", "netns", "del", n], check=False, capture_output=True)
+
+    @contextlib.contextmanager
+    def capture(self, host, path):
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns[host], "tcpdump", "--immediate-mode", "-U", "-s", "0", "-i", "eth0",
+                              "-w", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        p.stderr.readline()                            # "listening on eth0 ...": capturing from here on
+        try:
+            yield
+        finally:
+            time.sleep(0.3)                            # the last replies in flight
+            p.send_signal(2)
+            p.wait(10)
+
+    def probe(self, host, name, background=False):
+        cmd = ["ip", "netns", "exec", self.ns[host], sys.executable, "-m", "bench.faithfulness", "--probe", name]
+        root = str(pathlib.Path(__file__).resolve().parent.parent)
+        if background:
+            p = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, text=True)
+            assert p.stdout.readline().strip() == "ready"
+            return p
+        return subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+    def ping(self, ttl=None):
+        self.sh("h1", "ping", "-c", "1", "-W", "2", *(["-t", str(ttl)] if ttl else []), H2, check=False)
+
+    def flush_neighbours(self):
+        for host in self.ns:
+            self.sh(host, "ip", "neigh", "flush", "all", check=False)
+
+
+class Emulator:
+    """A pktflow stack (or the one given) with the default topology."""
+
+    def __init__(self, stack=None, port_base=58050):
+        self.stack, self.port_base, self.own = stack, port_base, stack is None
+
+    def __enter__(self):
+        if self.own:
+            from pktflow.up import Stack
+            self.stack = Stack(port_base=self.port_base, otlp_port=self.port_base + 17,
+                               query_port=self.port_base + 18, trace_store=False)
+            self.stack.start()
+        os.environ["PKTFLOW_ENDPOINT"] = self.stack.endpoint
+        return self
+
+    def __exit__(self, *exc):
+        if self.own:
+            self.stack.stop()
+
+    @staticmethod
+    def sdk(host):
+        import pktflow
+
+        class Sk:                      # pktflow's module, with the host filled in, looks like socket's
+            def __getattr__(self, name):
+                return getattr(pktflow, name)
+
+            socket = staticmethod(functools.partial(pktflow.socket, netns=host))
+        return Sk()
+
+    @contextlib.contextmanager
+    def capture(self, host, path):
+        import pktflow
+        with pktflow.capture(netns=host, ifname="eth0", path=path):
+            yield
+            time.sleep(0.3)
+
+    def probe(self, host, name, background=False):
+        if background:
+            ready = threading.Event()
+            t = threading.Thread(target=PROBES[name], args=(self.sdk(host), lambda _: ready.set()), daemon=True)
+            t.start()
+            assert ready.wait(10)
+            return t
+        return str(PROBES[name](self.sdk(host)) or "")
+
+    def ping(self, ttl=None):
+        import pktflow
+        pktflow.ping(H2, netns="h1", count=1, timeout=2, ttl=ttl)
+
+    def flush_neighbours(self):
+        pass                            # a fresh stack: nothing resolved yet
+
+
+def record(world, out: pathlib.Path) -> dict:
+    """Runs every scenario in `world`, capturing h1 and h2; returns what the probes returned."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+
+    def scenario(name, run):
+        with world.capture("h1", out / f"{name}.h1.pcap"), world.capture("h2", out / f"{name}.h2.pcap"):
+            results[name] = run()
+
+    world.flush_neighbours()
+    scenario("icmp-echo", world.ping)
+    scenario("udp-port-unreachable", lambda: world.probe("h1", "udp_closed_port"))
+    scenario("ttl-exceeded", lambda: world.probe("h1", "ttl_expiry"))
+
+    def tcp():
+        server = world.probe("h2", "tcp_server", background=True)
+        got = world.probe("h1", "tcp_client")
+        (server.wait if hasattr(server, "wait") else server.join)(10)
+        return got
+    scenario("tcp-initial-window", tcp)
+    return results
+
+
+# --- What the frames say ---
+
+def _options(tcp) -> str:
+    """TCP options as tcpdump names them, values kept where they are not random."""
+    out = []
+    for kind, value in tcp.options:
+        if kind == "Timestamp":
+            out.append("TS")
+        elif kind == "MSS":
+            out.append(f"mss {value}")
+        elif kind == "WScale":
+            out.append(f"wscale {value}")
+        elif kind == "SAckOK":
+            out.append("sackOK")
+        elif kind == "NOP":
+            out.append("nop")
+        else:
+            out.append(f"{kind} {value}")
+    return ",".join(out)
+
+
+def _ip_flags(ip) -> str:
+    return "DF" if ip.flags.DF else "-"
+
+
+def facts(d: pathlib.Path, results: dict) -> dict:
+    from scapy.all import ICMP, IP, TCP, rdpcap
+    f = {}
+
+    def frames(name, host):
+        return [p for p in rdpcap(str(d / f"{name}.{host}.pcap")) if IP in p]
+
+    echo = frames("icmp-echo", "h1")
+    req = next(p for p in echo if ICMP in p and p[ICMP].type == 8)
+    rep = next(p for p in echo if ICMP in p and p[ICMP].type == 0)
+    f["ping: request TTL, flags (h1)"] = f"{req[IP].ttl} {_ip_flags(req[IP])}"
+    f["ping: reply TTL, flags (seen at h1)"] = f"{rep[IP].ttl} {_ip_flags(rep[IP])}"
+    at_h2 = next(p for p in frames("icmp-echo", "h2") if ICMP in p and p[ICMP].type == 8)
+    f["ping: request TTL at h2 (forwarded)"] = str(at_h2[IP].ttl)
+
+    for name, label in (("udp-port-unreachable", "closed UDP port"), ("ttl-exceeded", "TTL expiry")):
+        err = next(p for p in frames(name, "h1") if ICMP in p and p[ICMP].type in (3, 11))
+        ip, icmp = err[IP], err[ICMP]
+        f[f"{label}: ICMP type/code from"] = f"{icmp.type}/{icmp.code} from {ip.src}"
+        f[f"{label}: TTL at h1, TOS, flags"] = f"{ip.ttl} 0x{ip.tos:02x} {_ip_flags(ip)}"
+        f[f"{label}: IP total length"] = str(ip.len)
+    f["closed UDP port: recv() on the connected socket"] = results["udp-port-unreachable"]
+
+    tcp = [p for p in frames("tcp-initial-window", "h2") if TCP in p]
+    syn = next(p for p in tcp if p[TCP].flags == "S")
+    synack = next(p for p in tcp if p[TCP].flags == "SA")
+    for label, p in (("SYN", syn), ("SYN-ACK", synack)):
+        f[f"{label}: options"] = _options(p[TCP])
+        f[f"{label}: window, TTL, flags, length"] = f"{p[TCP].window} {p[IP].ttl} {_ip_flags(p[IP])} {p[IP].len}"
+    # The initial window: the data segments h2 sends before its first retransmission.
+    seen = []
+    for p in tcp:
+        if p[IP].src == H2 and len(p[TCP].payload):
+            if p[TCP].seq in seen:
+                break
+            seen.append(p[TCP].seq)
+            size = len(p[TCP].payload)
+    f["initial window: segments x bytes, no ACK coming back"] = f"{len(seen)} x {size if seen else 0}"
+    f["TCP transfer: bytes received"] = results["tcp-initial-window"]
+    return f
+
+
+def compare(linux: dict, emulated: dict) -> list[tuple]:
+    """(fact, Linux, pktflow, verdict) rows; verdict is 'same', 'known: why' or 'DIFFERS'."""
+    rows = []
+    for k, a in linux.items():
+        b = emulated.get(k)
+        verdict = "same" if a == b else f"known: {KNOWN[k]}" if k in KNOWN else "DIFFERS"
+        rows.append((k, a, b, verdict))
+    return rows
+
+
+def run(stack=None, work: pathlib.Path | None = None) -> list[tuple]:
+    work = work or pathlib.Path(tempfile.mkdtemp(prefix="pktflow-faithfulness-"))
+    with Linux(str(os.getpid() % 10000)) as linux:
+        linux_facts = facts(work / "linux", record(linux, work / "linux"))
+    with Emulator(stack) as emu:
+        emu_facts = facts(work / "pktflow", record(emu, work / "pktflow"))
+    return compare(linux_facts, emu_facts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--probe", choices=PROBES, help=argparse.SUPPRESS)    # run inside a Linux namespace
+    args = ap.parse_args()
+    if args.probe:
+        import socket
+        out = PROBES[args.probe](socket, *((functools.partial(print, flush=True),) if args.probe == "tcp_server"
+                                           else ()))
+        if out is not None:
+            print(out)
+        return
+    if os.geteuid() != 0:
+        sys.exit("faithfulness: needs root (network namespaces, tcpdump)")
+    rows = run()
+    if args.json:
+        print(json.dumps([dict(zip(("fact", "linux", "pktflow", "verdict"), r)) for r in rows], indent=2))
+    else:
+        w = max(len(r[0]) for r in rows)
+        wl = max(len(str(r[1])) for r in rows)
+        wp = max(len(str(r[2])) for r in rows)
+        print(f"{'fact':<{w}}  {'Linux ' + os.uname().release:<{wl}}  {'pktflow':<{wp}}  verdict")
+        for fact, a, b, v in rows:
+            print(f"{fact:<{w}}  {a!s:<{wl}}  {b!s:<{wp}}  {v}")
+    sys.exit(1 if any(r[3] == "DIFFERS" for r in rows) else 0)
+
+
+if __name__ == "__main__":
+    main()

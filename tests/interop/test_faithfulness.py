@@ -1,0 +1,31 @@
+"""The faithfulness report (bench/faithfulness.py) as a test: the real Linux
+kernel in namespaces and the shared pktflow stack run the same scenarios, and
+every fact on the wire is the same or is a difference the README explains."""
+import shutil
+
+import pytest
+
+from bench import faithfulness
+from interop.conftest import WHY_NOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def rows(stack, tmp_path):
+    if WHY_NOT:
+        pytest.skip(WHY_NOT)
+    for tool in ("tcpdump", "ping"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed")
+    return faithfulness.run(stack, tmp_path)
+
+
+def test_emulator_and_linux_agree_on_the_wire(rows):
+    table = "\n".join(f"{f}: Linux {a!r}, pktflow {b!r} ({v})" for f, a, b, v in rows)
+    assert not [r for r in rows if r[3] == "DIFFERS"], table
+    facts = {f: (a, b) for f, a, b, _ in rows}
+    assert facts["SYN: options"] == ("mss 1460,sackOK,TS,nop,wscale 7",) * 2
+    assert facts["TTL expiry: ICMP type/code from"] == ("11/0 from 10.0.1.1",) * 2
+    assert facts["closed UDP port: recv() on the connected socket"] == ("ECONNREFUSED",) * 2
+    assert len(rows) >= 15
