@@ -146,8 +146,9 @@ class Linux:
 
     @contextlib.contextmanager
     def capture(self, host, path):
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns[host], "tcpdump", "--immediate-mode", "-U", "-s", "0", "-i", "eth0",
-                              "-w", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns[host], "tcpdump", "--immediate-mode", "-U", "-s", "0",
+                              "-i", "eth0", "-w", str(path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         p.stderr.readline()                            # "listening on eth0 ...": capturing from here on
         try:
             yield

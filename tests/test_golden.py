@@ -30,7 +30,8 @@ def without_ip_id(frame: bytes) -> bytes:
 def assert_same_frame(ours: bytes, linux: bytes):
     assert len(ours) == len(linux)
     if without_ip_id(ours) != without_ip_id(linux):
-        pytest.fail("frames differ:\nours:  " + Ether(ours).show(dump=True) + "\nlinux: " + Ether(linux).show(dump=True))
+        pytest.fail("frames differ:\nours:  " + Ether(ours).show(dump=True)
+                    + "\nlinux: " + Ether(linux).show(dump=True))
     p = Ether(ours)[IP]
     check = p.chksum
     del p.chksum

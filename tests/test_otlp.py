@@ -274,8 +274,8 @@ def test_drop_span_equals_the_one_built_with_official_classes():
 def test_links():
     links = ((bytes(range(16)), bytes(range(8))), (b"\xff" * 16, b"\x01" * 8), (TRACE, PARENT))
     s = one_span(rec(links=links))
-    assert [(l.trace_id, l.span_id) for l in s.links] == list(links)
-    assert all(len(l.attributes) == 0 and l.trace_state == "" for l in s.links)
+    assert [(ln.trace_id, ln.span_id) for ln in s.links] == list(links)
+    assert all(len(ln.attributes) == 0 and ln.trace_state == "" for ln in s.links)
     assert s.status.code == Status.STATUS_CODE_UNSET and len(s.events) == 0
 
 
@@ -283,7 +283,7 @@ def test_drop_and_links_together():
     links = ((TRACE, PARENT),)
     r = rec(attrs=(("a", 1),), drop="IP_INHDR", links=links)
     s = one_span(r)
-    assert [(l.trace_id, l.span_id) for l in s.links] == list(links)
+    assert [(ln.trace_id, ln.span_id) for ln in s.links] == list(links)
     assert s.status.code == 2 and s.status.message == "IP_INHDR"
     assert [e.name for e in s.events] == ["kfree_skb"]
     assert s == official_span(r)

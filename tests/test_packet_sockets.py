@@ -114,7 +114,8 @@ def test_frame_for_another_mac_is_otherhost(stack, raw_h1):
     from pktflow import _client
 
     def otherhost():
-        return next(d["stats"].get("rx_otherhost_dropped", 0) for d in json.loads(_client.admin("ip", "r1", "link").json)
+        return next(d["stats"].get("rx_otherhost_dropped", 0)
+                    for d in json.loads(_client.admin("ip", "r1", "link").json)
                     if d["ifname"] == "eth0")
     before = otherhost()
     f = bytes(udp_frame())

@@ -192,7 +192,8 @@ def test_pseudo_header_sum_layout():
     s = checksum.pseudo_header_sum(SRC_I, DST_I, 17, 1234)
     ref = ref_sum(bytes(IP(src=SRC, dst=DST))[12:20] + b"\x00\x11" + (1234).to_bytes(2, "big"))
     assert s == ref
-    assert checksum.pseudo_header_sum(0xFFFFFFFF, 0xFFFFFFFF, 0xFF, 0xFFFF) == ref_sum(b"\xff" * 10 + b"\x00\xff" + b"\xff\xff")
+    assert checksum.pseudo_header_sum(0xFFFFFFFF, 0xFFFFFFFF, 0xFF, 0xFFFF) == \
+        ref_sum(b"\xff" * 10 + b"\x00\xff" + b"\xff\xff")
 
 
 # ---------------------------------------------------------------- Ethernet
