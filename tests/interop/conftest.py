@@ -67,7 +67,7 @@ def _ip(*args):
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def linux(tmp_path_factory):
     if WHY_NOT:
         pytest.skip(WHY_NOT)
@@ -86,8 +86,6 @@ def linux(tmp_path_factory):
     stack = Stack(str(topo), port_base=PORT_BASE, otlp_port=PORT_BASE + 17, query_port=PORT_BASE + 18,
                   trace_store=True, extra_env={"PKTFLOW_WIRE_PCAP": str(wire)})
     stack.start()
-    saved = {k: os.environ.get(k) for k in ("PKTFLOW_ENDPOINT", "PKTFLOW_QUERY_ENDPOINT")}
-    os.environ["PKTFLOW_ENDPOINT"], os.environ["PKTFLOW_QUERY_ENDPOINT"] = stack.endpoint, stack.query_url
     try:
         _ip("netns", "add", netns)
         _ip("link", "set", tap, "netns", netns)
@@ -118,16 +116,30 @@ def linux(tmp_path_factory):
         stack.stop()
         subprocess.run(["ip", "netns", "del", netns + "f"], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     from conftest import WINDOWS
     from wirecheck import available, check
     if available():
         complaints = check(wire, WINDOWS)
         assert not complaints, "tshark on the TAP's wire:\n" + "\n".join(complaints[:40])
+
+
+@pytest.fixture(autouse=True)
+def _sdk_on_the_tap_stack(request):
+    """A test that uses `linux` talks to its stack; the others (and the rest of the
+    session) keep talking to the shared one."""
+    if "linux" not in request.fixturenames:
+        yield
+        return
+    peer = request.getfixturevalue("linux")
+    keys = ("PKTFLOW_ENDPOINT", "PKTFLOW_QUERY_ENDPOINT")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(zip(keys, (peer.stack.endpoint, peer.stack.query_url)))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def wait_port(peer: LinuxPeer, port: int, timeout: float = 10.0):
