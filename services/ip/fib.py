@@ -67,8 +67,10 @@ class Table:
         return None
 
     def routes(self):
-        """In `ip route` order: by destination, then prefix length."""
-        keys = sorted((dst, plen) for plen, by_dst in self.by_plen.items() for dst in by_dst)
+        """In `ip route` order: by destination, then longer prefix first (a trie leaf
+        keeps its aliases in ascending fa_slen = 32 - plen, fib_insert_alias())."""
+        keys = sorted(((dst, plen) for plen, by_dst in self.by_plen.items() for dst in by_dst),
+                      key=lambda k: (k[0], -k[1]))
         for dst, plen in keys:
             yield from self.by_plen[plen][dst]
 
@@ -84,20 +86,26 @@ class Fib:
         self.genid += 1
         self._cache.clear()
 
-    def add_ifaddr(self, ifindex: int, addr: int, plen: int, loopback: bool):
-        """fib_add_ifaddr()."""
+    def add_ifaddr(self, ifindex: int, addr: int, plen: int, loopback: bool, primary: int = 0):
+        """fib_add_ifaddr(). `primary` is set for an IFA_F_SECONDARY address (one more
+        in a subnet the device already has): it gets only its local route, with the
+        primary as prefsrc."""
         mask = prefix_mask(plen)
-        self.local.add(FibRoute(addr, 32, RTN_LOCAL, ifindex, prefsrc=addr, scope=RT_SCOPE_HOST,
+        prim = primary or addr
+        self.local.add(FibRoute(addr, 32, RTN_LOCAL, ifindex, prefsrc=prim, scope=RT_SCOPE_HOST,
                                 proto="kernel", table=TABLE_LOCAL))
-        if loopback:
-            self.local.add(FibRoute(addr & mask, plen, RTN_LOCAL, ifindex, prefsrc=addr, scope=RT_SCOPE_HOST,
-                                    proto="kernel", table=TABLE_LOCAL))
-        else:
-            self.main.add(FibRoute(addr & mask, plen, RTN_UNICAST, ifindex, prefsrc=addr, scope=RT_SCOPE_LINK,
-                                   proto="kernel"))
-        if plen < 31:
-            self.local.add(FibRoute(addr | (~mask & 0xFFFFFFFF), 32, RTN_BROADCAST, ifindex, prefsrc=addr,
-                                    scope=RT_SCOPE_LINK, proto="kernel", table=TABLE_LOCAL))
+        prefix = addr & mask
+        # No prefix (or broadcast) route for a secondary, nor for a /32 (prefix == addr and plen 32).
+        if not primary and (prefix != addr or plen < 32):
+            if loopback:
+                self.local.add(FibRoute(prefix, plen, RTN_LOCAL, ifindex, prefsrc=addr, scope=RT_SCOPE_HOST,
+                                        proto="kernel", table=TABLE_LOCAL))
+            else:
+                self.main.add(FibRoute(prefix, plen, RTN_UNICAST, ifindex, prefsrc=addr, scope=RT_SCOPE_LINK,
+                                       proto="kernel"))
+            if plen < 31:
+                self.local.add(FibRoute(prefix | (~mask & 0xFFFFFFFF), 32, RTN_BROADCAST, ifindex, prefsrc=addr,
+                                        scope=RT_SCOPE_LINK, proto="kernel", table=TABLE_LOCAL))
         self.changed()
 
     def add(self, route: FibRoute):

@@ -23,10 +23,12 @@ class RateLimits:
         """icmp_global_allow()."""
         if self.stamp is None:
             self.stamp = now
-        elapsed = now - self.stamp
+        elapsed = min(now - self.stamp, _S)         # delta = min(now - stamp, HZ)
         if elapsed >= _S // 50:
-            self.credit = min(self.burst, self.credit + elapsed * self.per_sec // _S)
-            self.stamp = now
+            incr = elapsed * self.per_sec // _S
+            if incr:                                 # the stamp moves only when credit is granted
+                self.credit = min(self.burst, self.credit + incr)
+                self.stamp = now
         if self.credit > 0:
             self.credit -= 1
             return True

@@ -48,7 +48,7 @@ def ip_error(ns, skb, e: RouteError, now: int, fn) -> list:
     reason = getattr(e, "reason", None)
     if reason:                                   # a martian
         return [(DROP, skb, fn, reason)]
-    if not ns.forwarding:
+    if not ns.in_dev_forward(skb.ifindex):      # IN_DEV_FORWARD(in_dev), as ip_route_input_slow() decided
         if e.errno == errno.EHOSTUNREACH:
             ns.mib["IpInAddrErrors"] += 1
             return [(DROP, skb, fn, "IP_INADDRERRORS")]

@@ -13,6 +13,7 @@ class IpDevice:
         self.name, self.ifindex, self.mtu = iface.name, iface.ifindex, iface.mtu
         self.loopback = iface.is_loopback
         self.addrs = list(iface.addresses)
+        self.forwarding = False                # conf.<dev>.forwarding, see IpNetns._replay_forwarding()
 
 
 class IpNetns:
@@ -23,20 +24,58 @@ class IpNetns:
         self.by_name = {d.name: d for d in self.devices.values()}
         self.fib = fibmod.Fib()
         for d in self.devices.values():
-            for addr, plen in d.addrs:
-                self.fib.add_ifaddr(d.ifindex, addr, plen, d.loopback)
+            for i, (addr, plen) in enumerate(d.addrs):
+                # __inet_insert_ifa(): an address in a subnet (same mask) the device already has is
+                # IFA_F_SECONDARY; fib_add_ifaddr() then uses the primary.
+                primary = next((a for a, p in d.addrs[:i] if p == plen and (a ^ addr) & ipv4.prefix_mask(p) == 0), 0)
+                self.fib.add_ifaddr(d.ifindex, addr, plen, d.loopback, primary)
         for r in host.routes:
+            # iproute2 `ip route add` asks for RT_SCOPE_LINK for a unicast route without a gateway.
+            scope = fibmod.RT_SCOPE_LINK if r.type == "unicast" and not r.via else fibmod.RT_SCOPE_UNIVERSE
             self.fib.add(fibmod.FibRoute(r.dst, r.plen, fibmod.TYPE_BY_NAME[r.type],
-                                         self.by_name[r.dev].ifindex if r.dev else 0, r.via, r.src, r.metric))
+                                         self.by_name[r.dev].ifindex if r.dev else 0, r.via, r.src, r.metric, scope))
+        self._replay_forwarding(host.sysctls)
         self.mib = Mib()
         self.devstats: dict[int, Mib] = {i: Mib() for i in self.devices}
         self.rng = rng
         self.icmp_limits = RateLimits(self.sysctl)
         self._idents: dict = {}
 
+    def _replay_forwarding(self, sysctls: dict):
+        """The topology's forwarding sysctls written in file order, after the interfaces exist, as
+        devinet_sysctl_forward() handles them: net.ipv4.ip_forward *is* conf.all.forwarding, and a
+        change of it (inet_forward_change()) sets conf.default and every device; conf.<dev>.forwarding
+        sets that device only; conf.default only seeds devices created later."""
+        all_fwd = 0
+        for key, value in sysctls.items():
+            if key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"):
+                if value != all_fwd:
+                    all_fwd = value
+                    for d in self.devices.values():
+                        d.forwarding = bool(value)
+            elif key.startswith("net.ipv4.conf.") and key.endswith(".forwarding"):
+                d = self.by_name.get(key.split(".")[3])
+                if d is not None:
+                    d.forwarding = bool(value)
+        self.sysctl["net.ipv4.ip_forward"] = all_fwd
+        if "net.ipv4.conf.all.forwarding" in self.sysctl:
+            self.sysctl["net.ipv4.conf.all.forwarding"] = all_fwd
+
     @property
     def forwarding(self) -> bool:
+        """net.ipv4.ip_forward (= conf.all.forwarding): IpForwarding in the MIB."""
         return bool(self.sysctl["net.ipv4.ip_forward"])
+
+    def in_dev_forward(self, ifindex: int) -> bool:
+        """IN_DEV_FORWARD(in_dev): the receiving device's own conf.<dev>.forwarding."""
+        d = self.devices.get(ifindex)
+        return d is not None and d.forwarding
+
+    def in_dev_accept_local(self, ifindex: int) -> bool:
+        """IN_DEV_ACCEPT_LOCAL(in_dev) = IN_DEV_ORCONF(): conf.all OR the device's own accept_local."""
+        d = self.devices.get(ifindex)
+        return bool(self.sysctl.get("net.ipv4.conf.all.accept_local") or
+                    d is not None and self.sysctl.get(f"net.ipv4.conf.{d.name}.accept_local"))
 
     @property
     def default_ttl(self) -> int:

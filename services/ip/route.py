@@ -37,6 +37,12 @@ def ip_route_output(ns, daddr: int, saddr: int = 0, oif: int = 0) -> Rt:
         if dev is None:
             raise RouteError(errno.ENODEV)
         return Rt(RTN_BROADCAST, oif, daddr, saddr or ns.select_addr(oif, daddr), dev.mtu)
+    if daddr == ipv4.INADDR_BROADCAST and saddr:
+        # no oif but a source: out of the device that owns saddr (__ip_dev_find()), else ENETUNREACH
+        out_dev = next((d for d in ns.devices.values() if any(a == saddr for a, _ in d.addrs)), None)
+        if out_dev is None:
+            raise RouteError(errno.ENETUNREACH)
+        return Rt(RTN_BROADCAST, out_dev.ifindex, daddr, saddr, out_dev.mtu)
     r = ns.fib.lookup(daddr)
     if r is None:
         raise RouteError(errno.ENETUNREACH)
@@ -44,14 +50,17 @@ def ip_route_output(ns, daddr: int, saddr: int = 0, oif: int = 0) -> Rt:
     if err:
         raise RouteError(err)
     if r.type == RTN_LOCAL:
+        # ip_route_output_key_hash_rcu(): saddr = fib_prefsrc, else daddr (127.0.0.5 -> src 127.0.0.1)
         lo = ns.devices[LOOPBACK_IFINDEX]
-        return Rt(RTN_LOCAL, LOOPBACK_IFINDEX, daddr, saddr or daddr, lo.mtu)
+        return Rt(RTN_LOCAL, LOOPBACK_IFINDEX, daddr, saddr or r.prefsrc or daddr, lo.mtu)
     out_dev = oif or r.dev
     dev = ns.devices[out_dev]
     nexthop = r.gw or daddr
     if not saddr:
         saddr = r.prefsrc if r.prefsrc and r.type == RTN_UNICAST else ns.select_addr(out_dev, nexthop)
     rtype = RTN_BROADCAST if daddr == ipv4.INADDR_BROADCAST or r.type == RTN_BROADCAST else RTN_UNICAST
+    if rtype == RTN_BROADCAST:
+        nexthop = daddr      # __mkroute_output(): a broadcast route drops fi, so no gateway
     return Rt(rtype, out_dev, nexthop, saddr, dev.mtu)
 
 
@@ -68,6 +77,9 @@ def ip_route_input(ns, iph, in_ifindex: int):
     if ipv4.is_multicast(src) or src == ipv4.INADDR_BROADCAST:
         raise _martian("IP_INVALID_SOURCE")
     if dst == ipv4.INADDR_BROADCAST or (src == 0 and dst == 0):
+        # brd_input: fib_validate_source() for any non-zeronet source
+        if not on_lo and not ipv4.is_zeronet(src):
+            _fib_validate_source(ns, src, in_ifindex, 0)
         return BROADCAST, None
     if ipv4.is_zeronet(src):
         raise _martian("IP_INVALID_SOURCE")
@@ -77,21 +89,39 @@ def ip_route_input(ns, iph, in_ifindex: int):
         raise _martian("IP_LOCALNET")
     r = ns.fib.lookup(dst)
     if r is not None and r.type in (RTN_LOCAL, RTN_BROADCAST):
-        # fib_validate_source(): a packet from outside claiming one of our addresses
-        if not on_lo and ns.fib.is_local(src) and not ns.sysctl.get("net.ipv4.conf.all.accept_local"):
-            raise _martian("IP_LOCAL_SOURCE")
+        if not on_lo:          # loopback packets keep their output route and skip this in Linux
+            _fib_validate_source(ns, src, in_ifindex, 0)
         return (LOCAL if r.type == RTN_LOCAL else BROADCAST), None
     if ipv4.is_multicast(dst):
         raise _martian("IP_INVALID_DEST")
-    if not ns.forwarding:
+    if not ns.in_dev_forward(in_ifindex):        # IN_DEV_FORWARD(in_dev): the input device's switch
         raise RouteError(errno.EHOSTUNREACH)
     if r is None:
         raise RouteError(errno.ENETUNREACH)
     err = _TYPE_ERR.get(r.type)
     if err:
         raise RouteError(err)
+    _fib_validate_source(ns, src, in_ifindex, r.dev)     # __mkroute_input()
     dev = ns.devices[r.dev]
     return FORWARD, Rt(RTN_UNICAST, r.dev, r.gw or dst, 0, dev.mtu)
+
+
+def _fib_validate_source(ns, src: int, in_ifindex: int, oif: int):
+    """fib_validate_source() with rp_filter off: a packet from outside claiming one
+    of our addresses is a martian (IP_LOCAL_SOURCE) unless accept_local. When it
+    would leave by the device it came in on (send_redirects is on), the full check
+    __fib_validate_source() runs instead: the route back to src may not be broadcast
+    (IP_INVALID_SOURCE), nor local without accept_local (no route, or an error route, passes)."""
+    accept_local = ns.in_dev_accept_local(in_ifindex)
+    if oif != in_ifindex:
+        if not accept_local and any(a == src for d in ns.devices.values() for a, _ in d.addrs):
+            raise _martian("IP_LOCAL_SOURCE")        # inet_lookup_ifaddr_rcu(net, src) found it
+        return
+    back = ns.fib.lookup(src)
+    if back is not None and back.type == RTN_BROADCAST:
+        raise _martian("IP_INVALID_SOURCE")
+    if back is not None and back.type == RTN_LOCAL and not accept_local:
+        raise _martian("IP_LOCAL_SOURCE")
 
 
 def _martian(reason: str) -> RouteError:

@@ -103,6 +103,10 @@ class NeighTable:
             return [(SEND, n, skb), (TIMER, n, now + self.parms.delay_probe_time)]
         out = []
         if state in (NUD_NONE, NUD_FAILED):
+            if not self.parms.mcast_probes + self.parms.app_probes:
+                # __neigh_event_send(): nothing may be probed, so FAILED at once and the skb freed
+                n.state, n.updated = NUD_FAILED, now
+                return [(DROP, n, (skb, "NEIGH_FAILED"))]
             n.state, n.updated = NUD_INCOMPLETE, now
             # __neigh_event_send(): probes start at ucast_solicit and the
             # immediate probe counts, so INCOMPLETE sends mcast_solicit in all
@@ -115,12 +119,12 @@ class NeighTable:
     def _enqueue(self, n: Neighbour, skb) -> list:
         out = []
         size = len(skb.data)
+        # __neigh_event_send(): drop the oldest while over the limit, stopping at an empty
+        # queue; the new skb is queued whatever its size.
         while n.queue and n.queue_bytes + size > self.parms.queue_len_bytes:
             old = n.queue.popleft()
             n.queue_bytes -= len(old.data)
             out.append((DROP, n, (old, "NEIGH_QUEUEFULL")))
-        if size > self.parms.queue_len_bytes:
-            return out + [(DROP, n, (skb, "NEIGH_QUEUEFULL"))]
         n.queue.append(skb)
         n.queue_bytes += size
         out.append((QUEUED, n, skb))
@@ -128,8 +132,9 @@ class NeighTable:
 
     def update(self, ifindex: int, ip: int, lladdr: bytes, state: int, now: int, create: bool,
                weak: bool = False) -> list:
-        """neigh_update() from ARP. `weak` (NEIGH_UPDATE_F_WEAK_OVERRIDE): a valid
-        entry with the same address keeps its state. Returns what to do."""
+        """neigh_update() from ARP. A valid entry whose address is unchanged keeps
+        its state when the new one is STALE (__neigh_update()); `weak` extends that
+        to any new state. Returns what to do."""
         n = self.entries.get((ifindex, ip))
         if n is None:
             if not create:
@@ -137,7 +142,7 @@ class NeighTable:
             n = self.entries[(ifindex, ip)] = Neighbour(ifindex, ip, now)
         if n.state & (NUD_NOARP | NUD_PERMANENT):
             return []
-        if weak and n.state & NUD_VALID and n.lladdr == lladdr:
+        if n.state & NUD_VALID and n.lladdr == lladdr and (weak or state == NUD_STALE):
             return []
         n.lladdr = lladdr
         n.state, n.updated = state, now
@@ -149,9 +154,11 @@ class NeighTable:
         else:
             out.append((TIMER, n, None))
         n.probes = 0
-        while n.queue:                   # neigh_update_process_arp_queue()
+        while n.queue:
+            # neigh_update_process_arp_queue(): each skb through n->output, which is
+            # neigh_resolve_output() unless CONNECTED: a STALE entry turns DELAY there.
             skb = n.queue.popleft()
-            out.append((SEND, n, skb))
+            out += [(SEND, n, skb)] if n.state & NUD_CONNECTED else self.output(ifindex, ip, skb, now)
         n.queue_bytes = 0
         return out
 
