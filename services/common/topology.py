@@ -95,6 +95,15 @@ class Topology:
 
 
 
+def dev_valid_name(name: str) -> bool:
+    """net/core/dev.c dev_valid_name(): 1 to IFNAMSIZ-1 bytes, not "." or "..",
+    no '/', ':' or whitespace (the kernel's isspace(), which includes 0xa0)."""
+    raw = name.encode()
+    if not raw or len(raw) >= IFNAMSIZ or name in (".", "..") or 0 in raw:
+        return False
+    return not any(b in b"/: \t\n\v\f\r" or b == 0xA0 for b in raw)
+
+
 def default_path() -> pathlib.Path:
     from importlib import resources
     return pathlib.Path(str(resources.files("pktflow") / "topologies" / "default.yaml"))
@@ -196,13 +205,8 @@ class _Loader:
             if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
                 self.fail(knode, f"host name {name!r}: use letters, digits, '-', '_' or '.'")
             hosts[name] = self.host(name, vnode, macs)
-        links = [self.link(n, hosts) for n in self.sequence(top["links"][1], "links")] if "links" in top else []
-        seen: dict[tuple[str, str], int] = {}
-        for n, link in zip(top["links"][1].value if "links" in top else [], links):
-            for ep in link.endpoints:
-                if ep in seen:
-                    self.fail(n, f"{ep[0]}:{ep[1]} is already on the link at line {seen[ep]}")
-                seen[ep] = n.start_mark.line + 1
+        seen: dict[tuple[str, str], int] = {}     # endpoint -> line of the link that has it
+        links = [self.link(n, hosts, seen) for n in self.sequence(top["links"][1], "links")] if "links" in top else []
         return Topology(hosts, links, self.source)
 
     def host(self, name: str, node, macs: dict) -> Host:
@@ -213,18 +217,31 @@ class _Loader:
                 where = f"host {name!r} interface {ifname!r}"
                 if ifname == "lo":
                     self.fail(knode, f"{where}: lo is built in")
-                if len(ifname) >= IFNAMSIZ or not ifname or "/" in ifname or ifname.strip() != ifname:
-                    self.fail(knode, f"{where}: interface names are 1 to 15 characters without '/' or spaces")
+                if not dev_valid_name(ifname):
+                    self.fail(knode, f"{where}: interface names are 1 to 15 characters, not '.' or '..', "
+                                     "without '/', ':' or whitespace")
                 iface = self.interface(name, ifname, len(interfaces) + 1, vnode, where)
                 if iface.mac in macs:
                     mac = ethernet.mac_to_str(iface.mac)
-                    self.fail(vnode, f"{where}: MAC {mac} is already used by {macs[iface.mac]}")
+                    # Name the `mac` value's line, not the interface's first key.
+                    mac_node = next((v for k, v in vnode.value if k.value == "mac"), vnode) \
+                        if isinstance(vnode, yaml.MappingNode) else vnode
+                    self.fail(mac_node, f"{where}: MAC {mac} is already used by {macs[iface.mac]}")
                 macs[iface.mac] = f"{name}:{ifname}"
                 interfaces[ifname] = iface
         host = Host(name, interfaces)
         if "routes" in spec:
+            lines: dict[tuple[int, int, int], int] = {}
             for rnode in self.sequence(spec["routes"][1], f"host {name!r} routes"):
-                host.routes.append(self.route(host, rnode))
+                route = self.route(host, rnode)
+                # `ip route add` is NLM_F_CREATE|NLM_F_EXCL: fib_table_insert() refuses an alias with the
+                # same prefix, tos and priority (metric) with -EEXIST, whatever its type or gateway.
+                key = (route.dst, route.plen, route.metric)
+                if key in lines:
+                    self.fail(rnode, f"host {name!r} route {rnode.value!r}: RTNETLINK answers: File exists "
+                                     f"(same prefix and metric as the route at line {lines[key]})")
+                lines[key] = rnode.start_mark.line + 1
+                host.routes.append(route)
         if "sysctls" in spec:
             for key, (knode, vnode) in self.mapping(spec["sysctls"][1], f"host {name!r} sysctls").items():
                 try:
@@ -318,7 +335,7 @@ class _Loader:
             self.fail(node, f"{where}: a {rtype} route takes no 'via' or 'dev'")
         return route
 
-    def link(self, node, hosts: dict[str, Host]) -> Link:
+    def link(self, node, hosts: dict[str, Host], seen: dict[tuple[str, str], int]) -> Link:
         netem = None
         if isinstance(node, yaml.MappingNode):
             spec = self.mapping(node, "link", ("endpoints", "netem"))
@@ -327,6 +344,11 @@ class _Loader:
             eps_node = spec["endpoints"][1]
             if "netem" in spec:
                 netem = self.scalar(spec["netem"][1], "link netem")
+                from ..link.sch_netem import parse as netem_parse  # the link room owns tc's vocabulary
+                try:
+                    netem_parse(netem)
+                except ValueError as e:
+                    self.fail(spec["netem"][1], f"link netem {netem!r}: {str(e).splitlines()[0]}")
         else:
             eps_node = node
         endpoints = []
@@ -343,7 +365,10 @@ class _Loader:
                 self.fail(ep, f"link endpoint {text!r}: {ifname} is backed by a TAP device, its peer is Linux")
             if (host, ifname) in endpoints:
                 self.fail(ep, f"link endpoint {text!r} is listed twice")
+            if (host, ifname) in seen:
+                self.fail(ep, f"{host}:{ifname} is already on the link at line {seen[(host, ifname)]}")
             endpoints.append((host, ifname))
         if len(endpoints) < 2:
             self.fail(eps_node, "a link joins at least two interfaces")
+        seen.update(dict.fromkeys(endpoints, node.start_mark.line + 1))
         return Link(endpoints, netem)

@@ -1,6 +1,7 @@
 """The device layer (net/core/dev.c, net/ethernet/eth.c): dev_queue_xmit()
-with neighbour output, __netif_receive_skb_core() with eth_type_trans(), and
-the packet taps that AF_PACKET sockets (and so captures) read from."""
+with neighbour output and the root qdisc, __netif_receive_skb_core() with
+eth_type_trans(), and the packet taps that AF_PACKET sockets (and so captures)
+read from."""
 import errno
 import random
 from collections import Counter
@@ -10,7 +11,7 @@ from pktflow.v1.skb_pb2 import SockEvent, Skb
 from ..common.skbuff import DOWN, DROP, STOP, TIMER, UP, clone
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import Malformed, ethernet, ipv4
-from . import arp, neighbour as nd
+from . import arp, neighbour as nd, sch_netem
 
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
 ICMP_DEST_UNREACH, ICMP_HOST_UNREACH = 3, 1
@@ -25,6 +26,9 @@ class Device:
         self.broadcasts = {a | (~ipv4.prefix_mask(p) & 0xFFFFFFFF) for a, p in iface.addresses if p < 31}
         self.broadcasts.add(ipv4.INADDR_BROADCAST)
         self.stats: Counter = Counter()
+        self.qdisc: sch_netem.Netem | None = None      # None: the default qdisc (pfifo_fast, noqueue on lo)
+        self.qdisc_wake: int | None = None              # when the qdisc's watchdog timer is armed for
+        self.tx_bytes = self.tx_packets = 0             # what the default qdisc sent
 
 
 class LinkNetns:
@@ -36,8 +40,13 @@ class LinkNetns:
         self.local = {a for d in self.devices.values() for a in d.local}
         sysctls = sysctl_defaults() | host.sysctls
         self.neigh = nd.NeighTable(nd.NeighParms(sysctls), rng)
+        self.rng = rng
         self.taps: dict[int, dict[int, int]] = {}     # ifindex (0: any) -> {socket: ethertype}
         self.mib: Counter = Counter()
+        self.handles = 0x8000                  # the last qdisc handle given out
+        # The time of the call being handled: the qdisc needs it deep in the
+        # output path (ARP, neighbour timers), where no caller passes it.
+        self.now = 0
 
     def select_addr(self, dev: Device, dst: int) -> int:
         """inet_select_addr(): an address of `dev` on dst's subnet, else its first."""
@@ -77,8 +86,53 @@ class LinkNetns:
         return self.xmit(dev, skb, fn)
 
     def xmit(self, dev: Device, skb, fn: str) -> list:
-        """dev_hard_start_xmit(): every frame leaving a device passes the taps."""
+        """__dev_xmit_skb(): through the device's root qdisc, if it has one
+        other than the default, then out."""
         skb.mac_header = 0
+        q = dev.qdisc
+        if q is None:
+            dev.tx_bytes += len(skb.data)
+            dev.tx_packets += 1
+            return self.hard_start_xmit(dev, skb, fn)
+        # the qdisc's spans nest under the caller's (dev_queue_xmit -> netem_enqueue)
+        out = [(kind, s, (fn, f), arg) for kind, s, f, arg in q.enqueue(skb, self.now)]
+        return out + self.qdisc_run(dev)
+
+    def qdisc_run(self, dev: Device) -> list:
+        """__qdisc_run(): what the qdisc lets out now goes to the driver; the
+        watchdog timer is (re)armed for the next one."""
+        frames, wake = dev.qdisc.dequeue(self.now)
+        out = []
+        for skb in frames:
+            out += self.hard_start_xmit(dev, skb, "netem_dequeue")
+        if wake != dev.qdisc_wake:
+            dev.qdisc_wake = wake
+            out.append((TIMER, None, self.qdisc_key(dev), wake))
+        return out
+
+    def new_netem(self, opt: sch_netem.Qopt, handle: int = 0) -> sch_netem.Netem:
+        if not handle:                         # qdisc_alloc_handle(): 8001:, 8002:, ...
+            self.handles += 1
+            handle = self.handles << 16
+        return sch_netem.Netem(opt, handle, random.Random(self.rng.getrandbits(64)))
+
+    def qdisc_graft(self, dev: Device, new: sch_netem.Netem | None) -> list:
+        """qdisc_graft(): `new` becomes the device's root qdisc (None: a fresh
+        default one); what the old one still held is freed, its timer cancelled."""
+        old, dev.qdisc = dev.qdisc, new
+        dev.tx_bytes = dev.tx_packets = 0
+        out = [(DROP, skb, "qdisc_reset", "QUEUE_PURGE") for skb in old.purge()] if old is not None else []
+        if dev.qdisc_wake is not None:
+            dev.qdisc_wake = None
+            out.append((TIMER, None, self.qdisc_key(dev), None))
+        return out
+
+    def qdisc_key(self, dev: Device) -> tuple:
+        return ("qdisc", self.name, dev.ifindex, 0)
+
+    def hard_start_xmit(self, dev: Device, skb, fn) -> list:
+        """dev_hard_start_xmit(): every frame leaving a device passes the taps,
+        so a capture shows what the qdisc let out."""
         return self.taps_out(dev, skb) + [(DOWN, skb, fn, None)] if self.taps else [(DOWN, skb, fn, None)]
 
     def taps_out(self, dev: Device, skb) -> list:
@@ -90,6 +144,7 @@ class LinkNetns:
                 if proto == ethernet.ETH_P_ALL and sk != skb.sk:
                     c = clone(skb)
                     c.sk, c.ifindex, c.pkt_type = sk, dev.ifindex, PACKET_OUTGOING
+                    c.tstamp = 0                  # net_timestamp_set(): the shell stamps it now
                     out.append((UP, c, "dev_queue_xmit_nit", "socket"))
         return out
 
@@ -110,6 +165,15 @@ class Link:
     def __init__(self, topology, rng: random.Random | None = None):
         rng = rng or random.Random()
         self.netns = {h.name: LinkNetns(h, rng) for h in topology.hosts.values()}
+        # A link's `netem:` impairs every endpoint's egress, as `tc qdisc add
+        # dev IF root netem ...` on each would (an interface's own `netem:` wins).
+        specs = {ep: link.netem for link in topology.links if link.netem for ep in link.endpoints}
+        for h in topology.hosts.values():
+            ns = self.netns[h.name]
+            for iface in h.interfaces.values():
+                spec = iface.netem or specs.get((h.name, iface.name))
+                if spec:
+                    ns.qdisc_graft(ns.devices[iface.ifindex], ns.new_netem(sch_netem.parse(spec)))
 
     def _dev(self, skb):
         ns = self.netns.get(skb.netns)
@@ -120,6 +184,7 @@ class Link:
         ns, dev = self._dev(skb)
         if dev is None:
             return [(DROP, skb, "dev_queue_xmit", "DEV_READY")]
+        ns.now = now
         if dev.loopback:
             return ns.output(dev, skb, ethernet.ZERO, "dev_queue_xmit")
         if skb.nexthop in dev.broadcasts:
@@ -134,6 +199,7 @@ class Link:
             return self.packet_call(ns, skb)
         if dev is None:
             return [(DROP, skb, "packet_sendmsg", "DEV_READY")]
+        ns.now = now
         return ns.xmit(dev, skb, "dev_queue_xmit")
 
     def packet_call(self, ns, skb) -> list:
@@ -155,6 +221,7 @@ class Link:
         ns, dev = self._dev(skb)
         if dev is None:
             return [(DROP, skb, "__netif_receive_skb_core", "DEV_READY")]
+        ns.now = now
         try:
             eth = ethernet.parse(skb.data)
         except Malformed as e:
@@ -184,6 +251,11 @@ class Link:
     def timer(self, key, now: int) -> list:
         kind, netns, ifindex, ip = key
         ns = self.netns[netns]
+        ns.now = now
+        if kind == "qdisc":                    # qdisc_watchdog(): the next delayed frame is due
+            dev = ns.devices[ifindex]
+            dev.qdisc_wake = None
+            return ns.qdisc_run(dev) if dev.qdisc is not None else []
         return ns.neigh_actions(ns.neigh.timer(ifindex, ip, now))
 
     def reset_taps(self):

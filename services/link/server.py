@@ -1,10 +1,12 @@
 """The link service: a thin shell around dev.Link."""
 import json
+import time
 
 from pktflow.v1 import admin_pb2
 
 from ..common.shell import LayerShell
 from ..wire import ethernet, ipv4
+from . import sch_api
 from .dev import Link
 
 
@@ -47,7 +49,16 @@ class LinkShell(LayerShell):
             return admin_pb2.AdminReply(json=json.dumps([
                 {"ifindex": d.ifindex, "ifname": d.name, "mtu": d.mtu, "mac": ethernet.mac_to_str(d.mac),
                  "loopback": d.loopback, "addresses": [f"{ipv4.ntoa(a)}/{p}" for a, p in d.addrs],
+                 "qdisc": sch_api.qdisc_kind(d),
                  "stats": dict(d.stats)} for d in sorted(ns.devices.values(), key=lambda d: d.ifindex)]))
+        if req.command == "tc":                # `tc qdisc ...`: the words after `qdisc`, -s first
+            try:
+                lines, verdicts = sch_api.tc_qdisc(ns, list(req.args))
+            except sch_api.TcError as e:
+                return admin_pb2.AdminReply(err=e.err, detail=str(e), json=json.dumps({"exit": e.exit_code}))
+            t = time.time_ns()
+            self.apply(verdicts, t, t, "egress")   # a replaced qdisc's packets freed, its timer cancelled
+            return admin_pb2.AdminReply(json=json.dumps(lines))
         if req.command == "counters":
             return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v) for k, v in sorted(ns.mib.items())]
                                         + self.drop_counters(req.netns))

@@ -102,14 +102,14 @@ def cmd_ip(argv: list[str]) -> int:
             core = d.get("stats", {})
             otherhost = ip.get(d["ifindex"], {}).get("stats", {}).get("rx_otherhost_dropped", 0)
             if d["loopback"]:
-                print(f"{d['ifindex']}: {d['ifname']}: <LOOPBACK,UP,LOWER_UP> mtu {d['mtu']} qdisc noqueue state "
-                      f"UNKNOWN mode DEFAULT group default qlen 1000")
+                print(f"{d['ifindex']}: {d['ifname']}: <LOOPBACK,UP,LOWER_UP> mtu {d['mtu']} "
+                      f"qdisc {d.get('qdisc', 'noqueue')} state UNKNOWN mode DEFAULT group default qlen 1000")
                 print(f"    link/loopback {d['mac']} brd 00:00:00:00:00:00")
             else:
                 carrier = n.get("carrier", True)
                 flags = _FLAGS_UP if carrier else "<NO-CARRIER,BROADCAST,MULTICAST,UP>"
-                print(f"{d['ifindex']}: {d['ifname']}: {flags} mtu {d['mtu']} qdisc pfifo_fast state "
-                      f"{'UP' if carrier else 'DOWN'} mode DEFAULT group default qlen 1000")
+                print(f"{d['ifindex']}: {d['ifname']}: {flags} mtu {d['mtu']} qdisc {d.get('qdisc', 'pfifo_fast')} "
+                      f"state {'UP' if carrier else 'DOWN'} mode DEFAULT group default qlen 1000")
                 print(f"    link/ether {d['mac']} brd ff:ff:ff:ff:ff:ff")
             if stats:
                 rx_dropped = st.get("rx_dropped", 0) + core.get("rx_dropped", 0)
@@ -144,6 +144,35 @@ def cmd_ip(argv: list[str]) -> int:
             print(f"{n['dst']} dev {n['dev']}{ll} {n['state']}")
         return 0
     _die(f'ip: object "{obj}" is unknown, try "pktflow ip help".')
+
+
+# -- tc
+def cmd_tc(argv: list[str]) -> int:
+    """`tc [-s] [-n NETNS] qdisc add|change|replace|del|show ...`: the link layer reads the
+    words after `qdisc` as tc and the kernel would, and answers with tc's lines or its error."""
+    from .v1 import admin_pb2, admin_pb2_grpc
+    stats, netns, words = [], None, []
+    it = iter(argv)
+    for w in it:
+        if w in ("-s", "-stats", "-statistics"):
+            stats.append("-s")
+        elif w in ("-n", "-netns"):
+            netns = next(it, None)
+        else:
+            words.append(w)
+    if not netns:
+        _die("tc: which host? give -n NETNS")
+    if not words or not "qdisc".startswith(words[0]):
+        print(f'Object "{words[0] if words else ""}" is unknown, try "tc help".', file=sys.stderr)
+        return 255
+    req = admin_pb2.AdminRequest(layer="link", netns=netns, command="tc", args=stats + words[1:])
+    reply = _client.call(admin_pb2_grpc.AdminStub(_client.channel()).Query, req, timeout=15)
+    if reply.err:
+        print(reply.detail, file=sys.stderr)
+        return json.loads(reply.json).get("exit", 2) if reply.json else 1
+    for line in json.loads(reply.json):
+        print(line)
+    return 0
 
 
 # -- capture
@@ -261,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument("--json", action="store_true")
 
     sub.add_parser("ip", help="ip link|addr|route|neigh -n NETNS [-s]", add_help=False)
+    sub.add_parser("tc", help="tc [-s] -n NETNS qdisc add|change|replace|del|show dev IF root netem ...",
+                   add_help=False)
 
     ss = sub.add_parser("ss", help="TCP sockets of a host, like ss -tan (-i: cwnd, rtt, rto, ...)")
     ss.add_argument("-n", "--netns", required=True)
@@ -286,14 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--limit", type=int, default=1)
     tr.add_argument("--json", action="store_true")
     tr.add_argument("--query", default=None, help="query API (default $PKTFLOW_QUERY_ENDPOINT or localhost:16686)")
+
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    if argv and argv[0] == "ip":
-        command, a = cmd_ip, argv[1:]
+    if argv and argv[0] in ("ip", "tc"):
+        command, a = {"ip": cmd_ip, "tc": cmd_tc}[argv[0]], argv[1:]
     else:
         a = parser.parse_args(argv)
         if a.cmd is None:

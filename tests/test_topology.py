@@ -1,0 +1,1072 @@
+"""Unit tests of the topology file loader (services/common/topology.py) and
+the sysctl vocabulary it validates against (services/common/sysctl.py).
+
+The contract under test: a good file gives exactly the hosts, interfaces,
+routes, sysctls and links it describes; a bad one is refused with
+TopologyError "SOURCE:LINE: problem", LINE (1-based) pointing at the faulty
+line. In the YAML snippets below the expected line carries a `# <--` marker.
+"""
+import re
+import textwrap
+
+import pytest
+from pktflow.services.common import sysctl, topology
+from pktflow.services.common.topology import TopologyError
+from pktflow.services.wire import ethernet, ipv4
+
+SRC = "topo.yaml"
+A = ipv4.aton
+
+
+def mac(text: str) -> bytes:
+    return ethernet.mac_from_str(text)
+
+
+def load(text: str) -> topology.Topology:
+    return topology.loads(textwrap.dedent(text), SRC)
+
+
+def refused(text: str) -> tuple[int, str]:
+    """Loads `text`, expects TopologyError "SRC:LINE: problem"; returns (LINE, problem)."""
+    with pytest.raises(TopologyError) as ei:
+        topology.loads(textwrap.dedent(text), SRC)
+    msg = str(ei.value)
+    m = re.fullmatch(rf"{re.escape(SRC)}:(\d+): (.+)", msg, re.DOTALL)
+    assert m, f"not 'SOURCE:LINE: problem': {msg!r}"
+    return int(m.group(1)), m.group(2)
+
+
+def marked(text: str) -> int:
+    """The 1-based line of `text` carrying the `# <--` marker."""
+    lines = [i for i, line in enumerate(textwrap.dedent(text).splitlines(), 1) if "# <--" in line]
+    assert len(lines) == 1, "exactly one marker expected"
+    return lines[0]
+
+
+def assert_refused(text: str, *fragments: str) -> str:
+    line, problem = refused(text)
+    assert line == marked(text), f"line {line}, expected {marked(text)}: {problem}"
+    for f in fragments:
+        assert f in problem, f"{f!r} not in {problem!r}"
+    return problem
+
+
+# A valid two-host skeleton the error tests vary.
+def two_hosts(h1_extra: str = "", h2_extra: str = "", links: str = "links:\n  - [h1:eth0, h2:eth0]\n") -> str:
+    return ("hosts:\n"
+            "  h1:\n"
+            "    interfaces:\n"
+            "      eth0: {mac: \"02:00:00:00:01:0a\", addresses: [10.0.1.10/24]}\n"
+            + h1_extra +
+            "  h2:\n"
+            "    interfaces:\n"
+            "      eth0: {mac: \"02:00:00:00:01:0b\", addresses: [10.0.1.11/24]}\n"
+            + h2_extra + links)
+
+
+# ------------------------------------------------------------ the default
+
+def test_default_topology_path_is_the_packaged_file():
+    p = topology.default_path()
+    assert p.name == "default.yaml" and p.is_file()
+
+
+def test_default_topology_hosts_and_order():
+    t = topology.load()
+    assert list(t.hosts) == ["h1", "r1", "h2"]
+    assert t.source == str(topology.default_path())
+
+
+@pytest.mark.parametrize("host", ["h1", "r1", "h2"])
+def test_default_topology_every_host_has_lo_first(host):
+    interfaces = topology.load().hosts[host].interfaces
+    lo = interfaces["lo"]
+    assert next(iter(interfaces)) == "lo"
+    assert lo.ifindex == 1 and lo.is_loopback
+    assert lo.addresses == [(A("127.0.0.1"), 8)]
+    assert lo.mac == ethernet.ZERO
+    assert lo.mtu == 65536
+
+
+def test_default_topology_h1():
+    h1 = topology.load().hosts["h1"]
+    assert list(h1.interfaces) == ["lo", "eth0"]
+    eth0 = h1.interfaces["eth0"]
+    assert (eth0.name, eth0.ifindex, eth0.mac, eth0.addresses, eth0.mtu, eth0.tap) == \
+        ("eth0", 2, mac("02:00:00:00:01:0a"), [(A("10.0.1.10"), 24)], 1500, None)
+    assert not eth0.is_loopback
+    assert h1.routes == [topology.Route(dst=0, plen=0, type="unicast", via=A("10.0.1.1"), dev="eth0",
+                                        src=0, metric=0)]
+    assert h1.sysctls == {}
+    assert h1.interface(2) is eth0 and h1.interface(1).name == "lo" and h1.interface(9) is None
+
+
+def test_default_topology_r1():
+    r1 = topology.load().hosts["r1"]
+    assert list(r1.interfaces) == ["lo", "eth0", "eth1"]
+    e0, e1 = r1.interfaces["eth0"], r1.interfaces["eth1"]
+    assert (e0.ifindex, e0.mac, e0.addresses, e0.mtu) == (2, mac("02:00:00:00:01:01"), [(A("10.0.1.1"), 24)], 1500)
+    assert (e1.ifindex, e1.mac, e1.addresses, e1.mtu) == (3, mac("02:00:00:00:02:01"), [(A("10.0.2.1"), 24)], 1500)
+    assert r1.routes == []
+    assert r1.sysctls == {"net.ipv4.ip_forward": 1}
+
+
+def test_default_topology_h2():
+    h2 = topology.load().hosts["h2"]
+    eth0 = h2.interfaces["eth0"]
+    assert (eth0.ifindex, eth0.mac, eth0.addresses, eth0.mtu) == (2, mac("02:00:00:00:02:0a"),
+                                                                  [(A("10.0.2.10"), 24)], 1500)
+    assert h2.routes == [topology.Route(0, 0, "unicast", A("10.0.2.1"), "eth0", 0, 0)]
+    assert h2.sysctls == {}
+
+
+def test_default_topology_links_and_peers():
+    t = topology.load()
+    assert [link.endpoints for link in t.links] == [[("h1", "eth0"), ("r1", "eth0")],
+                                                    [("r1", "eth1"), ("h2", "eth0")]]
+    assert all(link.netem is None for link in t.links)
+    assert t.peers("h1", "eth0") == [("r1", "eth0")]
+    assert t.peers("r1", "eth0") == [("h1", "eth0")]
+    assert t.peers("r1", "eth1") == [("h2", "eth0")]
+    assert t.peers("h2", "eth0") == [("r1", "eth1")]
+    assert t.peers("h1", "lo") == []
+
+
+def test_load_from_a_path_names_the_file_in_errors(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("hosts:\n  h1:\n    bogus: 1\n")
+    with pytest.raises(TopologyError, match=rf"^{re.escape(str(p))}:3: "):
+        topology.load(p)
+
+
+def test_load_from_a_path(tmp_path):
+    p = tmp_path / "t.yaml"
+    p.write_text(two_hosts())
+    t = topology.load(str(p))
+    assert t.source == str(p) and list(t.hosts) == ["h1", "h2"]
+
+
+def test_load_missing_file_is_refused(tmp_path):
+    with pytest.raises(TopologyError, match="cannot read"):
+        topology.load(tmp_path / "nope.yaml")
+
+
+def test_loads_default_source_name():
+    with pytest.raises(TopologyError, match=r"^<topology>:1: "):
+        topology.loads("")
+
+
+# ------------------------------------------------------------ file level
+
+def test_not_yaml():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces: {eth0: [}   # <--
+        """, "not valid YAML")
+
+
+def test_not_yaml_bad_indentation():
+    assert_refused("""\
+        hosts: x
+         links: y   # <--
+        """, "not valid YAML")
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_empty_file(text):
+    line, problem = refused(text)
+    assert line == 1 and "empty" in problem
+
+
+def test_top_level_must_be_a_mapping():
+    line, problem = refused("- h1\n- h2\n")
+    assert line == 1 and "must be a mapping" in problem
+
+
+def test_unknown_top_level_key():
+    text = two_hosts() + "switches: []   # <--\n"
+    assert_refused(text, "unknown key 'switches'", "hosts", "links")
+
+
+def test_missing_hosts():
+    line, problem = refused("links: []\n")
+    assert line == 1 and "no 'hosts:'" in problem
+
+
+def test_missing_hosts_after_comments_names_the_first_key():
+    assert_refused("""\
+        # a comment
+        links: []   # <--
+        """, "no 'hosts:'")
+
+
+def test_hosts_must_be_a_mapping():
+    assert_refused("""\
+        hosts:
+          - h1   # <--
+        """, "must be a mapping")
+
+
+def test_links_are_optional():
+    t = load("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0: {addresses: [10.0.1.10/24]}
+        """)
+    assert t.links == [] and t.peers("h1", "eth0") == []
+
+
+# ------------------------------------------------------------ hosts
+
+def test_duplicate_host_name():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces: {eth0: {addresses: [10.0.1.10/24]}}
+          h1:   # <--
+            interfaces: {eth0: {addresses: [10.0.1.11/24]}}
+        """, "'h1' appears twice")
+
+
+def test_duplicate_host_name_quoted_and_plain():
+    assert_refused("""\
+        hosts:
+          h1: {}
+          "h1": {}   # <--
+        """, "appears twice")
+
+
+@pytest.mark.parametrize("name", ["h/1", "h 1", "h:1", "h@1", "x" * 65])
+def test_bad_host_name(name):
+    problem = assert_refused(f"""\
+        hosts:
+          "{name}": {{}}   # <--
+        """, "host name")
+    assert "letters, digits" in problem
+
+
+def test_good_host_names():
+    t = load("""\
+        hosts:
+          a-b_c.d: {}
+          H2: {}
+        """)
+    assert list(t.hosts) == ["a-b_c.d", "H2"]
+    assert list(t.hosts["H2"].interfaces) == ["lo"]
+
+
+def test_unknown_host_key():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces: {eth0: {addresses: [10.0.1.10/24]}}
+            adresses: [10.0.1.10/24]   # <--
+        """, "unknown key 'adresses'")
+
+
+# ------------------------------------------------------------ interfaces
+
+def test_unknown_interface_key():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                addresses: [10.0.1.10/24]
+                speed: 1000   # <--
+        """, "unknown key 'speed'", "mac", "addresses", "mtu")
+
+
+def test_interface_named_lo():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              lo: {addresses: [127.0.0.2/8]}   # <--
+        """, "lo is built in")
+
+
+def test_interface_name_too_long():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0123456789ab: {}
+              eth0123456789abc: {}   # <--
+        """, "1 to 15 characters")
+
+
+def test_interface_name_of_15_characters_is_accepted():
+    t = load("hosts:\n  h1:\n    interfaces:\n      abcdefghijklmno: {}\n")
+    assert t.hosts["h1"].interfaces["abcdefghijklmno"].ifindex == 2
+
+
+@pytest.mark.parametrize("name", ["eth/0", " eth0"])
+def test_interface_name_with_slash_or_leading_space(name):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              "{name}": {{}}   # <--
+        """, "1 to 15 characters")
+
+
+# dev_valid_name() (net/core/dev.c) refuses "", ".", "..", and any name containing
+# '/', ':' or whitespace; the message itself promises "without '/' or spaces".
+@pytest.mark.parametrize("name", ["eth 0", "eth\t0", "eth:0", ".", ".."])
+def test_interface_name_refused_like_dev_valid_name(name):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              "{name}": {{}}   # <--
+        """, "interface")
+
+
+def test_interfaces_are_numbered_in_order():
+    h = load("""\
+        hosts:
+          h1:
+            interfaces:
+              wan: {}
+              eth7: {}
+              a: {}
+        """).hosts["h1"]
+    assert [(i.name, i.ifindex) for i in h.interfaces.values()] == [("lo", 1), ("wan", 2), ("eth7", 3), ("a", 4)]
+
+
+def test_interface_with_null_or_empty_body():
+    h = load("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+              eth1: {}
+        """).hosts["h1"]
+    for name in ("eth0", "eth1"):
+        i = h.interfaces[name]
+        assert i.addresses == [] and i.mtu == 1500 and i.mac == topology.auto_mac("h1", name)
+
+
+def test_interface_body_must_be_a_mapping():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0: 10.0.1.10/24   # <--
+        """, "must be a mapping")
+
+
+@pytest.mark.parametrize("bad", ["02:00:00:00:01", "02:00:00:00:01:0g", "0200.0000.010a", "02-00-00-00-01-0a",
+                                 "02:00:00:00:01:0a:0b", "123:00:00:00:01:0a"])
+def test_bad_mac(bad):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                addresses: [10.0.1.10/24]
+                mac: "{bad}"   # <--
+        """, "not a MAC address")
+
+
+def test_mac_unquoted_is_read_as_text():
+    # YAML 1.1 would read 02:00:00:00:01:10 as a sexagesimal number; the loader must not.
+    h = load("hosts:\n  h1:\n    interfaces:\n      eth0: {mac: 02:00:00:00:01:10}\n").hosts["h1"]
+    assert h.interfaces["eth0"].mac == bytes.fromhex("020000000110")
+
+
+def test_mac_short_octets_and_upper_case():
+    h = load('hosts:\n  h1:\n    interfaces:\n      eth0: {mac: "2:0:0:0:1:AB"}\n').hosts["h1"]
+    assert h.interfaces["eth0"].mac == bytes.fromhex("0200000001ab")
+
+
+@pytest.mark.parametrize("bad", ["01:00:5e:00:00:01", "03:00:00:00:00:01", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00"])
+def test_multicast_broadcast_or_zero_mac(bad):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                mac: "{bad}"   # <--
+        """, "not a unicast MAC address")
+
+
+def test_duplicate_mac_across_hosts():
+    problem = assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0: {mac: "02:00:00:00:01:0a"}
+          h2:
+            interfaces:
+              eth0: {mac: "02:00:00:00:01:0a"}   # <--
+        """, "02:00:00:00:01:0a", "already used")
+    assert "h1:eth0" in problem
+
+
+def test_duplicate_mac_on_one_host():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0: {mac: "02:00:00:00:01:0a"}
+              eth1: {mac: "02:00:00:00:01:0A"}   # <--
+        """, "already used by h1:eth0")
+
+
+def test_duplicate_mac_names_the_mac_line_in_block_style():
+    # The problem is the mac value; the error should point at it, not at the
+    # interface's first key.
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0: {mac: "02:00:00:00:01:0a"}
+          h2:
+            interfaces:
+              eth0:
+                addresses: [10.0.1.11/24]
+                mtu: 1500
+                mac: "02:00:00:00:01:0a"   # <--
+        """, "already used by h1:eth0")
+
+
+def test_address_without_prefix_length():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                addresses:
+                  - 10.0.1.10/24
+                  - 10.0.3.10   # <--
+        """, "'10.0.3.10' needs a prefix length")
+
+
+@pytest.mark.parametrize("bad", ["10.0.1.300/24", "10.0.1/24", "10.0.1.1.1/24", "host/24", "::1/64"])
+def test_bad_address(bad):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                addresses: ["{bad}"]   # <--
+        """, "is not an IPv4 address")
+
+
+@pytest.mark.parametrize("bad", ["10.0.1.10/33", "10.0.1.10/-1", "10.0.1.10/x", "10.0.1.10/99"])
+def test_prefix_length_out_of_range(bad):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                addresses: ["{bad}"]   # <--
+        """, "bad prefix length")
+
+
+def test_address_listed_twice():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                addresses:
+                  - 10.0.1.10/24
+                  - 10.0.1.10/24   # <--
+        """, "listed twice")
+
+
+def test_several_addresses_and_prefix_lengths():
+    i = load("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0: {addresses: [10.0.1.10/24, 192.168.7.1/30, 10.9.9.9/32, 172.16.0.1/31, 10.0.1.10/16]}
+        """).hosts["h1"].interfaces["eth0"]
+    assert i.addresses == [(A("10.0.1.10"), 24), (A("192.168.7.1"), 30), (A("10.9.9.9"), 32),
+                           (A("172.16.0.1"), 31), (A("10.0.1.10"), 16)]
+
+
+@pytest.mark.parametrize("bad", ["224.0.0.1/24", "239.1.2.3/8", "0.0.0.0/8", "0.1.2.3/24", "255.255.255.255/32"])
+def test_multicast_zero_or_broadcast_interface_address(bad):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                addresses: ["{bad}"]   # <--
+        """, "cannot be an interface address")
+
+
+@pytest.mark.parametrize("bad,words", [("1500.0", "not an integer"), ("jumbo", "not an integer"),
+                                       ("67", "out of range 68..65535"), ("0", "out of range"),
+                                       ("65536", "out of range 68..65535"), ("-1", "out of range")])
+def test_bad_mtu(bad, words):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                mtu: {bad}   # <--
+        """, "mtu", words)
+
+
+def test_mtu_must_be_a_single_value():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                mtu: [1500]   # <--
+        """, "single value")
+
+
+@pytest.mark.parametrize("mtu", [68, 1280, 9000, 65535])
+def test_good_mtu(mtu):
+    h = load(f"hosts:\n  h1:\n    interfaces:\n      eth0: {{mtu: {mtu}}}\n").hosts["h1"]
+    assert h.interfaces["eth0"].mtu == mtu
+
+
+# ------------------------------------------------------------ auto MACs
+
+def test_auto_mac_is_locally_administered_unicast():
+    for host, ifname in [("h1", "eth0"), ("r1", "eth1"), ("x", "y"), ("a-very-long-host", "abcdefghijklmno")]:
+        m = topology.auto_mac(host, ifname)
+        assert len(m) == 6
+        assert m[0] & 0x01 == 0, "unicast"
+        assert m[0] & 0x02 == 0x02, "locally administered"
+        assert not ethernet.is_multicast(m) and m != ethernet.ZERO
+
+
+def test_auto_mac_is_stable_and_distinct():
+    assert topology.auto_mac("h1", "eth0") == topology.auto_mac("h1", "eth0")
+    macs = {topology.auto_mac(h, i) for h in ("h1", "h2", "r1") for i in ("eth0", "eth1", "eth2")}
+    assert len(macs) == 9
+
+
+def test_interfaces_without_mac_get_auto_mac():
+    t = load("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0: {addresses: [10.0.1.10/24]}
+          h2:
+            interfaces:
+              eth0: {addresses: [10.0.1.11/24]}
+        links:
+          - [h1:eth0, h2:eth0]
+        """)
+    m1, m2 = t.hosts["h1"].interfaces["eth0"].mac, t.hosts["h2"].interfaces["eth0"].mac
+    assert m1 == topology.auto_mac("h1", "eth0") and m2 == topology.auto_mac("h2", "eth0")
+    assert m1 != m2
+    # and loading again gives the same addresses
+    assert load(two_hosts()).hosts["h1"].interfaces["eth0"].mac == mac("02:00:00:00:01:0a")
+    t2 = load("hosts:\n  h1:\n    interfaces:\n      eth0: {addresses: [10.0.1.10/24]}\n")
+    assert t2.hosts["h1"].interfaces["eth0"].mac == m1
+
+
+# ------------------------------------------------------------ routes
+
+def routes_of(routes: str, extra_ifaces: str = "", sysctls: str = "") -> list[topology.Route]:
+    text = ("hosts:\n"
+            "  h1:\n"
+            "    interfaces:\n"
+            "      eth0: {addresses: [10.0.1.10/24]}\n"
+            + extra_ifaces +
+            "    routes:\n" + routes + sysctls)
+    return topology.loads(text, SRC).hosts["h1"].routes
+
+
+ROUTE_HEAD = """\
+    hosts:
+      h1:
+        interfaces:
+          eth0: {addresses: [10.0.1.10/24]}
+          eth1: {addresses: [10.0.2.10/24]}
+        routes:
+"""
+
+
+def test_route_default_via_fills_dev():
+    assert routes_of("      - default via 10.0.1.1\n") == [topology.Route(0, 0, "unicast", A("10.0.1.1"), "eth0")]
+
+
+def test_route_full_syntax():
+    [r] = routes_of("      - unicast 10.9.0.0/16 via 10.0.1.1 dev eth0 src 10.0.1.10 metric 100\n")
+    assert r == topology.Route(A("10.9.0.0"), 16, "unicast", A("10.0.1.1"), "eth0", A("10.0.1.10"), 100)
+
+
+def test_route_dev_only():
+    [r] = routes_of("      - 10.9.0.0/16 dev eth0\n")
+    assert r == topology.Route(A("10.9.0.0"), 16, "unicast", 0, "eth0", 0, 0)
+
+
+def test_route_without_prefix_length_is_a_host_route():
+    [r] = routes_of("      - 10.9.0.1 via 10.0.1.1\n")
+    assert (r.dst, r.plen) == (A("10.9.0.1"), 32)
+
+
+def test_route_0_0_0_0_slash_0_is_default():
+    [r] = routes_of("      - 0.0.0.0/0 via 10.0.1.1\n")
+    assert (r.dst, r.plen, r.via) == (0, 0, A("10.0.1.1"))
+
+
+def test_route_via_picks_the_interface_on_the_gateways_subnet():
+    text = textwrap.dedent(ROUTE_HEAD) + "      - default via 10.0.2.1\n"
+    [r] = topology.loads(text, SRC).hosts["h1"].routes
+    assert r.dev == "eth1"
+
+
+def test_route_unknown_keyword():
+    assert_refused(ROUTE_HEAD + """\
+          - default via 10.0.1.1 proto static   # <--
+    """, "unknown keyword 'proto'")
+
+
+def test_route_keyword_without_value():
+    assert_refused(ROUTE_HEAD + """\
+          - default via   # <--
+    """, "'via' needs a value")
+
+
+def test_route_gateway_not_on_a_connected_subnet():
+    assert_refused(ROUTE_HEAD + """\
+          - default via 10.0.1.1
+          - 10.9.0.0/16 via 10.0.3.1   # <--
+    """, "Nexthop has invalid gateway")
+
+
+def test_route_gateway_not_on_the_given_dev():
+    assert_refused(ROUTE_HEAD + """\
+          - 10.9.0.0/16 via 10.0.1.1 dev eth1   # <--
+    """, "Nexthop has invalid gateway")
+
+
+def test_route_bad_gateway_address():
+    assert_refused(ROUTE_HEAD + """\
+          - 10.9.0.0/16 via 10.0.1.256   # <--
+    """, "not an IPv4 address")
+
+
+def test_route_dev_does_not_exist():
+    assert_refused(ROUTE_HEAD + """\
+          - 10.9.0.0/16 dev eth7   # <--
+    """, "no interface 'eth7'")
+
+
+def test_route_src_not_local():
+    assert_refused(ROUTE_HEAD + """\
+          - 10.9.0.0/16 via 10.0.1.1 src 10.0.1.99   # <--
+    """, "src 10.0.1.99 is not an address of h1")
+
+
+def test_route_src_of_another_interface_is_fine():
+    text = textwrap.dedent(ROUTE_HEAD) + "      - 10.9.0.0/16 via 10.0.1.1 src 10.0.2.10\n"
+    [r] = topology.loads(text, SRC).hosts["h1"].routes
+    assert (r.dev, r.src) == ("eth0", A("10.0.2.10"))
+
+
+def test_route_prefix_with_host_bits_set():
+    assert_refused(ROUTE_HEAD + """\
+          - 10.9.0.1/16 via 10.0.1.1   # <--
+    """, "host bits set", "10.9.0.0/16")
+
+
+def test_route_bad_prefix_length():
+    assert_refused(ROUTE_HEAD + """\
+          - 10.9.0.0/40 via 10.0.1.1   # <--
+    """, "bad prefix length")
+
+
+def test_route_with_neither_via_nor_dev():
+    assert_refused(ROUTE_HEAD + """\
+          - 10.9.0.0/16 metric 5   # <--
+    """, "needs 'via GATEWAY' or 'dev IFNAME'")
+
+
+def test_route_without_destination():
+    assert_refused(ROUTE_HEAD + """\
+          - blackhole   # <--
+    """, "no destination")
+
+
+def test_route_bad_metric():
+    assert_refused(ROUTE_HEAD + """\
+          - 10.9.0.0/16 via 10.0.1.1 metric high   # <--
+    """, "metric 'high'")
+
+
+def test_route_must_be_text():
+    assert_refused(ROUTE_HEAD + """\
+          - {to: 10.9.0.0/16}   # <--
+    """, "single value")
+
+
+@pytest.mark.parametrize("rtype", ["blackhole", "unreachable", "prohibit"])
+def test_error_routes_accepted(rtype):
+    [r1, r2] = routes_of(f"      - {rtype} 10.9.0.0/16\n      - {rtype} default metric 7\n")
+    assert r1 == topology.Route(A("10.9.0.0"), 16, rtype)
+    assert r2 == topology.Route(0, 0, rtype, metric=7)
+
+
+@pytest.mark.parametrize("rtype", ["blackhole", "unreachable", "prohibit"])
+def test_error_routes_refused_with_via(rtype):
+    assert_refused(ROUTE_HEAD + f"""\
+          - {rtype} 10.9.0.0/16 via 10.0.1.1   # <--
+    """, f"a {rtype} route takes no 'via' or 'dev'")
+
+
+@pytest.mark.parametrize("rtype", ["blackhole", "unreachable", "prohibit"])
+def test_error_routes_refused_with_dev(rtype):
+    # fib_create_info(): "Gateway, device and multipath can not be specified for this route type"
+    assert_refused(ROUTE_HEAD + f"""\
+          - {rtype} 10.9.0.0/16 dev eth0   # <--
+    """, "takes no 'via' or 'dev'")
+
+
+def test_routes_keep_their_order_and_metrics():
+    rs = routes_of("      - default via 10.0.1.1 metric 100\n"
+                   "      - default via 10.0.1.2 metric 50\n"
+                   "      - 10.9.0.0/16 via 10.0.1.3\n")
+    assert [(r.dst, r.plen, r.via, r.metric) for r in rs] == [
+        (0, 0, A("10.0.1.1"), 100), (0, 0, A("10.0.1.2"), 50), (A("10.9.0.0"), 16, A("10.0.1.3"), 0)]
+
+
+def test_duplicate_route_same_prefix_and_metric_is_refused():
+    # `ip route add` sends NLM_F_CREATE|NLM_F_EXCL; fib_table_insert() finds an
+    # alias with the same prefix, tos and priority and returns -EEXIST
+    # ("RTNETLINK answers: File exists"), whatever the gateway.
+    assert_refused(ROUTE_HEAD + """\
+          - default via 10.0.1.1
+          - default via 10.0.1.2   # <--
+    """, "exists")
+
+
+# ------------------------------------------------------------ sysctls
+
+SYSCTL_HEAD = """\
+    hosts:
+      h1:
+        interfaces:
+          eth0: {addresses: [10.0.1.10/24]}
+        sysctls:
+"""
+
+
+def test_sysctls_are_parsed_to_values():
+    h = load(SYSCTL_HEAD + """\
+          net.ipv4.ip_forward: 1
+          net.ipv4.ip_default_ttl: 128
+          net.ipv4.ip_local_port_range: 1024 65000
+          net.ipv4.tcp_rmem: 4096 87380 6291456
+          net.ipv4.conf.all.rp_filter: 0
+          net.ipv4.conf.eth0.rp_filter: 0
+          net.ipv4.conf.lo.accept_local: 1
+          net.ipv4.conf.default.forwarding: 1
+    """).hosts["h1"]
+    assert h.sysctls == {
+        "net.ipv4.ip_forward": 1, "net.ipv4.ip_default_ttl": 128,
+        "net.ipv4.ip_local_port_range": (1024, 65000), "net.ipv4.tcp_rmem": (4096, 87380, 6291456),
+        "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.eth0.rp_filter": 0,
+        "net.ipv4.conf.lo.accept_local": 1, "net.ipv4.conf.default.forwarding": 1}
+
+
+def test_unknown_sysctl():
+    assert_refused(SYSCTL_HEAD + """\
+          net.ipv4.ip_forward: 1
+          net.ipv4.ip_forwarding: 1   # <--
+    """, "net.ipv4.ip_forwarding", "unknown sysctl")
+
+
+def test_sysctl_bad_value():
+    assert_refused(SYSCTL_HEAD + """\
+          net.ipv4.ip_forward: yes   # <--
+    """, "net.ipv4.ip_forward", "'yes' is not an integer")
+
+
+def test_sysctl_out_of_range():
+    # ip_default_ttl has extra1 = 1, extra2 = 255 in Linux (EINVAL outside)
+    assert_refused(SYSCTL_HEAD + """\
+          net.ipv4.ip_default_ttl: 256   # <--
+    """, "net.ipv4.ip_default_ttl", "256 is out of range 1..255")
+
+
+def test_sysctl_bool_out_of_range():
+    assert_refused(SYSCTL_HEAD + """\
+          net.ipv4.tcp_sack: 2   # <--
+    """, "out of range 0..1")
+
+
+def test_sysctl_port_range_inverted():
+    assert_refused(SYSCTL_HEAD + """\
+          net.ipv4.ip_local_port_range: 60999 32768   # <--
+    """, "first port is above the second")
+
+
+def test_sysctl_duplicate_key():
+    assert_refused(SYSCTL_HEAD + """\
+          net.ipv4.ip_forward: 1
+          net.ipv4.ip_forward: 0   # <--
+    """, "appears twice")
+
+
+@pytest.mark.parametrize("key", ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter",
+                                 "net.ipv4.conf.eth0.rp_filter"])
+@pytest.mark.parametrize("value", ["1", "2"])
+def test_rp_filter_non_zero_refused(key, value):
+    assert_refused(SYSCTL_HEAD + f"""\
+          {key}: {value}   # <--
+    """, key, "only 0 is supported", "not implemented")
+
+
+def test_rp_filter_zero_accepted():
+    h = topology.loads(textwrap.dedent(SYSCTL_HEAD) + "      net.ipv4.conf.all.rp_filter: 0\n", SRC).hosts["h1"]
+    assert h.sysctls == {"net.ipv4.conf.all.rp_filter": 0}
+
+
+def test_per_interface_sysctl_for_unknown_interface():
+    assert_refused(SYSCTL_HEAD + """\
+          net.ipv4.conf.eth9.rp_filter: 0   # <--
+    """, "no interface 'eth9'")
+
+
+def test_per_interface_sysctl_of_another_host_interface_refused():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces: {eth0: {}}
+          h2:
+            interfaces: {eth0: {}, eth1: {}}
+            sysctls: {net.ipv4.conf.eth1.rp_filter: 0}
+          h3:
+            interfaces: {eth0: {}}
+            sysctls:
+              net.ipv4.conf.eth1.rp_filter: 0   # <--
+        """, "no interface 'eth1'")
+
+
+def test_sysctl_module_defaults_and_parse():
+    d = sysctl.defaults()
+    assert d["net.ipv4.ip_forward"] == 0 and d["net.ipv4.ip_default_ttl"] == 64
+    assert d["net.ipv4.icmp_ratelimit"] == 1000 and d["net.ipv4.icmp_msgs_per_sec"] == 1000
+    assert d["net.ipv4.icmp_msgs_burst"] == 50
+    assert d["net.ipv4.neigh.default.mcast_solicit"] == 3 and d["net.ipv4.neigh.default.ucast_solicit"] == 3
+    assert d["net.ipv4.neigh.default.base_reachable_time_ms"] == 30000
+    assert d["net.ipv4.neigh.default.gc_stale_time"] == 60
+    assert d["net.ipv4.neigh.default.unres_qlen_bytes"] == 212992
+    assert sysctl.parse("net.ipv4.ip_forward", "0x1", set()) == ("net.ipv4.ip_forward", 1)
+    with pytest.raises(ValueError, match="unknown sysctl"):
+        sysctl.parse("net.ipv4.conf.eth0.bogus", "0", {"eth0"})
+    with pytest.raises(ValueError, match="unknown sysctl"):
+        sysctl.parse("net.ipv4.conf.eth0.x.rp_filter", "0", {"eth0"})
+
+
+# ------------------------------------------------------------ links
+
+def test_link_plain_list_form():
+    t = load(two_hosts(links="links:\n  - [h1:eth0, h2:eth0]\n"))
+    assert [link.endpoints for link in t.links] == [[("h1", "eth0"), ("h2", "eth0")]]
+    assert t.peers("h2", "eth0") == [("h1", "eth0")]
+
+
+def test_link_mapping_form():
+    t = load(two_hosts(links="links:\n  - endpoints: [h1:eth0, h2:eth0]\n    netem: delay 10ms\n"))
+    [link] = t.links
+    assert link.endpoints == [("h1", "eth0"), ("h2", "eth0")] and link.netem == "delay 10ms"
+
+
+def test_link_block_list_form():
+    t = load(two_hosts(links="links:\n  - endpoints:\n      - h1:eth0\n      - h2:eth0\n"))
+    assert t.links[0].endpoints == [("h1", "eth0"), ("h2", "eth0")]
+
+
+def test_link_endpoint_without_colon():
+    assert_refused(two_hosts(links="""\
+links:
+  - [h1:eth0, h2-eth0]   # <--
+"""), "'h2-eth0'", "HOST:IFNAME")
+
+
+def test_link_unknown_host():
+    assert_refused(two_hosts(links="""\
+links:
+  - endpoints:
+      - h1:eth0
+      - h9:eth0   # <--
+"""), "no host 'h9'")
+
+
+def test_link_unknown_interface():
+    assert_refused(two_hosts(links="""\
+links:
+  - [h1:eth0, h2:eth1]   # <--
+"""), "host 'h2' has no interface 'eth1'")
+
+
+def test_link_to_lo_refused():
+    assert_refused(two_hosts(links="""\
+links:
+  - [h1:lo, h2:eth0]   # <--
+"""), "has no interface 'lo'")
+
+
+def test_link_unknown_key():
+    assert_refused(two_hosts(links="""\
+links:
+  - endpoints: [h1:eth0, h2:eth0]
+    delay: 10ms   # <--
+"""), "unknown key 'delay'")
+
+
+def test_link_mapping_without_endpoints():
+    assert_refused(two_hosts(links="""\
+links:
+  - netem: delay 1ms   # <--
+"""), "no 'endpoints:'")
+
+
+def test_interface_on_two_links():
+    problem = assert_refused("""\
+        hosts:
+          h1: {interfaces: {eth0: {}}}
+          h2: {interfaces: {eth0: {}}}
+          h3: {interfaces: {eth0: {}}}
+        links:
+          - [h1:eth0, h2:eth0]
+          - [h3:eth0, h1:eth0]   # <--
+        """, "h1:eth0", "already on the link at line 6")
+    assert problem
+
+
+def test_interface_on_two_links_names_the_endpoint_line_in_block_style():
+    assert_refused("""\
+        hosts:
+          h1: {interfaces: {eth0: {}}}
+          h2: {interfaces: {eth0: {}}}
+          h3: {interfaces: {eth0: {}}}
+        links:
+          - endpoints:
+              - h1:eth0
+              - h2:eth0
+          - endpoints:
+              - h3:eth0
+              - h1:eth0   # <--
+        """, "h1:eth0", "already on the link at line")
+
+
+def test_same_endpoint_twice_on_one_link():
+    assert_refused(two_hosts(links="""\
+links:
+  - [h1:eth0, h2:eth0, h1:eth0]   # <--
+"""), "listed twice")
+
+
+def test_link_with_one_endpoint():
+    assert_refused(two_hosts(links="""\
+links:
+  - [h1:eth0]   # <--
+"""), "at least two interfaces")
+
+
+def test_link_with_no_endpoint():
+    assert_refused(two_hosts(links="""\
+links:
+  - endpoints: []   # <--
+"""), "at least two interfaces")
+
+
+def test_links_must_be_a_list():
+    assert_refused(two_hosts(links="""\
+links:
+  a: [h1:eth0, h2:eth0]   # <--
+"""), "links must be a list")
+
+
+# ------------------------------------------------------------ a bigger topology
+
+BIG = """\
+# three hosts on one segment (a bridge-like link), a router towards a second segment
+hosts:
+  a:
+    interfaces:
+      eth0: {addresses: [192.168.1.10/24], mtu: 9000}
+    routes:
+      - default via 192.168.1.1 metric 100
+      - default via 192.168.1.2 metric 200
+      - blackhole 10.66.0.0/16
+  b:
+    interfaces:
+      eth0: {mac: "02:aa:00:00:00:0b", addresses: [192.168.1.11/24, 192.168.100.1/30]}
+    routes:
+      - 10.0.0.0/8 via 192.168.1.1 src 192.168.100.1 metric 10
+      - unreachable 10.99.0.0/16 metric 5
+  gw:
+    interfaces:
+      lan: {mac: "02:aa:00:00:00:01", addresses: [192.168.1.1/24]}
+      wan: {mac: "02:aa:00:00:01:01", addresses: [10.0.0.1/24], mtu: 1400}
+      mgmt:
+    sysctls:
+      net.ipv4.ip_forward: 1
+      net.ipv4.conf.all.rp_filter: 0
+      net.ipv4.conf.wan.accept_local: 0
+      net.ipv4.icmp_ratelimit: 0
+  srv:
+    interfaces:
+      eth0: {addresses: [10.0.0.10/24]}
+    routes:
+      - prohibit 192.168.1.11
+      - 192.168.0.0/16 via 10.0.0.1 dev eth0
+links:
+  - endpoints: [a:eth0, b:eth0, gw:lan]
+    netem: delay 1ms loss 1%
+  - [gw:wan, srv:eth0]
+"""
+
+
+def test_big_topology_hosts_and_interfaces():
+    t = topology.loads(BIG, "big.yaml")
+    assert list(t.hosts) == ["a", "b", "gw", "srv"]
+    gw = t.hosts["gw"]
+    assert [(i.name, i.ifindex) for i in gw.interfaces.values()] == [("lo", 1), ("lan", 2), ("wan", 3), ("mgmt", 4)]
+    assert gw.interfaces["wan"].mtu == 1400 and gw.interfaces["mgmt"].addresses == []
+    assert gw.interfaces["mgmt"].mac == topology.auto_mac("gw", "mgmt")
+    assert t.hosts["a"].interfaces["eth0"].mtu == 9000
+    assert t.hosts["b"].interfaces["eth0"].addresses == [(A("192.168.1.11"), 24), (A("192.168.100.1"), 30)]
+    assert gw.sysctls == {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0,
+                          "net.ipv4.conf.wan.accept_local": 0, "net.ipv4.icmp_ratelimit": 0}
+
+
+def test_big_topology_routes():
+    t = topology.loads(BIG, "big.yaml")
+    R = topology.Route
+    assert t.hosts["a"].routes == [R(0, 0, "unicast", A("192.168.1.1"), "eth0", 0, 100),
+                                   R(0, 0, "unicast", A("192.168.1.2"), "eth0", 0, 200),
+                                   R(A("10.66.0.0"), 16, "blackhole")]
+    assert t.hosts["b"].routes == [R(A("10.0.0.0"), 8, "unicast", A("192.168.1.1"), "eth0", A("192.168.100.1"), 10),
+                                   R(A("10.99.0.0"), 16, "unreachable", metric=5)]
+    assert t.hosts["gw"].routes == []
+    assert t.hosts["srv"].routes == [R(A("192.168.1.11"), 32, "prohibit"),
+                                     R(A("192.168.0.0"), 16, "unicast", A("10.0.0.1"), "eth0")]
+
+
+def test_big_topology_bridge_like_link():
+    t = topology.loads(BIG, "big.yaml")
+    lan, wan = t.links
+    assert lan.endpoints == [("a", "eth0"), ("b", "eth0"), ("gw", "lan")]
+    assert lan.netem == "delay 1ms loss 1%" and wan.netem is None
+    assert t.peers("a", "eth0") == [("b", "eth0"), ("gw", "lan")]
+    assert t.peers("gw", "lan") == [("a", "eth0"), ("b", "eth0")]
+    assert t.peers("srv", "eth0") == [("gw", "wan")]
+    assert t.peers("gw", "mgmt") == []
+
+
+def test_big_topology_one_bad_line_is_named():
+    bad = BIG.replace("      - unreachable 10.99.0.0/16 metric 5",
+                      "      - unreachable 10.99.0.0/16 via 192.168.1.1")
+    line, problem = refused(bad)
+    assert line == BIG.splitlines().index("      - unreachable 10.99.0.0/16 metric 5") + 1
+    assert "takes no 'via' or 'dev'" in problem
