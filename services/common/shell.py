@@ -29,6 +29,10 @@ from .tracing import Tracer
 
 log = logging.getLogger("pktflow")
 
+# The health service name that answers SERVING while the process runs; "" and
+# "pktflow.<layer>" answer SERVING only once the streams to the layers below are up.
+LIVENESS = "pktflow.liveness"
+
 _ns = time.time_ns
 _mono = time.monotonic_ns
 
@@ -241,6 +245,8 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
             self.connect_down(lower)
         self.extra_downlinks()
         await self._update_health()
+        # Liveness (Kubernetes' livenessProbe): this process works, whether or not its neighbours are up.
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         await server.start()
         for d in self.downs.values():
             d.start()

@@ -231,6 +231,15 @@ def cmd_ss(a) -> int:
     return 0
 
 
+# -- traffic
+def cmd_traffic(a) -> int:
+    from .traffic import run
+    signal.signal(signal.SIGTERM, signal.default_int_handler)     # `docker stop`: stop like Ctrl-C
+    stats = run(a.src, a.dst, a.addr, interval=a.interval, rounds=a.rounds,
+                log=lambda line: print(line, flush=True))
+    return 0 if stats["ok"] else 1
+
+
 # -- trace
 def cmd_trace(a) -> int:
     from . import tracequery as tq
@@ -318,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--json", action="store_true")
     tr.add_argument("--query", default=None, help="query API (default $PKTFLOW_QUERY_ENDPOINT or localhost:16686)")
 
+    tf = sub.add_parser("traffic", help="a gentle endless mix of ping, UDP and TCP between two hosts")
+    tf.add_argument("--src", default="h1", help="the sending host (default h1)")
+    tf.add_argument("--dst", default="h2", help="the answering host (default h2)")
+    tf.add_argument("--addr", default="10.0.2.10", help="the answering host's address (default 10.0.2.10)")
+    tf.add_argument("-i", "--interval", type=float, default=1.0, help="seconds between rounds (default 1)")
+    tf.add_argument("-c", "--rounds", type=int, default=0, help="stop after this many rounds (default: never)")
     return p
 
 
@@ -335,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             from .up import run
             return run(a)
         command = {"ping": cmd_ping, "nstat": cmd_nstat, "capture": cmd_capture, "trace": cmd_trace,
-                   "ss": cmd_ss}[a.cmd]
+                   "ss": cmd_ss, "traffic": cmd_traffic}[a.cmd]
     try:
         return command(a) or 0
     except OSError as e:
