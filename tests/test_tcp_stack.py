@@ -136,6 +136,10 @@ def test_half_close(stack):
     assert not errors
 
 
+# 24 bulk connections at once load a 2-CPU machine's five services until an ACK can
+# queue behind the others for longer than the RTO (200 ms); Linux's answer to that, a
+# spurious retransmission, is then right, so the wire check allows it here.
+@pytest.mark.impaired
 def test_many_concurrent_connections(stack):
     port = next(_ports)
     srv, errors = server(port, digest_server, backlog=64)
