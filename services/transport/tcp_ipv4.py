@@ -1,9 +1,8 @@
-"""TCP over IPv4 (net/ipv4/tcp_ipv4.c, inet_connection_sock.c, syncookies.c,
+"""TCP over IPv4 (net/ipv4/tcp_ipv4.c, inet_connection_sock.c,
 tcp_minisocks.c): the socket calls (struct proto), demultiplexing arriving
-segments, listening with a SYN queue and an accept queue, SYN cookies when the
-SYN queue overflows, TIME-WAIT, RST for segments nobody owns."""
+segments, listening with a SYN queue and an accept queue (SYN cookies when it
+overflows: syncookies.py), TIME-WAIT, RST for segments nobody owns."""
 import errno
-import hashlib
 import os
 
 from pktflow.v1.skb_pb2 import ProtoCall, Skb, SockEvent
@@ -12,7 +11,8 @@ from ..common.skbuff import DROP, STOP, TIMER, UP
 from ..wire import Malformed, ipv4, tcp as wire
 from . import tcp_cong, tcp_input, tcp_output as xmit, tcp_timer
 from .sock import PortTable
-from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, MASK, MS, S, SYN_RECV,
+from .syncookies import SynCookies
+from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV,
                   SYN_SENT, TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, set_state, unwrap)
 
 SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP = 1, 0, 6
@@ -21,7 +21,6 @@ IP_TOS, IP_TTL = 1, 2
 TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_CONGESTION = 1, 2, 4, 5, 6, 7, 13
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 CHILD_ID_BASE = 1 << 40          # sockets transport creates (accepted connections) are numbered from here
-MSS_TABLE = (536, 1300, 1440, 1460)  # msstab[] of syncookies.c: the MSS a cookie can carry
 
 
 class TcpNetns:
@@ -34,7 +33,7 @@ class TcpNetns:
         self.cookie_secret = os.urandom(16)
 
 
-class TcpProto:
+class TcpProto(SynCookies):
     """struct proto tcp_prot for every namespace of the transport layer."""
 
     def __init__(self, transport, rng):
@@ -523,83 +522,6 @@ class TcpProto:
         self.expand_sndbuf(ns, sk)
         sk.last_rcv = now
         tcp_timer.arm_keepalive(ns, sk, now)
-
-    # -- SYN cookies (net/ipv4/syncookies.c) -------------------------------
-    def _cookie_hash(self, t: TcpNetns, saddr, daddr, sport, dport, count: int, which: int) -> int:
-        h = hashlib.blake2b(f"{saddr},{daddr},{sport},{dport},{count},{which}".encode(), key=t.cookie_secret,
-                            digest_size=4)
-        return int.from_bytes(h.digest(), "big")
-
-    def make_cookie(self, t, saddr, daddr, sport, dport, sseq: int, mssind: int, now: int) -> int:
-        """secure_tcp_syn_cookie(): hash + client ISN + minute counter in the top
-        byte + the MSS index, so the ACK alone rebuilds the connection."""
-        count = now // (60 * S)
-        return (self._cookie_hash(t, saddr, daddr, sport, dport, 0, 1) + sseq + (count << 24) +
-                ((self._cookie_hash(t, saddr, daddr, sport, dport, count, 2) + mssind) & 0xFFFFFF)) & 0xFFFFFFFF
-
-    def check_cookie(self, t, saddr, daddr, sport, dport, sseq: int, cookie: int, now: int) -> int | None:
-        """check_tcp_syn_cookie(): the MSS index, or None (too old, or forged)."""
-        cookie = (cookie - self._cookie_hash(t, saddr, daddr, sport, dport, 0, 1) - sseq) & 0xFFFFFFFF
-        count = now // (60 * S)
-        diff = (count - (cookie >> 24)) & 0xFF
-        if diff >= 2:                                   # MAX_SYNCOOKIE_AGE
-            return None
-        mssind = (cookie - self._cookie_hash(t, saddr, daddr, sport, dport, count - diff, 2)) & 0xFFFFFF
-        return mssind if mssind < len(MSS_TABLE) else None
-
-    def cookie_synack(self, ns, lsk: TcpSock, skb, th, saddr, daddr, now: int) -> tuple:
-        """A SYN-ACK whose ISN is the cookie; the options the ACK cannot carry
-        back (window scale, SACK) travel in the timestamp's low bits as Linux does."""
-        t = self.tables(ns)
-        peer_mss = th.options.mss or 536
-        mssind = max(i for i, m in enumerate(MSS_TABLE) if m <= peer_mss or i == 0)
-        iss = self.make_cookie(t, saddr, daddr, th.sport, th.dport, th.seq, mssind, now)
-        tmp = TcpSock(0, ns.name)
-        self.init_sock(ns, tmp)
-        tmp.laddr, tmp.lport, tmp.raddr, tmp.rport = daddr, th.dport, saddr, th.sport
-        tcp_input.apply_options(tmp, th.options, syn=True)
-        tmp.iss, tmp.rcv_nxt, tmp.rcv_wup = iss, th.seq + 1, th.seq + 1
-        tmp.advmss = MSS_TABLE[mssind]
-        if tmp.ts_ok:
-            tmp.ts_recent = th.options.ts[0]
-            # cookie_init_timestamp(): low 4 bits the window scale (15 = none), bit 4 SACK
-            low = (th.options.wscale if th.options.wscale is not None else 0xF) | (0x10 if tmp.sack_ok else 0)
-            tmp.ts_offset = ((self.rng.getrandbits(26) << 6 | low) - now // MS) & MASK
-        out: list = []
-        xmit.send_syn(self, ns, tmp, now, out, synack=True, cause=skb)
-        kind, seg_skb, _fn, arg = out[0]
-        seg_skb.sk = 0
-        return (kind, seg_skb, "tcp_v4_send_synack", arg)
-
-    def cookie_check(self, ns, lsk, skb, th, saddr, daddr, now: int) -> TcpSock | None:
-        """cookie_v4_check(): an ACK to a listener that only a cookie explains."""
-        t = self.tables(ns)
-        mssind = self.check_cookie(t, saddr, daddr, th.sport, th.dport, (th.seq - 1) & 0xFFFFFFFF,
-                                   (th.ack - 1) & 0xFFFFFFFF, now)
-        if mssind is None:
-            ns.mib["SyncookiesFailed"] += 1
-            return None
-        ns.mib["SyncookiesRecv"] += 1
-        sk = self.new_child(ns, lsk, daddr, th.dport, saddr, th.sport, now)
-        sk.iss = (th.ack - 1) & 0xFFFFFFFF
-        sk.snd_una = sk.snd_nxt = sk.write_seq = sk.iss + 1
-        sk.irs = (th.seq - 1) & 0xFFFFFFFF
-        sk.rcv_nxt = sk.rcv_wup = sk.irs + 1
-        ts = th.options.ts
-        opts = wire.TcpOptions(mss=MSS_TABLE[mssind])
-        if ts is not None and ts[1]:
-            low = ts[1] & 0x3F
-            wscale = low & 0xF
-            opts = wire.TcpOptions(mss=MSS_TABLE[mssind], wscale=None if wscale == 0xF else wscale,
-                                   sack_perm=bool(low & 0x10), ts=ts)
-        tcp_input.apply_options(sk, opts, syn=True)
-        if sk.ts_ok:
-            sk.ts_recent, sk.ts_recent_stamp = ts[0], now
-            sk.ts_offset = (ts[1] - now // MS) & MASK
-        sk.snd_wnd = th.window << sk.snd_wscale
-        sk.snd_wl1, sk.snd_wl2 = sk.irs, sk.snd_una
-        set_state(ns, sk, SYN_RECV)
-        return sk
 
     # -- TIME-WAIT (tcp_minisocks.c) ---------------------------------------
     def time_wait(self, ns, sk: TcpSock, now: int):
