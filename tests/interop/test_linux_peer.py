@@ -36,6 +36,21 @@ def test_emulated_host_pings_linux(linux):
     assert [x.ttl for x in r.replies] == [64, 64, 64]
 
 
+def test_linux_packets_enter_at_the_nic(linux):
+    need("ping")
+    linux.run("ping", "-c", "1", "-W", "2", EMU_ADDR)
+
+    def journey():
+        for tr in tq.find(service="nic", operation="netif_receive_skb", tags={"pktflow.netns": "h1"}, limit=50):
+            spans = tq.journey(tr)
+            if spans[0]["operationName"] == "netif_receive_skb" and any(
+                    s["operationName"] == "icmp_echo" for s in spans):
+                return spans
+    spans = eventually(journey, timeout=15, interval=0.3)
+    assert [s["service"] for s in spans[:3]] == ["nic", "link", "ip"]
+    assert tq.tag(spans[0], "pktflow.ifname") == "eth0"
+
+
 def test_curl_fetches_from_an_sdk_http_server(linux):
     need("curl")
     import sys
@@ -163,18 +178,3 @@ def test_bulk_to_linux_with_loss(linux, tmp_path):
     after = counters("h1")
     assert after["TcpRetransSegs"] > before["TcpRetransSegs"]           # we recovered...
     assert after["TCPSackRecovery"] > before["TCPSackRecovery"]         # ...from Linux's SACK blocks
-
-
-def test_linux_packets_enter_at_the_nic(linux):
-    need("ping")
-    linux.run("ping", "-c", "1", "-W", "2", EMU_ADDR)
-
-    def journey():
-        for tr in tq.find(service="nic", operation="netif_receive_skb", tags={"pktflow.netns": "h1"}, limit=50):
-            spans = tq.journey(tr)
-            if spans[0]["operationName"] == "netif_receive_skb" and any(
-                    s["operationName"] == "icmp_echo" for s in spans):
-                return spans
-    spans = eventually(journey, timeout=15, interval=0.3)
-    assert [s["service"] for s in spans[:3]] == ["nic", "link", "ip"]
-    assert tq.tag(spans[0], "pktflow.ifname") == "eth0"
