@@ -14,6 +14,7 @@ class IpDevice:
         self.loopback = iface.is_loopback
         self.addrs = list(iface.addresses)
         self.forwarding = False                # conf.<dev>.forwarding, see IpNetns._replay_forwarding()
+        self.accept_local = False              # conf.all or conf.<dev>.accept_local
 
 
 class IpNetns:
@@ -35,6 +36,11 @@ class IpNetns:
             self.fib.add(fibmod.FibRoute(r.dst, r.plen, fibmod.TYPE_BY_NAME[r.type],
                                          self.by_name[r.dev].ifindex if r.dev else 0, r.via, r.src, r.metric, scope))
         self._replay_forwarding(host.sysctls)
+        # inet_addr_lst: every interface address, for fib_validate_source()'s fast path
+        self.ifaddrs = {a for d in self.devices.values() for a, _ in d.addrs}
+        all_accept_local = bool(self.sysctl.get("net.ipv4.conf.all.accept_local"))
+        for d in self.devices.values():            # IN_DEV_ACCEPT_LOCAL() = IN_DEV_ORCONF(): all OR the device
+            d.accept_local = all_accept_local or bool(self.sysctl.get(f"net.ipv4.conf.{d.name}.accept_local"))
         self.mib = Mib()
         self.devstats: dict[int, Mib] = {i: Mib() for i in self.devices}
         self.rng = rng
@@ -74,8 +80,7 @@ class IpNetns:
     def in_dev_accept_local(self, ifindex: int) -> bool:
         """IN_DEV_ACCEPT_LOCAL(in_dev) = IN_DEV_ORCONF(): conf.all OR the device's own accept_local."""
         d = self.devices.get(ifindex)
-        return bool(self.sysctl.get("net.ipv4.conf.all.accept_local") or
-                    d is not None and self.sysctl.get(f"net.ipv4.conf.{d.name}.accept_local"))
+        return d.accept_local if d is not None else bool(self.sysctl.get("net.ipv4.conf.all.accept_local"))
 
     @property
     def default_ttl(self) -> int:

@@ -112,11 +112,11 @@ def _fib_validate_source(ns, src: int, in_ifindex: int, oif: int):
     would leave by the device it came in on (send_redirects is on), the full check
     __fib_validate_source() runs instead: the route back to src may not be broadcast
     (IP_INVALID_SOURCE), nor local without accept_local (no route, or an error route, passes)."""
-    accept_local = ns.in_dev_accept_local(in_ifindex)
     if oif != in_ifindex:
-        if not accept_local and any(a == src for d in ns.devices.values() for a, _ in d.addrs):
+        if src in ns.ifaddrs and not ns.in_dev_accept_local(in_ifindex):
             raise _martian("IP_LOCAL_SOURCE")        # inet_lookup_ifaddr_rcu(net, src) found it
         return
+    accept_local = ns.in_dev_accept_local(in_ifindex)
     back = ns.fib.lookup(src)
     if back is not None and back.type == RTN_BROADCAST:
         raise _martian("IP_INVALID_SOURCE")
