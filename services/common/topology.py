@@ -42,7 +42,6 @@ class Interface:
     addresses: list[tuple[int, int]]       # (address, prefix length)
     mtu: int = 1500
     tap: str | None = None                 # backed by this Linux TAP device
-    netem: str | None = None               # egress impairment, tc-netem syntax
 
     @property
     def is_loopback(self) -> bool:

@@ -36,8 +36,8 @@ class IpNetns:
             self.fib.add(fibmod.FibRoute(r.dst, r.plen, fibmod.TYPE_BY_NAME[r.type],
                                          self.by_name[r.dev].ifindex if r.dev else 0, r.via, r.src, r.metric, scope))
         self._replay_forwarding(host.sysctls)
-        # inet_addr_lst: every interface address, for fib_validate_source()'s fast path
-        self.ifaddrs = {a for d in self.devices.values() for a, _ in d.addrs}
+        # inet_addr_lst: every interface address and its device (__ip_dev_find(), fib_validate_source())
+        self.ifaddrs = {a: d.ifindex for d in self.devices.values() for a, _ in d.addrs}
         all_accept_local = bool(self.sysctl.get("net.ipv4.conf.all.accept_local"))
         for d in self.devices.values():            # IN_DEV_ACCEPT_LOCAL() = IN_DEV_ORCONF(): all OR the device
             d.accept_local = all_accept_local or bool(self.sysctl.get(f"net.ipv4.conf.{d.name}.accept_local"))

@@ -39,10 +39,10 @@ def ip_route_output(ns, daddr: int, saddr: int = 0, oif: int = 0) -> Rt:
         return Rt(RTN_BROADCAST, oif, daddr, saddr or ns.select_addr(oif, daddr), dev.mtu)
     if daddr == ipv4.INADDR_BROADCAST and saddr:
         # no oif but a source: out of the device that owns saddr (__ip_dev_find()), else ENETUNREACH
-        out_dev = next((d for d in ns.devices.values() if any(a == saddr for a, _ in d.addrs)), None)
-        if out_dev is None:
+        ifindex = ns.ifaddrs.get(saddr)
+        if ifindex is None:
             raise RouteError(errno.ENETUNREACH)
-        return Rt(RTN_BROADCAST, out_dev.ifindex, daddr, saddr, out_dev.mtu)
+        return Rt(RTN_BROADCAST, ifindex, daddr, saddr, ns.devices[ifindex].mtu)
     r = ns.fib.lookup(daddr)
     if r is None:
         raise RouteError(errno.ENETUNREACH)

@@ -166,14 +166,12 @@ class Link:
         rng = rng or random.Random()
         self.netns = {h.name: LinkNetns(h, rng) for h in topology.hosts.values()}
         # A link's `netem:` impairs every endpoint's egress, as `tc qdisc add
-        # dev IF root netem ...` on each would (an interface's own `netem:` wins).
-        specs = {ep: link.netem for link in topology.links if link.netem for ep in link.endpoints}
-        for h in topology.hosts.values():
-            ns = self.netns[h.name]
-            for iface in h.interfaces.values():
-                spec = iface.netem or specs.get((h.name, iface.name))
-                if spec:
-                    ns.qdisc_graft(ns.devices[iface.ifindex], ns.new_netem(sch_netem.parse(spec)))
+        # dev IF root netem ...` on each would.
+        for link in topology.links:
+            for host, ifname in link.endpoints if link.netem else ():
+                ns = self.netns[host]
+                dev = ns.devices[topology.hosts[host].interfaces[ifname].ifindex]
+                ns.qdisc_graft(dev, ns.new_netem(sch_netem.parse(link.netem)))
 
     def _dev(self, skb):
         ns = self.netns.get(skb.netns)

@@ -58,10 +58,16 @@ def call(method, request, timeout=None):
         raise unreachable(e) from None
 
 
+def query(layer: str, netns: str, command: str, *args: str) -> admin_pb2.AdminReply:
+    """An Admin query for `layer`, sent to the socket service and passed down; the
+    reply as it came, error or not."""
+    return call(admin_pb2_grpc.AdminStub(channel()).Query,
+                admin_pb2.AdminRequest(layer=layer, netns=netns, command=command, args=list(args)), timeout=15)
+
+
 def admin(layer: str, netns: str, command: str, *args: str) -> admin_pb2.AdminReply:
-    """An Admin query for `layer`, sent to the socket service and passed down."""
-    reply = call(admin_pb2_grpc.AdminStub(channel()).Query,
-                 admin_pb2.AdminRequest(layer=layer, netns=netns, command=command, args=list(args)), timeout=15)
+    """query(), with an error reply raised as the OSError of its errno."""
+    reply = query(layer, netns, command, *args)
     if reply.err:
         raise OSError(reply.err, reply.detail or os.strerror(reply.err))
     return reply

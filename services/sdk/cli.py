@@ -150,7 +150,6 @@ def cmd_ip(argv: list[str]) -> int:
 def cmd_tc(argv: list[str]) -> int:
     """`tc [-s] [-n NETNS] qdisc add|change|replace|del|show ...`: the link layer reads the
     words after `qdisc` as tc and the kernel would, and answers with tc's lines or its error."""
-    from .v1 import admin_pb2, admin_pb2_grpc
     stats, netns, words = [], None, []
     it = iter(argv)
     for w in it:
@@ -165,8 +164,7 @@ def cmd_tc(argv: list[str]) -> int:
     if not words or not "qdisc".startswith(words[0]):
         print(f'Object "{words[0] if words else ""}" is unknown, try "tc help".', file=sys.stderr)
         return 255
-    req = admin_pb2.AdminRequest(layer="link", netns=netns, command="tc", args=stats + words[1:])
-    reply = _client.call(admin_pb2_grpc.AdminStub(_client.channel()).Query, req, timeout=15)
+    reply = _client.query("link", netns, "tc", *stats, *words[1:])
     if reply.err:
         print(reply.detail, file=sys.stderr)
         return json.loads(reply.json).get("exit", 2) if reply.json else 1
