@@ -1,8 +1,9 @@
 """Every frame the emulator put on a cable, checked by Wireshark's dissectors
 (tshark): no malformed packets, no bad checksums, no expert-info errors; and
 TCP's loss-recovery flags (retransmission, duplicate ACK, out of order) only
-while a test marked `impaired` ran (frames a test crafted bad on purpose are
-allowed while a test marked `malformed` ran)."""
+while a test marked `impaired` ran or opened the connection (a FIN lost to netem
+is retransmitted after the test ends); frames a test crafted bad on purpose are
+allowed while a test marked `malformed` ran."""
 import pathlib
 import shutil
 import subprocess
@@ -11,7 +12,8 @@ PI_ERROR = 0x00800000
 RECOVERY_FLAGS = ("tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
                   "tcp.analysis.spurious_retransmission", "tcp.analysis.duplicate_ack", "tcp.analysis.out_of_order")
 FIELDS = ("frame.number", "frame.time_epoch", "_ws.malformed", "_ws.expert.severity", "_ws.expert.message",
-          *RECOVERY_FLAGS)
+          "tcp.stream", "tcp.flags.syn", "tcp.flags.ack", *RECOVERY_FLAGS)
+OPENING = "(tcp.flags.syn == 1 and tcp.flags.ack == 0)"      # when each connection began
 
 
 def available() -> bool:
@@ -19,7 +21,7 @@ def available() -> bool:
 
 
 def problems(pcap: pathlib.Path) -> list[dict]:
-    """The frames of one capture tshark finds wrong or flags."""
+    """The frames of one capture tshark finds wrong or flags, and the SYNs that open connections."""
     # Payloads are random bytes: decoded as data, or a heuristic dissector (Thrift, ...) may
     # mistake them for its protocol and complain about what is not its packet.
     cmd = ["tshark", "-n", "-r", str(pcap), "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
@@ -27,7 +29,7 @@ def problems(pcap: pathlib.Path) -> list[dict]:
            "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"]
     for f in FIELDS:
         cmd += ["-e", f]
-    cmd += ["-Y", " or ".join(["_ws.malformed", f"_ws.expert.severity >= {PI_ERROR}", *RECOVERY_FLAGS])]
+    cmd += ["-Y", " or ".join(["_ws.malformed", f"_ws.expert.severity >= {PI_ERROR}", *RECOVERY_FLAGS, OPENING])]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
     rows = []
     for line in out.splitlines():
@@ -36,22 +38,37 @@ def problems(pcap: pathlib.Path) -> list[dict]:
         rows.append({
             "file": pcap.name, "frame": cols[0], "time": float(cols[1] or 0),
             "bad": bool(cols[2]) or any(s >= PI_ERROR for s in severities),
-            "recovery": any(cols[5 + i] for i in range(len(RECOVERY_FLAGS))),
-            "what": cols[4]})
+            "what": cols[4], "stream": cols[5],
+            "opening": cols[6] in ("1", "True") and cols[7] in ("0", "False"),
+            "recovery": any(cols[8 + i] for i in range(len(RECOVERY_FLAGS)))})
     return rows
 
 
 def check(pcap_dir: pathlib.Path, windows: list[tuple]) -> list[str]:
     """windows: (test id, start ns, end ns, set of markers). Returns the complaints."""
+    def owner(seconds: float):
+        t = int(seconds * 1e9)
+        return next((w for w in windows if w[1] <= t <= w[2]), None)
+
     complaints = []
     for pcap in sorted(pcap_dir.glob("*.pcap")):
-        for row in problems(pcap):
-            t = int(row["time"] * 1e9)
-            owner = next((w for w in windows if w[1] <= t <= w[2]), None)
-            markers = owner[3] if owner else set()
-            allowed = ("malformed" in markers) if row["bad"] else ("impaired" in markers or "malformed" in markers)
+        rows = problems(pcap)
+        opened = {}
+        for row in rows:
+            if row["opening"]:
+                opened.setdefault(row["stream"], row["time"])
+        for row in rows:
+            if not (row["bad"] or row["recovery"]):
+                continue
+            now = owner(row["time"])
+            markers = now[3] if now else set()
+            if row["bad"]:
+                allowed = "malformed" in markers
+            else:
+                opener = owner(opened[row["stream"]]) if row["stream"] in opened else None
+                allowed = bool({"impaired", "malformed"} & (markers | (opener[3] if opener else set())))
             if not allowed:
                 kind = "bad frame" if row["bad"] else "TCP loss recovery"
                 complaints.append(f"{row['file']} frame {row['frame']}: {kind} ({row['what']}) during "
-                                  f"{owner[0] if owner else 'no test'}")
+                                  f"{now[0] if now else 'no test'}")
     return complaints

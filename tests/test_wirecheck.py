@@ -1,0 +1,50 @@
+"""The session's tshark check (tests/wirecheck.py) on captures made here: it
+must complain about what it exists to catch, and blame the right test."""
+import pytest
+import wirecheck
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.utils import wrpcap
+
+pytestmark = pytest.mark.skipif(not wirecheck.available(), reason="tshark is not installed")
+
+A, B = "10.0.1.10", "10.0.2.10"
+
+
+def segment(t: float, src, dst, sport, dport, flags, seq, ack, payload=b""):
+    frame = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack,
+                                                  window=65160) / payload
+    frame = Ether(bytes(frame))         # checksums filled in
+    frame.time = t
+    return frame
+
+
+def connection(opened_at: float, fin_again_at: float):
+    """A handshake, a segment of data, a FIN and the same FIN again (a retransmission)."""
+    c, s = (A, B, 40000, 80), (B, A, 80, 40000)
+    return [segment(opened_at, *c, "S", 100, 0), segment(opened_at + 0.001, *s, "SA", 500, 101),
+            segment(opened_at + 0.002, *c, "A", 101, 501), segment(opened_at + 0.003, *c, "PA", 101, 501, b"x" * 10),
+            segment(opened_at + 0.004, *s, "A", 501, 111), segment(opened_at + 0.005, *c, "FA", 111, 501),
+            segment(fin_again_at, *c, "FA", 111, 501)]
+
+
+def window(name, start, end, *markers):
+    return (name, int(start * 1e9), int(end * 1e9), set(markers))
+
+
+def test_a_retransmission_belongs_to_the_test_that_opened_the_connection(tmp_path):
+    wrpcap(str(tmp_path / "a.pcap"), connection(opened_at=100.0, fin_again_at=103.0))
+    impaired_then_clean = [window("lossy", 99, 101, "impaired"), window("clean", 102, 104)]
+    assert wirecheck.check(tmp_path, impaired_then_clean) == []
+    clean_then_clean = [window("first", 99, 101), window("clean", 102, 104)]
+    [complaint] = wirecheck.check(tmp_path, clean_then_clean)
+    assert complaint.startswith("a.pcap frame 7: TCP loss recovery") and complaint.endswith("during clean")
+
+
+def test_a_bad_checksum_is_allowed_only_while_a_malformed_test_runs(tmp_path):
+    frame = Ether() / IP(src=A, dst=B) / TCP(sport=1, dport=2, flags="S", chksum=0xdead)
+    frame.time = 100.0
+    wrpcap(str(tmp_path / "b.pcap"), [frame])
+    [complaint] = wirecheck.check(tmp_path, [window("clean", 99, 101)])
+    assert complaint.startswith("b.pcap frame 1: bad frame")
+    assert wirecheck.check(tmp_path, [window("crafted", 99, 101, "malformed")]) == []
