@@ -43,8 +43,10 @@ def test_linux_packets_enter_at_the_nic(linux):
     def journey():
         for tr in tq.find(service="nic", operation="netif_receive_skb", tags={"pktflow.netns": "h1"}, limit=50):
             spans = tq.journey(tr)
-            if spans[0]["operationName"] == "netif_receive_skb" and any(
-                    s["operationName"] == "icmp_echo" for s in spans):
+            echo = next((i for i, s in enumerate(spans) if s["operationName"] == "icmp_echo"), None)
+            # each layer exports on its own clock: wait until the chain up to icmp_echo is whole
+            if spans[0]["operationName"] == "netif_receive_skb" and echo is not None and all(
+                    s["depth"] == i for i, s in enumerate(spans[:echo + 1])):
                 return spans
     spans = eventually(journey, timeout=15, interval=0.3)
     assert [s["service"] for s in spans[:3]] == ["nic", "link", "ip"]
