@@ -12,8 +12,8 @@ PI_ERROR = 0x00800000
 RECOVERY_FLAGS = ("tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
                   "tcp.analysis.spurious_retransmission", "tcp.analysis.duplicate_ack", "tcp.analysis.out_of_order")
 FIELDS = ("frame.number", "frame.time_epoch", "_ws.malformed", "_ws.expert.severity", "_ws.expert.message",
-          "tcp.stream", "tcp.flags.syn", "tcp.flags.ack", *RECOVERY_FLAGS)
-OPENING = "(tcp.flags.syn == 1 and tcp.flags.ack == 0)"      # when each connection began
+          "tcp.stream", *RECOVERY_FLAGS)
+OPENING = "(tcp.flags.syn == 1 and tcp.flags.ack == 0)"      # listed so each connection's first row is its SYN
 
 
 def available() -> bool:
@@ -39,8 +39,7 @@ def problems(pcap: pathlib.Path) -> list[dict]:
             "file": pcap.name, "frame": cols[0], "time": float(cols[1] or 0),
             "bad": bool(cols[2]) or any(s >= PI_ERROR for s in severities),
             "what": cols[4], "stream": cols[5],
-            "opening": cols[6] in ("1", "True") and cols[7] in ("0", "False"),
-            "recovery": any(cols[8 + i] for i in range(len(RECOVERY_FLAGS)))})
+            "recovery": any(cols[6 + i] for i in range(len(RECOVERY_FLAGS)))})
     return rows
 
 
@@ -53,9 +52,9 @@ def check(pcap_dir: pathlib.Path, windows: list[tuple]) -> list[str]:
     complaints = []
     for pcap in sorted(pcap_dir.glob("*.pcap")):
         rows = problems(pcap)
-        opened = {}
+        opened = {}                     # TCP stream -> when its first listed frame (its SYN) was seen
         for row in rows:
-            if row["opening"]:
+            if row["stream"]:
                 opened.setdefault(row["stream"], row["time"])
         for row in rows:
             if not (row["bad"] or row["recovery"]):
@@ -65,7 +64,7 @@ def check(pcap_dir: pathlib.Path, windows: list[tuple]) -> list[str]:
             if row["bad"]:
                 allowed = "malformed" in markers
             else:
-                opener = owner(opened[row["stream"]]) if row["stream"] in opened else None
+                opener = owner(opened[row["stream"]])      # a flagged frame is always a TCP stream's
                 allowed = bool({"impaired", "malformed"} & (markers | (opener[3] if opener else set())))
             if not allowed:
                 kind = "bad frame" if row["bad"] else "TCP loss recovery"
