@@ -117,6 +117,41 @@ def test_transfer_survives_loss_both_ways(seed):
     assert c["TcpRetransSegs"] > 0 and c["TCPSackRecovery"] + c["TCPTimeouts"] > 0
 
 
+def echo(net, client, server, data: bytes, step: float = 0.005, limit: float = 300.0) -> bytes:
+    """`server` echoes every byte it reads while `client` is still sending: both
+    directions carry data at once, so each side's segments carry SACK blocks."""
+    sent, pending, back = 0, b"", b""
+    start = net.now
+    while len(back) < len(data):
+        if sent < len(data):
+            n = client.send(data[sent:sent + 65536])
+            sent += max(n, 0)
+        pending += server.recv()
+        if pending:
+            pending = pending[max(server.send(pending), 0):]
+        back += client.recv()
+        net.advance(step)
+        assert (net.now - start) / 1e9 < limit, f"stalled at {len(back)} of {len(data)} bytes"
+    return back
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_echo_with_loss_both_ways_never_exceeds_the_mtu(seed):
+    """A data segment that carries SACK blocks has a shorter payload
+    (tcp_current_mss()), and a retransmission is cut to the current MSS
+    (tcp_fragment()): none is ever larger than the path MTU (tests/kernel.py
+    asserts it for every segment), so none is dropped as PKT_TOO_BIG."""
+    rng = random.Random(seed)
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    net.loss = lambda ns, ifi, f: ns == "r1" and rng.random() < 0.05
+    data = random.Random(1).randbytes(500_000)
+    assert echo(net, cli, child, data) == data
+    assert not [d for d in net.drops if d[2] == "PKT_TOO_BIG"]
+    sacks = [p for p in segments(net) if p[TCP].payload and any(o[0] == "SAck" for o in p[TCP].options)]
+    assert sacks and max(len(p[IP]) for p in sacks) == 1500    # full-sized with SACK blocks: exactly the MTU
+
+
 def test_corrupted_segments_fail_the_checksum_and_are_resent():
     rng = random.Random(4)
 

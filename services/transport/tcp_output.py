@@ -10,6 +10,8 @@ from .tcp import MASK, MAX_SACK_BLOCKS, MS, SYN_RECV, SYN_SENT, Seg
 
 IP_ID_SET = 0x10000
 TCPOLEN_TSTAMP_ALIGNED = 12
+TCPOLEN_SACK_BASE_ALIGNED = 4      # two NOPs, kind, length
+TCPOLEN_SACK_PERBLOCK = 8
 
 
 def tsval(sk, now: int) -> int:
@@ -30,6 +32,14 @@ def sack_blocks(sk) -> tuple:
             blocks.append([seq, end])
     blocks.sort(key=lambda b: -b[0])
     return tuple((b[0] & MASK, b[1] & MASK) for b in blocks[:MAX_SACK_BLOCKS if sk.ts_ok else 4])
+
+
+def current_mss(sk) -> int:
+    """tcp_current_mss(): the cached MSS (which already counts the timestamp
+    option) less the SACK blocks the next segment will carry, so that a
+    segment sent while out-of-order data is held still fits the path MTU."""
+    n = len(sack_blocks(sk)) if sk.ofo else 0
+    return sk.mss_cache - (TCPOLEN_SACK_BASE_ALIGNED + TCPOLEN_SACK_PERBLOCK * n if n else 0)
 
 
 def select_window(sk) -> int:
@@ -152,7 +162,7 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit") -> b
     if sk.state in (SYN_SENT, SYN_RECV):
         return False
     sent = False
-    mss = sk.mss_cache
+    mss = current_mss(sk)
     sk.cwnd_limited = False
     while sk.sendq_bytes or (sk.fin_queued and sk.snd_nxt == sk.write_seq):
         if sk.in_flight() >= sk.cwnd:
@@ -191,8 +201,30 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit") -> b
     return sent
 
 
-def retransmit(tr, ns, sk, seg: Seg, now: int, out: list, fn: str = "tcp_retransmit_skb"):
-    """tcp_retransmit_skb(): the same bytes again; a new journey linked to the first send."""
+def fragment(sk, seg: Seg, size: int, index: int | None = None) -> Seg:
+    """tcp_fragment(): cut a queued segment after `size` bytes. The head keeps
+    its place; the tail takes the FIN and PSH and the head's marks (lost,
+    retransmitted), as the kernel copies TCP_SKB_CB()->sacked to the new skb."""
+    tail = Seg(seg.seq + size, seg.end, seg.flags, seg.data[size:], seg.cause)
+    tail.sent, tail.retrans, tail.skb = seg.sent, seg.retrans, seg.skb
+    seg.end, seg.data, seg.flags = seg.seq + size, seg.data[:size], seg.flags & ~(wire.FIN | wire.PSH)
+    if seg.lost:
+        tail.lost = True
+        sk.lost_out += 1
+    if seg.in_rtx:
+        tail.in_rtx = True
+        sk.retrans_out += 1
+    sk.rtx.insert(sk.rtx.index(seg) + 1 if index is None else index + 1, tail)
+    return tail
+
+
+def retransmit(tr, ns, sk, seg: Seg, now: int, out: list, fn: str = "tcp_retransmit_skb", index: int | None = None):
+    """tcp_retransmit_skb(): the same bytes again, a new journey linked to the
+    first send; cut to the current MSS first when it has shrunk since (SACK
+    blocks to carry now, a smaller path MTU), as __tcp_retransmit_skb() does."""
+    mss = current_mss(sk)
+    if len(seg.data) > mss:
+        fragment(sk, seg, mss, index)
     if seg.flags & wire.SYN:
         send_syn(tr, ns, sk, now, out, synack=sk.state == SYN_RECV, cause=seg.origin(), fn=fn)
     else:
@@ -210,8 +242,11 @@ def retransmit(tr, ns, sk, seg: Seg, now: int, out: list, fn: str = "tcp_retrans
 
 def xmit_retransmit_queue(tr, ns, sk, now: int, out: list):
     """tcp_xmit_retransmit_queue(): lost segments first, while the pipe has room (RFC 6675 NextSeg)."""
-    for seg in sk.rtx:
+    i = 0
+    while i < len(sk.rtx):                          # by index: a retransmission may cut a segment in two
         if sk.in_flight() >= sk.cwnd:
             return
+        seg = sk.rtx[i]
         if seg.lost and not seg.in_rtx and not seg.sacked:
-            retransmit(tr, ns, sk, seg, now, out)
+            retransmit(tr, ns, sk, seg, now, out, index=i)
+        i += 1

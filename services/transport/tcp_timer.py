@@ -78,7 +78,7 @@ def retransmit_timer(tr, ns, sk, now: int, out: list):
                 sk.lost_out += 1
         sk.retrans_out = 0
     first = sk.rtx[0]
-    xmit.retransmit(tr, ns, sk, first, now, out, fn="tcp_retransmit_timer")
+    xmit.retransmit(tr, ns, sk, first, now, out, fn="tcp_retransmit_timer", index=0)
     sk.retransmits += 1
     sk.backoff = min(sk.backoff + 1, 15)
     sk.t_rto = now + min(sk.rto << sk.backoff, TCP_RTO_MAX)
