@@ -84,6 +84,16 @@ def decrease_ttl(hdr: bytes) -> bytes:
     return hdr[:8] + bytes((hdr[8] - 1,)) + hdr[9:10] + check.to_bytes(2, "big") + hdr[12:]
 
 
+# The ECN field, the low two bits of the DS field (RFC 3168; include/net/inet_ecn.h)
+INET_ECN_NOT_ECT, INET_ECN_ECT_1, INET_ECN_ECT_0, INET_ECN_CE = 0, 1, 2, 3
+INET_ECN_MASK = 3
+
+
+def dsfield(buf, offset: int = 0) -> int:
+    """The DS field (TOS byte) of the header at `offset`, without parsing the rest."""
+    return buf[offset + 1]
+
+
 def aton(text: str) -> int:
     """Dotted quad to integer; ValueError for anything else (inet_aton's
     shorthand forms such as "10.1" are refused, as inet_pton refuses them)."""
