@@ -82,6 +82,8 @@ def rack_mark_lost(ns, sk, now: int) -> int:
         if seg.sacked or (seg.lost and not seg.in_rtx):
             continue
         if not sent_after(sk.rack_mstamp, seg.sent, sk.rack_order, seg.order):
+            if not sk.retrans_out:
+                break                   # first sends go in sequence order: none later was sent earlier
             continue
         remaining = sk.rack_rtt + window - (now - seg.sent)
         if remaining <= 0:
