@@ -73,7 +73,9 @@ class TraceRef:
 
 class Seg:
     """A segment in flight (the retransmission queue, tcp_rtx_queue)."""
-    __slots__ = ("seq", "end", "flags", "data", "sent", "retrans", "in_rtx", "sacked", "lost", "cause", "skb")
+    __slots__ = ("seq", "end", "flags", "data", "sent", "retrans", "in_rtx", "sacked", "lost", "cause", "skb",
+                 # struct tcp_skb_cb's tx: the connection's delivery state when it was sent (tcp_rate.c)
+                 "tx_delivered", "tx_delivered_mstamp", "tx_first_tx_mstamp", "tx_app_limited")
 
     def __init__(self, seq: int, end: int, flags: int, data: bytes, cause):
         self.seq, self.end, self.flags, self.data = seq, end, flags, data
@@ -83,6 +85,10 @@ class Seg:
         self.sacked = self.lost = False
         self.cause = cause           # what this data came from (the application's send)
         self.skb = None              # its first transmission: retransmissions link to it
+        self.tx_delivered = 0        # sk.delivered when it was (last) sent
+        self.tx_delivered_mstamp = 0  # sk.delivered_mstamp then (us); 0: already counted (SACKed)
+        self.tx_first_tx_mstamp = 0  # sk.first_tx_mstamp then (us): start of its send phase
+        self.tx_app_limited = False  # sent while the application was the limit
 
     def origin(self):
         """The trace a retransmission links to: the first send, else the cause."""
@@ -110,6 +116,10 @@ class TcpSock:
         # congestion control
         "cwnd", "ssthresh", "ca", "ca_state", "high_seq", "prior_cwnd", "snd_cwnd_cnt", "cwnd_limited", "bytes_acked",
         "bytes_received", "segs_out", "segs_in", "data_segs_out", "data_segs_in", "delivered",
+        "lost", "lsndtime", "rtt_min", "rtt_min_stamp", "pacing_rate",
+        # delivery rate sampling (tcp_rate.c); times in us, as tp->tcp_mstamp
+        "delivered_mstamp", "first_tx_mstamp", "app_limited", "rate_delivered", "rate_interval_us",
+        "rate_app_limited", "rs",
         # delayed ACK
         "ack_pending", "quick", "ato", "unacked_rcv", "last_ack_cause",
         # timers (monotonic ns deadlines, None when off) and what is armed
@@ -173,6 +183,16 @@ class TcpSock:
         self.cwnd_limited = False
         self.bytes_acked = self.bytes_received = self.segs_out = self.segs_in = 0
         self.data_segs_out = self.data_segs_in = self.delivered = 0
+        self.lost = 0                     # segments ever marked lost (tp->lost)
+        self.lsndtime = 0                 # when data was last sent (ns), for restart after idle
+        self.rtt_min = 0                  # tcp_min_rtt(): the least RTT seen (us; 0: none yet)
+        self.rtt_min_stamp = 0
+        self.pacing_rate = 0              # bytes/s (sk_pacing_rate); 0: unpaced
+        self.delivered_mstamp = self.first_tx_mstamp = 0
+        self.app_limited = 0              # tp->app_limited: delivered count ending the app-limited bubble
+        self.rate_delivered = self.rate_interval_us = 0
+        self.rate_app_limited = False
+        self.rs = None                    # the rate sample of the ACK being processed
         self.ack_pending = False
         self.quick = 0
         self.ato = 0
