@@ -8,7 +8,7 @@ from pktflow.v1.skb_pb2 import SockEvent, Skb
 
 from ..common.skbuff import DROP, STOP, UP
 from ..wire import tcp as wire
-from . import tcp_output as xmit
+from . import tcp_cong, tcp_output as xmit, tcp_rate
 from .tcp import (CA_DISORDER, CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1,
                   FIN_WAIT2, LAST_ACK, MS, S, SYN_RECV, SYN_SENT, TCP_ATO_MIN, TCP_DELACK_MIN,
                   TCP_FASTRETRANS_THRESH, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT, TraceRef, set_state,
@@ -182,6 +182,7 @@ def tcp_reset(tr, ns, sk, now: int, out: list):
 def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int, out: list):
     """tcp_ack(): window update, what the ACK acknowledges, SACK, loss recovery."""
     wnd = th.window << sk.snd_wscale
+    tcp_rate.ack_start(sk, now)                        # rate sample: prior delivered and in flight
     # RFC 9293 3.10.7.4 window update rule
     if sk.snd_wl1 < seq or (sk.snd_wl1 == seq and sk.snd_wl2 <= ack):
         if wnd != sk.snd_wnd:
@@ -218,10 +219,12 @@ def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int,
         sk.dupacks += 1                                # RFC 5681 duplicate ACK
     if sk.rtx:
         detect_loss(tr, ns, sk, now, out)
+        tcp_cong.cong_control(sk, now)                # tcp_rate_gen(); BBR's cong_control
         if sk.ca_state in (CA_RECOVERY, CA_LOSS):
             xmit.xmit_retransmit_queue(tr, ns, sk, now, out)
         sk.t_rto = sk.t_rto if ack == prior_una and sk.t_rto else now + (sk.rto << sk.backoff)
     else:
+        tcp_cong.cong_control(sk, now)                # tcp_rate_gen(); BBR's cong_control
         sk.t_rto = None
         sk.retrans_stamp = 0
         if sk.sendq_bytes and sk.snd_wnd == 0 and sk.t_persist is None:
@@ -244,6 +247,7 @@ def mark_sacked(sk, blocks):
             if seg.seq >= left and seg.end <= right and not seg.sacked:
                 seg.sacked = True
                 sk.sacked_out += 1
+                tcp_rate.skb_delivered(sk, seg, sacked=True)      # delivered, and the rate sample
                 if seg.lost:
                     seg.lost = False
                     sk.lost_out -= 1
@@ -297,7 +301,7 @@ def clean_rtx_queue(tr, ns, sk, ack: int, now: int, th) -> int:
             newest_once = seg
         sk.bytes_acked += len(seg.data)
         sk.rtx_bytes -= len(seg.data)
-        sk.delivered += 1
+        tcp_rate.skb_delivered(sk, seg)           # delivered (unless SACKed before), the rate sample
     if rtx and rtx[0].seq < ack:                     # a partially acknowledged segment
         seg = rtx[0]
         cut = ack - seg.seq
@@ -310,6 +314,7 @@ def clean_rtx_queue(tr, ns, sk, ack: int, now: int, th) -> int:
         rtt_sample(sk, (xmit.tsval(sk, now) - th.options.ts[1]) % (1 << 32) * MS)
     elif newest_once is not None:
         rtt_sample(sk, now - newest_once.sent)
+    tcp_cong.pkts_acked(sk, acked, newest_once, th, now)    # min RTT; icsk_ca_ops->pkts_acked
     return acked
 
 

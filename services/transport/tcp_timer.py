@@ -4,7 +4,7 @@ keepalive, FIN-WAIT-2 and TIME-WAIT. Each connection has one kernel-style
 timer armed for its earliest deadline."""
 import errno
 
-from . import tcp_output as xmit
+from . import tcp_cong, tcp_output as xmit
 from .tcp import CA_LOSS, ESTABLISHED, FIN_WAIT2, S, SYN_RECV, SYN_SENT, TCP_RTO_MAX
 
 DEADLINES = ("t_rto", "t_delack", "t_persist", "t_keepalive", "t_timewait", "t_finwait2")
@@ -67,7 +67,7 @@ def retransmit_timer(tr, ns, sk, now: int, out: list):
             sk.prior_cwnd = sk.cwnd
             sk.ssthresh = sk.ca.ssthresh(sk)
             sk.ca.on_loss(sk, now)
-        sk.ca_state = CA_LOSS
+        tcp_cong.set_ca_state(sk, CA_LOSS, now)      # the CA hears of it (cubic: bictcp_reset)
         sk.high_seq = sk.snd_nxt
         sk.cwnd = 1
         sk.snd_cwnd_cnt = 0
