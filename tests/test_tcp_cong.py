@@ -447,3 +447,27 @@ def test_tcp_congestion_bbr_per_socket():
     from pktflow.v1.skb_pb2 import ProtoCall
     ev = cli.call(ProtoCall.SETSOCKOPT, level=6, optname=13, optbytes=b"bbr")
     assert ev.err == 0 and cli.info().ca.name == "bbr"
+
+
+def test_ss_prints_bbr_as_iproute2_does(monkeypatch):
+    import io
+    import json
+    from contextlib import redirect_stdout
+
+    from pktflow import _client, cli
+    net = Network()
+    net.tr.netns["h1"].sysctl["net.ipv4.tcp_congestion_control"] = "bbr"
+    _srv, cli_sock, child = connected_pair(net)
+    transfer(net, cli_sock, child, random.Random(9).randbytes(100_000))
+    rows = net.tr.tcp.sockets(net.tr.netns["h1"])
+    monkeypatch.setattr(_client, "admin", lambda *a: SimpleNamespace(json=json.dumps(rows)))
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli.main(["ss", "-n", "h1", "-i"]) == 0
+    info = out.getvalue().splitlines()[2]
+    bbr = cli_sock.info().ca
+    bw_bits = bbr.info(cli_sock.info())["bw"] * 8.0
+    assert f" bbr:(bw:{cli.sprint_bw(bw_bits)}bps,mrtt:{bbr.min_rtt_us / 1000:g},pacing_gain:2.88672," \
+           f"cwnd_gain:2.88672) " in info
+    assert " pacing_rate " in info and " delivery_rate " in info
+    assert [cli.sprint_bw(x) for x in (999.0, 1500.0, 2.5e6, 3e9)] == ["999", "1.5K", "2.5M", "3.0G"]
