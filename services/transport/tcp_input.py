@@ -275,7 +275,7 @@ def detect_loss(tr, ns, sk, now: int, out: list):
         sk.high_seq = sk.snd_nxt
         sk.prior_cwnd = sk.cwnd
         sk.ssthresh = sk.ca.ssthresh(sk)
-        sk.cwnd = max(sk.ssthresh, 2)
+        sk.cwnd = max(min(sk.ssthresh, sk.cwnd), 2)      # BBR keeps its ssthresh (infinite): no jump
         ns.mib["TCPSackRecovery" if sk.sack_ok else "TCPRenoRecovery"] += 1
         ns.mib["TCPFastRetrans"] += 1
     elif sk.sacked_out and sk.ca_state == CA_OPEN:
