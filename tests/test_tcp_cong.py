@@ -471,3 +471,87 @@ def test_ss_prints_bbr_as_iproute2_does(monkeypatch):
            f"cwnd_gain:2.88672) " in info
     assert " pacing_rate " in info and " delivery_rate " in info
     assert [cli.sprint_bw(x) for x in (999.0, 1500.0, 2.5e6, 3e9)] == ["999", "1.5K", "2.5M", "3.0G"]
+
+
+# -- through the whole stack, with time on the cables ------------------------------
+
+class DelayNetwork(Network):
+    """The in-process Network with time on its cables: every frame takes
+    `delay` s to cross one, and frames leaving `bottleneck` (netns, ifname)
+    are serialized at `rate` bit/s behind each other (an unbounded FIFO)."""
+
+    def __init__(self, delay: float, rate: int, bottleneck=("r1", "eth1"), **kw):
+        super().__init__(**kw)
+        self.delay, self.rate = int(delay * S), rate
+        self.bottleneck = (bottleneck[0], self.topo.hosts[bottleneck[0]].interfaces[bottleneck[1]].ifindex)
+        self.busy = 0
+        self.flight: list = []
+        self.n = 0
+
+    def pump(self):
+        while self.wire:
+            netns, ifindex, frame = self.wire.pop(0)
+            t = self.now
+            if (netns, ifindex) == self.bottleneck:
+                self.busy = max(self.busy, t) + len(frame) * 8 * S // self.rate
+                t = self.busy
+            self.n += 1
+            heapq.heappush(self.flight, (t + self.delay, self.n, netns, ifindex, frame))
+
+    def deliver(self, netns, ifindex, frame):
+        self.frames.append((netns, ifindex, frame))
+        if self.loss and self.loss(netns, ifindex, frame):
+            return
+        iface = self.topo.hosts[netns].interface(ifindex)
+        if iface.is_loopback:
+            self.receive(netns, "lo", frame)
+            return
+        for peer_host, peer_if in self.topo.peers(netns, iface.name):
+            self.receive(peer_host, peer_if, frame)
+
+    def advance(self, seconds: float):
+        end = self.now + int(seconds * 1e9)
+        while True:
+            t_frame = self.flight[0][0] if self.flight else None
+            key = min(self.timers, key=self.timers.get) if self.timers else None
+            t_timer = self.timers[key] if key else None
+            if (t_frame is None or t_frame > end) and (t_timer is None or t_timer > end):
+                break
+            if t_frame is not None and (t_timer is None or t_frame <= t_timer):
+                _, _, netns, ifindex, frame = heapq.heappop(self.flight)
+                self.now = max(self.now, t_frame)
+                self.deliver(netns, ifindex, frame)
+            else:
+                del self.timers[key]
+                self.now = max(self.now, t_timer)
+                layer, k = key
+                core = self.tr if layer == "transport" else self.link
+                self._run(layer, core.timer(k, self.now))
+            self.pump()
+        self.now = end
+
+
+def delayed_pair(net, port=80):
+    srv = net.socket("h2")
+    assert srv.bind("10.0.2.10", port) == 0 and srv.listen() == 0
+    cli = net.socket("h1")
+    cli.connect("10.0.2.10", port)
+    net.advance(0.5)
+    child = srv.accept()
+    assert child is not None and cli.info().state == ESTABLISHED
+    return cli, child
+
+
+def test_cubic_through_the_stack_leaves_slow_start_by_hystart():
+    """10 Mbit/s from r1 to h2, 5 ms a cable (20 ms RTT): the RTT samples that
+    tcp_clean_rtx_queue() hands cubic end slow start before anything is lost;
+    the exit shows in h1's counters as nstat names them."""
+    net = DelayNetwork(delay=0.005, rate=10_000_000)
+    cli, child = delayed_pair(net)
+    data = random.Random(2).randbytes(1_000_000)
+    assert transfer(net, cli, child, data) == data
+    c, sk = net.counters("h1"), cli.info()
+    exits = c["TCPHystartTrainDetect"] + c["TCPHystartDelayDetect"]
+    assert exits == 1 and c["TcpRetransSegs"] == 0
+    assert 20_000 < sk.ca.delay_min < 23_000                     # 20 ms and a segment's 1.2 ms
+    assert sk.rtt_min == sk.ca.delay_min and sk.ssthresh == c["TCPHystartTrainCwnd"] + c["TCPHystartDelayCwnd"]
