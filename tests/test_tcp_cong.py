@@ -203,28 +203,33 @@ def cubic_in_slow_start(cwnd: int = 20):
     return sk, ns
 
 
-def test_hystart_delay_detect_leaves_slow_start_on_an_rtt_rise():
-    """delay_min 50 ms: the threshold is clamp(50/8 ms, 4, 16) = 6.25 ms; a
-    round whose least RTT (after 8 samples) exceeds 56.25 ms ends slow start."""
+@pytest.mark.parametrize("delay_min, below, above", [
+    (50_000, 56_000, 57_000),      # 50 ms / 8 = 6.25 ms
+    (20_000, 24_000, 24_001),      # 2.5 ms, clamped up to 4 ms
+    (200_000, 216_000, 216_001),   # 25 ms, clamped down to 16 ms
+])
+def test_hystart_delay_detect_leaves_slow_start_on_an_rtt_rise(delay_min, below, above):
+    """A round whose least RTT (after 8 samples) exceeds delay_min by
+    clamp(delay_min / 8, 4 ms, 16 ms) ends slow start: ssthresh = cwnd."""
     sk, ns = cubic_in_slow_start()
     ca = sk.ca
     t = T0
-    for _ in range(9):                        # round 1: 50 ms; ACKs 5 ms apart (no train)
+    for _ in range(9):                        # round 1: the base RTT; ACKs 5 ms apart (no train)
         t += 5 * MS
-        ca.pkts_acked(sk, 1, 50_000, t)
-    assert ca.delay_min == 50_000 and not ca.found
-    sk.snd_una = 100_001                      # round 2 begins
+        ca.pkts_acked(sk, 1, delay_min, t)
+    assert ca.delay_min == delay_min and not ca.found
+    sk.snd_una = 100_001                      # round 2 begins: at the threshold, nothing happens
     sk.snd_nxt = 200_000
-    for _ in range(9):                        # 56 ms: below 56.25 ms, nothing happens
+    for _ in range(9):
         t += 5 * MS
-        ca.pkts_acked(sk, 1, 56_000, t)
+        ca.pkts_acked(sk, 1, below, t)
     assert not ca.found and sk.ssthresh == TCP_INFINITE_SSTHRESH
-    sk.snd_una = 200_001                      # round 3: 57 ms
+    sk.snd_una = 200_001                      # round 3: just above it
     sk.snd_nxt = 300_000
     for i in range(9):
         t += 5 * MS
         sk.cwnd += 1
-        ca.pkts_acked(sk, 1, 57_000, t)
+        ca.pkts_acked(sk, 1, above, t)
         if i < 8:
             assert not ca.found               # 8 samples first
     assert ca.found and sk.cwnd == 29 and sk.ssthresh == 29
@@ -310,6 +315,21 @@ def test_cubic_resets_on_rto_and_hystart_starts_over():
     tcp_cong.set_ca_state(sk, CA_LOSS, T0 + S)
     assert (ca.last_max_cwnd, ca.epoch_start, ca.bic_K, ca.delay_min, ca.found, ca.cnt) == (0, 0, 0, 0, False, 0)
     assert ca.end_seq == 777 and ca.round_start == (T0 + S) // 1000 and sk.ca_state == CA_LOSS
+
+
+def test_cubic_epoch_shifts_over_an_application_pause():
+    """CA_EVENT_TX_START (data leaving an empty pipe) after 300 ms without data
+    sent: the epoch moves 300 ms later, so the cubic curve resumes where it was."""
+    sk, _ns = new_sock("cubic", cwnd=40)
+    ca = sk.ca
+    ca.epoch_start = jiffy = (T0 // MS)
+    sk.lsndtime = T0 + 100 * MS
+    seg = Seg(0, 1000, 0, b"x", None)
+    tcp_cong.data_sent(sk, seg, T0 + 400 * MS)
+    assert ca.epoch_start == jiffy + 300 and sk.lsndtime == T0 + 400 * MS
+    sk.rtx.append(seg)
+    tcp_cong.data_sent(sk, Seg(1000, 2000, 0, b"x", None), T0 + 900 * MS)    # not from an empty pipe
+    assert ca.epoch_start == jiffy + 300
 
 
 def test_rto_in_a_connection_resets_cubic():
@@ -403,6 +423,23 @@ def test_bbr_state_sequence_and_model_on_a_bottleneck():
     t_back, mode = path.modes[-1]
     assert mode == "PROBE_BW" and 200 * MS < t_back - t_probe < 300 * MS
     assert sk.cwnd >= cwnd_before - 2 and [m for _t, m in path.modes[-3:]] == ["PROBE_BW", "PROBE_RTT", "PROBE_BW"]
+
+
+def test_bbr_full_pipe_after_three_rounds_without_25_percent_growth():
+    sk, _ns = new_sock("bbr")
+    bbr = sk.ca
+    rs = tcp_rate.RateSample()
+    bbr.round_start = True
+
+    def round_with(bw):
+        bbr.bw.running_max(tcp_bbr.BW_RTTS, bbr.rtt_cnt, bw)
+        bbr.rtt_cnt += 1
+        bbr.check_full_bw_reached(sk, rs)
+        return bbr.full_bw_cnt, bbr.full_bw_reached
+    assert round_with(1000) == (0, False)
+    assert round_with(1240) == (1, False)          # +24%: not significant
+    assert round_with(1250) == (0, False)          # +25% over 1000: growth, start over
+    assert [round_with(1250) for _ in range(3)] == [(1, False), (2, False), (3, True)]
 
 
 def test_bbr_probe_bw_cycles_its_gains():
