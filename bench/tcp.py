@@ -4,10 +4,17 @@ measured in the same run for scale: its UDP packets/s times the MSS (1448
 bytes) is what the same hops could carry if every packet were a full segment.
 
     python -m bench.tcp [--seconds 5] [--connections 200] [--json]
+    python -m bench.tcp --cc reno,cubic,bbr [--netem "delay 20ms loss 1%"] [--seconds 10]
 
 Bulk: one connection; one process writes with sendall() in 1 MiB calls for
 --seconds, another reads; the rate is bytes received per second of receiving.
 Set-up: connect(), accept(), close() one connection after another.
+
+--cc: the congestion controls side by side, as on Linux: one stack (tracing
+off), `tc qdisc add dev eth1 root netem ...` on r1 (the h1 -> h2 direction),
+then one bulk transfer per congestion control (TCP_CONGESTION on the sender),
+each reporting throughput and the sender's retransmitted segments
+(TcpRetransSegs) and HyStart exits (TCPHystart*Detect).
 """
 import argparse
 import json
@@ -46,9 +53,11 @@ def worker_rx(endpoint, port):
     print(json.dumps({"received": got, "seconds": time.perf_counter() - first}), flush=True)
 
 
-def worker_tx(endpoint, port, seconds):
+def worker_tx(endpoint, port, seconds, cc=None):
     pk = _sdk(endpoint)
     c = pk.socket(pk.AF_INET, pk.SOCK_STREAM, netns="h1")
+    if cc:
+        c.setsockopt(pk.IPPROTO_TCP, pk.TCP_CONGESTION, cc.encode())
     c.connect(("10.0.2.10", port))
     chunk = os.urandom(1 << 20)
     end = time.monotonic() + seconds
@@ -60,13 +69,14 @@ def worker_tx(endpoint, port, seconds):
     print(json.dumps({"sent": sent}), flush=True)
 
 
-def bulk(endpoint, a) -> dict:
+def bulk(endpoint, a, cc: str = "", port: int = PORT) -> dict:
     env = os.environ | {"PYTHONPATH": str(stacks.HERE.parent)}
-    rx = subprocess.Popen([sys.executable, "-m", "bench.tcp", "--worker", "rx", "--endpoint", endpoint],
-                          stdout=subprocess.PIPE, text=True, env=env)
+    rx = subprocess.Popen([sys.executable, "-m", "bench.tcp", "--worker", "rx", "--endpoint", endpoint,
+                           "--port", str(port)], stdout=subprocess.PIPE, text=True, env=env)
     assert json.loads(rx.stdout.readline())["ready"]
     subprocess.run([sys.executable, "-m", "bench.tcp", "--worker", "tx", "--endpoint", endpoint,
-                    "--seconds", str(a.seconds)], stdout=subprocess.PIPE, env=env, check=True)
+                    "--seconds", str(a.seconds), "--port", str(port)] + (["--cc-name", cc] if cc else []),
+                   stdout=subprocess.PIPE, env=env, check=True)
     r = json.loads(rx.communicate()[0].strip().splitlines()[-1])
     return {"mbps": r["received"] / r["seconds"] / 1e6, "bytes": r["received"]}
 
@@ -94,6 +104,48 @@ def setup_rate(endpoint, n: int) -> float:
     return rate
 
 
+def h1_counters(names) -> dict:
+    from pktflow import _client
+    reply = _client.admin("transport", "h1", "counters")
+    got = {c.name: c.value for c in reply.counters}
+    return {n: got.get(n, 0) for n in names}
+
+
+CC_COUNTERS = ("TcpRetransSegs", "TcpOutSegs", "TCPHystartTrainDetect", "TCPHystartDelayDetect", "TCPTimeouts")
+
+
+def compare_cc(a) -> dict:
+    """One stack, netem on r1's eth1, one bulk transfer per congestion control."""
+    from pktflow import cli
+    results = {}
+    with stacks.pktflow(a.port_base, tracing=False) as ep:
+        _sdk(ep)
+        rc = cli.main(["tc", "-n", "r1", "qdisc", "add", "dev", "eth1", "root", "netem", *a.netem.split()])
+        assert rc == 0, "tc qdisc add failed"
+        for i, cc in enumerate(a.cc.split(",")):
+            before = h1_counters(CC_COUNTERS)
+            r = bulk(ep, a, cc=cc, port=PORT + 10 + i)
+            after = h1_counters(CC_COUNTERS)
+            r.update({n: after[n] - before[n] for n in CC_COUNTERS})
+            results[cc] = r
+    return results
+
+
+def print_cc(a, results: dict):
+    print(f"TCP h1 -> r1 -> h2, r1 eth1: netem {a.netem}; {a.seconds:.0f} s bulk transfer each, "
+          f"{os.cpu_count()} CPUs")
+    names = list(results)
+    print(f"{'':26}" + "".join(f"{n:>12}" for n in names))
+    rows = (("throughput MB/s", lambda r: f"{r['mbps']:.2f}"),
+            ("segments sent", lambda r: f"{r['TcpOutSegs']}"),
+            ("retransmitted segments", lambda r: f"{r['TcpRetransSegs']}"),
+            ("retransmitted %", lambda r: f"{100 * r['TcpRetransSegs'] / max(r['TcpOutSegs'], 1):.2f}"),
+            ("RTO timeouts", lambda r: f"{r['TCPTimeouts']}"),
+            ("HyStart exits", lambda r: f"{r['TCPHystartTrainDetect'] + r['TCPHystartDelayDetect']}"))
+    for label, fmt in rows:
+        print(f"{label:26}" + "".join(f"{fmt(results[n]):>12}" for n in names))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=5.0)
@@ -102,11 +154,22 @@ def main():
     p.add_argument("--json", action="store_true")
     p.add_argument("--worker", choices=["tx", "rx"])
     p.add_argument("--endpoint")
+    p.add_argument("--port", type=int, default=PORT)
+    p.add_argument("--cc", help="compare these congestion controls, e.g. reno,cubic,bbr")
+    p.add_argument("--netem", default="delay 20ms loss 1%", help="the impairment on r1 eth1 for --cc")
+    p.add_argument("--cc-name", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker == "rx":
-        return worker_rx(a.endpoint, PORT)
+        return worker_rx(a.endpoint, a.port)
     if a.worker == "tx":
-        return worker_tx(a.endpoint, PORT, a.seconds)
+        return worker_tx(a.endpoint, a.port, a.seconds, a.cc_name)
+    if a.cc:
+        results = compare_cc(a)
+        if a.json:
+            print(json.dumps(results, indent=1))
+        else:
+            print_cc(a, results)
+        return
     ua = argparse.Namespace(seconds=a.seconds, size=64, batch=64, latency_samples=20, port_base=a.port_base)
     with stacks.bare(a.port_base) as ep:
         bare_pps = udp.measure(ep, ua)["pps"]

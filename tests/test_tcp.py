@@ -550,7 +550,7 @@ def test_rack_waits_out_its_reordering_window_before_declaring_a_loss():
     _srv, cli, child = connected_pair(net)
     net.advance(0.01)
     sk = cli.info()
-    sk.min_rtt = sk.srtt = 40 * T.MS                     # a 40 ms path: a 10 ms reordering window
+    sk.rtt_min, sk.srtt = 40_000, 40 * T.MS               # a 40 ms path (rtt_min in us): a 10 ms window
     held = []
     net.loss = lambda ns, ifi, f: ns == "h1" and len(f) > 1000 and not held and held.append(f) is None
     cli.send(b"a" * 1448 + b"b" * 1448)                   # the first is lost, the second SACKed

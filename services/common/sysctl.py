@@ -53,6 +53,10 @@ def _congestion(text: str) -> str:
     return text
 
 
+def _read_only(text: str) -> str:
+    raise ValueError("read-only: the congestion controls compiled in")
+
+
 def _only(value: int, why: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         v = _int_range(0, 2)(text)
@@ -81,6 +85,9 @@ KNOBS: dict[str, Knob] = {
     "net.core.netdev_budget": Knob(300, _int_range(1, 2**31 - 1), "skbs one NAPI softirq run may take"),
     "net.ipv4.tcp_syncookies": Knob(1, _int_range(0, 2), "SYN cookies when the SYN queue overflows (2: always)"),
     "net.ipv4.tcp_congestion_control": Knob("cubic", _congestion, "default congestion control"),
+    "net.ipv4.tcp_available_congestion_control": Knob("reno cubic bbr", _read_only,
+                                                      "what tcp_congestion_control may name"),
+    "net.ipv4.tcp_slow_start_after_idle": Knob(1, _BOOL, "restart from the initial window after an idle RTO"),
     "net.ipv4.tcp_syn_retries": Knob(6, _int_range(1, 127), "SYN retransmissions before ETIMEDOUT"),
     "net.ipv4.tcp_synack_retries": Knob(5, _int_range(1, 255), "SYN-ACK retransmissions"),
     "net.ipv4.tcp_retries2": Knob(15, _int_range(1, 255), "retransmissions before an established connection dies"),

@@ -192,6 +192,14 @@ def cmd_capture(a) -> int:
 
 
 # -- ss
+def sprint_bw(bw: float) -> str:
+    """iproute2 ss's sprint_bw(): G, M, K with one decimal, else %g."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if bw > scale:
+            return f"{bw / scale:.1f}{unit}"
+    return f"{bw:g}"
+
+
 def cmd_ss(a) -> int:
     """`ss -tan` and `ss -tin`: TCP sockets, their queues and their internals."""
     rows = json.loads(_client.admin("transport", a.netns, "sockets").json)
@@ -209,15 +217,6 @@ def cmd_ss(a) -> int:
     return 0
 
 
-def sprint_bw(bps: float) -> str:
-    """ss's sprint_bw(): a rate in bits/s, scaled as ss prints it."""
-    if bps > 1e6:
-        return f"{bps / 1e6:.1f}M"
-    if bps > 1e3:
-        return f"{bps / 1e3:.1f}K"
-    return f"{bps:g}"
-
-
 def ss_info(r: dict) -> list[str]:
     """`ss -i`'s fields in the order tcp_show_info() prints them."""
     parts = [name for name in ("ts", "sack", "ecn", "ecnseen") if r.get(name)] + [r["ca"]]
@@ -232,9 +231,17 @@ def ss_info(r: dict) -> list[str]:
     parts += [f"bytes_acked:{r['bytes_acked']}", f"bytes_received:{r['bytes_received']}",
               f"segs_out:{r['segs_out']}", f"segs_in:{r['segs_in']}", f"data_segs_out:{r['data_segs_out']}",
               f"data_segs_in:{r['data_segs_in']}"]
+    if r.get("bbr"):
+        b = r["bbr"]
+        parts.append(f"bbr:(bw:{sprint_bw(b['bw'] * 8.0)}bps,mrtt:{b['min_rtt'] / 1000.0:g}"
+                     f",pacing_gain:{b['pacing_gain'] / 256.0:g},cwnd_gain:{b['cwnd_gain'] / 256.0:g})")
     if r["pacing_rate"]:
         parts.append(f"pacing_rate {sprint_bw(r['pacing_rate'] * 8)}bps")
+    if r.get("delivery_rate"):
+        parts.append(f"delivery_rate {sprint_bw(r['delivery_rate'] * 8.0)}bps")
     parts.append(f"delivered:{r['delivered']}")
+    if r.get("app_limited"):
+        parts.append("app_limited")
     if r["unacked"]:
         parts.append(f"unacked:{r['unacked']}")
     if r["retrans"][1]:

@@ -44,7 +44,6 @@ TCP_FASTRETRANS_THRESH = 3         # tcp_reordering default, RFC 6675 DupThresh
 TCP_MAX_REORDERING = 300           # net.ipv4.tcp_max_reordering
 TCP_TIMEOUT_MIN = 2 * MS           # 2 jiffies at HZ=1000: the TLP's slack with several segments out
 TCP_RACK_RECOVERY_THRESH = 16      # recoveries without a D-SACK before RACK's window steps reset
-MINMAX_WINDOW = 300 * S            # net.ipv4.tcp_min_rtt_wlen: how long a min RTT sample counts
 
 # ecn_flags (include/net/tcp.h)
 TCP_ECN_OK, TCP_ECN_QUEUE_CWR, TCP_ECN_DEMAND_CWR, TCP_ECN_SEEN = 1, 2, 4, 8
@@ -81,7 +80,9 @@ class TraceRef:
 class Seg:
     """A segment in flight (the retransmission queue, tcp_rtx_queue)."""
     __slots__ = ("seq", "end", "flags", "data", "sent", "order", "retrans", "in_rtx", "sacked", "lost", "cause",
-                 "skb")
+                 "skb",
+                 # struct tcp_skb_cb's tx: the connection's delivery state when it was sent (tcp_rate.c)
+                 "tx_delivered", "tx_delivered_mstamp", "tx_first_tx_mstamp", "tx_app_limited")
 
     def __init__(self, seq: int, end: int, flags: int, data: bytes, cause):
         self.seq, self.end, self.flags, self.data = seq, end, flags, data
@@ -92,6 +93,10 @@ class Seg:
         self.sacked = self.lost = False
         self.cause = cause           # what this data came from (the application's send)
         self.skb = None              # its first transmission: retransmissions link to it
+        self.tx_delivered = 0        # sk.delivered when it was (last) sent
+        self.tx_delivered_mstamp = 0  # sk.delivered_mstamp then (us); 0: already counted (SACKed)
+        self.tx_first_tx_mstamp = 0  # sk.first_tx_mstamp then (us): start of its send phase
+        self.tx_app_limited = False  # sent while the application was the limit
 
     def origin(self):
         """The trace a retransmission links to: the first send, else the cause."""
@@ -119,9 +124,13 @@ class TcpSock:
         # congestion control
         "cwnd", "ssthresh", "ca", "ca_state", "high_seq", "prior_cwnd", "snd_cwnd_cnt", "cwnd_limited", "bytes_acked",
         "bytes_received", "segs_out", "segs_in", "data_segs_out", "data_segs_in", "delivered",
+        "lost", "lsndtime", "rtt_min", "rtt_min_stamp",
+        # delivery rate sampling (tcp_rate.c); times in us, as tp->tcp_mstamp
+        "delivered_mstamp", "first_tx_mstamp", "app_limited", "rate_delivered", "rate_interval_us",
+        "rate_app_limited", "rs",
         # loss recovery: RACK (RFC 8985), tail loss probes, PRR (RFC 6937), undo (D-SACK, timestamps)
         "rack_mstamp", "rack_order", "rack_rtt", "rack_advanced", "reo_wnd_steps", "reo_wnd_persist",
-        "rack_dsack_seen", "reord_seen", "reordering", "min_rtt", "min_rtt_stamp", "tlp_high_seq", "tlp_retrans",
+        "rack_dsack_seen", "reord_seen", "reordering", "tlp_high_seq", "tlp_retrans",
         "prr_delivered", "prr_out", "prior_ssthresh", "undo_marker", "undo_retrans", "frto", "dsack", "dsack_dups",
         "snd_sml", "last_oow_ack_time", "rcv_ssthresh", "ecn_flags", "sack_recent",
         # pacing (sk_pacing_rate, bytes/s; enforced when a CA or SO_MAX_PACING_RATE asks for it)
@@ -190,13 +199,21 @@ class TcpSock:
         self.cwnd_limited = False
         self.bytes_acked = self.bytes_received = self.segs_out = self.segs_in = 0
         self.data_segs_out = self.data_segs_in = self.delivered = 0
+        self.lost = 0                     # segments ever marked lost (tp->lost)
+        self.lsndtime = 0                 # when data was last sent (ns), for restart after idle
+        self.rtt_min = 0                  # tcp_min_rtt(): the least RTT seen (us; 0: none yet)
+        self.rtt_min_stamp = 0
+        self.delivered_mstamp = self.first_tx_mstamp = 0
+        self.app_limited = 0              # tp->app_limited: delivered count ending the app-limited bubble
+        self.rate_delivered = self.rate_interval_us = 0
+        self.rate_app_limited = False
+        self.rs = None                    # the rate sample of the ACK being processed
         self.rack_mstamp = self.rack_order = self.rack_rtt = 0     # the newest delivered segment's send, order, RTT
         self.rack_advanced = False
         self.reo_wnd_steps, self.reo_wnd_persist = 1, 0
         self.rack_dsack_seen = False
         self.reord_seen = 0
         self.reordering = TCP_FASTRETRANS_THRESH
-        self.min_rtt, self.min_rtt_stamp = 0, 0           # 0: no sample
         self.tlp_high_seq = 0                             # snd_nxt when a tail loss probe went; 0: none out
         self.tlp_retrans = False
         self.prr_delivered = self.prr_out = 0
@@ -211,7 +228,7 @@ class TcpSock:
         self.rcv_ssthresh = 0
         self.ecn_flags = 0
         self.sack_recent: list = []                        # out-of-order arrivals, newest first (RFC 2018 4)
-        self.pacing_rate = 0
+        self.pacing_rate = 0                               # bytes/s (sk_pacing_rate); 0: unpaced
         self.max_pacing_rate = 0xFFFFFFFFFFFFFFFF          # ~0UL: unlimited
         self.pacing_needed = False
         self.wstamp = 0                                    # tcp_wstamp_ns: when the next paced segment may go

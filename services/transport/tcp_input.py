@@ -8,7 +8,7 @@ from pktflow.v1.skb_pb2 import SockEvent, Skb
 
 from ..common.skbuff import DROP, STOP, UP
 from ..wire import ipv4, tcp as wire
-from . import tcp_output as xmit, tcp_recovery as recovery
+from . import tcp_cong, tcp_output as xmit, tcp_rate, tcp_recovery as recovery
 from .tcp import (CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2,
                   LAST_ACK, MAX_SACK_BLOCKS, MS, S, SYN_RECV, SYN_SENT, TCP_ATO_MIN, TCP_DELACK_MIN,
                   TCP_ECN_DEMAND_CWR, TCP_ECN_OK, TCP_ECN_SEEN, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT,
@@ -26,10 +26,9 @@ def event(sk, kind: int, out: list, err: int = 0, state: int = 0, count: int = 0
 
 def rtt_sample(sk, rtt: int, now: int):
     """tcp_rtt_estimator() + tcp_set_rto(): RFC 6298 with Linux's floor on the
-    variance (RTO >= srtt + 200 ms); the windowed minimum RACK uses."""
+    variance (RTO >= srtt + 200 ms)."""
     if rtt <= 0:
         rtt = 1000
-    recovery.update_min_rtt(sk, rtt, now)
     if not sk.srtt:
         sk.srtt, sk.rttvar = rtt, rtt // 2
     else:
@@ -229,6 +228,7 @@ def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int,
     loss detection and recovery (tcp_fastretrans_alert: RACK, PRR, undo),
     congestion control, the tail loss probe's outcome, and the timers."""
     wnd = th.window << sk.snd_wscale
+    tcp_rate.ack_start(sk, now)                        # rate sample: prior delivered and in flight
     win_update = False
     # RFC 9293 3.10.7.4 window update rule
     if sk.snd_wl1 < seq or (sk.snd_wl1 == seq and sk.snd_wl2 <= ack):
@@ -267,6 +267,7 @@ def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int,
         recovery.fastretrans_alert(ns, sk, prior_una, ack_state, now)   # tcp_ack_is_dubious()
     ack_state.newly_lost = max(0, sk.lost_out - prior_lost)
     recovery.cong_control(ns, sk, acked + ack_state.sacked, prior_in_flight, ack_state, now)
+    tcp_cong.cong_control(sk, now)                     # tcp_rate_gen(); a model-based CA's cong_control
     if sk.rtx:
         if ack_state.rexmit_new:                       # tcp_xmit_recovery(): F-RTO probes with new data
             xmit.write_xmit(tr, ns, sk, now, out)
@@ -311,6 +312,7 @@ def sacktag(ns, sk, wire_blocks, ack: int, prior_una: int, now: int, st):
                 seg.sacked = True
                 sk.sacked_out += 1
                 st.sacked += 1
+                tcp_rate.skb_delivered(sk, seg, sacked=True)      # delivered, and the rate sample
                 if seg.lost:
                     seg.lost = False
                     sk.lost_out -= 1
@@ -333,7 +335,7 @@ def clean_rtx_queue(tr, ns, sk, ack: int, now: int, th, st=None) -> int:
     tell RACK what was delivered, notice an original arriving behind a SACK."""
     st = st or recovery.AckState()
     acked = 0
-    first_once = None
+    first_once = newest_once = None                  # the oldest for srtt, the newest for the CA (ca_rtt)
     rtx = sk.rtx
     fack = max((seg.end for seg in rtx if seg.sacked), default=0) if sk.sacked_out else 0
     reord = None
@@ -355,9 +357,11 @@ def clean_rtx_queue(tr, ns, sk, ack: int, now: int, th, st=None) -> int:
             sk.retrans_out -= 1
         if not seg.retrans and first_once is None:
             first_once = seg
+        if not seg.retrans:
+            newest_once = seg
         sk.bytes_acked += len(seg.data)
         sk.rtx_bytes -= len(seg.data)
-        sk.delivered += 1
+        tcp_rate.skb_delivered(sk, seg)           # delivered (unless SACKed before), the rate sample
     if rtx and rtx[0].seq < ack:                     # a partially acknowledged segment
         seg = rtx[0]
         cut = ack - seg.seq
@@ -372,6 +376,7 @@ def clean_rtx_queue(tr, ns, sk, ack: int, now: int, th, st=None) -> int:
         rtt_sample(sk, now - first_once.sent, now)
     elif acked and sk.ts_ok and th.options.ts is not None and th.options.ts[1]:
         rtt_sample(sk, (xmit.tsval(sk, now) - th.options.ts[1]) % (1 << 32) * MS, now)
+    tcp_cong.pkts_acked(sk, acked, newest_once, th, now)    # min RTT; icsk_ca_ops->pkts_acked
     return acked
 
 

@@ -9,7 +9,7 @@ from pktflow.v1.skb_pb2 import ProtoCall, Skb, SockEvent
 
 from ..common.skbuff import DROP, STOP, TIMER, UP
 from ..wire import Malformed, ipv4, tcp as wire
-from . import tcp_cong, tcp_input, tcp_output as xmit, tcp_timer
+from . import tcp_cong, tcp_input, tcp_output as xmit, tcp_rate, tcp_timer
 from .sock import PortTable
 from .syncookies import SynCookies
 from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV, SYN_SENT,
@@ -60,7 +60,7 @@ class TcpProto(SynCookies):
         rmem, wmem = ns.sysctl["net.ipv4.tcp_rmem"], ns.sysctl["net.ipv4.tcp_wmem"]
         sk.rcvbuf = sk.rcvbuf_user or rmem[1]
         sk.sndbuf = sk.sndbuf_user or wmem[1]
-        sk.ca = tcp_cong.ALGORITHMS[sk.ca_name or ns.sysctl["net.ipv4.tcp_congestion_control"]](sk)
+        tcp_cong.assign(ns, sk, sk.ca_name or ns.sysctl["net.ipv4.tcp_congestion_control"])
         # tcp_select_initial_window(): the scale that fits the largest receive buffer
         space, wscale = max(rmem[2], sk.rcvbuf), 0
         while space > 0xFFFF and wscale < 14:
@@ -96,7 +96,7 @@ class TcpProto(SynCookies):
             err = self.shutdown(ns, sk, call.flags, now, out)
             return out + self.complete(skb, err, sk)
         if op == ProtoCall.SETSOCKOPT:
-            err = self.setsockopt(ns, sk, call.level, call.optname, call.optval, call.optbytes)
+            err = self.setsockopt(ns, sk, call.level, call.optname, call.optval, call.optbytes, now)
             if sk.keepalive and call.optname in (SO_KEEPALIVE, TCP_KEEPIDLE) and sk.state == ESTABLISHED:
                 tcp_timer.arm_keepalive(ns, sk, max(sk.last_rcv, sk.last_snd))   # the new idle time counts
                 self.arm(sk, now, out)
@@ -221,11 +221,13 @@ class TcpProto(SynCookies):
             return self.complete(skb, errno.EAGAIN, count=0)     # the socket layer waits for the handshake
         if sk.state not in (ESTABLISHED, CLOSE_WAIT) or sk.fin_queued:
             return self.complete(skb, errno.EPIPE)           # sk_stream_wait_connect(): EPIPE, even unconnected
+        tcp_rate.check_app_limited(sk)                      # is sending application-limited?
         self.expand_sndbuf(ns, sk)
         room = max(0, tcp_input.sndbuf_free(sk))
         data = skb.data
         n = min(len(data), room)
         if n:
+            tcp_cong.slow_start_after_idle_check(ns, sk, now)     # tcp_skb_entail()
             sk.sendq.append([data[:n] if n < len(data) else data, 0, TraceRef.of(skb)])
             sk.sendq_bytes += n
             sk.write_seq += n
@@ -242,7 +244,7 @@ class TcpProto(SynCookies):
         """tcp_sndbuf_expand(): room for two windows of data, up to tcp_wmem[2]."""
         if sk.sndbuf_user:
             return
-        want = 2 * max(sk.cwnd, 10) * (sk.mss_cache + 240)
+        want = sk.ca.sndbuf_expand * max(sk.cwnd, 10) * (sk.mss_cache + 240)
         sk.sndbuf = min(max(sk.sndbuf, want), ns.sysctl["net.ipv4.tcp_wmem"][2])
 
     def recvmsg(self, ns, sk: TcpSock, consumed: int, now: int, out: list):
@@ -332,7 +334,8 @@ class TcpProto(SynCookies):
         if sk.state == FIN_WAIT2:
             sk.t_finwait2 = now + ns.sysctl["net.ipv4.tcp_fin_timeout"] * S
 
-    def setsockopt(self, ns, sk: TcpSock, level: int, name: int, value: int, optbytes: bytes = b"") -> int:
+    def setsockopt(self, ns, sk: TcpSock, level: int, name: int, value: int, optbytes: bytes = b"",
+                   now: int = 0) -> int:
         """The options TCP itself reads; the socket layer validated the values."""
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
@@ -375,7 +378,7 @@ class TcpProto(SynCookies):
                 if algo is None:
                     return errno.ENOENT
                 sk.ca_name = algo.name
-                sk.ca = algo(sk)
+                tcp_cong.assign(ns, sk, algo.name, now)     # tcp_reinit_congestion_control() when connected
         return 0
 
     # -- arriving segments -------------------------------------------------
@@ -530,6 +533,7 @@ class TcpProto(SynCookies):
 
     def established(self, ns, sk: TcpSock, now: int):
         """tcp_init_transfer(): the first RTT sample sets the RTO; keepalive starts."""
+        tcp_cong.init(sk, now)                    # tcp_init_congestion_control(); lsndtime
         self.expand_sndbuf(ns, sk)
         sk.last_rcv = now
         tcp_timer.arm_keepalive(ns, sk, now)
@@ -657,9 +661,11 @@ class TcpProto(SynCookies):
                 "timer": _timer_name(sk), "ts": sk.ts_ok, "sack": sk.sack_ok,
                 "ecn": bool(sk.ecn_flags & TCP_ECN_OK), "ecnseen": bool(sk.ecn_flags & TCP_ECN_SEEN),
                 "data_segs_out": sk.data_segs_out, "data_segs_in": sk.data_segs_in,
-                "pacing_rate": sk.pacing_rate, "delivered": sk.delivered, "dsack_dups": sk.dsack_dups,
+                "bbr": sk.ca.info(sk) if sk.ca else None, "pacing_rate": sk.pacing_rate,
+                "delivery_rate": tcp_rate.delivery_rate(sk), "delivered": sk.delivered,
+                "app_limited": bool(sk.app_limited), "dsack_dups": sk.dsack_dups,
                 "reordering": sk.reordering, "reord_seen": sk.reord_seen, "rcv_ssthresh": sk.rcv_ssthresh,
-                "minrtt": sk.min_rtt / 1e6})
+                "minrtt": sk.rtt_min / 1e3})
         return rows
 
 

@@ -6,6 +6,7 @@ segment being acknowledged, the original of a retransmission)."""
 
 from ..common.skbuff import DOWN, new_skb
 from ..wire import ipv4, tcp as wire
+from . import tcp_cong
 from .tcp import (CA_CWR, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, MAX_SACK_BLOCKS, MS, S, SYN_RECV, SYN_SENT,
                   TCP_ECN_DEMAND_CWR, TCP_ECN_OK, TCP_ECN_QUEUE_CWR, TCP_TIMEOUT_INIT, TCP_TIMEOUT_MIN, Seg)
 
@@ -247,6 +248,7 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit", prob
         end = sk.snd_nxt + len(payload) + (1 if flags & wire.FIN else 0)
         seg = Seg(sk.snd_nxt, end, flags, payload, cause)
         seg.sent = now
+        tcp_cong.data_sent(sk, seg, now)              # tcp_rate_skb_sent(), tcp_event_data_sent()
         sk.rtx.append(seg)
         sk.rtx_bytes += len(payload)
         out.append(segment(tr, ns, sk, sk.snd_nxt, flags, payload, now, cause,
@@ -353,6 +355,8 @@ def retransmit(tr, ns, sk, seg: Seg, now: int, out: list, fn: str = "tcp_retrans
         send_syn(tr, ns, sk, now, out, synack=sk.state == SYN_RECV, cause=seg.origin(), fn=fn, again=True)
     else:
         out.append(segment(tr, ns, sk, seg.seq, seg.flags, seg.data, now, seg.origin(), fn))
+    seg.sent = now
+    tcp_cong.data_sent(sk, seg, now)                  # tcp_rate_skb_sent(), tcp_event_data_sent()
     if seg.lost and not seg.in_rtx:
         seg.in_rtx = True
         sk.retrans_out += 1

@@ -3,8 +3,9 @@ tcp_input.c that feed it): RACK (RFC 8985: a segment is lost when one sent
 after it was delivered more than an RTT plus a reordering window ago), the
 tail loss probe's outcome, reordering detection, D-SACK (RFC 2883) and the
 undo of reductions that proved spurious (D-SACK, timestamps, F-RTO)."""
+from . import tcp_cong
 from .tcp_output import tsval
-from .tcp import (CA_CWR, CA_DISORDER, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, MINMAX_WINDOW, S, TCP_ECN_OK,
+from .tcp import (CA_CWR, CA_DISORDER, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, S, TCP_ECN_OK,
                   TCP_ECN_QUEUE_CWR, TCP_INFINITE_SSTHRESH, TCP_MAX_REORDERING, TCP_RACK_RECOVERY_THRESH,
                   TCP_TIMEOUT_MIN)
 
@@ -17,10 +18,9 @@ def is_rack(ns) -> bool:
     return bool(ns.sysctl["net.ipv4.tcp_recovery"] & TCP_RACK_LOSS_DETECTION)
 
 
-def update_min_rtt(sk, rtt: int, now: int):
-    """tcp_update_rtt_min(): the lowest RTT of the last tcp_min_rtt_wlen (300 s)."""
-    if not sk.min_rtt or rtt <= sk.min_rtt or now - sk.min_rtt_stamp > MINMAX_WINDOW:
-        sk.min_rtt, sk.min_rtt_stamp = rtt, now
+def min_rtt(sk) -> int:
+    """tcp_min_rtt() in ns (tcp_rate.update_rtt_min() keeps it, in us)."""
+    return sk.rtt_min * 1000
 
 
 def sent_after(t1: int, t2: int, order1: int, order2: int) -> bool:
@@ -36,7 +36,7 @@ def rack_advance(sk, seg, now: int):
     delivered. A retransmission's ACK that came sooner than the minimum RTT
     probably acknowledged the original: it says nothing."""
     rtt = now - seg.sent
-    if seg.retrans and rtt < sk.min_rtt:
+    if seg.retrans and rtt < min_rtt(sk):
         return
     sk.rack_advanced = True
     sk.rack_rtt = rtt
@@ -52,7 +52,7 @@ def reo_wnd(ns, sk) -> int:
             return 0
         if sk.sacked_out >= sk.reordering and not ns.sysctl["net.ipv4.tcp_recovery"] & TCP_RACK_NO_DUPTHRESH:
             return 0
-    return min((sk.min_rtt >> 2) * sk.reo_wnd_steps, sk.srtt)
+    return min((min_rtt(sk) >> 2) * sk.reo_wnd_steps, sk.srtt)
 
 
 def mark_lost(ns, sk, seg):
@@ -67,6 +67,7 @@ def mark_lost(ns, sk, seg):
     else:
         seg.lost = True
         sk.lost_out += 1
+        sk.lost += 1
 
 
 def rack_mark_lost(ns, sk, now: int) -> int:
@@ -369,6 +370,7 @@ def enter_loss(ns, sk, now: int):
         if not seg.sacked and not seg.lost:
             seg.lost = True
             sk.lost_out += 1
+            sk.lost += 1
     sk.retrans_out = 0
     if sk.ca_state <= CA_DISORDER or sk.high_seq <= sk.snd_una or (sk.ca_state == CA_LOSS and not sk.retransmits):
         sk.prior_ssthresh = current_ssthresh(sk)
@@ -381,7 +383,7 @@ def enter_loss(ns, sk, now: int):
     reordering = ns.sysctl["net.ipv4.tcp_reordering"]
     if sk.ca_state <= CA_DISORDER and sk.sacked_out >= reordering:
         sk.reordering = min(sk.reordering, reordering)
-    sk.ca_state = CA_LOSS
+    tcp_cong.set_ca_state(sk, CA_LOSS, now)          # the CA hears of it (cubic: bictcp_reset)
     sk.high_seq = sk.snd_nxt
     sk.tlp_high_seq = 0
     sk.t_tlp = sk.t_reo = None
@@ -477,9 +479,8 @@ def cong_control(ns, sk, acked_sacked: int, prior_in_flight: int, st, now: int):
     grows the window (in Loss too: slow start from one segment); then the
     pacing rate. A CA with its own cong_control (BBR) does all of it."""
     ca = sk.ca
-    if hasattr(ca, "cong_control"):
-        ca.cong_control(sk, acked_sacked, st, now)
-        return
+    if ca.cong_control is not None:
+        return                                      # tcp_cong.cong_control() runs BBR's model
     if in_cwnd_reduction(sk):
         cwnd_reduction(sk, acked_sacked, st.newly_lost, st.una_advanced)
     elif (st.una_advanced or (sk.reordering > ns.sysctl["net.ipv4.tcp_reordering"] and acked_sacked)) \

@@ -98,7 +98,7 @@ def reo_timeout(tr, ns, sk, now: int, out: list):
     if sk.lost_out > lost:
         if sk.ca_state not in (CA_RECOVERY, CA_LOSS):
             recovery.enter_recovery(ns, sk, False)
-            if not hasattr(sk.ca, "cong_control"):
+            if sk.ca.cong_control is None:
                 recovery.cwnd_reduction(sk, 1, sk.lost_out - lost, False)
         xmit.xmit_retransmit_queue(tr, ns, sk, now, out)
     if wait:
