@@ -127,7 +127,7 @@ def rcv_state_process(tr, ns, sk, skb, th, now: int) -> list:
     end = seq + payload_len + (1 if th.flags & wire.SYN else 0) + (1 if th.flags & wire.FIN else 0)
     if paws_reject(sk, th):
         xmit.send_ack(tr, ns, sk, now, out, cause=skb)
-        ns.mib["PAWSEstabRejected"] += 1
+        ns.mib["PAWSEstab"] += 1
         return out + [(DROP, skb, RCV, "TCP_RFC7323_PAWS")]
     if not acceptable(sk, seq, end):
         if th.flags & wire.RST:
