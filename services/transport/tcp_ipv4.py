@@ -454,7 +454,7 @@ class TcpProto(SynCookies):
             ns.mib["ListenDrops"] += 1
             return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
         req = self.new_child(ns, lsk, daddr, th.dport, saddr, th.sport, now)
-        tcp_input.apply_options(req, th.options, syn=True)
+        tcp_input.apply_options(req, th.options, syn=True, sysctl=ns.sysctl)
         if req.ts_ok:
             req.ts_recent, req.ts_recent_stamp = th.options.ts[0], now
         req.irs = th.seq

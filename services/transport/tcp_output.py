@@ -83,9 +83,12 @@ def send_syn(tr, ns, sk, now: int, out: list, synack: bool = False, cause=None, 
     the SYN offered."""
     offer = not synack
     mss = sk.advmss
-    opts = wire.options(mss=mss, sack_perm=offer or sk.sack_ok,
-                        ts=(tsval(sk, now), sk.ts_recent) if offer or sk.ts_ok else None,
-                        wscale=sk.rcv_wscale if offer or sk.wscale_ok else None)
+    sysctl = ns.sysctl                 # tcp_syn_options(): an option is offered only while its sysctl is on
+    opts = wire.options(mss=mss, sack_perm=bool(sysctl["net.ipv4.tcp_sack"]) if offer else sk.sack_ok,
+                        ts=(tsval(sk, now), sk.ts_recent) if (sysctl["net.ipv4.tcp_timestamps"] if offer
+                                                             else sk.ts_ok) else None,
+                        wscale=sk.rcv_wscale if (sysctl["net.ipv4.tcp_window_scaling"] if offer
+                                                 else sk.wscale_ok) else None)
     # tcp_select_initial_window(): whole MSSes; a SYN-ACK knows whether timestamps
     # will take 12 bytes of each segment (tcp_openreq_init_rwin), a SYN does not yet.
     seg = mss - 12 if synack and sk.ts_ok else mss
