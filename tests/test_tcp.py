@@ -385,7 +385,7 @@ def test_syn_cookies_let_clients_in_when_the_syn_queue_is_full():
     srv.bind("10.0.2.10", 80)
     srv.listen(backlog=2)
     net.loss = lambda ns, ifi, f: ns == "r1" and ifi == 2 and TCP in Ether(f)   # no SYN-ACK reaches h1
-    for port in range(2):
+    for port in range(3):                                   # the SYN queue holds backlog + 1
         s = net.socket("h1")
         s.bind("10.0.1.10", 40000 + port)
         s.connect("10.0.2.10", 80)

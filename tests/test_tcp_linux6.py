@@ -54,3 +54,64 @@ def test_sack_and_window_scaling_off_the_syn_offers_neither():
     syn = segments(net, "h1")[0]
     assert [k for k, _ in syn[TCP].options] == ["MSS", "NOP", "NOP", "Timestamp"]
     assert not cli.info().wscale_ok and not child.info().wscale_ok and not child.info().sack_ok
+
+
+# -- listen queues (tcp_conn_request) ----------------------------------------
+def test_accept_queue_holds_backlog_plus_one():
+    """sk_acceptq_is_full() is `>`: listen(2) lets three connections wait."""
+    net = Network()
+    srv = net.socket("h2")
+    srv.bind("10.0.2.10", 80)
+    srv.listen(2)
+    clients = [net.socket("h1") for _ in range(4)]
+    for c in clients:
+        c.connect("10.0.2.10", 80)
+    assert [c.states() for c in clients] == [[T.ESTABLISHED]] * 3 + [[]]
+    assert len(srv.info().accept_queue) == 3
+    c = net.counters("h2")
+    assert c["ListenOverflows"] == 1 and c["ListenDrops"] == 1
+
+
+def syn_flood(net, count: int, port: int = 80):
+    """SYNs from h1's address that nobody completes (the SYN-ACKs are lost)."""
+    net.loss = lambda ns, ifi, f: ns == "r1" and ifi == 2 and TCP in Ether(f)
+    for i in range(count):
+        s = net.socket("h1")
+        s.bind("10.0.1.10", 20000 + i)
+        s.connect("10.0.2.10", port)
+
+
+def test_with_syncookies_the_syn_queue_is_not_capped_by_max_syn_backlog():
+    net = Network()
+    net.tr.netns["h2"].sysctl["net.ipv4.tcp_max_syn_backlog"] = 128
+    srv = net.socket("h2")
+    srv.bind("10.0.2.10", 80)
+    srv.listen(200)
+    syn_flood(net, 150)
+    assert len(srv.info().syn_queue) == 150
+    assert net.counters("h2")["SyncookiesSent"] == 0
+
+
+def test_without_syncookies_the_last_quarter_of_max_syn_backlog_is_kept():
+    """max_syn_backlog - qlen < max_syn_backlog >> 2 drops: 128 - 97 < 32."""
+    net = Network()
+    net.tr.netns["h2"].sysctl["net.ipv4.tcp_max_syn_backlog"] = 128
+    net.tr.netns["h2"].sysctl["net.ipv4.tcp_syncookies"] = 0
+    srv = net.socket("h2")
+    srv.bind("10.0.2.10", 80)
+    srv.listen(200)
+    syn_flood(net, 150)
+    c = net.counters("h2")
+    assert len(srv.info().syn_queue) == 97
+    assert c["ListenDrops"] == 150 - 97 and c["TCPReqQFullDrop"] == 0 and c["SyncookiesSent"] == 0
+
+
+def test_without_syncookies_a_full_syn_queue_drops():
+    net = Network()
+    net.tr.netns["h2"].sysctl["net.ipv4.tcp_syncookies"] = 0
+    srv = net.socket("h2")
+    srv.bind("10.0.2.10", 80)
+    srv.listen(4)
+    syn_flood(net, 8)
+    c = net.counters("h2")
+    assert len(srv.info().syn_queue) == 5 and c["TCPReqQFullDrop"] == 3 and c["ListenDrops"] == 3

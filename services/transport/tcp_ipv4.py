@@ -437,20 +437,29 @@ class TcpProto(SynCookies):
         it, or a SYN cookie when the queue is full (RFC 4987)."""
         t = self.tables(ns)
         out: list = []
-        if len(lsk.accept_queue) >= max(lsk.backlog, 1):   # sk_acceptq_is_full(): drop the SYN
+        syncookies = ns.sysctl["net.ipv4.tcp_syncookies"]
+        qlen = len(lsk.syn_queue)
+        want_cookie = False
+        if syncookies == 2 or qlen > lsk.backlog:        # inet_csk_reqsk_queue_is_full() uses >
+            if not syncookies:                           # tcp_syn_flood_action()
+                ns.mib["TCPReqQFullDrop"] += 1
+                ns.mib["ListenDrops"] += 1
+                return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
+            ns.mib["TCPReqQFullDoCookies"] += 1
+            want_cookie = True
+        if len(lsk.accept_queue) > lsk.backlog:          # sk_acceptq_is_full(): backlog + 1 fit
             ns.mib["ListenOverflows"] += 1
             ns.mib["ListenDrops"] += 1
             return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
-        syncookies = ns.sysctl["net.ipv4.tcp_syncookies"]
-        queue_full = len(lsk.syn_queue) >= min(max(lsk.backlog, 1), ns.sysctl["net.ipv4.tcp_max_syn_backlog"])
-        if syncookies == 2 or (queue_full and syncookies):
+        if want_cookie:
             ns.mib["SyncookiesSent"] += 1
-            if queue_full:
-                ns.mib["TCPReqQFullDoCookies"] += 1
             out.append(self.cookie_synack(ns, lsk, skb, th, saddr, daddr, now))
             return out + [(STOP, skb, "tcp_conn_request", None)]
-        if queue_full:
-            ns.mib["TCPReqQFullDrop"] += 1
+        max_syn_backlog = ns.sysctl["net.ipv4.tcp_max_syn_backlog"]
+        if not syncookies and max_syn_backlog - qlen < max_syn_backlog >> 2:
+            # Without cookies the last quarter of tcp_max_syn_backlog is kept for
+            # peers proven alive (tcp_peer_is_proven(): tcp_metrics, which pktflow
+            # does not keep, so no peer is proven). With cookies it does not apply.
             ns.mib["ListenDrops"] += 1
             return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
         req = self.new_child(ns, lsk, daddr, th.dport, saddr, th.sport, now)
@@ -502,7 +511,7 @@ class TcpProto(SynCookies):
             return True
         if lsk.state != LISTEN:
             return True
-        if len(lsk.accept_queue) >= max(lsk.backlog, 1):
+        if len(lsk.accept_queue) > lsk.backlog:          # sk_acceptq_is_full() in tcp_v4_syn_recv_sock()
             ns.mib["ListenOverflows"] += 1
             ns.mib["ListenDrops"] += 1
             if ns.sysctl["net.ipv4.tcp_abort_on_overflow"]:
