@@ -115,3 +115,34 @@ def test_without_syncookies_a_full_syn_queue_drops():
     syn_flood(net, 8)
     c = net.counters("h2")
     assert len(srv.info().syn_queue) == 5 and c["TCPReqQFullDrop"] == 3 and c["ListenDrops"] == 3
+
+
+# -- RFC 6528 ISNs and timestamp offsets --------------------------------------
+def test_isn_is_a_keyed_hash_of_the_four_tuple_plus_a_64ns_clock():
+    from pktflow.services.transport import secure_seq
+    net = Network()
+    _srv, cli, child = pair(net)
+    sk, t = cli.info(), net.tr.tcp.tables(net.tr.netns["h1"])
+    syn_time = net.now
+    assert sk.iss == secure_seq.secure_tcp_seq(t.net_secret, sk.laddr, sk.raddr, sk.lport, sk.rport, syn_time)
+    # the same 4-tuple a second later starts 1e9 / 64 higher (the clock part)
+    later = secure_seq.secure_tcp_seq(t.net_secret, sk.laddr, sk.raddr, sk.lport, sk.rport, syn_time + 10**9)
+    assert (later - sk.iss) & 0xFFFFFFFF == 10**9 >> 6
+    # another port: an unrelated hash; another namespace: another secret
+    other = secure_seq.secure_tcp_seq(t.net_secret, sk.laddr, sk.raddr, sk.lport + 1, sk.rport, syn_time)
+    assert abs(other - sk.iss) > 1000
+    t2 = net.tr.tcp.tables(net.tr.netns["h2"])
+    assert t2.net_secret != t.net_secret
+    c = child.info()
+    assert c.iss == secure_seq.secure_tcp_seq(t2.net_secret, c.laddr, c.raddr, c.lport, c.rport, syn_time)
+    # TSval's offset hashes the address pair only: every connection between two hosts shares it
+    assert sk.ts_offset == secure_seq.secure_tcp_ts_off(t.ts_secret, sk.laddr, sk.raddr)
+    cli2 = net.socket("h1")
+    cli2.connect("10.0.2.10", 80)
+    assert cli2.info().ts_offset == sk.ts_offset and cli2.info().iss != sk.iss
+
+
+def test_isns_repeat_with_the_same_seed():
+    a, b = Network(seed=7), Network(seed=7)
+    assert pair(a)[1].info().iss == pair(b)[1].info().iss
+    assert pair(Network(seed=8))[1].info().iss != pair(Network(seed=7))[1].info().iss

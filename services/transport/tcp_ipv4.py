@@ -9,7 +9,7 @@ from pktflow.v1.skb_pb2 import ProtoCall, Skb, SockEvent
 
 from ..common.skbuff import DROP, STOP, TIMER, UP
 from ..wire import Malformed, ipv4, tcp as wire
-from . import tcp_cong, tcp_input, tcp_output as xmit, tcp_timer
+from . import secure_seq, tcp_cong, tcp_input, tcp_output as xmit, tcp_timer
 from .sock import PortTable
 from .syncookies import SynCookies
 from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV,
@@ -31,6 +31,8 @@ class TcpNetns:
         self.ehash: dict[tuple, TcpSock] = {}          # (laddr, lport, raddr, rport) -> connection
         self.listeners: dict[int, list[TcpSock]] = {}  # port -> listening sockets
         self.cookie_secret = os.urandom(16)
+        self.net_secret = secure_seq.new_secret(rng)      # ISNs (RFC 6528)
+        self.ts_secret = secure_seq.new_secret(rng)       # timestamp offsets
 
 
 class TcpProto(SynCookies):
@@ -203,11 +205,13 @@ class TcpProto(SynCookies):
         return errno.EADDRNOTAVAIL
 
     def start_connection(self, ns, sk: TcpSock, now: int):
-        """ISN (RFC 6528: random here), timestamp offset, IP ID, initial sequence state."""
-        sk.iss = self.rng.getrandbits(32)
+        """ISN (RFC 6528, secure_tcp_seq()), timestamp offset (secure_tcp_ts_off()),
+        IP ID, initial sequence state. The addresses and ports are set."""
+        t = self.tables(ns)
+        sk.iss = secure_seq.secure_tcp_seq(t.net_secret, sk.laddr, sk.raddr, sk.lport, sk.rport, now)
         sk.snd_una = sk.snd_nxt = sk.iss
         sk.write_seq = sk.iss + 1                 # data starts after the SYN
-        sk.ts_offset = self.rng.getrandbits(32)
+        sk.ts_offset = secure_seq.secure_tcp_ts_off(t.ts_secret, sk.laddr, sk.raddr)
         sk.inet_id = self.rng.getrandbits(16)
         sk.rto = TCP_TIMEOUT_INIT
 
