@@ -146,3 +146,88 @@ def test_isns_repeat_with_the_same_seed():
     a, b = Network(seed=7), Network(seed=7)
     assert pair(a)[1].info().iss == pair(b)[1].info().iss
     assert pair(Network(seed=8))[1].info().iss != pair(Network(seed=7))[1].info().iss
+
+
+# -- getsockopt(IPPROTO_TCP, TCP_INFO) ----------------------------------------
+# struct tcp_info as include/uapi/linux/tcp.h declares it (Linux 6.18: 280 bytes),
+# written from the header independently of the encoder: "@" lets struct align
+# each field as the C compiler does on x86-64.
+TCP_INFO_FIELDS = """state ca_state retransmits probes backoff options wscale app_limited
+    rto ato snd_mss rcv_mss unacked sacked lost retrans fackets
+    last_data_sent last_ack_sent last_data_recv last_ack_recv
+    pmtu rcv_ssthresh rtt rttvar snd_ssthresh snd_cwnd advmss reordering rcv_rtt rcv_space total_retrans
+    pacing_rate max_pacing_rate bytes_acked bytes_received segs_out segs_in
+    notsent_bytes min_rtt data_segs_in data_segs_out delivery_rate busy_time rwnd_limited sndbuf_limited
+    delivered delivered_ce bytes_sent bytes_retrans dsack_dups reord_seen rcv_ooopack snd_wnd rcv_wnd rehash
+    total_rto total_rto_recoveries total_rto_time received_ce delivered_e1_bytes delivered_e0_bytes
+    delivered_ce_bytes received_e1_bytes received_e0_bytes received_ce_bytes accecn_fail_mode accecn_opt_seen
+    """.split()
+TCP_INFO_FORMAT = ("@" + "B" * 8 + "I" * 24 + "QQQQ" + "II" + "IIII" + "Q" + "QQQ" + "II" + "QQ" + "II" + "I" +
+                   "II" + "I" + "HHI" + "I" * 7 + "HH")
+
+
+def tcp_info(raw: bytes) -> dict:
+    import struct
+    return dict(zip(TCP_INFO_FIELDS, struct.unpack(TCP_INFO_FORMAT, raw)))
+
+
+IPPROTO_TCP, TCP_INFO, TCP_CONGESTION = 6, 11, 13
+
+
+def getsockopt(sock, optname: int, optlen: int):
+    from pktflow.v1.skb_pb2 import ProtoCall
+    ev = sock.call(ProtoCall.GETSOCKOPT, level=IPPROTO_TCP, optname=optname, optlen=optlen)
+    return ev.err, ev.optval
+
+
+def test_tcp_info_after_a_transfer():
+    import struct
+    assert len(TCP_INFO_FIELDS) == len(struct.unpack(TCP_INFO_FORMAT, bytes(280)))
+    net = Network()
+    _srv, cli, child = pair(net)
+    data = bytes(range(256)) * 2000
+    sent, got = 0, b""
+    while len(got) < len(data):
+        if sent < len(data):
+            n = cli.send(data[sent:sent + 65536])
+            sent += max(n, 0)
+        got += child.recv()
+        net.advance(0.01)
+    net.advance(0.5)                                        # the last delayed ACK
+    assert struct.calcsize(TCP_INFO_FORMAT) == 280
+    err, raw = getsockopt(cli, TCP_INFO, 512)
+    assert err == 0 and len(raw) == 280                     # min(optlen, sizeof)
+    i = tcp_info(raw)
+    assert i["state"] == T.ESTABLISHED and i["ca_state"] == 0
+    assert i["options"] == 1 | 2 | 4                          # TIMESTAMPS | SACK | WSCALE
+    assert (i["wscale"] & 0xF, i["wscale"] >> 4) == (7, 7)    # snd_wscale : 4, rcv_wscale : 4
+    # Linux's rcv_mss is 536 until data arrives, then measured
+    # (tcp_measure_rcv_mss()); pktflow keeps min(advmss, the peer's MSS)
+    assert i["snd_mss"] == 1448 and i["advmss"] == 1448 and i["rcv_mss"] == cli.info().rcv_mss
+    assert i["unacked"] == 0 and i["snd_cwnd"] > 10 and i["snd_ssthresh"] == 0x7FFFFFFF
+    assert i["rto"] >= 200_000 and 0 < i["rtt"] < i["rto"] and i["rttvar"] > 0 and i["pmtu"] == 1500
+    assert i["bytes_acked"] == len(data) and i["bytes_received"] == 0
+    assert i["segs_out"] > len(data) // 1448 and i["segs_in"] > 0 and i["data_segs_out"] >= len(data) // 1448
+    assert i["snd_wnd"] > 0 and i["reordering"] == 3 and i["max_pacing_rate"] == 2**64 - 1
+    err, raw = getsockopt(child, TCP_INFO, 512)
+    c = tcp_info(raw)
+    assert c["bytes_received"] == len(data) and c["data_segs_in"] >= len(data) // 1448 and c["rcv_wnd"] > 0
+    # a short buffer gets the struct's beginning, as Linux copies min(len, sizeof)
+    err, short = getsockopt(cli, TCP_INFO, 8)
+    assert err == 0 and short == raw_cli_prefix(cli)
+    # getsockopt(TCP_CONGESTION, 16): the name, NUL padded to TCP_CA_NAME_MAX
+    assert getsockopt(cli, TCP_CONGESTION, 16) == (0, b"cubic".ljust(16, b"\0"))
+    assert getsockopt(cli, TCP_CONGESTION, 3) == (0, b"cub")
+
+
+def raw_cli_prefix(sock):
+    return getsockopt(sock, TCP_INFO, 280)[1][:8]
+
+
+def test_tcp_info_of_a_listener_counts_its_accept_queue():
+    net = Network()
+    srv, _cli, _child = pair(net, backlog=5)
+    other = net.socket("h1")
+    other.connect("10.0.2.10", 80)                          # waits in the accept queue
+    i = tcp_info(getsockopt(srv, TCP_INFO, 280)[1])
+    assert i["state"] == T.LISTEN and (i["unacked"], i["sacked"]) == (1, 5)   # aliased: accept queue, backlog

@@ -9,7 +9,7 @@ from pktflow.v1.skb_pb2 import ProtoCall, Skb, SockEvent
 
 from ..common.skbuff import DROP, STOP, TIMER, UP
 from ..wire import Malformed, ipv4, tcp as wire
-from . import secure_seq, tcp_cong, tcp_input, tcp_output as xmit, tcp_timer
+from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_timer
 from .sock import PortTable
 from .syncookies import SynCookies
 from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV,
@@ -106,6 +106,11 @@ class TcpProto(SynCookies):
         if op == ProtoCall.RELEASE:
             self.close(ns, sk, now, out)
             return out + self.complete(skb, 0)
+        if op == ProtoCall.GETSOCKOPT:
+            err, value = tcp_info.getsockopt(sk, call.level, call.optname, call.optlen, now)
+            done = self.complete(skb, err)
+            done[0][1].event.optval = value
+            return done
         return self.complete(skb, errno.EOPNOTSUPP)
 
     def complete(self, skb, err: int, sk: TcpSock | None = None, count: int = 0) -> list:
