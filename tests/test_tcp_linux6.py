@@ -231,3 +231,45 @@ def test_tcp_info_of_a_listener_counts_its_accept_queue():
     other.connect("10.0.2.10", 80)                          # waits in the accept queue
     i = tcp_info(getsockopt(srv, TCP_INFO, 280)[1])
     assert i["state"] == T.LISTEN and (i["unacked"], i["sacked"]) == (1, 5)   # aliased: accept queue, backlog
+
+
+# -- the initial window, however the write arrives ----------------------------
+MSG_MORE = 0x8000
+
+
+def initial_window(nodelay: bool, piece: int, more: bool = True) -> list:
+    """h2 writes 64 KiB handed to transport in `piece`-byte calls (MSG_MORE on
+    all but the last); no ACK comes back: the data segments that leave."""
+    from pktflow.v1.skb_pb2 import ProtoCall
+    net = Network()
+    _srv, cli, child = pair(net)
+    if nodelay:
+        assert child.setsockopt(6, 1, 1) == 0                    # TCP_NODELAY
+    net.frames.clear()
+    net.loss = lambda ns, ifi, f: ns == "h1"                      # h1's ACKs are lost
+    data = b"x" * 65536
+    off = 0
+    while off < len(data):                  # as the socket layer does, until the send buffer is full
+        chunk = data[off:off + piece]
+        last = off + len(chunk) >= len(data)
+        ev = child.call(ProtoCall.SENDMSG, data=chunk, flags=0 if last or not more else MSG_MORE)
+        assert ev.err == 0
+        off += ev.count
+        if ev.count < len(chunk):
+            break                           # it waits for write space, which no ACK brings
+    return [len(p[TCP].payload) for p in segments(net, "h2") if len(p[TCP].payload)]
+
+
+def test_a_write_in_small_pieces_still_leaves_as_ten_full_segments():
+    """tcp_sendmsg() queues the whole write before tcp_push(): IW 10 x MSS."""
+    assert initial_window(nodelay=False, piece=376) == [1448] * 10
+    assert initial_window(nodelay=True, piece=376) == [1448] * 10
+    assert initial_window(nodelay=True, piece=5000) == [1448] * 10
+    assert initial_window(nodelay=False, piece=65536) == [1448] * 10
+
+
+def test_separate_small_writes_are_separate_as_on_linux():
+    """Without MSG_MORE each piece is its own write: the first leaves at once
+    (nothing in flight), then Nagle holds partial segments."""
+    sizes = initial_window(nodelay=False, piece=376, more=False)
+    assert sizes[0] == 376 and sizes[1:] == [1448] * 9

@@ -20,7 +20,13 @@ SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF, SO_RCVBUF = 2, 9, 13, 7, 8
 IP_TOS, IP_TTL = 1, 2
 TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_CONGESTION = 1, 2, 4, 5, 6, 7, 13
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+MSG_MORE = 0x8000                # ProtoCall.flags of a SENDMSG: more of this write follows
 CHILD_ID_BASE = 1 << 40          # sockets transport creates (accepted connections) are numbered from here
+
+
+def call_more(skb) -> bool:
+    """MSG_MORE on a SENDMSG: the same write continues in the next call."""
+    return bool(skb.call.flags & MSG_MORE)
 
 
 class TcpNetns:
@@ -238,7 +244,16 @@ class TcpProto(SynCookies):
             sk.sendq.append([data[:n] if n < len(data) else data, 0, TraceRef.of(skb)])
             sk.sendq_bytes += n
             sk.write_seq += n
-            xmit.write_xmit(self, ns, sk, now, out)
+            # tcp_sendmsg() copies a whole write before tcp_push(): mid-write only
+            # full-sized segments leave. A piece with more of the same write to
+            # come (MSG_MORE from the socket layer, or what did not fit here)
+            # keeps its partial tail queued for the rest, whatever Nagle says.
+            tail = sk.sendq_bytes % sk.mss_cache if call_more(skb) or n < len(data) else 0
+            sk.sendq_bytes -= tail        # write_xmit() cuts from sendq_bytes; the tail stays in sendq
+            try:
+                xmit.write_xmit(self, ns, sk, now, out)
+            finally:
+                sk.sendq_bytes += tail
             if sk.sendq_bytes and sk.snd_wnd == 0 and not sk.rtx and sk.t_persist is None:
                 sk.t_persist = now + sk.rto
             self.arm(sk, now, out)
