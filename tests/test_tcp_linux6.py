@@ -273,3 +273,43 @@ def test_separate_small_writes_are_separate_as_on_linux():
     (nothing in flight), then Nagle holds partial segments."""
     sizes = initial_window(nodelay=False, piece=376, more=False)
     assert sizes[0] == 376 and sizes[1:] == [1448] * 9
+
+
+# -- neighbour confirmation by TCP progress -----------------------------------
+def arp_requests(net, netns: str, since: int = 0) -> list:
+    from scapy.layers.l2 import ARP
+    return [p for p in (Ether(f) for ns, _i, f in net.frames[since:] if ns == netns) if ARP in p and p[ARP].op == 1]
+
+
+def test_a_tcp_flow_making_progress_keeps_its_neighbour_reachable():
+    """tcp_ack() -> sk_dst_confirm(); the next segment out confirms the
+    neighbour (sock_confirm_neigh()): over two minutes of a steady flow the
+    sender never probes its gateway again (REACHABLE lasts 15..45 s unconfirmed)."""
+    from pktflow.services.link import neighbour as nd
+    from pktflow.services.wire import ipv4
+    net = Network()
+    _srv, cli, child = pair(net)
+    assert len(arp_requests(net, "h1")) == 1                  # the first resolution, a broadcast
+    start = len(net.frames)
+    for _ in range(1200):                                     # 120 s, 10 writes a second
+        assert cli.send(b"x" * 1000) == 1000
+        child.recv()
+        net.advance(0.1)
+    assert arp_requests(net, "h1", start) == []
+    eth0 = net.topo.hosts["h1"].interfaces["eth0"].ifindex
+    assert net.link.netns["h1"].neigh.lookup(eth0, ipv4.aton("10.0.1.1")).state == nd.NUD_REACHABLE
+    assert child.info().bytes_received == 1_200_000
+
+
+def test_without_progress_the_neighbour_is_probed_as_on_linux():
+    """A connection that sends nothing keeps no entry fresh: after REACHABLE
+    times out, the next use goes DELAY -> PROBE and asks by unicast."""
+    net = Network()
+    _srv, cli, child = pair(net)
+    start = len(net.frames)
+    net.advance(60)
+    assert cli.send(b"late") == 4                             # STALE -> DELAY
+    net.advance(10)
+    assert child.recv() == b"late"
+    probes = arp_requests(net, "h1", start)
+    assert probes and probes[0].dst != "ff:ff:ff:ff:ff:ff"    # unicast: the PROBE state

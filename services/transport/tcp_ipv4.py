@@ -7,7 +7,7 @@ import os
 
 from pktflow.v1.skb_pb2 import ProtoCall, Skb, SockEvent
 
-from ..common.skbuff import DROP, STOP, TIMER, UP
+from ..common.skbuff import DOWN, DROP, STOP, TIMER, UP
 from ..wire import Malformed, ipv4, tcp as wire
 from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_timer
 from .sock import PortTable
@@ -416,11 +416,26 @@ class TcpProto(SynCookies):
         if sk is not None:
             if sk.state == TIME_WAIT:
                 return self.timewait_process(ns, t, sk, skb, th, saddr, daddr, now)
-            return tcp_input.rcv_state_process(self, ns, sk, skb, th, now)
+            una, dupacks = sk.snd_una, sk.dupacks
+            out = tcp_input.rcv_state_process(self, ns, sk, skb, th, now)
+            if sk.snd_una > una or sk.dupacks > dupacks:
+                self.dst_confirm(sk, out)
+            return out
         lsk = self.lookup_listener(t, daddr, th.dport)
         if lsk is not None:
             return self.listen_process(ns, lsk, skb, th, saddr, daddr, now)
         return self.no_socket(ns, skb, th, saddr, daddr, now)
+
+    def dst_confirm(self, sk: TcpSock, out: list):
+        """sk_dst_confirm() from tcp_ack() (FLAG_FORWARD_PROGRESS, or a pure
+        duplicate ACK): the peer is reachable. The first segment sent after the
+        ACK carries the confirmation to the neighbour layer, which keeps the entry
+        REACHABLE (no unicast ARP probe while the flow makes progress)."""
+        for kind, skb, _fn, _arg in out:
+            if kind == DOWN and skb.sk == sk.sk:
+                skb.dst_pending_confirm = True
+                return
+        sk.dst_pending_confirm = True            # rides on the next segment (tcp_output.segment())
 
     def lookup_listener(self, t: TcpNetns, daddr: int, port: int) -> TcpSock | None:
         best = None

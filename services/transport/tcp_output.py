@@ -62,6 +62,8 @@ def segment(tr, ns, sk, seq: int, flags: int, payload: bytes, now: int, cause, f
                   ttl=sk.ttl, tos=sk.tos, df=True)
     sk.inet_id = (sk.inet_id + 1) & 0xFFFF
     skb.ip_id = IP_ID_SET | sk.inet_id
+    if sk.dst_pending_confirm:       # skb_set_dst_pending_confirm(): this segment confirms the neighbour
+        skb.dst_pending_confirm, sk.dst_pending_confirm = True, False
     sk.segs_out += 1
     sk.last_snd = now
     ns.mib["TcpOutSegs"] += 1
