@@ -12,7 +12,7 @@ import pytest
 from interop.conftest import FAR_ADDR, wait_port
 
 pytestmark = pytest.mark.integration
-PORT = 9300
+PORT = 9310
 SIZE = 1_000_000
 HEAD = "@8B24I"             # tcpi_state ... tcpi_total_retrans: the struct's first 104 bytes
 SINK = f"""
