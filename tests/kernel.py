@@ -54,11 +54,21 @@ class Kernel:
 
     def down_from(self, layer: str, skb):
         if layer == "transport":
+            if skb.ip_proto == ipv4.IPPROTO_TCP:
+                self.check_fits_path_mtu(skb)
             self._run("ip", self.ip.from_transport(skb, self.now))
         elif layer == "ip":
             self._run("link", self.link.dev_queue_xmit(skb, self.now))
         elif layer == "link":
             self.wire.append((skb.netns, skb.ifindex, skb.data))
+
+    def check_fits_path_mtu(self, skb):
+        """TCP never hands IP a segment larger than the route's MTU: it cuts
+        its segments to tcp_current_mss() (options included), as Linux does."""
+        err, rt = self.ip.route_output(skb.netns, skb.daddr, skb.saddr)
+        if not err:
+            size = len(skb.data) + ipv4.IPV4_HLEN
+            assert size <= rt.mtu, f"a {size}-byte TCP segment for a {rt.mtu}-byte path MTU"
 
     def up_from(self, layer: str, skb, to):
         if layer == "link" and to != "socket":

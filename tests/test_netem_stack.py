@@ -186,3 +186,51 @@ def test_tcp_megabyte_through_every_impairment(stack):
     assert data_way["dropped"] > 0 and data_way["duplicated"] > 0 and data_way["reordered"] > 0
     assert data_way["corrupted"] + ack_way["corrupted"] > 0 and ack_way["pkt"] > 0
     assert counters("h1")["TcpRetransSegs"] > before["TcpRetransSegs"]
+
+
+@pytest.mark.malformed
+def test_echo_both_ways_through_loss_and_reordering(stack):
+    """The regression for a stall: h2 echoes every byte while h1 is still sending,
+    2 MB each way through `delay 10ms loss 5% reorder 25% duplicate 1% corrupt 1%`
+    on both ends of the r1 -- h2 link. Segments carrying SACK blocks used to be a
+    full MSS plus the blocks, larger than the MTU, dropped by ip_output at every
+    retransmission (DropPKT_TOO_BIG, IpFragFails) until both ends sat in RTO backoff."""
+    spec = "delay 10ms loss 5% reorder 25% duplicate 1% corrupt 1% seed 20261203"
+    payload = random.Random(9).randbytes(2_000_000)
+    before = {h: counters(h) for h in ("h1", "h2")}
+    srv = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h2")
+    srv.settimeout(60)
+    srv.bind(("10.0.2.10", 39200))
+    srv.listen(1)
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.settimeout(60)
+        with conn:
+            while data := conn.recv(1 << 16):
+                conn.sendall(data)
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    back = bytearray()
+    c = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1")
+    c.settimeout(60)
+    try:
+        with netem("r1", "eth1", spec), netem("h2", "eth0", spec):
+            c.connect(("10.0.2.10", 39200))
+            reader = threading.Thread(target=lambda: back.extend(read_all(c)), daemon=True)
+            reader.start()
+            c.sendall(payload)
+            c.shutdown(pktflow.SHUT_WR)
+            reader.join(120)
+            stats = qdisc_stats("r1", "eth1")
+    finally:
+        c.close()
+        server.join(30)
+        srv.close()
+    assert bytes(back) == payload
+    assert stats["dropped"] > 0 and stats["reordered"] > 0
+    for h in ("h1", "h2"):
+        after = counters(h)
+        assert after["DropPKT_TOO_BIG"] == before[h]["DropPKT_TOO_BIG"], h
+        assert after["IpFragFails"] == before[h]["IpFragFails"], h
+        assert after["TcpRetransSegs"] > before[h]["TcpRetransSegs"], h

@@ -92,7 +92,13 @@ def test_bulk_transfer_is_byte_identical(direction):
     data = random.Random(1).randbytes(1_000_000)
     a, b = (cli, child) if direction == "h1 to h2" else (child, cli)
     assert transfer(net, a, b, data) == data
-    assert net.counters("h1")["TcpRetransSegs"] == net.counters("h2")["TcpRetransSegs"] == 0
+    for host in ("h1", "h2"):
+        c = net.counters(host)
+        # No recovery on a lossless path. A reader that wakes every 5 ms holds its
+        # ACKs longer than 2 x SRTT, so a tail loss probe may go and be D-SACKed:
+        # that is Linux's behaviour too, and it costs no window (no TCPLossProbeRecovery).
+        assert c["TCPTimeouts"] == c["TCPSackRecovery"] == c["TCPLossProbeRecovery"] == 0
+        assert c["TcpRetransSegs"] <= c["TCPLossProbes"] and c["TCPDSACKRecv"] == c["TcpRetransSegs"]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -115,6 +121,41 @@ def test_transfer_survives_loss_both_ways(seed):
     assert transfer(net, cli, child, data) == data
     c = net.counters("h1")
     assert c["TcpRetransSegs"] > 0 and c["TCPSackRecovery"] + c["TCPTimeouts"] > 0
+
+
+def echo(net, client, server, data: bytes, step: float = 0.005, limit: float = 300.0) -> bytes:
+    """`server` echoes every byte it reads while `client` is still sending: both
+    directions carry data at once, so each side's segments carry SACK blocks."""
+    sent, pending, back = 0, b"", b""
+    start = net.now
+    while len(back) < len(data):
+        if sent < len(data):
+            n = client.send(data[sent:sent + 65536])
+            sent += max(n, 0)
+        pending += server.recv()
+        if pending:
+            pending = pending[max(server.send(pending), 0):]
+        back += client.recv()
+        net.advance(step)
+        assert (net.now - start) / 1e9 < limit, f"stalled at {len(back)} of {len(data)} bytes"
+    return back
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_echo_with_loss_both_ways_never_exceeds_the_mtu(seed):
+    """A data segment that carries SACK blocks has a shorter payload
+    (tcp_current_mss()), and a retransmission is cut to the current MSS
+    (tcp_fragment()): none is ever larger than the path MTU (tests/kernel.py
+    asserts it for every segment), so none is dropped as PKT_TOO_BIG."""
+    rng = random.Random(seed)
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    net.loss = lambda ns, ifi, f: ns == "r1" and rng.random() < 0.05
+    data = random.Random(1).randbytes(500_000)
+    assert echo(net, cli, child, data) == data
+    assert not [d for d in net.drops if d[2] == "PKT_TOO_BIG"]
+    sacks = [p for p in segments(net) if p[TCP].payload and any(o[0] == "SAck" for o in p[TCP].options)]
+    assert sacks and max(len(p[IP]) for p in sacks) == 1500    # full-sized with SACK blocks: exactly the MTU
 
 
 def test_corrupted_segments_fail_the_checksum_and_are_resent():
@@ -328,8 +369,33 @@ def test_nodelay_sends_small_writes_at_once():
     assert [bytes(p[TCP].payload) for p in segments(net, "h1") if len(p[TCP].payload)] == [b"a", b"b", b"c"]
 
 
-def test_single_loss_without_dupacks_is_an_rto():
+def test_single_tail_loss_is_repaired_by_a_loss_probe():
+    """RACK-TLP (RFC 8985): one segment out, lost, no ACK to tell. After the
+    probe timeout (2 x SRTT + tcp_rto_min with one segment out) the last segment
+    goes again as a probe, well before the RTO; the ACK beyond the probe shows a
+    loss was repaired, so the window is reduced once (CWR), not reset to 1."""
     net = Network()
+    _srv, cli, child = connected_pair(net)
+    dropped = []
+    net.loss = lambda ns, ifi, f: ns == "h1" and len(f) > 100 and not dropped and dropped.append(1) is None
+    cwnd = cli.info().cwnd
+    cli.send(b"z" * 500)
+    assert child.recv() == b""
+    net.advance(0.19)
+    assert child.recv() == b""                             # the probe waits out a delayed ACK (200 ms)
+    net.advance(0.1)
+    assert child.recv() == b"z" * 500
+    c = net.counters("h1")
+    assert c["TCPLossProbes"] == c["TcpRetransSegs"] == 1 and c["TCPTimeouts"] == 0
+    cli.send(b"y" * 500)                                   # an ACK beyond the probe: the loss was real
+    assert child.recv() == b"y" * 500
+    assert net.counters("h1")["TCPLossProbeRecovery"] == 1
+    assert cli.info().cwnd == cwnd * 717 // 1024           # cubic's beta, once
+
+
+def test_single_loss_without_probes_is_an_rto():
+    net = Network()
+    net.tr.netns["h1"].sysctl["net.ipv4.tcp_early_retrans"] = 0      # no tail loss probes
     _srv, cli, child = connected_pair(net)
     dropped = []
     net.loss = lambda ns, ifi, f: ns == "h1" and len(f) > 100 and not dropped and dropped.append(1) is None
@@ -339,7 +405,7 @@ def test_single_loss_without_dupacks_is_an_rto():
     assert child.recv() == b""                             # RTO >= 200 ms (Linux's minimum)
     net.advance(1.2)
     assert child.recv() == b"z" * 500
-    assert net.counters("h1")["TCPTimeouts"] == 1
+    assert net.counters("h1")["TCPTimeouts"] == 1 and net.counters("h1")["TCPLossProbes"] == 0
 
 
 def test_three_dupacks_fast_retransmit():

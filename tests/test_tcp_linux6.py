@@ -205,10 +205,12 @@ def test_tcp_info_after_a_transfer():
     # (tcp_measure_rcv_mss()); pktflow keeps min(advmss, the peer's MSS)
     assert i["snd_mss"] == 1448 and i["advmss"] == 1448 and i["rcv_mss"] == cli.info().rcv_mss
     assert i["unacked"] == 0 and i["snd_cwnd"] > 10 and i["snd_ssthresh"] == 0x7FFFFFFF
-    assert i["rto"] >= 200_000 and 0 < i["rtt"] < i["rto"] and i["rttvar"] > 0 and i["pmtu"] == 1500
+    assert i["rto"] >= 200_000 and 0 < i["rtt"] < i["rto"] and i["rttvar"] >= 0 and i["pmtu"] == 1500
+    assert i["rtt"] == cli.info().srtt // 1000 and i["min_rtt"] <= i["rtt"] + 1
     assert i["bytes_acked"] == len(data) and i["bytes_received"] == 0
     assert i["segs_out"] > len(data) // 1448 and i["segs_in"] > 0 and i["data_segs_out"] >= len(data) // 1448
     assert i["snd_wnd"] > 0 and i["reordering"] == 3 and i["max_pacing_rate"] == 2**64 - 1
+    assert i["pacing_rate"] == cli.info().pacing_rate and i["rcv_ssthresh"] == cli.info().rcv_ssthresh
     err, raw = getsockopt(child, TCP_INFO, 512)
     c = tcp_info(raw)
     assert c["bytes_received"] == len(data) and c["data_segs_in"] >= len(data) // 1448 and c["rcv_wnd"] > 0

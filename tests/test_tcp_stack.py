@@ -181,7 +181,9 @@ def test_slow_reader_closes_the_window_and_loses_nothing(stack):
     assert sender.is_alive() and h1_socket()["send_q"] > 0
     h2 = next(r for r in json.loads(_client.admin("transport", "h2", "sockets").json)
               if r["local"] == ["10.0.2.10", port] and r["state"] == "ESTAB")
-    assert 0 < h2["recv_q"] <= 65536
+    # about the initial window: the offer never shrinks, and tcp_select_window() rounds the
+    # edge it keeps up to the scale's unit (128 bytes), so it creeps a little while closing
+    assert 0 < h2["recv_q"] <= 65536 + 45 * 128
     got = read_all(conn)                         # the reader wakes up
     sender.join(120)
     assert got == data

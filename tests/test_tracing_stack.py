@@ -120,21 +120,21 @@ def test_tcp_segments_acks_and_retransmissions_are_linked_journeys(stack):
     cli.setsockopt(pktflow.IPPROTO_TCP, pktflow.TCP_NODELAY, 1)
     cli.setsockopt(pktflow.IPPROTO_IP, pktflow.IP_TTL, 1)       # the router will drop it: TTL exceeded
     cli.send(b"lost once")
-    cli.setsockopt(pktflow.IPPROTO_IP, pktflow.IP_TTL, 64)      # the RTO's retransmission gets through
+    cli.setsockopt(pktflow.IPPROTO_IP, pktflow.IP_TTL, 64)      # the tail loss probe gets through
     assert conn.recv(100) == b"lost once"
     cli.close()
     conn.close()
     srv.close()
 
     def delivered_retransmission():
-        """The RTO's retransmission that reached h2's receive queue (a later, spurious one would not)."""
-        for tr in tq.find(service="transport", operation="tcp_retransmit_timer",
+        """The probe's retransmission that reached h2's receive queue (a later, spurious one would not)."""
+        for tr in tq.find(service="transport", operation="tcp_send_loss_probe",
                           tags={"pktflow.netns": "h1", "destination.port": 41100}):
             names = [(s["service"], tq.tag(s, "pktflow.netns"), s["operationName"]) for s in tq.journey(tr)]
             if ("transport", "h2", "tcp_data_queue") in names and names[-1] == ("socket", "h2", "sock_queue_rcv_skb"):
                 return tr
     spans = tq.journey(eventually(delivered_retransmission, timeout=15, interval=0.3))
-    assert spans[0]["operationName"] == "tcp_retransmit_timer"
+    assert spans[0]["operationName"] == "tcp_send_loss_probe"
     link = spans[0]["references"][0]
     assert link["refType"] == "FOLLOWS_FROM"
     first = tq.trace(link["traceID"])                          # the first transmission, dropped at r1

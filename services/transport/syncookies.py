@@ -85,5 +85,6 @@ class SynCookies:
             sk.ts_offset = (ts[1] - now // MS) & MASK
         sk.snd_wnd = th.window << sk.snd_wscale
         sk.snd_wl1, sk.snd_wl2 = sk.irs, sk.snd_una
+        xmit.initial_window(sk, synack=True)
         set_state(ns, sk, SYN_RECV)
         return sk

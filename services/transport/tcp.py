@@ -41,6 +41,13 @@ TCP_MIN_MSS = 88
 TCP_TIMEOUT_FALLBACK = 3 * S
 MAX_SACK_BLOCKS = 3                # 4 without timestamps; Linux sends at most 4 (3 with TS)
 TCP_FASTRETRANS_THRESH = 3         # tcp_reordering default, RFC 6675 DupThresh
+TCP_MAX_REORDERING = 300           # net.ipv4.tcp_max_reordering
+TCP_TIMEOUT_MIN = 2 * MS           # 2 jiffies at HZ=1000: the TLP's slack with several segments out
+TCP_RACK_RECOVERY_THRESH = 16      # recoveries without a D-SACK before RACK's window steps reset
+MINMAX_WINDOW = 300 * S            # net.ipv4.tcp_min_rtt_wlen: how long a min RTT sample counts
+
+# ecn_flags (include/net/tcp.h)
+TCP_ECN_OK, TCP_ECN_QUEUE_CWR, TCP_ECN_DEMAND_CWR, TCP_ECN_SEEN = 1, 2, 4, 8
 
 
 def set_state(ns, sk, state: int):
@@ -73,11 +80,13 @@ class TraceRef:
 
 class Seg:
     """A segment in flight (the retransmission queue, tcp_rtx_queue)."""
-    __slots__ = ("seq", "end", "flags", "data", "sent", "retrans", "in_rtx", "sacked", "lost", "cause", "skb")
+    __slots__ = ("seq", "end", "flags", "data", "sent", "order", "retrans", "in_rtx", "sacked", "lost", "cause",
+                 "skb")
 
     def __init__(self, seq: int, end: int, flags: int, data: bytes, cause):
         self.seq, self.end, self.flags, self.data = seq, end, flags, data
         self.sent = 0                # when it was last sent (ns)
+        self.order = 0               # segs_out then: orders transmissions that share a clock reading
         self.retrans = 0             # times retransmitted (Karn: no RTT sample from it)
         self.in_rtx = False          # a retransmission of it is in flight (counted in retrans_out)
         self.sacked = self.lost = False
@@ -110,10 +119,18 @@ class TcpSock:
         # congestion control
         "cwnd", "ssthresh", "ca", "ca_state", "high_seq", "prior_cwnd", "snd_cwnd_cnt", "cwnd_limited", "bytes_acked",
         "bytes_received", "segs_out", "segs_in", "data_segs_out", "data_segs_in", "delivered",
+        # loss recovery: RACK (RFC 8985), tail loss probes, PRR (RFC 6937), undo (D-SACK, timestamps)
+        "rack_mstamp", "rack_order", "rack_rtt", "rack_advanced", "reo_wnd_steps", "reo_wnd_persist",
+        "rack_dsack_seen", "reord_seen", "reordering", "min_rtt", "min_rtt_stamp", "tlp_high_seq", "tlp_retrans",
+        "prr_delivered", "prr_out", "prior_ssthresh", "undo_marker", "undo_retrans", "frto", "dsack", "dsack_dups",
+        "snd_sml", "last_oow_ack_time", "rcv_ssthresh", "ecn_flags",
+        # pacing (sk_pacing_rate, bytes/s; enforced when a CA or SO_MAX_PACING_RATE asks for it)
+        "pacing_rate", "max_pacing_rate", "pacing_needed", "wstamp",
         # delayed ACK
         "ack_pending", "quick", "ato", "unacked_rcv", "last_ack_cause",
         # timers (monotonic ns deadlines, None when off) and what is armed
-        "t_rto", "t_delack", "t_keepalive", "t_timewait", "t_persist", "t_finwait2", "timer_at",
+        "t_rto", "t_delack", "t_keepalive", "t_timewait", "t_persist", "t_finwait2", "t_tlp", "t_reo", "t_pace",
+        "timer_at",
         "last_rcv", "last_snd", "probes_out",
         # listening
         "backlog", "syn_queue", "accept_queue", "err", "sk_err_pending", "close_after",
@@ -175,13 +192,37 @@ class TcpSock:
         self.cwnd_limited = False
         self.bytes_acked = self.bytes_received = self.segs_out = self.segs_in = 0
         self.data_segs_out = self.data_segs_in = self.delivered = 0
+        self.rack_mstamp = self.rack_order = self.rack_rtt = 0     # the newest delivered segment's send, order, RTT
+        self.rack_advanced = False
+        self.reo_wnd_steps, self.reo_wnd_persist = 1, 0
+        self.rack_dsack_seen = False
+        self.reord_seen = 0
+        self.reordering = TCP_FASTRETRANS_THRESH
+        self.min_rtt, self.min_rtt_stamp = 0, 0           # 0: no sample
+        self.tlp_high_seq = 0                             # snd_nxt when a tail loss probe went; 0: none out
+        self.tlp_retrans = False
+        self.prr_delivered = self.prr_out = 0
+        self.prior_ssthresh = 0
+        self.undo_marker = 0                               # snd_una when recovery began; 0: nothing to undo
+        self.undo_retrans = -1                             # retransmissions not yet shown spurious by D-SACK
+        self.frto = False
+        self.dsack = None                                  # a D-SACK block to send: (start, end)
+        self.dsack_dups = 0
+        self.snd_sml = 0                                   # end of the last small segment sent (Minshall)
+        self.last_oow_ack_time = None
+        self.rcv_ssthresh = 0
+        self.ecn_flags = 0
+        self.pacing_rate = 0
+        self.max_pacing_rate = 0xFFFFFFFFFFFFFFFF          # ~0UL: unlimited
+        self.pacing_needed = False
+        self.wstamp = 0                                    # tcp_wstamp_ns: when the next paced segment may go
         self.ack_pending = False
         self.quick = 0
         self.ato = 0
         self.unacked_rcv = 0
         self.last_ack_cause = None
         self.t_rto = self.t_delack = self.t_keepalive = self.t_timewait = self.t_persist = None
-        self.t_finwait2 = None
+        self.t_finwait2 = self.t_tlp = self.t_reo = self.t_pace = None
         self.timer_at = None
         self.last_rcv = self.last_snd = 0
         self.probes_out = 0

@@ -25,6 +25,10 @@ class Reno:
     def on_loss(self, sk, now: int):
         pass
 
+    def undo_cwnd(self, sk) -> int:
+        """tcp_reno_undo_cwnd(): the window before the reduction that proved needless."""
+        return max(sk.cwnd, sk.prior_cwnd)
+
     def on_idle_restart(self, sk, now: int):
         pass
 

@@ -6,16 +6,15 @@ struct's bytes are laid out.
 The layout is the kernel's on x86-64 (little-endian, natural alignment, no
 padding anywhere), 280 bytes as Linux 6.18 returns it (the AccECN counters
 after tcpi_total_rto_time included). Fields pktflow does not track read 0:
-fackets, last_ack_sent (Linux: "not remembered"), pacing_rate, delivery_rate,
-min_rtt, busy/rwnd/sndbuf_limited, delivered_ce, bytes_sent, bytes_retrans,
-dsack_dups, reord_seen, rcv_ooopack, rehash, total_rto*, the AccECN counters;
-those a TcpSock attribute of the same meaning may carry are read with
-getattr() (pacing_rate, delivered_ce, dsack_dups, reord_seen, delivery_rate,
-...). max_pacing_rate is ~0 (no SO_MAX_PACING_RATE), as Linux reports it."""
+fackets, last_ack_sent (Linux: "not remembered"), delivery_rate,
+busy/rwnd/sndbuf_limited, delivered_ce, bytes_sent, bytes_retrans,
+rcv_ooopack, rehash, total_rto*, the AccECN counters; those a TcpSock may
+grow an attribute for are read with getattr() (delivery_rate, delivered_ce,
+bytes_sent, bytes_retrans, rcv_ooopack, total_rto, rate_app_limited)."""
 import errno
 import struct
 
-from .tcp import LISTEN, MS, TCP_DELACK_MAX, TCP_FASTRETRANS_THRESH
+from .tcp import LISTEN, MS, TCP_DELACK_MAX, TCP_ECN_OK, TCP_ECN_SEEN
 
 IPPROTO_TCP = 6
 TCP_INFO, TCP_CONGESTION = 11, 13
@@ -69,9 +68,8 @@ def _ms(ns: int) -> int:
 
 def tcp_get_info(sk, now: int) -> dict:
     """tcp_get_info(): the values, by field name (missing names are 0)."""
-    i = {"state": sk.state, "reordering": getattr(sk, "reordering", TCP_FASTRETRANS_THRESH),
-         "snd_cwnd": sk.cwnd, "pacing_rate": getattr(sk, "pacing_rate", 0),
-         "max_pacing_rate": getattr(sk, "max_pacing_rate", U64_MAX)}
+    i = {"state": sk.state, "reordering": sk.reordering, "snd_cwnd": sk.cwnd,
+         "pacing_rate": sk.pacing_rate, "max_pacing_rate": sk.max_pacing_rate}
     if sk.state == LISTEN:             # listeners alias two fields: the accept queue and its bound
         i["unacked"], i["sacked"] = len(sk.accept_queue), sk.backlog
         return i
@@ -83,8 +81,10 @@ def tcp_get_info(sk, now: int) -> dict:
     if sk.wscale_ok:
         options |= TCPI_OPT_WSCALE
         i["wscale"] = (sk.snd_wscale & 0xF) | (sk.rcv_wscale & 0xF) << 4
-    if getattr(sk, "ecn_ok", False):
+    if sk.ecn_flags & TCP_ECN_OK:
         options |= TCPI_OPT_ECN
+    if sk.ecn_flags & TCP_ECN_SEEN:
+        options |= TCPI_OPT_ECN_SEEN
     i.update(
         ca_state=sk.ca_state, retransmits=sk.retransmits, probes=sk.probes_out, backoff=sk.backoff,
         options=options, app_limited=1 if getattr(sk, "rate_app_limited", False) else 0,
@@ -93,19 +93,20 @@ def tcp_get_info(sk, now: int) -> dict:
         # lsndtime, lrcvtime, rcv_tstamp: pktflow keeps one time per direction
         last_data_sent=_ms(now - sk.last_snd), last_data_recv=_ms(now - sk.last_rcv),
         last_ack_recv=_ms(now - sk.last_rcv),
-        pmtu=getattr(sk, "pmtu", sk.advmss + 40), rcv_ssthresh=getattr(sk, "rcv_ssthresh", sk.rcv_wnd),
+        pmtu=getattr(sk, "pmtu", sk.advmss + 40), rcv_ssthresh=sk.rcv_ssthresh,
         # tp->advmss loses the timestamp option's 12 bytes once they are agreed
         # (tcp_rcv_synsent_state_process(), tcp_create_openreq_child()); pktflow keeps the SYN's
         rtt=_us(sk.srtt), rttvar=_us(sk.rttvar), snd_ssthresh=sk.ssthresh,
         advmss=sk.advmss - (TCPOLEN_TSTAMP_ALIGNED if sk.ts_ok else 0),
         rcv_rtt=_us(sk.rcv_rtt), rcv_space=sk.rcvq_space, total_retrans=sk.total_retrans,
         bytes_acked=sk.bytes_acked, bytes_received=sk.bytes_received, segs_out=sk.segs_out, segs_in=sk.segs_in,
-        notsent_bytes=max(0, sk.write_seq - sk.snd_nxt), min_rtt=_us(getattr(sk, "min_rtt", 0)),
+        # min_rtt: tcp_min_rtt() is ~0U before the first sample
+        notsent_bytes=max(0, sk.write_seq - sk.snd_nxt), min_rtt=_us(sk.min_rtt) if sk.min_rtt else 0xFFFFFFFF,
         data_segs_in=sk.data_segs_in, data_segs_out=sk.data_segs_out,
         delivery_rate=getattr(sk, "delivery_rate", 0), delivered=sk.delivered,
         delivered_ce=getattr(sk, "delivered_ce", 0), bytes_sent=getattr(sk, "bytes_sent", 0),
-        bytes_retrans=getattr(sk, "bytes_retrans", 0), dsack_dups=getattr(sk, "dsack_dups", 0),
-        reord_seen=getattr(sk, "reord_seen", 0), rcv_ooopack=getattr(sk, "rcv_ooopack", 0),
+        bytes_retrans=getattr(sk, "bytes_retrans", 0), dsack_dups=sk.dsack_dups,
+        reord_seen=sk.reord_seen, rcv_ooopack=getattr(sk, "rcv_ooopack", 0),
         snd_wnd=sk.snd_wnd, rcv_wnd=sk.rcv_wnd, total_rto=getattr(sk, "total_rto", 0))
     return i
 

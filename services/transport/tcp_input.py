@@ -8,8 +8,8 @@ from pktflow.v1.skb_pb2 import SockEvent, Skb
 
 from ..common.skbuff import DROP, STOP, UP
 from ..wire import tcp as wire
-from . import tcp_output as xmit
-from .tcp import (CA_DISORDER, CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1,
+from . import tcp_output as xmit, tcp_recovery as recovery
+from .tcp import (TCP_ECN_OK, CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1,
                   FIN_WAIT2, LAST_ACK, MS, S, SYN_RECV, SYN_SENT, TCP_ATO_MIN, TCP_DELACK_MIN,
                   TCP_FASTRETRANS_THRESH, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT, TraceRef, set_state,
                   unwrap)
@@ -24,11 +24,12 @@ def event(sk, kind: int, out: list, err: int = 0, state: int = 0, count: int = 0
     out.append((UP, Skb(netns=sk.netns, sk=sk.sk if sk_id is None else sk_id, event=ev), "sk_state_change", None))
 
 
-def rtt_sample(sk, rtt: int):
+def rtt_sample(sk, rtt: int, now: int):
     """tcp_rtt_estimator() + tcp_set_rto(): RFC 6298 with Linux's floor on the
-    variance (RTO >= srtt + 200 ms)."""
+    variance (RTO >= srtt + 200 ms); the windowed minimum RACK uses."""
     if rtt <= 0:
         rtt = 1000
+    recovery.update_min_rtt(sk, rtt, now)
     if not sk.srtt:
         sk.srtt, sk.rttvar = rtt, rtt // 2
     else:
@@ -114,6 +115,32 @@ def synsent(tr, ns, sk, skb, th, now: int, out: list) -> list:
     return out + [(STOP, skb, "tcp_rcv_synsent_state_process", None)]
 
 
+def dsack_set(ns, sk, seq: int, end: int):
+    """tcp_dsack_set(): report a duplicate in the next ACK's first SACK block (RFC 2883)."""
+    if sk.sack_ok and ns.sysctl["net.ipv4.tcp_dsack"]:
+        ns.mib["TCPDSACKOldSent" if seq < sk.rcv_nxt else "TCPDSACKOfoSent"] += 1
+        sk.dsack = (seq, end)
+
+
+def oow_rate_limited(ns, sk, now: int, payload_len: int, th, counter: str) -> bool:
+    """tcp_oow_rate_limited(): at most one duplicate ACK per tcp_invalid_ratelimit
+    (500 ms) for invalid segments without data, so that two stacks cannot ACK
+    each other forever; a segment with data always gets its ACK."""
+    if payload_len and not th.flags & wire.SYN:
+        return False
+    return challenge_rate_limited(ns, sk, now, counter)
+
+
+def challenge_rate_limited(ns, sk, now: int, counter: str) -> bool:
+    """__tcp_oow_rate_limited(): the per-socket limit on ACKs to invalid segments."""
+    last = sk.last_oow_ack_time
+    if last is not None and 0 <= now - last < ns.sysctl["net.ipv4.tcp_invalid_ratelimit"] * MS:
+        ns.mib[counter] += 1
+        return True
+    sk.last_oow_ack_time = now
+    return False
+
+
 def acceptable(sk, seq: int, end: int) -> bool:
     """tcp_sequence(): the segment overlaps the receive window (RFC 9293 3.10.7.4)."""
     win_end = sk.rcv_wup + sk.rcv_wnd
@@ -133,23 +160,29 @@ def rcv_state_process(tr, ns, sk, skb, th, now: int) -> list:
     seq = unwrap(th.seq, sk.rcv_nxt)
     end = seq + payload_len + (1 if th.flags & wire.SYN else 0) + (1 if th.flags & wire.FIN else 0)
     if paws_reject(sk, th):
-        xmit.send_ack(tr, ns, sk, now, out, cause=skb)
+        if not oow_rate_limited(ns, sk, now, payload_len, th, "TCPACKSkippedPAWS"):
+            xmit.send_ack(tr, ns, sk, now, out, cause=skb)
         ns.mib["PAWSEstab"] += 1
         return out + [(DROP, skb, RCV, "TCP_RFC7323_PAWS")]
     if not acceptable(sk, seq, end):
         if th.flags & wire.RST:
             return out + [(DROP, skb, RCV, "TCP_RESET")]
+        if payload_len and end <= sk.rcv_nxt:          # a retransmission of what we have: D-SACK it
+            ns.mib["DelayedACKLost"] += 1
+            dsack_set(ns, sk, seq, end)
+        elif oow_rate_limited(ns, sk, now, payload_len, th, "TCPACKSkippedSeq"):
+            return out + [(DROP, skb, RCV, "TCP_INVALID_SEQUENCE")]
         xmit.send_ack(tr, ns, sk, now, out, cause=skb)    # RFC 9293: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>
         reason = "TCP_OLD_DATA" if end <= sk.rcv_nxt else "TCP_INVALID_SEQUENCE"
         return out + [(DROP, skb, RCV, reason)]
     if th.flags & wire.RST:
         if seq != sk.rcv_nxt:                         # RFC 5961 3.2: in window but not exact
-            xmit.send_ack(tr, ns, sk, now, out, cause=skb, fn="tcp_send_challenge_ack")
+            send_challenge_ack(tr, ns, sk, skb, now, out)
             return out + [(DROP, skb, RCV, "TCP_RESET")]
         tcp_reset(tr, ns, sk, now, out)
         return out + [(STOP, skb, "tcp_reset", None)]
     if th.flags & wire.SYN and sk.state != SYN_RECV:   # RFC 5961 4.2: a SYN in a synchronized state
-        xmit.send_ack(tr, ns, sk, now, out, cause=skb, fn="tcp_send_challenge_ack")
+        send_challenge_ack(tr, ns, sk, skb, now, out)
         return out + [(DROP, skb, RCV, "TCP_INVALID_SYN")]
     if not th.flags & wire.ACK:
         return out + [(DROP, skb, RCV, "TCP_FLAGS")]
@@ -178,6 +211,16 @@ def rcv_state_process(tr, ns, sk, skb, th, now: int) -> list:
     return out + [verdict] if verdict else out
 
 
+def send_challenge_ack(tr, ns, sk, skb, now: int, out: list):
+    """tcp_send_challenge_ack(): RFC 5961's answer, at most one per
+    tcp_invalid_ratelimit a socket (the host-wide tcp_challenge_ack_limit is
+    INT_MAX, off, by default since Linux 6.0)."""
+    if challenge_rate_limited(ns, sk, now, "TCPACKSkippedChallenge"):
+        return
+    ns.mib["TCPChallengeACK"] += 1
+    xmit.send_ack(tr, ns, sk, now, out, cause=skb, fn="tcp_send_challenge_ack")
+
+
 def tcp_reset(tr, ns, sk, now: int, out: list):
     """tcp_reset(): the peer aborted. The errno is the state's (tcp_reset())."""
     err = {SYN_SENT: errno.ECONNREFUSED, CLOSE_WAIT: errno.EPIPE}.get(sk.state, errno.ECONNRESET)
@@ -187,33 +230,31 @@ def tcp_reset(tr, ns, sk, now: int, out: list):
 
 
 def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int, out: list):
-    """tcp_ack(): window update, what the ACK acknowledges, SACK, loss recovery."""
+    """tcp_ack(): the window update, what the ACK acknowledges and SACKs, then
+    loss detection and recovery (tcp_fastretrans_alert: RACK, PRR, undo),
+    congestion control, the tail loss probe's outcome, and the timers."""
     wnd = th.window << sk.snd_wscale
+    win_update = False
     # RFC 9293 3.10.7.4 window update rule
     if sk.snd_wl1 < seq or (sk.snd_wl1 == seq and sk.snd_wl2 <= ack):
         if wnd != sk.snd_wnd:
+            win_update = True
             sk.snd_wnd = wnd
             sk.max_window = max(sk.max_window, wnd)
             if wnd and sk.t_persist is not None:
                 sk.t_persist = None
                 sk.probes_out = 0
         sk.snd_wl1, sk.snd_wl2 = seq, ack
-    prior_una = sk.snd_una
+    prior_una, prior_in_flight, prior_lost = sk.snd_una, sk.in_flight(), sk.lost_out
+    tsecr = th.options.ts[1] if sk.ts_ok and th.options.ts is not None else 0
+    ack_state = recovery.AckState(una_advanced=ack > prior_una, ece=bool(sk.ecn_flags & TCP_ECN_OK and
+                                                                          th.flags & wire.ECE), tsecr=tsecr)
     if th.options.sack and sk.sack_ok:
-        mark_sacked(sk, th.options.sack)
-    if ack > prior_una:
-        acked_pkts = clean_rtx_queue(tr, ns, sk, ack, now, th)
+        sacktag(ns, sk, th.options.sack, ack, prior_una, now, ack_state)
+    acked = 0
+    if ack_state.una_advanced:
+        acked = clean_rtx_queue(tr, ns, sk, ack, now, th, ack_state)
         sk.dupacks = 0
-        if sk.ca_state in (CA_RECOVERY, CA_LOSS) and ack >= sk.high_seq:
-            sk.ca_state = CA_OPEN                      # recovery is over (RFC 6675 5, step 5 / RFC 6582)
-            if sk.cwnd > sk.ssthresh and sk.ssthresh < 0x7FFFFFFF:
-                sk.cwnd = sk.ssthresh
-        elif sk.ca_state == CA_RECOVERY and not sk.sack_ok and sk.rtx:
-            # NewReno partial ACK (RFC 6582 3.2 step 3): the next hole was lost too
-            sk.rtx[0].lost = True
-            sk.lost_out += 1
-        if sk.ca_state in (CA_OPEN, CA_DISORDER) and sk.cwnd_limited:
-            sk.ca.cong_avoid(sk, acked_pkts, now)         # tcp_is_cwnd_limited(): only a used window grows
         sk.retransmits = 0
         sk.backoff = 0
         if sk.write_blocked and sndbuf_free(sk) >= sk.sndbuf // 3:
@@ -221,15 +262,24 @@ def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int,
             event(sk, SockEvent.WRITE_SPACE, out, count=sndbuf_free(sk))
         ack_fin(tr, ns, sk, now, out)
     elif ack == prior_una and payload_len == 0 and not th.flags & (wire.FIN | wire.SYN) and sk.rtx and \
-            wnd == sk.snd_wnd:
+            not win_update:
         sk.dupacks += 1                                # RFC 5681 duplicate ACK
+        ack_state.dupack = True
+    ack_state.not_dup = ack_state.una_advanced or win_update or payload_len > 0
+    if sk.tlp_high_seq:
+        recovery.process_tlp_ack(ns, sk, ack, ack_state)
+    if not ack_state.not_dup or ack_state.sacked or ack_state.ece or ack_state.dsack or sk.ca_state != CA_OPEN:
+        recovery.fastretrans_alert(ns, sk, prior_una, ack_state, now)   # tcp_ack_is_dubious()
+    ack_state.newly_lost = max(0, sk.lost_out - prior_lost)
+    recovery.cong_control(ns, sk, acked + ack_state.sacked, prior_in_flight, ack_state, now)
     if sk.rtx:
-        detect_loss(tr, ns, sk, now, out)
         if sk.ca_state in (CA_RECOVERY, CA_LOSS):
             xmit.xmit_retransmit_queue(tr, ns, sk, now, out)
-        sk.t_rto = sk.t_rto if ack == prior_una and sk.t_rto else now + (sk.rto << sk.backoff)
+        if ack_state.una_advanced or sk.t_rto is None:
+            sk.t_rto = now + (sk.rto << sk.backoff)    # tcp_rearm_rto()
+            xmit.schedule_loss_probe(ns, sk, now, advancing_rto=True)
     else:
-        sk.t_rto = None
+        sk.t_rto = sk.t_tlp = sk.t_reo = None
         sk.retrans_stamp = 0
         if sk.sendq_bytes and sk.snd_wnd == 0 and sk.t_persist is None:
             sk.t_persist = now + sk.rto                 # tcp_check_probe_timer()
@@ -239,69 +289,72 @@ def sndbuf_free(sk) -> int:
     return sk.sndbuf - sk.sendq_bytes - sk.rtx_bytes
 
 
-def mark_sacked(sk, blocks):
-    """tcp_sacktag_write_queue(): segments inside a SACK block are not in flight."""
-    for left32, right32 in blocks:
-        left, right = unwrap(left32, sk.snd_una), unwrap(right32, sk.snd_una)
-        if right <= sk.snd_una or right > sk.snd_nxt or left >= right:
-            continue                                 # a D-SACK or a bogus block
+def sacktag(ns, sk, wire_blocks, ack: int, prior_una: int, now: int, st):
+    """tcp_sacktag_write_queue(): a D-SACK first, then the segments inside each
+    block are delivered, not in flight; RACK learns from each, and an original
+    transmission SACKed below what was SACKed before shows reordering."""
+    blocks = [(unwrap(left32, sk.snd_una), unwrap(right32, sk.snd_una)) for left32, right32 in wire_blocks]
+    is_dsack, st.dsack_tlp = recovery.check_dsack(ns, sk, blocks, ack, prior_una)
+    if is_dsack:
+        st.dsack = True
+        recovery.dsack_in_queue(sk, *blocks[0])
+        blocks = blocks[1:]
+    fack = max((seg.end for seg in sk.rtx if seg.sacked), default=sk.snd_una)
+    reord = None
+    for left, right in blocks:
+        if right <= max(sk.snd_una, ack) or right > sk.snd_nxt or left >= right:
+            continue                                 # old or bogus
         for seg in sk.rtx:
             if seg.seq >= right:
                 break
             if seg.seq >= left and seg.end <= right and not seg.sacked:
                 seg.sacked = True
                 sk.sacked_out += 1
+                st.sacked += 1
                 if seg.lost:
                     seg.lost = False
                     sk.lost_out -= 1
                 if seg.in_rtx:
                     seg.in_rtx = False
                     sk.retrans_out -= 1
+                if not seg.retrans:
+                    if seg.end <= sk.high_seq:
+                        st.orig_sack_acked = True
+                    if seg.end < fack and (reord is None or seg.seq < reord):
+                        reord = seg.seq
+                recovery.rack_advance(sk, seg, now)
+    if reord is not None:
+        recovery.note_reordering(ns, sk, reord, fack)
 
 
-def detect_loss(tr, ns, sk, now: int, out: list):
-    """RFC 6675 IsLost()/RFC 5681 3.2: enter fast recovery on DupThresh
-    duplicate ACKs or when a hole has DupThresh segments SACKed above it."""
-    if sk.sack_ok and sk.sacked_out:
-        above = 0
-        for seg in reversed(sk.rtx):
-            if seg.sacked:
-                above += 1
-            elif above >= TCP_FASTRETRANS_THRESH and not seg.lost:
-                seg.lost = True
-                sk.lost_out += 1
-    elif sk.dupacks >= TCP_FASTRETRANS_THRESH and sk.rtx and not sk.rtx[0].lost and sk.ca_state != CA_LOSS:
-        sk.rtx[0].lost = True
-        sk.lost_out += 1
-    if sk.lost_out and sk.ca_state in (CA_OPEN, CA_DISORDER):
-        sk.ca_state = CA_RECOVERY                      # tcp_enter_recovery()
-        sk.high_seq = sk.snd_nxt
-        sk.prior_cwnd = sk.cwnd
-        sk.ssthresh = sk.ca.ssthresh(sk)
-        sk.cwnd = max(sk.ssthresh, 2)
-        ns.mib["TCPSackRecovery" if sk.sack_ok else "TCPRenoRecovery"] += 1
-        ns.mib["TCPFastRetrans"] += 1
-    elif sk.sacked_out and sk.ca_state == CA_OPEN:
-        sk.ca_state = CA_DISORDER
-
-
-def clean_rtx_queue(tr, ns, sk, ack: int, now: int, th) -> int:
+def clean_rtx_queue(tr, ns, sk, ack: int, now: int, th, st=None) -> int:
     """tcp_clean_rtx_queue(): drop what is acknowledged, take an RTT sample
-    (from the echoed timestamp, else from a segment sent only once: Karn)."""
+    (from the oldest segment sent only once, Karn; else the echoed timestamp),
+    tell RACK what was delivered, notice an original arriving behind a SACK."""
+    st = st or recovery.AckState()
     acked = 0
-    newest_once = None
+    first_once = None
     rtx = sk.rtx
+    fack = max((seg.end for seg in rtx if seg.sacked), default=0) if sk.sacked_out else 0
+    reord = None
     while rtx and rtx[0].end <= ack:
         seg = rtx.popleft()
         acked += 1
         if seg.sacked:
             sk.sacked_out -= 1
+        else:
+            recovery.rack_advance(sk, seg, now)
+            if not seg.retrans:
+                if reord is None:
+                    reord = seg.seq
+                if seg.end <= sk.high_seq:
+                    st.orig_sack_acked = True
         if seg.lost:
             sk.lost_out -= 1
         if seg.in_rtx:
             sk.retrans_out -= 1
-        if not seg.retrans:
-            newest_once = seg
+        if not seg.retrans and first_once is None:
+            first_once = seg
         sk.bytes_acked += len(seg.data)
         sk.rtx_bytes -= len(seg.data)
         sk.delivered += 1
@@ -313,10 +366,12 @@ def clean_rtx_queue(tr, ns, sk, ack: int, now: int, th) -> int:
         seg.data = seg.data[cut:]
         seg.seq = ack
     sk.snd_una = ack
-    if sk.ts_ok and th.options.ts is not None and th.options.ts[1]:
-        rtt_sample(sk, (xmit.tsval(sk, now) - th.options.ts[1]) % (1 << 32) * MS)
-    elif newest_once is not None:
-        rtt_sample(sk, now - newest_once.sent)
+    if reord is not None and fack:
+        recovery.note_reordering(ns, sk, reord, fack)
+    if first_once is not None:                       # tcp_ack_update_rtt(): the ACK's timing first
+        rtt_sample(sk, now - first_once.sent, now)
+    elif acked and sk.ts_ok and th.options.ts is not None and th.options.ts[1]:
+        rtt_sample(sk, (xmit.tsval(sk, now) - th.options.ts[1]) % (1 << 32) * MS, now)
     return acked
 
 
@@ -365,9 +420,17 @@ def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: l
         # tcp_rcv_rtt_measure_ts(): the receiver's own RTT, for buffer autotuning
         sample = ((xmit.tsval(sk, now) - th.options.ts[1]) & 0xFFFFFFFF) * MS or MS
         sk.rcv_rtt = sample if not sk.rcv_rtt else (7 * sk.rcv_rtt + sample) // 8
+    if seq == sk.rcv_nxt and payload_len and sk.rcv_wup + sk.rcv_wnd <= sk.rcv_nxt:
+        # tcp_data_queue(): no room was offered, so none is taken
+        ns.mib["TCPZeroWindowDrop"] += 1
+        sk.quick = max(sk.quick, TCP_MAX_QUICKACKS)
+        sk.ack_pending = True
+        return (DROP, skb, "tcp_data_queue", "TCP_ZEROWINDOW")
     if seq > sk.rcv_nxt:                               # a hole before it: out of order
         if payload_len:
             end = seq + payload_len
+            if any(s <= seq and end <= e for s, (e, _d, _f) in sk.ofo.items()):
+                dsack_set(ns, sk, seq, end)              # all of it is queued already
             if seq not in sk.ofo or sk.ofo[seq][0] < end:
                 if seq in sk.ofo:
                     sk.ofo_bytes -= sk.ofo[seq][0] - seq
@@ -381,6 +444,8 @@ def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: l
     # in order, perhaps partly old: trim what we already have
     old = sk.rcv_nxt - seq
     if old:
+        if payload_len > 0:
+            dsack_set(ns, sk, seq, sk.rcv_nxt)         # the part we had
         skb.head += old
         payload_len -= old
     verdict = (STOP, skb, "tcp_data_queue", None)
@@ -389,6 +454,8 @@ def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: l
         verdict = None
         sk.rcv_nxt += payload_len
         sk.unacked_rcv += payload_len
+        if payload_len >= 128:                     # tcp_event_data_recv()
+            xmit.grow_window(sk, payload_len)
         if not sk.ato:
             sk.quick, sk.ato = TCP_MAX_QUICKACKS, TCP_ATO_MIN   # tcp_incr_quickack() on the first data
         out_of_order_fill(sk, out)
@@ -434,11 +501,13 @@ def tcp_fin(tr, ns, sk, now: int, out: list):
 
 
 def ack_snd_check(tr, ns, sk, now: int, out: list):
-    """__tcp_ack_snd_check(): ACK now (quickack, two full segments unacknowledged,
-    out-of-order data) or arm the delayed ACK timer (40 ms, RFC 1122's "SHOULD")."""
+    """__tcp_ack_snd_check(): ACK now (quickack, more than one full segment
+    unacknowledged, out-of-order data) or arm the delayed ACK timer (40 ms, RFC 1122's "SHOULD")."""
     if not sk.ack_pending:
         return
-    if sk.quick or sk.unacked_rcv >= 2 * sk.rcv_mss or sk.ofo:
+    # more than one full segment unacknowledged and the window's right edge
+    # moves on, quickack mode, or out-of-order data
+    if sk.quick or (sk.unacked_rcv > sk.rcv_mss and xmit.new_window(sk) >= sk.rcv_wnd) or sk.ofo:
         if sk.quick:
             sk.quick -= 1
         xmit.send_ack(tr, ns, sk, now, out)

@@ -248,7 +248,7 @@ class TcpProto(SynCookies):
             # full-sized segments leave. A piece with more of the same write to
             # come (MSG_MORE from the socket layer, or what did not fit here)
             # keeps its partial tail queued for the rest, whatever Nagle says.
-            tail = sk.sendq_bytes % sk.mss_cache if call_more(skb) or n < len(data) else 0
+            tail = sk.sendq_bytes % xmit.current_mss(sk) if call_more(skb) or n < len(data) else 0
             sk.sendq_bytes -= tail        # write_xmit() cuts from sendq_bytes; the tail stays in sendq
             try:
                 xmit.write_xmit(self, ns, sk, now, out)
@@ -270,15 +270,18 @@ class TcpProto(SynCookies):
         sk.sndbuf = min(max(sk.sndbuf, want), ns.sysctl["net.ipv4.tcp_wmem"][2])
 
     def recvmsg(self, ns, sk: TcpSock, consumed: int, now: int, out: list):
-        """tcp_cleanup_rbuf(): the application read; tell the peer when the
-        window opened a lot (at least doubled and by two segments)."""
+        """tcp_cleanup_rbuf(): the application read. ACK now if a delayed ACK
+        holds more than one full segment, or if the window can at least double."""
         before = max(0, sk.rcv_wup + sk.rcv_wnd - sk.rcv_nxt)
         sk.rcv_queued = max(0, sk.rcv_queued - consumed)
         self.rcv_space_adjust(ns, sk, consumed, now)
-        if sk.state not in (ESTABLISHED, FIN_WAIT1, FIN_WAIT2):
+        if sk.state not in (ESTABLISHED, FIN_WAIT1, FIN_WAIT2) or not consumed:
             return
-        free = sk.rcvbuf - sk.rcv_queued - sk.ofo_bytes
-        if free >= 2 * sk.rcv_mss and free >= 2 * before:
+        time_to_ack = sk.ack_pending and sk.unacked_rcv > sk.rcv_mss
+        if not time_to_ack and 2 * before <= sk.rcvbuf:
+            new = xmit.new_window(sk)
+            time_to_ack = new and new >= 2 * before
+        if time_to_ack:
             xmit.send_ack(self, ns, sk, now, out, fn="tcp_cleanup_rbuf")
             self.arm(sk, now, out)
 
@@ -575,7 +578,7 @@ class TcpProto(SynCookies):
     def time_wait(self, ns, sk: TcpSock, now: int):
         """tcp_time_wait(): hold the 4-tuple for 2 MSL (TCP_TIMEWAIT_LEN, 60 s)."""
         set_state(ns, sk, TIME_WAIT)
-        sk.t_rto = sk.t_delack = sk.t_persist = sk.t_keepalive = sk.t_finwait2 = None
+        tcp_timer.clear(sk)
         sk.t_timewait = now + ns.sysctl["net.ipv4.tcp_timewait_len"] * S
 
     def timewait_process(self, ns, t, sk: TcpSock, skb, th, saddr, daddr, now: int) -> list:
@@ -601,7 +604,7 @@ class TcpProto(SynCookies):
         """tcp_done(): CLOSED. The socket layer hears the error, if any."""
         was = sk.state
         set_state(ns, sk, CLOSE)
-        sk.t_rto = sk.t_delack = sk.t_persist = sk.t_keepalive = sk.t_timewait = sk.t_finwait2 = None
+        tcp_timer.clear(sk)
         t = self.tables(ns)
         if t.ehash.get(sk.key()) is sk:
             del t.ehash[sk.key()]

@@ -6,10 +6,14 @@ segment being acknowledged, the original of a retransmission)."""
 
 from ..common.skbuff import DOWN, new_skb
 from ..wire import ipv4, tcp as wire
-from .tcp import MASK, MAX_SACK_BLOCKS, MS, SYN_RECV, SYN_SENT, Seg
+from .tcp import (CA_CWR, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, MAX_SACK_BLOCKS, MS, S, SYN_RECV, SYN_SENT,
+                  TCP_ECN_DEMAND_CWR, TCP_ECN_OK, TCP_ECN_QUEUE_CWR, TCP_TIMEOUT_INIT, TCP_TIMEOUT_MIN, Seg)
 
 IP_ID_SET = 0x10000
+INET_ECN_MASK, INET_ECN_ECT_0 = 0x3, 0x2
 TCPOLEN_TSTAMP_ALIGNED = 12
+TCPOLEN_SACK_BASE_ALIGNED = 4      # two NOPs, kind, length
+TCPOLEN_SACK_PERBLOCK = 8
 
 
 def tsval(sk, now: int) -> int:
@@ -18,32 +22,63 @@ def tsval(sk, now: int) -> int:
 
 
 def sack_blocks(sk) -> tuple:
-    """SACK blocks for what sits beyond a hole, newest first (RFC 2018 4)."""
-    if not sk.sack_ok or not sk.ofo:
+    """SACK blocks for what sits beyond a hole, newest first (RFC 2018 4),
+    after a D-SACK block reporting a duplicate (RFC 2883) when there is one."""
+    if not sk.sack_ok or not (sk.ofo or sk.dsack):
         return ()
-    blocks = []
+    blocks = [list(sk.dsack)] if sk.dsack else []
+    first = len(blocks)
     for seq in sorted(sk.ofo):
         end = sk.ofo[seq][0]
-        if blocks and seq <= blocks[-1][1]:
+        if len(blocks) > first and seq <= blocks[-1][1]:
             blocks[-1][1] = max(blocks[-1][1], end)
         else:
             blocks.append([seq, end])
-    blocks.sort(key=lambda b: -b[0])
+    blocks[first:] = sorted(blocks[first:], key=lambda b: -b[0])
     return tuple((b[0] & MASK, b[1] & MASK) for b in blocks[:MAX_SACK_BLOCKS if sk.ts_ok else 4])
 
 
-def select_window(sk) -> int:
-    """tcp_select_window(): the free receive space, zero below one MSS (silly
-    window avoidance), never moving the right edge left; scaled for the wire."""
+def current_mss(sk) -> int:
+    """tcp_current_mss(): the cached MSS (which already counts the timestamp
+    option) less the SACK blocks the next segment will carry, so that a
+    segment sent while out-of-order data is held still fits the path MTU."""
+    n = len(sack_blocks(sk)) if sk.ofo or sk.dsack else 0
+    return sk.mss_cache - (TCPOLEN_SACK_BASE_ALIGNED + TCPOLEN_SACK_PERBLOCK * n if n else 0)
+
+
+def new_window(sk) -> int:
+    """__tcp_select_window(): the window we could offer now: the free receive
+    space, zero below one MSS (silly window avoidance), no more than
+    rcv_ssthresh (which tcp_grow_window() raises as data arrives), rounded up
+    to the window scale's unit so that it is not scaled away."""
     free = sk.rcvbuf - sk.rcv_queued - sk.ofo_bytes
-    win = free if free >= sk.rcv_mss else 0
-    win &= ~((1 << sk.rcv_wscale) - 1)
-    old_right = sk.rcv_wup + sk.rcv_wnd
-    if sk.rcv_nxt + win < old_right:
-        win = old_right - sk.rcv_nxt
+    if free < sk.rcv_mss:
+        return 0
+    free = min(free, sk.rcv_ssthresh) if sk.rcv_ssthresh else free
+    unit = 1 << sk.rcv_wscale
+    return (free + unit - 1) & ~(unit - 1)
+
+
+def select_window(sk) -> int:
+    """tcp_select_window(): the window to advertise, never moving the right
+    edge left (a shrinking offer keeps the old edge); scaled for the wire."""
+    win = new_window(sk)
+    cur = max(0, sk.rcv_wup + sk.rcv_wnd - sk.rcv_nxt)
+    if win < cur:
+        unit = 1 << sk.rcv_wscale
+        win = (cur + unit - 1) & ~(unit - 1)
     win = min(win, 0xFFFF << sk.rcv_wscale)
     sk.rcv_wnd, sk.rcv_wup = win, sk.rcv_nxt
     return win >> sk.rcv_wscale
+
+
+def grow_window(sk, size: int):
+    """tcp_grow_window(): in-order data lets the offered window grow by two
+    segments (or twice the data) toward the buffer, and is ACKed at once meanwhile."""
+    room = sk.rcvbuf - sk.rcv_ssthresh
+    if room > 0:
+        sk.rcv_ssthresh += min(room, max(2 * sk.advmss, 2 * size))
+        sk.quick = max(sk.quick, 1)
 
 
 def segment(tr, ns, sk, seq: int, flags: int, payload: bytes, now: int, cause, fn: str, ack: bool = True,
@@ -56,10 +91,22 @@ def segment(tr, ns, sk, seq: int, flags: int, payload: bytes, now: int, cause, f
         window = select_window(sk)
     if ack:
         flags |= wire.ACK
+    sk.dsack = None                                   # sent once (tcp_options_write())
+    tos = sk.tos & ~INET_ECN_MASK
+    if sk.ecn_flags & TCP_ECN_OK and not flags & wire.SYN:
+        # tcp_ecn_send(): new data is ECN-capable (ECT(0)) and carries CWR once
+        # after a reduction; ACKs and retransmissions are not ECT; ECE echoes a CE
+        if payload and seq >= sk.snd_nxt:
+            tos |= INET_ECN_ECT_0
+            if sk.ecn_flags & TCP_ECN_QUEUE_CWR:
+                sk.ecn_flags &= ~TCP_ECN_QUEUE_CWR
+                flags |= wire.CWR
+        if sk.ecn_flags & TCP_ECN_DEMAND_CWR:
+            flags |= wire.ECE
     data = wire.emit(sk.lport, sk.rport, seq, sk.rcv_nxt if ack else 0, flags, window, opts, payload,
                      sk.laddr, sk.raddr)
     skb = new_skb(ns.name, data, cause, sk=sk.sk, saddr=sk.laddr, daddr=sk.raddr, ip_proto=ipv4.IPPROTO_TCP,
-                  ttl=sk.ttl, tos=sk.tos, df=True)
+                  ttl=sk.ttl, tos=tos, df=True)
     sk.inet_id = (sk.inet_id + 1) & 0xFFFF
     skb.ip_id = IP_ID_SET | sk.inet_id
     if sk.dst_pending_confirm:       # skb_set_dst_pending_confirm(): this segment confirms the neighbour
@@ -79,6 +126,16 @@ def send_ack(tr, ns, sk, now: int, out: list, cause=None, fn: str = "tcp_send_ac
                        cause or sk.last_ack_cause, fn))
 
 
+def initial_window(sk, synack: bool) -> int:
+    """tcp_select_initial_window(): whole MSSes; a SYN-ACK knows whether
+    timestamps will take 12 bytes of each segment (tcp_openreq_init_rwin), a
+    SYN does not yet. The window grows from here (tcp_grow_window())."""
+    seg = sk.advmss - TCPOLEN_TSTAMP_ALIGNED if synack and sk.ts_ok else sk.advmss
+    window = min(sk.rcvbuf - sk.rcv_queued, 0xFFFF) // seg * seg
+    sk.rcv_wnd, sk.rcv_wup, sk.rcv_ssthresh = window, sk.rcv_nxt, window
+    return window
+
+
 def send_syn(tr, ns, sk, now: int, out: list, synack: bool = False, cause=None, fn: str | None = None):
     """tcp_connect() / tcp_make_synack(): Linux's SYN options in Linux's order
     (MSS, SACK-permitted, timestamps, window scale); a SYN-ACK echoes only what
@@ -91,11 +148,7 @@ def send_syn(tr, ns, sk, now: int, out: list, synack: bool = False, cause=None, 
                                                              else sk.ts_ok) else None,
                         wscale=sk.rcv_wscale if (sysctl["net.ipv4.tcp_window_scaling"] if offer
                                                  else sk.wscale_ok) else None)
-    # tcp_select_initial_window(): whole MSSes; a SYN-ACK knows whether timestamps
-    # will take 12 bytes of each segment (tcp_openreq_init_rwin), a SYN does not yet.
-    seg = mss - 12 if synack and sk.ts_ok else mss
-    window = min(sk.rcvbuf - sk.rcv_queued, 0xFFFF) // seg * seg
-    sk.rcv_wnd, sk.rcv_wup = window, sk.rcv_nxt
+    window = initial_window(sk, synack)
     fn = fn or ("tcp_v4_send_synack" if synack else "tcp_connect")
     out.append(segment(tr, ns, sk, sk.iss, wire.SYN, b"", now, cause, fn, ack=synack, opts=opts, window=window))
 
@@ -124,9 +177,12 @@ def send_reset(tr, ns, sk, now: int, out: list, cause=None):
 
 
 def nagle_allows(sk, size: int, mss: int) -> bool:
-    """tcp_nagle_check(): a partial segment waits while data is unacknowledged,
-    unless TCP_NODELAY or the FIN goes with it."""
-    return size >= mss or sk.nodelay or not sk.rtx or (sk.fin_queued and size == sk.sendq_bytes)
+    """tcp_nagle_check() with tcp_minshall_check(): a partial segment waits only
+    while an earlier *small* segment is unacknowledged, unless TCP_NODELAY or
+    the FIN goes with it (so a 2,000-byte write leaves at once, as on Linux)."""
+    if size >= mss or sk.nodelay or not sk.rtx or (sk.fin_queued and size == sk.sendq_bytes):
+        return True
+    return not sk.snd_una < sk.snd_sml <= sk.snd_nxt
 
 
 def take(sk, n: int) -> tuple[bytes, object]:
@@ -151,17 +207,21 @@ def take(sk, n: int) -> tuple[bytes, object]:
     return b"".join(parts) if len(parts) != 1 else parts[0], cause
 
 
-def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit") -> bool:
-    """tcp_write_xmit(): send new data while cwnd and the peer's window allow.
-    Returns whether anything went."""
+def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit", probe: bool = False) -> bool:
+    """tcp_write_xmit(): send new data while cwnd, the peer's window, Nagle and
+    pacing allow; then schedule a tail loss probe. A probe (push_one = 2) sends
+    one segment whatever cwnd says. Returns whether anything went."""
     if sk.state in (SYN_SENT, SYN_RECV):
         return False
     sent = False
-    mss = sk.mss_cache
+    mss = current_mss(sk)
     sk.cwnd_limited = False
     while sk.sendq_bytes or (sk.fin_queued and sk.snd_nxt == sk.write_seq):
-        if sk.in_flight() >= sk.cwnd:
+        if sk.in_flight() >= sk.cwnd and not probe:
             sk.cwnd_limited = True
+            break
+        if sk.pacing_needed and sk.wstamp > now and not probe:
+            sk.t_pace = sk.wstamp                      # tcp_pacing_check(): the pacing timer resumes us
             break
         wnd_end = sk.snd_una + sk.snd_wnd
         room = wnd_end - sk.snd_nxt
@@ -171,7 +231,7 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit") -> b
             if room <= 0 or (room < mss and room < sk.sendq_bytes and sk.rtx):
                 break
             size = room
-        if size and not nagle_allows(sk, size, mss):
+        if size and not probe and not nagle_allows(sk, size, mss):
             break
         payload, cause = take(sk, size) if size else (b"", None)
         flags = wire.PSH if payload and not sk.sendq_bytes else 0
@@ -185,19 +245,103 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit") -> b
         out.append(segment(tr, ns, sk, sk.snd_nxt, flags, payload, now, cause,
                            "tcp_send_fin" if flags & wire.FIN and not payload else fn))
         seg.skb = out[-1][1]
+        seg.order = sk.segs_out
         if payload:
             sk.data_segs_out += 1
+            if len(payload) < mss:
+                sk.snd_sml = end                       # tcp_minshall_update()
+            pace_after_send(sk, len(payload), now)
+        if sk.ca_state in (CA_CWR, CA_RECOVERY):
+            sk.prr_out += 1
         sk.snd_nxt = end
         if sk.t_rto is None:
             sk.t_rto = now + sk.rto
         sent = True
-        if flags & wire.FIN:
+        if flags & wire.FIN or probe:
             break
+    if sent and not probe:
+        schedule_loss_probe(ns, sk, now, advancing_rto=False)
     return sent
 
 
-def retransmit(tr, ns, sk, seg: Seg, now: int, out: list, fn: str = "tcp_retransmit_skb"):
-    """tcp_retransmit_skb(): the same bytes again; a new journey linked to the first send."""
+def pace_after_send(sk, size: int, now: int):
+    """tcp_update_skb_after_send(): the next segment may leave size/rate later
+    (the first ten are not paced, as sch_fq does not), less credit for idle time."""
+    if not sk.pacing_needed or not sk.pacing_rate or sk.data_segs_out < 10:
+        return
+    prior = sk.wstamp
+    sk.wstamp = max(sk.wstamp, now)
+    len_ns = size * S // sk.pacing_rate
+    len_ns -= min(len_ns // 2, sk.wstamp - prior)
+    sk.wstamp += len_ns
+
+
+def schedule_loss_probe(ns, sk, now: int, advancing_rto: bool) -> bool:
+    """tcp_schedule_loss_probe(): RFC 8985's probe timeout, 2 x SRTT (plus the
+    delayed-ACK allowance when one segment is out), never later than the RTO;
+    for SACK connections in Open or CWR with something in flight."""
+    if ns.sysctl["net.ipv4.tcp_early_retrans"] not in (3, 4) or not sk.rtx or not sk.sack_ok or \
+            sk.ca_state not in (CA_OPEN, CA_CWR) or sk.state in (SYN_SENT, SYN_RECV):
+        return False
+    if sk.srtt:
+        timeout = 2 * sk.srtt + (ns.sysctl["net.ipv4.tcp_rto_min_us"] * 1000 if len(sk.rtx) == 1
+                                 else TCP_TIMEOUT_MIN)
+    else:
+        timeout = TCP_TIMEOUT_INIT
+    rto_delta = sk.rto if advancing_rto else (sk.t_rto - now if sk.t_rto is not None else 0)
+    if rto_delta > 0:
+        timeout = min(timeout, rto_delta)
+    sk.t_tlp = now + timeout
+    return True
+
+
+def send_loss_probe(tr, ns, sk, now: int, out: list):
+    """tcp_send_loss_probe(): the probe timer fired with no ACK. Send one new
+    segment if the window allows, else the last segment again; remember
+    snd_nxt to tell later whether the probe repaired a loss."""
+    if sk.tlp_high_seq or not sk.rtx or sk.ca_state not in (CA_OPEN, CA_CWR):
+        return
+    sk.tlp_retrans = False
+    if sk.sendq_bytes and sk.snd_una + sk.snd_wnd >= sk.snd_nxt + min(current_mss(sk), sk.sendq_bytes):
+        if not write_xmit(tr, ns, sk, now, out, fn="tcp_send_loss_probe", probe=True):
+            return
+    else:
+        last = sk.rtx[-1]
+        mss = current_mss(sk)
+        if len(last.data) > mss:
+            fragment(sk, last, len(last.data) - mss)  # probe with the last MSS of it
+            last = sk.rtx[-1]
+        retransmit(tr, ns, sk, last, now, out, fn="tcp_send_loss_probe", index=len(sk.rtx) - 1)
+        sk.tlp_retrans = True
+    sk.tlp_high_seq = sk.snd_nxt
+    ns.mib["TCPLossProbes"] += 1
+    sk.t_rto = now + (sk.rto << sk.backoff)           # tcp_rearm_rto() from now
+
+
+def fragment(sk, seg: Seg, size: int, index: int | None = None) -> Seg:
+    """tcp_fragment(): cut a queued segment after `size` bytes. The head keeps
+    its place; the tail takes the FIN and PSH and the head's marks (lost,
+    retransmitted), as the kernel copies TCP_SKB_CB()->sacked to the new skb."""
+    tail = Seg(seg.seq + size, seg.end, seg.flags, seg.data[size:], seg.cause)
+    tail.sent, tail.retrans, tail.skb = seg.sent, seg.retrans, seg.skb
+    seg.end, seg.data, seg.flags = seg.seq + size, seg.data[:size], seg.flags & ~(wire.FIN | wire.PSH)
+    if seg.lost:
+        tail.lost = True
+        sk.lost_out += 1
+    if seg.in_rtx:
+        tail.in_rtx = True
+        sk.retrans_out += 1
+    sk.rtx.insert(sk.rtx.index(seg) + 1 if index is None else index + 1, tail)
+    return tail
+
+
+def retransmit(tr, ns, sk, seg: Seg, now: int, out: list, fn: str = "tcp_retransmit_skb", index: int | None = None):
+    """tcp_retransmit_skb(): the same bytes again, a new journey linked to the
+    first send; cut to the current MSS first when it has shrunk since (SACK
+    blocks to carry now, a smaller path MTU), as __tcp_retransmit_skb() does."""
+    mss = current_mss(sk)
+    if len(seg.data) > mss:
+        fragment(sk, seg, mss, index)
     if seg.flags & wire.SYN:
         send_syn(tr, ns, sk, now, out, synack=sk.state == SYN_RECV, cause=seg.origin(), fn=fn)
     else:
@@ -206,17 +350,24 @@ def retransmit(tr, ns, sk, seg: Seg, now: int, out: list, fn: str = "tcp_retrans
         seg.in_rtx = True
         sk.retrans_out += 1
     seg.retrans += 1
-    seg.sent = now
+    seg.sent, seg.order = now, sk.segs_out
     sk.total_retrans += 1
     ns.mib["TcpRetransSegs"] += 1
     if not sk.retrans_stamp:
         sk.retrans_stamp = now
+    sk.undo_retrans = max(sk.undo_retrans, 0) + 1       # undoable until a D-SACK shows it needless
 
 
 def xmit_retransmit_queue(tr, ns, sk, now: int, out: list):
     """tcp_xmit_retransmit_queue(): lost segments first, while the pipe has room (RFC 6675 NextSeg)."""
-    for seg in sk.rtx:
+    i = 0
+    while i < len(sk.rtx):                          # by index: a retransmission may cut a segment in two
         if sk.in_flight() >= sk.cwnd:
             return
+        seg = sk.rtx[i]
         if seg.lost and not seg.in_rtx and not seg.sacked:
-            retransmit(tr, ns, sk, seg, now, out)
+            retransmit(tr, ns, sk, seg, now, out, index=i)
+            ns.mib["TCPFastRetrans" if sk.ca_state != CA_LOSS else "TCPSlowStartRetrans"] += 1
+            if sk.ca_state in (CA_CWR, CA_RECOVERY):
+                sk.prr_out += 1
+        i += 1

@@ -4,16 +4,23 @@ keepalive, FIN-WAIT-2 and TIME-WAIT. Each connection has one kernel-style
 timer armed for its earliest deadline."""
 import errno
 
-from . import tcp_output as xmit
-from .tcp import CA_LOSS, ESTABLISHED, FIN_WAIT2, S, SYN_RECV, SYN_SENT, TCP_RTO_MAX
+from . import tcp_output as xmit, tcp_recovery as recovery
+from .tcp import CA_LOSS, CA_RECOVERY, ESTABLISHED, FIN_WAIT2, S, SYN_RECV, SYN_SENT, TCP_RTO_MAX
 
-DEADLINES = ("t_rto", "t_delack", "t_persist", "t_keepalive", "t_timewait", "t_finwait2")
+DEADLINES = ("t_rto", "t_delack", "t_persist", "t_keepalive", "t_timewait", "t_finwait2", "t_tlp", "t_reo",
+             "t_pace")
 
 
 def next_deadline(sk):
-    ds = [d for d in (sk.t_rto, sk.t_delack, sk.t_persist, sk.t_keepalive, sk.t_timewait, sk.t_finwait2)
-          if d is not None]
+    ds = [d for d in (sk.t_rto, sk.t_delack, sk.t_persist, sk.t_keepalive, sk.t_timewait, sk.t_finwait2, sk.t_tlp,
+                      sk.t_reo, sk.t_pace) if d is not None]
     return min(ds) if ds else None
+
+
+def clear(sk):
+    """inet_csk_clear_xmit_timers(): every deadline off."""
+    for name in DEADLINES:
+        setattr(sk, name, None)
 
 
 def expire(tr, ns, sk, now: int, out: list):
@@ -25,17 +32,26 @@ def expire(tr, ns, sk, now: int, out: list):
     if sk.t_finwait2 is not None and now >= sk.t_finwait2:
         sk.t_finwait2 = None
         if sk.state == FIN_WAIT2:
-            xmit.send_reset(tr, ns, sk, now, out)    # tcp_fin_timeout passed: give up on the peer
-            tr.tcp_done(ns, sk, now, out, 0)
+            tr.tcp_done(ns, sk, now, out, 0)          # tcp_fin_timeout passed: the orphan expires quietly
             return
     if sk.t_delack is not None and now >= sk.t_delack:
         sk.t_delack = None
         if sk.ack_pending:
             ns.mib["DelayedACKs"] += 1
             xmit.send_ack(tr, ns, sk, now, out, fn="tcp_delack_timer")
+    if sk.t_reo is not None and now >= sk.t_reo:
+        sk.t_reo = None
+        reo_timeout(tr, ns, sk, now, out)
+    if sk.t_tlp is not None and now >= sk.t_tlp:
+        sk.t_tlp = None
+        xmit.send_loss_probe(tr, ns, sk, now, out)
     if sk.t_rto is not None and now >= sk.t_rto:
         sk.t_rto = None
+        sk.t_tlp = sk.t_reo = None
         retransmit_timer(tr, ns, sk, now, out)
+    if sk.t_pace is not None and now >= sk.t_pace:
+        sk.t_pace = None
+        xmit.write_xmit(tr, ns, sk, now, out)          # tcp_pace_kick()
     if sk.t_persist is not None and now >= sk.t_persist:
         sk.t_persist = None
         probe_timer(tr, ns, sk, now, out)
@@ -63,25 +79,30 @@ def retransmit_timer(tr, ns, sk, now: int, out: list):
         return
     ns.mib["TCPTimeouts"] += 1
     if sk.state not in (SYN_SENT, SYN_RECV):
-        if sk.ca_state != CA_LOSS:                   # tcp_enter_loss()
-            sk.prior_cwnd = sk.cwnd
-            sk.ssthresh = sk.ca.ssthresh(sk)
-            sk.ca.on_loss(sk, now)
-        sk.ca_state = CA_LOSS
-        sk.high_seq = sk.snd_nxt
-        sk.cwnd = 1
-        sk.snd_cwnd_cnt = 0
-        for seg in sk.rtx:                           # everything not SACKed is presumed lost, again
-            seg.in_rtx = False
-            if not seg.sacked and not seg.lost:
-                seg.lost = True
-                sk.lost_out += 1
-        sk.retrans_out = 0
+        recovery.enter_loss(ns, sk, now)
     first = sk.rtx[0]
-    xmit.retransmit(tr, ns, sk, first, now, out, fn="tcp_retransmit_timer")
+    xmit.retransmit(tr, ns, sk, first, now, out, fn="tcp_retransmit_timer", index=0)
     sk.retransmits += 1
     sk.backoff = min(sk.backoff + 1, 15)
     sk.t_rto = now + min(sk.rto << sk.backoff, TCP_RTO_MAX)
+
+
+def reo_timeout(tr, ns, sk, now: int, out: list):
+    """tcp_rack_reo_timeout(): the reordering window has passed for segments
+    RACK was waiting on: they are lost; recover them."""
+    if not sk.rtx:
+        return
+    lost = sk.lost_out
+    sk.rack_advanced = True
+    wait = recovery.rack_mark_lost(ns, sk, now)
+    if sk.lost_out > lost:
+        if sk.ca_state not in (CA_RECOVERY, CA_LOSS):
+            recovery.enter_recovery(ns, sk, False)
+            if not hasattr(sk.ca, "cong_control"):
+                recovery.cwnd_reduction(sk, 1, sk.lost_out - lost, False)
+        xmit.xmit_retransmit_queue(tr, ns, sk, now, out)
+    if wait:
+        recovery.arm_reo_timer(sk, wait, now)
 
 
 def probe_timer(tr, ns, sk, now: int, out: list):
@@ -107,6 +128,9 @@ def keepalive_timer(tr, ns, sk, now: int, out: list):
     intvl = sk.keepintvl * S if sk.keepintvl else ns.sysctl["net.ipv4.tcp_keepalive_intvl"] * S
     probes = sk.keepcnt or ns.sysctl["net.ipv4.tcp_keepalive_probes"]
     quiet = now - sk.last_rcv
+    if sk.rtx or sk.sendq_bytes:                  # data in flight: the RTO watches the peer, not keepalive
+        sk.t_keepalive = now + idle
+        return
     if quiet < idle:
         sk.t_keepalive = sk.last_rcv + idle
         sk.probes_out = 0

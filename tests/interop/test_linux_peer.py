@@ -180,3 +180,48 @@ def test_bulk_to_linux_with_loss(linux, tmp_path):
     after = counters("h1")
     assert after["TcpRetransSegs"] > before["TcpRetransSegs"]           # we recovered...
     assert after["TcpExtTCPSackRecovery"] > before["TcpExtTCPSackRecovery"]       # ...from Linux's SACK blocks
+
+
+ECHO_SERVER = """
+import socket, sys
+srv = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+conn, _ = srv.accept()
+while data := conn.recv(65536):
+    conn.sendall(data)
+conn.close()
+"""
+
+
+@pytest.mark.impaired
+def test_echo_through_linux_with_loss_both_ways(linux):
+    """The stall's regression against Linux: Linux echoes every byte while the SDK
+    is still sending, 2 MB each way with loss in both directions; the segments
+    carrying SACK blocks fit the MTU on both sides and the echo is byte-identical."""
+    data = random.Random(24).randbytes(2_000_000)
+    before = counters("h1")
+    echo = linux.far.popen("python3", "-c", ECHO_SERVER, FAR_ADDR, "9300", stdout=subprocess.PIPE, text=True)
+    back = bytearray()
+    try:
+        assert echo.stdout.readline().strip() == "ready"
+        with forward_loss(linux) as loss:
+            with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1") as s:
+                s.settimeout(120)
+                s.connect((FAR_ADDR, 9300))
+
+                def read_back():
+                    while chunk := s.recv(1 << 20):
+                        back.extend(chunk)
+                reader = threading.Thread(target=read_back, daemon=True)
+                reader.start()
+                s.sendall(data)
+                s.shutdown(pktflow.SHUT_WR)
+                reader.join(180)
+            assert loss.dropped() > 0
+        echo.wait(30)
+    finally:
+        echo.kill()
+    assert bytes(back) == data
+    after = counters("h1")
+    assert after["DropPKT_TOO_BIG"] == before["DropPKT_TOO_BIG"] and after["IpFragFails"] == before["IpFragFails"]
+    assert after["TcpRetransSegs"] > before["TcpRetransSegs"]
