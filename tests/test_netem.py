@@ -383,3 +383,25 @@ def test_tc_s_shows_the_counters_and_deleting_frees_the_queue():
 
 def test_sprint_size():
     assert [sch_api.sprint_size(n) for n in (0, 1514, 2048, 3028, 1 << 20)] == ["0b", "1514b", "2Kb", "3028b", "1Mb"]
+
+
+def test_ecn_marks_capable_packets_instead_of_dropping_them():
+    """netem's `ecn`: a loss event marks CE on an ECN-capable IPv4 packet (the
+    checksum fixed, counted as a drop and as ecn_marked) and drops the others."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    assert format_qopt(parse("loss 100% ecn")) == "limit 1000 loss 100% ecn"
+    with pytest.raises(ValueError, match="ecn requested without loss model"):
+        parse("delay 1ms ecn")
+    q = Netem(parse("loss 100% ecn"), 1)
+    ect = bytes(Ether() / IP(src="10.0.1.10", dst="10.0.2.10", tos=0x02) / UDP(sport=1, dport=2) / b"x")
+    skb = Skb(data=ect, protocol=0x0800)
+    assert [v[0] for v in q.enqueue(skb, 0)] == [STOP]
+    marked = Ether(skb.data)
+    assert marked[IP].tos == 0x03
+    del marked[IP].chksum
+    assert Ether(bytes(marked))[IP].chksum == Ether(skb.data)[IP].chksum      # scapy's own checksum agrees
+    not_ect = Skb(data=bytes(Ether() / IP(src="10.0.1.10", dst="10.0.2.10") / UDP(sport=1, dport=2)),
+                  protocol=0x0800)
+    assert [v[0] for v in q.enqueue(not_ect, 0)] == [DROP]
+    assert q.stats["ecn_marked"] == 1 and q.stats["drops"] == 2

@@ -537,3 +537,148 @@ def test_bind_and_listen_conflicts():
     assert b.bind("0.0.0.0", 80) == errno.EADDRINUSE
     c = net.socket("h2")
     assert c.bind("10.0.1.10", 81) == errno.EADDRNOTAVAIL
+
+
+# -- loss recovery, ECN and pacing as Linux 6.x does them by default ---------
+
+def test_rack_waits_out_its_reordering_window_before_declaring_a_loss():
+    """RFC 8985: one segment SACKed past a hole is not yet a loss (fewer than
+    DupThresh SACKed, no reordering seen: the window is min_rtt/4); the
+    reordering timer marks it lost when the window has passed, and fast
+    recovery repairs it without an RTO."""
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    net.advance(0.01)
+    sk = cli.info()
+    sk.min_rtt = sk.srtt = 40 * T.MS                     # a 40 ms path: a 10 ms reordering window
+    held = []
+    net.loss = lambda ns, ifi, f: ns == "h1" and len(f) > 1000 and not held and held.append(f) is None
+    cli.send(b"a" * 1448 + b"b" * 1448)                   # the first is lost, the second SACKed
+    assert sk.sacked_out == 1 and sk.lost_out == 0 and sk.t_reo is not None
+    assert sk.t_reo - net.now == 10 * T.MS + T.TCP_TIMEOUT_MIN
+    net.advance(0.005)
+    assert net.counters("h1")["TcpRetransSegs"] == 0     # still inside the window
+    net.advance(0.01)
+    c = net.counters("h1")
+    assert c["TcpRetransSegs"] == 1 and c["TCPSackRecovery"] == 1 and c["TCPTimeouts"] == 0
+    assert child.recv() == b"a" * 1448 + b"b" * 1448
+
+
+def test_prr_spreads_the_reduction_over_the_recovery():
+    """RFC 6937: on entering recovery cwnd does not drop to ssthresh at once;
+    while the pipe is above ssthresh one segment goes for about every
+    1/beta delivered, so the window ends at ssthresh without a burst or a stall."""
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    data = random.Random(3).randbytes(40 * 1448)
+    dropped = []
+    net.loss = lambda ns, ifi, f: ns == "h1" and len(f) > 1000 and not dropped and dropped.append(1) is None
+    sk = cli.info()
+    cwnds = []
+    real = net.tr.tcp.rcv
+
+    def watch(ns, skb, now):
+        out = real(ns, skb, now)
+        if ns.name == "h1" and sk.ca_state == T.CA_RECOVERY:
+            cwnds.append(sk.cwnd)
+        return out
+    net.tr.tcp.rcv = watch
+    assert transfer(net, cli, child, data) == data
+    c = net.counters("h1")
+    assert c["TCPSackRecovery"] == 1 and c["TcpRetransSegs"] == 1
+    assert cwnds and cwnds[0] > sk.ssthresh               # not halved at once
+    assert sk.cwnd >= sk.ssthresh and max(cwnds) <= sk.prior_cwnd
+
+
+def test_dsack_of_a_spurious_fast_retransmit_undoes_the_reduction():
+    """RFC 2883 / tcp_try_undo_dsack(): a segment held back (reordered, not lost)
+    triggers a fast retransmit; the receiver gets it twice and D-SACKs the copy;
+    every retransmission D-SACKed means no loss: cwnd and ssthresh go back."""
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    held = []
+
+    def reorder(ns, ifi, f):
+        if ns == "h1" and len(f) > 1000 and not held:
+            held.append(f)
+            return True
+        return False
+    net.loss = reorder
+    sk = cli.info()
+    cwnd = sk.cwnd
+    cli.send(random.Random(4).randbytes(8 * 1448))         # the first held, seven SACKed: a fast retransmit
+    assert net.counters("h1")["TCPSackRecovery"] == 1 and sk.cwnd < cwnd
+    net.loss = None
+    net.wire.append(("h1", 2, held[0]))                     # the original arrives late, after its copy
+    net.pump()
+    net.advance(0.3)
+    c, r = net.counters("h1"), net.counters("h2")
+    assert r["TCPDSACKOldSent"] >= 1 and c["TCPDSACKRecv"] >= 1 and c["TCPDSACKUndo"] == 1
+    assert sk.cwnd >= cwnd and sk.ssthresh >= cwnd
+
+
+def test_ecn_negotiated_and_a_ce_mark_halves_once_without_loss():
+    """RFC 3168 with net.ipv4.tcp_ecn=1 on the client (2, Linux's default, on the
+    server: accept when asked): ECE|CWR in the SYN, ECE in the SYN-ACK, ECT(0)
+    on data; a CE mark makes the receiver echo ECE until the sender's CWR, and
+    the sender reduces its window once (CWR state), retransmitting nothing."""
+    net = Network()
+    net.tr.netns["h1"].sysctl["net.ipv4.tcp_ecn"] = 1
+    marked = []
+
+    def mark_ce(ns, ifi, f):                               # a router that marks instead of dropping
+        p = Ether(f)
+        if ns == "r1" and TCP in p and len(p[TCP].payload) and not marked and p[IP].tos & 3 == 2:
+            p[IP].tos |= 3
+            del p[IP].chksum
+            marked.append(1)
+            net.wire.insert(0, (ns, ifi, bytes(p)))
+            return True
+        return False
+    srv, cli, child = connected_pair(net)
+    syn, synack = segments(net, "h1")[0], segments(net, "h2")[0]
+    assert syn[TCP].flags & 0xC0 == 0xC0 and synack[TCP].flags & 0xC0 == 0x40
+    sk = cli.info()
+    assert sk.ecn_flags & T.TCP_ECN_OK and child.info().ecn_flags & T.TCP_ECN_OK
+    net.loss = mark_ce
+    cwnd = sk.cwnd
+    data = random.Random(5).randbytes(30 * 1448)
+    assert transfer(net, cli, child, data) == data
+    assert marked
+    data_segs = [p for p in segments(net, "h1") if len(p[TCP].payload)]
+    assert all(p[IP].tos & 3 == 2 for p in data_segs)      # ECT(0)
+    assert any(p[TCP].flags & 0x40 for p in segments(net, "h2"))        # ECE echoed
+    assert any(p[TCP].flags & 0x80 for p in data_segs)                  # CWR once reduced
+    assert net.counters("h1")["TcpRetransSegs"] == 0
+    assert sk.ssthresh == cwnd * 717 // 1024                # marked in the first flight: reduced once from 10
+    assert len([p for p in data_segs if p[TCP].flags & 0x80]) == 1
+
+
+def test_ecn_is_not_asked_for_by_default_and_a_retransmitted_syn_drops_it():
+    net = Network()
+    connected_pair(net)
+    assert segments(net, "h1")[0][TCP].flags & 0xC0 == 0              # tcp_ecn=2: accept, do not ask
+    net = Network()
+    net.tr.netns["h1"].sysctl["net.ipv4.tcp_ecn"] = 1
+    net.loss = lambda ns, ifi, f: ns == "r1" and ifi == 2 and TCP in Ether(f)   # no SYN-ACK reaches h1
+    s = net.socket("h1")
+    s.connect("10.0.2.10", 80)
+    net.advance(1.5)
+    syns = segments(net, "h1")
+    assert syns[0][TCP].flags & 0xC0 == 0xC0 and syns[-1][TCP].flags & 0xC0 == 0   # tcp_ecn_fallback
+
+
+def test_so_max_pacing_rate_spaces_the_segments():
+    """SO_MAX_PACING_RATE turns on TCP's own pacing (no fq here): after the first
+    ten segments, one leaves every size/rate seconds."""
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    assert cli.setsockopt(1, 47, 1448 * 100) == 0          # 100 segments a second
+    sk = cli.info()
+    assert sk.pacing_needed and sk.max_pacing_rate == 144800
+    start = net.now
+    data = random.Random(6).randbytes(30 * 1448)
+    assert transfer(net, cli, child, data, step=0.001) == data
+    took = (net.now - start) / 1e9
+    assert 0.15 <= took < 0.4                                # 20 paced segments at 10 ms each
+    assert sk.pacing_rate <= 144800

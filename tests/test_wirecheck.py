@@ -48,3 +48,20 @@ def test_a_bad_checksum_is_allowed_only_while_a_malformed_test_runs(tmp_path):
     [complaint] = wirecheck.check(tmp_path, [window("clean", 99, 101)])
     assert complaint.startswith("b.pcap frame 1: bad frame")
     assert wirecheck.check(tmp_path, [window("crafted", 99, 101, "malformed")]) == []
+
+
+def test_a_retransmission_the_receiver_dsacked_is_allowed_anywhere(tmp_path):
+    """A tail loss probe that fired before a delayed ACK: the receiver already had
+    the FIN and says so with a D-SACK (RFC 2883). Nothing was lost: no complaint,
+    for the probe nor for the duplicate ACK that reports it. Without the D-SACK the
+    same retransmission is a complaint on a clean path."""
+    frames = connection(opened_at=100.0, fin_again_at=100.006)
+    dsack = Ether() / IP(src=B, dst=A) / TCP(sport=80, dport=40000, flags="A", seq=501, ack=112, window=65160,
+                                             options=[("NOP", None), ("NOP", None), ("SAck", (111, 112))])
+    dsack = Ether(bytes(dsack))
+    dsack.time = 100.007
+    wrpcap(str(tmp_path / "c.pcap"), frames + [dsack])
+    assert wirecheck.check(tmp_path, [window("clean", 99, 101)]) == []
+    wrpcap(str(tmp_path / "c.pcap"), frames)
+    [complaint] = wirecheck.check(tmp_path, [window("clean", 99, 101)])
+    assert complaint.startswith("c.pcap frame 7: TCP loss recovery")

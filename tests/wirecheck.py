@@ -2,7 +2,8 @@
 (tshark): no malformed packets, no bad checksums, no expert-info errors; and
 TCP's loss-recovery flags (retransmission, duplicate ACK, out of order) only
 while a test marked `impaired` ran or opened the connection (a FIN lost to netem
-is retransmitted after the test ends); frames a test crafted bad on purpose are
+is retransmitted after the test ends), or anywhere for a retransmission its
+receiver D-SACKed (spurious: nothing was lost); frames a test crafted bad on purpose are
 allowed while a test marked `malformed` ran."""
 import pathlib
 import shutil
@@ -12,7 +13,9 @@ PI_ERROR = 0x00800000
 RECOVERY_FLAGS = ("tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
                   "tcp.analysis.spurious_retransmission", "tcp.analysis.duplicate_ack", "tcp.analysis.out_of_order")
 FIELDS = ("frame.number", "frame.time_epoch", "_ws.malformed", "_ws.expert.severity", "_ws.expert.message",
-          "tcp.stream", *RECOVERY_FLAGS)
+          "tcp.stream", *RECOVERY_FLAGS, "tcp.seq", "tcp.len", "tcp.flags.fin", "tcp.options.sack.dsack_le",
+          "tcp.options.sack.dsack_re")
+DSACK = "tcp.options.sack.dsack"
 OPENING = "(tcp.flags.syn == 1 and tcp.flags.ack == 0)"      # listed so each connection's first row is its SYN
 
 
@@ -25,11 +28,13 @@ def problems(pcap: pathlib.Path) -> list[dict]:
     # Payloads are random bytes: decoded as data, or a heuristic dissector (Thrift, ...) may
     # mistake them for its protocol and complain about what is not its packet.
     cmd = ["tshark", "-n", "-r", str(pcap), "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
+           "-o", "tcp.relative_sequence_numbers:FALSE",
            "-o", "udp.check_checksum:TRUE", "-d", "tcp.port==1-65535,data", "-d", "udp.port==1-65535,data",
            "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"]
     for f in FIELDS:
         cmd += ["-e", f]
-    cmd += ["-Y", " or ".join(["_ws.malformed", f"_ws.expert.severity >= {PI_ERROR}", *RECOVERY_FLAGS, OPENING])]
+    cmd += ["-Y", " or ".join(["_ws.malformed", f"_ws.expert.severity >= {PI_ERROR}", *RECOVERY_FLAGS, OPENING,
+                               DSACK])]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
     rows = []
     for line in out.splitlines():
@@ -39,8 +44,28 @@ def problems(pcap: pathlib.Path) -> list[dict]:
             "file": pcap.name, "frame": cols[0], "time": float(cols[1] or 0),
             "bad": bool(cols[2]) or any(s >= PI_ERROR for s in severities),
             "what": cols[4], "stream": cols[5],
-            "recovery": any(cols[6 + i] for i in range(len(RECOVERY_FLAGS)))})
+            "recovery": any(cols[6 + i] for i in range(len(RECOVERY_FLAGS))),
+            **_segment(cols[6 + len(RECOVERY_FLAGS):])})
     return rows
+
+
+def _segment(cols: list[str]) -> dict:
+    """The sequence space a frame occupies, and the D-SACK blocks it reports."""
+    seq, length, fin, les, res = cols[:5]
+    occupied = int(length or 0) + (1 if fin in ("1", "True") else 0)
+    start = int(seq or 0)
+    dsacks = [(int(a), int(b)) for a, b in zip(les.split(","), res.split(",")) if a and b]
+    return {"seq": (start, start + occupied), "dsack": dsacks}
+
+
+def spurious(row: dict, dsacked: list) -> bool:
+    """A retransmission the receiver reported as a duplicate (D-SACK, RFC 2883)
+    repaired no loss: a tail loss probe or an RTO that fired early on a clean
+    path, as Linux's do. The duplicate ACK carrying that D-SACK goes with it."""
+    if row["dsack"]:
+        return True
+    start, end = row["seq"]
+    return end > start and any(le <= start and end <= re for le, re in dsacked)
 
 
 def check(pcap_dir: pathlib.Path, windows: list[tuple]) -> list[str]:
@@ -53,11 +78,15 @@ def check(pcap_dir: pathlib.Path, windows: list[tuple]) -> list[str]:
     for pcap in sorted(pcap_dir.glob("*.pcap")):
         rows = problems(pcap)
         opened = {}                     # TCP stream -> when its first listed frame (its SYN) was seen
+        dsacked: dict[str, list] = {}   # TCP stream -> the ranges its receivers reported twice received
         for row in rows:
             if row["stream"]:
                 opened.setdefault(row["stream"], row["time"])
+                dsacked.setdefault(row["stream"], []).extend(row["dsack"])
         for row in rows:
             if not (row["bad"] or row["recovery"]):
+                continue
+            if not row["bad"] and spurious(row, dsacked[row["stream"]]):
                 continue
             now = owner(row["time"])
             markers = now[3] if now else set()

@@ -213,7 +213,7 @@ def _stats(dev) -> list[str]:
            f" backlog {sprint_size(st['backlog'])} {qlen}p requeues {st['requeues']}"]
     if dev.qdisc is not None:
         out.append(f"  delayed {st['delayed']} dropped {st['dropped']} corrupted {st['corrupted']} "
-                   f"duplicated {st['duplicated']} reordered {st['reordered']} ecn_marked 0")
+                   f"duplicated {st['duplicated']} reordered {st['reordered']} ecn_marked {st['ecn_marked']}")
     return out
 
 

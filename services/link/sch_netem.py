@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..common.skbuff import DROP, STOP, clone
+from ..wire import ethernet, ipv4
 
 U32_MAX = 0xFFFFFFFF
 INT_MAX = 0x7FFFFFFF
@@ -60,6 +61,7 @@ class Qopt:
     cell_size: int = 0
     cell_overhead: int = 0
     seed: int | None = None
+    ecn: bool = False                  # mark CE instead of dropping ECN-capable packets
 
 
 # -- tc's number readers (lib/utils.c, lib/utils_math.c, tc/tc_util.c)
@@ -191,7 +193,9 @@ def parse(spec: str | list[str]) -> Qopt:
             o.loss_corr = optional("loss correlation", get_percent) or 0
         elif matches(w, "seed"):
             o.seed = value("seed", get_u64)
-        elif matches(w, "ecn") or matches(w, "distribution") or matches(w, "slot"):
+        elif matches(w, "ecn"):
+            o.ecn = True
+        elif matches(w, "distribution") or matches(w, "slot"):
             raise ValueError(f'"{w}" is not supported by pktflow\'s netem')
         elif matches(w, "reorder"):
             o.reorder = value("reorder", get_percent)
@@ -217,6 +221,8 @@ def parse(spec: str | list[str]) -> Qopt:
         else:
             raise ValueError(f'What is "{w}"?')
         i += 1
+    if o.ecn and not o.loss:
+        raise ValueError("ecn requested without loss model")
     if o.reorder:
         if o.latency == 0:
             raise ValueError("reordering not possible without specifying some delay")
@@ -259,6 +265,8 @@ def format_qopt(o: Qopt) -> str:
                           ("reorder", o.reorder, o.reorder_corr), ("corrupt", o.corrupt, o.corrupt_corr)):
         if p:
             out.append(f"{name} {sprint_percent(p)}" + (f" {sprint_percent(corr)}" if corr else ""))
+            if name == "loss" and o.ecn:
+                out.append("ecn")
     if o.rate:
         out.append(f"rate {sprint_rate(o.rate)}")
         for name, v in (("packetoverhead", o.packet_overhead), ("cellsize", o.cell_size),
@@ -285,7 +293,8 @@ class Netem:
         self.t_last = None                             # the latest send time queued (rate's reference)
         self.counter = 0                               # packets since the last reordered one (gap)
         self.stats = dict.fromkeys(("bytes", "packets", "drops", "overlimits", "requeues", "backlog",
-                                    "delayed", "dropped", "corrupted", "duplicated", "reordered"), 0)
+                                    "delayed", "dropped", "corrupted", "duplicated", "reordered",
+                                    "ecn_marked"), 0)
         self.change(opt)
 
     def change(self, opt: Qopt):
@@ -325,6 +334,19 @@ class Netem:
             length = -(-length // o.cell_size) * (o.cell_size + o.cell_overhead)
         return length * NSEC_PER_SEC // o.rate
 
+    @staticmethod
+    def _mark_ce(skb) -> bool:
+        """INET_ECN_set_ce() on an IPv4 packet; False when it cannot carry the mark."""
+        nh = ethernet.ETH_HLEN                         # a qdisc sees the frame, Ethernet header on
+        if skb.protocol != ethernet.ETH_P_IP or len(skb.data) < nh + ipv4.IPV4_HLEN:
+            return False
+        ihl = (skb.data[nh] & 0x0F) * 4
+        hdr = ipv4.set_ce(skb.data[nh:nh + ihl])
+        if hdr is None:
+            return False
+        skb.data = skb.data[:nh] + hdr + skb.data[nh + ihl:]
+        return True
+
     def enqueue(self, skb, now: int, may_duplicate: bool = True) -> list:
         """netem_enqueue(): drop, or queue with a send time. Verdicts are DROP or STOP."""
         o, st = self.opt, self.stats
@@ -333,8 +355,12 @@ class Netem:
             count += 1
             st["duplicated"] += 1
         if o.loss and o.loss >= self._crandom("loss", o.loss_corr):
-            count -= 1
             st["dropped"] += 1
+            if o.ecn and self._mark_ce(skb):
+                st["drops"] += 1                       # marked, and counted as a drop, as the kernel does
+                st["ecn_marked"] += 1
+            else:
+                count -= 1
         if count == 0:
             st["drops"] += 1
             return [(DROP, skb, ENQUEUE, "NETEM_LOSS")]

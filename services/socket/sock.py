@@ -9,7 +9,7 @@ SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = 1, 2, 3
 IPPROTO_IP, IPPROTO_ICMP, IPPROTO_UDP = 0, 1, 17
 SOL_SOCKET = 1
 SO_TYPE, SO_ERROR, SO_REUSEADDR, SO_BROADCAST, SO_SNDBUF, SO_RCVBUF = 3, 4, 2, 6, 7, 8
-SO_PRIORITY, SO_PROTOCOL, SO_DOMAIN, SO_MARK = 12, 38, 39, 36
+SO_PRIORITY, SO_PROTOCOL, SO_DOMAIN, SO_MARK, SO_MAX_PACING_RATE = 12, 38, 39, 36, 47
 IP_TOS, IP_TTL, IP_RECVERR, IP_RECVTTL, IP_RECVTOS = 1, 2, 11, 12, 13
 IPPROTO_TCP = 6
 SO_KEEPALIVE, SO_LINGER = 9, 13
@@ -22,6 +22,7 @@ SKB_TRUESIZE_OVERHEAD = 576
 # Options the transport layer must hear about.
 TRANSPORT_OPTS = {(SOL_SOCKET, SO_REUSEADDR), (SOL_SOCKET, SO_BROADCAST), (SOL_SOCKET, SO_RCVBUF),
                   (SOL_SOCKET, SO_SNDBUF), (SOL_SOCKET, SO_KEEPALIVE), (SOL_SOCKET, SO_LINGER),
+                  (SOL_SOCKET, SO_MAX_PACING_RATE),
                   (IPPROTO_IP, IP_TTL), (IPPROTO_IP, IP_TOS), (IPPROTO_IP, IP_RECVERR)} | {
                   (IPPROTO_TCP, o) for o in (TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT,
                                              TCP_SYNCNT, TCP_CONGESTION)}
@@ -39,7 +40,8 @@ class Sock:
         self.packet_proto = 0             # packet sockets: the ethertype received (host order)
         self.sysctl = sysctl
         self.opts = {(SOL_SOCKET, SO_RCVBUF): sysctl["net.core.rmem_default"],
-                     (SOL_SOCKET, SO_SNDBUF): sysctl["net.core.wmem_default"]}
+                     (SOL_SOCKET, SO_SNDBUF): sysctl["net.core.wmem_default"],
+                     (SOL_SOCKET, SO_MAX_PACING_RATE): 0xFFFFFFFF}       # ~0U: no limit
         self.rcvq: deque = deque()        # (skb, queued at ns)
         self.rmem = 0
         self.errq: deque = deque()
@@ -204,7 +206,7 @@ _SETTABLE = {
     (SOL_SOCKET, SO_SNDBUF): _sndbuf, (SOL_SOCKET, SO_MARK): _u32, (SOL_SOCKET, SO_PRIORITY): _u32,
     (SOL_SOCKET, SO_DEBUG): _bool, (SOL_SOCKET, SO_DONTROUTE): _bool, (SOL_SOCKET, SO_KEEPALIVE): _bool,
     (SOL_SOCKET, SO_OOBINLINE): _bool, (SOL_SOCKET, SO_REUSEPORT): _bool, (SOL_SOCKET, SO_TIMESTAMP): _bool,
-    (SOL_SOCKET, SO_RCVLOWAT): lambda s, v: max(v, 1),
+    (SOL_SOCKET, SO_RCVLOWAT): lambda s, v: max(v, 1), (SOL_SOCKET, SO_MAX_PACING_RATE): _u32,
     (IPPROTO_IP, IP_TTL): _ttl, (IPPROTO_IP, IP_TOS): _tos, (IPPROTO_IP, IP_RECVERR): _bool,
     (IPPROTO_IP, IP_RECVTTL): _bool, (IPPROTO_IP, IP_RECVTOS): _bool,
     (SOL_SOCKET, SO_LINGER): _linger,

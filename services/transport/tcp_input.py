@@ -7,12 +7,11 @@ import errno
 from pktflow.v1.skb_pb2 import SockEvent, Skb
 
 from ..common.skbuff import DROP, STOP, UP
-from ..wire import tcp as wire
+from ..wire import ipv4, tcp as wire
 from . import tcp_output as xmit, tcp_recovery as recovery
-from .tcp import (TCP_ECN_OK, CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1,
-                  FIN_WAIT2, LAST_ACK, MS, S, SYN_RECV, SYN_SENT, TCP_ATO_MIN, TCP_DELACK_MIN,
-                  TCP_FASTRETRANS_THRESH, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT, TraceRef, set_state,
-                  unwrap)
+from .tcp import (CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2,
+                  LAST_ACK, MS, S, SYN_RECV, SYN_SENT, TCP_ATO_MIN, TCP_DELACK_MIN, TCP_ECN_DEMAND_CWR, TCP_ECN_OK,
+                  TCP_ECN_SEEN, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT, TraceRef, set_state, unwrap)
 
 RCV = "tcp_rcv_established"
 
@@ -94,6 +93,8 @@ def synsent(tr, ns, sk, skb, th, now: int, out: list) -> list:
     sk.irs = th.seq
     sk.rcv_nxt = sk.rcv_wup = sk.irs + 1
     apply_options(sk, th.options, syn=True, sysctl=ns.sysctl)
+    if sk.ecn_flags & TCP_ECN_OK and (not th.flags & wire.ECE or th.flags & wire.CWR):
+        sk.ecn_flags = 0                              # tcp_ecn_rcv_synack(): the peer did not agree
     if sk.ts_ok:
         sk.ts_recent, sk.ts_recent_stamp = th.options.ts[0], now
     if th.flags & wire.ACK:
@@ -167,7 +168,7 @@ def rcv_state_process(tr, ns, sk, skb, th, now: int) -> list:
     if not acceptable(sk, seq, end):
         if th.flags & wire.RST:
             return out + [(DROP, skb, RCV, "TCP_RESET")]
-        if payload_len and end <= sk.rcv_nxt:          # a retransmission of what we have: D-SACK it
+        if seq < end <= sk.rcv_nxt:                     # a retransmission of what we have: D-SACK it
             ns.mib["DelayedACKLost"] += 1
             dsack_set(ns, sk, seq, end)
         elif oow_rate_limited(ns, sk, now, payload_len, th, "TCPACKSkippedSeq"):
@@ -404,6 +405,8 @@ def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: l
     """tcp_data_queue() and tcp_fin(): returns the verdict for the arriving skb
     (None when its delivery is already among `out`)."""
     fin = bool(th.flags & wire.FIN)
+    if sk.ecn_flags & TCP_ECN_OK:
+        ecn_rcv(sk, skb, th, payload_len)
     if not payload_len and not fin:
         return (STOP, skb, "tcp_ack", None)
     if sk.state in (CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT):
@@ -467,6 +470,28 @@ def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: l
     if sk.ofo or fin:
         sk.quick = max(sk.quick, 1)
     return verdict
+
+
+def ecn_rcv(sk, skb, th, payload_len: int):
+    """tcp_ecn_accept_cwr() and tcp_ecn_check_ce() (RFC 3168 6.1.3): the sender's
+    CWR ends our echo; a CE mark on data starts it (ECE on every ACK until CWR),
+    and the ACK goes at once so a sender with a small window learns quickly."""
+    if th.flags & wire.CWR:
+        sk.ecn_flags &= ~TCP_ECN_DEMAND_CWR
+        if payload_len:
+            sk.quick = max(sk.quick, 1)
+    if not payload_len:
+        return
+    ecn = ipv4.dsfield(skb.data, skb.network_header) & ipv4.INET_ECN_MASK
+    if ecn == ipv4.INET_ECN_CE:
+        if not sk.ecn_flags & TCP_ECN_DEMAND_CWR:
+            sk.quick = max(sk.quick, 2)
+            sk.ecn_flags |= TCP_ECN_DEMAND_CWR
+        sk.ecn_flags |= TCP_ECN_SEEN
+    elif ecn == ipv4.INET_ECN_NOT_ECT and sk.ecn_flags & TCP_ECN_SEEN:
+        sk.quick = max(sk.quick, 2)                 # CE then not-ECT: likely a lost CE marking; ACK fast
+    elif ecn != ipv4.INET_ECN_NOT_ECT:
+        sk.ecn_flags |= TCP_ECN_SEEN
 
 
 def out_of_order_fill(sk, out: list):

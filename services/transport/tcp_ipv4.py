@@ -12,11 +12,11 @@ from ..wire import Malformed, ipv4, tcp as wire
 from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_timer
 from .sock import PortTable
 from .syncookies import SynCookies
-from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV,
+from .tcp import (TCP_ECN_OK, CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV,
                   SYN_SENT, TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, set_state, unwrap)
 
 SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP = 1, 0, 6
-SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF, SO_RCVBUF = 2, 9, 13, 7, 8
+SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF, SO_RCVBUF, SO_MAX_PACING_RATE = 2, 9, 13, 7, 8, 47
 IP_TOS, IP_TTL = 1, 2
 TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_CONGESTION = 1, 2, 4, 5, 6, 7, 13
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
@@ -371,6 +371,11 @@ class TcpProto(SynCookies):
                 sk.rcvbuf_user = sk.rcvbuf = value
             elif name == SO_SNDBUF:
                 sk.sndbuf_user = sk.sndbuf = value
+            elif name == SO_MAX_PACING_RATE:
+                # sk_setsockopt(): ~0U is no limit; any other value makes TCP pace itself
+                sk.max_pacing_rate = 0xFFFFFFFFFFFFFFFF if value == 0xFFFFFFFF else value
+                sk.pacing_needed = sk.pacing_needed or sk.max_pacing_rate != 0xFFFFFFFFFFFFFFFF
+                sk.pacing_rate = min(sk.pacing_rate, sk.max_pacing_rate)
         elif level == IPPROTO_IP:
             if name == IP_TTL:
                 sk.ttl = 0 if value == -1 else value
@@ -511,6 +516,9 @@ class TcpProto(SynCookies):
         req.irs = th.seq
         req.rcv_nxt = req.rcv_wup = th.seq + 1
         req.snd_wnd = th.window
+        if th.flags & wire.ECE and th.flags & wire.CWR and ns.sysctl["net.ipv4.tcp_ecn"] and \
+                not ipv4.dsfield(skb.data, skb.network_header) & ipv4.INET_ECN_MASK:
+            req.ecn_flags = TCP_ECN_OK                 # tcp_ecn_create_request(): an ECN-setup SYN (RFC 3168 6.1.1)
         set_state(ns, req, SYN_RECV)
         t.ehash[req.key()] = req
         lsk.syn_queue[req.key()] = req

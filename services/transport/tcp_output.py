@@ -10,7 +10,6 @@ from .tcp import (CA_CWR, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, MAX_SACK_BLOCKS, 
                   TCP_ECN_DEMAND_CWR, TCP_ECN_OK, TCP_ECN_QUEUE_CWR, TCP_TIMEOUT_INIT, TCP_TIMEOUT_MIN, Seg)
 
 IP_ID_SET = 0x10000
-INET_ECN_MASK, INET_ECN_ECT_0 = 0x3, 0x2
 TCPOLEN_TSTAMP_ALIGNED = 12
 TCPOLEN_SACK_BASE_ALIGNED = 4      # two NOPs, kind, length
 TCPOLEN_SACK_PERBLOCK = 8
@@ -92,12 +91,12 @@ def segment(tr, ns, sk, seq: int, flags: int, payload: bytes, now: int, cause, f
     if ack:
         flags |= wire.ACK
     sk.dsack = None                                   # sent once (tcp_options_write())
-    tos = sk.tos & ~INET_ECN_MASK
+    tos = sk.tos & ~ipv4.INET_ECN_MASK
     if sk.ecn_flags & TCP_ECN_OK and not flags & wire.SYN:
         # tcp_ecn_send(): new data is ECN-capable (ECT(0)) and carries CWR once
         # after a reduction; ACKs and retransmissions are not ECT; ECE echoes a CE
         if payload and seq >= sk.snd_nxt:
-            tos |= INET_ECN_ECT_0
+            tos |= ipv4.INET_ECN_ECT_0
             if sk.ecn_flags & TCP_ECN_QUEUE_CWR:
                 sk.ecn_flags &= ~TCP_ECN_QUEUE_CWR
                 flags |= wire.CWR
@@ -136,10 +135,11 @@ def initial_window(sk, synack: bool) -> int:
     return window
 
 
-def send_syn(tr, ns, sk, now: int, out: list, synack: bool = False, cause=None, fn: str | None = None):
+def send_syn(tr, ns, sk, now: int, out: list, synack: bool = False, cause=None, fn: str | None = None,
+             again: bool = False):
     """tcp_connect() / tcp_make_synack(): Linux's SYN options in Linux's order
     (MSS, SACK-permitted, timestamps, window scale); a SYN-ACK echoes only what
-    the SYN offered."""
+    the SYN offered. A retransmitted SYN no longer asks for ECN (tcp_ecn_fallback)."""
     offer = not synack
     mss = sk.advmss
     sysctl = ns.sysctl                 # tcp_syn_options(): an option is offered only while its sysctl is on
@@ -149,8 +149,14 @@ def send_syn(tr, ns, sk, now: int, out: list, synack: bool = False, cause=None, 
                         wscale=sk.rcv_wscale if (sysctl["net.ipv4.tcp_window_scaling"] if offer
                                                  else sk.wscale_ok) else None)
     window = initial_window(sk, synack)
+    flags = wire.SYN
+    if offer and ns.sysctl["net.ipv4.tcp_ecn"] == 1 and not again:
+        flags |= wire.ECE | wire.CWR                  # tcp_ecn_send_syn(): ask for ECN (RFC 3168 6.1.1)
+        sk.ecn_flags = TCP_ECN_OK
+    elif synack and sk.ecn_flags & TCP_ECN_OK:
+        flags |= wire.ECE                             # tcp_ecn_make_synack(): agree
     fn = fn or ("tcp_v4_send_synack" if synack else "tcp_connect")
-    out.append(segment(tr, ns, sk, sk.iss, wire.SYN, b"", now, cause, fn, ack=synack, opts=opts, window=window))
+    out.append(segment(tr, ns, sk, sk.iss, flags, b"", now, cause, fn, ack=synack, opts=opts, window=window))
 
 
 def reset_for(ns, skb, th, saddr: int, daddr: int, now: int, fn: str = "tcp_v4_send_reset") -> tuple:
@@ -343,7 +349,7 @@ def retransmit(tr, ns, sk, seg: Seg, now: int, out: list, fn: str = "tcp_retrans
     if len(seg.data) > mss:
         fragment(sk, seg, mss, index)
     if seg.flags & wire.SYN:
-        send_syn(tr, ns, sk, now, out, synack=sk.state == SYN_RECV, cause=seg.origin(), fn=fn)
+        send_syn(tr, ns, sk, now, out, synack=sk.state == SYN_RECV, cause=seg.origin(), fn=fn, again=True)
     else:
         out.append(segment(tr, ns, sk, seg.seq, seg.flags, seg.data, now, seg.origin(), fn))
     if seg.lost and not seg.in_rtx:

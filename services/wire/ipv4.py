@@ -84,6 +84,29 @@ def decrease_ttl(hdr: bytes) -> bytes:
     return hdr[:8] + bytes((hdr[8] - 1,)) + hdr[9:10] + check.to_bytes(2, "big") + hdr[12:]
 
 
+# The ECN field, the low two bits of the DS field (RFC 3168; include/net/inet_ecn.h)
+INET_ECN_NOT_ECT, INET_ECN_ECT_1, INET_ECN_ECT_0, INET_ECN_CE = 0, 1, 2, 3
+INET_ECN_MASK = 3
+
+
+def dsfield(buf, offset: int = 0) -> int:
+    """The DS field (TOS byte) of the header at `offset`, without parsing the rest."""
+    return buf[offset + 1]
+
+
+def set_ce(hdr: bytes) -> bytes | None:
+    """IP_ECN_set_ce(): mark Congestion Experienced on an ECN-capable packet, the
+    checksum updated; None for a packet that is not ECN-capable (it must be dropped)."""
+    ecn = hdr[1] & INET_ECN_MASK
+    if ecn == INET_ECN_NOT_ECT:
+        return None
+    if ecn == INET_ECN_CE:
+        return hdr
+    ihl = (hdr[0] & 0x0F) * 4
+    head = hdr[:1] + bytes((hdr[1] | INET_ECN_CE,)) + hdr[2:10] + b"\0\0" + hdr[12:ihl]
+    return head[:10] + inet_checksum(head).to_bytes(2, "big") + head[12:] + hdr[ihl:]
+
+
 def aton(text: str) -> int:
     """Dotted quad to integer; ValueError for anything else (inet_aton's
     shorthand forms such as "10.1" are refused, as inet_pton refuses them)."""
