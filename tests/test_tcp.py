@@ -682,3 +682,34 @@ def test_so_max_pacing_rate_spaces_the_segments():
     took = (net.now - start) / 1e9
     assert 0.15 <= took < 0.4                                # 20 paced segments at 10 ms each
     assert sk.pacing_rate <= 144800
+
+
+@pytest.mark.parametrize("timestamps", [1, 0])
+def test_a_spurious_rto_is_detected_and_undone(timestamps):
+    """The ACKs are late, not the data: the RTO fires and resends the head, then
+    the held ACKs arrive acknowledging segments that were never retransmitted.
+    With timestamps the echoed TSval predates the retransmission (Eifel,
+    tcp_packet_delayed()); without, F-RTO (RFC 5682) sees original data
+    acknowledged. Either way cwnd and ssthresh come back (TCPLossUndo), and
+    F-RTO counts TCPSpuriousRTOs."""
+    net = Network()
+    for host in ("h1", "h2"):
+        net.tr.netns[host].sysctl["net.ipv4.tcp_timestamps"] = timestamps
+    net.tr.netns["h1"].sysctl["net.ipv4.tcp_early_retrans"] = 0       # the RTO, not a probe, fires
+    _srv, cli, child = connected_pair(net)
+    sk = cli.info()
+    if sk.ts_ok != bool(timestamps):
+        pytest.skip("net.ipv4.tcp_timestamps is not honoured")
+    held = []
+    net.loss = lambda ns, ifi, f: ns == "h2" and held.append((ns, ifi, f)) is None      # every ACK late
+    cwnd = sk.cwnd
+    cli.send(random.Random(9).randbytes(6 * 1448))
+    net.advance(1.1)
+    c = net.counters("h1")
+    assert c["TCPTimeouts"] == 1 and sk.ca_state == T.CA_LOSS and sk.cwnd < cwnd
+    net.loss = None
+    net.wire.extend(held)
+    net.pump()
+    c = net.counters("h1")
+    assert c["TCPLossUndo"] == 1 and sk.ca_state == T.CA_OPEN and sk.cwnd >= cwnd
+    assert c["TCPSpuriousRTOs"] == (0 if timestamps else 1)

@@ -263,7 +263,10 @@ def test_ss_lists_connections_like_ss(stack):
     assert lines[0].split() == ["State", "Recv-Q", "Send-Q", "Local", "Address:Port", "Peer", "Address:Port"]
     assert any(line.startswith("LISTEN") and f"10.0.2.10:{port}" in line for line in lines)
     estab = [i for i, line in enumerate(lines) if line.startswith("ESTAB") and f"10.0.2.10:{port}" in line]
-    assert estab and "cubic wscale:7,7" in lines[estab[0] + 1] and "cwnd:10" in lines[estab[0] + 1]
+    assert estab and "cwnd:10" in lines[estab[0] + 1]
+    info = lines[estab[0] + 1].split()
+    assert info[:4] == ["ts", "sack", "cubic", "wscale:7,7"]                # ss's order: options first
+    assert "rcv_ssthresh:65160" in info               # the SYN-ACK's window, where tcp_grow_window() starts
     for s in (c, conn, srv):
         s.close()
 

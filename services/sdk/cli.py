@@ -229,28 +229,52 @@ def cmd_ss(a) -> int:
         peer = f"{r['peer'][0]}:{r['peer'][1]}" if r["peer"][1] else "0.0.0.0:*"
         print(f"{r['state']:<11}{r['recv_q']:>6} {r['send_q']:>6} {local:>21}  {peer:<21}")
         if a.info and r["state"] not in ("LISTEN", "UNCONN"):
-            parts = [r["ca"]]
-            if r["wscale"]:
-                parts.append(f"wscale:{r['wscale'][0]},{r['wscale'][1]}")
-            parts += [f"rto:{r['rto']:g}", f"rtt:{r['rtt']:.3g}/{r['rttvar']:.3g}", f"mss:{r['mss']}",
-                      f"cwnd:{r['cwnd']}"]
-            if r["ssthresh"] is not None:
-                parts.append(f"ssthresh:{r['ssthresh']}")
-            parts += [f"bytes_acked:{r['bytes_acked']}", f"bytes_received:{r['bytes_received']}",
-                      f"segs_out:{r['segs_out']}", f"segs_in:{r['segs_in']}", f"snd_wnd:{r['snd_wnd']}",
-                      f"rcv_wnd:{r['rcv_wnd']}"]
-            if r["unacked"]:
-                parts.append(f"unacked:{r['unacked']}")
-            if r["retrans"][1]:
-                parts.append(f"retrans:{r['retrans'][0]}/{r['retrans'][1]}")
-            if r["lost"]:
-                parts.append(f"lost:{r['lost']}")
-            if r["sacked"]:
-                parts.append(f"sacked:{r['sacked']}")
-            if r["backoff"]:
-                parts.append(f"backoff:{r['backoff']}")
-            print("\t " + " ".join(parts))
+            print("\t " + " ".join(ss_info(r)))
     return 0
+
+
+def sprint_bw(bps: float) -> str:
+    """ss's sprint_bw(): a rate in bits/s, scaled as ss prints it."""
+    if bps > 1e6:
+        return f"{bps / 1e6:.1f}M"
+    if bps > 1e3:
+        return f"{bps / 1e3:.1f}K"
+    return f"{bps:g}"
+
+
+def ss_info(r: dict) -> list[str]:
+    """`ss -i`'s fields in the order tcp_show_info() prints them."""
+    parts = [name for name in ("ts", "sack", "ecn", "ecnseen") if r.get(name)] + [r["ca"]]
+    if r["wscale"]:
+        parts.append(f"wscale:{r['wscale'][0]},{r['wscale'][1]}")
+    parts.append(f"rto:{r['rto']:g}")
+    if r["backoff"]:
+        parts.append(f"backoff:{r['backoff']}")
+    parts += [f"rtt:{r['rtt']:.3g}/{r['rttvar']:.3g}", f"mss:{r['mss']}", f"cwnd:{r['cwnd']}"]
+    if r["ssthresh"] is not None:
+        parts.append(f"ssthresh:{r['ssthresh']}")
+    parts += [f"bytes_acked:{r['bytes_acked']}", f"bytes_received:{r['bytes_received']}",
+              f"segs_out:{r['segs_out']}", f"segs_in:{r['segs_in']}", f"data_segs_out:{r['data_segs_out']}",
+              f"data_segs_in:{r['data_segs_in']}"]
+    if r["pacing_rate"]:
+        parts.append(f"pacing_rate {sprint_bw(r['pacing_rate'] * 8)}bps")
+    parts.append(f"delivered:{r['delivered']}")
+    if r["unacked"]:
+        parts.append(f"unacked:{r['unacked']}")
+    if r["retrans"][1]:
+        parts.append(f"retrans:{r['retrans'][0]}/{r['retrans'][1]}")
+    for name in ("lost", "sacked", "dsack_dups"):
+        if r[name]:
+            parts.append(f"{name}:{r[name]}")
+    if r["reordering"] != 3:
+        parts.append(f"reordering:{r['reordering']}")
+    if r["reord_seen"]:
+        parts.append(f"reord_seen:{r['reord_seen']}")
+    parts.append(f"rcv_ssthresh:{r['rcv_ssthresh']}")
+    if r["minrtt"]:
+        parts.append(f"minrtt:{r['minrtt']:.3g}")
+    parts += [f"snd_wnd:{r['snd_wnd']}", f"rcv_wnd:{r['rcv_wnd']}"]
+    return parts
 
 
 # -- traffic

@@ -274,7 +274,12 @@ def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int,
     ack_state.newly_lost = max(0, sk.lost_out - prior_lost)
     recovery.cong_control(ns, sk, acked + ack_state.sacked, prior_in_flight, ack_state, now)
     if sk.rtx:
-        if sk.ca_state in (CA_RECOVERY, CA_LOSS):
+        if ack_state.rexmit_new:                       # tcp_xmit_recovery(): F-RTO probes with new data
+            xmit.write_xmit(tr, ns, sk, now, out)
+            if sk.snd_nxt <= sk.high_seq:
+                sk.frto = False
+                xmit.xmit_retransmit_queue(tr, ns, sk, now, out)
+        elif sk.ca_state in (CA_RECOVERY, CA_LOSS):
             xmit.xmit_retransmit_queue(tr, ns, sk, now, out)
         if ack_state.una_advanced or sk.t_rto is None:
             sk.t_rto = now + (sk.rto << sk.backoff)    # tcp_rearm_rto()

@@ -12,7 +12,7 @@ from ..wire import Malformed, ipv4, tcp as wire
 from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_timer
 from .sock import PortTable
 from .syncookies import SynCookies
-from .tcp import (TCP_ECN_OK, CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV,
+from .tcp import (TCP_ECN_OK, TCP_ECN_SEEN, CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV,
                   SYN_SENT, TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, set_state, unwrap)
 
 SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP = 1, 0, 6
@@ -702,7 +702,12 @@ class TcpProto(SynCookies):
                 "segs_in": sk.segs_in, "retrans": [len([s for s in sk.rtx if s.retrans]), sk.total_retrans],
                 "lost": sk.lost_out, "sacked": sk.sacked_out, "snd_wnd": sk.snd_wnd, "rcv_wnd": sk.rcv_wnd,
                 "backoff": sk.backoff, "ca_state": sk.ca_state, "unacked": len(sk.rtx),
-                "timer": _timer_name(sk)})
+                "timer": _timer_name(sk), "ts": sk.ts_ok, "sack": sk.sack_ok,
+                "ecn": bool(sk.ecn_flags & TCP_ECN_OK), "ecnseen": bool(sk.ecn_flags & TCP_ECN_SEEN),
+                "data_segs_out": sk.data_segs_out, "data_segs_in": sk.data_segs_in,
+                "pacing_rate": sk.pacing_rate, "delivered": sk.delivered, "dsack_dups": sk.dsack_dups,
+                "reordering": sk.reordering, "reord_seen": sk.reord_seen, "rcv_ssthresh": sk.rcv_ssthresh,
+                "minrtt": sk.min_rtt / 1e6})
         return rows
 
 

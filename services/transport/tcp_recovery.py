@@ -82,6 +82,8 @@ def rack_mark_lost(ns, sk, now: int) -> int:
         if seg.sacked or (seg.lost and not seg.in_rtx):
             continue
         if not sent_after(sk.rack_mstamp, seg.sent, sk.rack_order, seg.order):
+            if not sk.retrans_out:
+                break                   # first sends go in sequence order: none later was sent earlier
             continue
         remaining = sk.rack_rtt + window - (now - seg.sent)
         if remaining <= 0:
@@ -259,13 +261,14 @@ def process_tlp_ack(ns, sk, ack: int, st):
 class AckState:
     """What one ACK did, as the kernel's FLAG_* bits and sacktag state."""
     __slots__ = ("una_advanced", "ece", "tsecr", "sacked", "dsack", "dsack_tlp", "orig_sack_acked", "dupack",
-                 "not_dup", "newly_lost")
+                 "not_dup", "newly_lost", "rexmit_new")
 
     def __init__(self, una_advanced: bool = False, ece: bool = False, tsecr: int = 0):
         self.una_advanced, self.ece, self.tsecr = una_advanced, ece, tsecr
         self.sacked = 0                        # segments newly SACKed
         self.dsack = self.dsack_tlp = self.orig_sack_acked = self.dupack = self.not_dup = False
         self.newly_lost = 0
+        self.rexmit_new = False                # REXMIT_NEW: F-RTO sends new data before retransmitting
 
 
 def in_cwnd_reduction(sk) -> bool:
@@ -424,6 +427,7 @@ def process_loss(ns, sk, st) -> bool:
         elif st.una_advanced and not recovered:
             sk.high_seq = sk.snd_nxt          # step 2.b: new data next, to see what the ACKs say
             if sk.sendq_bytes and sk.snd_una + sk.snd_wnd > sk.snd_nxt:
+                st.rexmit_new = True
                 return True
             sk.frto = False
     if recovered:
