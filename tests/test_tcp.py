@@ -718,3 +718,20 @@ def test_a_spurious_rto_is_detected_and_undone(timestamps):
     c = net.counters("h1")
     assert c["TCPLossUndo"] == 1 and sk.ca_state == T.CA_OPEN and sk.cwnd >= cwnd
     assert c["TCPSpuriousRTOs"] == (0 if timestamps else 1)
+
+
+def test_the_first_sack_block_holds_the_segment_that_arrived_last():
+    """RFC 2018 4: the first block reports the newest arrival, even when it is
+    below a block reported before (tcp_sack_new_ofo_skb()); a D-SACK goes first of all."""
+    from pktflow.services.transport import tcp_output
+    sk = T.TcpSock(1, "h2")
+    sk.sack_ok = sk.ts_ok = True
+    sk.rcv_nxt = 1000
+    sk.ofo = {3000: (4000, b"", False), 6000: (7000, b"", False), 7000: (8000, b"", False), 9000: (9500, b"", False)}
+    sk.sack_recent = [3000, 7000, 9000]                  # 3000 arrived last
+    assert tcp_output.sack_blocks(sk) == ((3000, 4000), (6000, 8000), (9000, 9500))
+    sk.sack_recent = [9000, 3000]
+    assert tcp_output.sack_blocks(sk) == ((9000, 9500), (3000, 4000), (6000, 8000))
+    sk.dsack = (500, 1000)                               # a duplicate below rcv_nxt, then at most 3 in all
+    assert tcp_output.sack_blocks(sk) == ((500, 1000), (9000, 9500), (3000, 4000))
+    assert tcp_output.current_mss(sk) == sk.mss_cache - 4 - 3 * 8

@@ -123,7 +123,7 @@ class TcpSock:
         "rack_mstamp", "rack_order", "rack_rtt", "rack_advanced", "reo_wnd_steps", "reo_wnd_persist",
         "rack_dsack_seen", "reord_seen", "reordering", "min_rtt", "min_rtt_stamp", "tlp_high_seq", "tlp_retrans",
         "prr_delivered", "prr_out", "prior_ssthresh", "undo_marker", "undo_retrans", "frto", "dsack", "dsack_dups",
-        "snd_sml", "last_oow_ack_time", "rcv_ssthresh", "ecn_flags",
+        "snd_sml", "last_oow_ack_time", "rcv_ssthresh", "ecn_flags", "sack_recent",
         # pacing (sk_pacing_rate, bytes/s; enforced when a CA or SO_MAX_PACING_RATE asks for it)
         "pacing_rate", "max_pacing_rate", "pacing_needed", "wstamp",
         # delayed ACK
@@ -212,6 +212,7 @@ class TcpSock:
         self.last_oow_ack_time = None
         self.rcv_ssthresh = 0
         self.ecn_flags = 0
+        self.sack_recent: list = []                        # out-of-order arrivals, newest first (RFC 2018 4)
         self.pacing_rate = 0
         self.max_pacing_rate = 0xFFFFFFFFFFFFFFFF          # ~0UL: unlimited
         self.pacing_needed = False

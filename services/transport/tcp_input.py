@@ -10,8 +10,9 @@ from ..common.skbuff import DROP, STOP, UP
 from ..wire import ipv4, tcp as wire
 from . import tcp_output as xmit, tcp_recovery as recovery
 from .tcp import (CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2,
-                  LAST_ACK, MS, S, SYN_RECV, SYN_SENT, TCP_ATO_MIN, TCP_DELACK_MIN, TCP_ECN_DEMAND_CWR, TCP_ECN_OK,
-                  TCP_ECN_SEEN, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT, TraceRef, set_state, unwrap)
+                  LAST_ACK, MAX_SACK_BLOCKS, MS, S, SYN_RECV, SYN_SENT, TCP_ATO_MIN, TCP_DELACK_MIN,
+                  TCP_ECN_DEMAND_CWR, TCP_ECN_OK, TCP_ECN_SEEN, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT,
+                  TraceRef, set_state, unwrap)
 
 RCV = "tcp_rcv_established"
 
@@ -444,6 +445,7 @@ def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: l
                     sk.ofo_bytes -= sk.ofo[seq][0] - seq
                 sk.ofo[seq] = (end, skb.data[skb.head:], fin)
                 sk.ofo_bytes += payload_len
+            sk.sack_recent = [seq] + sk.sack_recent[:MAX_SACK_BLOCKS]   # tcp_sack_new_ofo_skb()
             ns.mib["TCPOFOQueue"] += 1
         elif fin:
             sk.fin_seq = seq

@@ -12,8 +12,8 @@ from ..wire import Malformed, ipv4, tcp as wire
 from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_timer
 from .sock import PortTable
 from .syncookies import SynCookies
-from .tcp import (TCP_ECN_OK, TCP_ECN_SEEN, CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV,
-                  SYN_SENT, TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, set_state, unwrap)
+from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV, SYN_SENT,
+                  TCP_ECN_OK, TCP_ECN_SEEN, TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, set_state, unwrap)
 
 SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP = 1, 0, 6
 SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF, SO_RCVBUF, SO_MAX_PACING_RATE = 2, 9, 13, 7, 8, 47

@@ -21,8 +21,9 @@ def tsval(sk, now: int) -> int:
 
 
 def sack_blocks(sk) -> tuple:
-    """SACK blocks for what sits beyond a hole, newest first (RFC 2018 4),
-    after a D-SACK block reporting a duplicate (RFC 2883) when there is one."""
+    """SACK blocks for what sits beyond a hole, the one holding the segment that
+    arrived last first (RFC 2018 4), after a D-SACK block reporting a duplicate
+    (RFC 2883) when there is one."""
     if not sk.sack_ok or not (sk.ofo or sk.dsack):
         return ()
     blocks = [list(sk.dsack)] if sk.dsack else []
@@ -33,7 +34,12 @@ def sack_blocks(sk) -> tuple:
             blocks[-1][1] = max(blocks[-1][1], end)
         else:
             blocks.append([seq, end])
-    blocks[first:] = sorted(blocks[first:], key=lambda b: -b[0])
+    # the block holding the newest arrival first, then the others by recency, then the highest
+    recent = sk.sack_recent
+
+    def recency(b):
+        return next((i for i, seq in enumerate(recent) if b[0] <= seq < b[1]), len(recent)), -b[0]
+    blocks[first:] = sorted(blocks[first:], key=recency)
     return tuple((b[0] & MASK, b[1] & MASK) for b in blocks[:MAX_SACK_BLOCKS if sk.ts_ok else 4])
 
 
