@@ -118,6 +118,31 @@ def test_nstat_cli(stack):
     assert bad.returncode == 1 and "no network namespace 'nosuch'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_nstat_names_as_linux_prints_them(stack):
+    """TcpExt counters carry their table's prefix; no ARP counters (Linux's MIBs
+    have none); the fixed Tcp values and gauges nstat leaves out stay out; the
+    tables in nstat's order (snmp, then netstat)."""
+    from conftest import counters
+    with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h2") as srv:
+        srv.bind(("10.0.2.10", 0))
+        srv.listen(1)
+        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1") as c:
+            c.connect(("10.0.2.10", srv.getsockname()[1]))
+            srv.accept()[0].close()
+    out = cli("nstat", "-n", "h2", "-z").stdout
+    names = [line.split()[0] for line in out.splitlines()[1:]]
+    assert {"TcpExtListenOverflows", "TcpExtListenDrops", "TcpExtTCPTimeouts", "IpExtInOctets"} <= set(names)
+    assert not any(n.startswith("Arp") for n in names)
+    assert not {"ListenOverflows", "TCPTimeouts", "DelayedACKs"} & set(names)
+    assert not {"TcpRtoAlgorithm", "TcpRtoMin", "TcpRtoMax", "TcpMaxConn", "TcpCurrEstab", "IpForwarding"} & set(names)
+    tables = [next(t for t in ("TcpExt", "IpExt", "Icmp", "Tcp", "Udp", "Ip") if n.startswith(t)) for n in names]
+    firsts = [t for i, t in enumerate(tables) if t not in tables[:i]]
+    assert firsts == ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "IpExt"]
+    c = counters("h2")           # the kernel's view, /proc/net/snmp: the fixed values as Linux reports them
+    assert (c["TcpRtoAlgorithm"], c["TcpRtoMin"], c["TcpRtoMax"], c["TcpMaxConn"]) == (1, 200, 120000, -1)
+    assert "ArpInRequests" in counters("h2")       # still there for the link layer's own view
+
+
 def test_ip_cli(stack):
     link = cli("ip", "-s", "link", "-n", "r1")
     assert link.returncode == 0, link.stderr

@@ -116,6 +116,26 @@ def test_demux_prefers_the_exact_address_and_the_connected_peer():
     assert [s.sk for s in k.up] == [exact]
 
 
+def _udp_frame(length: int, payload: bytes) -> bytes:
+    """A datagram to h2:7000 whose UDP length field says `length` (checksum 0: none)."""
+    return bytes(Ether(dst="02:00:00:00:02:0a") / IP(src="10.0.1.10", dst="10.0.2.10") /
+                 UDP(sport=1, dport=7000, len=length, chksum=0) / payload)
+
+
+def test_udp_trims_bytes_beyond_its_length_field():
+    """__udp4_lib_rcv(): pskb_trim_rcsum(skb, ulen); the IP payload may be longer."""
+    k = Kernel()
+    sk = udp_sock(k, "h2")
+    k.call("h2", sk, ProtoCall.BIND, addr=0, port=7000)
+    k.receive("h2", "eth0", _udp_frame(8 + 5, b"hello, and some trailing bytes"))
+    [skb] = [s for s in k.up if s.sk == sk]
+    assert skb.data[skb.head:] == b"hello"
+    k.up.clear()
+    k.receive("h2", "eth0", _udp_frame(8 + 40, b"too short for its length"))   # ulen > skb->len: short_packet
+    assert not [s for s in k.up if s.sk == sk]
+    assert k.drops[-1][2] == "PKT_TOO_SMALL" and k.counters("h2")["UdpInErrors"] == 1
+
+
 def test_arp_request_for_another_address_is_not_answered():
     k = Kernel()
     req = Ether(dst="ff:ff:ff:ff:ff:ff", src="02:00:00:00:02:01") / ARP(

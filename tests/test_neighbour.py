@@ -576,3 +576,27 @@ def test_state_names():
     ("gc_stale_time", "gc_stale_time", 60 * S)])
 def test_parms_from_default_sysctls(key, attr, value):
     assert getattr(NeighParms(sysctl.defaults()), attr) == value
+
+
+# ------------------------------------------------------------ neigh_confirm
+
+def test_a_confirming_skb_keeps_the_entry_reachable():
+    """sock_confirm_neigh() -> neigh_confirm(): `confirmed` moves to now, so the
+    REACHABLE timer re-arms instead of expiring, and no probe is ever sent."""
+    t = table()
+    expiry = resolved(t)
+    later = expiry - 1 * S
+    out = t.output(IF, IP, skb(), later, confirm=True)
+    assert kinds(out) == [SEND] and t.lookup(IF, IP).confirmed == later
+    out = t.timer(IF, IP, expiry)
+    assert state(t) == NUD_REACHABLE and timer(out) == later + t.lookup(IF, IP).reachable_time
+
+
+def test_a_confirmation_in_delay_returns_to_reachable_without_a_probe():
+    t = table()
+    went_stale = to_stale(t)
+    t.output(IF, IP, skb(), went_stale + 1 * S)                      # STALE -> DELAY
+    assert state(t) == NUD_DELAY
+    t.output(IF, IP, skb(), went_stale + 2 * S, confirm=True)        # the flow confirms it
+    out = t.timer(IF, IP, went_stale + 6 * S)
+    assert state(t) == NUD_REACHABLE and not of_kind(out, SOLICIT)

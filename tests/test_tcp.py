@@ -294,6 +294,20 @@ def test_simultaneous_close():
     net.wire.append(("h1", 2, held[0]))
     net.pump()
     assert cli.info().state == child.info().state == T.TIME_WAIT
+    # Two TIME-WAITs: a bare ACK in the window is not answered (else they would ACK
+    # each other forever); a retransmitted FIN is, at most once per tcp_invalid_ratelimit.
+    last_ack = next(f for ns, ifi, f in reversed(net.frames) if ns == "h1" and not len(Ether(f)[TCP].payload)
+                    and Ether(f)[TCP].flags == "A")
+    sent = len(net.frames)
+    net.wire.append(("h1", 2, last_ack))
+    net.pump()
+    assert len(net.frames) == sent + 2                     # the replayed ACK on both cables, no answer
+    fin = held[0]
+    for _ in range(3):
+        net.wire.append(("h1", 2, fin))
+        net.pump()
+    answers = [f for ns, ifi, f in net.frames[sent:] if ns == "h2"]
+    assert len(answers) == 1 and net.counters("h2")["TCPACKSkippedTimeWait"] == 2
 
 
 def test_zero_window_and_probes_lose_nothing():
@@ -451,7 +465,7 @@ def test_syn_cookies_let_clients_in_when_the_syn_queue_is_full():
     srv.bind("10.0.2.10", 80)
     srv.listen(backlog=2)
     net.loss = lambda ns, ifi, f: ns == "r1" and ifi == 2 and TCP in Ether(f)   # no SYN-ACK reaches h1
-    for port in range(2):
+    for port in range(3):                                   # the SYN queue holds backlog + 1
         s = net.socket("h1")
         s.bind("10.0.1.10", 40000 + port)
         s.connect("10.0.2.10", 80)
@@ -689,9 +703,10 @@ def test_a_spurious_rto_is_detected_and_undone(timestamps):
     """The ACKs are late, not the data: the RTO fires and resends the head, then
     the held ACKs arrive acknowledging segments that were never retransmitted.
     With timestamps the echoed TSval predates the retransmission (Eifel,
-    tcp_packet_delayed()); without, F-RTO (RFC 5682) sees original data
-    acknowledged. Either way cwnd and ssthresh come back (TCPLossUndo), and
-    F-RTO counts TCPSpuriousRTOs."""
+    tcp_packet_delayed()); without, F-RTO (RFC 5682): the first ACK covers only
+    the resent head, so new data goes next (step 2b: more is queued than cwnd
+    allowed), and the ACK after it covers original data. Either way cwnd and
+    ssthresh come back (TCPLossUndo), and F-RTO counts TCPSpuriousRTOs."""
     net = Network()
     for host in ("h1", "h2"):
         net.tr.netns[host].sysctl["net.ipv4.tcp_timestamps"] = timestamps
@@ -703,7 +718,7 @@ def test_a_spurious_rto_is_detected_and_undone(timestamps):
     held = []
     net.loss = lambda ns, ifi, f: ns == "h2" and held.append((ns, ifi, f)) is None      # every ACK late
     cwnd = sk.cwnd
-    cli.send(random.Random(9).randbytes(6 * 1448))
+    cli.send(random.Random(9).randbytes(2 * cwnd * 1448))   # a window in flight, a window queued
     net.advance(1.1)
     c = net.counters("h1")
     assert c["TCPTimeouts"] == 1 and sk.ca_state == T.CA_LOSS and sk.cwnd < cwnd

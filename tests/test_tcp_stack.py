@@ -213,7 +213,7 @@ def test_syn_flood_with_spoofed_sources_does_not_keep_a_client_out(stack):
             assert read_all(c) == hashlib.sha256(data).digest() + len(data).to_bytes(8, "big")
         flood.join()
     after = counters("h2")
-    assert after["SyncookiesSent"] > before["SyncookiesSent"]
+    assert after["TcpExtSyncookiesSent"] > before["TcpExtSyncookiesSent"]
     assert after["TcpPassiveOpens"] >= before["TcpPassiveOpens"] + 1
     srv.close()
     assert not errors
@@ -305,3 +305,29 @@ def test_stream_errors(stack):
         with pytest.raises(OSError) as e:
             s.shutdown(pktflow.SHUT_WR)
         assert e.value.errno == 107
+
+
+def test_tcp_info_through_the_sdk_unpacks_as_on_linux(stack):
+    """getsockopt(IPPROTO_TCP, TCP_INFO, 280): struct tcp_info's bytes; the
+    format written from include/uapi/linux/tcp.h, as a Python program on Linux does."""
+    import struct
+    fmt = "@8B24I4Q2I4IQ3Q2I2Q2II2IIHHI7I2H"            # Linux 6.18's struct tcp_info, 280 bytes
+    port = next(_ports)
+    srv, errors = server(port, lambda conn: conn.sendall(b"y" * 100_000) or conn.recv(1))
+    with tcp("h1") as c:
+        c.connect(("10.0.2.10", port))
+        got = 0
+        while got < 100_000:
+            got += len(c.recv(65536))
+        raw = c.getsockopt(pktflow.IPPROTO_TCP, pktflow.TCP_INFO, 512)
+        assert len(raw) == struct.calcsize(fmt) == 280
+        f = struct.unpack(fmt, raw)
+        state, options, wscale, snd_mss, snd_cwnd, bytes_received = f[0], f[5], f[6], f[10], f[26], f[35]
+        assert state == 1 and options & 7 == 7 and wscale == 0x77 and snd_mss == 1448 and snd_cwnd == 10
+        assert bytes_received == 100_000
+        assert c.getsockopt(pktflow.IPPROTO_TCP, pktflow.TCP_INFO) == 1        # the int form: tcpi_state first
+        assert c.getsockopt(pktflow.IPPROTO_TCP, pktflow.TCP_INFO, 8) == raw[:8]    # min(optlen, sizeof)
+        assert c.getsockopt(pktflow.IPPROTO_TCP, pktflow.TCP_CONGESTION, 16) == b"cubic" + b"\0" * 11
+        c.sendall(b"x")
+    srv.close()
+    assert not errors

@@ -187,7 +187,8 @@ class Link:
             return ns.output(dev, skb, ethernet.ZERO, "dev_queue_xmit")
         if skb.nexthop in dev.broadcasts:
             return ns.output(dev, skb, ethernet.BROADCAST, "dev_queue_xmit")
-        return ns.neigh_actions(ns.neigh.output(dev.ifindex, skb.nexthop, skb, now))
+        return ns.neigh_actions(ns.neigh.output(dev.ifindex, skb.nexthop, skb, now,
+                                                confirm=skb.dst_pending_confirm))
 
     def packet_xmit(self, skb, now: int) -> list:
         """packet_sendmsg(): a whole frame from an AF_PACKET socket, or its bind/release."""

@@ -88,11 +88,16 @@ class NeighTable:
     def lookup(self, ifindex: int, ip: int) -> Neighbour | None:
         return self.entries.get((ifindex, ip))
 
-    def output(self, ifindex: int, ip: int, skb, now: int) -> list:
-        """neigh_resolve_output(): send with a known address, or queue and probe."""
+    def output(self, ifindex: int, ip: int, skb, now: int, confirm: bool = False) -> list:
+        """neigh_resolve_output(): send with a known address, or queue and probe.
+        `confirm`: the skb carries the socket's confirmation (sock_confirm_neigh()
+        -> neigh_confirm(): `confirmed` is now, so REACHABLE lasts and DELAY
+        returns to REACHABLE without a probe)."""
         n = self.entries.get((ifindex, ip))
         if n is None:
             n = self.entries[(ifindex, ip)] = Neighbour(ifindex, ip, now)
+        if confirm:
+            n.confirmed = now
         n.used = now
         state = n.state
         if state & (NUD_CONNECTED | NUD_DELAY | NUD_PROBE):

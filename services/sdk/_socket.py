@@ -22,8 +22,10 @@ SO_RCVLOWAT, SO_TIMESTAMP, SO_MARK, SO_PROTOCOL, SO_DOMAIN = 18, 29, 36, 38, 39
 SO_LINGER, SO_MAX_PACING_RATE = 13, 47
 IP_TOS, IP_TTL, IP_RECVERR, IP_RECVTTL, IP_RECVTOS = 1, 2, 11, 12, 13
 TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_CONGESTION = 1, 2, 4, 5, 6, 7, 13
+TCP_INFO = 11
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 MSG_WAITALL = 0x100
+MSG_MORE = 0x8000
 SOMAXCONN = 4096
 ETH_P_ALL, ETH_P_IP, ETH_P_ARP = 0x0003, 0x0800, 0x0806
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
@@ -251,7 +253,9 @@ class socket:
             return
         deadline = None if not self._timeout else time.monotonic() + self._timeout
         while len(data):
-            n = self._stream_send(data[:1 << 22], flags)
+            # pieces of 4 MiB; all but the last say more follows (MSG_MORE), so the
+            # stack cuts segments as from the one write Python's sendall() makes
+            n = self._stream_send(data[:1 << 22], flags | (MSG_MORE if len(data) > 1 << 22 else 0))
             data = data[n:]
             if deadline is not None and len(data) and time.monotonic() > deadline:
                 raise TimeoutError("timed out")

@@ -44,11 +44,35 @@ def cmd_ping(a) -> int:
 
 
 # -- nstat
+# Counters that nstat does not print (iproute2 misc/nstat.c useless_number()):
+# configuration values and gauges, not events.
+NSTAT_HIDDEN = frozenset(("IpForwarding", "IpDefaultTTL", "TcpRtoAlgorithm", "TcpRtoMin", "TcpRtoMax",
+                          "TcpMaxConn", "TcpCurrEstab"))
+# nstat's order: /proc/net/snmp's tables, then /proc/net/netstat's.
+NSTAT_ORDER = ("Ip", "Icmp", "Tcp", "Udp", "TcpExt", "IpExt")
+
+
+def _mib_table(name: str) -> str:
+    """The table a counter belongs to: its longest known prefix."""
+    return next((t for t in ("TcpExt", "IpExt", "Icmp", "Tcp", "Udp", "Ip") if name.startswith(t)), "")
+
+
 def cmd_nstat(a) -> int:
-    rows = []
+    """nstat -a: /proc/net/snmp's tables, then /proc/net/netstat's (TcpExt, IpExt),
+    without the values nstat leaves out (NSTAT_HIDDEN). The link layer's
+    ARP counters have no place in Linux's MIBs; only its drops are shown (--drops)."""
+    rows, drops = [], []
     for layer in ("ip", "transport", "link"):
         reply = _client.admin(layer, a.netns, "counters")
-        rows += [(c.name, c.value) for c in reply.counters if not c.name.startswith("Drop") or a.drops]
+        for c in reply.counters:
+            if c.name.startswith("Drop"):
+                drops.append((c.name, c.value))
+            elif layer != "link" and c.name not in NSTAT_HIDDEN:
+                rows.append((c.name, c.value))
+    order = {t: i for i, t in enumerate(NSTAT_ORDER)}
+    rows.sort(key=lambda r: order.get(_mib_table(r[0]), len(order)))     # stable: each table keeps its order
+    if a.drops:
+        rows += drops
     if a.json:
         print(json.dumps({"kernel": dict(rows)}, indent=1))
         return 0

@@ -14,7 +14,7 @@ from ..wire import ipv4
 from . import sock as so
 
 TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_CLOSE = 1, 8, 7
-MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL = 0x2, 0x40, 0x100
+MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL, MSG_MORE = 0x2, 0x40, 0x100, 0x8000
 SEND_CHUNK = 256 * 1024          # bytes handed to transport per call
 
 
@@ -172,7 +172,9 @@ class InetStream:
                 break
             chunk = data[sent:sent + SEND_CHUNK]
             before = self.write_space.get(s.fd, 0)       # read before the call: the event may beat our wake-up
-            ev = await self.stream_call(s, chunk, req, t0)
+            # one write handed over in pieces: all but the last say more follows (or the caller's MSG_MORE)
+            more = bool(req.flags & MSG_MORE) or sent + len(chunk) < len(data)
+            ev = await self.stream_call(s, chunk, req, t0, more)
             if ev.err:
                 err = ev.err
                 break
@@ -189,14 +191,15 @@ class InetStream:
             return socket_pb2.SendReply(status=_status(err or errno.EAGAIN))
         return socket_pb2.SendReply(sent=sent, lengths=[sent])
 
-    async def stream_call(self, s: so.Sock, chunk: bytes, req, t0: int) -> SockEvent:
-        """One SENDMSG into transport, the journey's root when it is traced."""
+    async def stream_call(self, s: so.Sock, chunk: bytes, req, t0: int, more: bool = False) -> SockEvent:
+        """One SENDMSG into transport, the journey's root when it is traced;
+        `more`: the write goes on in the next call (MSG_MORE)."""
         reqid = self.next_req
         self.next_req += 1
         fut = asyncio.get_running_loop().create_future()
         self.pending[reqid] = fut
         skb = ProtoSkb(netns=s.netns, sk=s.fd, data=chunk, tstamp=t0,
-                       call=ProtoCall(op=ProtoCall.SENDMSG, req=reqid))
+                       call=ProtoCall(op=ProtoCall.SENDMSG, req=reqid, flags=MSG_MORE if more else 0))
         if not (req.traceparent and self.tracer.continue_from(skb, req.traceparent)):
             self.tracer.start(skb, "sock_sendmsg")
         await self.downs["transport"].room()

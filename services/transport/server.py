@@ -82,8 +82,10 @@ class TransportShell(LayerShell):
             return bad
         ns = self.tr.netns[req.netns]
         if req.command == "counters":
+            for name, value in snmp.TCP_FIXED.items():      # (Counter.update would add)
+                ns.mib[name] = value
             return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v)
-                                                  for k, v in ns.mib.rows(snmp.TCP + snmp.UDP)]
+                                                  for k, v in ns.mib.rows(snmp.TCP + snmp.UDP, "TcpExt", snmp.TCP_EXT)]
                                         + self.drop_counters(req.netns))
         if req.command == "sockets":
             return admin_pb2.AdminReply(json=json.dumps(self.tr.tcp.sockets(ns)))

@@ -44,7 +44,7 @@ class SynCookies:
         tmp = TcpSock(0, ns.name)
         self.init_sock(ns, tmp)
         tmp.laddr, tmp.lport, tmp.raddr, tmp.rport = daddr, th.dport, saddr, th.sport
-        tcp_input.apply_options(tmp, th.options, syn=True)
+        tcp_input.apply_options(tmp, th.options, syn=True, sysctl=ns.sysctl)
         tmp.iss, tmp.rcv_nxt, tmp.rcv_wup = iss, th.seq + 1, th.seq + 1
         tmp.advmss = MSS_TABLE[mssind]
         if tmp.ts_ok:
@@ -79,7 +79,7 @@ class SynCookies:
             wscale = low & 0xF
             opts = wire.TcpOptions(mss=MSS_TABLE[mssind], wscale=None if wscale == 0xF else wscale,
                                    sack_perm=bool(low & 0x10), ts=ts)
-        tcp_input.apply_options(sk, opts, syn=True)
+        tcp_input.apply_options(sk, opts, syn=True, sysctl=ns.sysctl)
         if sk.ts_ok:
             sk.ts_recent, sk.ts_recent_stamp = ts[0], now
             sk.ts_offset = (ts[1] - now // MS) & MASK

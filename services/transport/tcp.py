@@ -143,6 +143,8 @@ class TcpSock:
         "last_rcv", "last_snd", "probes_out",
         # listening
         "backlog", "syn_queue", "accept_queue", "err", "sk_err_pending", "close_after",
+        # sk->sk_dst_pending_confirm: the next segment confirms the neighbour (sk_dst_confirm())
+        "dst_pending_confirm",
     )
 
     def __init__(self, sk: int, netns: str):
@@ -248,6 +250,7 @@ class TcpSock:
         self.err = 0
         self.sk_err_pending = 0
         self.close_after = False
+        self.dst_pending_confirm = False
 
     @property
     def packets_out(self) -> int:

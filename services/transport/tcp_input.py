@@ -37,9 +37,16 @@ def rtt_sample(sk, rtt: int, now: int):
     sk.rto = min(sk.srtt + max(4 * sk.rttvar, TCP_RTO_MIN), TCP_RTO_MAX)
 
 
-def apply_options(sk, opts, syn: bool):
-    """What the peer's SYN offered: MSS, window scale, SACK, timestamps."""
+def apply_options(sk, opts, syn: bool, sysctl=None):
+    """What the peer's SYN offered: MSS, window scale, SACK, timestamps; an option
+    whose sysctl (tcp_window_scaling, tcp_sack, tcp_timestamps) is off is ignored,
+    as tcp_parse_options() does on a SYN."""
     if syn:
+        if sysctl is not None:
+            opts = opts._replace(
+                wscale=opts.wscale if sysctl["net.ipv4.tcp_window_scaling"] else None,
+                sack_perm=opts.sack_perm and bool(sysctl["net.ipv4.tcp_sack"]),
+                ts=opts.ts if sysctl["net.ipv4.tcp_timestamps"] else None)
         sk.peer_mss = opts.mss or 536
         sk.wscale_ok = opts.wscale is not None
         sk.snd_wscale = opts.wscale if opts.wscale is not None else 0
@@ -85,7 +92,7 @@ def synsent(tr, ns, sk, skb, th, now: int, out: list) -> list:
         return out + [(DROP, skb, "tcp_rcv_synsent_state_process", "TCP_FLAGS")]
     sk.irs = th.seq
     sk.rcv_nxt = sk.rcv_wup = sk.irs + 1
-    apply_options(sk, th.options, syn=True)
+    apply_options(sk, th.options, syn=True, sysctl=ns.sysctl)
     if sk.ecn_flags & TCP_ECN_OK and (not th.flags & wire.ECE or th.flags & wire.CWR):
         sk.ecn_flags = 0                              # tcp_ecn_rcv_synack(): the peer did not agree
     if sk.ts_ok:
@@ -156,7 +163,7 @@ def rcv_state_process(tr, ns, sk, skb, th, now: int) -> list:
     if paws_reject(sk, th):
         if not oow_rate_limited(ns, sk, now, payload_len, th, "TCPACKSkippedPAWS"):
             xmit.send_ack(tr, ns, sk, now, out, cause=skb)
-        ns.mib["PAWSEstabRejected"] += 1
+        ns.mib["PAWSEstab"] += 1
         return out + [(DROP, skb, RCV, "TCP_RFC7323_PAWS")]
     if not acceptable(sk, seq, end):
         if th.flags & wire.RST:

@@ -7,9 +7,9 @@ import os
 
 from pktflow.v1.skb_pb2 import ProtoCall, Skb, SockEvent
 
-from ..common.skbuff import DROP, STOP, TIMER, UP
+from ..common.skbuff import DOWN, DROP, STOP, TIMER, UP
 from ..wire import Malformed, ipv4, tcp as wire
-from . import tcp_cong, tcp_input, tcp_output as xmit, tcp_rate, tcp_timer
+from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_rate, tcp_timer
 from .sock import PortTable
 from .syncookies import SynCookies
 from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV, SYN_SENT,
@@ -20,7 +20,13 @@ SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF, SO_RCVBUF, SO_MAX_PACING_RATE 
 IP_TOS, IP_TTL = 1, 2
 TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_CONGESTION = 1, 2, 4, 5, 6, 7, 13
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+MSG_MORE = 0x8000                # ProtoCall.flags of a SENDMSG: more of this write follows
 CHILD_ID_BASE = 1 << 40          # sockets transport creates (accepted connections) are numbered from here
+
+
+def call_more(skb) -> bool:
+    """MSG_MORE on a SENDMSG: the same write continues in the next call."""
+    return bool(skb.call.flags & MSG_MORE)
 
 
 class TcpNetns:
@@ -31,6 +37,8 @@ class TcpNetns:
         self.ehash: dict[tuple, TcpSock] = {}          # (laddr, lport, raddr, rport) -> connection
         self.listeners: dict[int, list[TcpSock]] = {}  # port -> listening sockets
         self.cookie_secret = os.urandom(16)
+        self.net_secret = secure_seq.new_secret(rng)      # ISNs (RFC 6528)
+        self.ts_secret = secure_seq.new_secret(rng)       # timestamp offsets
 
 
 class TcpProto(SynCookies):
@@ -104,6 +112,11 @@ class TcpProto(SynCookies):
         if op == ProtoCall.RELEASE:
             self.close(ns, sk, now, out)
             return out + self.complete(skb, 0)
+        if op == ProtoCall.GETSOCKOPT:
+            err, value = tcp_info.getsockopt(sk, call.level, call.optname, call.optlen, now)
+            done = self.complete(skb, err)
+            done[0][1].event.optval = value
+            return done
         return self.complete(skb, errno.EOPNOTSUPP)
 
     def complete(self, skb, err: int, sk: TcpSock | None = None, count: int = 0) -> list:
@@ -203,11 +216,13 @@ class TcpProto(SynCookies):
         return errno.EADDRNOTAVAIL
 
     def start_connection(self, ns, sk: TcpSock, now: int):
-        """ISN (RFC 6528: random here), timestamp offset, IP ID, initial sequence state."""
-        sk.iss = self.rng.getrandbits(32)
+        """ISN (RFC 6528, secure_tcp_seq()), timestamp offset (secure_tcp_ts_off()),
+        IP ID, initial sequence state. The addresses and ports are set."""
+        t = self.tables(ns)
+        sk.iss = secure_seq.secure_tcp_seq(t.net_secret, sk.laddr, sk.raddr, sk.lport, sk.rport, now)
         sk.snd_una = sk.snd_nxt = sk.iss
         sk.write_seq = sk.iss + 1                 # data starts after the SYN
-        sk.ts_offset = self.rng.getrandbits(32)
+        sk.ts_offset = secure_seq.secure_tcp_ts_off(t.ts_secret, sk.laddr, sk.raddr)
         sk.inet_id = self.rng.getrandbits(16)
         sk.rto = TCP_TIMEOUT_INIT
 
@@ -231,7 +246,16 @@ class TcpProto(SynCookies):
             sk.sendq.append([data[:n] if n < len(data) else data, 0, TraceRef.of(skb)])
             sk.sendq_bytes += n
             sk.write_seq += n
-            xmit.write_xmit(self, ns, sk, now, out)
+            # tcp_sendmsg() copies a whole write before tcp_push(): mid-write only
+            # full-sized segments leave. A piece with more of the same write to
+            # come (MSG_MORE from the socket layer, or what did not fit here)
+            # keeps its partial tail queued for the rest, whatever Nagle says.
+            tail = sk.sendq_bytes % xmit.current_mss(sk) if call_more(skb) or n < len(data) else 0
+            sk.sendq_bytes -= tail        # write_xmit() cuts from sendq_bytes; the tail stays in sendq
+            try:
+                xmit.write_xmit(self, ns, sk, now, out)
+            finally:
+                sk.sendq_bytes += tail
             if sk.sendq_bytes and sk.snd_wnd == 0 and not sk.rtx and sk.t_persist is None:
                 sk.t_persist = now + sk.rto
             self.arm(sk, now, out)
@@ -403,11 +427,26 @@ class TcpProto(SynCookies):
         if sk is not None:
             if sk.state == TIME_WAIT:
                 return self.timewait_process(ns, t, sk, skb, th, saddr, daddr, now)
-            return tcp_input.rcv_state_process(self, ns, sk, skb, th, now)
+            una, dupacks = sk.snd_una, sk.dupacks
+            out = tcp_input.rcv_state_process(self, ns, sk, skb, th, now)
+            if sk.snd_una > una or sk.dupacks > dupacks:
+                self.dst_confirm(sk, out)
+            return out
         lsk = self.lookup_listener(t, daddr, th.dport)
         if lsk is not None:
             return self.listen_process(ns, lsk, skb, th, saddr, daddr, now)
         return self.no_socket(ns, skb, th, saddr, daddr, now)
+
+    def dst_confirm(self, sk: TcpSock, out: list):
+        """sk_dst_confirm() from tcp_ack() (FLAG_FORWARD_PROGRESS, or a pure
+        duplicate ACK): the peer is reachable. The first segment sent after the
+        ACK carries the confirmation to the neighbour layer, which keeps the entry
+        REACHABLE (no unicast ARP probe while the flow makes progress)."""
+        for kind, skb, _fn, _arg in out:
+            if kind == DOWN and skb.sk == sk.sk:
+                skb.dst_pending_confirm = True
+                return
+        sk.dst_pending_confirm = True            # rides on the next segment (tcp_output.segment())
 
     def lookup_listener(self, t: TcpNetns, daddr: int, port: int) -> TcpSock | None:
         best = None
@@ -448,24 +487,33 @@ class TcpProto(SynCookies):
         it, or a SYN cookie when the queue is full (RFC 4987)."""
         t = self.tables(ns)
         out: list = []
-        if len(lsk.accept_queue) >= max(lsk.backlog, 1):   # sk_acceptq_is_full(): drop the SYN
+        syncookies = ns.sysctl["net.ipv4.tcp_syncookies"]
+        qlen = len(lsk.syn_queue)
+        want_cookie = False
+        if syncookies == 2 or qlen > lsk.backlog:        # inet_csk_reqsk_queue_is_full() uses >
+            if not syncookies:                           # tcp_syn_flood_action()
+                ns.mib["TCPReqQFullDrop"] += 1
+                ns.mib["ListenDrops"] += 1
+                return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
+            ns.mib["TCPReqQFullDoCookies"] += 1
+            want_cookie = True
+        if len(lsk.accept_queue) > lsk.backlog:          # sk_acceptq_is_full(): backlog + 1 fit
             ns.mib["ListenOverflows"] += 1
             ns.mib["ListenDrops"] += 1
             return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
-        syncookies = ns.sysctl["net.ipv4.tcp_syncookies"]
-        queue_full = len(lsk.syn_queue) >= min(max(lsk.backlog, 1), ns.sysctl["net.ipv4.tcp_max_syn_backlog"])
-        if syncookies == 2 or (queue_full and syncookies):
+        if want_cookie:
             ns.mib["SyncookiesSent"] += 1
-            if queue_full:
-                ns.mib["TCPReqQFullDoCookies"] += 1
             out.append(self.cookie_synack(ns, lsk, skb, th, saddr, daddr, now))
             return out + [(STOP, skb, "tcp_conn_request", None)]
-        if queue_full:
-            ns.mib["TCPReqQFullDrop"] += 1
+        max_syn_backlog = ns.sysctl["net.ipv4.tcp_max_syn_backlog"]
+        if not syncookies and max_syn_backlog - qlen < max_syn_backlog >> 2:
+            # Without cookies the last quarter of tcp_max_syn_backlog is kept for
+            # peers proven alive (tcp_peer_is_proven(): tcp_metrics, which pktflow
+            # does not keep, so no peer is proven). With cookies it does not apply.
             ns.mib["ListenDrops"] += 1
             return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
         req = self.new_child(ns, lsk, daddr, th.dport, saddr, th.sport, now)
-        tcp_input.apply_options(req, th.options, syn=True)
+        tcp_input.apply_options(req, th.options, syn=True, sysctl=ns.sysctl)
         if req.ts_ok:
             req.ts_recent, req.ts_recent_stamp = th.options.ts[0], now
         req.irs = th.seq
@@ -516,7 +564,7 @@ class TcpProto(SynCookies):
             return True
         if lsk.state != LISTEN:
             return True
-        if len(lsk.accept_queue) >= max(lsk.backlog, 1):
+        if len(lsk.accept_queue) > lsk.backlog:          # sk_acceptq_is_full() in tcp_v4_syn_recv_sock()
             ns.mib["ListenOverflows"] += 1
             ns.mib["ListenDrops"] += 1
             if ns.sysctl["net.ipv4.tcp_abort_on_overflow"]:
@@ -546,22 +594,29 @@ class TcpProto(SynCookies):
         sk.t_timewait = now + ns.sysctl["net.ipv4.tcp_timewait_len"] * S
 
     def timewait_process(self, ns, t, sk: TcpSock, skb, th, saddr, daddr, now: int) -> list:
-        """tcp_timewait_state_process(): re-ACK a retransmitted FIN, let a new
-        SYN with a higher sequence reuse the pair, die on RST."""
+        """tcp_timewait_state_process(): die on RST, let a new SYN with a higher
+        sequence reuse the pair; a bare in-window ACK restarts the wait and is
+        not answered (two TIME-WAITs would ACK each other forever); anything
+        else (a retransmitted FIN) gets an ACK, at most one per tcp_invalid_ratelimit."""
         out: list = []
+        fn = "tcp_timewait_state_process"
         if th.flags & wire.RST:
             self.tcp_done(ns, sk, now, out, 0)
-            return out + [(STOP, skb, "tcp_timewait_state_process", None)]
-        if th.flags & wire.SYN and not th.flags & wire.ACK and unwrap(th.seq, sk.rcv_nxt) > sk.rcv_nxt:
+            return out + [(STOP, skb, fn, None)]
+        seq = unwrap(th.seq, sk.rcv_nxt)
+        if th.flags & wire.SYN and not th.flags & wire.ACK and seq > sk.rcv_nxt:
             lsk = self.lookup_listener(t, daddr, th.dport)
             if lsk is not None:
                 self.tcp_done(ns, sk, now, out, 0)
                 return out + self.listen_process(ns, lsk, skb, th, saddr, daddr, now)
-        if th.flags & wire.FIN:
-            sk.t_timewait = now + ns.sysctl["net.ipv4.tcp_timewait_len"] * S
-        xmit.send_ack(self, ns, sk, now, out, cause=skb, fn="tcp_timewait_state_process")
+        bare = len(skb.data) == skb.head and not th.flags & (wire.SYN | wire.FIN)
+        if th.flags & wire.ACK or not bare:
+            sk.t_timewait = now + ns.sysctl["net.ipv4.tcp_timewait_len"] * S     # inet_twsk_reschedule()
+        if not (bare and seq == sk.rcv_nxt) and \
+                not tcp_input.challenge_rate_limited(ns, sk, now, "TCPACKSkippedTimeWait"):
+            xmit.send_ack(self, ns, sk, now, out, cause=skb, fn=fn)   # tcp_timewait_check_oow_rate_limit()
         self.arm(sk, now, out)
-        return out + [(STOP, skb, "tcp_timewait_state_process", None)]
+        return out + [(STOP, skb, fn, None)]
 
     # -- endings and timers ------------------------------------------------
     def tcp_done(self, ns, sk: TcpSock, now: int, out: list, err: int):

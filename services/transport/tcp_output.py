@@ -115,6 +115,8 @@ def segment(tr, ns, sk, seq: int, flags: int, payload: bytes, now: int, cause, f
                   ttl=sk.ttl, tos=tos, df=True)
     sk.inet_id = (sk.inet_id + 1) & 0xFFFF
     skb.ip_id = IP_ID_SET | sk.inet_id
+    if sk.dst_pending_confirm:       # skb_set_dst_pending_confirm(): this segment confirms the neighbour
+        skb.dst_pending_confirm, sk.dst_pending_confirm = True, False
     sk.segs_out += 1
     sk.last_snd = now
     ns.mib["TcpOutSegs"] += 1
@@ -147,9 +149,12 @@ def send_syn(tr, ns, sk, now: int, out: list, synack: bool = False, cause=None, 
     the SYN offered. A retransmitted SYN no longer asks for ECN (tcp_ecn_fallback)."""
     offer = not synack
     mss = sk.advmss
-    opts = wire.options(mss=mss, sack_perm=offer or sk.sack_ok,
-                        ts=(tsval(sk, now), sk.ts_recent) if offer or sk.ts_ok else None,
-                        wscale=sk.rcv_wscale if offer or sk.wscale_ok else None)
+    sysctl = ns.sysctl                 # tcp_syn_options(): an option is offered only while its sysctl is on
+    opts = wire.options(mss=mss, sack_perm=bool(sysctl["net.ipv4.tcp_sack"]) if offer else sk.sack_ok,
+                        ts=(tsval(sk, now), sk.ts_recent) if (sysctl["net.ipv4.tcp_timestamps"] if offer
+                                                             else sk.ts_ok) else None,
+                        wscale=sk.rcv_wscale if (sysctl["net.ipv4.tcp_window_scaling"] if offer
+                                                 else sk.wscale_ok) else None)
     window = initial_window(sk, synack)
     flags = wire.SYN
     if offer and ns.sysctl["net.ipv4.tcp_ecn"] == 1 and not again:

@@ -104,6 +104,8 @@ def udp_rcv(tr, ns, skb, now: int) -> list:
         if e.reason == "UDP_CSUM":
             ns.mib["UdpInCsumErrors"] += 1
         return [(DROP, skb, "udp_rcv", e.reason)]
+    if th + uh.length < end:         # pskb_trim_rcsum(skb, ulen): bytes beyond the UDP length are not data
+        skb.data = data[:th + uh.length]
     skb.head = th + udp.UDP_HLEN
     if skb.pkt_type in (1, 2):        # broadcast or multicast: every matching socket gets a copy
         socks = ns.udp.all_for(daddr, uh.dport)

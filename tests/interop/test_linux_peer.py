@@ -179,7 +179,7 @@ def test_bulk_to_linux_with_loss(linux, tmp_path):
     assert out.read_bytes() == data
     after = counters("h1")
     assert after["TcpRetransSegs"] > before["TcpRetransSegs"]           # we recovered...
-    assert after["TCPSackRecovery"] > before["TCPSackRecovery"]         # ...from Linux's SACK blocks
+    assert after["TcpExtTCPSackRecovery"] > before["TcpExtTCPSackRecovery"]       # ...from Linux's SACK blocks
 
 
 ECHO_SERVER = """

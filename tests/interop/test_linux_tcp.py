@@ -82,8 +82,8 @@ def test_a_tail_loss_is_repaired_by_a_probe_on_both_stacks(linux):
     finally:
         rx.kill()
     after = counters("h1")
-    assert after["TCPLossProbes"] > before["TCPLossProbes"]
-    assert after["TCPTimeouts"] == before["TCPTimeouts"]
+    assert after["TcpExtTCPLossProbes"] > before["TcpExtTCPLossProbes"]
+    assert after["TcpExtTCPTimeouts"] == before["TcpExtTCPTimeouts"]
     # Linux sends, pktflow receives
     linux_before = linux.far.mib()
     srv = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1")

@@ -1,0 +1,131 @@
+"""struct tcp_info (include/uapi/linux/tcp.h) and the TCP-level options that
+read connection state (do_tcp_getsockopt() in net/ipv4/tcp.c): TCP_INFO,
+filled as tcp_get_info() fills it, and TCP_CONGESTION. The one place the
+struct's bytes are laid out.
+
+The layout is the kernel's on x86-64 (little-endian, natural alignment, no
+padding anywhere), 280 bytes as Linux 6.18 returns it (the AccECN counters
+after tcpi_total_rto_time included). Fields pktflow does not track read 0:
+fackets, last_ack_sent (Linux: "not remembered"), busy/rwnd/sndbuf_limited,
+delivered_ce, bytes_sent, bytes_retrans, rcv_ooopack, rehash, total_rto*,
+the AccECN counters; pmtu is the route's MTU the MSS came from."""
+import errno
+import struct
+
+from . import tcp_rate
+from .tcp import LISTEN, MS, TCP_DELACK_MAX, TCP_ECN_OK, TCP_ECN_SEEN
+
+IPPROTO_TCP = 6
+TCP_INFO, TCP_CONGESTION = 11, 13
+TCP_CA_NAME_MAX = 16
+TCPOLEN_TSTAMP_ALIGNED = 12
+# tcpi_options
+TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK, TCPI_OPT_WSCALE, TCPI_OPT_ECN, TCPI_OPT_ECN_SEEN, TCPI_OPT_SYN_DATA = \
+    1, 2, 4, 8, 16, 32
+U64_MAX = (1 << 64) - 1
+
+# field name, struct code: in the header's order ("=": standard sizes, no padding,
+# which is exact: every field of the kernel's struct sits at its natural alignment)
+FIELDS = (
+    ("state", "B"), ("ca_state", "B"), ("retransmits", "B"), ("probes", "B"), ("backoff", "B"),
+    ("options", "B"), ("wscale", "B"),                      # snd_wscale : 4 (low bits), rcv_wscale : 4
+    ("app_limited", "B"),                                   # delivery_rate_app_limited : 1, fastopen_client_fail : 2
+    ("rto", "I"), ("ato", "I"), ("snd_mss", "I"), ("rcv_mss", "I"),
+    ("unacked", "I"), ("sacked", "I"), ("lost", "I"), ("retrans", "I"), ("fackets", "I"),
+    ("last_data_sent", "I"), ("last_ack_sent", "I"), ("last_data_recv", "I"), ("last_ack_recv", "I"),
+    ("pmtu", "I"), ("rcv_ssthresh", "I"), ("rtt", "I"), ("rttvar", "I"), ("snd_ssthresh", "I"), ("snd_cwnd", "I"),
+    ("advmss", "I"), ("reordering", "I"),
+    ("rcv_rtt", "I"), ("rcv_space", "I"),
+    ("total_retrans", "I"),
+    ("pacing_rate", "Q"), ("max_pacing_rate", "Q"), ("bytes_acked", "Q"), ("bytes_received", "Q"),
+    ("segs_out", "I"), ("segs_in", "I"),
+    ("notsent_bytes", "I"), ("min_rtt", "I"), ("data_segs_in", "I"), ("data_segs_out", "I"),
+    ("delivery_rate", "Q"),
+    ("busy_time", "Q"), ("rwnd_limited", "Q"), ("sndbuf_limited", "Q"),
+    ("delivered", "I"), ("delivered_ce", "I"),
+    ("bytes_sent", "Q"), ("bytes_retrans", "Q"), ("dsack_dups", "I"), ("reord_seen", "I"),
+    ("rcv_ooopack", "I"),
+    ("snd_wnd", "I"), ("rcv_wnd", "I"),
+    ("rehash", "I"),
+    ("total_rto", "H"), ("total_rto_recoveries", "H"), ("total_rto_time", "I"),
+    ("received_ce", "I"), ("delivered_e1_bytes", "I"), ("delivered_e0_bytes", "I"), ("delivered_ce_bytes", "I"),
+    ("received_e1_bytes", "I"), ("received_e0_bytes", "I"), ("received_ce_bytes", "I"),
+    ("accecn_fail_mode", "H"), ("accecn_opt_seen", "H"),
+)
+STRUCT = struct.Struct("=" + "".join(code for _n, code in FIELDS))
+SIZE = STRUCT.size                     # sizeof(struct tcp_info): 280
+_INDEX = {name: i for i, (name, _c) in enumerate(FIELDS)}
+
+
+def _us(ns: int) -> int:
+    return max(0, ns) // 1000
+
+
+def _ms(ns: int) -> int:
+    return max(0, ns) // MS
+
+
+def tcp_get_info(sk, now: int) -> dict:
+    """tcp_get_info(): the values, by field name (missing names are 0)."""
+    i = {"state": sk.state, "reordering": sk.reordering, "snd_cwnd": sk.cwnd,
+         "pacing_rate": sk.pacing_rate, "max_pacing_rate": sk.max_pacing_rate}
+    if sk.state == LISTEN:             # listeners alias two fields: the accept queue and its bound
+        i["unacked"], i["sacked"] = len(sk.accept_queue), sk.backlog
+        return i
+    options = 0
+    if sk.ts_ok:
+        options |= TCPI_OPT_TIMESTAMPS
+    if sk.sack_ok:
+        options |= TCPI_OPT_SACK
+    if sk.wscale_ok:
+        options |= TCPI_OPT_WSCALE
+        i["wscale"] = (sk.snd_wscale & 0xF) | (sk.rcv_wscale & 0xF) << 4
+    if sk.ecn_flags & TCP_ECN_OK:
+        options |= TCPI_OPT_ECN
+    if sk.ecn_flags & TCP_ECN_SEEN:
+        options |= TCPI_OPT_ECN_SEEN
+    i.update(
+        ca_state=sk.ca_state, retransmits=sk.retransmits, probes=sk.probes_out, backoff=sk.backoff,
+        options=options, app_limited=1 if sk.rate_app_limited else 0,
+        rto=_us(sk.rto), ato=_us(min(sk.ato, TCP_DELACK_MAX)), snd_mss=sk.mss_cache, rcv_mss=sk.rcv_mss,
+        unacked=sk.packets_out, sacked=sk.sacked_out, lost=sk.lost_out, retrans=sk.retrans_out,
+        # lsndtime, lrcvtime, rcv_tstamp: pktflow keeps one time per direction
+        last_data_sent=_ms(now - sk.last_snd), last_data_recv=_ms(now - sk.last_rcv),
+        last_ack_recv=_ms(now - sk.last_rcv),
+        pmtu=sk.advmss + 40, rcv_ssthresh=sk.rcv_ssthresh,
+        # tp->advmss loses the timestamp option's 12 bytes once they are agreed
+        # (tcp_rcv_synsent_state_process(), tcp_create_openreq_child()); pktflow keeps the SYN's
+        rtt=_us(sk.srtt), rttvar=_us(sk.rttvar), snd_ssthresh=sk.ssthresh,
+        advmss=sk.advmss - (TCPOLEN_TSTAMP_ALIGNED if sk.ts_ok else 0),
+        rcv_rtt=_us(sk.rcv_rtt), rcv_space=sk.rcvq_space, total_retrans=sk.total_retrans,
+        bytes_acked=sk.bytes_acked, bytes_received=sk.bytes_received, segs_out=sk.segs_out, segs_in=sk.segs_in,
+        # min_rtt: tcp_min_rtt() is ~0U before the first sample
+        notsent_bytes=max(0, sk.write_seq - sk.snd_nxt), min_rtt=sk.rtt_min or 0xFFFFFFFF,
+        data_segs_in=sk.data_segs_in, data_segs_out=sk.data_segs_out,
+        delivery_rate=tcp_rate.delivery_rate(sk), delivered=sk.delivered, dsack_dups=sk.dsack_dups,
+        reord_seen=sk.reord_seen, snd_wnd=sk.snd_wnd, rcv_wnd=sk.rcv_wnd)
+    return i
+
+
+def pack(info: dict) -> bytes:
+    """struct tcp_info's bytes."""
+    values = [0] * len(FIELDS)
+    for name, v in info.items():
+        code = FIELDS[_INDEX[name]][1]
+        values[_INDEX[name]] = v & {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF, "Q": U64_MAX}[code]
+    return STRUCT.pack(*values)
+
+
+def getsockopt(sk, level: int, optname: int, optlen: int, now: int) -> tuple[int, bytes]:
+    """do_tcp_getsockopt() for the options that read the connection: (errno,
+    bytes). `optlen` is the caller's buffer; Linux copies min(optlen, size)."""
+    if level != IPPROTO_TCP:
+        return errno.ENOPROTOOPT, b""
+    if optlen < 0:
+        return errno.EINVAL, b""
+    if optname == TCP_INFO:
+        return 0, pack(tcp_get_info(sk, now))[:optlen]
+    if optname == TCP_CONGESTION:      # icsk_ca_ops->name: char[TCP_CA_NAME_MAX], NUL padded
+        name = (sk.ca.name if sk.ca else "").encode()[:TCP_CA_NAME_MAX]
+        return 0, name.ljust(TCP_CA_NAME_MAX, b"\0")[:optlen]
+    return errno.ENOPROTOOPT, b""
