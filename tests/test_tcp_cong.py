@@ -458,9 +458,9 @@ def test_bbr_probe_bw_cycles_its_gains():
 
 
 def test_bbr_through_the_stack_and_ss_fields():
-    net = Network()
+    net = DelayNetwork(delay=0.005, rate=10_000_000)      # time on the cables: rate samples need it
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_congestion_control"] = "bbr"
-    _srv, cli, child = connected_pair(net)
+    cli, child = delayed_pair(net)
     data = random.Random(9).randbytes(300_000)
     assert transfer(net, cli, child, data) == data
     row = [r for r in net.tr.tcp.sockets(net.tr.netns["h1"]) if r["sk"] == cli.sk][0]
@@ -492,9 +492,9 @@ def test_ss_prints_bbr_as_iproute2_does(monkeypatch):
     from contextlib import redirect_stdout
 
     from pktflow import _client, cli
-    net = Network()
+    net = DelayNetwork(delay=0.005, rate=10_000_000)
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_congestion_control"] = "bbr"
-    _srv, cli_sock, child = connected_pair(net)
+    cli_sock, child = delayed_pair(net)
     transfer(net, cli_sock, child, random.Random(9).randbytes(100_000))
     rows = net.tr.tcp.sockets(net.tr.netns["h1"])
     monkeypatch.setattr(_client, "admin", lambda *a: SimpleNamespace(json=json.dumps(rows)))
@@ -592,3 +592,27 @@ def test_cubic_through_the_stack_leaves_slow_start_by_hystart():
     assert exits == 1 and c["TcpRetransSegs"] == 0
     assert 20_000 < sk.ca.delay_min < 23_000                     # 20 ms and a segment's 1.2 ms
     assert sk.rtt_min == sk.ca.delay_min and sk.ssthresh == c["TCPHystartTrainCwnd"] + c["TCPHystartDelayCwnd"]
+
+
+def test_bbr_through_the_stack_paces_itself_into_probe_bw():
+    """BBR asks TCP to pace (SK_PACING_NEEDED) and tcp_write_xmit() does: over a
+    10 Mbit/s, 20 ms path STARTUP fills the pipe, DRAIN's 0.35 gain empties the
+    queue it built, and PROBE_BW cycles, its bandwidth estimate near the link's."""
+    from pktflow.services.transport import tcp_bbr
+    net = DelayNetwork(delay=0.005, rate=10_000_000)
+    net.tr.netns["h1"].sysctl["net.ipv4.tcp_congestion_control"] = "bbr"
+    cli, child = delayed_pair(net)
+    sk = cli.info()
+    modes = []
+    real = sk.ca.cong_control
+
+    def watch(sk_, rs, now):
+        real(sk_, rs, now)
+        if not modes or modes[-1] != sk_.ca.mode:
+            modes.append(sk_.ca.mode)
+    sk.ca.cong_control = watch
+    data = random.Random(3).randbytes(3_000_000)
+    assert transfer(net, cli, child, data) == data
+    assert sk.pacing_needed and modes[:3] == [tcp_bbr.STARTUP, tcp_bbr.DRAIN, tcp_bbr.PROBE_BW]
+    bw_bps = sk.ca.info(sk)["bw"] * 8
+    assert 0.8 * 10_000_000 < bw_bps < 1.1 * 10_000_000

@@ -233,7 +233,7 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit", prob
         if sk.in_flight() >= sk.cwnd and not probe:
             sk.cwnd_limited = True
             break
-        if sk.pacing_needed and sk.wstamp > now and not probe:
+        if sk.pacing_needed and sk.wstamp > now + pacing_burst(sk, mss) and not probe:
             sk.t_pace = sk.wstamp                      # tcp_pacing_check(): the pacing timer resumes us
             break
         wnd_end = sk.snd_una + sk.snd_wnd
@@ -288,6 +288,17 @@ def pace_after_send(sk, size: int, now: int):
     len_ns = size * S // sk.pacing_rate
     len_ns -= min(len_ns // 2, sk.wstamp - prior)
     sk.wstamp += len_ns
+
+
+def pacing_burst(sk, mss: int) -> int:
+    """How far ahead of its pacing schedule a segment may leave (ns): what
+    tcp_tso_autosize() would put in one TSO skb, sk_pacing_rate >> 10 (about
+    1 ms of data) and at least two segments, so the pacing timer fires once a
+    burst rather than once a segment."""
+    rate = sk.pacing_rate
+    if not rate:
+        return 0
+    return max(rate >> 10, 2 * mss) * S // rate
 
 
 def schedule_loss_probe(ns, sk, now: int, advancing_rto: bool) -> bool:
