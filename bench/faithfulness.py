@@ -8,8 +8,8 @@ once as a pktflow stack, runs the same probes in both (the same Python code,
 with Linux's socket module or pktflow's), captures h1's and h2's eth0 (tcpdump
 on Linux, pktflow.capture in the emulator) and reads the frames with scapy, an
 independent parser. Prints one row per fact: a TCP handshake's SYN and SYN-ACK
-options, the initial window, ping TTLs, the ICMP errors for a closed UDP port
-and for TTL expiry. A row that differs is "known" only when pktflow shows the
+options, the initial window (a tail loss probe after it), ping TTLs, the ICMP
+errors for a closed UDP port and for TTL expiry, the answer to an ECN-setup SYN. A row that differs is "known" only when pktflow shows the
 exact value KNOWN expects of it, and says why; any other difference is a bug,
 and the command exits 1.
 
@@ -28,7 +28,8 @@ import threading
 import time
 
 H1, ROUTER_H1, H2 = "10.0.1.10", "10.0.1.1", "10.0.2.10"
-TCP_PORT, UDP_CLOSED = 18080, 9
+TCP_PORT, UDP_CLOSED, ECN_PORT = 18080, 9, 18081
+H1_MAC, ROUTER_H1_MAC = "02:00:00:00:01:0a", "02:00:00:00:01:01"
 PAYLOAD = 65536
 
 # Facts on which pktflow knowingly differs: the value pktflow shows, and why.
@@ -103,8 +104,41 @@ def probe_ttl_expiry(sk):
     s.close()
 
 
+def probe_tcp_listener(sk, ready=print):
+    """h2: a listener that never accepts; the kernel answers SYNs on its own."""
+    srv = sk.socket(sk.AF_INET, sk.SOCK_STREAM)
+    srv.setsockopt(sk.SOL_SOCKET, sk.SO_REUSEADDR, 1)
+    srv.bind((H2, ECN_PORT))
+    srv.listen(1)
+    srv.settimeout(1.5)
+    ready("ready")
+    try:
+        srv.accept()[0].close()
+    except (TimeoutError, OSError):
+        pass
+    srv.close()
+
+
+def probe_ecn_syn(sk):
+    """h1: an ECN-setup SYN (ECE|CWR, RFC 3168 6.1.1) from a packet socket, the same
+    bytes in both worlds: what h2's listener, at tcp_ecn=2 (accept when asked), answers."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    frame = bytes(Ether(src=H1_MAC, dst=ROUTER_H1_MAC) / IP(src=H1, dst=H2, flags="DF") /
+                  TCP(sport=41000, dport=ECN_PORT, flags="SEC", seq=1000, window=64240,
+                      options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (1, 0)), ("NOP", None),
+                               ("WScale", 7)]))
+    s = sk.socket(sk.AF_PACKET, sk.SOCK_RAW)
+    s.bind(("eth0", 0))
+    s.send(frame)
+    s.close()
+    time.sleep(0.3)                               # the SYN-ACK's way back
+
+
 PROBES = {"tcp_server": probe_tcp_server, "tcp_client": probe_tcp_client,
-          "udp_closed_port": probe_udp_closed_port, "ttl_expiry": probe_ttl_expiry}
+          "udp_closed_port": probe_udp_closed_port, "ttl_expiry": probe_ttl_expiry,
+          "tcp_listener": probe_tcp_listener, "ecn_syn": probe_ecn_syn}
+BACKGROUND = {"tcp_server", "tcp_listener"}       # they say "ready" once listening
 
 
 # --- The two worlds ---
@@ -255,6 +289,12 @@ def record(world, out: pathlib.Path) -> dict:
         (server.wait if hasattr(server, "wait") else server.join)(10)
         return got
     scenario("tcp-initial-window", tcp)
+
+    def ecn():
+        listener = world.probe("h2", "tcp_listener", background=True)
+        world.probe("h1", "ecn_syn")
+        (listener.wait if hasattr(listener, "wait") else listener.join)(10)
+    scenario("tcp-ecn-setup", ecn)
     return results
 
 
@@ -322,6 +362,10 @@ def facts(d: pathlib.Path, results: dict) -> dict:
             sizes.append(len(p[TCP].payload))
     f["initial window: segments x bytes, no ACK coming back"] = window_shape(sizes)
     f["TCP transfer: bytes received"] = results["tcp-initial-window"]
+    ecn = [p for p in frames("tcp-ecn-setup", "h2") if TCP in p and ECN_PORT in (p[TCP].sport, p[TCP].dport)]
+    answer = next((p for p in ecn if p[TCP].sport == ECN_PORT), None)
+    f["ECN-setup SYN: the SYN-ACK's flags, TOS"] = \
+        f"{answer[TCP].flags} 0x{answer[IP].tos:02x}" if answer is not None else "no answer"
     return f
 
 
@@ -369,7 +413,7 @@ def main():
     args = ap.parse_args()
     if args.probe:
         import socket
-        out = PROBES[args.probe](socket, *((functools.partial(print, flush=True),) if args.probe == "tcp_server"
+        out = PROBES[args.probe](socket, *((functools.partial(print, flush=True),) if args.probe in BACKGROUND
                                            else ()))
         if out is not None:
             print(out)
