@@ -102,25 +102,30 @@ def test_nc_reads_what_the_sdk_sends(linux):
         nc.kill()
 
 
-class forward_loss:
-    """2% random loss both ways in the Linux router between h1 and the far namespace (no sch_netem here)."""
+class forward_drop:
+    """A DROP rule in the Linux router's FORWARD chain (between h1 and the far
+    namespace: real loss to both TCPs, no sch_netem here), removed on exit;
+    `dropped()` reads its packet counter."""
 
-    RULE = ("FORWARD", "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", "0.02", "-j", "DROP")
-
-    def __init__(self, linux):
+    def __init__(self, linux, *match):
         need("iptables")
-        self.linux = linux
+        self.linux, self.rule = linux, ("FORWARD", *match, "-j", "DROP")
 
     def __enter__(self):
-        self.linux.run("iptables", "-A", *self.RULE)
+        self.linux.run("iptables", "-I", *self.rule)
         return self
 
     def dropped(self) -> int:
         out = self.linux.run("iptables", "-L", "FORWARD", "-v", "-x", "-n").stdout
-        return sum(int(line.split()[0]) for line in out.splitlines() if "DROP" in line and "statistic" in line)
+        return sum(int(line.split()[0]) for line in out.splitlines() if "DROP" in line)
 
     def __exit__(self, *exc):
-        self.linux.run("iptables", "-D", *self.RULE, check=False)
+        self.linux.run("iptables", "-D", *self.rule, check=False)
+
+
+def forward_loss(linux):
+    """2% random loss of TCP both ways."""
+    return forward_drop(linux, "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", "0.02")
 
 
 @pytest.mark.impaired

@@ -9,7 +9,7 @@ import pytest
 from conftest import counters
 
 from interop.conftest import EMU_ADDR, FAR_ADDR
-from interop.test_linux_peer import need
+from interop.test_linux_peer import forward_drop, need
 
 pytestmark = pytest.mark.integration
 
@@ -17,26 +17,11 @@ HEAD, TAIL = 1448, 500
 TAIL_IP_LEN = 20 + 32 + TAIL          # IP + TCP with timestamps + the tail's payload
 
 
-class drop_first_tail:
+def drop_first_tail(linux, port_match: tuple):
     """The first packet of TAIL_IP_LEN bytes on a port is dropped in the Linux
     router (iptables' nth statistic: packet 0 of every 100000), its retransmission passes."""
-
-    def __init__(self, linux, port_match: tuple):
-        need("iptables")
-        self.linux = linux
-        self.rule = ("FORWARD", "-p", "tcp", *port_match, "-m", "length", "--length", str(TAIL_IP_LEN), "-m",
-                     "statistic", "--mode", "nth", "--every", "100000", "--packet", "0", "-j", "DROP")
-
-    def __enter__(self):
-        self.linux.run("iptables", "-A", *self.rule)
-        return self
-
-    def dropped(self) -> int:
-        out = self.linux.run("iptables", "-L", "FORWARD", "-v", "-x", "-n").stdout
-        return sum(int(line.split()[0]) for line in out.splitlines() if "DROP" in line and "statistic" in line)
-
-    def __exit__(self, *exc):
-        self.linux.run("iptables", "-D", *self.rule, check=False)
+    return forward_drop(linux, "-p", "tcp", *port_match, "-m", "length", "--length", str(TAIL_IP_LEN),
+                        "-m", "statistic", "--mode", "nth", "--every", "100000", "--packet", "0")
 
 
 LINUX_RECEIVER = """
