@@ -745,3 +745,106 @@ def test_the_first_sack_block_holds_the_segment_that_arrived_last():
     sk.dsack = (500, 1000)                               # a duplicate below rcv_nxt, then at most 3 in all
     assert tcp_output.sack_blocks(sk) == ((500, 1000), (9000, 9500), (3000, 4000))
     assert tcp_output.current_mss(sk) == sk.mss_cache - 4 - 3 * 8
+
+
+# -- the smaller departures from Linux, each as Linux does it --------------------
+
+def test_minshall_nagle_sends_a_2000_byte_write_at_once():
+    """tcp_minshall_check(): a partial segment waits only behind an unacknowledged
+    small one, so a 2,000-byte write on an idle connection leaves whole; a small
+    write right after it waits for that small segment's ACK."""
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    net.loss = lambda ns, ifi, f: ns == "h2"                 # no ACK comes back
+    before = len(segments(net, "h1"))
+    cli.send(b"a" * 2000)
+    assert [len(p[TCP].payload) for p in segments(net, "h1")[before:]] == [1448, 552]
+    cli.send(b"b" * 100)
+    assert len(segments(net, "h1")) == before + 2           # held: the 552-byte segment is unacknowledged
+
+
+def test_the_window_grows_from_rcv_ssthresh():
+    """tcp_select_initial_window() then tcp_grow_window(): the first ACK offers the
+    SYN's 64240 rounded up to the scale's unit (502 x 128), and each full segment
+    that arrives lets the offer grow by two segments, ACKed at once meanwhile."""
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    ack = [p for p in segments(net, "h1") if p[TCP].flags == "A"][0]
+    assert ack[TCP].window == 502
+    before = len(segments(net, "h1"))
+    child.send(random.Random(11).randbytes(8 * 1448))
+    windows = [p[TCP].window << 7 for p in segments(net, "h1")[before:] if p[TCP].flags == "A"]
+    assert len(windows) == 8                                 # each segment ACKed while the window grows
+    assert windows == sorted(windows) and windows[-1] >= 64240 + 8 * 2 * 1460 - 8 * 1448 - 128
+
+
+def test_data_into_a_zero_window_is_dropped():
+    """tcp_data_queue(): a segment at rcv_nxt when no room was offered is dropped
+    (TCP_ZEROWINDOW, TCPZeroWindowDrop) and answered with an ACK at once."""
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    child.setsockopt(SOL_SOCKET, SO_RCVBUF, 4096)            # 8 KiB, never read
+    sent = 0
+    for _ in range(40):
+        sent += max(cli.send(b"z" * 4096), 0)
+        net.advance(0.05)
+    sk = cli.info()
+    assert sk.snd_wnd == 0 and sk.sendq_bytes
+    from pktflow.services.transport import tcp_output
+    sk.snd_wnd = 65535                                       # a sender that ignores the window
+    out: list = []
+    tcp_output.write_xmit(net.tr.tcp, net.tr.netns["h1"], sk, net.now, out)
+    net._run("transport", out)
+    net.pump()
+    assert net.counters("h2")["TCPZeroWindowDrop"] >= 1
+    assert "TCP_ZEROWINDOW" in [d[2] for d in net.drops]
+
+
+def test_challenge_acks_are_rate_limited_per_socket():
+    """tcp_send_challenge_ack(): one per tcp_invalid_ratelimit (500 ms) a socket;
+    the host-wide limit is off (INT_MAX) as since Linux 6.0."""
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    info = child.info()
+    before = len(segments(net, "h2"))
+    for _ in range(5):
+        rst = Ether(dst="02:00:00:00:02:0a") / IP(src="10.0.1.10", dst="10.0.2.10") / TCP(
+            sport=cli.info().lport, dport=80, flags="R", seq=(info.rcv_nxt + 100) & 0xFFFFFFFF)
+        net.receive("h2", "eth0", bytes(rst))
+        net.pump()
+    c = net.counters("h2")
+    assert len(segments(net, "h2")) == before + 1 and c["TCPChallengeACK"] == 1 and c["TCPACKSkippedChallenge"] == 4
+    net.advance(0.6)
+    net.receive("h2", "eth0", bytes(rst))
+    net.pump()
+    assert net.counters("h2")["TCPChallengeACK"] == 2
+
+
+def test_an_orphaned_fin_wait_2_expires_quietly():
+    """tcp_fin_timeout passed with no FIN from the peer: the orphan goes, with no
+    RST (Linux sends one only when TCP_LINGER2 is negative)."""
+    net = Network()
+    net.tr.netns["h1"].sysctl["net.ipv4.tcp_fin_timeout"] = 2
+    _srv, cli, child = connected_pair(net)
+    sk = cli.info()
+    cli.close()
+    assert sk.state == T.FIN_WAIT2
+    before = len(segments(net, "h1"))
+    net.advance(3)
+    assert sk.state == T.CLOSE and len(segments(net, "h1")) == before
+    assert sk.sk not in net.tr.tcp.socks
+
+
+def test_keepalive_is_quiet_while_data_is_in_flight():
+    """tcp_keepalive_timer(): packets out or queued, no probe: the RTO watches the peer."""
+    net = Network()
+    _srv, cli, child = connected_pair(net)
+    cli.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1)
+    cli.setsockopt(IPPROTO_TCP, TCP_KEEPIDLE, 1)
+    net.loss = lambda ns, ifi, f: ns == "h2"                 # no ACK comes back
+    cli.send(b"x" * 100)
+    net.advance(5)
+    probe_seq = (cli.info().snd_una - 1) & 0xFFFFFFFF
+    assert not [p for p in segments(net, "h1") if p[TCP].seq == probe_seq and p[TCP].flags == "A"
+                and not len(p[TCP].payload)]
+    assert net.counters("h1")["TcpRetransSegs"] >= 2
