@@ -9,9 +9,10 @@ with Linux's socket module or pktflow's), captures h1's and h2's eth0 (tcpdump
 on Linux, pktflow.capture in the emulator) and reads the frames with scapy, an
 independent parser. Prints one row per fact: a TCP handshake's SYN and SYN-ACK
 options, the initial window (a tail loss probe after it), ping TTLs, the ICMP
-errors for a closed UDP port and for TTL expiry, the answer to an ECN-setup SYN. A row that differs is "known" only when pktflow shows the
-exact value KNOWN expects of it, and says why; any other difference is a bug,
-and the command exits 1.
+errors for a closed UDP port and for TTL expiry, the answer to an ECN-setup
+SYN. A row that differs is "known" only when pktflow shows the exact value
+KNOWN expects of it, and says why; any other difference is a bug, and the
+command exits 1.
 
 Needs root, iproute2, tcpdump, ping and scapy (the test extra).
 """

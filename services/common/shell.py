@@ -8,7 +8,6 @@ now)` and `admin(request)`; each of the first three returns verdicts
 """
 import asyncio
 import gc
-import json
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ from collections import Counter
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from pktflow.v1 import admin_pb2, admin_pb2_grpc, skb_pb2
+from pktflow.v1 import admin_pb2, admin_pb2_grpc
 
 from . import config, topology
 from .plumbing import Downlink, Uplinks
@@ -306,9 +305,3 @@ def main(shell_class):
     except KeyboardInterrupt:
         pass
 
-
-def json_reply(obj) -> admin_pb2.AdminReply:
-    return admin_pb2.AdminReply(json=json.dumps(obj))
-
-
-Skb = skb_pb2.Skb

@@ -17,6 +17,9 @@ from pktflow.v1.skb_pb2 import Skb
 DOWN, UP, DROP, STOP, TIMER = range(5)
 
 SAMPLED = 0x1
+# Skb.ip_id: a layer above ip that picked the IP ID itself sets this bit beside
+# it (tcp and udp keep inet_id per socket, as inet_sk(sk)->inet_id); ip uses it as is.
+IP_ID_SET = 0x10000
 # A packet a layer created itself (an ARP request, an ICMP error, a reply): its
 # journey is a new trace, linked to the packet that caused it.
 NEW_JOURNEY = 0x100

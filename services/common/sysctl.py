@@ -46,10 +46,15 @@ def _triple(text: str) -> tuple[int, int, int]:
     return lo, mid, hi
 
 
+# The congestion controls compiled in (net/ipv4/tcp_cong.c's list), named here
+# so that every layer validates the sysctl without importing the transport room;
+# transport's tcp_cong registers the same names (a test keeps them equal).
+CONGESTION_CONTROLS = ("reno", "cubic", "bbr")
+
+
 def _congestion(text: str) -> str:
-    from ..transport.tcp_cong import ALGORITHMS
-    if text not in ALGORITHMS:
-        raise ValueError(f"{text!r} is not available (available: {' '.join(ALGORITHMS)})")
+    if text not in CONGESTION_CONTROLS:
+        raise ValueError(f"{text!r} is not available (available: {' '.join(CONGESTION_CONTROLS)})")
     return text
 
 
@@ -85,7 +90,7 @@ KNOBS: dict[str, Knob] = {
     "net.core.netdev_budget": Knob(300, _int_range(1, 2**31 - 1), "skbs one NAPI softirq run may take"),
     "net.ipv4.tcp_syncookies": Knob(1, _int_range(0, 2), "SYN cookies when the SYN queue overflows (2: always)"),
     "net.ipv4.tcp_congestion_control": Knob("cubic", _congestion, "default congestion control"),
-    "net.ipv4.tcp_available_congestion_control": Knob("reno cubic bbr", _read_only,
+    "net.ipv4.tcp_available_congestion_control": Knob(" ".join(CONGESTION_CONTROLS), _read_only,
                                                       "what tcp_congestion_control may name"),
     "net.ipv4.tcp_slow_start_after_idle": Knob(1, _BOOL, "restart from the initial window after an idle RTO"),
     "net.ipv4.tcp_syn_retries": Knob(6, _int_range(1, 127), "SYN retransmissions before ETIMEDOUT"),

@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import threading
-import time
 from collections import deque
 
 from .otlp import SpanEncoder
@@ -211,6 +210,3 @@ class _Once(logging.Filter):
         self.seen.add(key)
         return True
 
-
-def now() -> int:
-    return time.time_ns()

@@ -1,12 +1,11 @@
 """Locally generated packets (net/ipv4/ip_output.c): ip_queue_xmit() builds the
 IP header for a segment from the transport layer, routes it, and hands it to
 the neighbour layer; ip_output() is the last step for forwarded packets too."""
-from ..common.skbuff import DOWN, DROP
+from ..common.skbuff import DOWN, DROP, IP_ID_SET
 from ..wire import ipv4
 from . import route
 from .route import RouteError
 
-IP_ID_SET = 0x10000
 
 
 def ip_queue_xmit(ns, skb, now: int, fn="ip_queue_xmit") -> list:

@@ -4,6 +4,8 @@ queue and the error queue. Pure: the shell does the waiting."""
 import errno
 from collections import deque
 
+from ..common.sysctl import CONGESTION_CONTROLS
+
 AF_INET, AF_PACKET = 2, 17
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = 1, 2, 3
 IPPROTO_IP, IPPROTO_ICMP, IPPROTO_UDP = 0, 1, 17
@@ -187,11 +189,10 @@ def _linger(sock, v):
 
 
 def _congestion(sock, v):
-    from ..transport.tcp_cong import ALGORITHMS
     name = v.split(b"\0")[0] if isinstance(v, bytes) else None
     if name is None:
         return None
-    if name.decode(errors="replace") not in ALGORITHMS:
+    if name.decode(errors="replace") not in CONGESTION_CONTROLS:
         raise OSError(errno.ENOENT, "no such congestion control")
     return name
 

@@ -4,13 +4,12 @@ FIN, RST and SYN; the options on each. Every segment is a new packet, so a new
 journey in the traces, linked to what caused it (the application's send, the
 segment being acknowledged, the original of a retransmission)."""
 
-from ..common.skbuff import DOWN, new_skb
+from ..common.skbuff import DOWN, IP_ID_SET, new_skb
 from ..wire import ipv4, tcp as wire
 from . import tcp_cong
 from .tcp import (CA_CWR, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, MAX_SACK_BLOCKS, MS, S, SYN_RECV, SYN_SENT,
                   TCP_ECN_DEMAND_CWR, TCP_ECN_OK, TCP_ECN_QUEUE_CWR, TCP_TIMEOUT_INIT, TCP_TIMEOUT_MIN, Seg)
 
-IP_ID_SET = 0x10000
 TCPOLEN_TSTAMP_ALIGNED = 12
 TCPOLEN_SACK_BASE_ALIGNED = 4      # two NOPs, kind, length
 TCPOLEN_SACK_PERBLOCK = 8
