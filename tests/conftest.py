@@ -1,12 +1,15 @@
 """Shared fixtures: one pktflow stack (five service processes and the trace
 store) for the integration tests, started once and stopped at the end."""
 import os
+import pathlib
 import time
 from collections import Counter
 
 import pytest
 
 PORT_BASE = int(os.environ.get("PKTFLOW_TEST_PORT_BASE", "52050"))
+# What Linux sent in the default topology (shared/captures/linux, recorded by its record.sh): the golden frames.
+LINUX_CAPTURES = pathlib.Path(__file__).parent / "data" / "linux"
 
 
 WINDOWS: list = []          # (test id, start ns, end ns, markers): which test put a frame on the wire

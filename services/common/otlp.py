@@ -4,7 +4,7 @@ Building SDK span objects and translating them costs tens of microseconds a
 span; a packet makes a dozen hops. Spans here are plain tuples, and this module
 writes their protobuf wire form directly, with every repeated piece (names,
 attributes, the resource) encoded once and cached. The output parses with the
-official opentelemetry-proto classes (see tests/test_otlp.py).
+official opentelemetry-proto classes (see tests/unit/test_otlp.py).
 """
 import struct
 

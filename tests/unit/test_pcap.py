@@ -1,6 +1,5 @@
 """Unit tests of the pcap writer and reader (services/common/pcap.py),
 cross-checked with scapy's pcap reader and writer."""
-import glob
 import os
 import random
 import struct
@@ -13,8 +12,9 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import PcapReader, RawPcapReader, rdpcap
 from scapy.utils import PcapWriter as ScapyPcapWriter
+from conftest import LINUX_CAPTURES
 
-LINUX_PCAPS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "data", "linux", "*.pcap")))
+LINUX_PCAPS = sorted(str(p) for p in LINUX_CAPTURES.glob("*.pcap"))
 T0 = 1_795_555_741_563_155_000
 
 

@@ -3,7 +3,6 @@ default topology goes into the cores, and what comes out must be the frame
 Linux sent back (tests/data/linux, recorded by shared/captures/linux/record.sh).
 Only the IP identification (and so the header checksum) may differ: Linux
 draws it from a hashed per-destination counter."""
-import pathlib
 
 import pytest
 from scapy.layers.inet import IP
@@ -11,8 +10,9 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.utils import rdpcap
 
 from kernel import Kernel
+from conftest import LINUX_CAPTURES
 
-DATA = pathlib.Path(__file__).parent / "data" / "linux"
+DATA = LINUX_CAPTURES
 
 
 def frames(name: str) -> list[bytes]:

@@ -1,7 +1,6 @@
 """Unit tests of the wire formats (services/wire), cross-checked against an
 independent RFC 1071 reference and against scapy in both directions, plus
 every frame of the real Linux captures in tests/data/linux."""
-import glob
 import ipaddress
 import os
 import random
@@ -14,8 +13,9 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from scapy.utils import RawPcapReader
 from scapy.utils import checksum as scapy_checksum
+from conftest import LINUX_CAPTURES
 
-LINUX_PCAPS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "data", "linux", "*.pcap")))
+LINUX_PCAPS = sorted(str(p) for p in LINUX_CAPTURES.glob("*.pcap"))
 
 SRC, DST = "10.0.1.10", "10.0.2.10"
 SRC_I, DST_I = int(ipaddress.IPv4Address(SRC)), int(ipaddress.IPv4Address(DST))

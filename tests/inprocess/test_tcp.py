@@ -1,7 +1,6 @@
 """TCP's state machine driven in-process (tests/kernel.py: every host's cores,
 the cables, a fake clock): RFC 9293 behaviour with Linux's defaults."""
 import errno
-import pathlib
 import random
 
 import pytest
@@ -11,8 +10,9 @@ from scapy.utils import rdpcap
 
 from kernel import Network
 from pktflow.services.transport import tcp as T
+from conftest import LINUX_CAPTURES
 
-DATA = pathlib.Path(__file__).parent / "data" / "linux"
+DATA = LINUX_CAPTURES
 SOL_SOCKET, IPPROTO_TCP = 1, 6
 SO_KEEPALIVE, SO_RCVBUF = 9, 8
 TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT = 1, 4, 5, 6, 7
