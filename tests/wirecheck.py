@@ -3,9 +3,11 @@
 TCP's loss-recovery flags (retransmission, duplicate ACK, out of order) only
 while a test marked `impaired` ran or opened the connection (a FIN lost to netem
 is retransmitted after the test ends), or anywhere for a retransmission its
-receiver D-SACKed (spurious: nothing was lost), or after the last test (the
-services stop one by one under connections still closing); frames a test crafted bad on purpose are
-allowed while a test marked `malformed` ran."""
+receiver D-SACKed or had acknowledged before it went (spurious: nothing was
+lost; a tail loss probe that raced its ACK), with the duplicate ACK answering
+it, or after the last test (the services stop one by one under connections
+still closing); frames a test crafted bad on purpose are allowed while a test
+marked `malformed` ran."""
 import pathlib
 import shutil
 import subprocess
@@ -15,7 +17,7 @@ RECOVERY_FLAGS = ("tcp.analysis.retransmission", "tcp.analysis.fast_retransmissi
                   "tcp.analysis.spurious_retransmission", "tcp.analysis.duplicate_ack", "tcp.analysis.out_of_order")
 FIELDS = ("frame.number", "frame.time_epoch", "_ws.malformed", "_ws.expert.severity", "_ws.expert.message",
           "tcp.stream", *RECOVERY_FLAGS, "tcp.seq", "tcp.len", "tcp.flags.fin", "tcp.options.sack.dsack_le",
-          "tcp.options.sack.dsack_re")
+          "tcp.options.sack.dsack_re", "tcp.ack", "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport")
 DSACK = "tcp.options.sack.dsack"
 OPENING = "(tcp.flags.syn == 1 and tcp.flags.ack == 0)"      # listed so each connection's first row is its SYN
 
@@ -25,7 +27,8 @@ def available() -> bool:
 
 
 def problems(pcap: pathlib.Path) -> list[dict]:
-    """The frames of one capture tshark finds wrong or flags, and the SYNs that open connections."""
+    """Every TCP frame of one capture (each connection's first is its SYN), and any other
+    frame tshark finds wrong."""
     # Payloads are random bytes: decoded as data, or a heuristic dissector (Thrift, ...) may
     # mistake them for its protocol and complain about what is not its packet.
     cmd = ["tshark", "-n", "-r", str(pcap), "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
@@ -34,8 +37,7 @@ def problems(pcap: pathlib.Path) -> list[dict]:
            "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"]
     for f in FIELDS:
         cmd += ["-e", f]
-    cmd += ["-Y", " or ".join(["_ws.malformed", f"_ws.expert.severity >= {PI_ERROR}", *RECOVERY_FLAGS, OPENING,
-                               DSACK])]
+    cmd += ["-Y", " or ".join(["_ws.malformed", f"_ws.expert.severity >= {PI_ERROR}", "tcp"])]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
     rows = []
     for line in out.splitlines():
@@ -52,21 +54,29 @@ def problems(pcap: pathlib.Path) -> list[dict]:
 
 def _segment(cols: list[str]) -> dict:
     """The sequence space a frame occupies, and the D-SACK blocks it reports."""
-    seq, length, fin, les, res = cols[:5]
+    seq, length, fin, les, res, ack, src, sport, dst, dport = cols[:10]
     occupied = int(length or 0) + (1 if fin in ("1", "True") else 0)
     start = int(seq or 0)
     dsacks = [(int(a), int(b)) for a, b in zip(les.split(","), res.split(",")) if a and b]
-    return {"seq": (start, start + occupied), "dsack": dsacks}
+    return {"seq": (start, start + occupied), "dsack": dsacks, "ack": int(ack or 0),
+            "from": (src, sport), "to": (dst, dport)}
 
 
-def spurious(row: dict, dsacked: list) -> bool:
-    """A retransmission the receiver reported as a duplicate (D-SACK, RFC 2883)
-    repaired no loss: a tail loss probe or an RTO that fired early on a clean
-    path, as Linux's do. The duplicate ACK carrying that D-SACK goes with it."""
+def spurious(row: dict, dsacked: list, acked: dict, answers: dict) -> bool:
+    """A retransmission that repaired no loss: its receiver reported it as a
+    duplicate (D-SACK, RFC 2883), or had acknowledged it before it was sent (a
+    tail loss probe or an RTO that raced its ACK on a clean path, as Linux's
+    do). The duplicate ACK carrying that D-SACK, or answering that copy, goes
+    with it."""
     if row["dsack"]:
         return True
     start, end = row["seq"]
-    return end > start and any(le <= start and end <= re for le, re in dsacked)
+    key = (row["stream"], row["to"])
+    if end > start and (any(le <= start and end <= re for le, re in dsacked)
+                        or acked.get(key, -1) >= end):
+        answers.setdefault(key, set()).add(end)
+        return True
+    return end == start and row["ack"] in answers.get((row["stream"], row["from"]), ())
 
 
 def check(pcap_dir: pathlib.Path, windows: list[tuple]) -> list[str]:
@@ -85,10 +95,15 @@ def check(pcap_dir: pathlib.Path, windows: list[tuple]) -> list[str]:
             if row["stream"]:
                 opened.setdefault(row["stream"], row["time"])
                 dsacked.setdefault(row["stream"], []).extend(row["dsack"])
+        acked: dict = {}                # (stream, endpoint) -> the highest ACK it has sent so far
+        answers: dict = {}              # (stream, endpoint) -> ends of spurious copies it was sent
         for row in rows:
-            if not (row["bad"] or row["recovery"]):
-                continue
-            if not row["bad"] and (spurious(row, dsacked[row["stream"]]) or row["time"] * 1e9 > last_end):
+            excused = row["recovery"] and not row["bad"] and (
+                spurious(row, dsacked.get(row["stream"], []), acked, answers) or row["time"] * 1e9 > last_end)
+            if row["stream"]:
+                key = (row["stream"], row["from"])
+                acked[key] = max(acked.get(key, -1), row["ack"])
+            if not (row["bad"] or row["recovery"]) or excused:
                 continue                # nothing lost, or the stack stopping under a closing connection
             now = owner(row["time"])
             markers = now[3] if now else set()

@@ -63,12 +63,9 @@ def ping_rcv(tr, ns, skb, now: int) -> list:
 
 def ping_err(tr, ns, skb, now: int) -> list:
     """An ICMP error quoting one of our echo requests."""
-    data, q = skb.data, skb.head
-    ihl = (data[q] & 0x0F) * 4
-    src = int.from_bytes(data[q + 12:q + 16], "big")
-    dst = int.from_bytes(data[q + 16:q + 20], "big")
-    if data[q + ihl] != icmp.ICMP_ECHO:
+    q = icmp.quoted(skb.data, skb.head)
+    kind, ident = q.echo
+    if kind != icmp.ICMP_ECHO:
         return [(STOP, skb, "ping_err", None)]
-    ident = int.from_bytes(data[q + ihl + 4:q + ihl + 6], "big")
-    sock = ns.ping.lookup(src, ident, dst, 0)
-    return report_error(sock, skb, q + ihl, "ping_err")
+    sock = ns.ping.lookup(q.src, ident, q.dst, 0)
+    return report_error(sock, skb, q.l4, "ping_err")

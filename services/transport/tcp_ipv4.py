@@ -8,7 +8,7 @@ import os
 from pktflow.v1.skb_pb2 import ProtoCall, Skb, SockEvent
 
 from ..common.skbuff import DOWN, DROP, STOP, TIMER, UP
-from ..wire import Malformed, ipv4, tcp as wire
+from ..wire import Malformed, icmp, ipv4, tcp as wire
 from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_rate, tcp_timer
 from .sock import PortTable
 from .syncookies import SynCookies
@@ -679,13 +679,9 @@ class TcpProto(SynCookies):
         """tcp_v4_err(): an ICMP error about one of our segments. Hard errors end
         a connection still in its handshake; later they are soft (ignored)."""
         from .udp import icmp_to_errno
-        data, q = skb.data, skb.head
-        ihl = (data[q] & 0x0F) * 4
-        src = int.from_bytes(data[q + 12:q + 16], "big")
-        dst = int.from_bytes(data[q + 16:q + 20], "big")
-        sport = int.from_bytes(data[q + ihl:q + ihl + 2], "big")
-        dport = int.from_bytes(data[q + ihl + 2:q + ihl + 4], "big")
-        sk = self.tables(ns).ehash.get((src, sport, dst, dport))
+        q = icmp.quoted(skb.data, skb.head)
+        sport, dport = q.ports
+        sk = self.tables(ns).ehash.get((q.src, sport, q.dst, dport))
         out: list = []
         if sk is not None and sk.state in (SYN_SENT, SYN_RECV):
             err, hard = icmp_to_errno(skb.icmp_type, skb.icmp_code)

@@ -2,7 +2,7 @@
 import errno
 
 from ..common.skbuff import DOWN, DROP, IP_ID_SET, STOP, UP, clone
-from ..wire import Malformed, ipv4, udp
+from ..wire import Malformed, icmp, ipv4, udp
 from .sock import SKB_TRUESIZE_OVERHEAD, InetSock
 
 UDP_MAX_PAYLOAD = 0xFFFF - ipv4.IPV4_HLEN - udp.UDP_HLEN
@@ -141,14 +141,10 @@ def queue_rcv(ns, sock: InetSock, skb) -> list:
 def udp_err(tr, ns, skb, now: int) -> list:
     """__udp4_lib_err(): an ICMP error quoting a datagram we sent. skb.head is
     the quoted IP header."""
-    data, q = skb.data, skb.head
-    ihl = (data[q] & 0x0F) * 4
-    src = int.from_bytes(data[q + 12:q + 16], "big")
-    dst = int.from_bytes(data[q + 16:q + 20], "big")
-    sport = int.from_bytes(data[q + ihl:q + ihl + 2], "big")
-    dport = int.from_bytes(data[q + ihl + 2:q + ihl + 4], "big")
-    sock = ns.udp.lookup(src, sport, dst, dport)
-    return report_error(sock, skb, q + ihl + udp.UDP_HLEN, "udp_err")
+    q = icmp.quoted(skb.data, skb.head)
+    sport, dport = q.ports
+    sock = ns.udp.lookup(q.src, sport, q.dst, dport)
+    return report_error(sock, skb, q.l4 + udp.UDP_HLEN, "udp_err")
 
 
 def report_error(sock: InetSock | None, skb, payload: int, fn: str) -> list:

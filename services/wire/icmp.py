@@ -68,3 +68,33 @@ def echo(type_: int, ident: int, seq: int, payload: bytes) -> bytes:
 
 def is_error(type_: int) -> bool:
     return type_ in ERROR_TYPES
+
+
+class Quoted(NamedTuple):
+    """What an ICMP error quotes (RFC 792: the IP header and at least the first
+    8 bytes of the datagram): the flow the error is about."""
+    src: int
+    dst: int
+    proto: int
+    l4: int            # offset of the quoted transport header in the buffer
+    head: bytes        # its first 8 bytes
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        """UDP's and TCP's source and destination ports."""
+        return int.from_bytes(self.head[0:2], "big"), int.from_bytes(self.head[2:4], "big")
+
+    @property
+    def echo(self) -> tuple[int, int]:
+        """A quoted ICMP message's type and, for an echo, its identifier."""
+        return self.head[0], int.from_bytes(self.head[4:6], "big")
+
+
+def quoted(buf, offset: int) -> Quoted:
+    """The one decode of an ICMP error's quoted datagram (icmp_unreach() has
+    checked that the IP header and 8 bytes are there) for udp_err, ping_err, tcp_v4_err."""
+    ihl = (buf[offset] & 0x0F) * 4
+    l4 = offset + ihl
+    return Quoted(int.from_bytes(buf[offset + 12:offset + 16], "big"),
+                  int.from_bytes(buf[offset + 16:offset + 20], "big"), buf[offset + 9], l4,
+                  bytes(buf[l4:l4 + ICMP_HLEN]).ljust(ICMP_HLEN, b"\0"))

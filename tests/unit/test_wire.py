@@ -1037,3 +1037,18 @@ def test_linux_captures_cover_every_parser():
                 seen["tcp"] += 1
     assert len(LINUX_PCAPS) == 16
     assert all(seen.values()), seen
+
+
+def test_icmp_quoted_flow_matches_scapy():
+    """icmp.quoted(): the one decode of an ICMP error's quoted datagram, checked
+    against what scapy puts inside an ICMP error (UDP ports, an echo's identifier)."""
+    from scapy.layers.inet import ICMP as SICMP, IP as SIP, UDP as SUDP
+    inner = bytes(SIP(src="10.0.1.10", dst="10.0.2.10") / SUDP(sport=40000, dport=9) / b"hello")
+    err = bytes(SIP(src="10.0.2.10", dst="10.0.1.10") / SICMP(type=3, code=3) / inner)
+    q = icmp.quoted(err, 20 + 8)
+    assert (ipv4.ntoa(q.src), ipv4.ntoa(q.dst), q.proto, q.l4, q.ports) == \
+        ("10.0.1.10", "10.0.2.10", 17, 48, (40000, 9))
+    echo = bytes(SIP(src="10.0.1.10", dst="10.0.2.10", ihl=6, options=b"\x01\x01\x01\x00") /
+                 SICMP(type=8, id=0x4242, seq=1))
+    q = icmp.quoted(echo, 0)
+    assert q.l4 == 24 and q.echo == (8, 0x4242) and q.proto == 1

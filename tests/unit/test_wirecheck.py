@@ -75,3 +75,16 @@ def test_recovery_after_the_last_test_is_the_stack_stopping(tmp_path):
     assert wirecheck.check(tmp_path, [window("last", 99, 100.2)]) == []
     [complaint] = wirecheck.check(tmp_path, [window("last", 99, 100.2), window("clean", 100.3, 101)])
     assert complaint.startswith("d.pcap frame 7: TCP loss recovery")
+
+
+def test_a_retransmission_of_what_was_already_acknowledged_is_allowed_anywhere(tmp_path):
+    """A probe that raced its ACK: the peer had acknowledged the FIN before the
+    copy went (Linux's TIME-WAIT answers it with a plain duplicate ACK, no D-SACK).
+    Nothing was lost: no complaint for the copy nor for the ACK answering it."""
+    c, s = (A, B, 40000, 80), (B, A, 80, 40000)
+    frames = connection(opened_at=100.0, fin_again_at=100.008)[:-1]
+    frames.append(segment(100.006, *s, "A", 501, 112))            # the FIN acknowledged...
+    frames.append(segment(100.008, *c, "FA", 111, 501))           # ...then its copy
+    frames.append(segment(100.009, *s, "A", 501, 112))            # the duplicate ACK answering it
+    wrpcap(str(tmp_path / "e.pcap"), frames)
+    assert wirecheck.check(tmp_path, [window("clean", 99, 101)]) == []
