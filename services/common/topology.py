@@ -94,6 +94,16 @@ class Topology:
 
 
 
+def select_addr(addrs: list[tuple[int, int]], dst: int) -> int:
+    """inet_select_addr() (net/ipv4/devinet.c) on one device's addresses
+    [(address, prefix length)]: the one on dst's subnet, else the primary (the
+    first); 0 when the device has none (the caller looks further)."""
+    for a, p in addrs:
+        if (a ^ dst) & ipv4.prefix_mask(p) == 0:
+            return a
+    return addrs[0][0] if addrs else 0
+
+
 def dev_valid_name(name: str) -> bool:
     """net/core/dev.c dev_valid_name(): 1 to IFNAMSIZ-1 bytes, not "." or "..",
     no '/', ':' or whitespace (the kernel's isspace(), which includes 0xa0)."""

@@ -1,6 +1,7 @@
 """struct netns_ipv4: one namespace's IP state, built from its topology host."""
 import random
 
+from ..common import topology
 from ..common.snmp import Mib
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import ipv4
@@ -94,12 +95,8 @@ class IpNetns:
         """inet_select_addr(): the device's address on dst's subnet, else its
         first, else any address of the host that is not loopback."""
         dev = self.devices.get(ifindex)
-        if dev:
-            for a, p in dev.addrs:
-                if (a ^ dst) & ipv4.prefix_mask(p) == 0:
-                    return a
-            if dev.addrs:
-                return dev.addrs[0][0]
+        if dev and dev.addrs:
+            return topology.select_addr(dev.addrs, dst)
         for d in self.devices.values():
             if not d.loopback and d.addrs:
                 return d.addrs[0][0]

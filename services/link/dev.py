@@ -8,6 +8,7 @@ from collections import Counter
 
 from pktflow.v1.skb_pb2 import SockEvent, Skb
 
+from ..common import topology
 from ..common.skbuff import DOWN, DROP, STOP, TIMER, UP, clone
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import Malformed, ethernet, ipv4
@@ -49,13 +50,9 @@ class LinkNetns:
         self.now = 0
 
     def select_addr(self, dev: Device, dst: int) -> int:
-        """inet_select_addr(): an address of `dev` on dst's subnet, else its first."""
-        for a, p in dev.addrs:
-            if (a ^ dst) & ipv4.prefix_mask(p) == 0:
-                return a
-        if dev.addrs:
-            return dev.addrs[0][0]
-        return next(iter(self.local), 0)
+        """inet_select_addr(): an address of `dev` on dst's subnet, else its first,
+        else any of the host's."""
+        return topology.select_addr(dev.addrs, dst) or next(iter(self.local), 0)
 
     def neigh_actions(self, actions) -> list:
         """Turns the neighbour table's requests into verdicts."""

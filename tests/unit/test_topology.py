@@ -1070,3 +1070,13 @@ def test_big_topology_one_bad_line_is_named():
     line, problem = refused(bad)
     assert line == BIG.splitlines().index("      - unreachable 10.99.0.0/16 metric 5") + 1
     assert "takes no 'via' or 'dev'" in problem
+
+
+def test_select_addr_prefers_the_address_on_the_destinations_subnet():
+    """inet_select_addr() on one device's addresses, shared by the ip and link rooms."""
+    from pktflow.services.common.topology import select_addr
+    from pktflow.services.wire.ipv4 import aton
+    addrs = [(aton("10.0.1.10"), 24), (aton("192.168.5.1"), 16)]
+    assert select_addr(addrs, aton("192.168.9.9")) == aton("192.168.5.1")
+    assert select_addr(addrs, aton("172.16.0.1")) == aton("10.0.1.10")       # the primary
+    assert select_addr([], aton("10.0.1.1")) == 0
