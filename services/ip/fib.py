@@ -7,14 +7,11 @@ local first. Results are cached per destination until the tables change
 (fib_genid, the kernel's rt_genid)."""
 from dataclasses import dataclass
 
+# Route types: the contract's enum (layers.proto RouteType), rtnetlink.h's numbers.
+from pktflow.v1.layers_pb2 import RTN_BLACKHOLE, RTN_BROADCAST, RTN_LOCAL, RTN_PROHIBIT, RTN_UNICAST, RTN_UNREACHABLE
+
 from ..wire.ipv4 import INADDR_BROADCAST, ntoa, prefix_mask
 
-RTN_UNICAST = 1
-RTN_LOCAL = 2
-RTN_BROADCAST = 3
-RTN_BLACKHOLE = 6
-RTN_UNREACHABLE = 7
-RTN_PROHIBIT = 8
 RTN_NAMES = {RTN_UNICAST: "unicast", RTN_LOCAL: "local", RTN_BROADCAST: "broadcast", RTN_BLACKHOLE: "blackhole",
              RTN_UNREACHABLE: "unreachable", RTN_PROHIBIT: "prohibit"}
 TYPE_BY_NAME = {v: k for k, v in RTN_NAMES.items()}

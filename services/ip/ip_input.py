@@ -3,6 +3,8 @@ header in ip_rcv_core()'s order, routes it, and either forwards it or delivers
 it to ICMP here or to the transport layer above."""
 import errno
 
+from pktflow.v1.skb_pb2 import PACKET_HOST
+
 from ..common.skbuff import DROP, UP
 from ..wire import Malformed, icmp, ipv4
 from . import icmp as icmpmod, ip_forward, route
@@ -38,7 +40,7 @@ def ip_rcv(ns, skb, now: int) -> list:
         return ip_error(ns, skb, e, now, fn)
     if kind == route.FORWARD:
         return ip_forward.ip_forward(ns, skb, iph, rt, now)
-    if kind == route.BROADCAST and skb.pkt_type == 0:
+    if kind == route.BROADCAST and skb.pkt_type == PACKET_HOST:
         skb.pkt_type = 1                         # delivered as a broadcast
     return ip_local_deliver(ns, skb, iph, now)
 

@@ -3,6 +3,8 @@
 arp_ignore=0 and arp_announce=0, Linux's defaults: a request for any address of
 the host is answered on whichever interface it came in; a probe's sender address
 is the waiting packet's source when that is local to the device."""
+from pktflow.v1.skb_pb2 import PACKET_HOST
+
 from ..common.skbuff import DROP, STOP, new_skb
 from ..wire import Malformed, arp, ethernet, ipv4
 from . import neighbour as nd
@@ -53,6 +55,6 @@ def arp_rcv(netns, dev, skb, now: int) -> list:
     if a.op == arp.ARPOP_REPLY:
         netns.mib["ArpInReplies"] += 1
     # Known senders are refreshed; a reply to us confirms reachability.
-    state = nd.NUD_REACHABLE if a.op == arp.ARPOP_REPLY and skb.pkt_type == 0 else nd.NUD_STALE
+    state = nd.NUD_REACHABLE if a.op == arp.ARPOP_REPLY and skb.pkt_type == PACKET_HOST else nd.NUD_STALE
     out += netns.neigh_actions(netns.neigh.update(dev.ifindex, a.spa, a.sha, state, now, create=False))
     return out

@@ -4,6 +4,8 @@ kernel sets the identifier to the socket's "port" and the checksum. Replies
 with that identifier come back as ICMP header plus data."""
 import errno
 
+from pktflow.v1.layers_pb2 import RTN_BROADCAST
+
 from ..common.skbuff import DOWN, STOP, UP
 from ..wire import icmp, ipv4
 from .sock import SKB_TRUESIZE_OVERHEAD, InetSock
@@ -36,7 +38,7 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
     seq = int.from_bytes(data[6:8], "big")
     skb.data = icmp.echo(icmp.ICMP_ECHO, sock.lport, seq, data[icmp.ICMP_HLEN:])
     skb.saddr, skb.daddr, skb.ip_proto = sock.laddr or saddr, daddr, ipv4.IPPROTO_ICMP
-    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rtype != 3
+    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rtype != RTN_BROADCAST
     skb.ClearField("call")
     return 0, [(DOWN, skb, "ping_v4_sendmsg", None)]
 

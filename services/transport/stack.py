@@ -3,6 +3,7 @@ proto) and packets from ip, dispatched to UDP and ping sockets."""
 import errno
 import random
 
+from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL
 from pktflow.v1.skb_pb2 import ProtoCall, SockEvent, Skb
 
 from ..common.skbuff import DROP, STOP, UP
@@ -16,7 +17,6 @@ IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
 SOL_SOCKET, IPPROTO_IP = 1, 0
 SO_REUSEADDR, SO_BROADCAST, SO_RCVBUF = 2, 6, 8
 IP_TOS, IP_TTL, IP_RECVERR = 1, 2, 11
-RTN_LOCAL, RTN_BROADCAST = 2, 3
 MSG_LAST = 0x80000000            # ProtoCall.flags: the last datagram of one sendmmsg()
 # A send the syscall refuses never becomes a packet; its trace still ends with a reason.
 _SEND_ERR_REASON = {errno.ENETUNREACH: "IP_OUTNOROUTES", errno.EHOSTUNREACH: "IP_OUTNOROUTES",

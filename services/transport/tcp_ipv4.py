@@ -5,7 +5,8 @@ overflows: syncookies.py), TIME-WAIT, RST for segments nobody owns."""
 import errno
 import os
 
-from pktflow.v1.skb_pb2 import ProtoCall, Skb, SockEvent
+from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL
+from pktflow.v1.skb_pb2 import PACKET_HOST, PACKET_LOOPBACK, ProtoCall, Skb, SockEvent
 
 from ..common.skbuff import DOWN, DROP, STOP, TIMER, UP
 from ..wire import Malformed, icmp, ipv4, tcp as wire
@@ -133,7 +134,7 @@ class TcpProto(SynCookies):
             return errno.EINVAL
         if addr:
             err, _saddr, _mtu, rtype = self.transport.route(ns, addr, 0)
-            if err or rtype not in (2, 3):
+            if err or rtype not in (RTN_LOCAL, RTN_BROADCAST):
                 return errno.EADDRNOTAVAIL
         t = self.tables(ns)
         if port and any(o.state == LISTEN or o.state != CLOSE and not o.reuseaddr
@@ -174,7 +175,7 @@ class TcpProto(SynCookies):
         err, saddr, mtu, rtype = self.transport.route(ns, daddr, sk.laddr)
         if err:
             return err
-        if rtype == 3:
+        if rtype == RTN_BROADCAST:
             return errno.ENETUNREACH
         t = self.tables(ns)
         if not sk.laddr:
@@ -420,7 +421,7 @@ class TcpProto(SynCookies):
                 ns.mib["TcpInCsumErrors"] += 1
             return [(DROP, skb, "tcp_v4_rcv", e.reason)]
         skb.head = th_off + th.doff
-        if skb.pkt_type not in (0, 5):                # TCP is unicast only
+        if skb.pkt_type not in (PACKET_HOST, PACKET_LOOPBACK):    # TCP is unicast only
             return [(DROP, skb, "tcp_v4_rcv", "OTHERHOST")]
         t = self.tables(ns)
         sk = t.ehash.get((daddr, th.dport, saddr, th.sport))

@@ -1,12 +1,13 @@
 """UDP (net/ipv4/udp.c): udp_sendmsg(), udp_rcv() with its demux, udp_err()."""
 import errno
 
+from pktflow.v1.layers_pb2 import RTN_BROADCAST
+
 from ..common.skbuff import DOWN, DROP, IP_ID_SET, STOP, UP, clone
 from ..wire import Malformed, icmp, ipv4, udp
 from .sock import SKB_TRUESIZE_OVERHEAD, InetSock
 
 UDP_MAX_PAYLOAD = 0xFFFF - ipv4.IPV4_HLEN - udp.UDP_HLEN
-RTN_LOCAL, RTN_BROADCAST = 2, 3
 ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB = 3, 3, 11, 12
 # icmp_err_convert[]: (errno, fatal) for destination-unreachable codes 0..15
 ICMP_ERR_CONVERT = [(errno.ENETUNREACH, 0), (errno.EHOSTUNREACH, 0), (errno.ENOPROTOOPT, 1),
