@@ -62,21 +62,39 @@ def _segment(cols: list[str]) -> dict:
             "from": (src, sport), "to": (dst, dport)}
 
 
-def spurious(row: dict, dsacked: list, acked: dict, answers: dict) -> bool:
-    """A retransmission that repaired no loss: its receiver reported it as a
-    duplicate (D-SACK, RFC 2883), or had acknowledged it before it was sent (a
-    tail loss probe or an RTO that raced its ACK on a clean path, as Linux's
-    do). The duplicate ACK carrying that D-SACK, or answering that copy, goes
-    with it."""
-    if row["dsack"]:
-        return True
-    start, end = row["seq"]
-    key = (row["stream"], row["to"])
-    if end > start and (any(le <= start and end <= re for le, re in dsacked)
-                        or acked.get(key, -1) >= end):
-        answers.setdefault(key, set()).add(end)
-        return True
-    return end == start and row["ack"] in answers.get((row["stream"], row["from"]), ())
+class Connections:
+    """What every cable saw of each TCP connection (by its two endpoints, across
+    all captures): the D-SACK blocks and, per endpoint, the ACKs it sent with
+    the earliest time each was seen anywhere."""
+
+    def __init__(self, rows: list[dict]):
+        self.dsacked: dict = {}         # connection -> D-SACKed ranges
+        self.acks: dict = {}            # (connection, endpoint) -> [(time, ack)]
+        self.answers: dict = {}         # (connection, endpoint) -> ends of spurious copies it was sent
+        for row in rows:
+            if row["stream"]:
+                conn = frozenset((row["from"], row["to"]))
+                self.dsacked.setdefault(conn, []).extend(row["dsack"])
+                self.acks.setdefault((conn, row["from"]), []).append((row["time"], row["ack"]))
+
+    def acked_by(self, conn, endpoint, end: int, before: float) -> bool:
+        return any(t <= before and ack >= end for t, ack in self.acks.get((conn, endpoint), ()))
+
+    def spurious(self, row: dict) -> bool:
+        """A retransmission that repaired no loss: its receiver reported it as a
+        duplicate (D-SACK, RFC 2883), or had sent an ACK covering it before the
+        copy was seen on any cable (a tail loss probe or an RTO that raced its
+        ACK on a clean path, as Linux's do). The duplicate ACK carrying that
+        D-SACK, or answering that copy, goes with it."""
+        if row["dsack"]:
+            return True
+        conn = frozenset((row["from"], row["to"]))
+        start, end = row["seq"]
+        if end > start and (any(le <= start and end <= re for le, re in self.dsacked.get(conn, ()))
+                            or self.acked_by(conn, row["to"], end, row["time"])):
+            self.answers.setdefault((conn, row["to"]), set()).add(end)
+            return True
+        return end == start and row["ack"] in self.answers.get((conn, row["from"]), ())
 
 
 def check(pcap_dir: pathlib.Path, windows: list[tuple]) -> list[str]:
@@ -87,22 +105,15 @@ def check(pcap_dir: pathlib.Path, windows: list[tuple]) -> list[str]:
 
     complaints = []
     last_end = max((w[2] for w in windows), default=0)
-    for pcap in sorted(pcap_dir.glob("*.pcap")):
-        rows = problems(pcap)
+    captures = [problems(pcap) for pcap in sorted(pcap_dir.glob("*.pcap"))]
+    conns = Connections([row for rows in captures for row in rows])
+    for rows in captures:
         opened = {}                     # TCP stream -> when its first listed frame (its SYN) was seen
-        dsacked: dict[str, list] = {}   # TCP stream -> the ranges its receivers reported twice received
         for row in rows:
             if row["stream"]:
                 opened.setdefault(row["stream"], row["time"])
-                dsacked.setdefault(row["stream"], []).extend(row["dsack"])
-        acked: dict = {}                # (stream, endpoint) -> the highest ACK it has sent so far
-        answers: dict = {}              # (stream, endpoint) -> ends of spurious copies it was sent
         for row in rows:
-            excused = row["recovery"] and not row["bad"] and (
-                spurious(row, dsacked.get(row["stream"], []), acked, answers) or row["time"] * 1e9 > last_end)
-            if row["stream"]:
-                key = (row["stream"], row["from"])
-                acked[key] = max(acked.get(key, -1), row["ack"])
+            excused = row["recovery"] and not row["bad"] and (conns.spurious(row) or row["time"] * 1e9 > last_end)
             if not (row["bad"] or row["recovery"]) or excused:
                 continue                # nothing lost, or the stack stopping under a closing connection
             now = owner(row["time"])
