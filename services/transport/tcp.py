@@ -59,6 +59,11 @@ def set_state(ns, sk, state: int):
     sk.state = state
 
 
+def sent_after(t1: int, t2: int, tie1: int, tie2: int) -> bool:
+    """tcp_skb_sent_after(): sent later, or at the same time and later by the tie-break."""
+    return t1 > t2 or (t1 == t2 and tie1 > tie2)
+
+
 def unwrap(seq32: int, ref: int) -> int:
     """The integer sequence number nearest `ref` whose low 32 bits are seq32."""
     d = (seq32 - ref) & MASK

@@ -247,7 +247,7 @@ def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int,
                 sk.t_persist = None
                 sk.probes_out = 0
         sk.snd_wl1, sk.snd_wl2 = seq, ack
-    prior_una, prior_in_flight, prior_lost = sk.snd_una, sk.in_flight(), sk.lost_out
+    prior_una, prior_lost = sk.snd_una, sk.lost_out
     tsecr = th.options.ts[1] if sk.ts_ok and th.options.ts is not None else 0
     ack_state = recovery.AckState(una_advanced=ack > prior_una, ece=bool(sk.ecn_flags & TCP_ECN_OK and
                                                                           th.flags & wire.ECE), tsecr=tsecr)
@@ -273,7 +273,7 @@ def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int,
     if not ack_state.not_dup or ack_state.sacked or ack_state.ece or ack_state.dsack or sk.ca_state != CA_OPEN:
         recovery.fastretrans_alert(ns, sk, prior_una, ack_state, now)   # tcp_ack_is_dubious()
     ack_state.newly_lost = max(0, sk.lost_out - prior_lost)
-    recovery.cong_control(ns, sk, acked + ack_state.sacked, prior_in_flight, ack_state, now)
+    recovery.cong_control(ns, sk, acked + ack_state.sacked, ack_state, now)
     tcp_cong.cong_control(sk, now)                     # tcp_rate_gen(); a model-based CA's cong_control
     if sk.rtx:
         if ack_state.rexmit_new:                       # tcp_xmit_recovery(): F-RTO probes with new data

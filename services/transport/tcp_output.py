@@ -370,13 +370,12 @@ def retransmit(tr, ns, sk, seg: Seg, now: int, out: list, fn: str = "tcp_retrans
         send_syn(tr, ns, sk, now, out, synack=sk.state == SYN_RECV, cause=seg.origin(), fn=fn, again=True)
     else:
         out.append(segment(tr, ns, sk, seg.seq, seg.flags, seg.data, now, seg.origin(), fn))
-    seg.sent = now
+    seg.sent, seg.order = now, sk.segs_out
     tcp_cong.data_sent(sk, seg, now)                  # tcp_rate_skb_sent(), tcp_event_data_sent()
     if seg.lost and not seg.in_rtx:
         seg.in_rtx = True
         sk.retrans_out += 1
     seg.retrans += 1
-    seg.sent, seg.order = now, sk.segs_out
     sk.total_retrans += 1
     ns.mib["TcpRetransSegs"] += 1
     if not sk.retrans_stamp:

@@ -7,6 +7,8 @@ model the path (BBR) and `ss -i`'s delivery_rate read it.
 Times here are microseconds (tp->tcp_mstamp) derived from the `now` (ns) that
 the caller passes in; counts are segments.
 """
+from .tcp import sent_after
+
 US = 1000                      # ns per us
 TCP_MIN_RTT_WLEN = 300         # s: net.ipv4.tcp_min_rtt_wlen, the min-RTT filter's window
 
@@ -60,11 +62,6 @@ def ack_start(sk, now: int):
     rs.acked_sacked = sk.delivered        # the count before this ACK; made a difference in rate_gen
 
 
-def _sent_after(t1: int, t2: int, seq1: int, seq2: int) -> bool:
-    """tcp_skb_sent_after(): later sent, or sent at the same time but further in sequence."""
-    return t1 > t2 or (t1 == t2 and seq1 > seq2)
-
-
 def skb_delivered(sk, seg, sacked: bool = False):
     """tcp_rate_skb_delivered() (with tcp_count_delivered()): a segment was
     SACKed or cumulatively ACKed. The most recently sent of them sets the sample."""
@@ -76,7 +73,7 @@ def skb_delivered(sk, seg, sacked: bool = False):
     if rs is None or not seg.tx_delivered_mstamp:
         return
     tx = mstamp(seg.sent)
-    if not rs.prior_delivered or _sent_after(tx, sk.first_tx_mstamp, seg.end, rs.last_end_seq):
+    if not rs.prior_delivered or sent_after(tx, sk.first_tx_mstamp, seg.end, rs.last_end_seq):
         rs.prior_delivered = seg.tx_delivered
         rs.prior_mstamp = seg.tx_delivered_mstamp
         rs.is_app_limited = seg.tx_app_limited

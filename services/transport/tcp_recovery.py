@@ -5,9 +5,8 @@ tail loss probe's outcome, reordering detection, D-SACK (RFC 2883) and the
 undo of reductions that proved spurious (D-SACK, timestamps, F-RTO)."""
 from . import tcp_cong
 from .tcp_output import tsval
-from .tcp import (CA_CWR, CA_DISORDER, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, S, TCP_ECN_OK,
-                  TCP_ECN_QUEUE_CWR, TCP_INFINITE_SSTHRESH, TCP_MAX_REORDERING, TCP_RACK_RECOVERY_THRESH,
-                  TCP_TIMEOUT_MIN)
+from .tcp import (CA_CWR, CA_DISORDER, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, S, TCP_ECN_OK, TCP_ECN_QUEUE_CWR,
+                  TCP_INFINITE_SSTHRESH, TCP_MAX_REORDERING, TCP_RACK_RECOVERY_THRESH, TCP_TIMEOUT_MIN, sent_after)
 
 TCP_RACK_LOSS_DETECTION = 0x1      # net.ipv4.tcp_recovery bits
 TCP_RACK_STATIC_REO_WND = 0x2
@@ -23,14 +22,6 @@ def min_rtt(sk) -> int:
     return sk.rtt_min * 1000
 
 
-def sent_after(t1: int, t2: int, order1: int, order2: int) -> bool:
-    """tcp_skb_sent_after(): sent later. Linux breaks a tie of timestamps by
-    end sequence; here many segments share one clock reading (a batch), so the
-    tie is broken by transmission order, which is what the sequence stands for
-    (and also right for a retransmission sent in the same instant)."""
-    return t1 > t2 or (t1 == t2 and order1 > order2)
-
-
 def rack_advance(sk, seg, now: int):
     """tcp_rack_advance(): remember the most recently sent segment that was
     delivered. A retransmission's ACK that came sooner than the minimum RTT
@@ -40,6 +31,8 @@ def rack_advance(sk, seg, now: int):
         return
     sk.rack_advanced = True
     sk.rack_rtt = rtt
+    # Linux breaks a tie of send times by end sequence; here a batch shares one clock
+    # reading, so transmission order breaks it (also right for a retransmission)
     if sent_after(seg.sent, sk.rack_mstamp, seg.order, sk.rack_order):
         sk.rack_mstamp, sk.rack_order = seg.sent, seg.order
 
@@ -276,13 +269,6 @@ def in_cwnd_reduction(sk) -> bool:
     return sk.ca_state in (CA_CWR, CA_RECOVERY)
 
 
-def current_ssthresh(sk) -> int:
-    """tcp_current_ssthresh(): what to restore if a reduction is undone."""
-    if in_cwnd_reduction(sk):
-        return sk.ssthresh
-    return max(sk.ssthresh, (sk.cwnd >> 1) + (sk.cwnd >> 2))
-
-
 def init_cwnd_reduction(sk):
     """tcp_init_cwnd_reduction(): PRR starts from here (RFC 6937)."""
     sk.high_seq = sk.snd_nxt
@@ -356,7 +342,7 @@ def enter_recovery(ns, sk, ece: bool):
     init_undo(sk)
     if not in_cwnd_reduction(sk):
         if not ece:
-            sk.prior_ssthresh = current_ssthresh(sk)
+            sk.prior_ssthresh = tcp_cong.current_ssthresh(sk)
         init_cwnd_reduction(sk)
     sk.ca_state = CA_RECOVERY
 
@@ -373,7 +359,7 @@ def enter_loss(ns, sk, now: int):
             sk.lost += 1
     sk.retrans_out = 0
     if sk.ca_state <= CA_DISORDER or sk.high_seq <= sk.snd_una or (sk.ca_state == CA_LOSS and not sk.retransmits):
-        sk.prior_ssthresh = current_ssthresh(sk)
+        sk.prior_ssthresh = tcp_cong.current_ssthresh(sk)
         sk.prior_cwnd = sk.cwnd
         sk.ssthresh = sk.ca.ssthresh(sk)
         sk.ca.on_loss(sk, now)
@@ -474,7 +460,7 @@ def fastretrans_alert(ns, sk, prior_una: int, st, now: int):
     enter_recovery(ns, sk, st.ece)
 
 
-def cong_control(ns, sk, acked_sacked: int, prior_in_flight: int, st, now: int):
+def cong_control(ns, sk, acked_sacked: int, st, now: int):
     """tcp_cong_control(): PRR while reducing, else the congestion control
     grows the window (in Loss too: slow start from one segment); then the
     pacing rate. A CA with its own cong_control (BBR) does all of it."""
