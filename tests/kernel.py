@@ -5,7 +5,7 @@ import random
 from collections import Counter
 
 from pktflow.services.common import topology
-from pktflow.services.common.skbuff import DOWN, DROP, TIMER, UP
+from pktflow.services.common.actions import Arm, Cancel, Down, Drop, Up
 from pktflow.services.ip.stack import Ip
 from pktflow.services.link import neighbour
 from pktflow.services.link.dev import Link
@@ -38,19 +38,19 @@ class Kernel:
         self.tr.add_route(need.netns, need.daddr, need.saddr, err, rt.saddr if rt else 0, rt.mtu if rt else 0,
                           rt.type if rt else 0)
 
-    def _run(self, layer: str, verdicts: list):
-        for kind, skb, fn, arg in verdicts:
-            if kind == TIMER:
-                if arg is None:
-                    self.timers.pop((layer, fn), None)
-                else:
-                    self.timers[(layer, fn)] = arg
-            elif kind == DROP:
-                self.drops.append((layer, fn, arg, skb))
-            elif kind == DOWN:
-                self.down_from(layer, skb)
-            elif kind == UP:
-                self.up_from(layer, skb, arg)
+    def _run(self, layer: str, actions: list):
+        for act in actions:
+            kind = type(act)
+            if kind is Arm:
+                self.timers[(layer, act.key)] = act.when
+            elif kind is Cancel:
+                self.timers.pop((layer, act.key), None)
+            elif kind is Drop:
+                self.drops.append((layer, act.fn, act.reason, act.skb))
+            elif kind is Down:
+                self.down_from(layer, act.skb)
+            elif kind is Up:
+                self.up_from(layer, act.skb, act.to)
 
     def down_from(self, layer: str, skb):
         if layer == "transport":
@@ -90,12 +90,13 @@ class Kernel:
         skb = Skb(netns=netns, sk=sk, data=fields.pop("data", b""), call=ProtoCallOp(op=op, req=self.req, **fields))
         while True:
             try:
-                verdicts = self.tr.from_socket(skb, self.now)
+                actions = self.tr.from_socket(skb, self.now)
                 break
             except NeedRoute as need:
                 self._route(need)
-        events = [v[1].event for v in verdicts if v[0] == UP and v[1].event.kind == v[1].event.COMPLETE]
-        self._run("transport", [v for v in verdicts if not (v[0] == UP and v[1].event.kind == 1)])
+        done = [a for a in actions if type(a) is Up and a.skb.event.kind == a.skb.event.COMPLETE]
+        events = [a.skb.event for a in done]
+        self._run("transport", [a for a in actions if a not in done])
         return events[0] if events else None
 
     def fire(self, key):

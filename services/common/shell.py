@@ -1,10 +1,10 @@
 """The gRPC shell every layer service shares: streams to its neighbours, the
-verdict loop around its core, spans, drops, timers, Admin and health.
+action loop around its core, spans, drops, timers, Admin and health.
 
 A layer subclasses LayerShell, builds its per-netns core state, and implements
 `egress(skb, now)` (from above), `ingress(skb, now)` (from below), `timer(key,
-now)` and `admin(request)`; each of the first three returns verdicts
-(skbuff.py). Everything that touches gRPC, the clock or OpenTelemetry is here.
+now)` and `admin(request)`; each of the first three returns actions
+(actions.py). Everything that touches gRPC, the clock or OpenTelemetry is here.
 """
 import asyncio
 import gc
@@ -23,7 +23,8 @@ from pktflow.v1 import admin_pb2, admin_pb2_grpc
 
 from . import config, topology
 from .plumbing import Downlink, Uplinks
-from .skbuff import DOWN, DROP, NEW_JOURNEY, SAMPLED, TIMER, UP
+from .actions import Arm, Cancel, Down, Drop, Up
+from .skbuff import NEW_JOURNEY, SAMPLED
 from .tracing import Tracer
 
 log = logging.getLogger("pktflow")
@@ -75,7 +76,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
     def on_lower_state(self, layer: str, up: bool):
         pass
 
-    # -- the verdict loop
+    # -- the action loop
     def egress_for(self, from_layer: str):
         """The core entry for skbs from `from_layer` (link has two uppers)."""
         return self.egress
@@ -86,8 +87,8 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         egress = self.egress_for(from_layer)
         for skb in batch.skbs:
             t0 = _ns()
-            verdicts = egress(skb, now)
-            apply(verdicts, t0, _ns(), "egress")
+            actions = egress(skb, now)
+            apply(actions, t0, _ns(), "egress")
         for d in self.downs.values():
             await d.room()
 
@@ -97,27 +98,34 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         ingress = self.ingress
         for skb in batch.skbs:
             t0 = _ns()
-            verdicts = ingress(skb, now)
-            apply(verdicts, t0, _ns(), "ingress")
+            actions = ingress(skb, now)
+            apply(actions, t0, _ns(), "ingress")
 
-    def apply(self, verdicts, t0: int, t1: int, direction: str):
-        for kind, skb, fn, arg in verdicts:
-            if kind == TIMER:
-                self._arm(fn, arg)
+    def apply(self, actions, t0: int, t1: int, direction: str):
+        for act in actions:
+            kind = type(act)
+            if kind is Arm:
+                self._arm(act.key, act.when)
                 continue
-            lost = None
-            if kind == DOWN:
+            if kind is Cancel:
+                self._arm(act.key, None)
+                continue
+            skb = act.skb
+            lost = drop = None
+            if kind is Down:
                 lost = self.send_down(skb)
-            elif kind == UP:
+            elif kind is Up:
                 if not skb.tstamp:                # net_timestamp_set(): a packet going up has its time
                     skb.tstamp = t1
-                lost = self.uplinks.put(arg or self.default_upper, skb)
-            elif kind == DROP:
-                self.drops[(skb.netns, arg)] += 1
+                lost = self.uplinks.put(act.to or self.default_upper, skb)
+            elif kind is Drop:
+                drop = act.reason
+                self.drops[(skb.netns, drop)] += 1
             if lost:
                 self.drops[(skb.netns, lost)] += 1
             flags = skb.trace_flags
             if flags:
+                fn = act.fn
                 if flags & NEW_JOURNEY:
                     links = ((skb.trace_id, skb.span_id),) if flags & SAMPLED and skb.span_id else ()
                     self.tracer.start(skb, fn if isinstance(fn, str) else fn[0])
@@ -125,7 +133,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
                 else:
                     links = ()
                 if flags & SAMPLED:
-                    self._spans(skb, fn, t0, t1, direction, arg if kind == DROP else lost, links)
+                    self._spans(skb, fn, t0, t1, direction, drop or lost, links)
 
     default_upper = None
 

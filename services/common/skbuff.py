@@ -1,20 +1,5 @@
-"""sk_buff helpers for the cores, and the verdicts a core returns.
-
-A core call returns a list of verdicts, tuples (kind, skb, fn, arg):
-    (DOWN, skb, fn, None)      hand the skb to the layer below
-    (UP, skb, fn, layer)       hand it to the layer above (`layer` picks one when
-                               there are two, else None)
-    (DROP, skb, fn, reason)    kfree_skb_reason(): the kernel's drop reason name
-    (STOP, skb, fn, None)      the skb's hop ends here without a drop (consumed,
-                               or parked in a queue it will leave later)
-    (TIMER, None, key, when)   (re)arm the core's timer `key` at monotonic ns `when`;
-                               when=None cancels it
-`fn` is the kernel function that did the work, the span's name, or a tuple of
-nested ones ("ip_rcv", "ip_forward", "ip_output").
-"""
+"""sk_buff helpers for the cores: building and cloning skbs, trace flags."""
 from pktflow.v1.skb_pb2 import Skb
-
-DOWN, UP, DROP, STOP, TIMER = range(5)
 
 SAMPLED = 0x1
 # Skb.ip_id: a layer above ip that picked the IP ID itself sets this bit beside

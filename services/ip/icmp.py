@@ -3,7 +3,8 @@ to the transport protocol they quote; icmp_send() builds errors about a packet,
 as Linux does: quoting up to 576 bytes of the offending datagram, TOS with
 precedence "internetwork control", rate-limited, never about an ICMP error, a
 broadcast or a non-first fragment."""
-from ..common.skbuff import DROP, STOP, UP, new_skb
+from ..common.actions import Drop, Stop, Up
+from ..common.skbuff import new_skb
 from ..wire import Malformed, icmp, ipv4
 from . import ip_output, route
 from .icmp_ratelimit import RateLimits
@@ -36,32 +37,32 @@ def icmp_rcv(ns, skb, iph, now: int, fn) -> list:
         ns.mib["IcmpInErrors"] += 1
         if e.reason == "ICMP_CSUM":
             ns.mib["IcmpInCsumErrors"] += 1
-        return [(DROP, skb, fn + ("icmp_rcv",), e.reason)]
+        return [Drop(skb, fn + ("icmp_rcv",), e.reason)]
     if h.type in IN_COUNTER:
         ns.mib[IN_COUNTER[h.type]] += 1
     ns.mib[f"IcmpMsgInType{h.type}"] += 1
     broadcast = skb.pkt_type != 0 or ns.fib.is_broadcast(iph.dst)
     if h.type == icmp.ICMP_ECHO:
         if ns.sysctl["net.ipv4.icmp_echo_ignore_all"]:
-            return [(STOP, skb, fn + ("icmp_echo",), None)]
+            return [Stop(skb, fn + ("icmp_echo",))]
         if broadcast and ns.sysctl["net.ipv4.icmp_echo_ignore_broadcasts"]:
-            return [(DROP, skb, fn + ("icmp_echo",), "INVALID_PROTO")]
-        return [(STOP, skb, fn + ("icmp_echo",), None)] + icmp_reply(ns, skb, iph, h, end, now)
+            return [Drop(skb, fn + ("icmp_echo",), "INVALID_PROTO")]
+        return [Stop(skb, fn + ("icmp_echo",))] + icmp_reply(ns, skb, iph, h, end, now)
     if h.type == icmp.ICMP_ECHOREPLY:
         skb.head = th                   # ping_rcv() reads from the ICMP header on
-        return [(UP, skb, fn + ("icmp_rcv",), None)]
+        return [Up(skb, fn + ("icmp_rcv",))]
     if icmp.is_error(h.type):
         # icmp_unreach(): the quoted header must be there for the err_handler
         inner = th + icmp.ICMP_HLEN
         if end - inner < ipv4.IPV4_HLEN or end - inner < (skb.data[inner] & 0x0F) * 4 + 8:
             ns.mib["IcmpInErrors"] += 1
-            return [(DROP, skb, fn + ("icmp_unreach",), "NOT_SPECIFIED")]   # as icmp_unreach(): no reason
+            return [Drop(skb, fn + ("icmp_unreach",), "NOT_SPECIFIED")]   # as icmp_unreach(): no reason
         if broadcast:
-            return [(DROP, skb, fn + ("icmp_unreach",), "INVALID_PROTO")]
+            return [Drop(skb, fn + ("icmp_unreach",), "INVALID_PROTO")]
         skb.icmp_type, skb.icmp_code, skb.icmp_info = h.type, h.code, h.rest & 0xFFFF
         skb.head = inner
-        return [(UP, skb, fn + ("icmp_unreach",), None)]
-    return [(STOP, skb, fn + ("icmp_rcv",), None)]
+        return [Up(skb, fn + ("icmp_unreach",))]
+    return [Stop(skb, fn + ("icmp_rcv",))]
 
 
 def icmp_reply(ns, skb, iph, h, end: int, now: int) -> list:

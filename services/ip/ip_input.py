@@ -5,7 +5,7 @@ import errno
 
 from pktflow.v1.skb_pb2 import PACKET_HOST
 
-from ..common.skbuff import DROP, UP
+from ..common.actions import Drop, Up
 from ..wire import Malformed, icmp, ipv4
 from . import icmp as icmpmod, ip_forward, route
 from .route import RouteError
@@ -20,7 +20,7 @@ def ip_rcv(ns, skb, now: int) -> list:
     fn = ("ip_rcv",)
     if skb.pkt_type == PACKET_OTHERHOST:
         ns.devstats[skb.ifindex]["rx_otherhost_dropped"] += 1
-        return [(DROP, skb, fn, "OTHERHOST")]
+        return [Drop(skb, fn, "OTHERHOST")]
     mib = ns.mib
     nh = skb.network_header
     mib["IpInReceives"] += 1
@@ -30,7 +30,7 @@ def ip_rcv(ns, skb, now: int) -> list:
     except Malformed as e:
         for c in _HDR_ERROR_COUNTERS.get(e.reason, ()):
             mib[c] += 1
-        return [(DROP, skb, fn, e.reason)]
+        return [Drop(skb, fn, e.reason)]
     if len(skb.data) > nh + iph.total_len:     # pskb_trim_rcsum(): the medium padded the frame
         skb.data = skb.data[:nh + iph.total_len]
     skb.transport_header = nh + iph.ihl
@@ -49,20 +49,20 @@ def ip_error(ns, skb, e: RouteError, now: int, fn) -> list:
     """ip_error(): the input route said no."""
     reason = getattr(e, "reason", None)
     if reason:                                   # a martian
-        return [(DROP, skb, fn, reason)]
+        return [Drop(skb, fn, reason)]
     if not ns.in_dev_forward(skb.ifindex):      # IN_DEV_FORWARD(in_dev), as ip_route_input_slow() decided
         if e.errno == errno.EHOSTUNREACH:
             ns.mib["IpInAddrErrors"] += 1
-            return [(DROP, skb, fn, "IP_INADDRERRORS")]
+            return [Drop(skb, fn, "IP_INADDRERRORS")]
         ns.mib["IpExtInNoRoutes"] += 1
-        return [(DROP, skb, fn, "IP_INNOROUTES")]
+        return [Drop(skb, fn, "IP_INNOROUTES")]
     code = {errno.EHOSTUNREACH: icmp.ICMP_HOST_UNREACH, errno.ENETUNREACH: icmp.ICMP_NET_UNREACH,
             errno.EACCES: icmp.ICMP_PKT_FILTERED}.get(e.errno)
     reason = "NOT_SPECIFIED"
     if e.errno == errno.ENETUNREACH:
         ns.mib["IpExtInNoRoutes"] += 1
         reason = "IP_INNOROUTES"
-    out = [(DROP, skb, fn, reason)]
+    out = [Drop(skb, fn, reason)]
     if code is not None:
         out = icmpmod.icmp_send(ns, skb, icmp.ICMP_DEST_UNREACH, code, 0, now) + out
     return out
@@ -73,7 +73,7 @@ def ip_local_deliver(ns, skb, iph, now: int) -> list:
     if iph.is_fragment:
         # Reassembly (ip_fragment.c) is not implemented yet.
         ns.mib["IpReasmFails"] += 1
-        return [(DROP, skb, fn, "FRAG_REASM_TIMEOUT")]
+        return [Drop(skb, fn, "FRAG_REASM_TIMEOUT")]
     proto = iph.proto
     if proto == ipv4.IPPROTO_ICMP:
         ns.mib["IpInDelivers"] += 1
@@ -81,8 +81,8 @@ def ip_local_deliver(ns, skb, iph, now: int) -> list:
     if proto in TRANSPORT_PROTOCOLS:
         ns.mib["IpInDelivers"] += 1
         skb.head = skb.transport_header
-        return [(UP, skb, fn, None)]
+        return [Up(skb, fn)]
     ns.mib["IpInUnknownProtos"] += 1
     out = [] if skb.pkt_type != 0 else icmpmod.icmp_send(ns, skb, icmp.ICMP_DEST_UNREACH, icmp.ICMP_PROT_UNREACH,
                                                          0, now)
-    return out + [(DROP, skb, fn, "IP_NOPROTO")]
+    return out + [Drop(skb, fn, "IP_NOPROTO")]

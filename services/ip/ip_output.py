@@ -1,7 +1,8 @@
 """Locally generated packets (net/ipv4/ip_output.c): ip_queue_xmit() builds the
 IP header for a segment from the transport layer, routes it, and hands it to
 the neighbour layer; ip_output() is the last step for forwarded packets too."""
-from ..common.skbuff import DOWN, DROP, IP_ID_SET
+from ..common.actions import Down, Drop
+from ..common.skbuff import IP_ID_SET
 from ..wire import ipv4
 from . import route
 from .route import RouteError
@@ -15,7 +16,7 @@ def ip_queue_xmit(ns, skb, now: int, fn="ip_queue_xmit") -> list:
         rt = route.ip_route_output(ns, skb.daddr, skb.saddr)
     except RouteError:
         ns.mib["IpOutNoRoutes"] += 1
-        return [(DROP, skb, fn, "IP_OUTNOROUTES")]
+        return [Drop(skb, fn, "IP_OUTNOROUTES")]
     saddr = skb.saddr or rt.saddr
     ns.mib["IpOutRequests"] += 1
     if skb.ip_id & IP_ID_SET:
@@ -40,9 +41,9 @@ def ip_output(ns, skb, rt: route.Rt, fn) -> list:
     if n > rt.mtu:
         # No fragmentation yet: what would be fragmented is dropped and counted.
         ns.mib["IpFragFails"] += 1
-        return [(DROP, skb, fn, "PKT_TOO_BIG")]
+        return [Drop(skb, fn, "PKT_TOO_BIG")]
     ns.mib["IpOutTransmits"] += 1
     ns.mib["IpExtOutOctets"] += n
     skb.ifindex = rt.oif
     skb.nexthop = rt.nexthop
-    return [(DOWN, skb, fn, None)]
+    return [Down(skb, fn)]

@@ -2,7 +2,7 @@
 import errno
 import random
 
-from ..common.skbuff import DROP, STOP
+from ..common.actions import Drop, Stop
 from ..wire import ipv4
 from . import icmp, ip_input, ip_output, route
 from .netns import IpNetns
@@ -22,11 +22,11 @@ class Ip:
         """From the device layer: a received packet, or a neighbour failure report."""
         ns = self.netns.get(skb.netns)
         if ns is None:
-            return [(DROP, skb, "ip_rcv", "DEV_READY")]
+            return [Drop(skb, "ip_rcv", "DEV_READY")]
         if skb.icmp_type:
             # ipv4_link_failure(): the next hop never answered ARP
             return icmp.icmp_send(ns, skb, skb.icmp_type, skb.icmp_code, 0, now, "ipv4_link_failure") + \
-                [(STOP, skb, "ipv4_link_failure", None)]
+                [Stop(skb, "ipv4_link_failure")]
         return ip_input.ip_rcv(ns, skb, now)
 
     def from_transport(self, skb, now: int) -> list:
@@ -34,10 +34,10 @@ class Ip:
         about a packet it received (skb.icmp_type set)."""
         ns = self.netns.get(skb.netns)
         if ns is None:
-            return [(DROP, skb, "ip_queue_xmit", "DEV_READY")]
+            return [Drop(skb, "ip_queue_xmit", "DEV_READY")]
         if skb.icmp_type:
             return icmp.icmp_send(ns, skb, skb.icmp_type, skb.icmp_code, skb.icmp_info, now) + \
-                [(STOP, skb, "icmp_send", None)]
+                [Stop(skb, "icmp_send")]
         return ip_output.ip_queue_xmit(ns, skb, now)
 
     def route_output(self, netns: str, daddr: int, saddr: int = 0, oif: int = 0):

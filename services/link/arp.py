@@ -5,7 +5,8 @@ the host is answered on whichever interface it came in; a probe's sender address
 is the waiting packet's source when that is local to the device."""
 from pktflow.v1.skb_pb2 import PACKET_HOST
 
-from ..common.skbuff import DROP, STOP, new_skb
+from ..common.actions import Drop, Stop
+from ..common.skbuff import new_skb
 from ..wire import Malformed, arp, ethernet, ipv4
 from . import neighbour as nd
 
@@ -38,12 +39,12 @@ def arp_rcv(netns, dev, skb, now: int) -> list:
     try:
         a = arp.parse(skb.data, skb.head)
     except Malformed as e:
-        return [(DROP, skb, "arp_rcv", e.reason)]
+        return [Drop(skb, "arp_rcv", e.reason)]
     if skb.pkt_type in (3, 5):              # PACKET_OTHERHOST, PACKET_LOOPBACK: consumed
-        return [(STOP, skb, "arp_rcv", None)]
+        return [Stop(skb, "arp_rcv")]
     if ipv4.is_multicast(a.tpa) or ipv4.is_loopback(a.tpa) or ipv4.is_multicast(a.spa):
-        return [(DROP, skb, "arp_rcv", "INVALID_PROTO")]
-    out = [(STOP, skb, "arp_rcv", None)]
+        return [Drop(skb, "arp_rcv", "INVALID_PROTO")]
+    out = [Stop(skb, "arp_rcv")]
     if a.op == arp.ARPOP_REQUEST and a.tpa in netns.local:
         netns.mib["ArpInRequests"] += 1
         if a.spa:                            # not a duplicate-address probe

@@ -5,11 +5,13 @@ read from."""
 import errno
 import random
 from collections import Counter
+from dataclasses import replace
 
 from pktflow.v1.skb_pb2 import SockEvent, Skb
 
 from ..common import topology
-from ..common.skbuff import DOWN, DROP, STOP, TIMER, UP, clone
+from ..common.actions import Arm, Cancel, Down, Drop, Stop, Up
+from ..common.skbuff import clone
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import Malformed, ethernet, ipv4
 from . import arp, neighbour as nd, sch_netem
@@ -55,25 +57,26 @@ class LinkNetns:
         return topology.select_addr(dev.addrs, dst) or next(iter(self.local), 0)
 
     def neigh_actions(self, actions) -> list:
-        """Turns the neighbour table's requests into verdicts."""
+        """Turns the neighbour table's requests into actions."""
         out = []
         for kind, n, arg in actions:
             if kind == nd.SEND:
                 out += self.output(self.devices[n.ifindex], arg, n.lladdr, "dev_queue_xmit")
             elif kind == nd.QUEUED:
-                out.append((STOP, arg, "__neigh_event_send", None))
+                out.append(Stop(arg, "__neigh_event_send"))
             elif kind == nd.DROP:
-                out.append((DROP, arg[0], "__neigh_event_send", arg[1]))
+                out.append(Drop(arg[0], "__neigh_event_send", arg[1]))
             elif kind == nd.SOLICIT:
                 out += arp.solicit(self, n, *arg)
             elif kind == nd.TIMER:
-                out.append((TIMER, None, ("neigh", self.name, n.ifindex, n.ip), arg))
+                key = ("neigh", self.name, n.ifindex, n.ip)
+                out.append(Cancel(key) if arg is None else Arm(key, arg))
             elif kind == nd.FAILED:
                 # arp_error_report() -> ipv4_link_failure(): ip answers with host unreachable
                 report = clone(arg)
                 report.icmp_type, report.icmp_code = ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
-                out.append((DROP, arg, "neigh_timer_handler", "NEIGH_FAILED"))
-                out.append((UP, report, "arp_error_report", "ip"))
+                out.append(Drop(arg, "neigh_timer_handler", "NEIGH_FAILED"))
+                out.append(Up(report, "arp_error_report", "ip"))
         return out
 
     def output(self, dev: Device, skb, dst_mac: bytes, fn: str) -> list:
@@ -92,7 +95,7 @@ class LinkNetns:
             dev.tx_packets += 1
             return self.hard_start_xmit(dev, skb, fn)
         # the qdisc's spans nest under the caller's (dev_queue_xmit -> netem_enqueue)
-        out = [(kind, s, (fn, f), arg) for kind, s, f, arg in q.enqueue(skb, self.now)]
+        out = [replace(act, fn=(fn, act.fn)) for act in q.enqueue(skb, self.now)]
         return out + self.qdisc_run(dev)
 
     def qdisc_run(self, dev: Device) -> list:
@@ -104,7 +107,7 @@ class LinkNetns:
             out += self.hard_start_xmit(dev, skb, "netem_dequeue")
         if wake != dev.qdisc_wake:
             dev.qdisc_wake = wake
-            out.append((TIMER, None, self.qdisc_key(dev), wake))
+            out.append(Arm(self.qdisc_key(dev), wake))
         return out
 
     def new_netem(self, opt: sch_netem.Qopt, handle: int = 0) -> sch_netem.Netem:
@@ -118,10 +121,10 @@ class LinkNetns:
         default one); what the old one still held is freed, its timer cancelled."""
         old, dev.qdisc = dev.qdisc, new
         dev.tx_bytes = dev.tx_packets = 0
-        out = [(DROP, skb, "qdisc_reset", "QUEUE_PURGE") for skb in old.purge()] if old is not None else []
+        out = [Drop(skb, "qdisc_reset", "QUEUE_PURGE") for skb in old.purge()] if old is not None else []
         if dev.qdisc_wake is not None:
             dev.qdisc_wake = None
-            out.append((TIMER, None, self.qdisc_key(dev), None))
+            out.append(Cancel(self.qdisc_key(dev)))
         return out
 
     def qdisc_key(self, dev: Device) -> tuple:
@@ -130,7 +133,7 @@ class LinkNetns:
     def hard_start_xmit(self, dev: Device, skb, fn) -> list:
         """dev_hard_start_xmit(): every frame leaving a device passes the taps,
         so a capture shows what the qdisc let out."""
-        return self.taps_out(dev, skb) + [(DOWN, skb, fn, None)] if self.taps else [(DOWN, skb, fn, None)]
+        return self.taps_out(dev, skb) + [Down(skb, fn)] if self.taps else [Down(skb, fn)]
 
     def taps_out(self, dev: Device, skb) -> list:
         """dev_queue_xmit_nit(): a copy of an outgoing frame for every ETH_P_ALL
@@ -142,7 +145,7 @@ class LinkNetns:
                     c = clone(skb)
                     c.sk, c.ifindex, c.pkt_type = sk, dev.ifindex, PACKET_OUTGOING
                     c.tstamp = 0                  # net_timestamp_set(): the shell stamps it now
-                    out.append((UP, c, "dev_queue_xmit_nit", "socket"))
+                    out.append(Up(c, "dev_queue_xmit_nit", "socket"))
         return out
 
     def taps_in(self, dev: Device, skb, ethertype: int) -> list:
@@ -152,7 +155,7 @@ class LinkNetns:
                 if proto == ethernet.ETH_P_ALL or proto == ethertype:
                     c = clone(skb)
                     c.sk = sk
-                    out.append((UP, c, "packet_rcv", "socket"))
+                    out.append(Up(c, "packet_rcv", "socket"))
         return out
 
 
@@ -178,7 +181,7 @@ class Link:
         """An IP packet from the ip layer, for device skb.ifindex and next hop skb.nexthop."""
         ns, dev = self._dev(skb)
         if dev is None:
-            return [(DROP, skb, "dev_queue_xmit", "DEV_READY")]
+            return [Drop(skb, "dev_queue_xmit", "DEV_READY")]
         ns.now = now
         if dev.loopback:
             return ns.output(dev, skb, ethernet.ZERO, "dev_queue_xmit")
@@ -194,7 +197,7 @@ class Link:
         if op:
             return self.packet_call(ns, skb)
         if dev is None:
-            return [(DROP, skb, "packet_sendmsg", "DEV_READY")]
+            return [Drop(skb, "packet_sendmsg", "DEV_READY")]
         ns.now = now
         return ns.xmit(dev, skb, "dev_queue_xmit")
 
@@ -210,19 +213,19 @@ class Link:
         if not call.req:
             return []
         ev = SockEvent(kind=SockEvent.COMPLETE, req=call.req, err=0 if ns is not None else errno.ENODEV)
-        return [(UP, Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete", "socket")]
+        return [Up(Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete", "socket")]
 
     def netif_receive_skb(self, skb, now: int) -> list:
         """A frame from the driver: eth_type_trans(), taps, protocol handlers."""
         ns, dev = self._dev(skb)
         if dev is None:
-            return [(DROP, skb, "__netif_receive_skb_core", "DEV_READY")]
+            return [Drop(skb, "__netif_receive_skb_core", "DEV_READY")]
         ns.now = now
         try:
             eth = ethernet.parse(skb.data)
         except Malformed as e:
             dev.stats["rx_dropped"] += 1
-            return [(DROP, skb, "__netif_receive_skb_core", e.reason)]
+            return [Drop(skb, "__netif_receive_skb_core", e.reason)]
         if dev.loopback or eth.dst == dev.mac:
             skb.pkt_type = PACKET_HOST
         elif eth.dst == ethernet.BROADCAST:
@@ -236,12 +239,12 @@ class Link:
         skb.network_header = skb.head = ethernet.ETH_HLEN
         out = ns.taps_in(dev, skb, eth.ethertype) if ns.taps else []
         if eth.ethertype == ethernet.ETH_P_IP:
-            out.append((UP, skb, "__netif_receive_skb_core", "ip"))
+            out.append(Up(skb, "__netif_receive_skb_core", "ip"))
         elif eth.ethertype == ethernet.ETH_P_ARP:
             out += arp.arp_rcv(ns, dev, skb, now)
         else:
             dev.stats["rx_dropped"] += 1
-            out.append((DROP, skb, "__netif_receive_skb_core", "UNHANDLED_PROTO"))
+            out.append(Drop(skb, "__netif_receive_skb_core", "UNHANDLED_PROTO"))
         return out
 
     def timer(self, key, now: int) -> list:

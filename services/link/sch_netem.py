@@ -22,7 +22,8 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
-from ..common.skbuff import DROP, STOP, clone
+from ..common.actions import Drop, Stop
+from ..common.skbuff import clone
 from ..wire import ethernet, ipv4
 
 U32_MAX = 0xFFFFFFFF
@@ -348,7 +349,7 @@ class Netem:
         return True
 
     def enqueue(self, skb, now: int, may_duplicate: bool = True) -> list:
-        """netem_enqueue(): drop, or queue with a send time. Verdicts are DROP or STOP."""
+        """netem_enqueue(): drop, or queue with a send time. Its actions are Drop or Stop."""
         o, st = self.opt, self.stats
         count = 1                                      # the xstats count decisions, as the kernel's do
         if may_duplicate and o.duplicate and o.duplicate >= self._crandom("dup", o.dup_corr):
@@ -363,7 +364,7 @@ class Netem:
                 count -= 1
         if count == 0:
             st["drops"] += 1
-            return [(DROP, skb, ENQUEUE, "NETEM_LOSS")]
+            return [Drop(skb, ENQUEUE, "NETEM_LOSS")]
         dup = clone(skb) if count > 1 else None        # cloned before the original is corrupted
         if o.corrupt and o.corrupt >= self._crandom("corrupt", o.corrupt_corr) and skb.data:
             data = bytearray(skb.data)                 # one random bit of the frame flipped
@@ -372,7 +373,7 @@ class Netem:
             st["corrupted"] += 1
         if self.qlen >= o.limit:
             st["drops"] += 1                           # qdisc_drop_all(): one counted, the clone just freed
-            return [(DROP, s, ENQUEUE, "QDISC_DROP") for s in (skb, dup) if s is not None]
+            return [Drop(s, ENQUEUE, "QDISC_DROP") for s in (skb, dup) if s is not None]
         out = []
         if dup is not None:                            # the kernel re-enqueues the copy at the root,
             out += self.enqueue(dup, now, may_duplicate=False)   # where a copy is not copied again
@@ -395,7 +396,7 @@ class Netem:
             self.head.appendleft(skb)
             st["requeues"] += 1
             st["reordered"] += 1
-        out.append((STOP, skb, ENQUEUE, None))
+        out.append(Stop(skb, ENQUEUE))
         return out
 
     def dequeue(self, now: int) -> tuple[list, int | None]:

@@ -12,7 +12,8 @@ from collections import Counter, deque
 
 from pktflow.v1.skb_pb2 import Skb
 
-from ..common.skbuff import DROP, NEW_JOURNEY, STOP, UP
+from ..common.actions import Drop, Stop, Up
+from ..common.skbuff import NEW_JOURNEY
 from ..wire import ethernet
 
 RX_RING_SIZE = 256          # descriptors, as virtio-net's default
@@ -75,19 +76,19 @@ class Nic:
         """A frame from the link layer (dev_hard_start_xmit)."""
         dev = self.devices.get((skb.netns, skb.ifindex))
         if dev is None:
-            return [(DROP, skb, "ndo_start_xmit", "DEV_READY")]
+            return [Drop(skb, "ndo_start_xmit", "DEV_READY")]
         n = len(skb.data)
         if n > dev.mtu + ethernet.ETH_HLEN:
             dev.stats["tx_dropped"] += 1
-            return [(DROP, skb, "ndo_start_xmit", "PKT_TOO_BIG")]
+            return [Drop(skb, "ndo_start_xmit", "PKT_TOO_BIG")]
         if not dev.carrier:
             dev.stats["tx_errors"] += 1
             dev.stats["tx_carrier_errors"] += 1
-            return [(DROP, skb, "ndo_start_xmit", "DEV_READY")]
+            return [Drop(skb, "ndo_start_xmit", "DEV_READY")]
         dev.stats["tx_packets"] += 1
         dev.stats["tx_bytes"] += n
         self.on_wire.append((dev, skb))
-        return [(STOP, skb, "ndo_start_xmit", None)]
+        return [Stop(skb, "ndo_start_xmit")]
 
     def transmit(self, now: int, tstamp: int) -> list:
         """The cable: every frame xmitted since the last call lands in its
@@ -114,7 +115,7 @@ class Nic:
         if len(dev.rx_ring) >= dev.rx_ring_size:
             dev.stats["rx_missed_errors"] += 1
             dev.stats["rx_dropped"] += 1
-            return [(DROP, rx, "netif_receive_skb", "FULL_RING")]
+            return [Drop(rx, "netif_receive_skb", "FULL_RING")]
         dev.rx_ring.append(rx)
         self.rx_pending[dev] = None
         return []
@@ -141,7 +142,7 @@ class Nic:
                 stats["rx_errors"] += 1
                 stats["rx_crc_errors"] += 1
                 skb.data = body
-                out.append((DROP, skb, "netif_receive_skb", "DEV_HDR"))
+                out.append(Drop(skb, "netif_receive_skb", "DEV_HDR"))
                 continue
             out.append(self.rx_frame(dev, skb, body))
         if not ring:
@@ -155,14 +156,14 @@ class Nic:
         if n < ethernet.ETH_HLEN:
             dev.stats["rx_errors"] += 1
             dev.stats["rx_length_errors"] += 1
-            return (DROP, skb, "netif_receive_skb", "PKT_TOO_SMALL")
+            return Drop(skb, "netif_receive_skb", "PKT_TOO_SMALL")
         if n > dev.mtu + ethernet.ETH_HLEN + 4:     # + 4: room for an 802.1Q tag
             dev.stats["rx_errors"] += 1
             dev.stats["rx_length_errors"] += 1
-            return (DROP, skb, "netif_receive_skb", "PKT_TOO_BIG")
+            return Drop(skb, "netif_receive_skb", "PKT_TOO_BIG")
         dev.stats["rx_packets"] += 1
         dev.stats["rx_bytes"] += n
-        return (UP, skb, "netif_receive_skb", None)
+        return Up(skb, "netif_receive_skb")
 
     def link_stats(self, netns: str) -> list[dict]:
         return [{"ifindex": d.ifindex, "ifname": d.name, "mtu": d.mtu, "mac": ethernet.mac_to_str(d.mac),

@@ -9,7 +9,8 @@ import time
 from pktflow.v1 import socket_pb2
 from pktflow.v1.skb_pb2 import ProtoCall, Skb as ProtoSkb, SockEvent
 
-from ..common.skbuff import SAMPLED, STOP
+from ..common.actions import Stop
+from ..common.skbuff import SAMPLED
 from ..wire import ipv4
 from . import sock as so
 
@@ -245,4 +246,4 @@ class InetStream:
         """DATA_READY for a stream socket: bytes join the receive queue."""
         s.queue(skb, time.time_ns())
         self._wake(s)
-        return (STOP, skb, "sock_queue_rcv_skb", None)
+        return Stop(skb, "sock_queue_rcv_skb")

@@ -11,7 +11,8 @@ from pktflow.v1 import admin_pb2, skb_pb2, socket_pb2, socket_pb2_grpc
 from pktflow.v1.skb_pb2 import ProtoCall, SockEvent
 
 from ..common.shell import LayerShell
-from ..common.skbuff import SAMPLED, STOP, DROP
+from ..common.actions import Drop, Stop
+from ..common.skbuff import SAMPLED
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import ethernet, ipv4
 from . import sock as so
@@ -84,7 +85,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
                 self.write_space[s.fd] = self.write_space.get(s.fd, 0) + 1
             return self.stream_event(s, skb)
         if s is None:
-            return [(DROP, skb, "sock_queue_rcv_skb", "SOCKET_CLOSE")]
+            return [Drop(skb, "sock_queue_rcv_skb", "SOCKET_CLOSE")]
         if s.stream:
             return [self.stream_data(s, skb)]
         if ev.kind == SockEvent.ERROR_REPORT:
@@ -92,11 +93,11 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             if ev.flags & 1:
                 s.errq.append(skb)
             self._wake(s)
-            return [(STOP, skb, "sk_error_report", None)]
+            return [Stop(skb, "sk_error_report")]
         if not s.queue(skb, time.time_ns()):
-            return [(DROP, skb, "packet_rcv", "PACKET_SOCK_ERROR")]
+            return [Drop(skb, "packet_rcv", "PACKET_SOCK_ERROR")]
         self._wake(s)
-        return [(STOP, skb, "sock_queue_rcv_skb", None)]
+        return [Stop(skb, "sock_queue_rcv_skb")]
 
     def _wake(self, s: so.Sock):
         ev = self.wakes.get(s.fd)

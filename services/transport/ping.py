@@ -6,7 +6,7 @@ import errno
 
 from pktflow.v1.layers_pb2 import RTN_BROADCAST
 
-from ..common.skbuff import DOWN, STOP, UP
+from ..common.actions import Down, Stop, Up
 from ..wire import icmp, ipv4
 from .sock import SKB_TRUESIZE_OVERHEAD, InetSock
 from .udp import report_error, route_checks
@@ -40,7 +40,7 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
     skb.saddr, skb.daddr, skb.ip_proto = sock.laddr or saddr, daddr, ipv4.IPPROTO_ICMP
     skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rtype != RTN_BROADCAST
     skb.ClearField("call")
-    return 0, [(DOWN, skb, "ping_v4_sendmsg", None)]
+    return 0, [Down(skb, "ping_v4_sendmsg")]
 
 
 def ping_rcv(tr, ns, skb, now: int) -> list:
@@ -51,16 +51,16 @@ def ping_rcv(tr, ns, skb, now: int) -> list:
     daddr = int.from_bytes(data[nh + 16:nh + 20], "big")
     sock = ns.ping.lookup(daddr, h.echo_id, int.from_bytes(data[nh + 12:nh + 16], "big"), 0)
     if sock is None:
-        return [(STOP, skb, "ping_rcv", None)]
+        return [Stop(skb, "ping_rcv")]
     if sock.rmem_alloc > sock.rcvbuf:
-        return [(STOP, skb, "ping_rcv", None)]
+        return [Stop(skb, "ping_rcv")]
     truesize = len(data) + SKB_TRUESIZE_OVERHEAD
     sock.rmem_alloc += truesize
     skb.sk = sock.sk
     skb.head = th
     skb.event.kind = skb.event.DATA_READY
     skb.event.count = truesize
-    return [(UP, skb, "ping_rcv", None)]
+    return [Up(skb, "ping_rcv")]
 
 
 def ping_err(tr, ns, skb, now: int) -> list:
@@ -68,6 +68,6 @@ def ping_err(tr, ns, skb, now: int) -> list:
     q = icmp.quoted(skb.data, skb.head)
     kind, ident = q.echo
     if kind != icmp.ICMP_ECHO:
-        return [(STOP, skb, "ping_err", None)]
+        return [Stop(skb, "ping_err")]
     sock = ns.ping.lookup(q.src, ident, q.dst, 0)
     return report_error(sock, skb, q.l4, "ping_err")

@@ -6,7 +6,7 @@ import random
 from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL
 from pktflow.v1.skb_pb2 import ProtoCall, SockEvent, Skb
 
-from ..common.skbuff import DROP, STOP, UP
+from ..common.actions import Drop, Stop, Up
 from ..wire import ipv4
 from . import ping, udp
 from .sock import InetSock, NeedRoute, TransportNetns
@@ -146,13 +146,13 @@ class Transport:
         call = skb.call
         req, last, index = call.req, call.flags & MSG_LAST, call.segs
         if req and sock.failed_req == req:       # sendmmsg() stops at its first failure
-            return [(STOP, skb, "udp_sendmsg", None)]
+            return [Stop(skb, "udp_sendmsg")]
         proto = ping if sock.proto == IPPROTO_ICMP else udp
         err, out = proto.sendmsg(self, ns, sock, skb, now)
         if err:
             sock.failed_req = req
             reason = _SEND_ERR_REASON.get(err, "NOT_SPECIFIED")
-            return [(DROP, skb, "udp_sendmsg", reason)] + self.complete(skb, err, sock, index, req)
+            return [Drop(skb, "udp_sendmsg", reason)] + self.complete(skb, err, sock, index, req)
         if last:
             out += self.complete(skb, 0, sock, index + 1, req)
         return out
@@ -167,13 +167,13 @@ class Transport:
         ev = SockEvent(kind=SockEvent.COMPLETE, req=skb.call.req if req is None else req, err=err, count=count)
         if sock is not None:
             ev.addr, ev.port, ev.peer_addr, ev.peer_port = sock.laddr, sock.lport, sock.raddr, sock.rport
-        return [(UP, Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete", None)]
+        return [Up(Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete")]
 
     # -- packets from ip
     def rcv(self, skb, now: int) -> list:
         ns = self.netns.get(skb.netns)
         if ns is None:
-            return [(DROP, skb, "tcp_v4_rcv", "NO_SOCKET")]
+            return [Drop(skb, "tcp_v4_rcv", "NO_SOCKET")]
         data, nh = skb.data, skb.network_header
         proto = data[nh + 9]
         if skb.icmp_type:                       # an ICMP error for one of our protocols
@@ -184,14 +184,14 @@ class Transport:
                 return ping.ping_err(self, ns, skb, now)
             if inner == ipv4.IPPROTO_TCP:
                 return self.tcp.err(ns, skb, now)
-            return [(STOP, skb, "icmp_unreach", None)]
+            return [Stop(skb, "icmp_unreach")]
         if proto == ipv4.IPPROTO_TCP:
             return self.tcp.rcv(ns, skb, now)
         if proto == ipv4.IPPROTO_UDP:
             return udp.udp_rcv(self, ns, skb, now)
         if proto == ipv4.IPPROTO_ICMP:
             return ping.ping_rcv(self, ns, skb, now)
-        return [(DROP, skb, "ip_local_deliver", "IP_NOPROTO")]
+        return [Drop(skb, "ip_local_deliver", "IP_NOPROTO")]
 
     def timer(self, key, now: int) -> list:
         return self.tcp.timer(key[1], now) if key[0] == "tcp" else []

@@ -52,11 +52,9 @@ class SynCookies:
             # cookie_init_timestamp(): low 4 bits the window scale (15 = none), bit 4 SACK
             low = (th.options.wscale if th.options.wscale is not None else 0xF) | (0x10 if tmp.sack_ok else 0)
             tmp.ts_offset = ((self.rng.getrandbits(26) << 6 | low) - now // MS) & MASK
-        out: list = []
-        xmit.send_syn(self, ns, tmp, now, out, synack=True, cause=skb)
-        kind, seg_skb, _fn, arg = out[0]
-        seg_skb.sk = 0
-        return (kind, seg_skb, "tcp_v4_send_synack", arg)
+        down = xmit.send_syn(self, ns, tmp, now, synack=True, cause=skb, fn="tcp_v4_send_synack")
+        down.skb.sk = 0
+        return down
 
     def cookie_check(self, ns, lsk, skb, th, saddr, daddr, now: int) -> TcpSock | None:
         """cookie_v4_check(): an ACK to a listener that only a cookie explains."""

@@ -6,7 +6,7 @@ import errno
 
 from pktflow.v1.skb_pb2 import SockEvent, Skb
 
-from ..common.skbuff import DROP, STOP, UP
+from ..common.actions import Drop, Stop, Up
 from ..wire import ipv4, tcp as wire
 from . import tcp_cong, tcp_output as xmit, tcp_rate, tcp_recovery as recovery
 from .tcp import (CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2,
@@ -21,7 +21,7 @@ def event(sk, kind: int, out: list, err: int = 0, state: int = 0, count: int = 0
     """A callback into the socket layer (sk_state_change, sk_error_report, ...)."""
     ev = SockEvent(kind=kind, err=err, state=state, count=count, addr=sk.laddr, port=sk.lport,
                    peer_addr=sk.raddr, peer_port=sk.rport)
-    out.append((UP, Skb(netns=sk.netns, sk=sk.sk if sk_id is None else sk_id, event=ev), "sk_state_change", None))
+    out.append(Up(Skb(netns=sk.netns, sk=sk.sk if sk_id is None else sk_id, event=ev), "sk_state_change"))
 
 
 def rtt_sample(sk, rtt: int, now: int):
@@ -81,15 +81,15 @@ def synsent(tr, ns, sk, skb, th, now: int, out: list) -> list:
     if th.flags & wire.ACK and not sk.iss < ack <= sk.snd_nxt:
         if not th.flags & wire.RST:
             out.append(xmit.reset_for(ns, skb, th, sk.raddr, sk.laddr, now))
-        return out + [(DROP, skb, "tcp_rcv_synsent_state_process", "TCP_ACK_UNSENT_DATA")]
+        return out + [Drop(skb, "tcp_rcv_synsent_state_process", "TCP_ACK_UNSENT_DATA")]
     if th.flags & wire.RST:
         if th.flags & wire.ACK:                       # "connection refused"
             tr.tcp_done(ns, sk, now, out, errno.ECONNREFUSED)
             ns.mib["TcpAttemptFails"] += 1
-            return out + [(STOP, skb, "tcp_reset", None)]
-        return out + [(DROP, skb, "tcp_rcv_synsent_state_process", "TCP_RESET")]
+            return out + [Stop(skb, "tcp_reset")]
+        return out + [Drop(skb, "tcp_rcv_synsent_state_process", "TCP_RESET")]
     if not th.flags & wire.SYN:
-        return out + [(DROP, skb, "tcp_rcv_synsent_state_process", "TCP_FLAGS")]
+        return out + [Drop(skb, "tcp_rcv_synsent_state_process", "TCP_FLAGS")]
     sk.irs = th.seq
     sk.rcv_nxt = sk.rcv_wup = sk.irs + 1
     apply_options(sk, th.options, syn=True, sysctl=ns.sysctl)
@@ -108,12 +108,12 @@ def synsent(tr, ns, sk, skb, th, now: int, out: list) -> list:
         event(sk, SockEvent.STATE_CHANGE, out, state=ESTABLISHED)
         xmit.send_ack(tr, ns, sk, now, out, cause=skb)
         xmit.write_xmit(tr, ns, sk, now, out)
-        return out + [(STOP, skb, "tcp_rcv_synsent_state_process", None)]
+        return out + [Stop(skb, "tcp_rcv_synsent_state_process")]
     # simultaneous open (RFC 9293 3.5, figure 8): answer with SYN-ACK
     set_state(ns, sk, SYN_RECV)
     sk.snd_wnd = th.window
-    xmit.send_syn(tr, ns, sk, now, out, synack=True, cause=skb)
-    return out + [(STOP, skb, "tcp_rcv_synsent_state_process", None)]
+    out.append(xmit.send_syn(tr, ns, sk, now, synack=True, cause=skb))
+    return out + [Stop(skb, "tcp_rcv_synsent_state_process")]
 
 
 def dsack_set(ns, sk, seq: int, end: int):
@@ -164,45 +164,45 @@ def rcv_state_process(tr, ns, sk, skb, th, now: int) -> list:
         if not oow_rate_limited(ns, sk, now, payload_len, th, "TCPACKSkippedPAWS"):
             xmit.send_ack(tr, ns, sk, now, out, cause=skb)
         ns.mib["PAWSEstab"] += 1
-        return out + [(DROP, skb, RCV, "TCP_RFC7323_PAWS")]
+        return out + [Drop(skb, RCV, "TCP_RFC7323_PAWS")]
     if not acceptable(sk, seq, end):
         if th.flags & wire.RST:
-            return out + [(DROP, skb, RCV, "TCP_RESET")]
+            return out + [Drop(skb, RCV, "TCP_RESET")]
         if seq < end <= sk.rcv_nxt:                     # a retransmission of what we have: D-SACK it
             ns.mib["DelayedACKLost"] += 1
             dsack_set(ns, sk, seq, end)
         elif oow_rate_limited(ns, sk, now, payload_len, th, "TCPACKSkippedSeq"):
-            return out + [(DROP, skb, RCV, "TCP_INVALID_SEQUENCE")]
+            return out + [Drop(skb, RCV, "TCP_INVALID_SEQUENCE")]
         xmit.send_ack(tr, ns, sk, now, out, cause=skb)    # RFC 9293: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>
         reason = "TCP_OLD_DATA" if end <= sk.rcv_nxt else "TCP_INVALID_SEQUENCE"
-        return out + [(DROP, skb, RCV, reason)]
+        return out + [Drop(skb, RCV, reason)]
     if th.flags & wire.RST:
         if seq != sk.rcv_nxt:                         # RFC 5961 3.2: in window but not exact
             send_challenge_ack(tr, ns, sk, skb, now, out)
-            return out + [(DROP, skb, RCV, "TCP_RESET")]
+            return out + [Drop(skb, RCV, "TCP_RESET")]
         tcp_reset(tr, ns, sk, now, out)
-        return out + [(STOP, skb, "tcp_reset", None)]
+        return out + [Stop(skb, "tcp_reset")]
     if th.flags & wire.SYN and sk.state != SYN_RECV:   # RFC 5961 4.2: a SYN in a synchronized state
         send_challenge_ack(tr, ns, sk, skb, now, out)
-        return out + [(DROP, skb, RCV, "TCP_INVALID_SYN")]
+        return out + [Drop(skb, RCV, "TCP_INVALID_SYN")]
     if not th.flags & wire.ACK:
-        return out + [(DROP, skb, RCV, "TCP_FLAGS")]
+        return out + [Drop(skb, RCV, "TCP_FLAGS")]
     update_ts_recent(sk, th, seq, now)
     ack = unwrap(th.ack, sk.snd_una)
     if sk.state == SYN_RECV:
         if not sk.snd_una < ack <= sk.snd_nxt:
             out.append(xmit.reset_for(ns, skb, th, sk.raddr, sk.laddr, now))
-            return out + [(DROP, skb, RCV, "TCP_ACK_UNSENT_DATA")]
+            return out + [Drop(skb, RCV, "TCP_ACK_UNSENT_DATA")]
         if not tr.child_established(ns, sk, skb, th, now, out):
-            return out + [(DROP, skb, "tcp_check_req", "TCP_LISTEN_OVERFLOW")]
+            return out + [Drop(skb, "tcp_check_req", "TCP_LISTEN_OVERFLOW")]
     if ack > sk.snd_nxt:
         xmit.send_ack(tr, ns, sk, now, out, cause=skb)
-        return out + [(DROP, skb, RCV, "TCP_ACK_UNSENT_DATA")]
+        return out + [Drop(skb, RCV, "TCP_ACK_UNSENT_DATA")]
     if ack < sk.snd_una - max(sk.max_window, 1):
-        return out + [(DROP, skb, RCV, "TCP_TOO_OLD_ACK")]
+        return out + [Drop(skb, RCV, "TCP_TOO_OLD_ACK")]
     tcp_ack(tr, ns, sk, skb, th, seq, ack, payload_len, now, out)
     if sk.state == CLOSE:
-        return out + [(STOP, skb, RCV, None)]
+        return out + [Stop(skb, RCV)]
     verdict = data_queue(tr, ns, sk, skb, th, seq, payload_len, now, out)
     if sk.state in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK):
         xmit.write_xmit(tr, ns, sk, now, out)
@@ -409,7 +409,7 @@ def deliver(sk, skb, out: list):
     skb.event.count = size
     sk.rcv_queued += size
     sk.bytes_received += size
-    out.append((UP, skb, "tcp_data_queue", None))
+    out.append(Up(skb, "tcp_data_queue"))
 
 
 def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: list):
@@ -419,15 +419,15 @@ def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: l
     if sk.ecn_flags & TCP_ECN_OK:
         ecn_rcv(sk, skb, th, payload_len)
     if not payload_len and not fin:
-        return (STOP, skb, "tcp_ack", None)
+        return Stop(skb, "tcp_ack")
     if sk.state in (CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT):
-        return (STOP, skb, RCV, None)                 # after their FIN: nothing more to take
+        return Stop(skb, RCV)                 # after their FIN: nothing more to take
     if sk.close_after and payload_len and seq + payload_len > sk.rcv_nxt:
         # tcp_rcv_state_process(): data for a socket closed by its owner aborts it
         ns.mib["TCPAbortOnData"] += 1
         xmit.send_reset(tr, ns, sk, now, out, cause=skb)
         tr.tcp_done(ns, sk, now, out, 0)
-        return (DROP, skb, RCV, "TCP_ABORT_ON_DATA")
+        return Drop(skb, RCV, "TCP_ABORT_ON_DATA")
     sk.data_segs_in += 1 if payload_len else 0
     sk.last_ack_cause = TraceRef.of(skb)
     if payload_len and sk.ts_ok and th.options.ts is not None and th.options.ts[1]:
@@ -439,7 +439,7 @@ def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: l
         ns.mib["TCPZeroWindowDrop"] += 1
         sk.quick = max(sk.quick, TCP_MAX_QUICKACKS)
         sk.ack_pending = True
-        return (DROP, skb, "tcp_data_queue", "TCP_ZEROWINDOW")
+        return Drop(skb, "tcp_data_queue", "TCP_ZEROWINDOW")
     if seq > sk.rcv_nxt:                               # a hole before it: out of order
         if payload_len:
             end = seq + payload_len
@@ -455,7 +455,7 @@ def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: l
         elif fin:
             sk.fin_seq = seq
         xmit.send_ack(tr, ns, sk, now, out, cause=skb)   # an immediate duplicate ACK with SACK
-        return (STOP, skb, "tcp_data_queue_ofo", None)
+        return Stop(skb, "tcp_data_queue_ofo")
     # in order, perhaps partly old: trim what we already have
     old = sk.rcv_nxt - seq
     if old:
@@ -463,7 +463,7 @@ def data_queue(tr, ns, sk, skb, th, seq: int, payload_len: int, now: int, out: l
             dsack_set(ns, sk, seq, sk.rcv_nxt)         # the part we had
         skb.head += old
         payload_len -= old
-    verdict = (STOP, skb, "tcp_data_queue", None)
+    verdict = Stop(skb, "tcp_data_queue")
     if payload_len > 0:
         deliver(sk, skb, out)                      # its verdict, in order before what it unblocks
         verdict = None

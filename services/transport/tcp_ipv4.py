@@ -8,7 +8,7 @@ import os
 from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL
 from pktflow.v1.skb_pb2 import PACKET_HOST, PACKET_LOOPBACK, ProtoCall, Skb, SockEvent
 
-from ..common.skbuff import DOWN, DROP, STOP, TIMER, UP
+from ..common.actions import Arm, Cancel, Down, Drop, Stop, Up
 from ..wire import Malformed, icmp, ipv4, tcp as wire
 from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_rate, tcp_timer
 from .sock import PortTable
@@ -116,7 +116,7 @@ class TcpProto(SynCookies):
         if op == ProtoCall.GETSOCKOPT:
             err, value = tcp_info.getsockopt(sk, call.level, call.optname, call.optlen, now)
             done = self.complete(skb, err)
-            done[0][1].event.optval = value
+            done[0].skb.event.optval = value
             return done
         return self.complete(skb, errno.EOPNOTSUPP)
 
@@ -125,7 +125,7 @@ class TcpProto(SynCookies):
         if sk is not None:
             ev.addr, ev.port, ev.peer_addr, ev.peer_port = sk.laddr, sk.lport, sk.raddr, sk.rport
             ev.state = sk.state
-        return [(UP, Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete", None)]
+        return [Up(Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete")]
 
     def bind(self, ns, sk: TcpSock, addr: int, port: int) -> int:
         """inet_bind() with inet_csk_bind_conflict(): SO_REUSEADDR on both lets
@@ -197,8 +197,9 @@ class TcpProto(SynCookies):
         syn.sent = now
         sk.rtx.append(syn)
         sk.snd_nxt = sk.iss + 1
-        xmit.send_syn(self, ns, sk, now, out, cause=cause)
-        syn.skb = out[-1][1]
+        down = xmit.send_syn(self, ns, sk, now, cause=cause)
+        out.append(down)
+        syn.skb = down.skb
         sk.t_rto = now + sk.rto
         self.arm(sk, now, out)
         return errno.EINPROGRESS
@@ -262,7 +263,7 @@ class TcpProto(SynCookies):
             self.arm(sk, now, out)
         if n < len(data):
             sk.write_blocked = True
-        verdict = [(STOP, skb, "tcp_sendmsg", None)] if skb.trace_id else []
+        verdict = [Stop(skb, "tcp_sendmsg")] if skb.trace_id else []
         return out + verdict + self.complete(skb, 0, sk, count=n)
 
     def expand_sndbuf(self, ns, sk: TcpSock):
@@ -419,10 +420,10 @@ class TcpProto(SynCookies):
             ns.mib["TcpInErrs"] += 1
             if e.reason == "TCP_CSUM":
                 ns.mib["TcpInCsumErrors"] += 1
-            return [(DROP, skb, "tcp_v4_rcv", e.reason)]
+            return [Drop(skb, "tcp_v4_rcv", e.reason)]
         skb.head = th_off + th.doff
         if skb.pkt_type not in (PACKET_HOST, PACKET_LOOPBACK):    # TCP is unicast only
-            return [(DROP, skb, "tcp_v4_rcv", "OTHERHOST")]
+            return [Drop(skb, "tcp_v4_rcv", "OTHERHOST")]
         t = self.tables(ns)
         sk = t.ehash.get((daddr, th.dport, saddr, th.sport))
         if sk is not None:
@@ -443,9 +444,9 @@ class TcpProto(SynCookies):
         duplicate ACK): the peer is reachable. The first segment sent after the
         ACK carries the confirmation to the neighbour layer, which keeps the entry
         REACHABLE (no unicast ARP probe while the flow makes progress)."""
-        for kind, skb, _fn, _arg in out:
-            if kind == DOWN and skb.sk == sk.sk:
-                skb.dst_pending_confirm = True
+        for act in out:
+            if type(act) is Down and act.skb.sk == sk.sk:
+                act.skb.dst_pending_confirm = True
                 return
         sk.dst_pending_confirm = True            # rides on the next segment (tcp_output.segment())
 
@@ -463,24 +464,24 @@ class TcpProto(SynCookies):
         out = []
         if not th.flags & wire.RST:
             out.append(xmit.reset_for(ns, skb, th, saddr, daddr, now))
-        return out + [(DROP, skb, "tcp_v4_rcv", "NO_SOCKET")]
+        return out + [Drop(skb, "tcp_v4_rcv", "NO_SOCKET")]
 
     def listen_process(self, ns, lsk: TcpSock, skb, th, saddr: int, daddr: int, now: int) -> list:
         """A segment for a listener: a SYN starts a handshake, an ACK may carry a cookie."""
         flags = th.flags
         if flags & wire.RST:
-            return [(DROP, skb, "tcp_v4_do_rcv", "TCP_RESET")]
+            return [Drop(skb, "tcp_v4_do_rcv", "TCP_RESET")]
         if flags & wire.ACK:
             if not flags & wire.SYN and ns.sysctl["net.ipv4.tcp_syncookies"]:
                 child = self.cookie_check(ns, lsk, skb, th, saddr, daddr, now)
                 if child is not None:
                     out: list = []
                     if not self.child_established(ns, child, skb, th, now, out):
-                        return out + [(DROP, skb, "cookie_v4_check", "TCP_LISTEN_OVERFLOW")]
+                        return out + [Drop(skb, "cookie_v4_check", "TCP_LISTEN_OVERFLOW")]
                     return out + tcp_input.rcv_state_process(self, ns, child, skb, th, now)
             return self.no_socket(ns, skb, th, saddr, daddr, now)
         if not flags & wire.SYN:
-            return [(DROP, skb, "tcp_v4_do_rcv", "TCP_FLAGS")]
+            return [Drop(skb, "tcp_v4_do_rcv", "TCP_FLAGS")]
         return self.conn_request(ns, lsk, skb, th, saddr, daddr, now)
 
     def conn_request(self, ns, lsk: TcpSock, skb, th, saddr: int, daddr: int, now: int) -> list:
@@ -495,24 +496,24 @@ class TcpProto(SynCookies):
             if not syncookies:                           # tcp_syn_flood_action()
                 ns.mib["TCPReqQFullDrop"] += 1
                 ns.mib["ListenDrops"] += 1
-                return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
+                return [Drop(skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
             ns.mib["TCPReqQFullDoCookies"] += 1
             want_cookie = True
         if len(lsk.accept_queue) > lsk.backlog:          # sk_acceptq_is_full(): backlog + 1 fit
             ns.mib["ListenOverflows"] += 1
             ns.mib["ListenDrops"] += 1
-            return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
+            return [Drop(skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
         if want_cookie:
             ns.mib["SyncookiesSent"] += 1
             out.append(self.cookie_synack(ns, lsk, skb, th, saddr, daddr, now))
-            return out + [(STOP, skb, "tcp_conn_request", None)]
+            return out + [Stop(skb, "tcp_conn_request")]
         max_syn_backlog = ns.sysctl["net.ipv4.tcp_max_syn_backlog"]
         if not syncookies and max_syn_backlog - qlen < max_syn_backlog >> 2:
             # Without cookies the last quarter of tcp_max_syn_backlog is kept for
             # peers proven alive (tcp_peer_is_proven(): tcp_metrics, which pktflow
             # does not keep, so no peer is proven). With cookies it does not apply.
             ns.mib["ListenDrops"] += 1
-            return [(DROP, skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
+            return [Drop(skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
         req = self.new_child(ns, lsk, daddr, th.dport, saddr, th.sport, now)
         tcp_input.apply_options(req, th.options, syn=True, sysctl=ns.sysctl)
         if req.ts_ok:
@@ -530,11 +531,12 @@ class TcpProto(SynCookies):
         seg.sent = now
         req.rtx.append(seg)
         req.snd_nxt = req.iss + 1
-        xmit.send_syn(self, ns, req, now, out, synack=True, cause=skb)
-        seg.skb = out[-1][1]
+        down = xmit.send_syn(self, ns, req, now, synack=True, cause=skb)
+        out.append(down)
+        seg.skb = down.skb
         req.t_rto = now + req.rto
         self.arm(req, now, out)
-        return out + [(STOP, skb, "tcp_conn_request", None)]
+        return out + [Stop(skb, "tcp_conn_request")]
 
     def new_child(self, ns, lsk: TcpSock, laddr: int, lport: int, raddr: int, rport: int, now: int) -> TcpSock:
         """inet_csk_clone_lock(): a connection socket that inherits the listener's options."""
@@ -603,7 +605,7 @@ class TcpProto(SynCookies):
         fn = "tcp_timewait_state_process"
         if th.flags & wire.RST:
             self.tcp_done(ns, sk, now, out, 0)
-            return out + [(STOP, skb, fn, None)]
+            return out + [Stop(skb, fn)]
         seq = unwrap(th.seq, sk.rcv_nxt)
         if th.flags & wire.SYN and not th.flags & wire.ACK and seq > sk.rcv_nxt:
             lsk = self.lookup_listener(t, daddr, th.dport)
@@ -617,7 +619,7 @@ class TcpProto(SynCookies):
                 not tcp_input.challenge_rate_limited(ns, sk, now, "TCPACKSkippedTimeWait"):
             xmit.send_ack(self, ns, sk, now, out, cause=skb, fn=fn)   # tcp_timewait_check_oow_rate_limit()
         self.arm(sk, now, out)
-        return out + [(STOP, skb, fn, None)]
+        return out + [Stop(skb, fn)]
 
     # -- endings and timers ------------------------------------------------
     def tcp_done(self, ns, sk: TcpSock, now: int, out: list, err: int):
@@ -639,7 +641,7 @@ class TcpProto(SynCookies):
             tcp_input.event(sk, SockEvent.STATE_CHANGE, out, state=CLOSE)
         if sk.close_after or sk.parent is not None and was == SYN_RECV:
             self.destroy(ns, sk)
-        out.append((TIMER, None, ("tcp", sk.sk), None))
+        out.append(Cancel(("tcp", sk.sk)))
         sk.timer_at = None
 
     def destroy(self, ns, sk: TcpSock):
@@ -663,7 +665,7 @@ class TcpProto(SynCookies):
         nxt = tcp_timer.next_deadline(sk)
         if nxt is not None and (sk.timer_at is None or nxt < sk.timer_at):
             sk.timer_at = nxt
-            out.append((TIMER, None, ("tcp", sk.sk), nxt))
+            out.append(Arm(("tcp", sk.sk), nxt))
 
     def timer(self, sk_id: int, now: int) -> list:
         sk = self.socks.get(sk_id)
@@ -689,7 +691,7 @@ class TcpProto(SynCookies):
             if hard or sk.state == SYN_SENT and skb.icmp_type == 3:
                 ns.mib["TcpAttemptFails"] += 1
                 self.tcp_done(ns, sk, now, out, err)
-        return out + [(STOP, skb, "tcp_v4_err", None)]
+        return out + [Stop(skb, "tcp_v4_err")]
 
     # -- ss ----------------------------------------------------------------
     def sockets(self, ns) -> list[dict]:

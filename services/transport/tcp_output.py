@@ -4,7 +4,8 @@ FIN, RST and SYN; the options on each. Every segment is a new packet, so a new
 journey in the traces, linked to what caused it (the application's send, the
 segment being acknowledged, the original of a retransmission)."""
 
-from ..common.skbuff import DOWN, IP_ID_SET, new_skb
+from ..common.actions import Down
+from ..common.skbuff import IP_ID_SET, new_skb
 from ..wire import ipv4, tcp as wire
 from . import tcp_cong
 from .tcp import (CA_CWR, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, MAX_SACK_BLOCKS, MS, S, SYN_RECV, SYN_SENT,
@@ -88,7 +89,7 @@ def grow_window(sk, size: int):
 
 def segment(tr, ns, sk, seq: int, flags: int, payload: bytes, now: int, cause, fn: str, ack: bool = True,
             opts: bytes | None = None, window: int | None = None) -> tuple:
-    """tcp_transmit_skb(): one segment of this connection, as a DOWN verdict."""
+    """tcp_transmit_skb(): one segment of this connection, as a Down action."""
     if opts is None:
         opts = wire.options(ts=(tsval(sk, now), sk.ts_recent), sack=sack_blocks(sk)) if sk.ts_ok else \
             wire.options(sack=sack_blocks(sk))
@@ -123,7 +124,7 @@ def segment(tr, ns, sk, seq: int, flags: int, payload: bytes, now: int, cause, f
         sk.ack_pending = False
         sk.t_delack = None
         sk.unacked_rcv = 0
-    return (DOWN, skb, fn, None)
+    return Down(skb, fn)
 
 
 def send_ack(tr, ns, sk, now: int, out: list, cause=None, fn: str = "tcp_send_ack", seq: int | None = None):
@@ -141,11 +142,12 @@ def initial_window(sk, synack: bool) -> int:
     return window
 
 
-def send_syn(tr, ns, sk, now: int, out: list, synack: bool = False, cause=None, fn: str | None = None,
+def send_syn(tr, ns, sk, now: int, synack: bool = False, cause=None, fn: str | None = None,
              again: bool = False):
     """tcp_connect() / tcp_make_synack(): Linux's SYN options in Linux's order
     (MSS, SACK-permitted, timestamps, window scale); a SYN-ACK echoes only what
-    the SYN offered. A retransmitted SYN no longer asks for ECN (tcp_ecn_fallback)."""
+    the SYN offered. A retransmitted SYN no longer asks for ECN (tcp_ecn_fallback).
+    Returns its Down action."""
     offer = not synack
     mss = sk.advmss
     sysctl = ns.sysctl                 # tcp_syn_options(): an option is offered only while its sysctl is on
@@ -162,7 +164,7 @@ def send_syn(tr, ns, sk, now: int, out: list, synack: bool = False, cause=None, 
     elif synack and sk.ecn_flags & TCP_ECN_OK:
         flags |= wire.ECE                             # tcp_ecn_make_synack(): agree
     fn = fn or ("tcp_v4_send_synack" if synack else "tcp_connect")
-    out.append(segment(tr, ns, sk, sk.iss, flags, b"", now, cause, fn, ack=synack, opts=opts, window=window))
+    return segment(tr, ns, sk, sk.iss, flags, b"", now, cause, fn, ack=synack, opts=opts, window=window)
 
 
 def reset_for(ns, skb, th, saddr: int, daddr: int, now: int, fn: str = "tcp_v4_send_reset") -> tuple:
@@ -177,8 +179,7 @@ def reset_for(ns, skb, th, saddr: int, daddr: int, now: int, fn: str = "tcp_v4_s
     data = wire.emit(th.dport, th.sport, seq, ack, flags, 0, b"", b"", daddr, saddr)
     ns.mib["TcpOutRsts"] += 1
     ns.mib["TcpOutSegs"] += 1
-    return (DOWN, new_skb(ns.name, data, skb, saddr=daddr, daddr=saddr, ip_proto=ipv4.IPPROTO_TCP, df=True),
-            fn, None)
+    return Down(new_skb(ns.name, data, skb, saddr=daddr, daddr=saddr, ip_proto=ipv4.IPPROTO_TCP, df=True), fn)
 
 
 def send_reset(tr, ns, sk, now: int, out: list, cause=None):
@@ -255,9 +256,10 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit", prob
         tcp_cong.data_sent(sk, seg, now)              # tcp_rate_skb_sent(), tcp_event_data_sent()
         sk.rtx.append(seg)
         sk.rtx_bytes += len(payload)
-        out.append(segment(tr, ns, sk, sk.snd_nxt, flags, payload, now, cause,
-                           "tcp_send_fin" if flags & wire.FIN and not payload else fn))
-        seg.skb = out[-1][1]
+        down = segment(tr, ns, sk, sk.snd_nxt, flags, payload, now, cause,
+                       "tcp_send_fin" if flags & wire.FIN and not payload else fn)
+        out.append(down)
+        seg.skb = down.skb
         seg.order = sk.segs_out
         if payload:
             sk.data_segs_out += 1
@@ -367,7 +369,7 @@ def retransmit(tr, ns, sk, seg: Seg, now: int, out: list, fn: str = "tcp_retrans
     if len(seg.data) > mss:
         fragment(sk, seg, mss, index)
     if seg.flags & wire.SYN:
-        send_syn(tr, ns, sk, now, out, synack=sk.state == SYN_RECV, cause=seg.origin(), fn=fn, again=True)
+        out.append(send_syn(tr, ns, sk, now, synack=sk.state == SYN_RECV, cause=seg.origin(), fn=fn, again=True))
     else:
         out.append(segment(tr, ns, sk, seg.seq, seg.flags, seg.data, now, seg.origin(), fn))
     seg.sent, seg.order = now, sk.segs_out

@@ -3,7 +3,8 @@ import errno
 
 from pktflow.v1.layers_pb2 import RTN_BROADCAST
 
-from ..common.skbuff import DOWN, DROP, IP_ID_SET, STOP, UP, clone
+from ..common.actions import Down, Drop, Stop, Up
+from ..common.skbuff import IP_ID_SET, clone
 from ..wire import Malformed, icmp, ipv4, udp
 from .sock import SKB_TRUESIZE_OVERHEAD, InetSock
 
@@ -87,7 +88,7 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
     skb.transport_header = 0
     skb.ClearField("call")
     ns.mib["UdpOutDatagrams"] += 1
-    return 0, [(DOWN, skb, "udp_sendmsg", None)]
+    return 0, [Down(skb, "udp_sendmsg")]
 
 
 def udp_rcv(tr, ns, skb, now: int) -> list:
@@ -103,7 +104,7 @@ def udp_rcv(tr, ns, skb, now: int) -> list:
         ns.mib["UdpInErrors"] += 1
         if e.reason == "UDP_CSUM":
             ns.mib["UdpInCsumErrors"] += 1
-        return [(DROP, skb, "udp_rcv", e.reason)]
+        return [Drop(skb, "udp_rcv", e.reason)]
     if th + uh.length < end:         # pskb_trim_rcsum(skb, ulen): bytes beyond the UDP length are not data
         skb.data = data[:th + uh.length]
     skb.head = th + udp.UDP_HLEN
@@ -111,7 +112,7 @@ def udp_rcv(tr, ns, skb, now: int) -> list:
         socks = ns.udp.all_for(daddr, uh.dport)
         if not socks:
             ns.mib["UdpNoPorts"] += 1
-            return [(DROP, skb, "udp_rcv", "NO_SOCKET")]
+            return [Drop(skb, "udp_rcv", "NO_SOCKET")]
         out = []
         for s in socks[1:]:
             out += queue_rcv(ns, s, clone(skb))
@@ -121,7 +122,7 @@ def udp_rcv(tr, ns, skb, now: int) -> list:
         ns.mib["UdpNoPorts"] += 1
         report = clone(skb)
         report.icmp_type, report.icmp_code = ICMP_DEST_UNREACH, ICMP_PORT_UNREACH
-        return [(DROP, skb, "udp_rcv", "NO_SOCKET"), (DOWN, report, "icmp_send", None)]
+        return [Drop(skb, "udp_rcv", "NO_SOCKET"), Down(report, "icmp_send")]
     return queue_rcv(ns, sock, skb)
 
 
@@ -130,13 +131,13 @@ def queue_rcv(ns, sock: InetSock, skb) -> list:
     if sock.rmem_alloc > sock.rcvbuf:
         ns.mib["UdpRcvbufErrors"] += 1
         ns.mib["UdpInErrors"] += 1
-        return [(DROP, skb, "udp_rcv", "SOCKET_RCVBUFF")]
+        return [Drop(skb, "udp_rcv", "SOCKET_RCVBUFF")]
     truesize = len(skb.data) + SKB_TRUESIZE_OVERHEAD
     sock.rmem_alloc += truesize
     skb.sk = sock.sk
     skb.event.kind = skb.event.DATA_READY
     skb.event.count = truesize
-    return [(UP, skb, "udp_rcv", None)]
+    return [Up(skb, "udp_rcv")]
 
 
 def udp_err(tr, ns, skb, now: int) -> list:
@@ -152,10 +153,10 @@ def report_error(sock: InetSock | None, skb, payload: int, fn: str) -> list:
     """sk->sk_err = err; sk_error_report(): hard errors reach connected sockets,
     every error reaches an IP_RECVERR socket (with its error queue entry)."""
     if sock is None:
-        return [(STOP, skb, fn, None)]
+        return [Stop(skb, fn)]
     err, hard = icmp_to_errno(skb.icmp_type, skb.icmp_code)
     if not sock.recverr and (not hard or not sock.connected):
-        return [(STOP, skb, fn, None)]
+        return [Stop(skb, fn)]
     skb.sk = sock.sk
     skb.head = min(payload, len(skb.data))     # what recvmsg(MSG_ERRQUEUE) returns
     ev = skb.event
@@ -163,4 +164,4 @@ def report_error(sock: InetSock | None, skb, payload: int, fn: str) -> list:
     ev.peer_addr = int.from_bytes(skb.data[skb.network_header + 12:skb.network_header + 16], "big")
     ev.count = skb.icmp_info
     ev.flags = 1 if sock.recverr else 0     # 1: also queue it on the error queue
-    return [(UP, skb, fn, None)]
+    return [Up(skb, fn)]

@@ -278,7 +278,8 @@ def test_sigkilled_container_is_restarted_by_its_policy_and_rejoins(compose_stac
 
     def restarted():
         now = compose_stack.state("link")
-        return now["RestartCount"] > before["RestartCount"] and now["Running"] and now["StartedAt"] != before["StartedAt"]
+        return (now["RestartCount"] > before["RestartCount"] and now["Running"]
+                and now["StartedAt"] != before["StartedAt"])
 
     eventually(restarted, timeout=30, interval=0.2)
     compose_stack.wait_healthy()

@@ -5,7 +5,7 @@ import random
 
 import pytest
 from pktflow.services.common import topology
-from pktflow.services.common.skbuff import DOWN, DROP, STOP, TIMER, UP
+from pktflow.services.common.actions import Arm, Cancel, Down, Drop, Stop, Up
 from pktflow.services.link import sch_api
 from pktflow.services.link.dev import Link
 from pktflow.services.link.sch_netem import U32_MAX, Netem, Qopt, format_qopt, parse, sprint_rate, sprint_time64
@@ -129,8 +129,9 @@ def test_printing_units():
 # -- each impairment
 def test_delay_holds_a_frame_until_its_time():
     q = qdisc("delay 10ms")
-    [(kind, skb, fn, reason)] = q.enqueue(frame(0), 0)
-    assert (kind, fn, reason) == (STOP, "netem_enqueue", None)
+    [act] = q.enqueue(frame(0), 0)
+    assert act == Stop(act.skb, "netem_enqueue")
+    skb = act.skb
     assert q.dequeue(0) == ([], 10 * MS)
     assert q.dequeue(10 * MS - 1) == ([], 10 * MS)
     assert q.dequeue(10 * MS) == ([skb], None)
@@ -151,8 +152,8 @@ def test_jitter_spreads_delays_uniformly_and_reorders():
 def test_loss_drops_with_netem_loss_and_counts():
     q = qdisc("loss 25% seed 3")
     verdicts, sent = run(q, 8000)
-    lost = [v for v in verdicts if v[0] == DROP]
-    assert all(v[2:] == ("netem_enqueue", "NETEM_LOSS") for v in lost)
+    lost = [v for v in verdicts if type(v) is Drop]
+    assert all((v.fn, v.reason) == ("netem_enqueue", "NETEM_LOSS") for v in lost)
     assert 1850 < len(lost) < 2150
     assert len(sent) + len(lost) == 8000
     assert q.stats["drops"] == q.stats["dropped"] == len(lost) and q.stats["packets"] == len(sent)
@@ -161,7 +162,7 @@ def test_loss_drops_with_netem_loss_and_counts():
 def test_a_seed_repeats_the_same_losses():
     def losses(spec):
         verdicts, _ = run(qdisc(spec), 500)
-        return [seq(v[1]) for v in verdicts if v[0] == DROP]
+        return [seq(v.skb) for v in verdicts if type(v) is Drop]
     assert losses("loss 10% seed 42") == losses("loss 10% seed 42")
     assert losses("loss 10% seed 42") != losses("loss 10% seed 43")
     assert losses("loss 100%") == list(range(500)) and losses("loss 0%") == []
@@ -170,7 +171,7 @@ def test_a_seed_repeats_the_same_losses():
 def test_loss_correlation_makes_bursts():
     def mean_burst(spec):
         verdicts, _ = run(qdisc(spec), 20000)
-        lost = sorted(seq(v[1]) for v in verdicts if v[0] == DROP)
+        lost = sorted(seq(v.skb) for v in verdicts if type(v) is Drop)
         bursts = 1 + sum(1 for a, b in itertools.pairwise(lost) if b != a + 1)
         return len(lost) / bursts
     assert mean_burst("loss 50% seed 5") < 2.5
@@ -181,7 +182,7 @@ def test_duplicate_sends_a_copy_that_is_not_copied_again():
     q = qdisc("duplicate 100%")
     verdicts, sent = run(q, 10)
     assert [seq(s) for _, s in sent] == [i for i in range(10) for _ in (0, 1)]
-    assert q.stats["duplicated"] == 10 and [v[0] for v in verdicts] == [STOP] * 20
+    assert q.stats["duplicated"] == 10 and [type(v) for v in verdicts] == [Stop] * 20
     q = qdisc("duplicate 10% seed 8")
     _, sent = run(q, 5000)
     assert 400 < len(sent) - 5000 == q.stats["duplicated"] < 600
@@ -245,7 +246,7 @@ def test_rate_overhead_and_cells():
 def test_limit_drops_over_the_queue_length():
     q = qdisc("delay 1s limit 3")
     verdicts, sent = run(q, 5, until=0)
-    assert [(v[0], v[3]) for v in verdicts] == [(STOP, None)] * 3 + [(DROP, "QDISC_DROP")] * 2
+    assert [(type(v), getattr(v, "reason", None)) for v in verdicts] == [(Stop, None)] * 3 + [(Drop, "QDISC_DROP")] * 2
     assert q.qlen == 3 and q.stats["drops"] == 2 and q.stats["backlog"] == 300 and sent == []
     assert len(q.dequeue(10 ** 9)[0]) == 3 and q.qlen == 0 and q.stats["backlog"] == 0
 
@@ -297,24 +298,22 @@ def test_delayed_frames_leave_on_the_watchdog_and_pass_the_taps_then():
     ns = link.netns["h1"]
     ns.taps[0] = {99: 0x0003}                          # a capture (ETH_P_ALL) on every device
     out = link.packet_xmit(raw(), 1000)
-    assert [(v[0], v[2]) for v in out] == [(STOP, ("dev_queue_xmit", "netem_enqueue")),
-                                           (TIMER, ("qdisc", "h1", 2, 0))]
-    assert out[1][3] == 1000 + 5 * MS
+    assert out == [Stop(out[0].skb, ("dev_queue_xmit", "netem_enqueue")), Arm(("qdisc", "h1", 2, 0), 1000 + 5 * MS)]
     out = link.timer(("qdisc", "h1", 2, 0), 1000 + 5 * MS)
-    assert [(v[0], v[2]) for v in out] == [(UP, "dev_queue_xmit_nit"), (DOWN, "netem_dequeue")]
+    assert [(type(v), v.fn) for v in out] == [(Up, "dev_queue_xmit_nit"), (Down, "netem_dequeue")]
     assert link.timer(("qdisc", "h1", 2, 0), 1000 + 6 * MS) == []
 
 
 def test_a_lost_frame_is_a_traced_drop():
     link = link_with("loss 100%")
-    [(kind, _, fn, reason)] = link.packet_xmit(raw(), 0)
-    assert (kind, fn, reason) == (DROP, ("dev_queue_xmit", "netem_enqueue"), "NETEM_LOSS")
+    [act] = link.packet_xmit(raw(), 0)
+    assert act == Drop(act.skb, ("dev_queue_xmit", "netem_enqueue"), "NETEM_LOSS")
 
 
 def test_no_delay_goes_straight_through():
     link = link_with("duplicate 100%")
     out = link.packet_xmit(raw(), 0)
-    assert [v[0] for v in out] == [STOP, STOP, DOWN, DOWN]
+    assert [type(v) for v in out] == [Stop, Stop, Down, Down]
 
 
 # -- tc qdisc
@@ -376,8 +375,8 @@ def test_tc_s_shows_the_counters_and_deleting_frees_the_queue():
         f" backlog {60 * (10 - lost)}b {10 - lost}p requeues 0",
         f"  delayed {10 - lost} dropped {lost} corrupted 0 duplicated 0 reordered 0 ecn_marked 0"]
     _, verdicts = tc(ns, "del", "dev", "eth0", "root")
-    assert [(v[0], v[3]) for v in verdicts] == [(DROP, "QUEUE_PURGE")] * (10 - lost) + \
-        [(TIMER, None)]
+    assert verdicts == [Drop(v.skb, "qdisc_reset", "QUEUE_PURGE") for v in verdicts[:-1]] + \
+        [Cancel(("qdisc", "h1", 2, 0))] and len(verdicts) == 10 - lost + 1
     assert tc(ns, "-s", "show", "dev", "eth0")[0][1] == " Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0) "
 
 
@@ -396,12 +395,12 @@ def test_ecn_marks_capable_packets_instead_of_dropping_them():
     q = Netem(parse("loss 100% ecn"), 1)
     ect = bytes(Ether() / IP(src="10.0.1.10", dst="10.0.2.10", tos=0x02) / UDP(sport=1, dport=2) / b"x")
     skb = Skb(data=ect, protocol=0x0800)
-    assert [v[0] for v in q.enqueue(skb, 0)] == [STOP]
+    assert [type(v) for v in q.enqueue(skb, 0)] == [Stop]
     marked = Ether(skb.data)
     assert marked[IP].tos == 0x03
     del marked[IP].chksum
     assert Ether(bytes(marked))[IP].chksum == Ether(skb.data)[IP].chksum      # scapy's own checksum agrees
     not_ect = Skb(data=bytes(Ether() / IP(src="10.0.1.10", dst="10.0.2.10") / UDP(sport=1, dport=2)),
                   protocol=0x0800)
-    assert [v[0] for v in q.enqueue(not_ect, 0)] == [DROP]
+    assert [type(v) for v in q.enqueue(not_ect, 0)] == [Drop]
     assert q.stats["ecn_marked"] == 1 and q.stats["drops"] == 2

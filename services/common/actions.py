@@ -1,0 +1,56 @@
+"""What a core asks its shell to do: the actions a core call returns, in order.
+
+A core never sends, sleeps or traces; it returns a list of these and the
+shell (or the in-process netstack) carries them out. `fn` is the kernel
+function that did the work, the span's name, or a tuple of nested ones
+("ip_rcv", "ip_forward", "ip_output")."""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Down:
+    """Hand the skb to the layer below."""
+    skb: object
+    fn: str | tuple
+
+
+@dataclass(frozen=True, slots=True)
+class Up:
+    """Hand the skb to the layer above; `to` names it where there are two
+    (link hands ARP-less packets to ip and taps to socket), else None."""
+    skb: object
+    fn: str | tuple
+    to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """kfree_skb_reason(): `reason` is a DropReason name (skb.proto)."""
+    skb: object
+    fn: str | tuple
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """The skb's hop ends here without a drop: consumed, or parked in a queue
+    it will leave by a later action."""
+    skb: object
+    fn: str | tuple
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """(Re)arm the core's timer `key` to fire at monotonic ns `when`."""
+    key: object
+    when: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel the core's timer `key` (nothing if it is not armed)."""
+    key: object
+
+
+# The actions that carry an skb (and so end a hop of its journey).
+HOPS = (Down, Up, Drop, Stop)
