@@ -181,23 +181,24 @@ class Sock:
         return self.call(ProtoCallOp.BIND, addr=ipv4.aton(addr) if addr else 0, port=port).err
 
     def listen(self, backlog: int = 128):
-        return self.call(ProtoCallOp.LISTEN, count=backlog).err
+        return self.call(ProtoCallOp.LISTEN, backlog=backlog).err
 
     def connect(self, addr: str, port: int):
         return self.call(ProtoCallOp.CONNECT, addr=ipv4.aton(addr), port=port).err
 
     def send(self, data: bytes) -> int:
         ev = self.call(ProtoCallOp.SENDMSG, data=data)
-        return ev.count if not ev.err else -ev.err
+        return ev.sent if not ev.err else -ev.err
 
     def shutdown(self, how: int):
-        return self.call(ProtoCallOp.SHUTDOWN, flags=how).err
+        return self.call(ProtoCallOp.SHUTDOWN, how=how).err
 
     def close(self):
         return self.call(ProtoCallOp.RELEASE).err
 
-    def setsockopt(self, level: int, name: int, value: int):
-        return self.call(ProtoCallOp.SETSOCKOPT, level=level, optname=name, optval=value).err
+    def setsockopt(self, level: int, name: int, value: int | bytes):
+        val = {"optbytes": value} if isinstance(value, bytes) else {"optval": value}
+        return self.call(ProtoCallOp.SETSOCKOPT, level=level, optname=name, **val).err
 
     def mine(self):
         return [e for e in self.net.events if e.sk == self.sk]
@@ -209,7 +210,7 @@ class Sock:
             self.net.events.remove(e)
         data = b"".join(e.data[e.head:] for e in got)
         if consume and data:
-            self.call(ProtoCallOp.RECVMSG, count=len(data))
+            self.call(ProtoCallOp.RECVMSG, consumed=len(data))
         return data
 
     def states(self):
@@ -220,10 +221,10 @@ class Sock:
 
     def accept(self) -> "Sock | None":
         for e in self.net.events:
-            if e.event.kind == e.event.STATE_CHANGE and e.event.count == self.sk:
+            if e.event.kind == e.event.STATE_CHANGE and e.event.listener == self.sk:
                 self.net.events.remove(e)
                 child = Sock(self.net, self.netns, e.sk)
-                self.call(ProtoCallOp.ACCEPT, count=e.sk)
+                self.call(ProtoCallOp.ACCEPT, child=e.sk)
                 return child
         return None
 

@@ -59,10 +59,24 @@ def icmp_rcv(ns, skb, iph, now: int, fn) -> list:
             return [Drop(skb, fn + ("icmp_unreach",), "NOT_SPECIFIED")]   # as icmp_unreach(): no reason
         if broadcast:
             return [Drop(skb, fn + ("icmp_unreach",), "INVALID_PROTO")]
-        skb.icmp_type, skb.icmp_code, skb.icmp_info = h.type, h.code, h.rest & 0xFFFF
         skb.head = inner
+        report_error(skb, h, iph.src, icmp.quoted(skb.data, inner))
         return [Up(skb, fn + ("icmp_unreach",))]
     return [Stop(skb, fn + ("icmp_rcv",))]
+
+
+def report_error(skb, h, offender: int, q: icmp.Quoted):
+    """What icmp_unreach() hands the quoted protocol's err_handler: the error and
+    the flow it quotes, decoded here once."""
+    e = skb.icmp_error
+    e.type, e.code, e.info, e.offender = h.type, h.code, h.rest & 0xFFFF, offender
+    e.quoted_payload = q.l4
+    f = e.quoted
+    f.saddr, f.daddr, f.protocol = q.src, q.dst, q.proto
+    if q.proto == ipv4.IPPROTO_ICMP:
+        f.icmp_type, f.sport = q.echo
+    else:
+        f.sport, f.dport = q.ports
 
 
 def icmp_reply(ns, skb, iph, h, end: int, now: int) -> list:

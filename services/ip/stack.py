@@ -4,6 +4,7 @@ import random
 
 from ..common.actions import Drop, Stop
 from ..wire import ipv4
+from ..wire.icmp import ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
 from . import icmp, ip_input, ip_output, route
 from .netns import IpNetns
 from .route import RouteError
@@ -23,21 +24,21 @@ class Ip:
         ns = self.netns.get(skb.netns)
         if ns is None:
             return [Drop(skb, "ip_rcv", "DEV_READY")]
-        if skb.icmp_type:
+        if skb.HasField("link_failure"):
             # ipv4_link_failure(): the next hop never answered ARP
-            return icmp.icmp_send(ns, skb, skb.icmp_type, skb.icmp_code, 0, now, "ipv4_link_failure") + \
+            return icmp.icmp_send(ns, skb, ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, 0, now, "ipv4_link_failure") + \
                 [Stop(skb, "ipv4_link_failure")]
         return ip_input.ip_rcv(ns, skb, now)
 
     def from_transport(self, skb, now: int) -> list:
         """From the transport layer: a segment to send, or an icmp_send() request
-        about a packet it received (skb.icmp_type set)."""
+        about a packet it received (skb.icmp_send set)."""
         ns = self.netns.get(skb.netns)
         if ns is None:
             return [Drop(skb, "ip_queue_xmit", "DEV_READY")]
-        if skb.icmp_type:
-            return icmp.icmp_send(ns, skb, skb.icmp_type, skb.icmp_code, skb.icmp_info, now) + \
-                [Stop(skb, "icmp_send")]
+        if skb.HasField("icmp_send"):
+            req = skb.icmp_send
+            return icmp.icmp_send(ns, skb, req.type, req.code, req.info, now) + [Stop(skb, "icmp_send")]
         return ip_output.ip_queue_xmit(ns, skb, now)
 
     def route_output(self, netns: str, daddr: int, saddr: int = 0, oif: int = 0):

@@ -17,7 +17,6 @@ from ..wire import Malformed, ethernet, ipv4
 from . import arp, neighbour as nd, sch_netem
 
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
-ICMP_DEST_UNREACH, ICMP_HOST_UNREACH = 3, 1
 
 
 class Device:
@@ -74,7 +73,7 @@ class LinkNetns:
             elif kind == nd.FAILED:
                 # arp_error_report() -> ipv4_link_failure(): ip answers with host unreachable
                 report = clone(arg)
-                report.icmp_type, report.icmp_code = ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
+                report.link_failure.nexthop = n.ip
                 out.append(Drop(arg, "neigh_timer_handler", "NEIGH_FAILED"))
                 out.append(Up(report, "arp_error_report", "ip"))
         return out

@@ -46,7 +46,7 @@ class InetStream:
         """Transport's callbacks for a TCP socket (sk_state_change & co)."""
         ev = skb.event
         if ev.kind == SockEvent.STATE_CHANGE:
-            if s is None and ev.state == TCP_ESTABLISHED and ev.count:
+            if s is None and ev.state == TCP_ESTABLISHED and ev.listener:
                 self.new_child(skb, ev)
                 return []
             if s is None:
@@ -68,7 +68,7 @@ class InetStream:
 
     def new_child(self, skb, ev):
         """A connection completed on a listener: a socket for accept() to return."""
-        parent = self.socks.get(ev.count)
+        parent = self.socks.get(ev.listener)
         if parent is None or not parent.listening:
             return
         child = so.Sock(skb.sk, parent.netns, parent.family, parent.type, parent.proto, parent.sysctl)
@@ -115,7 +115,7 @@ class InetStream:
             return _status(errno.EOPNOTSUPP)
         if s.connected or s.connecting:
             return _status(errno.EINVAL)
-        ev = await self.call(s, ProtoCall.LISTEN, count=max(req.how, 0))
+        ev = await self.call(s, ProtoCall.LISTEN, backlog=max(req.how, 0))
         if not ev.err:
             s.listening = True
             s.laddr, s.lport = ev.addr, ev.port
@@ -136,7 +136,7 @@ class InetStream:
             return socket_pb2.FdReply(status=_status(errno.EBADF))
         child = s.accept_q.popleft()
         self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(op=ProtoCall.ACCEPT,
-                                                                                      count=child.fd)))
+                                                                                      child=child.fd)))
         return socket_pb2.FdReply(fd=child.fd, addr=self._inet_name(child.raddr, child.rport))
 
     async def Shutdown(self, req, context):
@@ -151,7 +151,7 @@ class InetStream:
             s.shut_rd = True
         if req.how in (1, 2):
             s.shut_wr = True
-        ev = await self.call(s, ProtoCall.SHUTDOWN, flags=req.how)
+        ev = await self.call(s, ProtoCall.SHUTDOWN, how=req.how)
         self._wake(s)
         return _status(ev.err)
 
@@ -179,8 +179,8 @@ class InetStream:
             if ev.err:
                 err = ev.err
                 break
-            sent += ev.count
-            if ev.count < len(chunk):
+            sent += ev.sent
+            if ev.sent < len(chunk):
                 if timeout == 0:
                     break
                 if not await self.wait(s, lambda: self.write_space.get(s.fd, 0) != before or s.sk_err or s.eof,
@@ -237,7 +237,7 @@ class InetStream:
         data, consumed = s.read_stream(want, peek=bool(req.flags & MSG_PEEK))
         if consumed:
             self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(
-                op=ProtoCall.RECVMSG, count=consumed)))
+                op=ProtoCall.RECVMSG, consumed=consumed)))
         d = socket_pb2.Datagram(data=data, length=len(data))
         d.addr.host, d.addr.port = ipv4.ntoa(s.raddr), s.rport
         return socket_pb2.RecvReply(msgs=[d])

@@ -13,13 +13,13 @@ from pktflow.v1.skb_pb2 import ProtoCall, SockEvent
 from ..common.shell import LayerShell
 from ..common.actions import Drop, Stop
 from ..common.skbuff import SAMPLED
+from ..common import uapi
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import ethernet, ipv4
 from . import sock as so
 from .inet_stream import InetStream
 
 ProtoSkb = skb_pb2.Skb
-MSG_LAST = 0x80000000
 MSG_ERRQUEUE, MSG_DONTWAIT, MSG_PEEK = 0x2000, 0x40, 0x2
 CALL_TIMEOUT = 10.0
 
@@ -90,7 +90,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             return [self.stream_data(s, skb)]
         if ev.kind == SockEvent.ERROR_REPORT:
             s.sk_err = ev.err
-            if ev.flags & 1:
+            if ev.errqueue:
                 s.errq.append(skb)
             self._wake(s)
             return [Stop(skb, "sk_error_report")]
@@ -118,22 +118,22 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         if req.netns not in self.topo.hosts:
             return socket_pb2.FdReply(status=_status(errno.ENOENT, f"no network namespace {req.netns!r}"))
         fam, typ, proto = req.family, req.type, req.protocol
-        if fam not in (so.AF_INET, so.AF_PACKET):
+        if fam not in (uapi.AF_INET, uapi.AF_PACKET):
             return socket_pb2.FdReply(status=_status(errno.EAFNOSUPPORT))
-        if fam == so.AF_INET and not (typ == so.SOCK_DGRAM and proto in (0, so.IPPROTO_UDP, so.IPPROTO_ICMP) or
-                                      typ == so.SOCK_STREAM and proto in (0, so.IPPROTO_TCP)):
-            return socket_pb2.FdReply(status=_status(errno.EPROTONOSUPPORT if typ in (so.SOCK_DGRAM, so.SOCK_STREAM)
+        if fam == uapi.AF_INET and not (typ == uapi.SOCK_DGRAM and proto in (0, uapi.IPPROTO_UDP, uapi.IPPROTO_ICMP) or
+                                      typ == uapi.SOCK_STREAM and proto in (0, uapi.IPPROTO_TCP)):
+            return socket_pb2.FdReply(status=_status(errno.EPROTONOSUPPORT if typ in (uapi.SOCK_DGRAM, uapi.SOCK_STREAM)
                                                      else errno.ESOCKTNOSUPPORT))
-        if fam == so.AF_PACKET and typ != so.SOCK_RAW:
+        if fam == uapi.AF_PACKET and typ != uapi.SOCK_RAW:
             return socket_pb2.FdReply(status=_status(errno.ESOCKTNOSUPPORT, "packet sockets here are SOCK_RAW"))
         fd = self.next_fd
         self.next_fd += 1
-        default_proto = {so.SOCK_DGRAM: so.IPPROTO_UDP, so.SOCK_STREAM: so.IPPROTO_TCP}.get(typ, 0)
-        s = so.Sock(fd, req.netns, fam, typ, proto or (default_proto if fam == so.AF_INET else 0),
+        default_proto = {uapi.SOCK_DGRAM: uapi.IPPROTO_UDP, uapi.SOCK_STREAM: uapi.IPPROTO_TCP}.get(typ, 0)
+        s = so.Sock(fd, req.netns, fam, typ, proto or (default_proto if fam == uapi.AF_INET else 0),
                     self.sysctl[req.netns])
         self.socks[fd] = s
         self.wakes[fd] = asyncio.Event()
-        if fam == so.AF_INET:
+        if fam == uapi.AF_INET:
             ev = await self.call(s, ProtoCall.CREATE, family=fam, type=typ, protocol=s.proto)
             if ev.err:
                 self._forget(s)
@@ -159,7 +159,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         s = self._sock(req.fd)
         if s is None:
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
-        if s.family == so.AF_PACKET:
+        if s.family == uapi.AF_PACKET:
             ifindex = self._ifindex(s, req.addr.ifname) if req.addr.ifname else 0
             if req.addr.ifname and not ifindex:
                 return socket_pb2.AddrReply(status=_status(errno.ENODEV, f"no interface {req.addr.ifname!r}"))
@@ -181,7 +181,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         s = self._sock(req.fd)
         if s is None:
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
-        if s.family == so.AF_PACKET:
+        if s.family == uapi.AF_PACKET:
             return socket_pb2.AddrReply(status=_status(errno.EOPNOTSUPP))
         if s.stream:
             return await self.stream_connect(s, req)
@@ -206,7 +206,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         err = s.take_error()
         if err:
             return socket_pb2.SendReply(status=_status(err))
-        if s.family == so.AF_PACKET:
+        if s.family == uapi.AF_PACKET:
             return self._packet_send(s, req)
         if s.stream:
             return await self.stream_send(s, req, context)
@@ -219,7 +219,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         fut = self.loop.create_future()
         self.pending[reqid] = fut
         last = len(req.msgs) - 1
-        mark, prio = s.opt(so.SOL_SOCKET, so.SO_MARK), s.opt(so.SOL_SOCKET, so.SO_PRIORITY)
+        mark, prio = s.opt(uapi.SOL_SOCKET, uapi.SO_MARK), s.opt(uapi.SOL_SOCKET, uapi.SO_PRIORITY)
         tracer, pid = self.tracer, _pid(context)
         for i, m in enumerate(req.msgs):
             t0 = time.time_ns()
@@ -231,8 +231,8 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
                 self.pending.pop(reqid, None)
                 return _partial([len(x.data) for x in req.msgs[:i]], errno.EINVAL)
             skb = ProtoSkb(netns=s.netns, sk=s.fd, data=m.data, mark=mark, priority=prio, pid=pid, tstamp=t0,
-                           call=ProtoCall(op=ProtoCall.SENDMSG, req=reqid, addr=addr, port=m.addr.port, segs=i,
-                                          flags=MSG_LAST if i == last else 0))
+                           call=ProtoCall(op=ProtoCall.SENDMSG, req=reqid, addr=addr, port=m.addr.port, index=i,
+                                          last=i == last))
             if not (req.traceparent and tracer.continue_from(skb, req.traceparent)):
                 tracer.start(skb, "sock_sendmsg")
             lost = down.put(skb)
@@ -249,9 +249,9 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             ev = SockEvent(err=errno.ENETDOWN)
         finally:
             self.pending.pop(reqid, None)
-        if ev.err and ev.count == 0:
+        if ev.err and ev.sent == 0:
             return socket_pb2.SendReply(status=_status(ev.err))
-        return socket_pb2.SendReply(sent=ev.count, lengths=[len(m.data) for m in req.msgs[:ev.count]])
+        return socket_pb2.SendReply(sent=ev.sent, lengths=[len(m.data) for m in req.msgs[:ev.sent]])
 
     def _packet_send(self, s: so.Sock, req) -> socket_pb2.SendReply:
         """packet_snd(): whole frames onto the bound (or addressed) device."""
@@ -270,7 +270,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
                 return _partial(sent, err)
             t0 = time.time_ns()
             skb = ProtoSkb(netns=s.netns, sk=s.fd, data=m.data, ifindex=ifindex, tstamp=t0,
-                           mark=s.opt(so.SOL_SOCKET, so.SO_MARK), priority=s.opt(so.SOL_SOCKET, so.SO_PRIORITY))
+                           mark=s.opt(uapi.SOL_SOCKET, uapi.SO_MARK), priority=s.opt(uapi.SOL_SOCKET, uapi.SO_PRIORITY))
             self.tracer.start(skb, "packet_sendmsg")
             lost = self.downs["link"].put(skb)
             if skb.trace_flags & SAMPLED:
@@ -311,22 +311,22 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         else:
             taken, freed = s.dequeue(max(1, req.max))
         msgs = [self._datagram(s, skb, t, req.bufsize) for skb, t in taken]
-        if freed and s.family == so.AF_INET:
+        if freed and s.family == uapi.AF_INET:
             self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(
-                op=ProtoCall.RECVMSG, count=freed, segs=len(taken))))
+                op=ProtoCall.RECVMSG, consumed=freed, segs=len(taken))))
         return socket_pb2.RecvReply(msgs=msgs)
 
     def _datagram(self, s: so.Sock, skb, queued: int, bufsize: int) -> socket_pb2.Datagram:
         data = skb.data
         # SOCK_RAW packet sockets read from the MAC header, the rest after their headers
-        payload = data[skb.mac_header:] if s.family == so.AF_PACKET else data[skb.head:]
+        payload = data[skb.mac_header:] if s.family == uapi.AF_PACKET else data[skb.head:]
         if skb.trace_flags & SAMPLED:
             self._spans(skb, "skb_recv_datagram", queued, time.time_ns(), "ingress", None, ())
         d = socket_pb2.Datagram(length=len(payload), tstamp=skb.tstamp)
         if bufsize and len(payload) > bufsize:
             payload, d.truncated = payload[:bufsize], True
         d.data = payload
-        if s.family == so.AF_PACKET:
+        if s.family == uapi.AF_PACKET:
             d.addr.ifname = self.topo.hosts[s.netns].interface(skb.ifindex).name
             d.addr.proto = int.from_bytes(data[12:14], "big")
             d.addr.pkttype, d.addr.hatype = skb.pkt_type, 1
@@ -334,7 +334,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             return d
         nh = skb.network_header
         d.addr.host = ipv4.ntoa(int.from_bytes(data[nh + 12:nh + 16], "big"))
-        if s.proto == so.IPPROTO_UDP:
+        if s.proto == uapi.IPPROTO_UDP:
             th = skb.transport_header
             d.addr.port = int.from_bytes(data[th:th + 2], "big")
         d.ttl, d.tos = data[nh + 8], data[nh + 1]
@@ -349,13 +349,12 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         skb = s.errq.popleft()
         ev = skb.event
         payload = skb.data[skb.head:]
-        ee = socket_pb2.ExtendedErr(ee_errno=ev.err, ee_origin=2, ee_type=ev.state >> 8, ee_code=ev.state & 0xFF,
-                                    ee_info=ev.count, offender=ipv4.ntoa(ev.peer_addr))
+        e = ev.ee
+        ee = socket_pb2.ExtendedErr(ee_errno=e.ee_errno, ee_origin=e.ee_origin, ee_type=e.ee_type,
+                                    ee_code=e.ee_code, ee_info=e.ee_info, offender=ipv4.ntoa(e.offender))
         d = socket_pb2.Datagram(data=payload, length=len(payload), ee=ee)
-        quoted = skb.data[skb.head - 8 - 20:] if s.proto == so.IPPROTO_UDP else b""
-        if len(quoted) >= 28:          # the original destination, from the quoted headers
-            d.addr.host = ipv4.ntoa(int.from_bytes(quoted[16:20], "big"))
-            d.addr.port = int.from_bytes(quoted[22:24], "big")
+        if s.proto == uapi.IPPROTO_UDP:  # msg_name: where the erring datagram went
+            d.addr.host, d.addr.port = ipv4.ntoa(ev.peer_addr), ev.peer_port
         return socket_pb2.RecvReply(msgs=[d])
 
     async def SetSockOpt(self, req, context):
@@ -368,10 +367,8 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         err, value = s.setsockopt(req.level, req.optname, req.bvalue if is_bytes else req.value)
         if err:
             return socket_pb2.SockOptReply(status=_status(err))
-        if s.family == so.AF_INET and (req.level, req.optname) in so.TRANSPORT_OPTS:
-            args = {"optbytes": value} if req.optname == so.TCP_CONGESTION and req.level == so.IPPROTO_TCP else \
-                {"optval": _linger_value(value) if (req.level, req.optname) == (so.SOL_SOCKET, so.SO_LINGER)
-                 else value}
+        if s.family == uapi.AF_INET and (req.level, req.optname) in so.TRANSPORT_OPTS:
+            args = {"optbytes": value} if isinstance(value, bytes) else {"optval": value}
             ev = await self.call(s, ProtoCall.SETSOCKOPT, level=req.level, optname=req.optname, **args)
             if ev.err:
                 return socket_pb2.SockOptReply(status=_status(ev.err))
@@ -381,7 +378,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         s = self._sock(req.fd)
         if s is None:
             return socket_pb2.SockOptReply(status=_status(errno.EBADF))
-        if s.family == so.AF_INET and s.stream and (req.level, req.optname) in so.TRANSPORT_GETOPTS:
+        if s.family == uapi.AF_INET and s.stream and (req.level, req.optname) in so.TRANSPORT_GETOPTS:
             # do_tcp_getsockopt(): min(optlen, the value's size) bytes; without a buffer, an int's 4
             ev = await self.call(s, ProtoCall.GETSOCKOPT, level=req.level, optname=req.optname,
                                  optlen=req.buflen or 4)
@@ -395,7 +392,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         s = self._sock(req.fd)
         if s is None:
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
-        if s.family == so.AF_PACKET:
+        if s.family == uapi.AF_PACKET:
             return socket_pb2.AddrReply(addr=self._packet_name(s))
         return socket_pb2.AddrReply(addr=self._inet_name(s.laddr, s.lport))
 
@@ -403,7 +400,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         s = self._sock(req.fd)
         if s is None:
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
-        if s.family == so.AF_PACKET or not s.connected or s.stream and s.eof and s.sk_err:
+        if s.family == uapi.AF_PACKET or not s.connected or s.stream and s.eof and s.sk_err:
             return socket_pb2.AddrReply(status=_status(errno.ENOTCONN))
         return socket_pb2.AddrReply(addr=self._inet_name(s.raddr, s.rport))
 
@@ -414,7 +411,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         self._forget(s)
         for child in s.accept_q:                  # never accepted: transport resets them
             self._forget(child)
-        if s.family == so.AF_INET:
+        if s.family == uapi.AF_INET:
             self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd,
                                                  call=ProtoCall(op=ProtoCall.RELEASE)))
         else:
@@ -447,13 +444,6 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
                     for s in self.socks.values() if s.netns == req.netns]
             return admin_pb2.AdminReply(json=json.dumps(rows))
         return super().admin(req)
-
-
-def _linger_value(opt: bytes) -> int:
-    """struct linger as transport takes it: on/off in the high word, seconds in the low."""
-    onoff = int.from_bytes(opt[:4], "little", signed=True)
-    secs = int.from_bytes(opt[4:8], "little", signed=True)
-    return (1 << 32 | max(secs, 0)) if onoff else 0
 
 
 def _partial(sent: list, err: int) -> socket_pb2.SendReply:

@@ -5,18 +5,13 @@ import errno
 from collections import deque
 
 from ..common.sysctl import CONGESTION_CONTROLS
+from ..common.uapi import (AF_INET, AF_PACKET, IP_RECVERR, IP_RECVTOS, IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_IP,
+                           IPPROTO_TCP, SO_BROADCAST, SO_DEBUG, SO_DOMAIN, SO_DONTROUTE, SO_ERROR, SO_KEEPALIVE,
+                           SO_LINGER, SO_MARK, SO_MAX_PACING_RATE, SO_OOBINLINE, SO_PRIORITY, SO_PROTOCOL, SO_RCVBUF,
+                           SO_RCVLOWAT, SO_REUSEADDR, SO_REUSEPORT, SO_SNDBUF, SO_TIMESTAMP, SO_TYPE, SOCK_STREAM,
+                           SOL_SOCKET, TCP_CONGESTION, TCP_INFO, TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_MAXSEG,
+                           TCP_NODELAY, TCP_SYNCNT)
 
-AF_INET, AF_PACKET = 2, 17
-SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = 1, 2, 3
-IPPROTO_IP, IPPROTO_ICMP, IPPROTO_UDP = 0, 1, 17
-SOL_SOCKET = 1
-SO_TYPE, SO_ERROR, SO_REUSEADDR, SO_BROADCAST, SO_SNDBUF, SO_RCVBUF = 3, 4, 2, 6, 7, 8
-SO_PRIORITY, SO_PROTOCOL, SO_DOMAIN, SO_MARK, SO_MAX_PACING_RATE = 12, 38, 39, 36, 47
-IP_TOS, IP_TTL, IP_RECVERR, IP_RECVTTL, IP_RECVTOS = 1, 2, 11, 12, 13
-IPPROTO_TCP = 6
-SO_KEEPALIVE, SO_LINGER = 9, 13
-TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_CONGESTION = 1, 2, 4, 5, 6, 7, 13
-TCP_INFO = 11
 SOCK_MIN_RCVBUF = 2048 + 256          # 2048 + sizeof(struct sk_buff), rounded as on x86-64
 SOCK_MIN_SNDBUF = 2 * SOCK_MIN_RCVBUF
 SKB_TRUESIZE_OVERHEAD = 576
@@ -148,7 +143,7 @@ class Sock:
         out, freed = [], 0
         while self.rcvq and len(out) < limit:
             skb, t = self.rcvq.popleft()
-            size = skb.event.count if self.family == AF_INET else len(skb.data) + SKB_TRUESIZE_OVERHEAD
+            size = skb.event.truesize if self.family == AF_INET else len(skb.data) + SKB_TRUESIZE_OVERHEAD
             freed += size
             out.append((skb, t))
         if self.family == AF_PACKET:
@@ -201,7 +196,6 @@ def _tos(sock, v):
     return v & 0xFF
 
 
-SO_DEBUG, SO_DONTROUTE, SO_KEEPALIVE, SO_OOBINLINE, SO_REUSEPORT, SO_RCVLOWAT, SO_TIMESTAMP = 1, 5, 9, 10, 15, 18, 29
 _SETTABLE = {
     (SOL_SOCKET, SO_REUSEADDR): _bool, (SOL_SOCKET, SO_BROADCAST): _bool, (SOL_SOCKET, SO_RCVBUF): _rcvbuf,
     (SOL_SOCKET, SO_SNDBUF): _sndbuf, (SOL_SOCKET, SO_MARK): _u32, (SOL_SOCKET, SO_PRIORITY): _u32,

@@ -59,15 +59,15 @@ def ping_rcv(tr, ns, skb, now: int) -> list:
     skb.sk = sock.sk
     skb.head = th
     skb.event.kind = skb.event.DATA_READY
-    skb.event.count = truesize
+    skb.event.truesize = truesize
     return [Up(skb, "ping_rcv")]
 
 
 def ping_err(tr, ns, skb, now: int) -> list:
     """An ICMP error quoting one of our echo requests."""
-    q = icmp.quoted(skb.data, skb.head)
-    kind, ident = q.echo
-    if kind != icmp.ICMP_ECHO:
+    e = skb.icmp_error
+    q = e.quoted
+    if q.icmp_type != icmp.ICMP_ECHO:
         return [Stop(skb, "ping_err")]
-    sock = ns.ping.lookup(q.src, ident, q.dst, 0)
-    return report_error(sock, skb, q.l4, "ping_err")
+    sock = ns.ping.lookup(q.saddr, q.sport, q.daddr, 0)
+    return report_error(sock, skb, e.quoted_payload, "ping_err")

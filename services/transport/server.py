@@ -69,7 +69,7 @@ class TransportShell(LayerShell):
 
     def span_attrs(self, skb):
         th, nh, d = skb.transport_header, skb.network_header, skb.data
-        proto = skb.ip_proto or (d[nh + 9] if len(d) > nh + 9 and not skb.icmp_type else 0)
+        proto = skb.ip_proto or (d[nh + 9] if len(d) > nh + 9 else 0)
         if proto not in (6, 17) or len(d) < th + 4:     # TCP and UDP: the ports name the flow
             return b""
         ports = d[th:th + 4]

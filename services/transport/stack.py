@@ -7,17 +7,13 @@ from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL
 from pktflow.v1.skb_pb2 import ProtoCall, SockEvent, Skb
 
 from ..common.actions import Drop, Stop, Up
+from ..common.uapi import (IP_RECVERR, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP,
+                           SO_BROADCAST, SO_RCVBUF, SO_REUSEADDR, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET)
 from ..wire import ipv4
 from . import ping, udp
 from .sock import InetSock, NeedRoute, TransportNetns
 from .tcp_ipv4 import TcpProto
 
-SOCK_STREAM, SOCK_DGRAM = 1, 2
-IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
-SOL_SOCKET, IPPROTO_IP = 1, 0
-SO_REUSEADDR, SO_BROADCAST, SO_RCVBUF = 2, 6, 8
-IP_TOS, IP_TTL, IP_RECVERR = 1, 2, 11
-MSG_LAST = 0x80000000            # ProtoCall.flags: the last datagram of one sendmmsg()
 # A send the syscall refuses never becomes a packet; its trace still ends with a reason.
 _SEND_ERR_REASON = {errno.ENETUNREACH: "IP_OUTNOROUTES", errno.EHOSTUNREACH: "IP_OUTNOROUTES",
                     errno.EMSGSIZE: "PKT_TOO_BIG"}
@@ -95,7 +91,7 @@ class Transport:
         if op == ProtoCall.SENDMSG:
             return self.sendmsg(ns, sock, skb, now)
         if op == ProtoCall.RECVMSG:
-            sock.rmem_alloc = max(0, sock.rmem_alloc - call.count)
+            sock.rmem_alloc = max(0, sock.rmem_alloc - call.consumed)
             if sock.proto == IPPROTO_UDP:
                 ns.mib["UdpInDatagrams"] += call.segs
             return []
@@ -144,7 +140,7 @@ class Transport:
 
     def sendmsg(self, ns, sock: InetSock, skb, now: int) -> list:
         call = skb.call
-        req, last, index = call.req, call.flags & MSG_LAST, call.segs
+        req, last, index = call.req, call.last, call.index
         if req and sock.failed_req == req:       # sendmmsg() stops at its first failure
             return [Stop(skb, "udp_sendmsg")]
         proto = ping if sock.proto == IPPROTO_ICMP else udp
@@ -162,9 +158,9 @@ class Transport:
         self.table(ns, sock).unhash(sock)
         self.socks.pop(sock.sk, None)
 
-    def complete(self, skb, err: int, sock: InetSock | None = None, count: int = 0, req: int | None = None) -> list:
+    def complete(self, skb, err: int, sock: InetSock | None = None, sent: int = 0, req: int | None = None) -> list:
         """The COMPLETE event answering a call; carries the local and peer address."""
-        ev = SockEvent(kind=SockEvent.COMPLETE, req=skb.call.req if req is None else req, err=err, count=count)
+        ev = SockEvent(kind=SockEvent.COMPLETE, req=skb.call.req if req is None else req, err=err, sent=sent)
         if sock is not None:
             ev.addr, ev.port, ev.peer_addr, ev.peer_port = sock.laddr, sock.lport, sock.raddr, sock.rport
         return [Up(Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete")]
@@ -174,10 +170,8 @@ class Transport:
         ns = self.netns.get(skb.netns)
         if ns is None:
             return [Drop(skb, "tcp_v4_rcv", "NO_SOCKET")]
-        data, nh = skb.data, skb.network_header
-        proto = data[nh + 9]
-        if skb.icmp_type:                       # an ICMP error for one of our protocols
-            inner = data[skb.head + 9]
+        if skb.HasField("icmp_error"):          # an ICMP error for one of our protocols
+            inner = skb.icmp_error.quoted.protocol
             if inner == ipv4.IPPROTO_UDP:
                 return udp.udp_err(self, ns, skb, now)
             if inner == ipv4.IPPROTO_ICMP:
@@ -185,6 +179,7 @@ class Transport:
             if inner == ipv4.IPPROTO_TCP:
                 return self.tcp.err(ns, skb, now)
             return [Stop(skb, "icmp_unreach")]
+        proto = skb.data[skb.network_header + 9]
         if proto == ipv4.IPPROTO_TCP:
             return self.tcp.rcv(ns, skb, now)
         if proto == ipv4.IPPROTO_UDP:

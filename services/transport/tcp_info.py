@@ -12,11 +12,10 @@ the AccECN counters; pmtu is the route's MTU the MSS came from."""
 import errno
 import struct
 
+from ..common.uapi import IPPROTO_TCP, TCP_CONGESTION, TCP_INFO
 from . import tcp_rate
 from .tcp import LISTEN, MS, TCP_DELACK_MAX, TCP_ECN_OK, TCP_ECN_SEEN
 
-IPPROTO_TCP = 6
-TCP_INFO, TCP_CONGESTION = 11, 13
 TCP_CA_NAME_MAX = 16
 TCPOLEN_TSTAMP_ALIGNED = 12
 # tcpi_options

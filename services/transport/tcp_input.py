@@ -17,9 +17,9 @@ from .tcp import (CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, EST
 RCV = "tcp_rcv_established"
 
 
-def event(sk, kind: int, out: list, err: int = 0, state: int = 0, count: int = 0, sk_id: int | None = None):
+def event(sk, kind: int, out: list, err: int = 0, state: int = 0, listener: int = 0, sk_id: int | None = None):
     """A callback into the socket layer (sk_state_change, sk_error_report, ...)."""
-    ev = SockEvent(kind=kind, err=err, state=state, count=count, addr=sk.laddr, port=sk.lport,
+    ev = SockEvent(kind=kind, err=err, state=state, listener=listener, addr=sk.laddr, port=sk.lport,
                    peer_addr=sk.raddr, peer_port=sk.rport)
     out.append(Up(Skb(netns=sk.netns, sk=sk.sk if sk_id is None else sk_id, event=ev), "sk_state_change"))
 
@@ -261,7 +261,7 @@ def tcp_ack(tr, ns, sk, skb, th, seq: int, ack: int, payload_len: int, now: int,
         sk.backoff = 0
         if sk.write_blocked and sndbuf_free(sk) >= sk.sndbuf // 3:
             sk.write_blocked = False
-            event(sk, SockEvent.WRITE_SPACE, out, count=sndbuf_free(sk))
+            event(sk, SockEvent.WRITE_SPACE, out)
         ack_fin(tr, ns, sk, now, out)
     elif ack == prior_una and payload_len == 0 and not th.flags & (wire.FIN | wire.SYN) and sk.rtx and \
             not win_update:
@@ -406,7 +406,7 @@ def deliver(sk, skb, out: list):
     skb.sk = sk.sk
     skb.event.kind = SockEvent.DATA_READY
     size = len(skb.data) - skb.head
-    skb.event.count = size
+    skb.event.truesize = size
     sk.rcv_queued += size
     sk.bytes_received += size
     out.append(Up(skb, "tcp_data_queue"))

@@ -9,19 +9,17 @@ from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL
 from pktflow.v1.skb_pb2 import PACKET_HOST, PACKET_LOOPBACK, ProtoCall, Skb, SockEvent
 
 from ..common.actions import Arm, Cancel, Down, Drop, Stop, Up
-from ..wire import Malformed, icmp, ipv4, tcp as wire
+from ..common.uapi import (IPPROTO_IP, IPPROTO_TCP, IP_TOS, IP_TTL, MSG_MORE, SHUT_RD, SHUT_RDWR, SHUT_WR,
+                           SO_KEEPALIVE, SO_LINGER, SO_MAX_PACING_RATE, SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF,
+                           SOL_SOCKET, TCP_CONGESTION, TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_MAXSEG,
+                           TCP_NODELAY, TCP_SYNCNT, linger_seconds)
+from ..wire import Malformed, ipv4, tcp as wire
 from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_rate, tcp_timer
 from .sock import PortTable
 from .syncookies import SynCookies
 from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV, SYN_SENT,
                   TCP_ECN_OK, TCP_ECN_SEEN, TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, set_state, unwrap)
 
-SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP = 1, 0, 6
-SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF, SO_RCVBUF, SO_MAX_PACING_RATE = 2, 9, 13, 7, 8, 47
-IP_TOS, IP_TTL = 1, 2
-TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_CONGESTION = 1, 2, 4, 5, 6, 7, 13
-SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
-MSG_MORE = 0x8000                # ProtoCall.flags of a SENDMSG: more of this write follows
 CHILD_ID_BASE = 1 << 40          # sockets transport creates (accepted connections) are numbered from here
 
 
@@ -86,23 +84,23 @@ class TcpProto(SynCookies):
             err = self.bind(ns, sk, call.addr, call.port)
             return self.complete(skb, err, sk)
         if op == ProtoCall.LISTEN:
-            return self.complete(skb, self.listen(ns, sk, call.count), sk)
+            return self.complete(skb, self.listen(ns, sk, call.backlog), sk)
         if op == ProtoCall.CONNECT:
             err = self.connect(ns, sk, call.addr, call.port, skb, now, out)
             return out + self.complete(skb, err, sk)
         if op == ProtoCall.SENDMSG:
             return self.sendmsg(ns, sk, skb, now)
         if op == ProtoCall.RECVMSG:
-            self.recvmsg(ns, sk, call.count, now, out)
+            self.recvmsg(ns, sk, call.consumed, now, out)
             return out
         if op == ProtoCall.ACCEPT:
-            child = self.socks.get(call.count)
+            child = self.socks.get(call.child)
             if child is not None and child in sk.accept_queue:
                 sk.accept_queue.remove(child)
                 child.parent = None
             return []
         if op == ProtoCall.SHUTDOWN:
-            err = self.shutdown(ns, sk, call.flags, now, out)
+            err = self.shutdown(ns, sk, call.how, now, out)
             return out + self.complete(skb, err, sk)
         if op == ProtoCall.SETSOCKOPT:
             err = self.setsockopt(ns, sk, call.level, call.optname, call.optval, call.optbytes, now)
@@ -120,8 +118,8 @@ class TcpProto(SynCookies):
             return done
         return self.complete(skb, errno.EOPNOTSUPP)
 
-    def complete(self, skb, err: int, sk: TcpSock | None = None, count: int = 0) -> list:
-        ev = SockEvent(kind=SockEvent.COMPLETE, req=skb.call.req, err=err, count=count)
+    def complete(self, skb, err: int, sk: TcpSock | None = None, sent: int = 0) -> list:
+        ev = SockEvent(kind=SockEvent.COMPLETE, req=skb.call.req, err=err, sent=sent)
         if sk is not None:
             ev.addr, ev.port, ev.peer_addr, ev.peer_port = sk.laddr, sk.lport, sk.raddr, sk.rport
             ev.state = sk.state
@@ -233,9 +231,9 @@ class TcpProto(SynCookies):
         out: list = []
         if sk.err:
             err, sk.err = sk.err, 0
-            return self.complete(skb, err, count=0)
+            return self.complete(skb, err)
         if sk.state in (SYN_SENT, SYN_RECV):
-            return self.complete(skb, errno.EAGAIN, count=0)     # the socket layer waits for the handshake
+            return self.complete(skb, errno.EAGAIN)     # the socket layer waits for the handshake
         if sk.state not in (ESTABLISHED, CLOSE_WAIT) or sk.fin_queued:
             return self.complete(skb, errno.EPIPE)           # sk_stream_wait_connect(): EPIPE, even unconnected
         tcp_rate.check_app_limited(sk)                      # is sending application-limited?
@@ -264,7 +262,7 @@ class TcpProto(SynCookies):
         if n < len(data):
             sk.write_blocked = True
         verdict = [Stop(skb, "tcp_sendmsg")] if skb.trace_id else []
-        return out + verdict + self.complete(skb, 0, sk, count=n)
+        return out + verdict + self.complete(skb, 0, sk, sent=n)
 
     def expand_sndbuf(self, ns, sk: TcpSock):
         """tcp_sndbuf_expand(): room for two windows of data, up to tcp_wmem[2]."""
@@ -371,7 +369,7 @@ class TcpProto(SynCookies):
                 if not value:
                     sk.t_keepalive = None
             elif name == SO_LINGER:
-                sk.linger = (value & 0xFFFFFFFF) if value >> 32 else None
+                sk.linger = linger_seconds(optbytes)
             elif name == SO_RCVBUF:
                 sk.rcvbuf_user = sk.rcvbuf = value
             elif name == SO_SNDBUF:
@@ -579,7 +577,7 @@ class TcpProto(SynCookies):
         ns.mib["TcpPassiveOpens"] += 1
         lsk.accept_queue.append(sk)
         self.established(ns, sk, now)
-        tcp_input.event(sk, SockEvent.STATE_CHANGE, out, state=ESTABLISHED, count=lsk.sk)
+        tcp_input.event(sk, SockEvent.STATE_CHANGE, out, state=ESTABLISHED, listener=lsk.sk)
         return True
 
     def established(self, ns, sk: TcpSock, now: int):
@@ -682,13 +680,13 @@ class TcpProto(SynCookies):
         """tcp_v4_err(): an ICMP error about one of our segments. Hard errors end
         a connection still in its handshake; later they are soft (ignored)."""
         from .udp import icmp_to_errno
-        q = icmp.quoted(skb.data, skb.head)
-        sport, dport = q.ports
-        sk = self.tables(ns).ehash.get((q.src, sport, q.dst, dport))
+        e = skb.icmp_error
+        q = e.quoted
+        sk = self.tables(ns).ehash.get((q.saddr, q.sport, q.daddr, q.dport))
         out: list = []
         if sk is not None and sk.state in (SYN_SENT, SYN_RECV):
-            err, hard = icmp_to_errno(skb.icmp_type, skb.icmp_code)
-            if hard or sk.state == SYN_SENT and skb.icmp_type == 3:
+            err, hard = icmp_to_errno(e.type, e.code)
+            if hard or sk.state == SYN_SENT and e.type == 3:
                 ns.mib["TcpAttemptFails"] += 1
                 self.tcp_done(ns, sk, now, out, err)
         return out + [Stop(skb, "tcp_v4_err")]

@@ -2,10 +2,12 @@
 import errno
 
 from pktflow.v1.layers_pb2 import RTN_BROADCAST
+from pktflow.v1.skb_pb2 import SockEvent, SockExtendedErr
 
 from ..common.actions import Down, Drop, Stop, Up
 from ..common.skbuff import IP_ID_SET, clone
-from ..wire import Malformed, icmp, ipv4, udp
+from ..common.uapi import SO_EE_ORIGIN_ICMP
+from ..wire import Malformed, ipv4, udp
 from .sock import SKB_TRUESIZE_OVERHEAD, InetSock
 
 UDP_MAX_PAYLOAD = 0xFFFF - ipv4.IPV4_HLEN - udp.UDP_HLEN
@@ -121,7 +123,7 @@ def udp_rcv(tr, ns, skb, now: int) -> list:
     if sock is None:
         ns.mib["UdpNoPorts"] += 1
         report = clone(skb)
-        report.icmp_type, report.icmp_code = ICMP_DEST_UNREACH, ICMP_PORT_UNREACH
+        report.icmp_send.type, report.icmp_send.code = ICMP_DEST_UNREACH, ICMP_PORT_UNREACH
         return [Drop(skb, "udp_rcv", "NO_SOCKET"), Down(report, "icmp_send")]
     return queue_rcv(ns, sock, skb)
 
@@ -136,17 +138,16 @@ def queue_rcv(ns, sock: InetSock, skb) -> list:
     sock.rmem_alloc += truesize
     skb.sk = sock.sk
     skb.event.kind = skb.event.DATA_READY
-    skb.event.count = truesize
+    skb.event.truesize = truesize
     return [Up(skb, "udp_rcv")]
 
 
 def udp_err(tr, ns, skb, now: int) -> list:
-    """__udp4_lib_err(): an ICMP error quoting a datagram we sent. skb.head is
-    the quoted IP header."""
-    q = icmp.quoted(skb.data, skb.head)
-    sport, dport = q.ports
-    sock = ns.udp.lookup(q.src, sport, q.dst, dport)
-    return report_error(sock, skb, q.l4 + udp.UDP_HLEN, "udp_err")
+    """__udp4_lib_err(): an ICMP error quoting a datagram we sent."""
+    e = skb.icmp_error
+    q = e.quoted
+    sock = ns.udp.lookup(q.saddr, q.sport, q.daddr, q.dport)
+    return report_error(sock, skb, e.quoted_payload + udp.UDP_HLEN, "udp_err")
 
 
 def report_error(sock: InetSock | None, skb, payload: int, fn: str) -> list:
@@ -154,14 +155,15 @@ def report_error(sock: InetSock | None, skb, payload: int, fn: str) -> list:
     every error reaches an IP_RECVERR socket (with its error queue entry)."""
     if sock is None:
         return [Stop(skb, fn)]
-    err, hard = icmp_to_errno(skb.icmp_type, skb.icmp_code)
+    e = skb.icmp_error
+    err, hard = icmp_to_errno(e.type, e.code)
     if not sock.recverr and (not hard or not sock.connected):
         return [Stop(skb, fn)]
     skb.sk = sock.sk
     skb.head = min(payload, len(skb.data))     # what recvmsg(MSG_ERRQUEUE) returns
-    ev = skb.event
-    ev.kind, ev.err, ev.state = ev.ERROR_REPORT, err, (skb.icmp_type << 8) | skb.icmp_code
-    ev.peer_addr = int.from_bytes(skb.data[skb.network_header + 12:skb.network_header + 16], "big")
-    ev.count = skb.icmp_info
-    ev.flags = 1 if sock.recverr else 0     # 1: also queue it on the error queue
+    ee = SockExtendedErr(ee_errno=err, ee_origin=SO_EE_ORIGIN_ICMP, ee_type=e.type, ee_code=e.code,
+                         ee_info=e.info, offender=e.offender)
+    # the event replaces the ICMP error in the skb's control oneof
+    skb.event.CopyFrom(SockEvent(kind=SockEvent.ERROR_REPORT, err=err, ee=ee, errqueue=sock.recverr,
+                                 peer_addr=e.quoted.daddr, peer_port=e.quoted.dport))
     return [Up(skb, fn)]

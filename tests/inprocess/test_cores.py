@@ -20,7 +20,7 @@ def udp_sock(k, netns="h1", sk=1):
 def test_autobind_picks_an_ephemeral_port():
     k = Kernel()
     sk = udp_sock(k)
-    ev = k.call("h1", sk, ProtoCall.SENDMSG, addr=H2, port=9, data=b"x", flags=0x80000000)
+    ev = k.call("h1", sk, ProtoCall.SENDMSG, addr=H2, port=9, data=b"x", last=True)
     assert ev.err == 0 and 32768 <= ev.port <= 60999
 
 
@@ -37,14 +37,14 @@ def test_bind_rules():
 def test_send_errors():
     k = Kernel()
     sk = udp_sock(k, "r1")
-    assert k.call("r1", sk, ProtoCall.SENDMSG, data=b"x", flags=0x80000000).err == errno.EDESTADDRREQ
-    assert k.call("r1", sk, ProtoCall.SENDMSG, addr=H2, port=0, data=b"x", flags=0x80000000).err == errno.EINVAL
+    assert k.call("r1", sk, ProtoCall.SENDMSG, data=b"x", last=True).err == errno.EDESTADDRREQ
+    assert k.call("r1", sk, ProtoCall.SENDMSG, addr=H2, port=0, data=b"x", last=True).err == errno.EINVAL
     assert k.call("r1", sk, ProtoCall.SENDMSG, addr=ipv4.aton("10.9.9.9"), port=9, data=b"x",
-                  flags=0x80000000).err == errno.ENETUNREACH
+                  last=True).err == errno.ENETUNREACH
     assert k.call("r1", sk, ProtoCall.SENDMSG, addr=ipv4.aton("10.0.2.255"), port=9, data=b"x",
-                  flags=0x80000000).err == errno.EACCES                     # broadcast needs SO_BROADCAST
+                  last=True).err == errno.EACCES                     # broadcast needs SO_BROADCAST
     assert k.call("r1", sk, ProtoCall.SENDMSG, addr=H2, port=9, data=b"x" * 1473,
-                  flags=0x80000000).err == errno.EMSGSIZE                   # over the MTU: no fragmentation yet
+                  last=True).err == errno.EMSGSIZE                   # over the MTU: no fragmentation yet
 
 
 def test_sent_datagram_is_a_valid_udp_packet():
@@ -52,7 +52,7 @@ def test_sent_datagram_is_a_valid_udp_packet():
     k.learn("h1", "eth0", "10.0.1.1", "02:00:00:00:01:01")
     sk = udp_sock(k)
     k.call("h1", sk, ProtoCall.BIND, addr=0, port=4000)
-    k.call("h1", sk, ProtoCall.SENDMSG, addr=H2, port=9, data=b"payload", flags=0x80000000)
+    k.call("h1", sk, ProtoCall.SENDMSG, addr=H2, port=9, data=b"payload", last=True)
     [(_, _, frame)] = k.wire
     p = Ether(frame)
     assert (p[IP].src, p[IP].dst, p[IP].ttl, p[IP].flags.DF, p[IP].id) == ("10.0.1.10", "10.0.2.10", 64, True, 0)
@@ -69,7 +69,7 @@ def test_connected_socket_uses_its_own_ip_ids():
     sk = udp_sock(k)
     k.call("h1", sk, ProtoCall.CONNECT, addr=H2, port=9)
     for _ in range(2):
-        k.call("h1", sk, ProtoCall.SENDMSG, data=b"x", flags=0x80000000)
+        k.call("h1", sk, ProtoCall.SENDMSG, data=b"x", last=True)
     ids = [Ether(f)[IP].id for _, _, f in k.wire]
     assert ids[1] == (ids[0] + 1) & 0xFFFF                   # inet_id++, as ip_select_ident_segs()
 
@@ -101,7 +101,8 @@ def test_ip_recverr_socket_gets_every_error():
     k.call("h1", sk, ProtoCall.SETSOCKOPT, level=0, optname=11, optval=1)       # IP_RECVERR
     k.receive("h1", "eth0", port_unreachable_for(k, 5003))
     [ev] = [s.event for s in k.up if s.event.kind == s.event.ERROR_REPORT]
-    assert (ev.err, ev.state, ipv4.ntoa(ev.peer_addr), ev.flags) == (errno.ECONNREFUSED, 0x0303, "10.0.2.10", 1)
+    assert (ev.err, ev.ee.ee_type, ev.ee.ee_code, ipv4.ntoa(ev.ee.offender), ev.errqueue) == \
+        (errno.ECONNREFUSED, 3, 3, "10.0.2.10", True)
 
 
 def test_demux_prefers_the_exact_address_and_the_connected_peer():

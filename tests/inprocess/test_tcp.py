@@ -9,6 +9,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
 from kernel import Network
+from pktflow.services.common.uapi import LINGER
 from pktflow.services.transport import tcp as T
 from conftest import LINUX_CAPTURES
 
@@ -201,7 +202,7 @@ def test_rst_on_an_established_connection_is_econnreset():
     net = Network()
     _srv, cli, child = connected_pair(net)
     from pktflow.v1.skb_pb2 import ProtoCall
-    child.setsockopt(SOL_SOCKET, 13, 1 << 32)         # SO_LINGER {on, 0}: close() aborts
+    child.setsockopt(SOL_SOCKET, 13, LINGER.pack(1, 0))   # SO_LINGER {on, 0}: close() aborts
     child.call(ProtoCall.RELEASE)
     assert cli.errors() == [errno.ECONNRESET]
     assert segments(net, "h2")[-1][TCP].flags == "RA"

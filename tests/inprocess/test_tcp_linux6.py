@@ -256,8 +256,8 @@ def initial_window(nodelay: bool, piece: int, more: bool = True) -> list:
         last = off + len(chunk) >= len(data)
         ev = child.call(ProtoCall.SENDMSG, data=chunk, flags=0 if last or not more else MSG_MORE)
         assert ev.err == 0
-        off += ev.count
-        if ev.count < len(chunk):
+        off += ev.sent
+        if ev.sent < len(chunk):
             break                           # it waits for write space, which no ACK brings
     return [len(p[TCP].payload) for p in segments(net, "h2") if len(p[TCP].payload)]
 

@@ -1,0 +1,33 @@
+"""The numbers of Linux's socket API, once (include/uapi/linux/socket.h, in.h,
+tcp.h, errqueue.h and asm-generic/socket.h, as on x86-64): the SDK, the socket
+room and transport all speak them."""
+import struct
+
+AF_UNSPEC, AF_INET, AF_PACKET = 0, 2, 17
+SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = 1, 2, 3
+IPPROTO_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 0, 1, 6, 17
+
+SOL_SOCKET = 1
+SO_DEBUG, SO_REUSEADDR, SO_TYPE, SO_ERROR, SO_DONTROUTE, SO_BROADCAST = 1, 2, 3, 4, 5, 6
+SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_OOBINLINE, SO_PRIORITY, SO_LINGER, SO_REUSEPORT = 7, 8, 9, 10, 12, 13, 15
+SO_RCVLOWAT, SO_TIMESTAMP, SO_MARK, SO_PROTOCOL, SO_DOMAIN, SO_MAX_PACING_RATE = 18, 29, 36, 38, 39, 47
+
+IP_TOS, IP_TTL, IP_RECVERR, IP_RECVTTL, IP_RECVTOS = 1, 2, 11, 12, 13
+
+TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT = 1, 2, 4, 5, 6, 7
+TCP_INFO, TCP_CONGESTION = 11, 13
+
+SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_WAITALL, MSG_ERRQUEUE, MSG_MORE = 0x2, 0x20, 0x40, 0x100, 0x2000, 0x8000
+SOMAXCONN = 4096
+SO_EE_ORIGIN_ICMP = 2
+
+# struct linger {int l_onoff; int l_linger;}
+LINGER = struct.Struct("=ii")
+
+
+def linger_seconds(optval: bytes) -> int | None:
+    """SO_LINGER's struct linger as sk_setsockopt() reads it: None when off,
+    else the seconds, l_linger taken as unsigned (so -1 lingers "forever")."""
+    onoff, secs = LINGER.unpack(optval[:LINGER.size])
+    return secs & 0xFFFFFFFF if onoff else None
