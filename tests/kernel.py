@@ -5,11 +5,10 @@ import random
 from collections import Counter
 
 from pktflow.services.common import topology
-from pktflow.services.common.actions import Arm, Cancel, Down, Drop, Up
+from pktflow.services.common.actions import Arm, AskRoute, Cancel, Down, Drop, Up
 from pktflow.services.ip.stack import Ip
 from pktflow.services.link import neighbour
 from pktflow.services.link.dev import Link
-from pktflow.services.transport.sock import NeedRoute
 from pktflow.services.transport.stack import Transport
 from pktflow.services.wire import ethernet, ipv4
 from pktflow.v1.skb_pb2 import ProtoCall as ProtoCallOp, Skb
@@ -26,6 +25,7 @@ class Kernel:
         self.drops: list = []         # (layer, fn, reason, skb)
         self.timers: dict = {}
         self.req = 0
+        self.completions: dict = {}   # req -> the COMPLETE event answering a call
 
     def learn(self, netns: str, ifname: str, ip: str, mac: str):
         """A REACHABLE neighbour entry, as if ARP had run."""
@@ -33,10 +33,10 @@ class Kernel:
         self.link.netns[netns].neigh.update(ifindex, ipv4.aton(ip), ethernet.mac_from_str(mac),
                                             neighbour.NUD_REACHABLE, self.now, create=True)
 
-    def _route(self, need: NeedRoute):
-        err, rt = self.ip.route_output(need.netns, need.daddr, need.saddr)
-        self.tr.add_route(need.netns, need.daddr, need.saddr, err, rt.saddr if rt else 0, rt.mtu if rt else 0,
-                          rt.type if rt else 0)
+    def _route(self, ask: AskRoute) -> list:
+        err, rt = self.ip.route_output(ask.netns, ask.daddr, ask.saddr)
+        return self.tr.route_answer(ask.netns, ask.daddr, ask.saddr, err, rt.saddr if rt else 0,
+                                    rt.mtu if rt else 0, rt.type if rt else 0, self.now)
 
     def _run(self, layer: str, actions: list):
         for act in actions:
@@ -51,6 +51,8 @@ class Kernel:
                 self.down_from(layer, act.skb)
             elif kind is Up:
                 self.up_from(layer, act.skb, act.to)
+            elif kind is AskRoute:
+                self._run("transport", self._route(act))
 
     def down_from(self, layer: str, skb):
         if layer == "transport":
@@ -71,7 +73,9 @@ class Kernel:
             assert size <= rt.mtu, f"a {size}-byte TCP segment for a {rt.mtu}-byte path MTU"
 
     def up_from(self, layer: str, skb, to):
-        if layer == "link" and to != "socket":
+        if layer == "transport" and skb.event.kind == skb.event.COMPLETE:
+            self.completions[skb.event.req] = skb.event
+        elif layer == "link" and to != "socket":
             self._run("ip", self.ip.ip_rcv(skb, self.now))
         elif layer == "ip":
             self._run("transport", self.tr.rcv(skb, self.now))
@@ -87,17 +91,10 @@ class Kernel:
     def call(self, netns: str, sk: int, op, **fields):
         """A socket-layer call into transport; returns the COMPLETE event."""
         self.req += 1
-        skb = Skb(netns=netns, sk=sk, data=fields.pop("data", b""), call=ProtoCallOp(op=op, req=self.req, **fields))
-        while True:
-            try:
-                actions = self.tr.from_socket(skb, self.now)
-                break
-            except NeedRoute as need:
-                self._route(need)
-        done = [a for a in actions if type(a) is Up and a.skb.event.kind == a.skb.event.COMPLETE]
-        events = [a.skb.event for a in done]
-        self._run("transport", [a for a in actions if a not in done])
-        return events[0] if events else None
+        req = self.req
+        skb = Skb(netns=netns, sk=sk, data=fields.pop("data", b""), call=ProtoCallOp(op=op, req=req, **fields))
+        self._run("transport", self.tr.from_socket(skb, self.now))
+        return self.completions.pop(req, None)
 
     def fire(self, key):
         """Runs a link-layer timer (a neighbour's) now or at its deadline."""

@@ -52,5 +52,16 @@ class Cancel:
     key: object
 
 
+@dataclass(frozen=True, slots=True)
+class AskRoute:
+    """ip_route_output_key() in another room: the core needs the route from
+    saddr to daddr in `netns` before a call can go on. The shell asks the ip
+    layer and hands the answer to the core's route_answer(), which resumes the
+    calls that waited for it (and only them: other sockets go on meanwhile)."""
+    netns: str
+    daddr: int
+    saddr: int
+
+
 # The actions that carry an skb (and so end a hop of its journey).
 HOPS = (Down, Up, Drop, Stop)

@@ -23,7 +23,7 @@ from pktflow.v1 import admin_pb2, admin_pb2_grpc
 
 from . import config, topology
 from .plumbing import Downlink, Uplinks
-from .actions import Arm, Cancel, Down, Drop, Up
+from .actions import Arm, Cancel, Down, Drop, Stop, Up
 from .skbuff import NEW_JOURNEY, SAMPLED
 from .tracing import Tracer
 
@@ -104,25 +104,28 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
     def apply(self, actions, t0: int, t1: int, direction: str):
         for act in actions:
             kind = type(act)
-            if kind is Arm:
-                self._arm(act.key, act.when)
-                continue
-            if kind is Cancel:
-                self._arm(act.key, None)
-                continue
-            skb = act.skb
             lost = drop = None
             if kind is Down:
-                lost = self.send_down(skb)
+                lost = self.send_down(act.skb)
             elif kind is Up:
+                skb = act.skb
                 if not skb.tstamp:                # net_timestamp_set(): a packet going up has its time
                     skb.tstamp = t1
                 lost = self.uplinks.put(act.to or self.default_upper, skb)
             elif kind is Drop:
                 drop = act.reason
-                self.drops[(skb.netns, drop)] += 1
-            if lost:
-                self.drops[(skb.netns, lost)] += 1
+            elif kind is Arm:
+                self._arm(act.key, act.when)
+                continue
+            elif kind is Cancel:
+                self._arm(act.key, None)
+                continue
+            elif kind is not Stop:
+                self.on_action(act)
+                continue
+            skb = act.skb
+            if drop or lost:
+                self.drops[(skb.netns, drop or lost)] += 1
             flags = skb.trace_flags
             if flags:
                 fn = act.fn
@@ -134,6 +137,10 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
                     links = ()
                 if flags & SAMPLED:
                     self._spans(skb, fn, t0, t1, direction, drop or lost, links)
+
+    def on_action(self, act):
+        """An action only this layer's core returns (transport's AskRoute)."""
+        raise TypeError(f"the {self.name} layer has no use for {act!r}")
 
     default_upper = None
 

@@ -12,20 +12,28 @@ from .sock import SKB_TRUESIZE_OVERHEAD, InetSock
 from .udp import report_error, route_checks
 
 
-def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
-    """ping_v4_sendmsg()."""
-    call = skb.call
-    if call.addr:
-        daddr = call.addr
+def send_target(sock: InetSock, skb) -> tuple[int, int, int]:
+    """What ping_v4_sendmsg() checks before it routes: (errno, daddr, 0)."""
+    if skb.call.addr:
+        daddr = skb.call.addr
     elif sock.connected:
         daddr = sock.raddr
     else:
-        return errno.EDESTADDRREQ, []
+        return errno.EDESTADDRREQ, 0, 0
     data = skb.data
     if len(data) < icmp.ICMP_HLEN or len(data) > 0xFFFF - ipv4.IPV4_HLEN:
-        return errno.EINVAL if len(data) < icmp.ICMP_HLEN else errno.EMSGSIZE, []
+        return errno.EINVAL if len(data) < icmp.ICMP_HLEN else errno.EMSGSIZE, 0, 0
     if data[0] != icmp.ICMP_ECHO or data[1] != 0:
-        return errno.EINVAL, []
+        return errno.EINVAL, 0, 0
+    return 0, daddr, 0
+
+
+def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
+    """ping_v4_sendmsg()."""
+    err, daddr, _ = send_target(sock, skb)
+    if err:
+        return err, []
+    data = skb.data
     err = tr.autobind(ns, sock)
     if err:
         return err, []

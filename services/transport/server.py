@@ -1,5 +1,5 @@
 """The transport service: a thin shell around stack.Transport. Route lookups
-the core asks for (NeedRoute) are answered by the ip layer's RouteOutput."""
+the core asks for (AskRoute) are answered by the ip layer's RouteOutput."""
 import errno
 import json
 import logging
@@ -11,7 +11,7 @@ from pktflow.v1 import admin_pb2, layers_pb2, layers_pb2_grpc
 
 from ..common import snmp
 from ..common.shell import LayerShell
-from .sock import NeedRoute
+from ..common.actions import AskRoute
 from .stack import Transport
 
 log = logging.getLogger("pktflow.transport")
@@ -25,32 +25,30 @@ class TransportShell(LayerShell):
         super().__init__(topo, tracer)
         self.tr = Transport(topo)
         self._socket_instance = None
+        self._asks: set = set()
 
-    async def on_egress_batch(self, batch, from_layer):
-        now = time.monotonic_ns()
-        apply, core = self.apply, self.tr.from_socket
-        for skb in batch.skbs:
-            t0 = time.time_ns()
-            while True:
-                try:
-                    verdicts = core(skb, now)
-                    break
-                except NeedRoute as need:
-                    await self.fetch_route(need)
-            apply(verdicts, t0, time.time_ns(), "egress")
-        await self.downs["ip"].room()
+    def egress(self, skb, now):
+        return self.tr.from_socket(skb, now)
 
-    async def fetch_route(self, need: NeedRoute):
+    def on_action(self, act):
+        if type(act) is AskRoute:           # the call waits; the batch and other sockets go on
+            task = self.loop.create_task(self.fetch_route(act))
+            self._asks.add(task)
+            task.add_done_callback(self._asks.discard)
+
+    async def fetch_route(self, ask: AskRoute):
         ip = layers_pb2_grpc.IpStub(self.downs["ip"].channel)
+        t0 = time.time_ns()
         try:
-            r = await ip.RouteOutput(layers_pb2.RouteRequest(netns=need.netns, daddr=need.daddr, saddr=need.saddr),
+            r = await ip.RouteOutput(layers_pb2.RouteRequest(netns=ask.netns, daddr=ask.daddr, saddr=ask.saddr),
                                      timeout=5)
         except grpc.aio.AioRpcError as e:
             log.warning("route lookup in the ip layer failed: %s", e.code().name)
-            self.tr.add_route(need.netns, need.daddr, need.saddr, errno.ENETDOWN, 0, 0, 0)
-            return
+            r = layers_pb2.RouteReply(err=errno.ENETDOWN)
         self.tr.set_genid(r.fib_genid)
-        self.tr.add_route(need.netns, need.daddr, need.saddr, r.err, r.saddr, r.mtu, r.type)
+        actions = self.tr.route_answer(ask.netns, ask.daddr, ask.saddr, r.err, r.saddr, r.mtu, r.type,
+                                       time.monotonic_ns())
+        self.apply(actions, t0, time.time_ns(), "egress")
 
     def on_ingress_batch(self, batch):
         self.tr.set_genid(batch.fib_genid)

@@ -10,15 +10,6 @@ from ..common.sysctl import defaults as sysctl_defaults
 SKB_TRUESIZE_OVERHEAD = 576       # sk_buff + skb_shared_info, as SKB_TRUESIZE() charges
 
 
-class NeedRoute(Exception):
-    """The core needs ip_route_output_key(daddr, saddr) in this namespace; the
-    shell asks the ip layer, fills the route cache and calls again."""
-
-    def __init__(self, netns: str, daddr: int, saddr: int):
-        super().__init__(netns, daddr, saddr)
-        self.netns, self.daddr, self.saddr = netns, daddr, saddr
-
-
 class InetSock:
     __slots__ = ("sk", "netns", "proto", "laddr", "lport", "raddr", "rport", "connected", "reuseaddr",
                  "broadcast", "ttl", "tos", "recverr", "rcvbuf", "rmem_alloc", "inet_id", "failed_req")

@@ -2,16 +2,17 @@
 proto) and packets from ip, dispatched to UDP and ping sockets."""
 import errno
 import random
+from collections import deque
 
 from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL
 from pktflow.v1.skb_pb2 import ProtoCall, SockEvent, Skb
 
-from ..common.actions import Drop, Stop, Up
+from ..common.actions import AskRoute, Drop, Stop, Up
 from ..common.uapi import (IP_RECVERR, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP,
                            SO_BROADCAST, SO_RCVBUF, SO_REUSEADDR, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET)
 from ..wire import ipv4
 from . import ping, udp
-from .sock import InetSock, NeedRoute, TransportNetns
+from .sock import InetSock, TransportNetns
 from .tcp_ipv4 import TcpProto
 
 # A send the syscall refuses never becomes a packet; its trace still ends with a reason.
@@ -26,16 +27,66 @@ class Transport:
         self.socks: dict[int, InetSock] = {}        # UDP and ping sockets
         self.tcp = TcpProto(self, rng)
         self.genid = 0
+        self.waiting: dict[int, deque] = {}      # sk -> its calls, held until a route is known
+        self.asking: dict[tuple, list[int]] = {}  # (netns, daddr, saddr) -> sockets waiting for it
 
-    # -- the route cache (filled by the shell from the ip layer)
+    # -- routes: ip_route_output_key()'s answers, cached per netns (as dst entries)
     def route(self, ns: TransportNetns, daddr: int, saddr: int) -> tuple:
+        """(errno, saddr, mtu, type) of the cached route; from_socket() made sure
+        the call that asks has it."""
         key = (daddr, saddr)
-        r = ns.routes.get(key)
-        if r is None:
-            raise NeedRoute(ns.name, daddr, saddr)
+        r = ns.routes[key]
         if r[0]:
             del ns.routes[key]          # errors are asked again, so ip counts each
         return r
+
+    def route_key(self, skb) -> tuple[int, int] | None:
+        """The route (daddr, saddr) a call will look up, decided by the checks
+        the call makes before its lookup, so a call that fails first asks nothing."""
+        call = skb.call
+        tsk = self.tcp.socks.get(skb.sk)
+        if tsk is not None:
+            return self.tcp.route_key(tsk, call)
+        sock = self.socks.get(skb.sk)
+        if sock is None:
+            return None
+        op = call.op
+        if op == ProtoCall.SENDMSG:
+            if call.req and sock.failed_req == call.req:
+                return None
+            err, daddr, _ = (ping if sock.proto == IPPROTO_ICMP else udp).send_target(sock, skb)
+            return None if err else (daddr, sock.laddr)
+        if op == ProtoCall.CONNECT:
+            return call.addr, sock.laddr
+        if op == ProtoCall.BIND and call.addr and not sock.lport:
+            return call.addr, 0
+        return None
+
+    def wait_for_route(self, ns, sk: int, key: tuple, queue: deque) -> list:
+        """Holds a socket's calls until the route is known; asks once per route."""
+        self.waiting[sk] = queue
+        askers = self.asking.setdefault((ns.name, *key), [])
+        askers.append(sk)
+        return [AskRoute(ns.name, *key)] if len(askers) == 1 else []
+
+    def route_answer(self, netns: str, daddr: int, saddr: int, err: int, rsaddr: int, mtu: int, rtype: int,
+                     now: int) -> list:
+        """The ip layer answered an AskRoute: cache it and run the calls that
+        waited, in order, until one needs another route it does not have."""
+        self.add_route(netns, daddr, saddr, err, rsaddr, mtu, rtype)
+        ns = self.netns[netns]
+        out = []
+        for sk in self.asking.pop((netns, daddr, saddr), ()):
+            queue = self.waiting.pop(sk, None)
+            while queue:
+                skb = queue.popleft()
+                key = self.route_key(skb)
+                if key is not None and key not in ns.routes:
+                    queue.appendleft(skb)
+                    out += self.wait_for_route(ns, sk, key, queue)
+                    break
+                out += self.dispatch(ns, skb, now)
+        return out
 
     def add_route(self, netns: str, daddr: int, saddr: int, err: int, rsaddr: int, mtu: int, rtype: int):
         ns = self.netns[netns]
@@ -51,6 +102,7 @@ class Transport:
 
     def reset(self):
         """The socket layer restarted: its sockets are gone."""
+        self.waiting.clear()
         for s in list(self.socks.values()):
             self._release(s)
         for sk in list(self.tcp.socks.values()):
@@ -67,11 +119,21 @@ class Transport:
 
     # -- calls from the socket layer
     def from_socket(self, skb, now: int) -> list:
-        call = skb.call
-        op = call.op
         ns = self.netns.get(skb.netns)
         if ns is None:
             return self.complete(skb, errno.ENODEV)
+        queue = self.waiting.get(skb.sk)
+        if queue is not None:                   # a socket's calls keep their order
+            queue.append(skb)
+            return []
+        key = self.route_key(skb)
+        if key is not None and key not in ns.routes:
+            return self.wait_for_route(ns, skb.sk, key, deque([skb]))
+        return self.dispatch(ns, skb, now)
+
+    def dispatch(self, ns, skb, now: int) -> list:
+        call = skb.call
+        op = call.op
         tsk = self.tcp.socks.get(skb.sk)
         if tsk is not None:
             return self.tcp.call(ns, tsk, skb, now)

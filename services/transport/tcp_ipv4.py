@@ -160,16 +160,32 @@ class TcpProto(SynCookies):
             t.listeners.setdefault(sk.lport, []).append(sk)
         return 0
 
-    def connect(self, ns, sk: TcpSock, daddr: int, dport: int, cause, now: int, out: list) -> int:
-        """tcp_v4_connect() + tcp_connect(): route, source port, ISN, SYN."""
-        if sk.state == LISTEN:
-            return errno.EISCONN
-        if sk.state in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2, LAST_ACK):
+    def route_key(self, sk: TcpSock, call) -> tuple[int, int] | None:
+        """The route (daddr, saddr) a call will look up, or None: what the call
+        checks before its lookup decides, so no route is asked for a call that
+        fails first (ip counts IpOutNoRoutes per lookup, as Linux does)."""
+        if call.op == ProtoCall.CONNECT:
+            return None if self.connect_error(sk, call.addr, call.port) else (call.addr, sk.laddr)
+        if call.op == ProtoCall.BIND and call.addr and not sk.lport and sk.state == CLOSE:
+            return call.addr, 0
+        return None
+
+    @staticmethod
+    def connect_error(sk: TcpSock, daddr: int, dport: int) -> int:
+        """What tcp_v4_connect() refuses before it routes."""
+        if sk.state in (LISTEN, ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2, LAST_ACK):
             return errno.EISCONN
         if sk.state == SYN_SENT:
             return errno.EALREADY
         if dport == 0 or ipv4.is_multicast(daddr) or daddr == ipv4.INADDR_BROADCAST:
             return errno.ENETUNREACH if daddr == ipv4.INADDR_BROADCAST else errno.EINVAL
+        return 0
+
+    def connect(self, ns, sk: TcpSock, daddr: int, dport: int, cause, now: int, out: list) -> int:
+        """tcp_v4_connect() + tcp_connect(): route, source port, ISN, SYN."""
+        err = self.connect_error(sk, daddr, dport)
+        if err:
+            return err
         err, saddr, mtu, rtype = self.transport.route(ns, daddr, sk.laddr)
         if err:
             return err

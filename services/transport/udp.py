@@ -55,21 +55,29 @@ def connect(tr, ns, sock: InetSock, daddr: int, dport: int) -> int:
     return 0
 
 
-def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
-    """udp_sendmsg(): (errno, verdicts). The skb holds the payload; call.addr/port
-    the destination (0 for the connected peer)."""
+def send_target(sock: InetSock, skb) -> tuple[int, int, int]:
+    """What udp_sendmsg() checks before it routes: (errno, daddr, dport)."""
     call = skb.call
     if call.port or call.addr:
+        if call.port == 0:
+            return errno.EINVAL, 0, 0
         daddr, dport = call.addr, call.port
-        if dport == 0:
-            return errno.EINVAL, []
     elif sock.connected:
         daddr, dport = sock.raddr, sock.rport
     else:
-        return errno.EDESTADDRREQ, []
+        return errno.EDESTADDRREQ, 0, 0
+    if len(skb.data) > UDP_MAX_PAYLOAD:
+        return errno.EMSGSIZE, 0, 0
+    return 0, daddr, dport
+
+
+def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
+    """udp_sendmsg(): (errno, verdicts). The skb holds the payload; call.addr/port
+    the destination (0 for the connected peer)."""
+    err, daddr, dport = send_target(sock, skb)
+    if err:
+        return err, []
     payload = skb.data
-    if len(payload) > UDP_MAX_PAYLOAD:
-        return errno.EMSGSIZE, []
     err = tr.autobind(ns, sock)
     if err:
         return err, []
