@@ -34,9 +34,8 @@ class Kernel:
                                             neighbour.NUD_REACHABLE, self.now, create=True)
 
     def _route(self, ask: AskRoute) -> list:
-        err, rt = self.ip.route_output(ask.netns, ask.daddr, ask.saddr)
-        return self.tr.route_answer(ask.netns, ask.daddr, ask.saddr, err, rt.saddr if rt else 0,
-                                    rt.mtu if rt else 0, rt.type if rt else 0, self.now)
+        reply = self.ip.route_output(ask.netns, ask.daddr, ask.saddr)
+        return self.tr.route_answer(ask.netns, ask.daddr, ask.saddr, reply, self.now)
 
     def _run(self, layer: str, actions: list):
         for act in actions:
@@ -67,8 +66,8 @@ class Kernel:
     def check_fits_path_mtu(self, skb):
         """TCP never hands IP a segment larger than the route's MTU: it cuts
         its segments to tcp_current_mss() (options included), as Linux does."""
-        err, rt = self.ip.route_output(skb.netns, skb.daddr, skb.saddr)
-        if not err:
+        rt = self.ip.route_output(skb.netns, skb.daddr, skb.saddr)
+        if not rt.err:
             size = len(skb.data) + ipv4.IPV4_HLEN
             assert size <= rt.mtu, f"a {size}-byte TCP segment for a {rt.mtu}-byte path MTU"
 

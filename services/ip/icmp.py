@@ -50,6 +50,7 @@ def icmp_rcv(ns, skb, iph, now: int, fn) -> list:
         return [Stop(skb, fn + ("icmp_echo",))] + icmp_reply(ns, skb, iph, h, end, now)
     if h.type == icmp.ICMP_ECHOREPLY:
         skb.head = th                   # ping_rcv() reads from the ICMP header on
+        skb.dport = h.echo_id           # the identifier is the ping socket's port
         return [Up(skb, fn + ("icmp_rcv",))]
     if icmp.is_error(h.type):
         # icmp_unreach(): the quoted header must be there for the err_handler

@@ -75,6 +75,8 @@ def ip_local_deliver(ns, skb, iph, now: int) -> list:
         ns.mib["IpReasmFails"] += 1
         return [Drop(skb, fn, "FRAG_REASM_TIMEOUT")]
     proto = iph.proto
+    # ip_hdr(skb) for the layers above: the header, parsed once
+    skb.saddr, skb.daddr, skb.ip_proto, skb.ttl, skb.tos = iph.src, iph.dst, proto, iph.ttl, iph.tos
     if proto == ipv4.IPPROTO_ICMP:
         ns.mib["IpInDelivers"] += 1
         return icmpmod.icmp_rcv(ns, skb, iph, now, fn)

@@ -12,11 +12,15 @@ from .route import RouteError
 def ip_queue_xmit(ns, skb, now: int, fn="ip_queue_xmit") -> list:
     """skb.data is the transport segment; skb carries the flow (daddr, saddr,
     ip_proto, ttl, tos, df) the transport layer chose."""
-    try:
-        rt = route.ip_route_output(ns, skb.daddr, skb.saddr)
-    except RouteError:
-        ns.mib["IpOutNoRoutes"] += 1
-        return [Drop(skb, fn, "IP_OUTNOROUTES")]
+    dst = skb.dst
+    if dst.oif and skb.saddr and dst.genid == ns.fib.genid:   # __sk_dst_check(): the socket's route holds
+        rt = route.Rt(0, dst.oif, dst.nexthop, skb.saddr, dst.mtu)
+    else:
+        try:
+            rt = route.ip_route_output(ns, skb.daddr, skb.saddr)
+        except RouteError:
+            ns.mib["IpOutNoRoutes"] += 1
+            return [Drop(skb, fn, "IP_OUTNOROUTES")]
     saddr = skb.saddr or rt.saddr
     ns.mib["IpOutRequests"] += 1
     if skb.ip_id & IP_ID_SET:

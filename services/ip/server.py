@@ -2,7 +2,7 @@
 transport layer asks for."""
 import json
 
-from pktflow.v1 import admin_pb2, layers_pb2, layers_pb2_grpc
+from pktflow.v1 import admin_pb2, layers_pb2_grpc
 
 from ..common import snmp
 from ..common.shell import LayerShell
@@ -32,11 +32,7 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
         layers_pb2_grpc.add_IpServicer_to_server(self, server)
 
     async def RouteOutput(self, request, context):
-        err, rt = self.ip.route_output(request.netns, request.daddr, request.saddr, request.oif)
-        if err:
-            return layers_pb2.RouteReply(err=err, fib_genid=self.ip.genid)
-        return layers_pb2.RouteReply(saddr=rt.saddr, oif=rt.oif, mtu=rt.mtu, type=rt.type,
-                                     fib_genid=self.ip.genid)
+        return self.ip.route_output(request.netns, request.daddr, request.saddr, request.oif)
 
     def span_attrs(self, skb):
         """Addresses, protocol and TTL from the IP header, as the hop left it."""

@@ -2,6 +2,9 @@
 import errno
 import random
 
+from pktflow.v1.layers_pb2 import RouteReply
+from pktflow.v1.skb_pb2 import Dst
+
 from ..common.actions import Drop, Stop
 from ..wire import ipv4
 from ..wire.icmp import ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
@@ -41,19 +44,21 @@ class Ip:
             return icmp.icmp_send(ns, skb, req.type, req.code, req.info, now) + [Stop(skb, "icmp_send")]
         return ip_output.ip_queue_xmit(ns, skb, now)
 
-    def route_output(self, netns: str, daddr: int, saddr: int = 0, oif: int = 0):
-        """ip_route_output_key() for the transport layer: (errno, Rt or None)."""
+    def route_output(self, netns: str, daddr: int, saddr: int = 0, oif: int = 0) -> RouteReply:
+        """ip_route_output_key() for the transport layer: the route, or the errno."""
         ns = self.netns.get(netns)
         if ns is None:
-            return errno.ENODEV, None
+            return RouteReply(err=errno.ENODEV, fib_genid=self.genid)
         if saddr and not ns.fib.is_local(saddr):
-            return errno.EADDRNOTAVAIL, None
+            return RouteReply(err=errno.EADDRNOTAVAIL, fib_genid=self.genid)
         try:
-            return 0, route.ip_route_output(ns, daddr, saddr, oif)
+            rt = route.ip_route_output(ns, daddr, saddr, oif)
         except RouteError as e:
             if e.errno == errno.ENETUNREACH:
                 ns.mib["IpOutNoRoutes"] += 1
-            return e.errno, None
+            return RouteReply(err=e.errno, fib_genid=self.genid)
+        return RouteReply(saddr=rt.saddr, oif=rt.oif, mtu=rt.mtu, type=rt.type, fib_genid=self.genid,
+                          dst=Dst(oif=rt.oif, nexthop=rt.nexthop, mtu=rt.mtu, genid=ns.fib.genid))
 
     def addresses(self, netns: str) -> list[dict]:
         ns = self.netns[netns]

@@ -22,10 +22,8 @@ def solicit(netns, n: nd.Neighbour, cause, dst_mac: bytes | None) -> list:
     """arp_solicit(): who-has n.ip, broadcast while INCOMPLETE, unicast in PROBE."""
     dev = netns.devices[n.ifindex]
     saddr = 0
-    if cause is not None and cause.data[:1] and cause.data[0] >> 4 == 4:
-        src = int.from_bytes(cause.data[12:16], "big")
-        if src in dev.local:
-            saddr = src
+    if cause is not None and cause.saddr in dev.local:     # ip_hdr(skb)->saddr, as ip_queue_xmit set it
+        saddr = cause.saddr
     if not saddr:
         saddr = netns.select_addr(dev, n.ip)
     skb = arp_send(netns, dev, arp.ARPOP_REQUEST, dst_mac or ethernet.BROADCAST, n.ip,

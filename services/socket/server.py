@@ -332,12 +332,10 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             d.addr.pkttype, d.addr.hatype = skb.pkt_type, 1
             d.addr.haddr = data[6:12] if skb.pkt_type != 4 else data[0:6]
             return d
-        nh = skb.network_header
-        d.addr.host = ipv4.ntoa(int.from_bytes(data[nh + 12:nh + 16], "big"))
+        d.addr.host = ipv4.ntoa(skb.saddr)          # the headers as ip and udp parsed them
         if s.proto == uapi.IPPROTO_UDP:
-            th = skb.transport_header
-            d.addr.port = int.from_bytes(data[th:th + 2], "big")
-        d.ttl, d.tos = data[nh + 8], data[nh + 1]
+            d.addr.port = skb.sport
+        d.ttl, d.tos = skb.ttl, skb.tos
         return d
 
     def _recv_errqueue(self, s: so.Sock) -> socket_pb2.RecvReply:

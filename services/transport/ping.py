@@ -40,13 +40,13 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
     err, rt = route_checks(tr, ns, sock, daddr)
     if err:
         return err, []
-    saddr, mtu, rtype = rt
-    if len(data) + ipv4.IPV4_HLEN > mtu:
+    if len(data) + ipv4.IPV4_HLEN > rt.mtu:
         return errno.EMSGSIZE, []
     seq = int.from_bytes(data[6:8], "big")
     skb.data = icmp.echo(icmp.ICMP_ECHO, sock.lport, seq, data[icmp.ICMP_HLEN:])
-    skb.saddr, skb.daddr, skb.ip_proto = sock.laddr or saddr, daddr, ipv4.IPPROTO_ICMP
-    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rtype != RTN_BROADCAST
+    skb.saddr, skb.daddr, skb.ip_proto = sock.laddr or rt.saddr, daddr, ipv4.IPPROTO_ICMP
+    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rt.type != RTN_BROADCAST
+    skb.dst.CopyFrom(rt.dst)
     skb.ClearField("call")
     return 0, [Down(skb, "ping_v4_sendmsg")]
 
@@ -54,10 +54,7 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
 def ping_rcv(tr, ns, skb, now: int) -> list:
     """An echo reply: to the ping socket bound to its identifier."""
     data, th = skb.data, skb.transport_header
-    h = icmp.IcmpRepr(data[th], data[th + 1], int.from_bytes(data[th + 4:th + 8], "big"))   # icmp_rcv checked it
-    nh = skb.network_header
-    daddr = int.from_bytes(data[nh + 16:nh + 20], "big")
-    sock = ns.ping.lookup(daddr, h.echo_id, int.from_bytes(data[nh + 12:nh + 16], "big"), 0)
+    sock = ns.ping.lookup(skb.daddr, skb.dport, skb.saddr, 0)
     if sock is None:
         return [Stop(skb, "ping_rcv")]
     if sock.rmem_alloc > sock.rcvbuf:

@@ -45,9 +45,7 @@ class TransportShell(LayerShell):
         except grpc.aio.AioRpcError as e:
             log.warning("route lookup in the ip layer failed: %s", e.code().name)
             r = layers_pb2.RouteReply(err=errno.ENETDOWN)
-        self.tr.set_genid(r.fib_genid)
-        actions = self.tr.route_answer(ask.netns, ask.daddr, ask.saddr, r.err, r.saddr, r.mtu, r.type,
-                                       time.monotonic_ns())
+        actions = self.tr.route_answer(ask.netns, ask.daddr, ask.saddr, r, time.monotonic_ns())
         self.apply(actions, t0, time.time_ns(), "egress")
 
     def on_ingress_batch(self, batch):

@@ -101,5 +101,5 @@ class TransportNetns:
         self.ping = PortTable(rng, (1, 65535))
         self.mib = Mib()
         self.rng = rng
-        self.routes: dict[tuple[int, int], tuple] = {}   # (daddr, saddr) -> (err, saddr, mtu, type)
+        self.routes: dict[tuple[int, int], object] = {}   # (daddr, saddr) -> ip's RouteReply
         self.drops = Counter()

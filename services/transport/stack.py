@@ -4,7 +4,7 @@ import errno
 import random
 from collections import deque
 
-from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL
+from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL, RouteReply
 from pktflow.v1.skb_pb2 import ProtoCall, SockEvent, Skb
 
 from ..common.actions import AskRoute, Drop, Stop, Up
@@ -31,12 +31,12 @@ class Transport:
         self.asking: dict[tuple, list[int]] = {}  # (netns, daddr, saddr) -> sockets waiting for it
 
     # -- routes: ip_route_output_key()'s answers, cached per netns (as dst entries)
-    def route(self, ns: TransportNetns, daddr: int, saddr: int) -> tuple:
-        """(errno, saddr, mtu, type) of the cached route; from_socket() made sure
-        the call that asks has it."""
+    def route(self, ns: TransportNetns, daddr: int, saddr: int) -> RouteReply:
+        """ip's answer (err, or saddr, mtu, type and the dst to cache); from_socket()
+        made sure the call that asks has it."""
         key = (daddr, saddr)
         r = ns.routes[key]
-        if r[0]:
+        if r.err:
             del ns.routes[key]          # errors are asked again, so ip counts each
         return r
 
@@ -69,12 +69,14 @@ class Transport:
         askers.append(sk)
         return [AskRoute(ns.name, *key)] if len(askers) == 1 else []
 
-    def route_answer(self, netns: str, daddr: int, saddr: int, err: int, rsaddr: int, mtu: int, rtype: int,
-                     now: int) -> list:
+    def route_answer(self, netns: str, daddr: int, saddr: int, reply: RouteReply, now: int) -> list:
         """The ip layer answered an AskRoute: cache it and run the calls that
         waited, in order, until one needs another route it does not have."""
-        self.add_route(netns, daddr, saddr, err, rsaddr, mtu, rtype)
+        self.set_genid(reply.fib_genid)
         ns = self.netns[netns]
+        if len(ns.routes) > 65536:
+            ns.routes.clear()
+        ns.routes[(daddr, saddr)] = reply
         out = []
         for sk in self.asking.pop((netns, daddr, saddr), ()):
             queue = self.waiting.pop(sk, None)
@@ -87,12 +89,6 @@ class Transport:
                     break
                 out += self.dispatch(ns, skb, now)
         return out
-
-    def add_route(self, netns: str, daddr: int, saddr: int, err: int, rsaddr: int, mtu: int, rtype: int):
-        ns = self.netns[netns]
-        if len(ns.routes) > 65536:
-            ns.routes.clear()
-        ns.routes[(daddr, saddr)] = (err, rsaddr, mtu, rtype)
 
     def set_genid(self, genid: int):
         if genid and genid != self.genid:
@@ -177,8 +173,8 @@ class Transport:
         if sock.lport:
             return errno.EINVAL
         if addr:
-            err, _saddr, _mtu, rtype = self.route(ns, addr, 0)
-            if err or rtype not in (RTN_LOCAL, RTN_BROADCAST):
+            r = self.route(ns, addr, 0)
+            if r.err or r.type not in (RTN_LOCAL, RTN_BROADCAST):
                 return errno.EADDRNOTAVAIL
         return self.table(ns, sock).bind(sock, addr, port)
 

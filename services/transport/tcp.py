@@ -110,7 +110,7 @@ class Seg:
 
 class TcpSock:
     __slots__ = (
-        "sk", "netns", "state", "laddr", "lport", "raddr", "rport", "parent", "child_id",
+        "sk", "netns", "state", "laddr", "lport", "raddr", "rport", "parent", "child_id", "dst",
         # options the application set
         "nodelay", "keepalive", "linger", "user_mss", "reuseaddr", "ttl", "tos", "rcvbuf_user", "sndbuf_user",
         "keepidle", "keepintvl", "keepcnt", "syn_retries", "ca_name",
@@ -160,6 +160,7 @@ class TcpSock:
         self.child_id = 0
         self.nodelay = self.keepalive = self.reuseaddr = False
         self.linger = None               # None, or seconds (0: abort with RST on close)
+        self.dst = None                  # sk_dst_cache: the route connect() looked up (a Dst), put on each segment
         self.user_mss = 0
         self.ttl = self.tos = 0
         self.rcvbuf_user = self.sndbuf_user = 0

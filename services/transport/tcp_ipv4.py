@@ -131,8 +131,8 @@ class TcpProto(SynCookies):
         if sk.lport or sk.state != CLOSE:
             return errno.EINVAL
         if addr:
-            err, _saddr, _mtu, rtype = self.transport.route(ns, addr, 0)
-            if err or rtype not in (RTN_LOCAL, RTN_BROADCAST):
+            r = self.transport.route(ns, addr, 0)
+            if r.err or r.type not in (RTN_LOCAL, RTN_BROADCAST):
                 return errno.EADDRNOTAVAIL
         t = self.tables(ns)
         if port and any(o.state == LISTEN or o.state != CLOSE and not o.reuseaddr
@@ -186,11 +186,13 @@ class TcpProto(SynCookies):
         err = self.connect_error(sk, daddr, dport)
         if err:
             return err
-        err, saddr, mtu, rtype = self.transport.route(ns, daddr, sk.laddr)
-        if err:
-            return err
-        if rtype == RTN_BROADCAST:
+        r = self.transport.route(ns, daddr, sk.laddr)
+        if r.err:
+            return r.err
+        if r.type == RTN_BROADCAST:
             return errno.ENETUNREACH
+        saddr, mtu = r.saddr, r.mtu
+        sk.dst = r.dst
         t = self.tables(ns)
         if not sk.laddr:
             sk.laddr = saddr
@@ -424,9 +426,8 @@ class TcpProto(SynCookies):
     # -- arriving segments -------------------------------------------------
     def rcv(self, ns, skb, now: int) -> list:
         """tcp_v4_rcv(): checks, demultiplexing, and the state machine."""
-        data, nh, th_off = skb.data, skb.network_header, skb.transport_header
-        saddr = int.from_bytes(data[nh + 12:nh + 16], "big")
-        daddr = int.from_bytes(data[nh + 16:nh + 20], "big")
+        data, th_off = skb.data, skb.transport_header
+        saddr, daddr = skb.saddr, skb.daddr
         ns.mib["TcpInSegs"] += 1
         try:
             th = wire.parse(data, th_off, len(data), saddr, daddr)
@@ -564,8 +565,11 @@ class TcpProto(SynCookies):
         sk.parent = lsk
         # The route's MTU gives the MSS we advertise; on the receive path nothing
         # may wait for the ip layer, so an uncached route means Ethernet's 1500.
-        err, _s, mtu, _t = ns.routes.get((raddr, laddr), (1, 0, 0, 0))
-        sk.advmss = (mtu - 40) if not err and mtu else 1460
+        r = ns.routes.get((raddr, laddr))
+        if r is not None and not r.err and r.mtu:
+            sk.advmss, sk.dst = r.mtu - 40, r.dst
+        else:
+            sk.advmss = 1460
         self.start_connection(ns, sk, now)
         self.socks[sk.sk] = sk
         return sk

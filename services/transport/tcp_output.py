@@ -113,6 +113,8 @@ def segment(tr, ns, sk, seq: int, flags: int, payload: bytes, now: int, cause, f
                      sk.laddr, sk.raddr)
     skb = new_skb(ns.name, data, cause, sk=sk.sk, saddr=sk.laddr, daddr=sk.raddr, ip_proto=ipv4.IPPROTO_TCP,
                   ttl=sk.ttl, tos=tos, df=True)
+    if sk.dst is not None:
+        skb.dst.CopyFrom(sk.dst)
     sk.inet_id = (sk.inet_id + 1) & 0xFFFF
     skb.ip_id = IP_ID_SET | sk.inet_id
     if sk.dst_pending_confirm:       # skb_set_dst_pending_confirm(): this segment confirms the neighbour

@@ -1,7 +1,7 @@
 """UDP (net/ipv4/udp.c): udp_sendmsg(), udp_rcv() with its demux, udp_err()."""
 import errno
 
-from pktflow.v1.layers_pb2 import RTN_BROADCAST
+from pktflow.v1.layers_pb2 import RTN_BROADCAST, RouteReply
 from pktflow.v1.skb_pb2 import SockEvent, SockExtendedErr
 
 from ..common.actions import Down, Drop, Stop, Up
@@ -30,14 +30,14 @@ def icmp_to_errno(type_: int, code: int) -> tuple[int, bool]:
     return errno.EHOSTUNREACH, False
 
 
-def route_checks(tr, ns, sock: InetSock, daddr: int) -> tuple[int, tuple | None]:
+def route_checks(tr, ns, sock: InetSock, daddr: int) -> tuple[int, RouteReply | None]:
     """The route a datagram to daddr takes, and the errno Linux gives instead."""
-    err, saddr, mtu, rtype = tr.route(ns, daddr, sock.laddr)
-    if err:
-        return err, None
-    if rtype == RTN_BROADCAST and not sock.broadcast:
+    r = tr.route(ns, daddr, sock.laddr)
+    if r.err:
+        return r.err, None
+    if r.type == RTN_BROADCAST and not sock.broadcast:
         return errno.EACCES, None
-    return 0, (saddr, mtu, rtype)
+    return 0, r
 
 
 def connect(tr, ns, sock: InetSock, daddr: int, dport: int) -> int:
@@ -49,7 +49,7 @@ def connect(tr, ns, sock: InetSock, daddr: int, dport: int) -> int:
     if err:
         return err
     if not sock.laddr:
-        sock.laddr = rt[0]            # the route's source becomes the bound address
+        sock.laddr = rt.saddr         # the route's source becomes the bound address
     sock.raddr, sock.rport, sock.connected = daddr, dport, True
     sock.inet_id = ns.rng.getrandbits(16)
     return 0
@@ -84,14 +84,13 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
     err, rt = route_checks(tr, ns, sock, daddr)
     if err:
         return err, []
-    saddr, mtu, rtype = rt
-    if len(payload) + udp.UDP_HLEN + ipv4.IPV4_HLEN > mtu:
+    if len(payload) + udp.UDP_HLEN + ipv4.IPV4_HLEN > rt.mtu:
         return errno.EMSGSIZE, []      # would need fragmentation, not implemented yet
-    if sock.laddr:
-        saddr = sock.laddr
+    saddr = sock.laddr or rt.saddr
     skb.data = udp.emit(sock.lport, dport, payload, saddr, daddr)
     skb.saddr, skb.daddr, skb.ip_proto = saddr, daddr, ipv4.IPPROTO_UDP
-    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rtype != RTN_BROADCAST
+    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rt.type != RTN_BROADCAST
+    skb.dst.CopyFrom(rt.dst)
     if sock.connected and daddr == sock.raddr:
         sock.inet_id = (sock.inet_id + 1) & 0xFFFF
         skb.ip_id = IP_ID_SET | sock.inet_id
@@ -104,9 +103,8 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
 def udp_rcv(tr, ns, skb, now: int) -> list:
     """__udp4_lib_rcv()."""
     data = skb.data
-    nh, th = skb.network_header, skb.transport_header
-    saddr = int.from_bytes(data[nh + 12:nh + 16], "big")
-    daddr = int.from_bytes(data[nh + 16:nh + 20], "big")
+    th = skb.transport_header
+    saddr, daddr = skb.saddr, skb.daddr
     end = len(data)
     try:
         uh = udp.parse(data, th, end, saddr, daddr)
@@ -115,6 +113,7 @@ def udp_rcv(tr, ns, skb, now: int) -> list:
         if e.reason == "UDP_CSUM":
             ns.mib["UdpInCsumErrors"] += 1
         return [Drop(skb, "udp_rcv", e.reason)]
+    skb.sport, skb.dport = uh.sport, uh.dport
     if th + uh.length < end:         # pskb_trim_rcsum(skb, ulen): bytes beyond the UDP length are not data
         skb.data = data[:th + uh.length]
     skb.head = th + udp.UDP_HLEN

@@ -34,9 +34,8 @@ class Stack:
         return self.tr.from_socket(Skb(netns=self.netns, sk=sk, data=data, call=call), NOW)
 
     def answer(self, ask: AskRoute) -> list:
-        err, rt = self.ip.route_output(ask.netns, ask.daddr, ask.saddr)
-        return self.tr.route_answer(ask.netns, ask.daddr, ask.saddr, err, rt.saddr if rt else 0,
-                                    rt.mtu if rt else 0, rt.type if rt else 0, NOW)
+        return self.tr.route_answer(ask.netns, ask.daddr, ask.saddr,
+                                    self.ip.route_output(ask.netns, ask.daddr, ask.saddr), NOW)
 
 
 def udp(st: Stack, sk: int) -> int:
@@ -103,3 +102,24 @@ def test_a_tcp_connect_resumes_with_its_syn():
     out = st.answer(ask)
     [syn] = [a for a in out if type(a) is Down]
     assert syn.fn == "tcp_connect" and completions(out) == [(st.req, errno.EINPROGRESS)]
+
+
+def test_a_sockets_cached_route_spares_ip_a_second_lookup_until_the_fib_changes():
+    """sk_dst_cache: a datagram carries the route its socket looked up; ip's
+    ip_queue_xmit() uses it while the namespace's FIB generation is the one
+    it came from (__sk_dst_check()), and routes again once it is not."""
+    st = Stack()
+    a = udp(st, 1)
+    [ask] = st.send(a, H2, b"x")
+    [down] = [act for act in st.answer(ask) if type(act) is Down]
+    ns = st.ip.netns["h1"]
+    dst = down.skb.dst
+    assert (dst.oif, dst.nexthop, dst.genid) == (2, R1, ns.fib.genid)
+    # a dst that says something else than the FIB: ip believes it while it is current ...
+    down.skb.dst.nexthop = ipv4.aton("10.0.1.99")
+    [out] = st.ip.from_transport(Skb.FromString(down.skb.SerializeToString()), NOW)
+    assert (out.skb.ifindex, out.skb.nexthop) == (2, ipv4.aton("10.0.1.99"))
+    # ... and routes again when the FIB has changed since
+    ns.fib.genid += 1
+    [out] = st.ip.from_transport(Skb.FromString(down.skb.SerializeToString()), NOW)
+    assert (out.skb.ifindex, out.skb.nexthop) == (2, R1)
