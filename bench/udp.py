@@ -1,6 +1,8 @@
 """UDP h1 -> h2 across the router: packets/s and one-way latency, for pktflow
 with tracing off and on, and for the bare chain (bench/bare_chain.py) in the
-same run, so the figures are ratios against a baseline on the same machine.
+same run, so the figures are ratios against a baseline on the same machine;
+and the rate of the layers' cores alone, in one process with no gRPC
+(services/netstack): what the layers' own work costs.
 
     python -m bench.udp [--seconds 5] [--size 64] [--batch 64] [--json]
 
@@ -107,6 +109,35 @@ def measure(endpoint, a) -> dict:
             "loaded_p99_ms": pct(r["lat"], 99)}
 
 
+def run_cores(a) -> dict:
+    """The same datagrams through every layer's core in one process
+    (services/netstack): what the layers' own work costs, without gRPC,
+    processes or the SDK."""
+    from pktflow.services.netstack import Netstack
+    from pktflow.services.wire import ipv4
+    from pktflow.v1.skb_pb2 import ProtoCall
+    net = Netstack()
+    rx, tx = net.socket("h2", type_=2), net.socket("h1", type_=2)
+    assert rx.bind(DST[0], DST[1]) == 0
+    payload, daddr, last = b"\0" * a.size, ipv4.aton(DST[0]), a.batch - 1
+    sent = received = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < a.seconds:
+        for i in range(a.batch):            # one sendmmsg(), then the wire, then one recvmmsg()
+            net.call("h1", tx.sk, ProtoCall.SENDMSG, data=payload, addr=daddr, port=DST[1], index=i,
+                     last=i == last)
+        sent += a.batch
+        net.pump()
+        got = [e for e in net.up if e.sk == rx.sk and e.event.kind == e.event.DATA_READY]
+        net.up.clear()
+        received += len(got)
+        net.call("h2", rx.sk, ProtoCall.RECVMSG, consumed=sum(e.event.truesize for e in got), segs=len(got))
+    seconds = time.perf_counter() - t0
+    nan = float("nan")
+    return {"pps": received / seconds, "sent": sent, "received": received, "loss": 1 - received / max(1, sent),
+            "p50_ms": nan, "p99_ms": nan, "loaded_p50_ms": nan, "loaded_p99_ms": nan}
+
+
 def run_bare(a) -> dict:
     with stacks.bare(a.port_base) as endpoint:
         return measure(endpoint, a)
@@ -133,7 +164,7 @@ def main():
     if a.worker == "rx":
         return worker_rx(a.endpoint, 3.0)
     results = {"bare chain": run_bare(a), "pktflow, tracing off": run_pktflow(a, False),
-               "pktflow, tracing on": run_pktflow(a, True)}
+               "pktflow, tracing on": run_pktflow(a, True), "cores, one process": run_cores(a)}
     base = results["bare chain"]["pps"]
     off = results["pktflow, tracing off"]["pps"]
     if a.json:

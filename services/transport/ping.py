@@ -4,12 +4,11 @@ kernel sets the identifier to the socket's "port" and the checksum. Replies
 with that identifier come back as ICMP header plus data."""
 import errno
 
-from pktflow.v1.layers_pb2 import RTN_BROADCAST
 
-from ..common.actions import Down, Stop, Up
+from ..common.actions import Down, Stop
 from ..wire import icmp, ipv4
-from .sock import SKB_TRUESIZE_OVERHEAD, InetSock
-from .udp import report_error, route_checks
+from .sock import InetSock, sock_queue_rcv_skb
+from .udp import datagram_flow, datagram_route, report_error
 
 
 def send_target(sock: InetSock, skb) -> tuple[int, int, int]:
@@ -34,38 +33,25 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
     if err:
         return err, []
     data = skb.data
-    err = tr.autobind(ns, sock)
+    err, rt = datagram_route(tr, ns, sock, daddr, len(data))
     if err:
         return err, []
-    err, rt = route_checks(tr, ns, sock, daddr)
-    if err:
-        return err, []
-    if len(data) + ipv4.IPV4_HLEN > rt.mtu:
-        return errno.EMSGSIZE, []
     seq = int.from_bytes(data[6:8], "big")
     skb.data = icmp.echo(icmp.ICMP_ECHO, sock.lport, seq, data[icmp.ICMP_HLEN:])
-    skb.saddr, skb.daddr, skb.ip_proto = sock.laddr or rt.saddr, daddr, ipv4.IPPROTO_ICMP
-    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rt.type != RTN_BROADCAST
-    skb.dst.CopyFrom(rt.dst)
-    skb.ClearField("call")
+    datagram_flow(skb, sock, rt, sock.laddr or rt.saddr, daddr, ipv4.IPPROTO_ICMP)
     return 0, [Down(skb, "ping_v4_sendmsg")]
 
 
 def ping_rcv(tr, ns, skb, now: int) -> list:
     """An echo reply: to the ping socket bound to its identifier."""
-    data, th = skb.data, skb.transport_header
+    th = skb.transport_header
     sock = ns.ping.lookup(skb.daddr, skb.dport, skb.saddr, 0)
     if sock is None:
         return [Stop(skb, "ping_rcv")]
     if sock.rmem_alloc > sock.rcvbuf:
         return [Stop(skb, "ping_rcv")]
-    truesize = len(data) + SKB_TRUESIZE_OVERHEAD
-    sock.rmem_alloc += truesize
-    skb.sk = sock.sk
     skb.head = th
-    skb.event.kind = skb.event.DATA_READY
-    skb.event.truesize = truesize
-    return [Up(skb, "ping_rcv")]
+    return sock_queue_rcv_skb(sock, skb, "ping_rcv")
 
 
 def ping_err(tr, ns, skb, now: int) -> list:

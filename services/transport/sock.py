@@ -4,10 +4,22 @@ udp_lib_get_port()): binding, ephemeral ports, lookups with Linux's scoring
 import errno
 from collections import Counter
 
+from ..common.actions import Up
 from ..common.snmp import Mib
 from ..common.sysctl import defaults as sysctl_defaults
 
 SKB_TRUESIZE_OVERHEAD = 576       # sk_buff + skb_shared_info, as SKB_TRUESIZE() charges
+
+
+def sock_queue_rcv_skb(sock, skb, fn: str) -> list:
+    """__sock_queue_rcv_skb(): charge the receive buffer with the skb's truesize
+    and wake the reader (sk_data_ready: the socket layer queues it)."""
+    truesize = len(skb.data) + SKB_TRUESIZE_OVERHEAD
+    sock.rmem_alloc += truesize
+    skb.sk = sock.sk
+    ev = skb.event
+    ev.kind, ev.truesize = ev.DATA_READY, truesize
+    return [Up(skb, fn)]
 
 
 class InetSock:

@@ -8,7 +8,7 @@ from ..common.actions import Down, Drop, Stop, Up
 from ..common.skbuff import IP_ID_SET, clone
 from ..common.uapi import SO_EE_ORIGIN_ICMP
 from ..wire import Malformed, ipv4, udp
-from .sock import SKB_TRUESIZE_OVERHEAD, InetSock
+from .sock import InetSock, sock_queue_rcv_skb
 
 UDP_MAX_PAYLOAD = 0xFFFF - ipv4.IPV4_HLEN - udp.UDP_HLEN
 ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB = 3, 3, 11, 12
@@ -77,27 +77,41 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
     err, daddr, dport = send_target(sock, skb)
     if err:
         return err, []
-    payload = skb.data
-    err = tr.autobind(ns, sock)
+    err, rt = datagram_route(tr, ns, sock, daddr, udp.UDP_HLEN + len(skb.data))
     if err:
         return err, []
-    err, rt = route_checks(tr, ns, sock, daddr)
-    if err:
-        return err, []
-    if len(payload) + udp.UDP_HLEN + ipv4.IPV4_HLEN > rt.mtu:
-        return errno.EMSGSIZE, []      # would need fragmentation, not implemented yet
     saddr = sock.laddr or rt.saddr
-    skb.data = udp.emit(sock.lport, dport, payload, saddr, daddr)
-    skb.saddr, skb.daddr, skb.ip_proto = saddr, daddr, ipv4.IPPROTO_UDP
-    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rt.type != RTN_BROADCAST
-    skb.dst.CopyFrom(rt.dst)
+    skb.data = udp.emit(sock.lport, dport, skb.data, saddr, daddr)
+    datagram_flow(skb, sock, rt, saddr, daddr, ipv4.IPPROTO_UDP)
     if sock.connected and daddr == sock.raddr:
         sock.inet_id = (sock.inet_id + 1) & 0xFFFF
         skb.ip_id = IP_ID_SET | sock.inet_id
     skb.transport_header = 0
-    skb.ClearField("call")
     ns.mib["UdpOutDatagrams"] += 1
     return 0, [Down(skb, "udp_sendmsg")]
+
+
+def datagram_route(tr, ns, sock: InetSock, daddr: int, size: int) -> tuple[int, RouteReply | None]:
+    """What udp_sendmsg() and ping_v4_sendmsg() do once the destination is
+    known: bind a port if none, route, and refuse what the path MTU cannot
+    carry (no fragmentation yet: EMSGSIZE)."""
+    err = tr.autobind(ns, sock)
+    if err:
+        return err, None
+    err, rt = route_checks(tr, ns, sock, daddr)
+    if err:
+        return err, None
+    if size + ipv4.IPV4_HLEN > rt.mtu:
+        return errno.EMSGSIZE, None
+    return 0, rt
+
+
+def datagram_flow(skb, sock: InetSock, rt: RouteReply, saddr: int, daddr: int, proto: int):
+    """The flow a datagram asks of ip_queue_xmit(), with the route it took."""
+    skb.saddr, skb.daddr, skb.ip_proto = saddr, daddr, proto
+    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rt.type != RTN_BROADCAST
+    skb.dst.CopyFrom(rt.dst)
+    skb.ClearField("call")
 
 
 def udp_rcv(tr, ns, skb, now: int) -> list:
@@ -141,12 +155,7 @@ def queue_rcv(ns, sock: InetSock, skb) -> list:
         ns.mib["UdpRcvbufErrors"] += 1
         ns.mib["UdpInErrors"] += 1
         return [Drop(skb, "udp_rcv", "SOCKET_RCVBUFF")]
-    truesize = len(skb.data) + SKB_TRUESIZE_OVERHEAD
-    sock.rmem_alloc += truesize
-    skb.sk = sock.sk
-    skb.event.kind = skb.event.DATA_READY
-    skb.event.truesize = truesize
-    return [Up(skb, "udp_rcv")]
+    return sock_queue_rcv_skb(sock, skb, "udp_rcv")
 
 
 def udp_err(tr, ns, skb, now: int) -> list:

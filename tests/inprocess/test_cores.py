@@ -1,11 +1,11 @@
-"""The transport and link cores driven directly (tests/kernel.py): no gRPC,
+"""The transport and link cores driven directly (services/netstack): no gRPC,
 no clock, Linux's answers."""
 import errno
 
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
 
-from kernel import Kernel
+from pktflow.services.netstack import Netstack
 from pktflow.services.wire import ipv4
 from pktflow.v1.skb_pb2 import ProtoCall
 
@@ -18,14 +18,14 @@ def udp_sock(k, netns="h1", sk=1):
 
 
 def test_autobind_picks_an_ephemeral_port():
-    k = Kernel()
+    k = Netstack()
     sk = udp_sock(k)
     ev = k.call("h1", sk, ProtoCall.SENDMSG, addr=H2, port=9, data=b"x", last=True)
     assert ev.err == 0 and 32768 <= ev.port <= 60999
 
 
 def test_bind_rules():
-    k = Kernel()
+    k = Netstack()
     a, b = udp_sock(k, sk=1), udp_sock(k, sk=2)
     assert k.call("h1", a, ProtoCall.BIND, addr=ipv4.aton("10.0.2.10"), port=53).err == errno.EADDRNOTAVAIL
     assert k.call("h1", a, ProtoCall.BIND, addr=ipv4.aton("10.0.1.10"), port=53).err == 0
@@ -35,7 +35,7 @@ def test_bind_rules():
 
 
 def test_send_errors():
-    k = Kernel()
+    k = Netstack()
     sk = udp_sock(k, "r1")
     assert k.call("r1", sk, ProtoCall.SENDMSG, data=b"x", last=True).err == errno.EDESTADDRREQ
     assert k.call("r1", sk, ProtoCall.SENDMSG, addr=H2, port=0, data=b"x", last=True).err == errno.EINVAL
@@ -48,7 +48,7 @@ def test_send_errors():
 
 
 def test_sent_datagram_is_a_valid_udp_packet():
-    k = Kernel()
+    k = Netstack()
     k.learn("h1", "eth0", "10.0.1.1", "02:00:00:00:01:01")
     sk = udp_sock(k)
     k.call("h1", sk, ProtoCall.BIND, addr=0, port=4000)
@@ -64,7 +64,7 @@ def test_sent_datagram_is_a_valid_udp_packet():
 
 
 def test_connected_socket_uses_its_own_ip_ids():
-    k = Kernel()
+    k = Netstack()
     k.learn("h1", "eth0", "10.0.1.1", "02:00:00:00:01:01")
     sk = udp_sock(k)
     k.call("h1", sk, ProtoCall.CONNECT, addr=H2, port=9)
@@ -83,7 +83,7 @@ def port_unreachable_for(k, sport: int) -> bytes:
 
 
 def test_port_unreachable_reaches_only_connected_sockets():
-    k = Kernel()
+    k = Netstack()
     conn, unconn = udp_sock(k, sk=1), udp_sock(k, sk=2)
     k.call("h1", conn, ProtoCall.BIND, addr=0, port=5001)
     k.call("h1", conn, ProtoCall.CONNECT, addr=H2, port=9)
@@ -95,7 +95,7 @@ def test_port_unreachable_reaches_only_connected_sockets():
 
 
 def test_ip_recverr_socket_gets_every_error():
-    k = Kernel()
+    k = Netstack()
     sk = udp_sock(k)
     k.call("h1", sk, ProtoCall.BIND, addr=0, port=5003)
     k.call("h1", sk, ProtoCall.SETSOCKOPT, level=0, optname=11, optval=1)       # IP_RECVERR
@@ -106,7 +106,7 @@ def test_ip_recverr_socket_gets_every_error():
 
 
 def test_demux_prefers_the_exact_address_and_the_connected_peer():
-    k = Kernel()
+    k = Netstack()
     wildcard, exact = udp_sock(k, "h2", 1), udp_sock(k, "h2", 2)
     for sk in (wildcard, exact):
         k.call("h2", sk, ProtoCall.SETSOCKOPT, level=1, optname=2, optval=1)    # SO_REUSEADDR
@@ -125,7 +125,7 @@ def _udp_frame(length: int, payload: bytes) -> bytes:
 
 def test_udp_trims_bytes_beyond_its_length_field():
     """__udp4_lib_rcv(): pskb_trim_rcsum(skb, ulen); the IP payload may be longer."""
-    k = Kernel()
+    k = Netstack()
     sk = udp_sock(k, "h2")
     k.call("h2", sk, ProtoCall.BIND, addr=0, port=7000)
     k.receive("h2", "eth0", _udp_frame(8 + 5, b"hello, and some trailing bytes"))
@@ -138,7 +138,7 @@ def test_udp_trims_bytes_beyond_its_length_field():
 
 
 def test_arp_request_for_another_address_is_not_answered():
-    k = Kernel()
+    k = Netstack()
     req = Ether(dst="ff:ff:ff:ff:ff:ff", src="02:00:00:00:02:01") / ARP(
         op=1, hwsrc="02:00:00:00:02:01", psrc="10.0.2.1", pdst="10.0.2.99")
     k.receive("h2", "eth0", bytes(req))
@@ -146,7 +146,7 @@ def test_arp_request_for_another_address_is_not_answered():
 
 
 def test_arp_is_answered_for_any_local_address():
-    k = Kernel()                                    # arp_ignore=0: the weak host model
+    k = Netstack()                                    # arp_ignore=0: the weak host model
     req = Ether(dst="ff:ff:ff:ff:ff:ff", src="02:00:00:00:01:0a") / ARP(
         op=1, hwsrc="02:00:00:00:01:0a", psrc="10.0.1.10", pdst="10.0.2.1")
     k.receive("r1", "eth0", bytes(req))
@@ -155,7 +155,7 @@ def test_arp_is_answered_for_any_local_address():
 
 
 def test_unsolicited_arp_reply_creates_no_entry():
-    k = Kernel()
+    k = Netstack()
     reply = Ether(dst="02:00:00:00:02:0a", src="02:00:00:00:02:01") / ARP(
         op=2, hwsrc="02:00:00:00:02:01", psrc="10.0.2.1", hwdst="02:00:00:00:02:0a", pdst="10.0.2.10")
     k.receive("h2", "eth0", bytes(reply))
@@ -163,7 +163,7 @@ def test_unsolicited_arp_reply_creates_no_entry():
 
 
 def test_forwarding_off_means_in_addr_errors():
-    k = Kernel()
+    k = Netstack()
     frame = Ether(dst="02:00:00:00:02:0a") / IP(src="10.0.1.10", dst="10.0.1.1") / UDP(sport=1, dport=9)
     k.receive("h2", "eth0", bytes(frame))
     assert [reason for _, _, reason, _ in k.drops] == ["IP_INADDRERRORS"]
@@ -171,14 +171,14 @@ def test_forwarding_off_means_in_addr_errors():
 
 
 def test_martian_source_is_dropped():
-    k = Kernel()
+    k = Netstack()
     frame = Ether(dst="02:00:00:00:02:0a") / IP(src="127.0.0.1", dst="10.0.2.10") / UDP(sport=1, dport=9)
     k.receive("h2", "eth0", bytes(frame))
     assert [reason for _, _, reason, _ in k.drops] == ["IP_LOCALNET"]
 
 
 def test_unknown_protocol_is_protocol_unreachable():
-    k = Kernel()
+    k = Netstack()
     k.learn("h2", "eth0", "10.0.2.1", "02:00:00:00:02:01")
     frame = Ether(dst="02:00:00:00:02:0a") / IP(src="10.0.1.10", dst="10.0.2.10", proto=99) / b"data"
     k.receive("h2", "eth0", bytes(frame))

@@ -9,7 +9,7 @@ from scapy.layers.inet import IP
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import rdpcap
 
-from kernel import Kernel
+from pktflow.services.netstack import Netstack
 from conftest import LINUX_CAPTURES
 
 DATA = LINUX_CAPTURES
@@ -39,7 +39,7 @@ def assert_same_frame(ours: bytes, linux: bytes):
 
 
 def test_arp_reply_is_byte_for_byte_linux():
-    k = Kernel()
+    k = Netstack()
     request, reply = frames("icmp-echo.h2")[:2]
     k.receive("h2", "eth0", request)
     assert [f for _, _, f in k.wire] == [reply]
@@ -47,7 +47,7 @@ def test_arp_reply_is_byte_for_byte_linux():
 
 
 def test_echo_reply_matches_linux():
-    k = Kernel()
+    k = Netstack()
     k.learn("h2", "eth0", "10.0.2.1", "02:00:00:00:02:01")
     request, reply = frames("icmp-echo.h2")[2:4]
     k.receive("h2", "eth0", request)
@@ -60,7 +60,7 @@ def test_echo_reply_matches_linux():
 
 
 def test_ttl_exceeded_matches_linux():
-    k = Kernel()
+    k = Netstack()
     k.learn("r1", "eth0", "10.0.1.10", "02:00:00:00:01:0a")
     request, error = frames("ttl-exceeded.h1")[:2]
     k.receive("r1", "eth0", request)
@@ -72,7 +72,7 @@ def test_ttl_exceeded_matches_linux():
 
 
 def test_net_unreachable_matches_linux():
-    k = Kernel()
+    k = Netstack()
     k.learn("r1", "eth0", "10.0.1.10", "02:00:00:00:01:0a")
     request, error = frames("net-unreachable.h1")[:2]
     k.receive("r1", "eth0", request)
@@ -83,7 +83,7 @@ def test_net_unreachable_matches_linux():
 
 
 def test_port_unreachable_matches_linux():
-    k = Kernel()
+    k = Netstack()
     k.learn("h2", "eth0", "10.0.2.1", "02:00:00:00:02:01")
     datagram, error = frames("udp-port-unreachable.h2")[:2]
     k.receive("h2", "eth0", datagram)
@@ -96,7 +96,7 @@ def test_port_unreachable_matches_linux():
 
 def test_forwarded_echo_matches_what_linux_forwarded():
     """r1 turns the request h1 sent into the one h2 received: TTL 63, new MACs."""
-    k = Kernel()
+    k = Netstack()
     k.learn("r1", "eth1", "10.0.2.10", "02:00:00:00:02:0a")
     sent = frames("icmp-echo.h1")[2]
     received = frames("icmp-echo.h2")[2]
@@ -108,7 +108,7 @@ def test_forwarded_echo_matches_what_linux_forwarded():
 
 
 def test_icmp_errors_are_rate_limited_per_destination():
-    k = Kernel()
+    k = Netstack()
     k.learn("h2", "eth0", "10.0.2.1", "02:00:00:00:02:01")
     datagram = frames("udp-port-unreachable.h2")[0]
     for _ in range(10):
@@ -121,7 +121,7 @@ def test_icmp_errors_are_rate_limited_per_destination():
 
 
 def test_unresolved_next_hop_waits_for_arp_then_goes():
-    k = Kernel()
+    k = Netstack()
     request, reply = frames("icmp-echo.h2")[2:4]          # h2 must answer, but does not know r1's MAC yet
     k.receive("h2", "eth0", request)
     [(_, _, probe)] = k.wire

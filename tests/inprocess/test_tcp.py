@@ -1,4 +1,4 @@
-"""TCP's state machine driven in-process (tests/kernel.py: every host's cores,
+"""TCP's state machine driven in-process (services/netstack: every host's cores,
 the cables, a fake clock): RFC 9293 behaviour with Linux's defaults."""
 import errno
 import random
@@ -8,7 +8,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
-from kernel import Network
+from pktflow.services.netstack import Netstack
 from pktflow.services.common.uapi import LINGER
 from pktflow.services.transport import tcp as T
 from conftest import LINUX_CAPTURES
@@ -55,7 +55,7 @@ def transfer(net, sender, receiver, data: bytes, step: float = 0.005, limit: flo
 
 
 def test_syn_carries_linuxs_options():
-    net = Network()
+    net = Netstack()
     connected_pair(net)
     syn = segments(net, "h1")[0]
     linux = rdpcap(str(DATA / "tcp-rst-closed-port.h1.pcap"))[0]
@@ -72,7 +72,7 @@ def test_syn_carries_linuxs_options():
 
 
 def test_rst_for_a_closed_port_matches_linux():
-    net = Network()
+    net = Netstack()
     cli = net.socket("h1")
     cli.connect("10.0.2.10", 9)
     assert cli.errors() == [errno.ECONNREFUSED]
@@ -88,7 +88,7 @@ def test_rst_for_a_closed_port_matches_linux():
 
 @pytest.mark.parametrize("direction", ["h1 to h2", "h2 to h1"])
 def test_bulk_transfer_is_byte_identical(direction):
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     data = random.Random(1).randbytes(1_000_000)
     a, b = (cli, child) if direction == "h1 to h2" else (child, cli)
@@ -105,7 +105,7 @@ def test_bulk_transfer_is_byte_identical(direction):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_transfer_survives_loss_both_ways(seed):
     rng = random.Random(seed)
-    net = Network(loss=lambda ns, ifi, f: ns == "r1" and rng.random() < 0.05)
+    net = Netstack(loss=lambda ns, ifi, f: ns == "r1" and rng.random() < 0.05)
     _srv, cli, child = None, None, None
     for _ in range(20):                               # the handshake itself may lose a segment
         net.advance(1)
@@ -146,10 +146,10 @@ def echo(net, client, server, data: bytes, step: float = 0.005, limit: float = 3
 def test_echo_with_loss_both_ways_never_exceeds_the_mtu(seed):
     """A data segment that carries SACK blocks has a shorter payload
     (tcp_current_mss()), and a retransmission is cut to the current MSS
-    (tcp_fragment()): none is ever larger than the path MTU (tests/kernel.py
+    (tcp_fragment()): none is ever larger than the path MTU (services/netstack
     asserts it for every segment), so none is dropped as PKT_TOO_BIG."""
     rng = random.Random(seed)
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     net.loss = lambda ns, ifi, f: ns == "r1" and rng.random() < 0.05
     data = random.Random(1).randbytes(500_000)
@@ -168,7 +168,7 @@ def test_corrupted_segments_fail_the_checksum_and_are_resent():
                 net.receive("h2", "eth0", frame[:100] + bytes([frame[100] ^ 0x10]) + frame[101:])
                 return True
             return False
-    net = Network(loss=Corrupt())
+    net = Netstack(loss=Corrupt())
     _srv, cli, child = connected_pair(net)
     data = rng.randbytes(300_000)
     assert transfer(net, cli, child, data) == data
@@ -191,7 +191,7 @@ def test_reordering_and_duplicates_do_not_corrupt():
         if held:
             net.wire.append((ns, ifi, held.pop()))
         return False
-    net = Network(loss=shuffle)
+    net = Netstack(loss=shuffle)
     _srv, cli, child = connected_pair(net)
     data = rng.randbytes(300_000)
     assert transfer(net, cli, child, data) == data
@@ -199,7 +199,7 @@ def test_reordering_and_duplicates_do_not_corrupt():
 
 
 def test_rst_on_an_established_connection_is_econnreset():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     from pktflow.v1.skb_pb2 import ProtoCall
     child.setsockopt(SOL_SOCKET, 13, LINGER.pack(1, 0))   # SO_LINGER {on, 0}: close() aborts
@@ -214,7 +214,7 @@ def tcp_only(ns, ifi, frame) -> bool:
 
 
 def test_syn_retries_back_off_then_etimedout():
-    net = Network(loss=tcp_only)
+    net = Netstack(loss=tcp_only)
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_syn_retries"] = 3
     cli = net.socket("h1")
     cli.connect("10.0.2.10", 80)
@@ -226,7 +226,7 @@ def test_syn_retries_back_off_then_etimedout():
 
 
 def test_syn_retry_timing():
-    net = Network(loss=tcp_only)
+    net = Netstack(loss=tcp_only)
     cli = net.socket("h1")
     start = net.now
     cli.connect("10.0.2.10", 80)
@@ -240,7 +240,7 @@ def test_syn_retry_timing():
 
 
 def test_half_close_lets_the_other_side_keep_sending():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     cli.send(b"request")
     assert cli.shutdown(1) == 0                            # SHUT_WR: FIN after the data
@@ -254,7 +254,7 @@ def test_half_close_lets_the_other_side_keep_sending():
 
 
 def test_time_wait_lasts_its_length():
-    net = Network()
+    net = Netstack()
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_timewait_len"] = 5
     _srv, cli, child = connected_pair(net)
     cli.close()
@@ -267,7 +267,7 @@ def test_time_wait_lasts_its_length():
 
 
 def test_simultaneous_open():
-    net = Network()
+    net = Netstack()
     a, b = net.socket("h1"), net.socket("h2")
     a.bind("10.0.1.10", 5000)
     b.bind("10.0.2.10", 6000)
@@ -285,7 +285,7 @@ def test_simultaneous_open():
 
 
 def test_simultaneous_close():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     held = []
     net.loss = lambda ns, ifi, f: ns == "h1" and not held and held.append(f) is None
@@ -312,7 +312,7 @@ def test_simultaneous_close():
 
 
 def test_zero_window_and_probes_lose_nothing():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     child.setsockopt(SOL_SOCKET, SO_RCVBUF, 32768)         # a small buffer, autotuning off
     data = random.Random(6).randbytes(200_000)
@@ -338,7 +338,7 @@ def test_zero_window_and_probes_lose_nothing():
 
 
 def test_delayed_ack_after_quickack():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     cli.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
     for _ in range(20):                                    # past the quickack budget (16)
@@ -356,7 +356,7 @@ def test_delayed_ack_after_quickack():
 
 
 def test_nagle_holds_small_writes_until_the_ack():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     held = []
     net.loss = lambda ns, ifi, f: ns == "h2" and held.append(f) is None   # ACKs do not come back
@@ -375,7 +375,7 @@ def test_nagle_holds_small_writes_until_the_ack():
 
 
 def test_nodelay_sends_small_writes_at_once():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     cli.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
     net.loss = lambda ns, ifi, f: ns == "h2"
@@ -389,7 +389,7 @@ def test_single_tail_loss_is_repaired_by_a_loss_probe():
     probe timeout (2 x SRTT + tcp_rto_min with one segment out) the last segment
     goes again as a probe, well before the RTO; the ACK beyond the probe shows a
     loss was repaired, so the window is reduced once (CWR), not reset to 1."""
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     dropped = []
     net.loss = lambda ns, ifi, f: ns == "h1" and len(f) > 100 and not dropped and dropped.append(1) is None
@@ -409,7 +409,7 @@ def test_single_tail_loss_is_repaired_by_a_loss_probe():
 
 
 def test_single_loss_without_probes_is_an_rto():
-    net = Network()
+    net = Netstack()
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_early_retrans"] = 0      # no tail loss probes
     _srv, cli, child = connected_pair(net)
     dropped = []
@@ -424,7 +424,7 @@ def test_single_loss_without_probes_is_an_rto():
 
 
 def test_three_dupacks_fast_retransmit():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     data = random.Random(7).randbytes(20 * 1448)
     dropped = []
@@ -438,7 +438,7 @@ def test_three_dupacks_fast_retransmit():
 
 @pytest.mark.parametrize("algo, factor", [("cubic", 717 / 1024), ("reno", 0.5)])
 def test_congestion_control_reacts_to_loss(algo, factor):
-    net = Network()
+    net = Netstack()
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_congestion_control"] = algo
     _srv, cli, child = connected_pair(net)
     assert cli.info().ca.name == algo
@@ -453,7 +453,7 @@ def test_congestion_control_reacts_to_loss(algo, factor):
 
 
 def test_tcp_congestion_option_per_socket():
-    net = Network()
+    net = Netstack()
     cli = net.socket("h1")
     from pktflow.v1.skb_pb2 import ProtoCall
     ev = cli.call(ProtoCall.SETSOCKOPT, level=IPPROTO_TCP, optname=13, optbytes=b"reno")
@@ -461,7 +461,7 @@ def test_tcp_congestion_option_per_socket():
 
 
 def test_syn_cookies_let_clients_in_when_the_syn_queue_is_full():
-    net = Network()
+    net = Netstack()
     srv = net.socket("h2")
     srv.bind("10.0.2.10", 80)
     srv.listen(backlog=2)
@@ -483,7 +483,7 @@ def test_syn_cookies_let_clients_in_when_the_syn_queue_is_full():
 
 
 def test_forged_cookie_is_refused():
-    net = Network()
+    net = Netstack()
     srv = net.socket("h2")
     srv.bind("10.0.2.10", 80)
     srv.listen()
@@ -496,7 +496,7 @@ def test_forged_cookie_is_refused():
 
 
 def test_keepalive_probes_then_gives_up():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     cli.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1)
     cli.setsockopt(IPPROTO_TCP, TCP_KEEPIDLE, 10)
@@ -511,7 +511,7 @@ def test_keepalive_probes_then_gives_up():
 
 
 def test_out_of_window_segment_is_dropped_and_acked():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     info = child.info()
     bogus = Ether(dst="02:00:00:00:02:0a") / IP(src="10.0.1.10", dst="10.0.2.10") / TCP(
@@ -525,7 +525,7 @@ def test_out_of_window_segment_is_dropped_and_acked():
 
 
 def test_rst_in_window_but_not_exact_gets_a_challenge_ack():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     info = child.info()
     rst = Ether(dst="02:00:00:00:02:0a") / IP(src="10.0.1.10", dst="10.0.2.10") / TCP(
@@ -537,7 +537,7 @@ def test_rst_in_window_but_not_exact_gets_a_challenge_ack():
 
 
 def test_close_with_unread_data_sends_rst():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     cli.send(b"unread")
     child.close()
@@ -546,7 +546,7 @@ def test_close_with_unread_data_sends_rst():
 
 
 def test_bind_and_listen_conflicts():
-    net = Network()
+    net = Netstack()
     a, b = net.socket("h2"), net.socket("h2")
     assert a.bind("10.0.2.10", 80) == 0 and a.listen() == 0
     assert b.bind("0.0.0.0", 80) == errno.EADDRINUSE
@@ -561,7 +561,7 @@ def test_rack_waits_out_its_reordering_window_before_declaring_a_loss():
     DupThresh SACKed, no reordering seen: the window is min_rtt/4); the
     reordering timer marks it lost when the window has passed, and fast
     recovery repairs it without an RTO."""
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     net.advance(0.01)
     sk = cli.info()
@@ -583,7 +583,7 @@ def test_prr_spreads_the_reduction_over_the_recovery():
     """RFC 6937: on entering recovery cwnd does not drop to ssthresh at once;
     while the pipe is above ssthresh one segment goes for about every
     1/beta delivered, so the window ends at ssthresh without a burst or a stall."""
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     data = random.Random(3).randbytes(40 * 1448)
     dropped = []
@@ -609,7 +609,7 @@ def test_dsack_of_a_spurious_fast_retransmit_undoes_the_reduction():
     """RFC 2883 / tcp_try_undo_dsack(): a segment held back (reordered, not lost)
     triggers a fast retransmit; the receiver gets it twice and D-SACKs the copy;
     every retransmission D-SACKed means no loss: cwnd and ssthresh go back."""
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     held = []
 
@@ -637,7 +637,7 @@ def test_ecn_negotiated_and_a_ce_mark_halves_once_without_loss():
     server: accept when asked): ECE|CWR in the SYN, ECE in the SYN-ACK, ECT(0)
     on data; a CE mark makes the receiver echo ECE until the sender's CWR, and
     the sender reduces its window once (CWR state), retransmitting nothing."""
-    net = Network()
+    net = Netstack()
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_ecn"] = 1
     marked = []
 
@@ -670,10 +670,10 @@ def test_ecn_negotiated_and_a_ce_mark_halves_once_without_loss():
 
 
 def test_ecn_is_not_asked_for_by_default_and_a_retransmitted_syn_drops_it():
-    net = Network()
+    net = Netstack()
     connected_pair(net)
     assert segments(net, "h1")[0][TCP].flags & 0xC0 == 0              # tcp_ecn=2: accept, do not ask
-    net = Network()
+    net = Netstack()
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_ecn"] = 1
     net.loss = lambda ns, ifi, f: ns == "r1" and ifi == 2 and TCP in Ether(f)   # no SYN-ACK reaches h1
     s = net.socket("h1")
@@ -686,7 +686,7 @@ def test_ecn_is_not_asked_for_by_default_and_a_retransmitted_syn_drops_it():
 def test_so_max_pacing_rate_spaces_the_segments():
     """SO_MAX_PACING_RATE turns on TCP's own pacing (no fq here): after the first
     ten segments, one leaves every size/rate seconds."""
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     assert cli.setsockopt(1, 47, 1448 * 100) == 0          # 100 segments a second
     sk = cli.info()
@@ -708,7 +708,7 @@ def test_a_spurious_rto_is_detected_and_undone(timestamps):
     the resent head, so new data goes next (step 2b: more is queued than cwnd
     allowed), and the ACK after it covers original data. Either way cwnd and
     ssthresh come back (TCPLossUndo), and F-RTO counts TCPSpuriousRTOs."""
-    net = Network()
+    net = Netstack()
     for host in ("h1", "h2"):
         net.tr.netns[host].sysctl["net.ipv4.tcp_timestamps"] = timestamps
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_early_retrans"] = 0       # the RTO, not a probe, fires
@@ -754,7 +754,7 @@ def test_minshall_nagle_sends_a_2000_byte_write_at_once():
     """tcp_minshall_check(): a partial segment waits only behind an unacknowledged
     small one, so a 2,000-byte write on an idle connection leaves whole; a small
     write right after it waits for that small segment's ACK."""
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     net.loss = lambda ns, ifi, f: ns == "h2"                 # no ACK comes back
     before = len(segments(net, "h1"))
@@ -768,7 +768,7 @@ def test_the_window_grows_from_rcv_ssthresh():
     """tcp_select_initial_window() then tcp_grow_window(): the first ACK offers the
     SYN's 64240 rounded up to the scale's unit (502 x 128), and each full segment
     that arrives lets the offer grow by two segments, ACKed at once meanwhile."""
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     ack = [p for p in segments(net, "h1") if p[TCP].flags == "A"][0]
     assert ack[TCP].window == 502
@@ -782,7 +782,7 @@ def test_the_window_grows_from_rcv_ssthresh():
 def test_data_into_a_zero_window_is_dropped():
     """tcp_data_queue(): a segment at rcv_nxt when no room was offered is dropped
     (TCP_ZEROWINDOW, TCPZeroWindowDrop) and answered with an ACK at once."""
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     child.setsockopt(SOL_SOCKET, SO_RCVBUF, 4096)            # 8 KiB, never read
     sent = 0
@@ -804,7 +804,7 @@ def test_data_into_a_zero_window_is_dropped():
 def test_challenge_acks_are_rate_limited_per_socket():
     """tcp_send_challenge_ack(): one per tcp_invalid_ratelimit (500 ms) a socket;
     the host-wide limit is off (INT_MAX) as since Linux 6.0."""
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     info = child.info()
     before = len(segments(net, "h2"))
@@ -824,7 +824,7 @@ def test_challenge_acks_are_rate_limited_per_socket():
 def test_an_orphaned_fin_wait_2_expires_quietly():
     """tcp_fin_timeout passed with no FIN from the peer: the orphan goes, with no
     RST (Linux sends one only when TCP_LINGER2 is negative)."""
-    net = Network()
+    net = Netstack()
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_fin_timeout"] = 2
     _srv, cli, child = connected_pair(net)
     sk = cli.info()
@@ -838,7 +838,7 @@ def test_an_orphaned_fin_wait_2_expires_quietly():
 
 def test_keepalive_is_quiet_while_data_is_in_flight():
     """tcp_keepalive_timer(): packets out or queued, no probe: the RTO watches the peer."""
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     cli.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1)
     cli.setsockopt(IPPROTO_TCP, TCP_KEEPIDLE, 1)

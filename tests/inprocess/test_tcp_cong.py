@@ -2,7 +2,7 @@
 cap and reset on RTO, restart after idle, delivery-rate sampling (tcp_rate.c)
 and BBR v1's model and state machine. All on a fake clock: a modeled path
 drives the real hooks (tcp_rate + tcp_cong) where a whole stack is not needed,
-the in-process Network where it is."""
+the in-process Netstack where it is."""
 import heapq
 import random
 from collections import Counter
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kernel import Network
+from pktflow.services.netstack import Netstack
 from test_tcp import connected_pair, transfer
 
 from pktflow.services.common import sysctl as sysctl_mod
@@ -333,7 +333,7 @@ def test_cubic_epoch_shifts_over_an_application_pause():
 
 
 def test_rto_in_a_connection_resets_cubic():
-    net = Network()
+    net = Netstack()
     _srv, cli, child = connected_pair(net)
     data = random.Random(3).randbytes(150_000)
     transfer(net, cli, child, data)
@@ -353,7 +353,7 @@ def test_restart_after_idle(enabled):
     """tcp_slow_start_after_idle=1: after an idle longer than the RTO, cwnd
     halves per RTO idle down to the initial window, ssthresh keeps 3/4 of the
     old cwnd (tcp_cwnd_restart); with 0 the window survives the idle."""
-    net = Network()
+    net = Netstack()
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_slow_start_after_idle"] = enabled
     _srv, cli, child = connected_pair(net)
     data = random.Random(5).randbytes(400_000)
@@ -479,7 +479,7 @@ def test_available_and_sysctls():
 
 
 def test_tcp_congestion_bbr_per_socket():
-    net = Network()
+    net = Netstack()
     cli = net.socket("h1")
     from pktflow.v1.skb_pb2 import ProtoCall
     ev = cli.call(ProtoCall.SETSOCKOPT, level=6, optname=13, optbytes=b"bbr")
@@ -512,8 +512,8 @@ def test_ss_prints_bbr_as_iproute2_does(monkeypatch):
 
 # -- through the whole stack, with time on the cables ------------------------------
 
-class DelayNetwork(Network):
-    """The in-process Network with time on its cables: every frame takes
+class DelayNetwork(Netstack):
+    """The in-process Netstack with time on its cables: every frame takes
     `delay` s to cross one, and frames leaving `bottleneck` (netns, ifname)
     are serialized at `rate` bit/s behind each other (an unbounded FIFO)."""
 
@@ -535,17 +535,6 @@ class DelayNetwork(Network):
             self.n += 1
             heapq.heappush(self.flight, (t + self.delay, self.n, netns, ifindex, frame))
 
-    def deliver(self, netns, ifindex, frame):
-        self.frames.append((netns, ifindex, frame))
-        if self.loss and self.loss(netns, ifindex, frame):
-            return
-        iface = self.topo.hosts[netns].interface(ifindex)
-        if iface.is_loopback:
-            self.receive(netns, "lo", frame)
-            return
-        for peer_host, peer_if in self.topo.peers(netns, iface.name):
-            self.receive(peer_host, peer_if, frame)
-
     def advance(self, seconds: float):
         end = self.now + int(seconds * 1e9)
         while True:
@@ -557,13 +546,9 @@ class DelayNetwork(Network):
             if t_frame is not None and (t_timer is None or t_frame <= t_timer):
                 _, _, netns, ifindex, frame = heapq.heappop(self.flight)
                 self.now = max(self.now, t_frame)
-                self.deliver(netns, ifindex, frame)
+                self.cross(netns, ifindex, frame)
             else:
-                del self.timers[key]
-                self.now = max(self.now, t_timer)
-                layer, k = key
-                core = self.tr if layer == "transport" else self.link
-                self._run(layer, core.timer(k, self.now))
+                self.fire_timer(*key, t_timer)
             self.pump()
         self.now = end
 

@@ -1,12 +1,12 @@
 """Smaller departures from Linux 6.x, fixed: option sysctls, listen queues,
 RFC 6528 ISNs, TCP_INFO, the initial window however a write arrives.
-In-process (tests/kernel.py Network: every host's cores, a fake clock)."""
+In-process (services/netstack: every host's cores, a fake clock)."""
 import errno
 
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
-from kernel import Network
+from pktflow.services.netstack import Netstack
 from pktflow.services.transport import tcp as T
 
 
@@ -26,7 +26,7 @@ def pair(net, port=80, backlog=128):
 
 # -- net.ipv4.tcp_timestamps, tcp_sack, tcp_window_scaling -------------------
 def test_timestamps_off_the_syn_offers_none_and_none_are_used():
-    net = Network()
+    net = Netstack()
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_timestamps"] = 0
     _srv, cli, child = pair(net)
     syn, synack = segments(net, "h1")[0], segments(net, "h2")[0]
@@ -37,7 +37,7 @@ def test_timestamps_off_the_syn_offers_none_and_none_are_used():
 
 
 def test_sack_off_at_the_listener_its_synack_does_not_accept_it():
-    net = Network()
+    net = Netstack()
     net.tr.netns["h2"].sysctl["net.ipv4.tcp_sack"] = 0
     _srv, cli, child = pair(net)
     syn, synack = segments(net, "h1")[0], segments(net, "h2")[0]
@@ -47,7 +47,7 @@ def test_sack_off_at_the_listener_its_synack_does_not_accept_it():
 
 
 def test_sack_and_window_scaling_off_the_syn_offers_neither():
-    net = Network()
+    net = Netstack()
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_sack"] = 0
     net.tr.netns["h1"].sysctl["net.ipv4.tcp_window_scaling"] = 0
     _srv, cli, child = pair(net)
@@ -59,7 +59,7 @@ def test_sack_and_window_scaling_off_the_syn_offers_neither():
 # -- listen queues (tcp_conn_request) ----------------------------------------
 def test_accept_queue_holds_backlog_plus_one():
     """sk_acceptq_is_full() is `>`: listen(2) lets three connections wait."""
-    net = Network()
+    net = Netstack()
     srv = net.socket("h2")
     srv.bind("10.0.2.10", 80)
     srv.listen(2)
@@ -82,7 +82,7 @@ def syn_flood(net, count: int, port: int = 80):
 
 
 def test_with_syncookies_the_syn_queue_is_not_capped_by_max_syn_backlog():
-    net = Network()
+    net = Netstack()
     net.tr.netns["h2"].sysctl["net.ipv4.tcp_max_syn_backlog"] = 128
     srv = net.socket("h2")
     srv.bind("10.0.2.10", 80)
@@ -94,7 +94,7 @@ def test_with_syncookies_the_syn_queue_is_not_capped_by_max_syn_backlog():
 
 def test_without_syncookies_the_last_quarter_of_max_syn_backlog_is_kept():
     """max_syn_backlog - qlen < max_syn_backlog >> 2 drops: 128 - 97 < 32."""
-    net = Network()
+    net = Netstack()
     net.tr.netns["h2"].sysctl["net.ipv4.tcp_max_syn_backlog"] = 128
     net.tr.netns["h2"].sysctl["net.ipv4.tcp_syncookies"] = 0
     srv = net.socket("h2")
@@ -107,7 +107,7 @@ def test_without_syncookies_the_last_quarter_of_max_syn_backlog_is_kept():
 
 
 def test_without_syncookies_a_full_syn_queue_drops():
-    net = Network()
+    net = Netstack()
     net.tr.netns["h2"].sysctl["net.ipv4.tcp_syncookies"] = 0
     srv = net.socket("h2")
     srv.bind("10.0.2.10", 80)
@@ -120,7 +120,7 @@ def test_without_syncookies_a_full_syn_queue_drops():
 # -- RFC 6528 ISNs and timestamp offsets --------------------------------------
 def test_isn_is_a_keyed_hash_of_the_four_tuple_plus_a_64ns_clock():
     from pktflow.services.transport import secure_seq
-    net = Network()
+    net = Netstack()
     _srv, cli, child = pair(net)
     sk, t = cli.info(), net.tr.tcp.tables(net.tr.netns["h1"])
     syn_time = net.now
@@ -143,9 +143,9 @@ def test_isn_is_a_keyed_hash_of_the_four_tuple_plus_a_64ns_clock():
 
 
 def test_isns_repeat_with_the_same_seed():
-    a, b = Network(seed=7), Network(seed=7)
+    a, b = Netstack(seed=7), Netstack(seed=7)
     assert pair(a)[1].info().iss == pair(b)[1].info().iss
-    assert pair(Network(seed=8))[1].info().iss != pair(Network(seed=7))[1].info().iss
+    assert pair(Netstack(seed=8))[1].info().iss != pair(Netstack(seed=7))[1].info().iss
 
 
 # -- getsockopt(IPPROTO_TCP, TCP_INFO) ----------------------------------------
@@ -183,7 +183,7 @@ def getsockopt(sock, optname: int, optlen: int):
 def test_tcp_info_after_a_transfer():
     import struct
     assert len(TCP_INFO_FIELDS) == len(struct.unpack(TCP_INFO_FORMAT, bytes(280)))
-    net = Network()
+    net = Netstack()
     _srv, cli, child = pair(net)
     data = bytes(range(256)) * 2000
     sent, got = 0, b""
@@ -227,7 +227,7 @@ def raw_cli_prefix(sock):
 
 
 def test_tcp_info_of_a_listener_counts_its_accept_queue():
-    net = Network()
+    net = Netstack()
     srv, _cli, _child = pair(net, backlog=5)
     other = net.socket("h1")
     other.connect("10.0.2.10", 80)                          # waits in the accept queue
@@ -243,7 +243,7 @@ def initial_window(nodelay: bool, piece: int, more: bool = True) -> list:
     """h2 writes 64 KiB handed to transport in `piece`-byte calls (MSG_MORE on
     all but the last); no ACK comes back: the data segments that leave."""
     from pktflow.v1.skb_pb2 import ProtoCall
-    net = Network()
+    net = Netstack()
     _srv, cli, child = pair(net)
     if nodelay:
         assert child.setsockopt(6, 1, 1) == 0                    # TCP_NODELAY
@@ -289,7 +289,7 @@ def test_a_tcp_flow_making_progress_keeps_its_neighbour_reachable():
     sender never probes its gateway again (REACHABLE lasts 15..45 s unconfirmed)."""
     from pktflow.services.link import neighbour as nd
     from pktflow.services.wire import ipv4
-    net = Network()
+    net = Netstack()
     _srv, cli, child = pair(net)
     assert len(arp_requests(net, "h1")) == 1                  # the first resolution, a broadcast
     start = len(net.frames)
@@ -306,7 +306,7 @@ def test_a_tcp_flow_making_progress_keeps_its_neighbour_reachable():
 def test_without_progress_the_neighbour_is_probed_as_on_linux():
     """A connection that sends nothing keeps no entry fresh: after REACHABLE
     times out, the next use goes DELAY -> PROBE and asks by unicast."""
-    net = Network()
+    net = Netstack()
     _srv, cli, child = pair(net)
     start = len(net.frames)
     net.advance(60)

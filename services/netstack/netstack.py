@@ -1,0 +1,238 @@
+"""The whole packet path in one process: transport, ip, link and nic cores for
+every host of a topology, wired as the services wire them, with the cables
+between the NICs and a clock that only moves when told to.
+
+    calls ─▶ transport ─▶ ip ─▶ link ─▶ nic ══ cable ══▶ nic ─▶ link ─▶ ip ─▶ transport ─▶ events
+
+Each arrow is what a service does with a core's action: `Down` hands the skb to
+the next core below, `Up` to the one above, `Arm`/`Cancel` set a timer, `Drop`
+is recorded with its reason, `AskRoute` is answered by ip's route_output() at
+once. Frames wait on `wire` until pump() carries them across their cable, in
+order (frames sent while delivering queue behind, as on a wire); advance()
+fires due timers in order. No gRPC, no threads, no clock reads: the tests, the
+golden comparisons with Linux and the benchmarks' no-gRPC figure run this. The
+socket layer is the small `Sock` below: calls in, the events transport sends
+up collected in `up`.
+"""
+import random
+from collections import Counter
+
+from pktflow.v1.skb_pb2 import ProtoCall, Skb
+
+from ..common import topology
+from ..common.actions import Arm, AskRoute, Cancel, Down, Drop, Up
+from ..ip.stack import Ip
+from ..link import neighbour
+from ..link.dev import Link
+from ..nic.netdev import Nic, fcs
+from ..transport.stack import Transport
+from ..wire import ethernet, ipv4
+
+
+class Netstack:
+    def __init__(self, topo=None, seed: int = 1, loss=None):
+        self.topo = topo or topology.load()
+        rng = random.Random(seed)
+        self.tr, self.ip = Transport(self.topo, rng), Ip(self.topo, rng)
+        self.link, self.nic = Link(self.topo, rng), Nic(self.topo)
+        self.now = 1_000_000_000           # monotonic ns; only advance() moves it
+        self.loss = loss                   # f(netns, ifindex, frame) -> True to lose it on its cable
+        self.wire: list = []               # (netns, ifindex, frame) put on a cable, not yet across
+        self.frames: list = []             # every frame that went across a cable, as `wire` holds them
+        self.up: list = []                 # skbs handed to the socket layer (events, packet taps)
+        self.drops: list = []              # (layer, fn, reason, skb)
+        self.timers: dict = {}             # (layer, key) -> when
+        self.completions: dict = {}        # req -> the COMPLETE event answering a call
+        self.req = 0
+        self.next_sk = 100
+
+    # -- the wiring: what each service does with its core's actions
+    def _run(self, layer: str, actions: list):
+        for act in actions:
+            kind = type(act)
+            if kind is Down:
+                self.down_from(layer, act.skb)
+            elif kind is Up:
+                self.up_from(layer, act.skb, act.to)
+            elif kind is Drop:
+                self.drops.append((layer, act.fn, act.reason, act.skb))
+            elif kind is Arm:
+                self.timers[(layer, act.key)] = act.when
+            elif kind is Cancel:
+                self.timers.pop((layer, act.key), None)
+            elif kind is AskRoute:
+                reply = self.ip.route_output(act.netns, act.daddr, act.saddr)
+                self._run("transport", self.tr.route_answer(act.netns, act.daddr, act.saddr, reply, self.now))
+
+    def down_from(self, layer: str, skb):
+        if layer == "transport":
+            if skb.ip_proto == ipv4.IPPROTO_TCP:
+                self.check_fits_path_mtu(skb)
+            self._run("ip", self.ip.from_transport(skb, self.now))
+        elif layer == "ip":
+            self._run("link", self.link.dev_queue_xmit(skb, self.now))
+        elif layer == "link":
+            self._run("nic", self.nic.ndo_start_xmit(skb, self.now))
+            self.wire += [(dev.netns, dev.ifindex, s.data) for dev, s in self.nic.on_wire]
+            self.nic.on_wire.clear()
+
+    def up_from(self, layer: str, skb, to):
+        if layer == "nic":
+            self._run("link", self.link.netif_receive_skb(skb, self.now))
+        elif layer == "link" and to != "socket":
+            self._run("ip", self.ip.ip_rcv(skb, self.now))
+        elif layer == "ip":
+            self._run("transport", self.tr.rcv(skb, self.now))
+        elif layer == "transport" and skb.event.kind == skb.event.COMPLETE:
+            self.completions[skb.event.req] = skb.event
+        else:
+            self.up.append(skb)
+
+    def check_fits_path_mtu(self, skb):
+        """TCP never hands IP a segment larger than the route's MTU: it cuts
+        its segments to tcp_current_mss() (options included), as Linux does."""
+        rt = self.ip.route_output(skb.netns, skb.daddr, skb.saddr)
+        if not rt.err:
+            size = len(skb.data) + ipv4.IPV4_HLEN
+            assert size <= rt.mtu, f"a {size}-byte TCP segment for a {rt.mtu}-byte path MTU"
+
+    # -- the cables
+    def receive(self, netns: str, ifname: str, frame: bytes):
+        """A frame arriving at a device: DMA'd into its RX ring, then NAPI."""
+        dev = self.nic.device(netns, self.topo.hosts[netns].interfaces[ifname].ifindex)
+        self._run("nic", self.nic.dma_rx(dev, bytes(frame) + fcs(frame), Skb(), 0))
+        while dev.rx_ring:
+            self._run("nic", self.nic.napi_poll(dev, self.now))
+
+    def pump(self):
+        """Carries the frames on `wire` across their cables, in order."""
+        while self.wire:
+            self.cross(*self.wire.pop(0))
+
+    def cross(self, netns: str, ifindex: int, frame: bytes):
+        """One frame over its cable: recorded, lost (by `loss`), or into each
+        peer's NIC (a loopback device's cable ends at itself)."""
+        self.frames.append((netns, ifindex, frame))
+        if self.loss and self.loss(netns, ifindex, frame):
+            return
+        dev = self.nic.device(netns, ifindex)
+        for peer in (dev,) if dev.loopback else dev.peers:
+            self.receive(peer.netns, peer.name, frame)
+
+    # -- time
+    def advance(self, seconds: float):
+        """Moves the clock, firing every timer that falls due on the way."""
+        end = self.now + int(seconds * 1e9)
+        while True:
+            due = [(when, key) for key, when in self.timers.items() if when <= end]
+            if not due:
+                break
+            when, (layer, key) = min(due, key=lambda x: x[0])
+            self.fire_timer(layer, key, when)
+            self.pump()
+        self.now = end
+
+    def fire(self, key):
+        """Runs a link-layer timer (a neighbour's) now or at its deadline."""
+        self.fire_timer("link", key, self.timers[("link", key)])
+
+    def fire_timer(self, layer: str, key, when: int):
+        del self.timers[(layer, key)]
+        self.now = max(self.now, when)
+        core = self.tr if layer == "transport" else self.link
+        self._run(layer, core.timer(key, self.now))
+
+    # -- the socket layer's side
+    def call(self, netns: str, sk: int, op, **fields):
+        """A socket-layer call into transport; returns its COMPLETE event."""
+        self.req += 1
+        req = self.req
+        skb = Skb(netns=netns, sk=sk, data=fields.pop("data", b""), call=ProtoCall(op=op, req=req, **fields))
+        self._run("transport", self.tr.from_socket(skb, self.now))
+        return self.completions.pop(req, None)
+
+    def socket(self, netns: str, type_: int = 1) -> "Sock":
+        self.next_sk += 1
+        assert self.call(netns, self.next_sk, ProtoCall.CREATE, type=type_, protocol=0).err == 0
+        return Sock(self, netns, self.next_sk)
+
+    # -- state, as the admin commands show it
+    def learn(self, netns: str, ifname: str, ip: str, mac: str):
+        """A REACHABLE neighbour entry, as if ARP had run."""
+        ifindex = self.topo.hosts[netns].interfaces[ifname].ifindex
+        self.link.netns[netns].neigh.update(ifindex, ipv4.aton(ip), ethernet.mac_from_str(mac),
+                                            neighbour.NUD_REACHABLE, self.now, create=True)
+
+    def counters(self, netns: str) -> Counter:
+        out = Counter()
+        out.update(self.ip.netns[netns].mib)
+        out.update(self.tr.netns[netns].mib)
+        out.update(self.link.netns[netns].mib)
+        return out
+
+
+class Sock:
+    """A socket as the socket layer holds it, just enough to drive transport:
+    each call is followed by the wire's traffic (as a batch would be)."""
+
+    def __init__(self, net: Netstack, netns: str, sk: int):
+        self.net, self.netns, self.sk = net, netns, sk
+
+    def call(self, op, **fields):
+        ev = self.net.call(self.netns, self.sk, op, **fields)
+        self.net.pump()
+        return ev
+
+    def bind(self, addr: str, port: int):
+        return self.call(ProtoCall.BIND, addr=ipv4.aton(addr) if addr else 0, port=port).err
+
+    def listen(self, backlog: int = 128):
+        return self.call(ProtoCall.LISTEN, backlog=backlog).err
+
+    def connect(self, addr: str, port: int):
+        return self.call(ProtoCall.CONNECT, addr=ipv4.aton(addr), port=port).err
+
+    def send(self, data: bytes) -> int:
+        ev = self.call(ProtoCall.SENDMSG, data=data)
+        return ev.sent if not ev.err else -ev.err
+
+    def shutdown(self, how: int):
+        return self.call(ProtoCall.SHUTDOWN, how=how).err
+
+    def close(self):
+        return self.call(ProtoCall.RELEASE).err
+
+    def setsockopt(self, level: int, name: int, value: int | bytes):
+        val = {"optbytes": value} if isinstance(value, bytes) else {"optval": value}
+        return self.call(ProtoCall.SETSOCKOPT, level=level, optname=name, **val).err
+
+    def mine(self):
+        return [e for e in self.net.up if e.sk == self.sk]
+
+    def recv(self, consume: bool = True) -> bytes:
+        """Everything delivered so far; tells transport it was read."""
+        got = [e for e in self.mine() if e.event.kind == e.event.DATA_READY]
+        for e in got:
+            self.net.up.remove(e)
+        data = b"".join(e.data[e.head:] for e in got)
+        if consume and data:
+            self.call(ProtoCall.RECVMSG, consumed=len(data))
+        return data
+
+    def states(self):
+        return [e.event.state for e in self.mine() if e.event.kind == e.event.STATE_CHANGE]
+
+    def errors(self):
+        return [e.event.err for e in self.mine() if e.event.kind == e.event.ERROR_REPORT]
+
+    def accept(self) -> "Sock | None":
+        for e in self.net.up:
+            if e.event.kind == e.event.STATE_CHANGE and e.event.listener == self.sk:
+                self.net.up.remove(e)
+                child = Sock(self.net, self.netns, e.sk)
+                self.call(ProtoCall.ACCEPT, child=e.sk)
+                return child
+        return None
+
+    def info(self):
+        return self.net.tr.tcp.socks.get(self.sk)
