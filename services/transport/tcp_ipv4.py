@@ -1,11 +1,14 @@
-"""TCP over IPv4 (net/ipv4/tcp_ipv4.c, inet_connection_sock.c,
-tcp_minisocks.c): the socket calls (struct proto), demultiplexing arriving
-segments, listening with a SYN queue and an accept queue (SYN cookies when it
-overflows: syncookies.py), TIME-WAIT, RST for segments nobody owns."""
+"""TCP over IPv4 (net/ipv4/tcp_ipv4.c): struct proto tcp_prot, the socket
+layer's calls (with tcp.c's tcp_sendmsg(), tcp_recvmsg(), tcp_shutdown(),
+tcp_close() and do_tcp_setsockopt() they lead to), tcp_v4_connect(),
+tcp_v4_rcv() demultiplexing arriving segments to a connection, a listener's
+SYN queue (tcp_conn_request()) or an RST, and tcp_v4_err(). The rest of TcpProto
+lives in mixins along the kernel's files: inet_connection_sock.py (bind,
+listen, ports), tcp_minisocks.py (request children, TIME-WAIT), syncookies.py,
+tcp_diag.py (what `ss` shows)."""
 import errno
-import os
 
-from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL
+from pktflow.v1.layers_pb2 import RTN_BROADCAST
 from pktflow.v1.skb_pb2 import PACKET_HOST, PACKET_LOOPBACK, ProtoCall, Skb, SockEvent
 
 from ..common.actions import Arm, Cancel, Down, Drop, Stop, Up
@@ -15,10 +18,12 @@ from ..common.uapi import (IPPROTO_IP, IPPROTO_TCP, IP_TOS, IP_TTL, MSG_MORE, SH
                            TCP_NODELAY, TCP_SYNCNT, linger_seconds)
 from ..wire import Malformed, ipv4, tcp as wire
 from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_rate, tcp_timer
-from .sock import PortTable
+from .inet_connection_sock import InetConnectionSock, TcpNetns
 from .syncookies import SynCookies
+from .tcp_diag import TcpDiag
+from .tcp_minisocks import TcpMinisocks
 from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV, SYN_SENT,
-                  TCP_ECN_OK, TCP_ECN_SEEN, TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, set_state, unwrap)
+                  TCP_ECN_OK, TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, set_state)
 
 CHILD_ID_BASE = 1 << 40          # sockets transport creates (accepted connections) are numbered from here
 
@@ -28,19 +33,7 @@ def call_more(skb) -> bool:
     return bool(skb.call.flags & MSG_MORE)
 
 
-class TcpNetns:
-    """One namespace's TCP tables: bound ports, connections, listeners."""
-
-    def __init__(self, ns, rng):
-        self.ports = PortTable(rng, ns.sysctl["net.ipv4.ip_local_port_range"])
-        self.ehash: dict[tuple, TcpSock] = {}          # (laddr, lport, raddr, rport) -> connection
-        self.listeners: dict[int, list[TcpSock]] = {}  # port -> listening sockets
-        self.cookie_secret = os.urandom(16)
-        self.net_secret = secure_seq.new_secret(rng)      # ISNs (RFC 6528)
-        self.ts_secret = secure_seq.new_secret(rng)       # timestamp offsets
-
-
-class TcpProto(SynCookies):
+class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
     """struct proto tcp_prot for every namespace of the transport layer."""
 
     def __init__(self, transport, rng):
@@ -125,41 +118,6 @@ class TcpProto(SynCookies):
             ev.state = sk.state
         return [Up(Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete")]
 
-    def bind(self, ns, sk: TcpSock, addr: int, port: int) -> int:
-        """inet_bind() with inet_csk_bind_conflict(): SO_REUSEADDR on both lets
-        a port be shared unless one of them listens."""
-        if sk.lport or sk.state != CLOSE:
-            return errno.EINVAL
-        if addr:
-            r = self.transport.route(ns, addr, 0)
-            if r.err or r.type not in (RTN_LOCAL, RTN_BROADCAST):
-                return errno.EADDRNOTAVAIL
-        t = self.tables(ns)
-        if port and any(o.state == LISTEN or o.state != CLOSE and not o.reuseaddr
-                        for o in t.ports.by_port.get(port, ()) if not o.laddr or not addr or o.laddr == addr):
-            if not sk.reuseaddr or any(o.state == LISTEN for o in t.ports.by_port.get(port, ())):
-                return errno.EADDRINUSE
-        return t.ports.bind(sk, addr, port)
-
-    def listen(self, ns, sk: TcpSock, backlog: int) -> int:
-        """inet_csk_listen_start(): the backlog bounds both queues (capped at somaxconn)."""
-        if sk.state not in (CLOSE, LISTEN):
-            return errno.EINVAL
-        t = self.tables(ns)
-        if not sk.lport:
-            err = t.ports.bind(sk, sk.laddr, 0)
-            if err:
-                return err
-        elif sk.state == CLOSE and any(o is not sk and o.state == LISTEN and
-                                       (not o.laddr or not sk.laddr or o.laddr == sk.laddr)
-                                       for o in t.ports.by_port.get(sk.lport, ())):
-            return errno.EADDRINUSE
-        sk.backlog = min(max(backlog, 0), ns.sysctl["net.core.somaxconn"])
-        if sk.state != LISTEN:
-            set_state(ns, sk, LISTEN)
-            t.listeners.setdefault(sk.lport, []).append(sk)
-        return 0
-
     def route_key(self, sk: TcpSock, call) -> tuple[int, int] | None:
         """The route (daddr, saddr) a call will look up, or None: what the call
         checks before its lookup decides, so no route is asked for a call that
@@ -219,19 +177,6 @@ class TcpProto(SynCookies):
         sk.t_rto = now + sk.rto
         self.arm(sk, now, out)
         return errno.EINPROGRESS
-
-    def pick_port(self, t: TcpNetns, sk: TcpSock, daddr: int, dport: int) -> int:
-        """__inet_hash_connect(): an ephemeral port no other connection to this
-        destination uses (and no listener or exclusive binding holds)."""
-        lo, hi = t.ports.port_range
-        span = hi - lo + 1
-        start = self.rng.randrange(span)
-        for i in range(span):
-            port = lo + (start + i) % span
-            if port in t.ports.by_port or (sk.laddr, port, daddr, dport) in t.ehash:
-                continue
-            return t.ports.bind(sk, sk.laddr, port)
-        return errno.EADDRNOTAVAIL
 
     def start_connection(self, ns, sk: TcpSock, now: int):
         """ISN (RFC 6528, secure_tcp_seq()), timestamp offset (secure_tcp_ts_off()),
@@ -465,15 +410,6 @@ class TcpProto(SynCookies):
                 return
         sk.dst_pending_confirm = True            # rides on the next segment (tcp_output.segment())
 
-    def lookup_listener(self, t: TcpNetns, daddr: int, port: int) -> TcpSock | None:
-        best = None
-        for lsk in t.listeners.get(port, ()):
-            if lsk.laddr == daddr:
-                return lsk
-            if not lsk.laddr:
-                best = lsk
-        return best
-
     def no_socket(self, ns, skb, th, saddr: int, daddr: int, now: int) -> list:
         """Nobody owns it: RST (unless it is one), drop with NO_SOCKET."""
         out = []
@@ -553,92 +489,6 @@ class TcpProto(SynCookies):
         self.arm(req, now, out)
         return out + [Stop(skb, "tcp_conn_request")]
 
-    def new_child(self, ns, lsk: TcpSock, laddr: int, lport: int, raddr: int, rport: int, now: int) -> TcpSock:
-        """inet_csk_clone_lock(): a connection socket that inherits the listener's options."""
-        self.next_child += 1
-        sk = TcpSock(self.next_child, ns.name)
-        for opt in ("nodelay", "keepalive", "linger", "user_mss", "ttl", "tos", "rcvbuf_user", "sndbuf_user",
-                    "keepidle", "keepintvl", "keepcnt", "ca_name"):
-            setattr(sk, opt, getattr(lsk, opt))
-        self.init_sock(ns, sk)
-        sk.laddr, sk.lport, sk.raddr, sk.rport = laddr, lport, raddr, rport
-        sk.parent = lsk
-        # The route's MTU gives the MSS we advertise; on the receive path nothing
-        # may wait for the ip layer, so an uncached route means Ethernet's 1500.
-        r = ns.routes.get((raddr, laddr))
-        if r is not None and not r.err and r.mtu:
-            sk.advmss, sk.dst = r.mtu - 40, r.dst
-        else:
-            sk.advmss = 1460
-        self.start_connection(ns, sk, now)
-        self.socks[sk.sk] = sk
-        return sk
-
-    def child_established(self, ns, sk: TcpSock, skb, th, now: int, out: list) -> bool:
-        """tcp_check_req() -> inet_csk_complete_hashdance(): the handshake's last
-        ACK; the new connection waits in the listener's accept queue."""
-        lsk = sk.parent
-        if lsk is None:                          # a simultaneous open completes (RFC 9293 figure 8)
-            set_state(ns, sk, ESTABLISHED)
-            self.established(ns, sk, now)
-            tcp_input.event(sk, SockEvent.STATE_CHANGE, out, state=ESTABLISHED)
-            return True
-        if lsk.state != LISTEN:
-            return True
-        if len(lsk.accept_queue) > lsk.backlog:          # sk_acceptq_is_full() in tcp_v4_syn_recv_sock()
-            ns.mib["ListenOverflows"] += 1
-            ns.mib["ListenDrops"] += 1
-            if ns.sysctl["net.ipv4.tcp_abort_on_overflow"]:
-                out.append(xmit.reset_for(ns, skb, th, sk.raddr, sk.laddr, now))
-            return False
-        lsk.syn_queue.pop(sk.key(), None)
-        self.tables(ns).ehash[sk.key()] = sk
-        set_state(ns, sk, ESTABLISHED)
-        ns.mib["TcpPassiveOpens"] += 1
-        lsk.accept_queue.append(sk)
-        self.established(ns, sk, now)
-        tcp_input.event(sk, SockEvent.STATE_CHANGE, out, state=ESTABLISHED, listener=lsk.sk)
-        return True
-
-    def established(self, ns, sk: TcpSock, now: int):
-        """tcp_init_transfer(): the first RTT sample sets the RTO; keepalive starts."""
-        tcp_cong.init(sk, now)                    # tcp_init_congestion_control(); lsndtime
-        self.expand_sndbuf(ns, sk)
-        sk.last_rcv = now
-        tcp_timer.arm_keepalive(ns, sk, now)
-
-    # -- TIME-WAIT (tcp_minisocks.c) ---------------------------------------
-    def time_wait(self, ns, sk: TcpSock, now: int):
-        """tcp_time_wait(): hold the 4-tuple for 2 MSL (TCP_TIMEWAIT_LEN, 60 s)."""
-        set_state(ns, sk, TIME_WAIT)
-        tcp_timer.clear(sk)
-        sk.t_timewait = now + ns.sysctl["net.ipv4.tcp_timewait_len"] * S
-
-    def timewait_process(self, ns, t, sk: TcpSock, skb, th, saddr, daddr, now: int) -> list:
-        """tcp_timewait_state_process(): die on RST, let a new SYN with a higher
-        sequence reuse the pair; a bare in-window ACK restarts the wait and is
-        not answered (two TIME-WAITs would ACK each other forever); anything
-        else (a retransmitted FIN) gets an ACK, at most one per tcp_invalid_ratelimit."""
-        out: list = []
-        fn = "tcp_timewait_state_process"
-        if th.flags & wire.RST:
-            self.tcp_done(ns, sk, now, out, 0)
-            return out + [Stop(skb, fn)]
-        seq = unwrap(th.seq, sk.rcv_nxt)
-        if th.flags & wire.SYN and not th.flags & wire.ACK and seq > sk.rcv_nxt:
-            lsk = self.lookup_listener(t, daddr, th.dport)
-            if lsk is not None:
-                self.tcp_done(ns, sk, now, out, 0)
-                return out + self.listen_process(ns, lsk, skb, th, saddr, daddr, now)
-        bare = len(skb.data) == skb.head and not th.flags & (wire.SYN | wire.FIN)
-        if th.flags & wire.ACK or not bare:
-            sk.t_timewait = now + ns.sysctl["net.ipv4.tcp_timewait_len"] * S     # inet_twsk_reschedule()
-        if not (bare and seq == sk.rcv_nxt) and \
-                not tcp_input.challenge_rate_limited(ns, sk, now, "TCPACKSkippedTimeWait"):
-            xmit.send_ack(self, ns, sk, now, out, cause=skb, fn=fn)   # tcp_timewait_check_oow_rate_limit()
-        self.arm(sk, now, out)
-        return out + [Stop(skb, fn)]
-
     # -- endings and timers ------------------------------------------------
     def tcp_done(self, ns, sk: TcpSock, now: int, out: list, err: int):
         """tcp_done(): CLOSED. The socket layer hears the error, if any."""
@@ -710,44 +560,3 @@ class TcpProto(SynCookies):
                 ns.mib["TcpAttemptFails"] += 1
                 self.tcp_done(ns, sk, now, out, err)
         return out + [Stop(skb, "tcp_v4_err")]
-
-    # -- ss ----------------------------------------------------------------
-    def sockets(self, ns) -> list[dict]:
-        from .tcp import STATE_NAMES
-        rows = []
-        for sk in self.socks.values():
-            if sk.netns != ns.name:
-                continue
-            in_flight = sk.rtx_bytes
-            rows.append({
-                "state": STATE_NAMES[sk.state], "recv_q": len(sk.accept_queue) if sk.state == LISTEN
-                else sk.rcv_queued, "send_q": sk.backlog if sk.state == LISTEN else sk.sendq_bytes + in_flight,
-                "local": [ipv4.ntoa(sk.laddr), sk.lport], "peer": [ipv4.ntoa(sk.raddr), sk.rport], "sk": sk.sk,
-                "ca": sk.ca.name if sk.ca else "", "wscale": [sk.snd_wscale, sk.rcv_wscale] if sk.wscale_ok else None,
-                "rto": sk.rto / 1e6, "rtt": sk.srtt / 1e6, "rttvar": sk.rttvar / 1e6, "mss": sk.mss_cache,
-                "cwnd": sk.cwnd, "ssthresh": sk.ssthresh if sk.ssthresh < 0x7FFFFFFF else None,
-                "bytes_acked": sk.bytes_acked, "bytes_received": sk.bytes_received, "segs_out": sk.segs_out,
-                "segs_in": sk.segs_in, "retrans": [len([s for s in sk.rtx if s.retrans]), sk.total_retrans],
-                "lost": sk.lost_out, "sacked": sk.sacked_out, "snd_wnd": sk.snd_wnd, "rcv_wnd": sk.rcv_wnd,
-                "backoff": sk.backoff, "ca_state": sk.ca_state, "unacked": len(sk.rtx),
-                "timer": _timer_name(sk), "ts": sk.ts_ok, "sack": sk.sack_ok,
-                "ecn": bool(sk.ecn_flags & TCP_ECN_OK), "ecnseen": bool(sk.ecn_flags & TCP_ECN_SEEN),
-                "data_segs_out": sk.data_segs_out, "data_segs_in": sk.data_segs_in,
-                "bbr": sk.ca.info(sk) if sk.ca else None, "pacing_rate": sk.pacing_rate,
-                "delivery_rate": tcp_rate.delivery_rate(sk), "delivered": sk.delivered,
-                "app_limited": bool(sk.app_limited), "dsack_dups": sk.dsack_dups,
-                "reordering": sk.reordering, "reord_seen": sk.reord_seen, "rcv_ssthresh": sk.rcv_ssthresh,
-                "minrtt": sk.rtt_min / 1e3})
-        return rows
-
-
-def _timer_name(sk) -> str | None:
-    if sk.t_timewait is not None:
-        return "timewait"
-    if sk.t_rto is not None:
-        return "on"
-    if sk.t_persist is not None:
-        return "persist"
-    if sk.t_keepalive is not None:
-        return "keepalive"
-    return None
