@@ -24,6 +24,8 @@ import yaml
 
 from . import sysctl
 from ..wire import ethernet, ipv4
+from ..iproute2 import q_netem
+from .pkt_sched import Qopt
 
 IFNAMSIZ = 16
 LOOPBACK_MTU = 65536
@@ -76,7 +78,8 @@ class Host:
 @dataclass
 class Link:
     endpoints: list[tuple[str, str]]       # (host, ifname)
-    netem: str | None = None
+    netem: str | None = None               # tc's words, as the file gives them
+    netem_qopt: Qopt | None = None         # what tc would hand the kernel for them
 
 
 @dataclass
@@ -345,7 +348,7 @@ class _Loader:
         return route
 
     def link(self, node, hosts: dict[str, Host], seen: dict[tuple[str, str], int]) -> Link:
-        netem = None
+        netem = qopt = None
         if isinstance(node, yaml.MappingNode):
             spec = self.mapping(node, "link", ("endpoints", "netem"))
             if "endpoints" not in spec:
@@ -353,9 +356,8 @@ class _Loader:
             eps_node = spec["endpoints"][1]
             if "netem" in spec:
                 netem = self.scalar(spec["netem"][1], "link netem")
-                from ..link.sch_netem import parse as netem_parse  # the link room owns tc's vocabulary
                 try:
-                    netem_parse(netem)
+                    qopt = q_netem.parse(netem)
                 except ValueError as e:
                     self.fail(spec["netem"][1], f"link netem {netem!r}: {str(e).splitlines()[0]}")
         else:
@@ -380,4 +382,4 @@ class _Loader:
         if len(endpoints) < 2:
             self.fail(eps_node, "a link joins at least two interfaces")
         seen.update(dict.fromkeys(endpoints, node.start_mark.line + 1))
-        return Link(endpoints, netem)
+        return Link(endpoints, netem, qopt)

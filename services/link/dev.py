@@ -170,7 +170,7 @@ class Link:
             for host, ifname in link.endpoints if link.netem else ():
                 ns = self.netns[host]
                 dev = ns.devices[topology.hosts[host].interfaces[ifname].ifindex]
-                ns.qdisc_graft(dev, ns.new_netem(sch_netem.parse(link.netem)))
+                ns.qdisc_graft(dev, ns.new_netem(link.netem_qopt))
 
     def _dev(self, skb):
         ns = self.netns.get(skb.netns)

@@ -51,14 +51,14 @@ class LinkShell(LayerShell):
                  "loopback": d.loopback, "addresses": [f"{ipv4.ntoa(a)}/{p}" for a, p in d.addrs],
                  "qdisc": sch_api.qdisc_kind(d),
                  "stats": dict(d.stats)} for d in sorted(ns.devices.values(), key=lambda d: d.ifindex)]))
-        if req.command == "tc":                # `tc qdisc ...`: the words after `qdisc`, -s first
+        if req.command == "tc":                # `tc qdisc ...`, as tc sends it (TcQdiscRequest)
             try:
-                lines, verdicts = sch_api.tc_qdisc(ns, list(req.args))
-            except sch_api.TcError as e:
-                return admin_pb2.AdminReply(err=e.err, detail=str(e), json=json.dumps({"exit": e.exit_code}))
+                qdiscs, actions = sch_api.tc_qdisc(ns, req.tc_qdisc)
+            except sch_api.QdiscError as e:
+                return admin_pb2.AdminReply(err=e.err, detail=e.extack)
             t = time.time_ns()
-            self.apply(verdicts, t, t, "egress")   # a replaced qdisc's packets freed, its timer cancelled
-            return admin_pb2.AdminReply(json=json.dumps(lines))
+            self.apply(actions, t, t, "egress")    # a replaced qdisc's packets freed, its timer cancelled
+            return admin_pb2.AdminReply(qdiscs=qdiscs)
         if req.command == "counters":
             return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v) for k, v in sorted(ns.mib.items())]
                                         + self.drop_counters(req.netns))

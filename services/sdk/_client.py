@@ -58,11 +58,12 @@ def call(method, request, timeout=None):
         raise unreachable(e) from None
 
 
-def query(layer: str, netns: str, command: str, *args: str) -> admin_pb2.AdminReply:
+def query(layer: str, netns: str, command: str, *args: str, **typed) -> admin_pb2.AdminReply:
     """An Admin query for `layer`, sent to the socket service and passed down; the
-    reply as it came, error or not."""
+    reply as it came, error or not. `typed`: a command's typed request (tc_qdisc=...)."""
     return call(admin_pb2_grpc.AdminStub(channel()).Query,
-                admin_pb2.AdminRequest(layer=layer, netns=netns, command=command, args=list(args)), timeout=15)
+                admin_pb2.AdminRequest(layer=layer, netns=netns, command=command, args=list(args), **typed),
+                timeout=15)
 
 
 def admin(layer: str, netns: str, command: str, *args: str) -> admin_pb2.AdminReply:

@@ -7,6 +7,7 @@ import sys
 import threading
 
 from . import _client
+from .services.iproute2 import tc_qdisc
 
 
 def _die(msg: str, code: int = 2):
@@ -172,8 +173,8 @@ def cmd_ip(argv: list[str]) -> int:
 
 # -- tc
 def cmd_tc(argv: list[str]) -> int:
-    """`tc [-s] [-n NETNS] qdisc add|change|replace|del|show ...`: the link layer reads the
-    words after `qdisc` as tc and the kernel would, and answers with tc's lines or its error."""
+    """`tc [-s] [-n NETNS] qdisc add|change|replace|del|show ...`: the words are read here, as
+    tc reads them; the link layer gets the typed request and answers as the kernel does."""
     stats, netns, words = [], None, []
     it = iter(argv)
     for w in it:
@@ -188,11 +189,15 @@ def cmd_tc(argv: list[str]) -> int:
     if not words or not "qdisc".startswith(words[0]):
         print(f'Object "{words[0] if words else ""}" is unknown, try "tc help".', file=sys.stderr)
         return 255
-    reply = _client.query("link", netns, "tc", *stats, *words[1:])
-    if reply.err:
-        print(reply.detail, file=sys.stderr)
-        return json.loads(reply.json).get("exit", 2) if reply.json else 1
-    for line in json.loads(reply.json):
+    def kernel(req):
+        reply = _client.query("link", netns, "tc", tc_qdisc=req)
+        return reply.err, reply.detail, reply.qdiscs
+    try:
+        lines = tc_qdisc.tc_qdisc([*stats, *words[1:]], kernel)
+    except tc_qdisc.TcError as e:
+        print(e, file=sys.stderr)
+        return e.exit_code
+    for line in lines:
         print(line)
     return 0
 

@@ -14,7 +14,8 @@ import pytest
 from conftest import counters, eventually
 from pktflow import _client, cli
 from pktflow.services.common.actions import Drop
-from pktflow.services.link.sch_netem import Netem, parse
+from pktflow.services.iproute2.q_netem import parse
+from pktflow.services.link.sch_netem import Netem
 from pktflow.v1.skb_pb2 import Skb
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether

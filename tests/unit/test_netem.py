@@ -1,5 +1,6 @@
 """netem without the services: tc's vocabulary, each impairment on a fake clock
 with a fixed seed, and `tc qdisc` on the link room's state."""
+import errno
 import itertools
 import random
 
@@ -8,7 +9,11 @@ from pktflow.services.common import topology
 from pktflow.services.common.actions import Arm, Cancel, Down, Drop, Stop, Up
 from pktflow.services.link import sch_api
 from pktflow.services.link.dev import Link
-from pktflow.services.link.sch_netem import U32_MAX, Netem, Qopt, format_qopt, parse, sprint_rate, sprint_time64
+from pktflow.services.common.pkt_sched import U32_MAX, Qopt
+from pktflow.services.iproute2 import tc_qdisc
+from pktflow.services.iproute2.q_netem import format_qopt, parse
+from pktflow.services.iproute2.tc_util import sprint_rate, sprint_size, sprint_time64
+from pktflow.services.link.sch_netem import Netem
 from pktflow.v1.skb_pb2 import Skb
 
 MS = 1_000_000
@@ -283,7 +288,7 @@ def test_topology_netem_impairs_both_ends():
     link = link_with("delay 5ms loss 1%")
     for host in ("h1", "h2"):
         q = link.netns[host].devices[2].qdisc
-        assert q.options() == "limit 1000 delay 5ms loss 1%" and q.handle == 0x80010000
+        assert format_qopt(q.opt) == "limit 1000 delay 5ms loss 1%" and q.handle == 0x80010000
         assert link.netns[host].devices[1].qdisc is None
 
 
@@ -318,11 +323,22 @@ def test_no_delay_goes_straight_through():
 
 # -- tc qdisc
 def tc(ns, *words):
-    return sch_api.tc_qdisc(ns, list(words))
+    """`tc qdisc WORDS` as the CLI runs it, with this namespace's link layer as the
+    kernel: tc's lines, and the actions of what the kernel changed."""
+    actions = []
+
+    def kernel(req):
+        try:
+            qdiscs, acts = sch_api.tc_qdisc(ns, req)
+        except sch_api.QdiscError as e:
+            return e.err, e.extack, []
+        actions.extend(acts)
+        return 0, "", qdiscs
+    return tc_qdisc.tc_qdisc(list(words), kernel), actions
 
 
 def tc_error(ns, *words) -> tuple[int, str]:
-    with pytest.raises(sch_api.TcError) as e:
+    with pytest.raises(tc_qdisc.TcError) as e:
         tc(ns, *words)
     return e.value.exit_code, str(e.value)
 
@@ -381,7 +397,7 @@ def test_tc_s_shows_the_counters_and_deleting_frees_the_queue():
 
 
 def test_sprint_size():
-    assert [sch_api.sprint_size(n) for n in (0, 1514, 2048, 3028, 1 << 20)] == ["0b", "1514b", "2Kb", "3028b", "1Mb"]
+    assert [sprint_size(n) for n in (0, 1514, 2048, 3028, 1 << 20)] == ["0b", "1514b", "2Kb", "3028b", "1Mb"]
 
 
 def test_ecn_marks_capable_packets_instead_of_dropping_them():
@@ -404,3 +420,33 @@ def test_ecn_marks_capable_packets_instead_of_dropping_them():
                   protocol=0x0800)
     assert [type(v) for v in q.enqueue(not_ect, 0)] == [Drop]
     assert q.stats["ecn_marked"] == 1 and q.stats["drops"] == 2
+
+
+def test_the_link_layer_takes_typed_requests_and_answers_as_the_kernel():
+    """What tc sends (TcQdiscRequest) is checked where it enters, with the
+    kernel's errnos and extack messages; tc's words never reach the link room."""
+    from pktflow.v1.admin_pb2 import TcQdiscRequest as R
+    ns = Link(topology.load(), random.Random(2)).netns["r1"]
+
+    def refused(**fields) -> tuple[int, str]:
+        with pytest.raises(sch_api.QdiscError) as e:
+            sch_api.tc_qdisc(ns, R(**fields))
+        return e.value.err, e.value.extack
+    assert refused(cmd=R.ADD, dev="eth9", root=True, kind="netem") == (errno.ENODEV, "")
+    assert refused(cmd=R.ADD, dev="", root=True, kind="netem") == (errno.ENODEV, "")
+    assert refused(cmd=R.ADD, dev="eth1", root=True, kind="tbf") == (errno.ENOENT, "Specified qdisc kind is unknown")
+    assert refused(cmd=R.ADD, dev="eth1", kind="netem") == (errno.EINVAL, "Handle cannot be zero")
+    [q] = sch_api.tc_qdisc(ns, R(cmd=R.SHOW, dev="eth1"))[0]
+    assert (q.dev, q.kind, q.handle) == ("eth1", "pfifo_fast", 0)
+    req = R(cmd=R.ADD, dev="eth1", root=True, kind="netem")
+    req.netem.limit, req.netem.latency, req.netem.seed = 10, 5_000_000, 0
+    assert sch_api.tc_qdisc(ns, req) == ([], [])
+    assert ns.devices[3].qdisc.opt == Qopt(limit=10, latency=5_000_000, seed=0)      # seed 0 is a seed
+
+
+def test_no_layer_room_speaks_tc_words():
+    import pathlib
+    rooms = pathlib.Path(sch_api.__file__).parents[1]
+    for room in ("socket", "transport", "ip", "link", "nic"):
+        for f in (rooms / room).glob("*.py"):
+            assert "from ..iproute2" not in f.read_text(), f"{f} imports tc's userland"
