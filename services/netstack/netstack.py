@@ -10,21 +10,25 @@ is recorded with its reason, `AskRoute` is answered by ip's route_output() at
 once. Frames wait on `wire` until pump() carries them across their cable, in
 order (frames sent while delivering queue behind, as on a wire); advance()
 fires due timers in order. No gRPC, no threads, no clock reads: the tests, the
-golden comparisons with Linux and the benchmarks' no-gRPC figure run this. The
-socket layer is the small `Sock` below: calls in, the events transport sends
-up collected in `up`.
+golden comparisons with Linux and the benchmarks' no-gRPC figure run this.
+
+The socket layer is the socket room's core (SockFs): what transport and link's
+taps send up goes through it (its Answer completes a call, data lands on the
+socket's receive queue, a new connection on its listener's accept queue), and
+is logged in `up` too. `Sock` below is the application's side of one socket.
 """
 import random
 from collections import Counter
 
 from pktflow.v1.skb_pb2 import ProtoCall, Skb
 
-from ..common import topology
+from ..common import topology, uapi
 from ..common.actions import Arm, AskRoute, Cancel, Down, Drop, Up
 from ..ip.stack import Ip
 from ..link import neighbour
 from ..link.dev import Link
 from ..nic.netdev import Nic, fcs
+from ..socket.sockfs import Answer, SockFs
 from ..transport.stack import Transport
 from ..wire import ethernet, ipv4
 
@@ -35,16 +39,15 @@ class Netstack:
         rng = random.Random(seed)
         self.tr, self.ip = Transport(self.topo, rng), Ip(self.topo, rng)
         self.link, self.nic = Link(self.topo, rng), Nic(self.topo)
+        self.fs = SockFs(self.topo)
         self.now = 1_000_000_000           # monotonic ns; only advance() moves it
         self.loss = loss                   # f(netns, ifindex, frame) -> True to lose it on its cable
         self.wire: list = []               # (netns, ifindex, frame) put on a cable, not yet across
         self.frames: list = []             # every frame that went across a cable, as `wire` holds them
-        self.up: list = []                 # skbs handed to the socket layer (events, packet taps)
+        self.up: list = []                 # every skb handed to the socket layer (events, packet taps)
         self.drops: list = []              # (layer, fn, reason, skb)
         self.timers: dict = {}             # (layer, key) -> when
         self.completions: dict = {}        # req -> the COMPLETE event answering a call
-        self.req = 0
-        self.next_sk = 100
 
     # -- the wiring: what each service does with its core's actions
     def _run(self, layer: str, actions: list):
@@ -63,6 +66,8 @@ class Netstack:
             elif kind is AskRoute:
                 reply = self.ip.route_output(act.netns, act.daddr, act.saddr)
                 self._run("transport", self.tr.route_answer(act.netns, act.daddr, act.saddr, reply, self.now))
+            elif kind is Answer:
+                self.completions[act.req] = act.event
 
     def down_from(self, layer: str, skb):
         if layer == "transport":
@@ -83,10 +88,10 @@ class Netstack:
             self._run("ip", self.ip.ip_rcv(skb, self.now))
         elif layer == "ip":
             self._run("transport", self.tr.rcv(skb, self.now))
-        elif layer == "transport" and skb.event.kind == skb.event.COMPLETE:
-            self.completions[skb.event.req] = skb.event
         else:
-            self.up.append(skb)
+            if skb.event.kind != skb.event.COMPLETE:
+                self.up.append(skb)
+            self._run("socket", self.fs.ingress(skb, self.now))
 
     def check_fits_path_mtu(self, skb):
         """TCP never hands IP a segment larger than the route's MTU: it cuts
@@ -145,16 +150,17 @@ class Netstack:
     # -- the socket layer's side
     def call(self, netns: str, sk: int, op, **fields):
         """A socket-layer call into transport; returns its COMPLETE event."""
-        self.req += 1
-        req = self.req
+        req = self.fs.new_req()
         skb = Skb(netns=netns, sk=sk, data=fields.pop("data", b""), call=ProtoCall(op=op, req=req, **fields))
         self._run("transport", self.tr.from_socket(skb, self.now))
         return self.completions.pop(req, None)
 
-    def socket(self, netns: str, type_: int = 1) -> "Sock":
-        self.next_sk += 1
-        assert self.call(netns, self.next_sk, ProtoCall.CREATE, type=type_, protocol=0).err == 0
-        return Sock(self, netns, self.next_sk)
+    def socket(self, netns: str, type_: int = uapi.SOCK_STREAM, proto: int = 0) -> "Sock":
+        """socket(AF_INET, type_, proto) in `netns`."""
+        err, detail, s = self.fs.create(netns, uapi.AF_INET, type_, proto)
+        assert not err, (err, detail)
+        assert self.call(netns, s.fd, ProtoCall.CREATE, type=s.type, protocol=s.proto).err == 0
+        return Sock(self, s)
 
     # -- state, as the admin commands show it
     def learn(self, netns: str, ifname: str, ip: str, mac: str):
@@ -172,11 +178,11 @@ class Netstack:
 
 
 class Sock:
-    """A socket as the socket layer holds it, just enough to drive transport:
-    each call is followed by the wire's traffic (as a batch would be)."""
+    """The application's side of one socket the socket core holds: each call
+    is followed by the wire's traffic (as a batch would be)."""
 
-    def __init__(self, net: Netstack, netns: str, sk: int):
-        self.net, self.netns, self.sk = net, netns, sk
+    def __init__(self, net: Netstack, s):
+        self.net, self.s, self.netns, self.sk = net, s, s.netns, s.fd
 
     def call(self, op, **fields):
         ev = self.net.call(self.netns, self.sk, op, **fields)
@@ -187,7 +193,9 @@ class Sock:
         return self.call(ProtoCall.BIND, addr=ipv4.aton(addr) if addr else 0, port=port).err
 
     def listen(self, backlog: int = 128):
-        return self.call(ProtoCall.LISTEN, backlog=backlog).err
+        err = self.call(ProtoCall.LISTEN, backlog=backlog).err
+        self.s.listening = not err
+        return err
 
     def connect(self, addr: str, port: int):
         return self.call(ProtoCall.CONNECT, addr=ipv4.aton(addr), port=port).err
@@ -200,6 +208,7 @@ class Sock:
         return self.call(ProtoCall.SHUTDOWN, how=how).err
 
     def close(self):
+        self.net.fs.close(self.s)
         return self.call(ProtoCall.RELEASE).err
 
     def setsockopt(self, level: int, name: int, value: int | bytes):
@@ -210,11 +219,10 @@ class Sock:
         return [e for e in self.net.up if e.sk == self.sk]
 
     def recv(self, consume: bool = True) -> bytes:
-        """Everything delivered so far; tells transport it was read."""
-        got = [e for e in self.mine() if e.event.kind == e.event.DATA_READY]
-        for e in got:
-            self.net.up.remove(e)
-        data = b"".join(e.data[e.head:] for e in got)
+        """Everything on the receive queue; tells transport it was read."""
+        got, _ = self.s.dequeue(len(self.s.rcvq))
+        self.s.rbytes = self.s.roff = 0
+        data = b"".join(skb.data[skb.head:] for skb, _ in got)
         if consume and data:
             self.call(ProtoCall.RECVMSG, consumed=len(data))
         return data
@@ -226,13 +234,11 @@ class Sock:
         return [e.event.err for e in self.mine() if e.event.kind == e.event.ERROR_REPORT]
 
     def accept(self) -> "Sock | None":
-        for e in self.net.up:
-            if e.event.kind == e.event.STATE_CHANGE and e.event.listener == self.sk:
-                self.net.up.remove(e)
-                child = Sock(self.net, self.netns, e.sk)
-                self.call(ProtoCall.ACCEPT, child=e.sk)
-                return child
-        return None
+        if not self.s.accept_q:
+            return None
+        child = Sock(self.net, self.s.accept_q.popleft())
+        self.call(ProtoCall.ACCEPT, child=child.sk)
+        return child
 
     def info(self):
         return self.net.tr.tcp.socks.get(self.sk)

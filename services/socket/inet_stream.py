@@ -9,12 +9,9 @@ import time
 from pktflow.v1 import socket_pb2
 from pktflow.v1.skb_pb2 import ProtoCall, Skb as ProtoSkb, SockEvent
 
-from ..common.actions import Stop
-from ..common.skbuff import SAMPLED
 from ..wire import ipv4
 from . import sock as so
 
-TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_CLOSE = 1, 8, 7
 MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL, MSG_MORE = 0x2, 0x40, 0x100, 0x8000
 SEND_CHUNK = 256 * 1024          # bytes handed to transport per call
 
@@ -24,12 +21,12 @@ def _status(err: int = 0, detail: str = "") -> socket_pb2.Status:
 
 
 class InetStream:
-    """Needs from the shell: socks, wakes, call(), _wake(), _sock(), downs, tracer, _spans()."""
+    """Needs from the shell: fs (the core), wakes, call(), exchange(), _wake(), _sock(), downs, tracer."""
 
     async def wait(self, s: so.Sock, ready, timeout: float | None) -> bool:
         """Waits until ready() holds or the socket closes (True), or the timeout (False).
         timeout None: forever; 0: not at all."""
-        ev = self.wakes[s.fd]
+        ev = self.wakes.setdefault(s.fd, asyncio.Event())
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while not ready() and self._sock(s.fd) is s:
             remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
@@ -41,44 +38,6 @@ class InetStream:
             except asyncio.TimeoutError:
                 pass
         return True
-
-    def stream_event(self, s: so.Sock | None, skb) -> list:
-        """Transport's callbacks for a TCP socket (sk_state_change & co)."""
-        ev = skb.event
-        if ev.kind == SockEvent.STATE_CHANGE:
-            if s is None and ev.state == TCP_ESTABLISHED and ev.listener:
-                self.new_child(skb, ev)
-                return []
-            if s is None:
-                return []
-            if ev.state == TCP_ESTABLISHED:
-                s.connecting, s.connected = False, True
-                s.laddr, s.lport, s.raddr, s.rport = ev.addr, ev.port, ev.peer_addr, ev.peer_port
-            elif ev.state in (TCP_CLOSE_WAIT, TCP_CLOSE):
-                s.eof = True
-                s.connecting = False
-        elif s is None:
-            return []
-        elif ev.kind == SockEvent.ERROR_REPORT:
-            s.sk_err = ev.err
-            s.connecting = False
-            s.eof = True
-        self._wake(s)
-        return []
-
-    def new_child(self, skb, ev):
-        """A connection completed on a listener: a socket for accept() to return."""
-        parent = self.socks.get(ev.listener)
-        if parent is None or not parent.listening:
-            return
-        child = so.Sock(skb.sk, parent.netns, parent.family, parent.type, parent.proto, parent.sysctl)
-        child.opts.update(parent.opts)
-        child.connected = True
-        child.laddr, child.lport, child.raddr, child.rport = ev.addr, ev.port, ev.peer_addr, ev.peer_port
-        self.socks[child.fd] = child
-        self.wakes[child.fd] = asyncio.Event()
-        parent.accept_q.append(child)
-        self._wake(parent)
 
     async def stream_connect(self, s: so.Sock, req) -> socket_pb2.AddrReply:
         """inet_stream_connect(): SYN, then wait for the handshake (or not)."""
@@ -172,7 +131,7 @@ class InetStream:
                 err = errno.EPIPE
                 break
             chunk = data[sent:sent + SEND_CHUNK]
-            before = self.write_space.get(s.fd, 0)       # read before the call: the event may beat our wake-up
+            before = self.fs.write_space.get(s.fd, 0)       # read before the call: the event may beat our wake-up
             # one write handed over in pieces: all but the last say more follows (or the caller's MSG_MORE)
             more = bool(req.flags & MSG_MORE) or sent + len(chunk) < len(data)
             ev = await self.stream_call(s, chunk, req, t0, more)
@@ -183,7 +142,7 @@ class InetStream:
             if ev.sent < len(chunk):
                 if timeout == 0:
                     break
-                if not await self.wait(s, lambda: self.write_space.get(s.fd, 0) != before or s.sk_err or s.eof,
+                if not await self.wait(s, lambda: self.fs.write_space.get(s.fd, 0) != before or s.sk_err or s.eof,
                                        timeout):
                     break
         else:
@@ -195,27 +154,12 @@ class InetStream:
     async def stream_call(self, s: so.Sock, chunk: bytes, req, t0: int, more: bool = False) -> SockEvent:
         """One SENDMSG into transport, the journey's root when it is traced;
         `more`: the write goes on in the next call (MSG_MORE)."""
-        reqid = self.next_req
-        self.next_req += 1
-        fut = asyncio.get_running_loop().create_future()
-        self.pending[reqid] = fut
-        skb = ProtoSkb(netns=s.netns, sk=s.fd, data=chunk, tstamp=t0,
-                       call=ProtoCall(op=ProtoCall.SENDMSG, req=reqid, flags=MSG_MORE if more else 0))
+        skb = self.fs.call(s, ProtoCall.SENDMSG, flags=MSG_MORE if more else 0)
+        skb.data, skb.tstamp = chunk, t0
         if not (req.traceparent and self.tracer.continue_from(skb, req.traceparent)):
             self.tracer.start(skb, "sock_sendmsg")
         await self.downs["transport"].room()
-        lost = self.downs["transport"].put(skb)
-        if skb.trace_flags & SAMPLED:
-            self._spans(skb, "sock_sendmsg", t0, time.time_ns(), "egress", lost, ())
-        if lost:
-            self.pending.pop(reqid, None)
-            return SockEvent(err=errno.ENETDOWN)
-        try:
-            return await asyncio.wait_for(fut, 10.0)
-        except asyncio.TimeoutError:
-            return SockEvent(err=errno.ENETDOWN)
-        finally:
-            self.pending.pop(reqid, None)
+        return (await self.exchange(skb.call.req, [skb], "transport"))[1]
 
     async def stream_recv(self, s: so.Sock, req) -> socket_pb2.RecvReply:
         """tcp_recvmsg(): at least one byte, or 0 bytes at the end of the stream."""
@@ -241,9 +185,3 @@ class InetStream:
         d = socket_pb2.Datagram(data=data, length=len(data))
         d.addr.host, d.addr.port = ipv4.ntoa(s.raddr), s.rport
         return socket_pb2.RecvReply(msgs=[d])
-
-    def stream_data(self, s: so.Sock, skb) -> tuple:
-        """DATA_READY for a stream socket: bytes join the receive queue."""
-        s.queue(skb, time.time_ns())
-        self._wake(s)
-        return Stop(skb, "sock_queue_rcv_skb")

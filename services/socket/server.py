@@ -11,13 +11,12 @@ from pktflow.v1 import admin_pb2, skb_pb2, socket_pb2, socket_pb2_grpc
 from pktflow.v1.skb_pb2 import ProtoCall, SockEvent
 
 from ..common.shell import LayerShell
-from ..common.actions import Drop, Stop
 from ..common.skbuff import SAMPLED
 from ..common import uapi
-from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import ethernet, ipv4
 from . import sock as so
 from .inet_stream import InetStream
+from .sockfs import Answer, SockFs, Wake
 
 ProtoSkb = skb_pb2.Skb
 MSG_ERRQUEUE, MSG_DONTWAIT, MSG_PEEK = 0x2000, 0x40, 0x2
@@ -34,13 +33,10 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
 
     def __init__(self, topo, tracer=None):
         super().__init__(topo, tracer)
-        self.socks: dict[int, so.Sock] = {}
-        self.next_fd = 3
-        self.sysctl = {h: sysctl_defaults() | host.sysctls for h, host in topo.hosts.items()}
-        self.pending: dict[int, asyncio.Future] = {}
-        self.wakes: dict[int, asyncio.Event] = {}
-        self.write_space: dict[int, int] = {}     # WRITE_SPACE events seen, per stream socket
-        self.next_req = 1
+        self.fs = SockFs(topo)
+        self.socks = self.fs.socks                # read here; the core changes it
+        self.pending: dict[int, asyncio.Future] = {}   # req -> the waiter for its COMPLETE
+        self.wakes: dict[int, asyncio.Event] = {}      # fd -> what its waiters wait on
 
     def extra_downlinks(self):
         self.connect_down("link")
@@ -48,61 +44,48 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
     def add_services(self, server):
         socket_pb2_grpc.add_SocketServicer_to_server(self, server)
 
-    # -- talking to transport: calls and their COMPLETE events
+    # -- talking to the layers below: calls and their COMPLETE events
     async def call(self, s: so.Sock, op: int, layer: str = "transport", ifindex: int = 0, **args) -> SockEvent:
         """A call into the layer below, answered by a COMPLETE event."""
-        req = self.next_req
-        self.next_req += 1
+        skb = self.fs.call(s, op, ifindex, **args)
+        return (await self.exchange(skb.call.req, [skb], layer))[1]
+
+    async def exchange(self, req: int, skbs: list, layer: str) -> tuple[int, SockEvent]:
+        """The one rendezvous with the layer below: puts a call's skbs down (a
+        sendmmsg() has several) and waits for the COMPLETE answering `req`.
+        Returns how many went down, and the event (ENETDOWN when the layer is
+        unreachable or silent)."""
         fut = self.loop.create_future()
         self.pending[req] = fut
-        skb = ProtoSkb(netns=s.netns, sk=s.fd, ifindex=ifindex, call=ProtoCall(op=op, req=req, **args))
-        lost = self.downs[layer].put(skb)
-        if lost:
-            self.pending.pop(req, None)
-            return SockEvent(err=errno.ENETDOWN)
         try:
-            return await asyncio.wait_for(fut, CALL_TIMEOUT)
+            for i, skb in enumerate(skbs):
+                lost = self.downs[layer].put(skb)
+                if skb.trace_flags & SAMPLED:
+                    self._spans(skb, "sock_sendmsg", skb.tstamp, time.time_ns(), "egress", lost, ())
+                if lost:
+                    return i, SockEvent(err=errno.ENETDOWN)
+            return len(skbs), await asyncio.wait_for(fut, CALL_TIMEOUT)
         except asyncio.TimeoutError:
-            return SockEvent(err=errno.ENETDOWN)
+            return len(skbs), SockEvent(err=errno.ENETDOWN)
         finally:
             self.pending.pop(req, None)
 
     def ingress(self, skb, now):
         """Events from transport (completions, data, errors) and frames from link taps."""
-        ev = skb.event
-        if ev.kind == SockEvent.COMPLETE:
-            s = self.socks.get(skb.sk)
-            if s is not None and ev.port:
-                s.laddr, s.lport, s.bound = ev.addr, ev.port, True
-            fut = self.pending.get(ev.req)
+        return self.fs.ingress(skb, time.time_ns())
+
+    def on_action(self, act):
+        if type(act) is Answer:
+            fut = self.pending.get(act.req)
             if fut is not None and not fut.done():
-                fut.set_result(ev)
-            return []
-        s = self.socks.get(skb.sk)
-        if ev.kind in (SockEvent.STATE_CHANGE, SockEvent.WRITE_SPACE) or \
-                (ev.kind == SockEvent.ERROR_REPORT and (s is None or s.stream)):
-            if ev.kind == SockEvent.WRITE_SPACE and s is not None:
-                self.write_space[s.fd] = self.write_space.get(s.fd, 0) + 1
-            return self.stream_event(s, skb)
-        if s is None:
-            return [Drop(skb, "sock_queue_rcv_skb", "SOCKET_CLOSE")]
-        if s.stream:
-            return [self.stream_data(s, skb)]
-        if ev.kind == SockEvent.ERROR_REPORT:
-            s.sk_err = ev.err
-            if ev.errqueue:
-                s.errq.append(skb)
-            self._wake(s)
-            return [Stop(skb, "sk_error_report")]
-        if not s.queue(skb, time.time_ns()):
-            return [Drop(skb, "packet_rcv", "PACKET_SOCK_ERROR")]
-        self._wake(s)
-        return [Stop(skb, "sock_queue_rcv_skb")]
+                fut.set_result(act.event)
+        elif type(act) is Wake:
+            ev = self.wakes.get(act.fd) if act.fd in self.socks else self.wakes.pop(act.fd, None)
+            if ev is not None:
+                ev.set()
 
     def _wake(self, s: so.Sock):
-        ev = self.wakes.get(s.fd)
-        if ev is not None:
-            ev.set()
+        self.on_action(Wake(s.fd))
 
     def on_lower_state(self, layer, up):
         if not up:
@@ -115,35 +98,19 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         return self.socks.get(fd)
 
     async def Create(self, req, context):
-        if req.netns not in self.topo.hosts:
-            return socket_pb2.FdReply(status=_status(errno.ENOENT, f"no network namespace {req.netns!r}"))
-        fam, typ, proto = req.family, req.type, req.protocol
-        if fam not in (uapi.AF_INET, uapi.AF_PACKET):
-            return socket_pb2.FdReply(status=_status(errno.EAFNOSUPPORT))
-        if fam == uapi.AF_INET and not (typ == uapi.SOCK_DGRAM and proto in (0, uapi.IPPROTO_UDP, uapi.IPPROTO_ICMP) or
-                                      typ == uapi.SOCK_STREAM and proto in (0, uapi.IPPROTO_TCP)):
-            return socket_pb2.FdReply(status=_status(errno.EPROTONOSUPPORT if typ in (uapi.SOCK_DGRAM, uapi.SOCK_STREAM)
-                                                     else errno.ESOCKTNOSUPPORT))
-        if fam == uapi.AF_PACKET and typ != uapi.SOCK_RAW:
-            return socket_pb2.FdReply(status=_status(errno.ESOCKTNOSUPPORT, "packet sockets here are SOCK_RAW"))
-        fd = self.next_fd
-        self.next_fd += 1
-        default_proto = {uapi.SOCK_DGRAM: uapi.IPPROTO_UDP, uapi.SOCK_STREAM: uapi.IPPROTO_TCP}.get(typ, 0)
-        s = so.Sock(fd, req.netns, fam, typ, proto or (default_proto if fam == uapi.AF_INET else 0),
-                    self.sysctl[req.netns])
-        self.socks[fd] = s
-        self.wakes[fd] = asyncio.Event()
-        if fam == uapi.AF_INET:
-            ev = await self.call(s, ProtoCall.CREATE, family=fam, type=typ, protocol=s.proto)
-            if ev.err:
-                self._forget(s)
-                return socket_pb2.FdReply(status=_status(ev.err))
-        elif proto:
-            ev = await self._packet_register(s, 0, _ntohs(proto))
-            if ev.err:
-                self._forget(s)
-                return socket_pb2.FdReply(status=_status(ev.err))
-        return socket_pb2.FdReply(fd=fd)
+        err, detail, s = self.fs.create(req.netns, req.family, req.type, req.protocol)
+        if err:
+            return socket_pb2.FdReply(status=_status(err, detail))
+        if s.family == uapi.AF_INET:
+            ev = await self.call(s, ProtoCall.CREATE, family=s.family, type=s.type, protocol=s.proto)
+        elif req.protocol:
+            ev = await self._packet_register(s, 0, _ntohs(req.protocol))
+        else:
+            ev = SockEvent()
+        if ev.err:
+            self._forget(s)
+            return socket_pb2.FdReply(status=_status(ev.err))
+        return socket_pb2.FdReply(fd=s.fd)
 
     async def _packet_register(self, s: so.Sock, ifindex: int, proto: int) -> SockEvent:
         """packet_do_bind(): the link layer starts copying frames to this socket."""
@@ -212,43 +179,31 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             return await self.stream_send(s, req, context)
         if not req.msgs:
             return socket_pb2.SendReply()
-        down = self.downs["transport"]
-        await down.room()
-        reqid = self.next_req
-        self.next_req += 1
-        fut = self.loop.create_future()
-        self.pending[reqid] = fut
+        await self.downs["transport"].room()
+        reqid = self.fs.new_req()
         last = len(req.msgs) - 1
         mark, prio = s.opt(uapi.SOL_SOCKET, uapi.SO_MARK), s.opt(uapi.SOL_SOCKET, uapi.SO_PRIORITY)
         tracer, pid = self.tracer, _pid(context)
+        skbs = []
         for i, m in enumerate(req.msgs):
-            t0 = time.time_ns()
             try:
                 addr = ipv4.aton(m.addr.host) if m.addr.host else 0
-            except ValueError:
-                addr = None
-            if addr is None:
-                self.pending.pop(reqid, None)
+            except ValueError:              # sendmmsg() stops here; what came before goes
+                for skb in skbs:
+                    self.downs["transport"].put(skb)
                 return _partial([len(x.data) for x in req.msgs[:i]], errno.EINVAL)
-            skb = ProtoSkb(netns=s.netns, sk=s.fd, data=m.data, mark=mark, priority=prio, pid=pid, tstamp=t0,
+            skb = ProtoSkb(netns=s.netns, sk=s.fd, data=m.data, mark=mark, priority=prio, pid=pid,
+                           tstamp=time.time_ns(),
                            call=ProtoCall(op=ProtoCall.SENDMSG, req=reqid, addr=addr, port=m.addr.port, index=i,
                                           last=i == last))
             if not (req.traceparent and tracer.continue_from(skb, req.traceparent)):
                 tracer.start(skb, "sock_sendmsg")
-            lost = down.put(skb)
-            if skb.trace_flags & SAMPLED:
-                self._spans(skb, "sock_sendmsg", t0, time.time_ns(), "egress", lost, ())
-            if lost:
-                self.pending.pop(reqid, None)
-                if i:
-                    return socket_pb2.SendReply(sent=i)
-                return socket_pb2.SendReply(status=_status(errno.ENETDOWN, "the transport layer is not reachable"))
-        try:
-            ev = await asyncio.wait_for(fut, CALL_TIMEOUT)
-        except asyncio.TimeoutError:
-            ev = SockEvent(err=errno.ENETDOWN)
-        finally:
-            self.pending.pop(reqid, None)
+            skbs.append(skb)
+        went, ev = await self.exchange(reqid, skbs, "transport")
+        if went < len(skbs):
+            if went:
+                return socket_pb2.SendReply(sent=went)
+            return socket_pb2.SendReply(status=_status(errno.ENETDOWN, "the transport layer is not reachable"))
         if ev.err and ev.sent == 0:
             return socket_pb2.SendReply(status=_status(ev.err))
         return socket_pb2.SendReply(sent=ev.sent, lengths=[len(m.data) for m in req.msgs[:ev.sent]])
@@ -288,24 +243,14 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             return self._recv_errqueue(s)
         if s.stream:
             return await self.stream_recv(s, req)
-        ready = self.wakes[s.fd]
-        deadline = None if req.timeout < 0 else self.loop.time() + req.timeout
-        while True:
-            err = s.take_error()
-            if err:
-                return socket_pb2.RecvReply(status=_status(err))
-            if s.rcvq:
-                break
-            if self._sock(req.fd) is not s:
-                return socket_pb2.RecvReply(status=_status(errno.EBADF))
-            remaining = None if deadline is None else deadline - self.loop.time()
-            if remaining is not None and remaining <= 0 or req.flags & MSG_DONTWAIT:
-                return socket_pb2.RecvReply(status=_status(errno.EAGAIN))
-            ready.clear()
-            try:
-                await asyncio.wait_for(ready.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
+        timeout = 0.0 if req.flags & MSG_DONTWAIT else (None if req.timeout < 0 else req.timeout)
+        if not await self.wait(s, lambda: bool(s.rcvq or s.sk_err), timeout):
+            return socket_pb2.RecvReply(status=_status(errno.EAGAIN))
+        if self._sock(req.fd) is not s:
+            return socket_pb2.RecvReply(status=_status(errno.EBADF))
+        err = s.take_error()
+        if err:
+            return socket_pb2.RecvReply(status=_status(err))
         if req.flags & MSG_PEEK:
             taken, freed = [s.rcvq[0]], 0
         else:
@@ -406,21 +351,15 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         s = self._sock(req.fd)
         if s is None:
             return _status(errno.EBADF)
-        self._forget(s)
-        for child in s.accept_q:                  # never accepted: transport resets them
-            self._forget(child)
-        if s.family == uapi.AF_INET:
-            self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd,
-                                                 call=ProtoCall(op=ProtoCall.RELEASE)))
-        else:
-            self.downs["link"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(op=ProtoCall.RELEASE)))
+        actions, release = self.fs.close(s)
+        for act in actions:
+            self.on_action(act)
+        self.downs["transport" if s.family == uapi.AF_INET else "link"].put(release)
         return _status()
 
     def _forget(self, s: so.Sock):
-        self.socks.pop(s.fd, None)
-        ev = self.wakes.pop(s.fd, None)
-        if ev is not None:
-            ev.set()                     # a blocked recv() wakes up to EBADF
+        for act in self.fs.forget(s):
+            self.on_action(act)
 
     def _inet_name(self, addr: int, port: int) -> socket_pb2.SockAddr:
         return socket_pb2.SockAddr(host=ipv4.ntoa(addr), port=port)

@@ -5,6 +5,7 @@ import errno
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
 
+from pktflow.services.common import uapi
 from pktflow.services.netstack import Netstack
 from pktflow.services.wire import ipv4
 from pktflow.v1.skb_pb2 import ProtoCall
@@ -12,9 +13,9 @@ from pktflow.v1.skb_pb2 import ProtoCall
 H2 = ipv4.aton("10.0.2.10")
 
 
-def udp_sock(k, netns="h1", sk=1):
-    assert k.call(netns, sk, ProtoCall.CREATE, type=2, protocol=17).err == 0
-    return sk
+def udp_sock(k, netns="h1"):
+    """A UDP socket made through the socket core; its fd, for calls straight into transport."""
+    return k.socket(netns, uapi.SOCK_DGRAM).sk
 
 
 def test_autobind_picks_an_ephemeral_port():
@@ -26,7 +27,7 @@ def test_autobind_picks_an_ephemeral_port():
 
 def test_bind_rules():
     k = Netstack()
-    a, b = udp_sock(k, sk=1), udp_sock(k, sk=2)
+    a, b = udp_sock(k), udp_sock(k)
     assert k.call("h1", a, ProtoCall.BIND, addr=ipv4.aton("10.0.2.10"), port=53).err == errno.EADDRNOTAVAIL
     assert k.call("h1", a, ProtoCall.BIND, addr=ipv4.aton("10.0.1.10"), port=53).err == 0
     assert k.call("h1", a, ProtoCall.BIND, addr=0, port=54).err == errno.EINVAL
@@ -84,7 +85,7 @@ def port_unreachable_for(k, sport: int) -> bytes:
 
 def test_port_unreachable_reaches_only_connected_sockets():
     k = Netstack()
-    conn, unconn = udp_sock(k, sk=1), udp_sock(k, sk=2)
+    conn, unconn = udp_sock(k), udp_sock(k)
     k.call("h1", conn, ProtoCall.BIND, addr=0, port=5001)
     k.call("h1", conn, ProtoCall.CONNECT, addr=H2, port=9)
     k.call("h1", unconn, ProtoCall.BIND, addr=0, port=5002)
@@ -107,7 +108,7 @@ def test_ip_recverr_socket_gets_every_error():
 
 def test_demux_prefers_the_exact_address_and_the_connected_peer():
     k = Netstack()
-    wildcard, exact = udp_sock(k, "h2", 1), udp_sock(k, "h2", 2)
+    wildcard, exact = udp_sock(k, "h2"), udp_sock(k, "h2")
     for sk in (wildcard, exact):
         k.call("h2", sk, ProtoCall.SETSOCKOPT, level=1, optname=2, optval=1)    # SO_REUSEADDR
     k.call("h2", wildcard, ProtoCall.BIND, addr=0, port=7000)
