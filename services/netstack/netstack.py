@@ -106,8 +106,7 @@ class Netstack:
         """A frame arriving at a device: DMA'd into its RX ring, then NAPI."""
         dev = self.nic.device(netns, self.topo.hosts[netns].interfaces[ifname].ifindex)
         self._run("nic", self.nic.dma_rx(dev, bytes(frame) + fcs(frame), Skb(), 0))
-        while dev.rx_ring:
-            self._run("nic", self.nic.napi_poll(dev, self.now))
+        self._run("nic", self.nic.net_rx_action(self.now))
 
     def pump(self):
         """Carries the frames on `wire` across their cables, in order."""

@@ -128,6 +128,15 @@ class Nic:
         # A frame from outside starts its own journey, at netif_receive_skb.
         return self.dma_rx(dev, frame + fcs(frame), Skb(trace_flags=NEW_JOURNEY), tstamp)
 
+    def net_rx_action(self, now: int) -> list:
+        """The NET_RX softirq: polls every device with frames in its RX ring,
+        round robin and a budget at a time, until every ring is empty."""
+        out = []
+        while self.rx_pending:
+            for dev in list(self.rx_pending):
+                out += self.napi_poll(dev, now)
+        return out
+
     def napi_poll(self, dev: NetDevice, now: int, budget: int = NAPI_POLL_WEIGHT) -> list:
         """One NAPI poll of `dev`: up to `budget` frames, FCS and length checked,
         handed up as the driver's netif_receive_skb() does."""

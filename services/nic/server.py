@@ -68,10 +68,9 @@ class NicShell(LayerShell):
         nic.to_tap.clear()
         if nic.wire_log:
             self.record_wire()
-        while nic.rx_pending:
-            for dev in list(nic.rx_pending):
-                t0 = ns()
-                apply(nic.napi_poll(dev, now), t0, ns(), "ingress")
+        if nic.rx_pending:
+            t0 = ns()
+            apply(nic.net_rx_action(now), t0, ns(), "ingress")
 
     def record_wire(self):
         for dev, frame, tstamp in self.nic.wire_log:

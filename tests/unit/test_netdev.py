@@ -1,0 +1,66 @@
+"""Unit tests of the NIC core (services/nic/netdev.py): the cable, the RX ring
+and the NET_RX softirq's NAPI polls, with the counters `ip -s link` shows."""
+import pytest
+from scapy.layers.l2 import Ether
+
+from pktflow.services.common import topology
+from pktflow.services.common.actions import Drop, Up
+from pktflow.services.nic.netdev import NAPI_POLL_WEIGHT, RX_RING_SIZE, Nic, fcs
+from pktflow.v1.skb_pb2 import Skb
+
+
+@pytest.fixture
+def nic():
+    return Nic(topology.load())
+
+
+def dev(nic, netns):
+    return nic.device(netns, topology.load().hosts[netns].interfaces["eth0"].ifindex)
+
+
+def frame(n: int) -> bytes:
+    return bytes(Ether(dst="02:00:00:00:02:0a", src="02:00:00:00:01:0a", type=0x88B5) / n.to_bytes(4, "big"))
+
+
+def test_a_frame_crosses_its_cable_with_its_fcs_and_goes_up_once_polled(nic):
+    h1, r1 = dev(nic, "h1"), dev(nic, "r1")
+    nic.ndo_start_xmit(Skb(netns="h1", ifindex=h1.ifindex, data=frame(1)), 0)
+    assert nic.transmit(0, 5) == []
+    [rx] = r1.rx_ring
+    assert (rx.data, rx.tstamp) == (frame(1) + fcs(frame(1)), 5)
+    [up] = nic.net_rx_action(0)
+    assert type(up) is Up and up.skb.data == frame(1) and up.skb.netns == "r1"
+    assert (h1.stats["tx_packets"], r1.stats["rx_packets"], r1.stats["rx_bytes"]) == (1, 1, len(frame(1)))
+    assert nic.rx_pending == {}
+
+
+def test_net_rx_action_polls_devices_round_robin_a_budget_at_a_time(nic):
+    """net_rx_action(): one device's flood does not starve another's frames."""
+    r1, h2 = dev(nic, "r1"), dev(nic, "h2")
+    for i in range(NAPI_POLL_WEIGHT + 6):
+        nic.dma_rx(r1, frame(i) + fcs(frame(i)), Skb(), 0)
+    for i in range(3):
+        nic.dma_rx(h2, frame(1000 + i) + fcs(frame(1000 + i)), Skb(), 0)
+    order = [(a.skb.netns, int.from_bytes(a.skb.data[14:18], "big")) for a in nic.net_rx_action(0)]
+    assert order == ([("r1", i) for i in range(NAPI_POLL_WEIGHT)] + [("h2", 1000 + i) for i in range(3)] +
+                     [("r1", NAPI_POLL_WEIGHT + i) for i in range(6)])
+
+
+def test_bad_fcs_runt_and_giant_frames_are_dropped_and_counted(nic):
+    r1 = dev(nic, "r1")
+    good = frame(7)
+    nic.dma_rx(r1, good + b"\0\0\0\0", Skb(), 0)
+    nic.dma_rx(r1, good[:10] + fcs(good[:10]), Skb(), 0)
+    giant = good + b"\0" * (r1.mtu + 4)
+    nic.dma_rx(r1, giant + fcs(giant), Skb(), 0)
+    got = nic.net_rx_action(0)
+    assert [(type(a), a.reason) for a in got] == [(Drop, "DEV_HDR"), (Drop, "PKT_TOO_SMALL"), (Drop, "PKT_TOO_BIG")]
+    assert (r1.stats["rx_crc_errors"], r1.stats["rx_length_errors"], r1.stats["rx_errors"]) == (1, 2, 3)
+
+
+def test_a_full_rx_ring_drops_with_full_ring(nic):
+    r1 = dev(nic, "r1")
+    for i in range(RX_RING_SIZE):
+        assert nic.dma_rx(r1, frame(i) + fcs(frame(i)), Skb(), 0) == []
+    [drop] = nic.dma_rx(r1, frame(0) + fcs(frame(0)), Skb(), 0)
+    assert drop.reason == "FULL_RING" and r1.stats["rx_missed_errors"] == 1
