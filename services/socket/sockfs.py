@@ -21,13 +21,13 @@ from . import sock as so
 TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_CLOSE = 1, 8, 7
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Wake:
     """sk_data_ready & co: whoever waits on socket `fd` should look again."""
     fd: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """The COMPLETE event answering the call `req`."""
     req: int

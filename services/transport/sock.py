@@ -22,6 +22,16 @@ def sock_queue_rcv_skb(sock, skb, fn: str) -> list:
     return [Up(skb, fn)]
 
 
+class Rtable:
+    """One cached answer of ip_route_output_key() (struct rtable): read on
+    every datagram, so plain attributes rather than the RouteReply message."""
+    __slots__ = ("err", "saddr", "mtu", "type", "dst")
+
+    def __init__(self, reply):
+        self.err, self.saddr, self.mtu, self.type = reply.err, reply.saddr, reply.mtu, reply.type
+        self.dst = reply.dst                # the Dst a socket caches and puts on its skbs
+
+
 class InetSock:
     __slots__ = ("sk", "netns", "proto", "laddr", "lport", "raddr", "rport", "connected", "reuseaddr",
                  "broadcast", "ttl", "tos", "recverr", "rcvbuf", "rmem_alloc", "inet_id", "failed_req")
@@ -113,5 +123,5 @@ class TransportNetns:
         self.ping = PortTable(rng, (1, 65535))
         self.mib = Mib()
         self.rng = rng
-        self.routes: dict[tuple[int, int], object] = {}   # (daddr, saddr) -> ip's RouteReply
+        self.routes: dict[tuple[int, int], Rtable] = {}   # (daddr, saddr) -> ip's answer
         self.drops = Counter()

@@ -12,7 +12,7 @@ from ..common.uapi import (IP_RECVERR, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP,
                            SO_BROADCAST, SO_RCVBUF, SO_REUSEADDR, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET)
 from ..wire import ipv4
 from . import ping, udp
-from .sock import InetSock, TransportNetns
+from .sock import InetSock, Rtable, TransportNetns
 from .tcp_ipv4 import TcpProto
 
 # A send the syscall refuses never becomes a packet; its trace still ends with a reason.
@@ -31,7 +31,7 @@ class Transport:
         self.asking: dict[tuple, list[int]] = {}  # (netns, daddr, saddr) -> sockets waiting for it
 
     # -- routes: ip_route_output_key()'s answers, cached per netns (as dst entries)
-    def route(self, ns: TransportNetns, daddr: int, saddr: int) -> RouteReply:
+    def route(self, ns: TransportNetns, daddr: int, saddr: int) -> Rtable:
         """ip's answer (err, or saddr, mtu, type and the dst to cache); from_socket()
         made sure the call that asks has it."""
         key = (daddr, saddr)
@@ -76,7 +76,7 @@ class Transport:
         ns = self.netns[netns]
         if len(ns.routes) > 65536:
             ns.routes.clear()
-        ns.routes[(daddr, saddr)] = reply
+        ns.routes[(daddr, saddr)] = Rtable(reply)
         out = []
         for sk in self.asking.pop((netns, daddr, saddr), ()):
             queue = self.waiting.pop(sk, None)

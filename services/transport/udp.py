@@ -1,14 +1,14 @@
 """UDP (net/ipv4/udp.c): udp_sendmsg(), udp_rcv() with its demux, udp_err()."""
 import errno
 
-from pktflow.v1.layers_pb2 import RTN_BROADCAST, RouteReply
+from pktflow.v1.layers_pb2 import RTN_BROADCAST
 from pktflow.v1.skb_pb2 import SockEvent, SockExtendedErr
 
 from ..common.actions import Down, Drop, Stop, Up
 from ..common.skbuff import IP_ID_SET, clone
 from ..common.uapi import SO_EE_ORIGIN_ICMP
 from ..wire import Malformed, ipv4, udp
-from .sock import InetSock, sock_queue_rcv_skb
+from .sock import InetSock, Rtable, sock_queue_rcv_skb
 
 UDP_MAX_PAYLOAD = 0xFFFF - ipv4.IPV4_HLEN - udp.UDP_HLEN
 ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB = 3, 3, 11, 12
@@ -30,7 +30,7 @@ def icmp_to_errno(type_: int, code: int) -> tuple[int, bool]:
     return errno.EHOSTUNREACH, False
 
 
-def route_checks(tr, ns, sock: InetSock, daddr: int) -> tuple[int, RouteReply | None]:
+def route_checks(tr, ns, sock: InetSock, daddr: int) -> tuple[int, Rtable | None]:
     """The route a datagram to daddr takes, and the errno Linux gives instead."""
     r = tr.route(ns, daddr, sock.laddr)
     if r.err:
@@ -91,7 +91,7 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
     return 0, [Down(skb, "udp_sendmsg")]
 
 
-def datagram_route(tr, ns, sock: InetSock, daddr: int, size: int) -> tuple[int, RouteReply | None]:
+def datagram_route(tr, ns, sock: InetSock, daddr: int, size: int) -> tuple[int, Rtable | None]:
     """What udp_sendmsg() and ping_v4_sendmsg() do once the destination is
     known: bind a port if none, route, and refuse what the path MTU cannot
     carry (no fragmentation yet: EMSGSIZE)."""
@@ -106,7 +106,7 @@ def datagram_route(tr, ns, sock: InetSock, daddr: int, size: int) -> tuple[int, 
     return 0, rt
 
 
-def datagram_flow(skb, sock: InetSock, rt: RouteReply, saddr: int, daddr: int, proto: int):
+def datagram_flow(skb, sock: InetSock, rt: Rtable, saddr: int, daddr: int, proto: int):
     """The flow a datagram asks of ip_queue_xmit(), with the route it took."""
     skb.saddr, skb.daddr, skb.ip_proto = saddr, daddr, proto
     skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rt.type != RTN_BROADCAST
