@@ -20,6 +20,14 @@ def _status(err: int = 0, detail: str = "") -> socket_pb2.Status:
     return socket_pb2.Status(err=err, detail=detail)
 
 
+def inet_aton(host: str) -> tuple[int, socket_pb2.AddrReply | None]:
+    """The address a sockaddr_in names ('' is INADDR_ANY), or the EINVAL reply refusing it."""
+    try:
+        return (ipv4.aton(host) if host else 0), None
+    except ValueError:
+        return 0, socket_pb2.AddrReply(status=_status(errno.EINVAL, f"{host!r} is not an IPv4 address"))
+
+
 class InetStream:
     """Needs from the shell: fs (the core), wakes, call(), exchange(), _wake(), _sock(), downs, tracer."""
 
@@ -47,10 +55,9 @@ class InetStream:
             return socket_pb2.AddrReply(status=_status(errno.EALREADY))
         if s.listening:
             return socket_pb2.AddrReply(status=_status(errno.EISCONN))
-        try:
-            addr = ipv4.aton(req.addr.host)
-        except ValueError:
-            return socket_pb2.AddrReply(status=_status(errno.EINVAL, f"{req.addr.host!r} is not an IPv4 address"))
+        addr, bad = inet_aton(req.addr.host)
+        if bad:
+            return bad
         ev = await self.call(s, ProtoCall.CONNECT, addr=addr, port=req.addr.port)
         if ev.err != errno.EINPROGRESS:
             return socket_pb2.AddrReply(status=_status(ev.err or errno.EIO))

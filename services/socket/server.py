@@ -15,16 +15,12 @@ from ..common.skbuff import SAMPLED
 from ..common import uapi
 from ..wire import ethernet, ipv4
 from . import sock as so
-from .inet_stream import InetStream
+from .inet_stream import InetStream, _status, inet_aton
 from .sockfs import Answer, SockFs, Wake
 
 ProtoSkb = skb_pb2.Skb
 MSG_ERRQUEUE, MSG_DONTWAIT, MSG_PEEK = 0x2000, 0x40, 0x2
 CALL_TIMEOUT = 10.0
-
-
-def _status(err: int = 0, detail: str = "") -> socket_pb2.Status:
-    return socket_pb2.Status(err=err, detail=detail)
 
 
 class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
@@ -135,10 +131,9 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
                 return socket_pb2.AddrReply(status=_status(ev.err))
             s.bound = True
             return socket_pb2.AddrReply(addr=self._packet_name(s))
-        try:
-            addr = ipv4.aton(req.addr.host) if req.addr.host else 0
-        except ValueError:
-            return socket_pb2.AddrReply(status=_status(errno.EINVAL, f"{req.addr.host!r} is not an IPv4 address"))
+        addr, bad = inet_aton(req.addr.host)
+        if bad:
+            return bad
         ev = await self.call(s, ProtoCall.BIND, addr=addr, port=req.addr.port)
         if ev.err:
             return socket_pb2.AddrReply(status=_status(ev.err))
@@ -156,10 +151,9 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             ev = await self.call(s, ProtoCall.DISCONNECT)
             s.connected = False
             return socket_pb2.AddrReply(status=_status(ev.err))
-        try:
-            addr = ipv4.aton(req.addr.host)
-        except ValueError:
-            return socket_pb2.AddrReply(status=_status(errno.EINVAL, f"{req.addr.host!r} is not an IPv4 address"))
+        addr, bad = inet_aton(req.addr.host)
+        if bad:
+            return bad
         ev = await self.call(s, ProtoCall.CONNECT, addr=addr, port=req.addr.port)
         if ev.err:
             return socket_pb2.AddrReply(status=_status(ev.err))
