@@ -7,7 +7,7 @@ from pktflow.v1.skb_pb2 import PACKET_HOST
 
 from ..common.actions import Drop, Up
 from ..wire import Malformed, icmp, ipv4
-from . import icmp as icmpmod, ip_forward, route
+from . import icmp as icmpmod, ip_forward, ip_fragment, route
 from .route import RouteError
 
 PACKET_OTHERHOST = 3
@@ -71,9 +71,10 @@ def ip_error(ns, skb, e: RouteError, now: int, fn) -> list:
 def ip_local_deliver(ns, skb, iph, now: int) -> list:
     fn = ("ip_rcv", "ip_local_deliver")
     if iph.is_fragment:
-        # Reassembly (ip_fragment.c) is not implemented yet.
-        ns.mib["IpReasmFails"] += 1
-        return [Drop(skb, fn, "FRAG_REASM_TIMEOUT")]
+        whole, done = ip_fragment.ip_defrag(ns, skb, iph, now, fn)
+        if whole is None:
+            return done
+        return done + ip_local_deliver(ns, whole, ipv4.parse(whole.data), now)
     proto = iph.proto
     # ip_hdr(skb) for the layers above: the header, parsed once
     skb.saddr, skb.daddr, skb.ip_proto, skb.ttl, skb.tos = iph.src, iph.dst, proto, iph.ttl, iph.tos

@@ -4,9 +4,8 @@ the neighbour layer; ip_output() is the last step for forwarded packets too."""
 from ..common.actions import Down, Drop
 from ..common.skbuff import IP_ID_SET
 from ..wire import ipv4
-from . import route
+from . import ip_fragment, route
 from .route import RouteError
-
 
 
 def ip_queue_xmit(ns, skb, now: int, fn="ip_queue_xmit") -> list:
@@ -40,14 +39,23 @@ def ip_queue_xmit(ns, skb, now: int, fn="ip_queue_xmit") -> list:
 
 
 def ip_output(ns, skb, rt: route.Rt, fn) -> list:
-    """ip_output() -> ip_finish_output(): MTU check, then to the device with the next hop."""
-    n = len(skb.data)
-    if n > rt.mtu:
-        # No fragmentation yet: what would be fragmented is dropped and counted.
-        ns.mib["IpFragFails"] += 1
-        return [Drop(skb, fn, "PKT_TOO_BIG")]
-    ns.mib["IpOutTransmits"] += 1
-    ns.mib["IpExtOutOctets"] += n
-    skb.ifindex = rt.oif
-    skb.nexthop = rt.nexthop
-    return [Down(skb, fn)]
+    """ip_output() -> ip_finish_output(): a packet larger than the MTU is
+    fragmented (ip_fragment()) unless DF forbids it; then each goes to the
+    device with the next hop."""
+    pkts = [skb]
+    if len(skb.data) > rt.mtu:
+        if skb.data[6] & 0x40:                 # DF: the sender asked for PMTU discovery
+            ns.mib["IpFragFails"] += 1
+            return [Drop(skb, fn, "PKT_TOO_BIG")]
+        pkts = ip_fragment.ip_fragment(ns, skb, rt.mtu, fn)
+        if type(pkts[0]) is Drop:
+            return pkts
+    mib = ns.mib
+    out = []
+    for p in pkts:
+        mib["IpOutTransmits"] += 1
+        mib["IpExtOutOctets"] += len(p.data)
+        p.ifindex = rt.oif
+        p.nexthop = rt.nexthop
+        out.append(Down(p, fn))
+    return out

@@ -7,6 +7,7 @@ from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import ipv4
 from . import fib as fibmod
 from .icmp_ratelimit import RateLimits
+from .ip_fragment import Frags
 
 
 class IpDevice:
@@ -47,6 +48,7 @@ class IpNetns:
         self.rng = rng
         self.icmp_limits = RateLimits(self.sysctl)
         self._idents: dict = {}
+        self.frags = Frags(self.sysctl)
 
     def _replay_forwarding(self, sysctls: dict):
         """The topology's forwarding sysctls written in file order, after the interfaces exist, as

@@ -25,6 +25,9 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
     def ingress(self, skb, now):
         return self.ip.ip_rcv(skb, now)
 
+    def timer(self, key, now):
+        return self.ip.timer(key, now)
+
     def batch_stamp(self):
         return {"fib_genid": self.ip.genid}
 

@@ -8,7 +8,7 @@ from pktflow.v1.skb_pb2 import Dst
 from ..common.actions import Drop, Stop
 from ..wire import ipv4
 from ..wire.icmp import ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
-from . import icmp, ip_input, ip_output, route
+from . import icmp, ip_fragment, ip_input, ip_output, route
 from .netns import IpNetns
 from .route import RouteError
 
@@ -43,6 +43,11 @@ class Ip:
             req = skb.icmp_send
             return icmp.icmp_send(ns, skb, req.type, req.code, req.info, now) + [Stop(skb, "icmp_send")]
         return ip_output.ip_queue_xmit(ns, skb, now)
+
+    def timer(self, key, now: int) -> list:
+        """A reassembly queue's time is up (ip_expire())."""
+        _, netns, frag_key = key
+        return ip_fragment.ip_expire(self.netns[netns], frag_key, now, icmp.icmp_send)
 
     def route_output(self, netns: str, daddr: int, saddr: int = 0, oif: int = 0) -> RouteReply:
         """ip_route_output_key() for the transport layer: the route, or the errno."""

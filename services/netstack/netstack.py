@@ -143,7 +143,7 @@ class Netstack:
     def fire_timer(self, layer: str, key, when: int):
         del self.timers[(layer, key)]
         self.now = max(self.now, when)
-        core = self.tr if layer == "transport" else self.link
+        core = {"transport": self.tr, "ip": self.ip, "link": self.link}[layer]
         self._run(layer, core.timer(key, self.now))
 
     # -- the socket layer's side

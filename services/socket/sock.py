@@ -5,7 +5,8 @@ import errno
 from collections import deque
 
 from ..common.sysctl import CONGESTION_CONTROLS
-from ..common.uapi import (AF_INET, AF_PACKET, IP_RECVERR, IP_RECVTOS, IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_IP,
+from ..common.uapi import (AF_INET, AF_PACKET, IP_MTU_DISCOVER, IP_PMTUDISC_WANT,
+                           IP_RECVERR, IP_RECVTOS, IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_IP,
                            IPPROTO_TCP, SO_BROADCAST, SO_DEBUG, SO_DOMAIN, SO_DONTROUTE, SO_ERROR, SO_KEEPALIVE,
                            SO_LINGER, SO_MARK, SO_MAX_PACING_RATE, SO_OOBINLINE, SO_PRIORITY, SO_PROTOCOL, SO_RCVBUF,
                            SO_RCVLOWAT, SO_REUSEADDR, SO_REUSEPORT, SO_SNDBUF, SO_TIMESTAMP, SO_TYPE, SOCK_STREAM,
@@ -20,7 +21,8 @@ SKB_TRUESIZE_OVERHEAD = 576
 TRANSPORT_OPTS = {(SOL_SOCKET, SO_REUSEADDR), (SOL_SOCKET, SO_BROADCAST), (SOL_SOCKET, SO_RCVBUF),
                   (SOL_SOCKET, SO_SNDBUF), (SOL_SOCKET, SO_KEEPALIVE), (SOL_SOCKET, SO_LINGER),
                   (SOL_SOCKET, SO_MAX_PACING_RATE),
-                  (IPPROTO_IP, IP_TTL), (IPPROTO_IP, IP_TOS), (IPPROTO_IP, IP_RECVERR)} | {
+                  (IPPROTO_IP, IP_TTL), (IPPROTO_IP, IP_TOS), (IPPROTO_IP, IP_RECVERR),
+                  (IPPROTO_IP, IP_MTU_DISCOVER)} | {
                   (IPPROTO_TCP, o) for o in (TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT,
                                              TCP_SYNCNT, TCP_CONGESTION)}
 
@@ -51,6 +53,8 @@ class Sock:
         self.roff = 0
         self.accept_q: deque = deque()
         self.opts[(SOL_SOCKET, SO_LINGER)] = b"\0" * 8
+        if family == AF_INET:             # net.ipv4.ip_no_pmtu_disc = 0: path MTU discovery wanted
+            self.opts[(IPPROTO_IP, IP_MTU_DISCOVER)] = IP_PMTUDISC_WANT
         if self.stream:
             self.opts[(IPPROTO_TCP, TCP_CONGESTION)] = sysctl["net.ipv4.tcp_congestion_control"].encode()
     def opt(self, level: int, name: int, default: int = 0) -> int:
@@ -203,7 +207,7 @@ _SETTABLE = {
     (SOL_SOCKET, SO_OOBINLINE): _bool, (SOL_SOCKET, SO_REUSEPORT): _bool, (SOL_SOCKET, SO_TIMESTAMP): _bool,
     (SOL_SOCKET, SO_RCVLOWAT): lambda s, v: max(v, 1), (SOL_SOCKET, SO_MAX_PACING_RATE): _u32,
     (IPPROTO_IP, IP_TTL): _ttl, (IPPROTO_IP, IP_TOS): _tos, (IPPROTO_IP, IP_RECVERR): _bool,
-    (IPPROTO_IP, IP_RECVTTL): _bool, (IPPROTO_IP, IP_RECVTOS): _bool,
+    (IPPROTO_IP, IP_RECVTTL): _bool, (IPPROTO_IP, IP_RECVTOS): _bool, (IPPROTO_IP, IP_MTU_DISCOVER): _range(0, 5),
     (SOL_SOCKET, SO_LINGER): _linger,
     (IPPROTO_TCP, TCP_NODELAY): _bool, (IPPROTO_TCP, TCP_MAXSEG): _range(88, 32767),
     (IPPROTO_TCP, TCP_KEEPIDLE): _range(1, 32767), (IPPROTO_TCP, TCP_KEEPINTVL): _range(1, 32767),

@@ -5,6 +5,7 @@ import errno
 from collections import Counter
 
 from ..common.actions import Up
+from ..common.uapi import IP_PMTUDISC_WANT
 from ..common.snmp import Mib
 from ..common.sysctl import defaults as sysctl_defaults
 
@@ -34,7 +35,7 @@ class Rtable:
 
 class InetSock:
     __slots__ = ("sk", "netns", "proto", "laddr", "lport", "raddr", "rport", "connected", "reuseaddr",
-                 "broadcast", "ttl", "tos", "recverr", "rcvbuf", "rmem_alloc", "inet_id", "failed_req")
+                 "broadcast", "ttl", "tos", "recverr", "pmtudisc", "rcvbuf", "rmem_alloc", "inet_id", "failed_req")
 
     def __init__(self, sk: int, netns: str, proto: int):
         self.sk, self.netns, self.proto = sk, netns, proto
@@ -43,6 +44,7 @@ class InetSock:
         self.reuseaddr = self.broadcast = self.recverr = False
         self.ttl = 0                   # 0: net.ipv4.ip_default_ttl
         self.tos = 0
+        self.pmtudisc = IP_PMTUDISC_WANT
         self.rcvbuf = 212992
         self.rmem_alloc = 0
         self.inet_id = 0

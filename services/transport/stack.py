@@ -8,7 +8,8 @@ from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL, RouteReply
 from pktflow.v1.skb_pb2 import ProtoCall, SockEvent, Skb
 
 from ..common.actions import AskRoute, Drop, Stop, Up
-from ..common.uapi import (IP_RECVERR, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP,
+from ..common.uapi import (IP_MTU_DISCOVER, IP_RECVERR, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP, IPPROTO_TCP,
+                           IPPROTO_UDP,
                            SO_BROADCAST, SO_RCVBUF, SO_REUSEADDR, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET)
 from ..wire import ipv4
 from . import ping, udp
@@ -194,6 +195,8 @@ class Transport:
                 sock.tos = value & 0xFF
             elif optname == IP_RECVERR:
                 sock.recverr = bool(value)
+            elif optname == IP_MTU_DISCOVER:
+                sock.pmtudisc = value
         return 0
 
     def sendmsg(self, ns, sock: InetSock, skb, now: int) -> list:

@@ -6,7 +6,8 @@ from pktflow.v1.skb_pb2 import SockEvent, SockExtendedErr
 
 from ..common.actions import Down, Drop, Stop, Up
 from ..common.skbuff import IP_ID_SET, clone
-from ..common.uapi import SO_EE_ORIGIN_ICMP
+from ..common.uapi import (IP_PMTUDISC_DO, IP_PMTUDISC_INTERFACE, IP_PMTUDISC_PROBE, IP_PMTUDISC_WANT,
+                           SO_EE_ORIGIN_ICMP)
 from ..wire import Malformed, ipv4, udp
 from .sock import InetSock, Rtable, sock_queue_rcv_skb
 
@@ -94,22 +95,29 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
 def datagram_route(tr, ns, sock: InetSock, daddr: int, size: int) -> tuple[int, Rtable | None]:
     """What udp_sendmsg() and ping_v4_sendmsg() do once the destination is
     known: bind a port if none, route, and refuse what the path MTU cannot
-    carry (no fragmentation yet: EMSGSIZE)."""
+    carry when the socket said IP_PMTUDISC_DO (or PROBE, INTERFACE); others
+    are fragmented by ip."""
     err = tr.autobind(ns, sock)
     if err:
         return err, None
     err, rt = route_checks(tr, ns, sock, daddr)
     if err:
         return err, None
-    if size + ipv4.IPV4_HLEN > rt.mtu:
+    if size + ipv4.IPV4_HLEN > rt.mtu and IP_PMTUDISC_DO <= sock.pmtudisc <= IP_PMTUDISC_INTERFACE:
         return errno.EMSGSIZE, None
     return 0, rt
 
 
 def datagram_flow(skb, sock: InetSock, rt: Rtable, saddr: int, daddr: int, proto: int):
-    """The flow a datagram asks of ip_queue_xmit(), with the route it took."""
+    """The flow a datagram asks of ip_queue_xmit(), with the route it took.
+    DF as __ip_make_skb() sets it: always for DO and PROBE, for WANT when
+    the datagram fits the path (a larger one goes as fragments)."""
+    pmtudisc = sock.pmtudisc
     skb.saddr, skb.daddr, skb.ip_proto = saddr, daddr, proto
-    skb.ttl, skb.tos, skb.df = sock.ttl, sock.tos, rt.type != RTN_BROADCAST
+    skb.ttl, skb.tos = sock.ttl, sock.tos
+    fits = len(skb.data) + ipv4.IPV4_HLEN <= rt.mtu
+    skb.df = rt.type != RTN_BROADCAST and (pmtudisc in (IP_PMTUDISC_DO, IP_PMTUDISC_PROBE) or
+                                           pmtudisc == IP_PMTUDISC_WANT and fits)
     skb.dst.CopyFrom(rt.dst)
     skb.ClearField("call")
 

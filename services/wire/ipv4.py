@@ -77,6 +77,13 @@ def emit(r: Ipv4Repr, payload: bytes) -> bytes:
     return hdr[:10] + check.to_bytes(2, "big") + hdr[12:] + payload
 
 
+def with_length(hdr: bytes, total_len: int, frag_off: int) -> bytes:
+    """`hdr` (options and all) with a new total length and flags/fragment
+    offset, and its checksum recomputed: a fragment's header, or a reassembled one's."""
+    h = hdr[:2] + total_len.to_bytes(2, "big") + hdr[4:6] + frag_off.to_bytes(2, "big") + hdr[8:10] + b"\0\0" + hdr[12:]
+    return h[:10] + inet_checksum(h).to_bytes(2, "big") + h[12:]
+
+
 def decrease_ttl(hdr: bytes) -> bytes:
     """ip_decrease_ttl(): TTL minus one with the checksum updated incrementally (RFC 1624)."""
     check = int.from_bytes(hdr[10:12], "big") + 0x0100

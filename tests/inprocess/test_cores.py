@@ -44,8 +44,14 @@ def test_send_errors():
                   last=True).err == errno.ENETUNREACH
     assert k.call("r1", sk, ProtoCall.SENDMSG, addr=ipv4.aton("10.0.2.255"), port=9, data=b"x",
                   last=True).err == errno.EACCES                     # broadcast needs SO_BROADCAST
+    assert k.call("r1", sk, ProtoCall.SENDMSG, addr=H2, port=9, data=b"x" * 65508,
+                  last=True).err == errno.EMSGSIZE                   # more than an IP packet holds
     assert k.call("r1", sk, ProtoCall.SENDMSG, addr=H2, port=9, data=b"x" * 1473,
-                  last=True).err == errno.EMSGSIZE                   # over the MTU: no fragmentation yet
+                  last=True).err == 0                                # over the MTU: fragmented
+    k.call("r1", sk, ProtoCall.SETSOCKOPT, level=uapi.IPPROTO_IP, optname=uapi.IP_MTU_DISCOVER,
+           optval=uapi.IP_PMTUDISC_DO)
+    assert k.call("r1", sk, ProtoCall.SENDMSG, addr=H2, port=9, data=b"x" * 1473,
+                  last=True).err == errno.EMSGSIZE                   # ... unless the socket said DO
 
 
 def test_sent_datagram_is_a_valid_udp_packet():
