@@ -17,7 +17,9 @@ RECOVERY_FLAGS = ("tcp.analysis.retransmission", "tcp.analysis.fast_retransmissi
                   "tcp.analysis.spurious_retransmission", "tcp.analysis.duplicate_ack", "tcp.analysis.out_of_order")
 FIELDS = ("frame.number", "frame.time_epoch", "_ws.malformed", "_ws.expert.severity", "_ws.expert.message",
           "tcp.stream", *RECOVERY_FLAGS, "tcp.seq", "tcp.len", "tcp.flags.fin", "tcp.options.sack.dsack_le",
-          "tcp.options.sack.dsack_re", "tcp.ack", "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport")
+          "tcp.options.sack.dsack_re", "tcp.ack", "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport",
+          "icmp.type", "icmp.checksum.status", "ip.checksum.status")
+ICMP_ERRORS = {"3", "11", "12"}
 DSACK = "tcp.options.sack.dsack"
 OPENING = "(tcp.flags.syn == 1 and tcp.flags.ack == 0)"      # listed so each connection's first row is its SYN
 
@@ -43,13 +45,26 @@ def problems(pcap: pathlib.Path) -> list[dict]:
     for line in out.splitlines():
         cols = line.split("\t") + [""] * len(FIELDS)
         severities = [int(x) for x in cols[3].split(",") if x.isdigit()]
+        bad = bool(cols[2]) or any(s >= PI_ERROR for s in severities)
+        if bad and _only_a_quoted_checksum(cols):
+            bad = False
         rows.append({
             "file": pcap.name, "frame": cols[0], "time": float(cols[1] or 0),
-            "bad": bool(cols[2]) or any(s >= PI_ERROR for s in severities),
+            "bad": bad,
             "what": cols[4], "stream": cols[5],
             "recovery": any(cols[6 + i] for i in range(len(RECOVERY_FLAGS))),
             **_segment(cols[6 + len(RECOVERY_FLAGS):])})
     return rows
+
+
+def _only_a_quoted_checksum(cols: list[str]) -> bool:
+    """An ICMP error quotes at most 576 bytes of the packet (RFC 1812), so the
+    quoted TCP or UDP checksum cannot be verified: tshark's "Bad checksum" there
+    is no fault when the error's own ICMP and IP checksums are good."""
+    icmp_type, icmp_ok, ip_ok = cols[len(FIELDS) - 3:len(FIELDS)]
+    messages = [m for m in cols[4].split(",") if m]
+    return (not cols[2] and icmp_type.split(",")[0] in ICMP_ERRORS and icmp_ok == "1"
+            and all(s == "1" for s in ip_ok.split(",")) and all(m.startswith("Bad checksum") for m in messages))
 
 
 def _segment(cols: list[str]) -> dict:

@@ -88,6 +88,8 @@ KNOBS: dict[str, Knob] = {
     "net.ipv4.ipfrag_time": Knob(30, _int_range(1, 2**31 - 1), "s an incomplete datagram waits for its fragments"),
     "net.ipv4.ipfrag_max_dist": Knob(64, _int_range(0, 2**31 - 1),
                                      "fragments of one source a queue may fall behind before it restarts (0: off)"),
+    "net.ipv4.route.min_pmtu": Knob(552, _int_range(68, 65535), "smallest path MTU ICMP may set (below: locked)"),
+    "net.ipv4.route.mtu_expires": Knob(600, _int_range(1, 2**31 - 1), "s a learned path MTU lasts"),
     "net.core.rmem_default": Knob(212992, _int_range(2304, 2**31 - 1), "default SO_RCVBUF"),
     "net.core.rmem_max": Knob(212992, _int_range(2304, 2**31 - 1), "largest SO_RCVBUF a process may set"),
     "net.core.wmem_default": Knob(212992, _int_range(4608, 2**31 - 1), "default SO_SNDBUF"),

@@ -49,6 +49,7 @@ class IpNetns:
         self.icmp_limits = RateLimits(self.sysctl)
         self._idents: dict = {}
         self.frags = Frags(self.sysctl)
+        self.pmtu: dict = {}                   # daddr -> route.Fnhe: path MTUs learned from ICMP
 
     def _replay_forwarding(self, sysctls: dict):
         """The topology's forwarding sysctls written in file order, after the interfaces exist, as

@@ -3,6 +3,8 @@ host sends, ip_route_input() for packets it receives."""
 import errno
 from typing import NamedTuple
 
+from ..common.actions import Arm
+from ..common.pmtu import learned_pmtu
 from ..wire import ipv4
 from .fib import RTN_BLACKHOLE, RTN_BROADCAST, RTN_LOCAL, RTN_PROHIBIT, RTN_UNICAST, RTN_UNREACHABLE
 
@@ -61,7 +63,58 @@ def ip_route_output(ns, daddr: int, saddr: int = 0, oif: int = 0) -> Rt:
     rtype = RTN_BROADCAST if daddr == ipv4.INADDR_BROADCAST or r.type == RTN_BROADCAST else RTN_UNICAST
     if rtype == RTN_BROADCAST:
         nexthop = daddr      # __mkroute_output(): a broadcast route drops fi, so no gateway
-    return Rt(rtype, out_dev, nexthop, saddr, dev.mtu)
+        return Rt(rtype, out_dev, nexthop, saddr, dev.mtu)
+    return Rt(rtype, out_dev, nexthop, saddr, path_mtu(ns, daddr, dev.mtu))
+
+
+def path_mtu(ns, daddr: int, dev_mtu: int) -> int:
+    """ipv4_mtu(): the device's MTU, or the smaller one a route exception learned."""
+    e = ns.pmtu.get(daddr)
+    return min(dev_mtu, e.mtu) if e else dev_mtu
+
+
+class Fnhe:
+    """struct fib_nh_exception: a path MTU learned for one destination."""
+    __slots__ = ("mtu", "expires", "locked")
+
+    def __init__(self, mtu: int, expires: int, locked: bool):
+        self.mtu, self.expires, self.locked = mtu, expires, locked
+
+
+def ip_rt_update_pmtu(ns, daddr: int, mtu: int, now: int) -> list:
+    """__ip_rt_update_pmtu(): ICMP said the path to daddr carries only `mtu`.
+    Never raised; below net.ipv4.route.min_pmtu it is clamped there and
+    locked; the exception expires after net.ipv4.route.mtu_expires seconds.
+    Routes cached from before (transport's, sockets' dsts) go stale with the
+    FIB generation."""
+    try:
+        old = ip_route_output(ns, daddr).mtu
+    except RouteError:
+        return []
+    e = ns.pmtu.get(daddr)
+    learned = learned_pmtu(old, mtu, ns.sysctl["net.ipv4.route.min_pmtu"])
+    if e is not None and e.locked or learned is None:
+        return []
+    mtu, lock = learned
+    lifetime = ns.sysctl["net.ipv4.route.mtu_expires"] * 1_000_000_000
+    if e is not None and e.mtu == mtu and not lock and now < e.expires - lifetime // 2:
+        return []
+    ns.pmtu[daddr] = Fnhe(mtu, now + lifetime, lock)
+    ns.fib.changed()
+    return [Arm(pmtu_timer(ns.name, daddr), now + lifetime)]
+
+
+def pmtu_timer(netns: str, daddr: int) -> tuple:
+    return ("pmtu", netns, daddr)
+
+
+def pmtu_expire(ns, daddr: int, now: int) -> list:
+    """The exception's time is up: the device's MTU again."""
+    e = ns.pmtu.get(daddr)
+    if e is not None and e.expires <= now:
+        del ns.pmtu[daddr]
+        ns.fib.changed()
+    return []
 
 
 # ip_route_input() outcomes
@@ -103,7 +156,7 @@ def ip_route_input(ns, iph, in_ifindex: int):
         raise RouteError(err)
     _fib_validate_source(ns, src, in_ifindex, r.dev)     # __mkroute_input()
     dev = ns.devices[r.dev]
-    return FORWARD, Rt(RTN_UNICAST, r.dev, r.gw or dst, 0, dev.mtu)
+    return FORWARD, Rt(RTN_UNICAST, r.dev, r.gw or dst, 0, path_mtu(ns, dst, dev.mtu))
 
 
 def _fib_validate_source(ns, src: int, in_ifindex: int, oif: int):

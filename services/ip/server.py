@@ -1,6 +1,8 @@
 """The ip service: a thin shell around stack.Ip, plus the route lookup the
 transport layer asks for."""
+import errno
 import json
+import time
 
 from pktflow.v1 import admin_pb2, layers_pb2_grpc
 
@@ -8,6 +10,7 @@ from ..common import snmp
 from ..common.shell import LayerShell
 from ..wire import ipv4
 from .fib import TABLE_LOCAL, TABLE_MAIN
+from .route import RouteError
 from .stack import Ip
 
 
@@ -60,6 +63,17 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
             rows = ns.mib.rows(snmp.IP + snmp.IP_EXT + snmp.ICMP)
             return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v) for k, v in rows]
                                         + self.drop_counters(req.netns))
+        if req.command == "route" and req.args[:1] == ["get"]:
+            try:
+                lines = self.ip.route_get(req.netns, ipv4.aton(req.args[1]), time.monotonic_ns())
+            except (IndexError, ValueError):
+                return admin_pb2.AdminReply(err=errno.EINVAL, detail="ip route get ADDRESS")
+            except RouteError as e:
+                return admin_pb2.AdminReply(err=e.errno)
+            return admin_pb2.AdminReply(json=json.dumps(lines))
+        if req.command == "route" and req.args[:2] == ["flush", "cache"]:
+            self.ip.flush_cache(req.netns)
+            return admin_pb2.AdminReply(json="[]")
         if req.command == "route":
             table = TABLE_LOCAL if "local" in req.args else TABLE_MAIN
             return admin_pb2.AdminReply(json=json.dumps(ns.fib.show(table, ns.ifname)))

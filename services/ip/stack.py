@@ -2,7 +2,7 @@
 import errno
 import random
 
-from pktflow.v1.layers_pb2 import RouteReply
+from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL, RouteReply
 from pktflow.v1.skb_pb2 import Dst
 
 from ..common.actions import Drop, Stop
@@ -39,15 +39,20 @@ class Ip:
         ns = self.netns.get(skb.netns)
         if ns is None:
             return [Drop(skb, "ip_queue_xmit", "DEV_READY")]
+        if skb.HasField("pmtu_update"):
+            u = skb.pmtu_update
+            return route.ip_rt_update_pmtu(ns, u.daddr, u.mtu, now) + [Stop(skb, "ipv4_sk_update_pmtu")]
         if skb.HasField("icmp_send"):
             req = skb.icmp_send
             return icmp.icmp_send(ns, skb, req.type, req.code, req.info, now) + [Stop(skb, "icmp_send")]
         return ip_output.ip_queue_xmit(ns, skb, now)
 
     def timer(self, key, now: int) -> list:
-        """A reassembly queue's time is up (ip_expire())."""
-        _, netns, frag_key = key
-        return ip_fragment.ip_expire(self.netns[netns], frag_key, now, icmp.icmp_send)
+        """A reassembly queue's time is up (ip_expire()), or a learned path MTU's."""
+        kind, netns, what = key
+        if kind == "pmtu":
+            return route.pmtu_expire(self.netns[netns], what, now)
+        return ip_fragment.ip_expire(self.netns[netns], what, now, icmp.icmp_send)
 
     def route_output(self, netns: str, daddr: int, saddr: int = 0, oif: int = 0) -> RouteReply:
         """ip_route_output_key() for the transport layer: the route, or the errno."""
@@ -64,6 +69,27 @@ class Ip:
             return RouteReply(err=e.errno, fib_genid=self.genid)
         return RouteReply(saddr=rt.saddr, oif=rt.oif, mtu=rt.mtu, type=rt.type, fib_genid=self.genid,
                           dst=Dst(oif=rt.oif, nexthop=rt.nexthop, mtu=rt.mtu, genid=ns.fib.genid))
+
+    def route_get(self, netns: str, daddr: int, now: int) -> list[str]:
+        """`ip route get`: the route a packet to daddr takes, as iproute2 prints
+        it, with the path MTU a route exception holds and when it expires.
+        Raises RouteError."""
+        ns = self.netns[netns]
+        rt = route.ip_route_output(ns, daddr)
+        via = f" via {ipv4.ntoa(rt.nexthop)}" if rt.nexthop != daddr else ""
+        kind = {RTN_LOCAL: "local ", RTN_BROADCAST: "broadcast "}.get(rt.type, "")
+        e = ns.pmtu.get(daddr)
+        cache = f" expires {max(0, (e.expires - now) // 1_000_000_000)}sec mtu {e.mtu}" if e else ""
+        if rt.type == RTN_LOCAL:
+            cache = " <local>"
+        return [f"{kind}{ipv4.ntoa(daddr)}{via} dev {ns.ifname(rt.oif)} src {ipv4.ntoa(rt.saddr)} uid 0 ",
+                f"    cache{cache} "]
+
+    def flush_cache(self, netns: str):
+        """`ip route flush cache`: the route exceptions (learned path MTUs) go."""
+        ns = self.netns[netns]
+        ns.pmtu.clear()
+        ns.fib.changed()
 
     def addresses(self, netns: str) -> list[dict]:
         ns = self.netns[netns]

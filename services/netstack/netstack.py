@@ -87,6 +87,7 @@ class Netstack:
         elif layer == "link" and to != "socket":
             self._run("ip", self.ip.ip_rcv(skb, self.now))
         elif layer == "ip":
+            self.tr.set_genid(self.ip.genid)        # what each batch from ip tells transport
             self._run("transport", self.tr.rcv(skb, self.now))
         else:
             if skb.event.kind != skb.event.COMPLETE:

@@ -7,8 +7,13 @@ from . import _socket as s
 
 ICMP_MESSAGES = {(3, 0): "Destination Net Unreachable", (3, 1): "Destination Host Unreachable",
                  (3, 2): "Destination Protocol Unreachable", (3, 3): "Destination Port Unreachable",
-                 (3, 4): "Frag needed", (3, 13): "Packet filtered", (11, 0): "Time to live exceeded",
+                 (3, 4): "Frag needed and DF set", (3, 13): "Packet filtered", (11, 0): "Time to live exceeded",
                  (11, 1): "Frag reassembly time exceeded", (12, 0): "Parameter problem"}
+
+
+# ping -M: IP_MTU_DISCOVER's values
+PMTUDISC = {"dont": s.IP_PMTUDISC_DONT, "want": s.IP_PMTUDISC_WANT, "do": s.IP_PMTUDISC_DO,
+            "probe": s.IP_PMTUDISC_PROBE}
 
 
 @dataclass
@@ -26,10 +31,12 @@ class PingError:
     offender: str
     type: int
     code: int
+    info: int = 0       # ee_info: the next-hop MTU of "fragmentation needed"
 
     @property
     def text(self) -> str:
-        return ICMP_MESSAGES.get((self.type, self.code), f"ICMP type {self.type} code {self.code}")
+        text = ICMP_MESSAGES.get((self.type, self.code), f"ICMP type {self.type} code {self.code}")
+        return f"{text} (mtu = {self.info})" if (self.type, self.code) == (3, 4) else text
 
 
 @dataclass
@@ -57,10 +64,12 @@ def _payload(size: int) -> bytes:
 
 
 def ping(dst: str, *, netns: str, count: int = 1, timeout: float = 1.0, interval: float = 0.2,
-         ttl: int | None = None, size: int = 56, on_reply=None) -> PingResult:
+         ttl: int | None = None, size: int = 56, pmtudisc: str | None = None, on_reply=None) -> PingResult:
     """Sends `count` echo requests from `netns` to `dst`, `interval` seconds
     apart, each waiting at most `timeout` for its reply. `replies[i]` is None
     for a lost probe; ICMP errors (unreachable, TTL exceeded) are in `errors`.
+    `pmtudisc` is ping -M's do|want|dont|probe (IP_MTU_DISCOVER); a probe too
+    big for the path with "do" raises OSError(EMSGSIZE) at sendto, as Linux.
     `on_reply(reply_or_error)` is called as they arrive (the CLI prints them)."""
     result = PingResult(dst)
     start = time.monotonic()
@@ -69,6 +78,8 @@ def ping(dst: str, *, netns: str, count: int = 1, timeout: float = 1.0, interval
         sock.setsockopt(s.IPPROTO_IP, s.IP_RECVERR, 1)
         if ttl is not None:
             sock.setsockopt(s.IPPROTO_IP, s.IP_TTL, ttl)
+        if pmtudisc is not None:
+            sock.setsockopt(s.IPPROTO_IP, s.IP_MTU_DISCOVER, PMTUDISC[pmtudisc])
         for seq in range(1, count + 1):
             sent_at = time.monotonic()
             body = _payload(size)
@@ -120,4 +131,4 @@ def _drain_errors(sock):
         except OSError:
             return out
         seq = struct.unpack("!H", d.data[6:8])[0] if len(d.data) >= 8 else 0
-        out.append(PingError(seq, d.ee.offender, d.ee.ee_type, d.ee.ee_code))
+        out.append(PingError(seq, d.ee.offender, d.ee.ee_type, d.ee.ee_code, d.ee.ee_info))

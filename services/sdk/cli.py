@@ -1,6 +1,8 @@
 """The `pktflow` command: iproute2's and the kernel tools' vocabulary."""
 import argparse
+import errno
 import json
+import os
 import signal
 import statistics
 import sys
@@ -29,9 +31,15 @@ def cmd_ping(a) -> int:
                   flush=True)
 
     try:
-        res = ping(a.dest, netns=a.netns, count=a.c, timeout=a.W, interval=a.i, ttl=a.t, size=size, on_reply=show)
+        res = ping(a.dest, netns=a.netns, count=a.c, timeout=a.W, interval=a.i, ttl=a.t, size=size, pmtudisc=a.M,
+                   on_reply=show)
     except KeyboardInterrupt:
         return 130
+    except OSError as e:
+        if e.errno != errno.EMSGSIZE:
+            raise
+        print("ping: local error: message too long", file=sys.stderr)   # iputils, sendto() EMSGSIZE
+        return 1
     rtts = [r.rtt * 1000 for r in res.replies if r]
     lost = 100.0 * (res.transmitted - res.received) / max(1, res.transmitted)
     errs = f", +{len(res.errors)} errors" if res.errors else ""
@@ -159,8 +167,16 @@ def cmd_ip(argv: list[str]) -> int:
                 print(f"    inet {a['local']}/{a['prefixlen']}{brd} scope {scope} {d['ifname']}")
         return 0
     if "route".startswith(obj) and obj:
-        table = ["local"] if args[:2] == ["table", "local"] else []
-        for line in json.loads(_client.admin("ip", netns, "route", *table).json):
+        if args[:1] == ["get"] or args[:2] == ["flush", "cache"]:
+            reply = _client.query("ip", netns, "route", *args[:2])
+            if reply.err:
+                print(f"RTNETLINK answers: {os.strerror(reply.err)}", file=sys.stderr)
+                return 2
+            lines = json.loads(reply.json)
+        else:
+            table = ["local"] if args[:2] == ["table", "local"] else []
+            lines = json.loads(_client.admin("ip", netns, "route", *table).json)
+        for line in lines:
             print(line)
         return 0
     if "neighbour".startswith(obj) or "neighbor".startswith(obj):
@@ -347,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("-W", type=float, default=1.0, metavar="TIMEOUT", help="seconds to wait for each reply")
     pg.add_argument("-t", type=int, default=None, metavar="TTL")
     pg.add_argument("-s", type=int, default=56, metavar="SIZE")
+    pg.add_argument("-M", choices=("do", "want", "dont", "probe"), default=None, metavar="PMTUDISC_OPT",
+                    help="path MTU discovery: do (DF, never fragment), want (DF when it fits), dont, probe")
     pg.add_argument("dest")
 
     ns = sub.add_parser("nstat", help="SNMP counters of a host, like nstat -a")

@@ -6,9 +6,10 @@ import errno
 
 
 from ..common.actions import Down, Stop
+from ..common.uapi import IP_PMTUDISC_DO
 from ..wire import icmp, ipv4
 from .sock import InetSock, sock_queue_rcv_skb
-from .udp import datagram_flow, datagram_route, report_error
+from .udp import datagram_flow, datagram_route, frag_needed, report_error
 
 
 def send_target(sock: InetSock, skb) -> tuple[int, int, int]:
@@ -61,4 +62,6 @@ def ping_err(tr, ns, skb, now: int) -> list:
     if q.icmp_type != icmp.ICMP_ECHO:
         return [Stop(skb, "ping_err")]
     sock = ns.ping.lookup(q.saddr, q.sport, q.daddr, 0)
-    return report_error(sock, skb, e.quoted_payload, "ping_err")
+    out = frag_needed(ns, sock, skb)           # ping_err(): EMSGSIZE, hard only for IP_PMTUDISC_DO
+    return out + report_error(sock, skb, e.quoted_payload, "ping_err",
+                              hard=sock.pmtudisc == IP_PMTUDISC_DO if out else None)

@@ -4,7 +4,11 @@ udp_lib_get_port()): binding, ephemeral ports, lookups with Linux's scoring
 import errno
 from collections import Counter
 
-from ..common.actions import Up
+from pktflow.v1.skb_pb2 import PmtuUpdate
+
+from ..common.actions import Down, Up
+from ..common.pmtu import learned_pmtu
+from ..common.skbuff import new_skb
 from ..common.uapi import IP_PMTUDISC_WANT
 from ..common.snmp import Mib
 from ..common.sysctl import defaults as sysctl_defaults
@@ -21,6 +25,23 @@ def sock_queue_rcv_skb(sock, skb, fn: str) -> list:
     ev = skb.event
     ev.kind, ev.truesize = ev.DATA_READY, truesize
     return [Up(skb, fn)]
+
+
+def pmtu_update(ns, daddr: int, mtu: int, cause) -> Down:
+    """ipv4_sk_update_pmtu(): ip is told the path MTU an ICMP "fragmentation
+    needed" gave for daddr (it keeps it as a route exception). The routes
+    cached here take it at once: the next datagram must not wait for ip's
+    new FIB generation to be fragmented (or refused) at the right size."""
+    for (d, _), r in ns.routes.items():
+        if d == daddr and not r.err:
+            r.mtu = path_mtu_after(ns, r.mtu, mtu)
+    return Down(new_skb(ns.name, cause=cause, pmtu_update=PmtuUpdate(daddr=daddr, mtu=mtu)), "ipv4_sk_update_pmtu")
+
+
+def path_mtu_after(ns, old: int, mtu: int) -> int:
+    """The path MTU ip will settle on after pmtu_update() (the same rule)."""
+    learned = learned_pmtu(old, mtu, ns.sysctl["net.ipv4.route.min_pmtu"])
+    return old if learned is None else learned[0]
 
 
 class Rtable:

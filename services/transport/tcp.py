@@ -112,12 +112,12 @@ class TcpSock:
     __slots__ = (
         "sk", "netns", "state", "laddr", "lport", "raddr", "rport", "parent", "child_id", "dst",
         # options the application set
-        "nodelay", "keepalive", "linger", "user_mss", "reuseaddr", "ttl", "tos", "rcvbuf_user", "sndbuf_user",
-        "keepidle", "keepintvl", "keepcnt", "syn_retries", "ca_name",
+        "nodelay", "keepalive", "linger", "user_mss", "reuseaddr", "ttl", "tos", "pmtudisc", "rcvbuf_user",
+        "sndbuf_user", "keepidle", "keepintvl", "keepcnt", "syn_retries", "ca_name",
         # sending
         "iss", "snd_una", "snd_nxt", "snd_wnd", "snd_wl1", "snd_wl2", "max_window", "write_seq", "sendq",
         "sendq_bytes", "rtx", "rtx_bytes", "fin_queued", "sndbuf", "write_blocked", "inet_id", "mss_cache", "advmss",
-        "peer_mss",
+        "peer_mss", "pmtu_cookie",
         # receiving
         "irs", "rcv_nxt", "rcv_wnd", "rcv_wup", "rcvbuf", "rcv_queued", "ofo", "ofo_bytes", "fin_seq",
         "shut_rd", "rcv_mss", "rcv_rtt", "rcvq_space", "rcvq_copied", "rcvq_time",
@@ -178,6 +178,8 @@ class TcpSock:
         self.write_blocked = False
         self.inet_id = 0
         self.mss_cache = self.advmss = self.peer_mss = TCP_MSS_DEFAULT
+        self.pmtu_cookie = 0             # icsk_pmtu_cookie: the path MTU mss_cache was cut for
+        self.pmtudisc = 1                # IP_PMTUDISC_WANT
         self.irs = self.rcv_nxt = self.rcv_wnd = self.rcv_wup = 0
         self.rcvbuf = 0
         self.rcv_queued = 0

@@ -12,17 +12,20 @@ from pktflow.v1.layers_pb2 import RTN_BROADCAST
 from pktflow.v1.skb_pb2 import PACKET_HOST, PACKET_LOOPBACK, ProtoCall, Skb, SockEvent
 
 from ..common.actions import Arm, Cancel, Down, Drop, Stop, Up
-from ..common.uapi import (IPPROTO_IP, IPPROTO_TCP, IP_TOS, IP_TTL, MSG_MORE, SHUT_RD, SHUT_RDWR, SHUT_WR,
+from ..common.uapi import (IPPROTO_IP, IPPROTO_TCP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IP_TOS, IP_TTL, MSG_MORE,
+                           SHUT_RD, SHUT_RDWR, SHUT_WR,
                            SO_KEEPALIVE, SO_LINGER, SO_MAX_PACING_RATE, SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF,
                            SOL_SOCKET, TCP_CONGESTION, TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_MAXSEG,
                            TCP_NODELAY, TCP_SYNCNT, linger_seconds)
 from ..wire import Malformed, ipv4, tcp as wire
-from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_rate, tcp_timer
+from ..wire.icmp import ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED
+from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_rate, tcp_recovery, tcp_timer
 from .inet_connection_sock import InetConnectionSock, TcpNetns
+from .sock import path_mtu_after, pmtu_update
 from .syncookies import SynCookies
 from .tcp_diag import TcpDiag
 from .tcp_minisocks import TcpMinisocks
-from .tcp import (CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV, SYN_SENT,
+from .tcp import (MASK, CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV, SYN_SENT,
                   TCP_ECN_OK, TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, set_state)
 
 CHILD_ID_BASE = 1 << 40          # sockets transport creates (accepted connections) are numbered from here
@@ -150,7 +153,7 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
         if r.type == RTN_BROADCAST:
             return errno.ENETUNREACH
         saddr, mtu = r.saddr, r.mtu
-        sk.dst = r.dst
+        sk.dst, sk.pmtu_cookie = r.dst, mtu
         t = self.tables(ns)
         if not sk.laddr:
             sk.laddr = saddr
@@ -347,6 +350,8 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
                 sk.ttl = 0 if value == -1 else value
             elif name == IP_TOS:
                 sk.tos = value & 0xFC | sk.tos & 0x3       # TCP keeps the ECN bits its own
+            elif name == IP_MTU_DISCOVER:
+                sk.pmtudisc = value
         elif level == IPPROTO_TCP:
             if name == TCP_NODELAY:
                 sk.nodelay = bool(value)
@@ -546,6 +551,21 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
         self.arm(sk, now, out)
         return out
 
+    def mtu_reduced(self, ns, sk: TcpSock, info: int, cause, now: int, out: list):
+        """tcp_v4_mtu_reduced(): ip learns the path MTU (inet_csk_update_pmtu());
+        when it is below the one the MSS was cut for, the MSS shrinks
+        (tcp_sync_mss()) and what is in flight and too big goes again
+        (tcp_simple_retransmit())."""
+        if sk.state in (LISTEN, CLOSE):
+            return
+        out.append(pmtu_update(ns, sk.raddr, info, cause))
+        mtu = path_mtu_after(ns, sk.pmtu_cookie, info)
+        if sk.pmtudisc == IP_PMTUDISC_DONT or sk.pmtu_cookie <= mtu:
+            return
+        xmit.sync_mss(sk, mtu)
+        tcp_recovery.simple_retransmit(self.transport, ns, sk, now, out)
+        self.arm(sk, now, out)
+
     def err(self, ns, skb, now: int) -> list:
         """tcp_v4_err(): an ICMP error about one of our segments. Hard errors end
         a connection still in its handshake; later they are soft (ignored)."""
@@ -554,7 +574,15 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
         q = e.quoted
         sk = self.tables(ns).ehash.get((q.saddr, q.sport, q.daddr, q.dport))
         out: list = []
-        if sk is not None and sk.state in (SYN_SENT, SYN_RECV):
+        if sk is not None and sk.state != SYN_RECV:
+            qp = e.quoted_payload
+            seq = int.from_bytes(skb.data[qp + 4:qp + 8], "big")
+            if (seq - sk.snd_una) & MASK > sk.snd_nxt - sk.snd_una:      # !between(seq, snd_una, snd_nxt)
+                ns.mib["OutOfWindowIcmps"] += 1
+                return [Drop(skb, "tcp_v4_err", "TCP_INVALID_SEQUENCE")]
+        if sk is not None and e.type == ICMP_DEST_UNREACH and e.code == ICMP_FRAG_NEEDED:
+            self.mtu_reduced(ns, sk, e.info, skb, now, out)
+        elif sk is not None and sk.state in (SYN_SENT, SYN_RECV):
             err, hard = icmp_to_errno(e.type, e.code)
             if hard or sk.state == SYN_SENT and e.type == 3:
                 ns.mib["TcpAttemptFails"] += 1

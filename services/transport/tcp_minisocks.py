@@ -17,8 +17,8 @@ class TcpMinisocks:
         """inet_csk_clone_lock(): a connection socket that inherits the listener's options."""
         self.next_child += 1
         sk = TcpSock(self.next_child, ns.name)
-        for opt in ("nodelay", "keepalive", "linger", "user_mss", "ttl", "tos", "rcvbuf_user", "sndbuf_user",
-                    "keepidle", "keepintvl", "keepcnt", "ca_name"):
+        for opt in ("nodelay", "keepalive", "linger", "user_mss", "ttl", "tos", "pmtudisc", "rcvbuf_user",
+                    "sndbuf_user", "keepidle", "keepintvl", "keepcnt", "ca_name"):
             setattr(sk, opt, getattr(lsk, opt))
         self.init_sock(ns, sk)
         sk.laddr, sk.lport, sk.raddr, sk.rport = laddr, lport, raddr, rport
@@ -27,9 +27,9 @@ class TcpMinisocks:
         # may wait for the ip layer, so an uncached route means Ethernet's 1500.
         r = ns.routes.get((raddr, laddr))
         if r is not None and not r.err and r.mtu:
-            sk.advmss, sk.dst = r.mtu - 40, r.dst
+            sk.advmss, sk.dst, sk.pmtu_cookie = r.mtu - 40, r.dst, r.mtu
         else:
-            sk.advmss = 1460
+            sk.advmss, sk.pmtu_cookie = 1460, 1500
         self.start_connection(ns, sk, now)
         self.socks[sk.sk] = sk
         return sk

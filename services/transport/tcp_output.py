@@ -12,6 +12,7 @@ from .tcp import (CA_CWR, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, MAX_SACK_BLOCKS, 
                   TCP_ECN_DEMAND_CWR, TCP_ECN_OK, TCP_ECN_QUEUE_CWR, TCP_TIMEOUT_INIT, TCP_TIMEOUT_MIN, Seg)
 
 TCPOLEN_TSTAMP_ALIGNED = 12
+TCP_MIN_SND_MSS = 48             # the smallest MSS a path MTU can bring (include/net/tcp.h)
 TCPOLEN_SACK_BASE_ALIGNED = 4      # two NOPs, kind, length
 TCPOLEN_SACK_PERBLOCK = 8
 
@@ -385,6 +386,15 @@ def retransmit(tr, ns, sk, seg: Seg, now: int, out: list, fn: str = "tcp_retrans
     if not sk.retrans_stamp:
         sk.retrans_stamp = now
     sk.undo_retrans = max(sk.undo_retrans, 0) + 1       # undoable until a D-SACK shows it needless
+
+
+def sync_mss(sk, pmtu: int):
+    """tcp_sync_mss(): the MSS for a path MTU: IP and TCP headers off, no more
+    than the peer's MSS (and TCP_MAXSEG), at least TCP_MIN_SND_MSS, less the
+    options every segment carries."""
+    mss = min(pmtu - ipv4.IPV4_HLEN - wire.TCP_HLEN, sk.peer_mss, sk.user_mss or sk.peer_mss)
+    sk.pmtu_cookie = pmtu
+    sk.mss_cache = max(mss, TCP_MIN_SND_MSS) - (TCPOLEN_TSTAMP_ALIGNED if sk.ts_ok else 0)
 
 
 def xmit_retransmit_queue(tr, ns, sk, now: int, out: list):

@@ -4,7 +4,7 @@ after it was delivered more than an RTT plus a reordering window ago), the
 tail loss probe's outcome, reordering detection, D-SACK (RFC 2883) and the
 undo of reductions that proved spurious (D-SACK, timestamps, F-RTO)."""
 from . import tcp_cong
-from .tcp_output import tsval
+from .tcp_output import current_mss, tsval, xmit_retransmit_queue
 from .tcp import (CA_CWR, CA_DISORDER, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, S, TCP_ECN_OK, TCP_ECN_QUEUE_CWR,
                   TCP_INFINITE_SSTHRESH, TCP_MAX_REORDERING, TCP_RACK_RECOVERY_THRESH, TCP_TIMEOUT_MIN, sent_after)
 
@@ -484,3 +484,23 @@ def update_pacing_rate(ns, sk):
     if sk.srtt:
         rate //= sk.srtt
     sk.pacing_rate = min(rate, sk.max_pacing_rate)
+
+
+def simple_retransmit(tr, ns, sk, now: int, out: list):
+    """tcp_simple_retransmit(): the path MTU shrank, so every segment in flight
+    larger than the new MSS is lost; they go again, cut to size. The window is
+    not reduced (the network lost nothing; the units changed), but recovery
+    starts over in Loss state."""
+    mss = current_mss(sk)
+    for seg in sk.rtx:
+        if len(seg.data) > mss:
+            mark_lost(ns, sk, seg)
+    if not sk.lost_out:
+        return
+    if sk.ca_state != CA_LOSS:
+        sk.high_seq = sk.snd_nxt
+        sk.ssthresh = tcp_cong.current_ssthresh(sk)
+        sk.prior_ssthresh = 0
+        sk.undo_marker = 0
+        tcp_cong.set_ca_state(sk, CA_LOSS, now)
+    xmit_retransmit_queue(tr, ns, sk, now, out)

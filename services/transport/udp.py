@@ -6,13 +6,14 @@ from pktflow.v1.skb_pb2 import SockEvent, SockExtendedErr
 
 from ..common.actions import Down, Drop, Stop, Up
 from ..common.skbuff import IP_ID_SET, clone
-from ..common.uapi import (IP_PMTUDISC_DO, IP_PMTUDISC_INTERFACE, IP_PMTUDISC_PROBE, IP_PMTUDISC_WANT,
+from ..common.uapi import (IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IP_PMTUDISC_INTERFACE, IP_PMTUDISC_PROBE, IP_PMTUDISC_WANT,
                            SO_EE_ORIGIN_ICMP)
 from ..wire import Malformed, ipv4, udp
-from .sock import InetSock, Rtable, sock_queue_rcv_skb
+from .sock import InetSock, Rtable, pmtu_update, sock_queue_rcv_skb
 
 UDP_MAX_PAYLOAD = 0xFFFF - ipv4.IPV4_HLEN - udp.UDP_HLEN
 ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB = 3, 3, 11, 12
+ICMP_FRAG_NEEDED = 4
 # icmp_err_convert[]: (errno, fatal) for destination-unreachable codes 0..15
 ICMP_ERR_CONVERT = [(errno.ENETUNREACH, 0), (errno.EHOSTUNREACH, 0), (errno.ENOPROTOOPT, 1),
                     (errno.ECONNREFUSED, 1), (errno.EMSGSIZE, 0), (errno.EOPNOTSUPP, 0), (errno.ENETUNREACH, 1),
@@ -171,16 +172,30 @@ def udp_err(tr, ns, skb, now: int) -> list:
     e = skb.icmp_error
     q = e.quoted
     sock = ns.udp.lookup(q.saddr, q.sport, q.daddr, q.dport)
-    return report_error(sock, skb, e.quoted_payload + udp.UDP_HLEN, "udp_err")
+    out = frag_needed(ns, sock, skb)
+    if out and sock.pmtudisc == IP_PMTUDISC_DONT:
+        return out + [Stop(skb, "udp_err")]
+    return out + report_error(sock, skb, e.quoted_payload + udp.UDP_HLEN, "udp_err", hard=bool(out) or None)
 
 
-def report_error(sock: InetSock | None, skb, payload: int, fn: str) -> list:
+def frag_needed(ns, sock: InetSock | None, skb) -> list:
+    """ICMP "fragmentation needed" about a socket's datagram: ip learns the
+    path MTU (ipv4_sk_update_pmtu()); without a socket nothing is learned."""
+    e = skb.icmp_error
+    if sock is None or e.type != ICMP_DEST_UNREACH or e.code != ICMP_FRAG_NEEDED:
+        return []
+    return [pmtu_update(ns, e.quoted.daddr, e.info, skb)]
+
+
+def report_error(sock: InetSock | None, skb, payload: int, fn: str, hard: bool | None = None) -> list:
     """sk->sk_err = err; sk_error_report(): hard errors reach connected sockets,
-    every error reaches an IP_RECVERR socket (with its error queue entry)."""
+    every error reaches an IP_RECVERR socket (with its error queue entry).
+    `hard` overrides the errno table's verdict (EMSGSIZE is hard for PMTU discovery)."""
     if sock is None:
         return [Stop(skb, fn)]
     e = skb.icmp_error
-    err, hard = icmp_to_errno(e.type, e.code)
+    err, table_hard = icmp_to_errno(e.type, e.code)
+    hard = table_hard if hard is None else hard
     if not sock.recverr and (not hard or not sock.connected):
         return [Stop(skb, fn)]
     skb.sk = sock.sk

@@ -92,6 +92,25 @@ def test_ping_replies_like_linux(stack):
     assert pktflow.ping("10.0.1.1", netns="h1").replies[0].ttl == 64
 
 
+def test_large_datagrams_go_as_fragments_and_arrive_whole(stack):
+    """ping -s 4000 and an 8,000-byte datagram across the router (fragmented by
+    the sender, forwarded as fragments, reassembled by the receiver); ping -M do
+    refuses what the path cannot carry unfragmented."""
+    before = counters("h2")
+    r = pktflow.ping("10.0.2.10", netns="h1", count=1, size=4000)
+    assert r.replies[0] is not None and r.replies[0].size == 4008
+    with udp("h2") as rx, udp("h1") as tx:
+        rx.bind(("10.0.2.10", 7801))
+        rx.settimeout(5)
+        tx.sendto(bytes(range(250)) * 32, ("10.0.2.10", 7801))
+        assert rx.recvfrom(65535)[0] == bytes(range(250)) * 32
+    after = counters("h2")
+    assert after["IpReasmOKs"] - before["IpReasmOKs"] == 2 and after["IpFragOKs"] - before["IpFragOKs"] == 1
+    with pytest.raises(OSError) as e:
+        pktflow.ping("10.0.2.10", netns="h1", count=1, size=2000, pmtudisc="do")
+    assert e.value.errno == errno.EMSGSIZE
+
+
 def test_ping_own_address_goes_through_loopback(stack):
     before = pktflow.ping.__module__ and counters("h1")
     r = pktflow.ping("10.0.1.10", netns="h1", count=1)

@@ -88,3 +88,21 @@ def test_a_retransmission_of_what_was_already_acknowledged_is_allowed_anywhere(t
     frames.append(segment(100.009, *s, "A", 501, 112))            # the duplicate ACK answering it
     wrpcap(str(tmp_path / "e.pcap"), frames)
     assert wirecheck.check(tmp_path, [window("clean", 99, 101)]) == []
+
+
+def test_an_icmp_error_quoting_a_truncated_segment_is_no_fault_but_a_bad_icmp_checksum_is(tmp_path):
+    """Linux quotes 548 bytes of a 1500-byte segment in "fragmentation needed":
+    the quoted TCP checksum cannot verify; the error's own checksums must."""
+    from scapy.layers.inet import ICMP
+    big = bytes(IP(src=A, dst=B) / TCP(sport=40000, dport=80, flags="A", seq=1, ack=1) / (b"d" * 1448))
+    good = Ether() / IP(src="10.0.1.1", dst=A) / ICMP(type=3, code=4, nexthopmtu=1400) / big[:548]
+    good = Ether(bytes(good))
+    good.time = 100.0
+    wrpcap(str(tmp_path / "a.pcap"), [good])
+    assert wirecheck.check(tmp_path, [window("pmtu", 99, 101)]) == []
+    bad = Ether(bytes(good))
+    bad[ICMP].chksum ^= 0xFFFF
+    bad.time = 100.0
+    wrpcap(str(tmp_path / "a.pcap"), [bad])
+    [complaint] = wirecheck.check(tmp_path, [window("pmtu", 99, 101)])
+    assert "Bad checksum" in complaint and "pmtu" in complaint
