@@ -45,6 +45,16 @@ class Stop:
 
 
 @dataclass(slots=True)
+class Merge:
+    """The skb's journey takes in others here (reassembly: the fragments'):
+    spans named `fn`, the last linking to each (trace_id, span_id) in
+    `links`; the hop goes on with the actions that follow."""
+    skb: object
+    fn: str | tuple
+    links: tuple
+
+
+@dataclass(slots=True)
 class Arm:
     """(Re)arm the core's timer `key` to fire at monotonic ns `when`."""
     key: object

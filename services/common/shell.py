@@ -23,7 +23,7 @@ from pktflow.v1 import admin_pb2, admin_pb2_grpc
 
 from . import config, topology
 from .plumbing import Downlink, Uplinks
-from .actions import Arm, Cancel, Down, Drop, Stop, Up
+from .actions import Arm, Cancel, Down, Drop, Merge, Stop, Up
 from .skbuff import NEW_JOURNEY, SAMPLED
 from .tracing import Tracer
 
@@ -119,6 +119,13 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
                 continue
             elif kind is Cancel:
                 self._arm(act.key, None)
+                continue
+            elif kind is Merge:
+                if act.skb.trace_flags & SAMPLED:          # the links go on the last span of fn
+                    *lead, last = (act.fn,) if isinstance(act.fn, str) else act.fn
+                    if lead:
+                        self._spans(act.skb, tuple(lead), t0, t1, direction, None, ())
+                    self._spans(act.skb, last, t0, t1, direction, None, act.links)
                 continue
             elif kind is not Stop:
                 self.on_action(act)

@@ -18,8 +18,8 @@ source behind starts again (FRAG_TOO_FAR); above `ipfrag_high_thresh` bytes
 queued no fragment is taken (since Linux 4.17 nothing is evicted: queues
 leave by completing or expiring).
 """
-from ..common.actions import Arm, Cancel, Drop, Stop
-from ..common.skbuff import clone
+from ..common.actions import Arm, Cancel, Drop, Merge, Stop
+from ..common.skbuff import SAMPLED, clone
 from ..wire import icmp, ipv4
 
 SKB_TRUESIZE_OVERHEAD = 576            # what one queued fragment costs beyond its bytes (SKB_TRUESIZE)
@@ -225,7 +225,10 @@ def _reasm(ns, q: FragQueue, skb, now: int, fn, out: list) -> tuple[object, list
     skb.data = ipv4.with_length(hdr, ihl + q.len, frag_off) + q.payload()
     skb.network_header = 0
     skb.transport_header = ihl
-    return skb, out + [Stop(s, fn) for s in others]
+    # The datagram goes on in its last fragment's journey, linked to the
+    # others' (each ended its hop in ip_local_deliver when it was queued).
+    links = tuple((s.trace_id, s.span_id) for s in others if s.trace_flags & SAMPLED and s.trace_id)
+    return skb, out + [Merge(skb, ("ip_rcv", "ip_local_deliver", "ip_defrag"), links)]
 
 
 def _forget(ns, q: FragQueue) -> list:

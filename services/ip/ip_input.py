@@ -68,13 +68,13 @@ def ip_error(ns, skb, e: RouteError, now: int, fn) -> list:
     return out
 
 
-def ip_local_deliver(ns, skb, iph, now: int) -> list:
-    fn = ("ip_rcv", "ip_local_deliver")
+def ip_local_deliver(ns, skb, iph, now: int, fn=("ip_rcv", "ip_local_deliver")) -> list:
     if iph.is_fragment:
         whole, done = ip_fragment.ip_defrag(ns, skb, iph, now, fn)
         if whole is None:
             return done
-        return done + ip_local_deliver(ns, whole, ipv4.parse(whole.data), now)
+        # the reassembled datagram: ip_defrag() returned to ip_local_deliver(), which goes on
+        return done + ip_local_deliver(ns, whole, ipv4.parse(whole.data), now, ("ip_local_deliver_finish",))
     proto = iph.proto
     # ip_hdr(skb) for the layers above: the header, parsed once
     skb.saddr, skb.daddr, skb.ip_proto, skb.ttl, skb.tos = iph.src, iph.dst, proto, iph.ttl, iph.tos

@@ -60,6 +60,42 @@ def test_udp_datagram_is_one_trace_through_every_layer(stack):
     assert starts == sorted(starts)
 
 
+def test_fragments_have_their_own_hops_and_the_datagram_links_to_them(stack):
+    """A 3,000-byte datagram leaves h1 as three fragments (one journey branching
+    at ip_queue_xmit); h2 reassembles it in ip_defrag, whose span links to the
+    two fragments that came before the last."""
+    with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2") as srv, \
+            pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as cli:
+        srv.bind(("10.0.2.10", 41002))
+        srv.settimeout(5)
+        pktflow.ping("10.0.2.10", netns="h1")
+        cli.sendto(b"f" * 3000, ("10.0.2.10", 41002))
+        assert len(srv.recvfrom(4000)[0]) == 3000
+    def whole(t):           # every layer has exported its spans (each on its own clock)
+        ops = [s["operationName"] for s in t["spans"]]
+        return ops.count("ndo_start_xmit") == 6 and ops.count("ip_forward") == 3 and "ip_defrag" in ops \
+            and "ip_queue_xmit" in ops and "skb_recv_datagram" in ops
+    tr = eventually(lambda: next((t for t in tq.find(service="transport", operation="udp_rcv",
+                                                      tags={"destination.port": 41002}) if whole(t)), None),
+                    timeout=15, interval=0.2)
+    spans = tq.journey(tr)
+    names = [(s["service"], tq.tag(s, "pktflow.netns"), s["operationName"]) for s in spans]
+    assert names.count(("nic", "h1", "ndo_start_xmit")) == 3 and names.count(("ip", "r1", "ip_forward")) == 3
+    [defrag] = [s for s in spans if s["operationName"] == "ip_defrag"]
+    links = [r for r in defrag.get("references", ()) if r["refType"] == "FOLLOWS_FROM"]
+    by_id = {s["spanID"]: s for s in spans}
+    assert len(links) == 2
+    assert {by_id[r["spanID"]]["operationName"] for r in links} == {"ip_local_deliver"}   # where each waited
+    chain, s = [], defrag
+    while s is not None:
+        chain.append(s["operationName"])
+        s = next((c for c in spans if any(r["refType"] == "CHILD_OF" and r["spanID"] == s["spanID"]
+                                          for r in c.get("references", ()))), None)
+    assert chain == ["ip_defrag", "ip_local_deliver_finish", "udp_rcv", "sock_queue_rcv_skb", "skb_recv_datagram"]
+    parent = next(r["spanID"] for r in defrag["references"] if r["refType"] == "CHILD_OF")
+    assert by_id[parent]["operationName"] == "ip_local_deliver"           # the last fragment's hop
+
+
 @pytest.mark.malformed
 def test_drop_ends_the_span_with_the_kernel_reason(stack):
     with pktflow.socket(pktflow.AF_PACKET, pktflow.SOCK_RAW, netns="h1") as raw:
