@@ -315,7 +315,8 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         s = self._sock(req.fd)
         if s is None:
             return socket_pb2.SockOptReply(status=_status(errno.EBADF))
-        if s.family == uapi.AF_INET and s.stream and (req.level, req.optname) in so.TRANSPORT_GETOPTS:
+        if s.family == uapi.AF_INET and (s.stream or req.level == uapi.IPPROTO_IP) and \
+                (req.level, req.optname) in so.TRANSPORT_GETOPTS:
             # do_tcp_getsockopt(): min(optlen, the value's size) bytes; without a buffer, an int's 4
             ev = await self.call(s, ProtoCall.GETSOCKOPT, level=req.level, optname=req.optname,
                                  optlen=req.buflen or 4)

@@ -5,7 +5,7 @@ import errno
 from collections import deque
 
 from ..common.sysctl import CONGESTION_CONTROLS
-from ..common.uapi import (AF_INET, AF_PACKET, IP_MTU_DISCOVER, IP_PMTUDISC_WANT,
+from ..common.uapi import (AF_INET, AF_PACKET, IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_WANT,
                            IP_RECVERR, IP_RECVTOS, IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_IP,
                            IPPROTO_TCP, SO_BROADCAST, SO_DEBUG, SO_DOMAIN, SO_DONTROUTE, SO_ERROR, SO_KEEPALIVE,
                            SO_LINGER, SO_MARK, SO_MAX_PACING_RATE, SO_OOBINLINE, SO_PRIORITY, SO_PROTOCOL, SO_RCVBUF,
@@ -27,7 +27,7 @@ TRANSPORT_OPTS = {(SOL_SOCKET, SO_REUSEADDR), (SOL_SOCKET, SO_BROADCAST), (SOL_S
                                              TCP_SYNCNT, TCP_CONGESTION)}
 
 # Options whose value is the connection's state, which transport owns: getsockopt asks it.
-TRANSPORT_GETOPTS = {(IPPROTO_TCP, TCP_INFO), (IPPROTO_TCP, TCP_CONGESTION)}
+TRANSPORT_GETOPTS = {(IPPROTO_TCP, TCP_INFO), (IPPROTO_TCP, TCP_CONGESTION), (IPPROTO_IP, IP_MTU)}
 
 
 class Sock:

@@ -8,7 +8,7 @@ from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL, RouteReply
 from pktflow.v1.skb_pb2 import ProtoCall, SockEvent, Skb
 
 from ..common.actions import AskRoute, Drop, Stop, Up
-from ..common.uapi import (IP_MTU_DISCOVER, IP_RECVERR, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP, IPPROTO_TCP,
+from ..common.uapi import (IP_MTU, IP_MTU_DISCOVER, IP_RECVERR, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP, IPPROTO_TCP,
                            IPPROTO_UDP,
                            SO_BROADCAST, SO_RCVBUF, SO_REUSEADDR, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET)
 from ..wire import ipv4
@@ -61,6 +61,8 @@ class Transport:
             return call.addr, sock.laddr
         if op == ProtoCall.BIND and call.addr and not sock.lport:
             return call.addr, 0
+        if op == ProtoCall.GETSOCKOPT and sock.connected:     # IP_MTU: the connected route's MTU
+            return sock.raddr, sock.laddr
         return None
 
     def wait_for_route(self, ns, sk: int, key: tuple, queue: deque) -> list:
@@ -167,6 +169,14 @@ class Transport:
         if op == ProtoCall.RELEASE:
             self._release(sock)
             return self.complete(skb, 0)
+        if op == ProtoCall.GETSOCKOPT:
+            if (call.level, call.optname) != (IPPROTO_IP, IP_MTU):
+                return self.complete(skb, errno.ENOPROTOOPT)
+            if not sock.connected:
+                return self.complete(skb, errno.ENOTCONN)
+            done = self.complete(skb, 0)
+            done[0].skb.event.optval = self.route(ns, sock.raddr, sock.laddr).mtu.to_bytes(4, "little")
+            return done
         return self.complete(skb, errno.EOPNOTSUPP)
 
     def bind(self, ns, sock: InetSock, addr: int, port: int) -> int:

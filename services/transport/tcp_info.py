@@ -12,7 +12,7 @@ the AccECN counters; pmtu is the route's MTU the MSS came from."""
 import errno
 import struct
 
-from ..common.uapi import IPPROTO_TCP, TCP_CONGESTION, TCP_INFO
+from ..common.uapi import IP_MTU, IPPROTO_IP, IPPROTO_TCP, TCP_CONGESTION, TCP_INFO
 from . import tcp_rate
 from .tcp import LISTEN, MS, TCP_DELACK_MAX, TCP_ECN_OK, TCP_ECN_SEEN
 
@@ -118,10 +118,14 @@ def pack(info: dict) -> bytes:
 def getsockopt(sk, level: int, optname: int, optlen: int, now: int) -> tuple[int, bytes]:
     """do_tcp_getsockopt() for the options that read the connection: (errno,
     bytes). `optlen` is the caller's buffer; Linux copies min(optlen, size)."""
-    if level != IPPROTO_TCP:
-        return errno.ENOPROTOOPT, b""
     if optlen < 0:
         return errno.EINVAL, b""
+    if (level, optname) == (IPPROTO_IP, IP_MTU):      # dst_mtu(sk_dst_get(sk)): the path the MSS is cut for
+        if not sk.pmtu_cookie or sk.state == LISTEN:
+            return errno.ENOTCONN, b""
+        return 0, sk.pmtu_cookie.to_bytes(4, "little")[:optlen]
+    if level != IPPROTO_TCP:
+        return errno.ENOPROTOOPT, b""
     if optname == TCP_INFO:
         return 0, pack(tcp_get_info(sk, now))[:optlen]
     if optname == TCP_CONGESTION:      # icsk_ca_ops->name: char[TCP_CA_NAME_MAX], NUL padded

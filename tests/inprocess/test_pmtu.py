@@ -27,6 +27,12 @@ def frag_needed(net) -> list:
     return [p for _, _, f in net.frames if ICMP in (p := Ether(f)) and p[ICMP].type == 3 and p[ICMP].code == 4]
 
 
+def ip_mtu(s) -> tuple[int, int]:
+    """getsockopt(IPPROTO_IP, IP_MTU): (errno, the value)."""
+    ev = s.call(ProtoCall.GETSOCKOPT, level=uapi.IPPROTO_IP, optname=uapi.IP_MTU, optlen=4)
+    return ev.err, int.from_bytes(ev.optval, "little")
+
+
 def test_tcp_learns_the_path_mtu_and_the_transfer_completes():
     """The stall of issue 11: h2 offers MSS 1460, so h1 sends 1500-byte DF
     segments that r1 cannot forward into its 1400-byte link."""
@@ -49,7 +55,8 @@ def test_tcp_learns_the_path_mtu_and_the_transfer_completes():
     assert got == data
     [icmp, *_] = frag_needed(net)
     assert icmp[ICMP].nexthopmtu == 1400 and icmp[IP].src == "10.0.1.1"
-    assert sk.pmtu_cookie == 1400 and sk.mss_cache == 1400 - 40 - 12
+    assert sk.pmtu_cookie == 1400 and sk.mss_cache == 1400 - 40 - 12 and ip_mtu(cli) == (0, 1400)
+    assert ip_mtu(srv) == (errno.ENOTCONN, 0)                          # a listener has no route
     assert net.ip.route_output("h1", H2).mtu == 1400
     c = net.counters("h1")
     assert c["IcmpInDestUnreachs"] >= 1 and c["TcpRetransSegs"] >= 1
@@ -85,12 +92,14 @@ def test_udp_reports_emsgsize_with_the_mtu_then_fragments():
     tx = net.socket("h1", uapi.SOCK_DGRAM)
     assert tx.setsockopt(uapi.IPPROTO_IP, uapi.IP_RECVERR, 1) == 0
     assert tx.connect("10.0.2.10", 7000) == 0
+    assert ip_mtu(tx) == (0, 1500)
     payload = b"u" * 1472                                  # fits h1's link: sent with DF (IP_PMTUDISC_WANT)
     assert tx.call(ProtoCall.SENDMSG, data=payload, last=True).err == 0
     assert rx.recv() == b""
     [err] = [e.event for e in tx.mine() if e.event.kind == e.event.ERROR_REPORT]
     assert (err.err, err.ee.ee_type, err.ee.ee_code, err.ee.ee_info) == (errno.EMSGSIZE, 3, 4, 1400)
     assert err.errqueue and ipv4.ntoa(err.ee.offender) == "10.0.1.1"
+    assert ip_mtu(tx) == (0, 1400)
     assert tx.call(ProtoCall.SENDMSG, data=payload, last=True).err == 0     # now too big: fragments
     assert rx.recv() == payload
     assert net.counters("h1")["IpFragCreates"] == 2
@@ -101,6 +110,7 @@ def test_ip_pmtudisc_dont_ignores_fragmentation_needed():
     rx = net.socket("h2", uapi.SOCK_DGRAM)
     assert rx.bind("10.0.2.10", 7000) == 0
     tx = net.socket("h1", uapi.SOCK_DGRAM)
+    assert ip_mtu(tx) == (errno.ENOTCONN, 0)
     assert tx.setsockopt(uapi.IPPROTO_IP, uapi.IP_MTU_DISCOVER, uapi.IP_PMTUDISC_DONT) == 0
     assert tx.connect("10.0.2.10", 7000) == 0
     tx.call(ProtoCall.SENDMSG, data=b"u" * 1472, last=True)           # DONT: no DF, r1 fragments it

@@ -109,6 +109,12 @@ def test_large_datagrams_go_as_fragments_and_arrive_whole(stack):
     with pytest.raises(OSError) as e:
         pktflow.ping("10.0.2.10", netns="h1", count=1, size=2000, pmtudisc="do")
     assert e.value.errno == errno.EMSGSIZE
+    with udp("h1") as s:
+        with pytest.raises(OSError) as e:
+            s.getsockopt(pktflow.IPPROTO_IP, pktflow.IP_MTU)
+        assert e.value.errno == errno.ENOTCONN
+        s.connect(("10.0.2.10", 7801))
+        assert s.getsockopt(pktflow.IPPROTO_IP, pktflow.IP_MTU) == 1500
 
 
 def test_ping_own_address_goes_through_loopback(stack):
