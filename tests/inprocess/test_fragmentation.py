@@ -194,3 +194,28 @@ def test_a_router_fragments_what_does_not_fit_its_next_hop_and_refuses_df():
     [(_, _, frame)] = k.wire
     icmp = Ether(frame)[ICMP]
     assert (icmp.type, icmp.code, icmp.nexthopmtu) == (3, 4, 1000)
+
+
+def test_the_largest_udp_datagram_goes_and_arrives_whole():
+    """65,507 bytes: 45 fragments each way of the router, one datagram at h2."""
+    k = Netstack()
+    rx = k.socket("h2", uapi.SOCK_DGRAM)
+    assert rx.bind("10.0.2.10", 7000) == 0
+    sk = k.socket("h1", uapi.SOCK_DGRAM).sk
+    big = bytes(range(251)) * 260 + b"!" * 247
+    assert len(big) == 65507
+    assert k.call("h1", sk, ProtoCall.SENDMSG, addr=ipv4.aton("10.0.2.10"), port=7000, data=big,
+                  last=True).err == 0
+    k.pump()
+    assert rx.recv() == big
+    assert k.counters("h1")["IpFragCreates"] == 45 and k.counters("h2")["IpReasmOKs"] == 1
+
+
+def test_a_tiny_first_fragment_is_reassembled_as_linux_does():
+    """IPv4 reassembly has no minimum first-fragment size in Linux (RFC 1858's
+    filtering is netfilter's business): 8 bytes, then the rest."""
+    k, rx = h2_listening()
+    dgram = udp_datagram(1000)
+    for f in frags_to_h2(dgram, [(0, 8, True), (8, 992, False)]):
+        k.receive("h2", "eth0", f)
+    assert rx.recv() == dgram[8:]
