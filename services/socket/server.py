@@ -131,13 +131,16 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
                 return socket_pb2.AddrReply(status=_status(ev.err))
             s.bound = True
             return socket_pb2.AddrReply(addr=self._packet_name(s))
-        addr, bad = inet_aton(req.addr.host)
+        ev, refused = await self._inet_call(s, ProtoCall.BIND, req.addr)
+        return refused or socket_pb2.AddrReply(addr=self._inet_name(ev.addr, ev.port))
+
+    async def _inet_call(self, s: so.Sock, op: int, sa) -> tuple[SockEvent | None, socket_pb2.AddrReply | None]:
+        """bind() or connect() to a sockaddr_in: the COMPLETE event, or the reply refusing it."""
+        addr, bad = inet_aton(sa.host)
         if bad:
-            return bad
-        ev = await self.call(s, ProtoCall.BIND, addr=addr, port=req.addr.port)
-        if ev.err:
-            return socket_pb2.AddrReply(status=_status(ev.err))
-        return socket_pb2.AddrReply(addr=self._inet_name(ev.addr, ev.port))
+            return None, bad
+        ev = await self.call(s, op, addr=addr, port=sa.port)
+        return ev, (socket_pb2.AddrReply(status=_status(ev.err)) if ev.err else None)
 
     async def Connect(self, req, context):
         s = self._sock(req.fd)
@@ -151,12 +154,9 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             ev = await self.call(s, ProtoCall.DISCONNECT)
             s.connected = False
             return socket_pb2.AddrReply(status=_status(ev.err))
-        addr, bad = inet_aton(req.addr.host)
-        if bad:
-            return bad
-        ev = await self.call(s, ProtoCall.CONNECT, addr=addr, port=req.addr.port)
-        if ev.err:
-            return socket_pb2.AddrReply(status=_status(ev.err))
+        ev, refused = await self._inet_call(s, ProtoCall.CONNECT, req.addr)
+        if refused:
+            return refused
         s.raddr, s.rport, s.connected = ev.peer_addr, ev.peer_port, True
         return socket_pb2.AddrReply(addr=self._inet_name(ev.addr, ev.port))
 
