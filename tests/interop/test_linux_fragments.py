@@ -1,9 +1,11 @@
 """Fragmentation and path MTU discovery against the real Linux kernel over the
 TAP: Linux's `ping -s 4000` (its fragments reassembled here, our reply's
-reassembled by Linux), 8,000-byte UDP datagrams each way, and a TCP transfer
-through a Linux router whose next link carries only 1,400 bytes (pktflow
-learns the path MTU from Linux's ICMP and finishes the transfer)."""
+reassembled by Linux), 8,000-byte UDP datagrams each way, and TCP across a
+1,400-byte link on both sides: pktflow learns the path MTU from a Linux
+router's ICMP, and Linux learns it from pktflow's router."""
+import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -106,3 +108,91 @@ def test_tcp_learns_the_path_mtu_from_a_linux_router(linux):
     route = subprocess.run([sys.executable, "-m", "pktflow.cli", "ip", "-n", "h1", "route", "get", FAR_ADDR],
                            capture_output=True, text=True, check=True).stdout
     assert "mtu" not in route, route
+
+
+ROUTER_TOPOLOGY = """hosts:
+  r1:
+    interfaces:
+      eth0: {{mac: "02:00:00:00:01:01", addresses: [10.0.1.1/24], tap: {tap}}}
+      eth1: {{mac: "02:00:00:00:02:01", addresses: [10.0.2.1/24], mtu: 1400}}
+    sysctls: {{net.ipv4.ip_forward: 1}}
+  h2:
+    interfaces:
+      eth0: {{mac: "02:00:00:00:02:0a", addresses: [10.0.2.10/24]}}
+    routes: [default via 10.0.2.1]
+links:
+  - [r1:eth1, h2:eth0]
+"""
+
+LINUX_TCP_SENDER = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+s.sendall(bytes(range(256)) * 800)
+s.shutdown(socket.SHUT_WR)
+assert s.recv(1) == b"k"
+"""
+
+
+@pytest.fixture(scope="module")
+def linux_before_our_router(tmp_path_factory):
+    """Linux in a namespace whose TAP is pktflow's router r1; behind r1 a 1,400-byte
+    link to the emulated h2 (whose own link says 1500, so it offers MSS 1460)."""
+    from interop.conftest import WHY_NOT, LinuxPeer, PORT_BASE, _ip
+    if WHY_NOT:
+        pytest.skip(WHY_NOT)
+    from pktflow.up import Stack
+    tag = os.getpid() % 10000
+    netns, tap = f"pfr{tag}", f"pfrt{tag}"
+    work = tmp_path_factory.mktemp("router")
+    (work / "topo.yaml").write_text(ROUTER_TOPOLOGY.format(tap=tap))
+    base = PORT_BASE + 100
+    stack = Stack(str(work / "topo.yaml"), port_base=base, trace_store=False,
+                  extra_env={"OTEL_TRACES_EXPORTER": "none"})
+    stack.start()
+    try:
+        _ip("netns", "add", netns)
+        _ip("link", "set", tap, "netns", netns)
+        peer = LinuxPeer(netns, tap, stack, work)
+        peer.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+        peer.run("ip", "link", "set", "lo", "up")
+        peer.run("ip", "addr", "add", "10.0.1.99/24", "dev", tap)
+        peer.run("ip", "link", "set", tap, "up")
+        peer.run("ip", "route", "add", "10.0.2.0/24", "via", "10.0.1.1")
+        if shutil.which("ethtool"):
+            peer.run("ethtool", "-K", tap, "tx", "off", "rx", "off", "tso", "off", "gso", "off", check=False)
+        yield peer
+    finally:
+        stack.stop()
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+
+
+@pytest.mark.impaired
+def test_linux_learns_the_path_mtu_from_our_router(linux_before_our_router, monkeypatch):
+    """Linux sends 1500-byte DF segments towards h2; pktflow's r1 cannot forward
+    them into its 1400-byte link and answers "fragmentation needed" (MTU 1400):
+    Linux keeps the route exception and the transfer completes."""
+    peer = linux_before_our_router
+    monkeypatch.setenv("PKTFLOW_ENDPOINT", peer.stack.endpoint)
+    data = bytes(range(256)) * 800
+    with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h2") as srv:
+        srv.bind(("10.0.2.10", 9303))
+        srv.listen(1)
+        srv.settimeout(30)
+        tx = peer.popen(sys.executable, "-c", LINUX_TCP_SENDER, "10.0.2.10", "9303", stderr=subprocess.PIPE,
+                        text=True)
+        try:
+            conn, _ = srv.accept()
+            conn.settimeout(30)
+            got = bytearray()
+            while chunk := conn.recv(65536):
+                got.extend(chunk)
+            conn.sendall(b"k")
+            conn.close()
+            assert tx.wait(30) == 0, tx.stderr.read()
+        finally:
+            tx.kill()
+            tx.wait()
+    assert bytes(got) == data
+    assert counters("r1")["IpFragFails"] >= 1                   # the DF segments it could not forward
+    route = peer.run("ip", "route", "get", "10.0.2.10").stdout
+    assert re.search(r"expires \d+sec mtu 1400", route), route
