@@ -22,6 +22,13 @@ def listen_address(layer: str) -> str:
     return f"{host}:{os.environ.get('PKTFLOW_PORT', PORTS[layer])}"
 
 
+def stack_secret() -> str:
+    """PKTFLOW_SECRET: what a layer must show to join another's Exchange stream
+    (`pktflow up` makes one per stack; compose and Kubernetes take it from a
+    secret). Empty: the streams are open to any process that can reach them."""
+    return os.environ.get("PKTFLOW_SECRET", "")
+
+
 def topology_path() -> str | None:
     return os.environ.get("PKTFLOW_TOPOLOGY") or None
 

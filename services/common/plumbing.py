@@ -11,6 +11,7 @@ netdev_max_backlog and a full qdisc do. So a stream never deadlocks against
 the one coming the other way.
 """
 import asyncio
+import hmac
 import logging
 
 import grpc
@@ -23,6 +24,7 @@ log = logging.getLogger("pktflow.plumbing")
 
 LAYER_KEY = "pktflow-layer"
 INSTANCE_KEY = "pktflow-instance"
+SECRET_KEY = "pktflow-secret"
 MAX_BATCH = 256
 QUEUE_LIMIT = 4096           # skbs queued towards one neighbour before drops
 HIGH_WATER = 1024            # an egress sender waits above this
@@ -96,8 +98,10 @@ class Downlink:
     for egress skbs that could not be handed over; `on_state(up)` when the
     stream comes up or goes down."""
 
-    def __init__(self, me: str, instance: str, target: str, address: str, on_batch, on_lost, on_state=None):
+    def __init__(self, me: str, instance: str, target: str, address: str, on_batch, on_lost, on_state=None,
+                 secret: str = ""):
         self.me, self.instance, self.target, self.address = me, instance, target, address
+        self.metadata = ((LAYER_KEY, me), (INSTANCE_KEY, instance)) + (((SECRET_KEY, secret),) if secret else ())
         self.on_batch, self.on_lost, self.on_state = on_batch, on_lost, on_state or (lambda up: None)
         self.outbox = Outbox()
         self.connected = False
@@ -122,7 +126,7 @@ class Downlink:
         while True:
             call = writer = None
             try:
-                call = stub.Exchange(metadata=((LAYER_KEY, self.me), (INSTANCE_KEY, self.instance)))
+                call = stub.Exchange(metadata=self.metadata)
                 # The lower layer greets with an empty batch once it has set up
                 # its side, so "connected" means skbs can flow both ways.
                 hello = await call.read()
@@ -182,8 +186,9 @@ class Uplinks(layers_pb2_grpc.LayerServicer):
     below); `on_connect(layer, instance)` tells that an upper layer (re)appeared,
     so state it owned can be reset when it is a new instance."""
 
-    def __init__(self, allowed: tuple[str, ...], on_batch, on_connect=None, stamp=_no_stamp):
+    def __init__(self, allowed: tuple[str, ...], on_batch, on_connect=None, stamp=_no_stamp, secret: str = ""):
         self.allowed = allowed
+        self.secret = secret.encode()
         self.on_batch, self.on_connect, self.stamp = on_batch, on_connect, stamp
         self.outboxes: dict[str, Outbox] = {}
         self._calls: dict[str, object] = {}
@@ -205,13 +210,17 @@ class Uplinks(layers_pb2_grpc.LayerServicer):
 
     async def Exchange(self, request_iterator, context):
         md = dict(context.invocation_metadata())
+        if self.secret and not hmac.compare_digest(md.get(SECRET_KEY, "").encode(), self.secret):
+            log.warning("refused an Exchange stream from %s: no valid %s", context.peer(), SECRET_KEY)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "this stack's layers show its secret (PKTFLOW_SECRET)")
         layer = md.get(LAYER_KEY)
         if layer not in self.allowed:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"layer {layer!r} may not exchange skbs here (allowed: {', '.join(self.allowed)})")
         old = self._calls.pop(layer, None)
         if old is not None:           # a restarted upper layer replaces its old stream
-            old.cancel()
+            log.warning("the %s layer dialled again: its old stream is closed", layer)
+            old.cancel()              # the old caller sees its call end, and dials again
         outbox = Outbox()
         self.outboxes[layer] = outbox
         me = asyncio.current_task()

@@ -87,7 +87,10 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         egress = self.egress_for(from_layer)
         for skb in batch.skbs:
             t0 = _ns()
-            actions = egress(skb, now)
+            try:
+                actions = egress(skb, now)
+            except Exception:
+                actions = self.core_failed(skb, "egress")
             apply(actions, t0, _ns(), "egress")
         for d in self.downs.values():
             await d.room()
@@ -98,8 +101,25 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         ingress = self.ingress
         for skb in batch.skbs:
             t0 = _ns()
-            actions = ingress(skb, now)
+            try:
+                actions = ingress(skb, now)
+            except Exception:
+                actions = self.core_failed(skb, "ingress")
             apply(actions, t0, _ns(), "ingress")
+
+    def core_failed(self, skb, direction: str) -> list:
+        """A bug met by one skb costs that skb, never the stream it came on:
+        dropped and counted (NOT_SPECIFIED), the traceback logged once a minute."""
+        now = time.monotonic()
+        self.core_errors += 1
+        if now - self._core_error_logged >= 60:
+            self._core_error_logged = now
+            log.exception("%s: the %s core failed on an skb (dropped; %d so far)", self.name, direction,
+                          self.core_errors)
+        return [Drop(skb, f"{self.name}_{direction}", "NOT_SPECIFIED")]
+
+    core_errors = 0
+    _core_error_logged = -60.0
 
     def apply(self, actions, t0: int, t1: int, direction: str):
         for act in actions:
@@ -231,7 +251,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
     # -- life cycle
     def connect_down(self, target: str):
         d = Downlink(self.name, self.instance, target, config.endpoint(target), self.on_ingress_batch,
-                     self.lost, lambda up, t=target: self._lower_state(t, up))
+                     self.lost, lambda up, t=target: self._lower_state(t, up), secret=config.stack_secret())
         self.downs[target] = d
         return d
 
@@ -254,7 +274,8 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         uppers = config.UPPERS.get(self.name)
         if uppers:
             from pktflow.v1 import layers_pb2_grpc
-            self.uplinks = Uplinks(uppers, self.on_egress_batch, self.on_upper_connect, self.batch_stamp)
+            self.uplinks = Uplinks(uppers, self.on_egress_batch, self.on_upper_connect, self.batch_stamp,
+                                   secret=config.stack_secret())
             layers_pb2_grpc.add_LayerServicer_to_server(self.uplinks, server)
         admin_pb2_grpc.add_AdminServicer_to_server(self, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -272,8 +293,10 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         for d in self.downs.values():
             d.start()
         log.info("%s layer listening on %s", self.name, address)
+        if uppers and not config.stack_secret():
+            log.warning("no PKTFLOW_SECRET: any process that reaches %s may join the layers' streams", address)
         stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             self.loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await self.shutdown(server)
@@ -307,6 +330,20 @@ def tune_gc():
     gc.set_threshold(100_000, 50, 1000)
 
 
+def die_with_supervisor():
+    """Under `pktflow up` (PKTFLOW_SUPERVISOR_PID), this service gets SIGTERM when
+    its supervisor dies, however it dies (PR_SET_PDEATHSIG): no orphan keeps the
+    ports. If the supervisor is already gone, stop now."""
+    pid = os.environ.get("PKTFLOW_SUPERVISOR_PID")
+    if not pid or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if str(os.getppid()) != pid:
+        raise SystemExit(f"pktflow: the supervisor (pid {pid}) is gone")
+
+
 def main(shell_class):
     """Entry point of a layer service: `python -m pktflow.services.<layer>`."""
     logging.basicConfig(level=os.environ.get("PKTFLOW_LOG_LEVEL", "INFO"),
@@ -322,6 +359,7 @@ def main(shell_class):
         print(f"pktflow {shell_class.name}: {e.strerror or e}", file=sys.stderr)
         raise SystemExit(2)
     tune_gc()
+    die_with_supervisor()
     try:
         asyncio.run(shell.serve(config.listen_address(shell_class.name)))
     except KeyboardInterrupt:

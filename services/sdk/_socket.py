@@ -46,6 +46,8 @@ def _check_timeout(timeout):
     if timeout is None:
         return None
     timeout = float(timeout)
+    if timeout != timeout:
+        raise ValueError("Invalid value NaN (not a number)")
     if timeout < 0:
         raise ValueError("Timeout value out of range")
     return timeout

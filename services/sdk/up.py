@@ -1,7 +1,9 @@
 """`pktflow up`: the five layer services as five processes on this machine,
 plus the embedded trace store when no OTLP endpoint is configured."""
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +25,28 @@ def _healthy(address: str) -> bool:
         return False
 
 
+def _listener(port: int) -> str | None:
+    """`pid N (command)` of the process listening on TCP `port`, from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:      # LISTEN
+                inodes.add(f"socket:[{f[9]}]")
+    for pid in filter(str.isdigit, os.listdir("/proc")) if inodes else ():
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace").strip()
+                return f"pid {pid} ({cmd})"
+        except OSError:
+            continue
+    return None
+
+
 class Stack:
     """The running processes; `start()` returns once every one is healthy."""
 
@@ -41,6 +65,9 @@ class Stack:
         if self.trace_store:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{host}:{otlp_port}"
         env["PKTFLOW_TOPOLOGY"] = self.topology_path
+        # the layers' streams take only this stack's layers (an impostor gets UNAUTHENTICATED)
+        env.setdefault("PKTFLOW_SECRET", secrets.token_hex(32))
+        env["PKTFLOW_SUPERVISOR_PID"] = str(os.getpid())     # the services die with this process
         env["PKTFLOW_LISTEN"] = host
         env.setdefault("PKTFLOW_LOG_LEVEL", log_level)
         for layer, port in self.ports.items():
@@ -62,6 +89,9 @@ class Stack:
 
     def start(self, timeout: float = 60.0):
         topology.load(self.topology_path)           # refuse a bad file before starting anything
+        busy = self.busy_port()
+        if busy:
+            raise RuntimeError(busy)
         if self.trace_store:
             self._spawn("tracestore", "pktflow.services.tracestore",
                         self.env | {"PKTFLOW_OTLP_PORT": str(self.otlp_port),
@@ -72,6 +102,20 @@ class Stack:
                         self.env | {"PKTFLOW_PORT": str(self.ports[layer]), "OTEL_SERVICE_NAME": layer})
         for layer in START_ORDER:
             self._wait(layer, f"{self.host}:{self.ports[layer]}", timeout)
+
+    def busy_port(self) -> str | None:
+        """Why a port this stack needs is taken, naming the holder where /proc tells."""
+        wanted = dict(self.ports) | ({"trace store (OTLP)": self.otlp_port, "trace store (query)": self.query_port}
+                                     if self.trace_store else {})
+        for name, port in wanted.items():
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((self.host, port))
+                except OSError:
+                    holder = _listener(port)
+                    return f"port {port} ({name}) is in use{f' by {holder}' if holder else ''}"
+        return None
 
     def _wait(self, name: str, address: str, timeout: float):
         deadline = time.monotonic() + timeout
@@ -122,7 +166,8 @@ def run(args) -> int:
     stack = Stack(args.topology, port_base=args.port_base, otlp_port=args.otlp_port, query_port=args.query_port,
                   log_level="INFO" if args.verbose else "WARNING")
     stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    for sig in (signal.SIGTERM, signal.SIGHUP):       # the terminal closing is a clean stop too
+        signal.signal(sig, lambda *_: stop.append(1))
     try:
         stack.start()
     except RuntimeError as e:

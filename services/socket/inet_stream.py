@@ -20,8 +20,11 @@ def _status(err: int = 0, detail: str = "") -> socket_pb2.Status:
     return socket_pb2.Status(err=err, detail=detail)
 
 
-def inet_aton(host: str) -> tuple[int, socket_pb2.AddrReply | None]:
-    """The address a sockaddr_in names ('' is INADDR_ANY), or the EINVAL reply refusing it."""
+def inet_aton(host: str, port: int = 0) -> tuple[int, socket_pb2.AddrReply | None]:
+    """The address a sockaddr_in names ('' is INADDR_ANY), or the EINVAL reply
+    refusing it (a port is 16 bits: the wire's uint32 is not trusted)."""
+    if not 0 <= port <= 0xFFFF:
+        return 0, socket_pb2.AddrReply(status=_status(errno.EINVAL, f"port {port} is not 0-65535"))
     try:
         return (ipv4.aton(host) if host else 0), None
     except ValueError:
@@ -33,7 +36,10 @@ class InetStream:
 
     async def wait(self, s: so.Sock, ready, timeout: float | None) -> bool:
         """Waits until ready() holds or the socket closes (True), or the timeout (False).
-        timeout None: forever; 0: not at all."""
+        timeout None: forever; 0: not at all. A caller's NaN waits not at all
+        (the SDK refuses it as Python's socket does; a raw client must not spin us)."""
+        if timeout is not None and not timeout < float("inf"):
+            timeout = None if timeout == float("inf") else 0.0
         ev = self.wakes.setdefault(s.fd, asyncio.Event())
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while not ready() and self._sock(s.fd) is s:
@@ -55,7 +61,7 @@ class InetStream:
             return socket_pb2.AddrReply(status=_status(errno.EALREADY))
         if s.listening:
             return socket_pb2.AddrReply(status=_status(errno.EISCONN))
-        addr, bad = inet_aton(req.addr.host)
+        addr, bad = inet_aton(req.addr.host, req.addr.port)
         if bad:
             return bad
         ev = await self.call(s, ProtoCall.CONNECT, addr=addr, port=req.addr.port)

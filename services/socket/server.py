@@ -136,7 +136,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
 
     async def _inet_call(self, s: so.Sock, op: int, sa) -> tuple[SockEvent | None, socket_pb2.AddrReply | None]:
         """bind() or connect() to a sockaddr_in: the COMPLETE event, or the reply refusing it."""
-        addr, bad = inet_aton(sa.host)
+        addr, bad = inet_aton(sa.host, sa.port)
         if bad:
             return None, bad
         ev = await self.call(s, op, addr=addr, port=sa.port)
@@ -180,9 +180,8 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         tracer, pid = self.tracer, _pid(context)
         skbs = []
         for i, m in enumerate(req.msgs):
-            try:
-                addr = ipv4.aton(m.addr.host) if m.addr.host else 0
-            except ValueError:              # sendmmsg() stops here; what came before goes
+            addr, bad = inet_aton(m.addr.host, m.addr.port)
+            if bad:                         # sendmmsg() stops here; what came before goes
                 for skb in skbs:
                     self.downs["transport"].put(skb)
                 return _partial([len(x.data) for x in req.msgs[:i]], errno.EINVAL)

@@ -104,14 +104,17 @@ def serve(otlp_address: str, http_host: str, http_port: int):
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if server.add_insecure_port(otlp_address) == 0:
         raise SystemExit(f"pktflow tracestore: cannot listen on {otlp_address}")
-    httpd = ThreadingHTTPServer((http_host, http_port), make_handler(store))
+    try:
+        httpd = ThreadingHTTPServer((http_host, http_port), make_handler(store))
+    except OSError as e:
+        raise SystemExit(f"pktflow tracestore: cannot listen on {http_host}:{http_port}: {e.strerror}")
     httpd.daemon_threads = True
     server.start()
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("trace store: OTLP on %s, query API on http://%s:%d", otlp_address, http_host, http_port)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     httpd.shutdown()
@@ -119,8 +122,9 @@ def serve(otlp_address: str, http_host: str, http_port: int):
 
 
 def main():
-    from ..common.shell import tune_gc
+    from ..common.shell import die_with_supervisor, tune_gc
     tune_gc()
+    die_with_supervisor()
     logging.basicConfig(level=os.environ.get("PKTFLOW_LOG_LEVEL", "INFO"),
                         format="%(asctime)s tracestore: %(message)s", stream=sys.stderr)
     host = os.environ.get("PKTFLOW_LISTEN", "0.0.0.0")

@@ -104,7 +104,8 @@ class Stack:
 def compose_stack(request):
     client = _engine()
     env = os.environ | {"PKTFLOW_SOCKET_PORT": str(_free_port()), "PKTFLOW_JAEGER_UI_PORT": str(_free_port()),
-                        "PKTFLOW_OTLP_PORT": str(_free_port())}
+                        "PKTFLOW_OTLP_PORT": str(_free_port()),
+                        "PKTFLOW_SECRET": uuid.uuid4().hex}      # the layers' streams authenticated
     s = Stack(client, f"pktflow-e2e-{uuid.uuid4().hex[:8]}", env)
     request.addfinalizer(lambda: s.compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=120,
                                            check=False))

@@ -39,6 +39,7 @@ def test_compose_config_is_valid():
         assert s["environment"]["OTEL_SERVICE_NAME"] == layer
         assert s["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4317"
         assert s["environment"][f"PKTFLOW_{layer.upper()}_ENDPOINT"] == f"{layer}:{port}"
+        assert "PKTFLOW_SECRET" in s["environment"]
         assert s["healthcheck"]["test"][-1] == f"localhost:{port}"
     assert services["socket"]["ports"][0]["target"] == 50051
     assert services["ip"]["depends_on"]["link"]["condition"] == "service_healthy"
@@ -78,6 +79,8 @@ def test_kustomize_renders_and_validates_against_the_kubernetes_schemas():
         assert c["readinessProbe"]["grpc"] == {"port": port}
         assert c["livenessProbe"]["grpc"] == {"port": port, "service": "pktflow.liveness"}
         assert c["resources"]["requests"] and c["resources"]["limits"]
+        # the stack secret the layers' streams require, from a Secret the operator creates
+        assert {"secretRef": {"name": "pktflow-secret", "optional": True}} in c["envFrom"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["volumes"][0]["configMap"]["name"] == topology["metadata"]["name"]
         assert kinds["Service"][layer]["spec"]["ports"][0]["port"] == port

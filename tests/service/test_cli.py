@@ -79,6 +79,56 @@ print("ok")
     assert all(port_free(p) for p in ports), "a service outlived pktflow up"
 
 
+def _up(base: int) -> subprocess.Popen:
+    env = os.environ | {"PKTFLOW_ENDPOINT": f"127.0.0.1:{base + 1}"}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    return subprocess.Popen([sys.executable, "-m", "pktflow.cli", "up", "--port-base", str(base),
+                             "--otlp-port", str(base + 17), "--query-port", str(base + 18)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _all_free(ports, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not all(port_free(p) for p in ports):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL])
+def test_services_end_with_pktflow_up_however_it_dies(sig):
+    """SIGHUP (the terminal closed) is a clean stop; after SIGKILL, which runs
+    no cleanup, the services still go (PR_SET_PDEATHSIG): no port stays taken."""
+    base = PORT_BASE + 1200 + (sig == signal.SIGKILL) * 50
+    ports = [base + i for i in range(1, 6)] + [base + 17, base + 18]
+    proc = _up(base)
+    try:
+        line = proc.stdout.readline()
+        assert "ready" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        proc.send_signal(sig)
+        rc = proc.wait(20)
+        assert rc == (0 if sig == signal.SIGHUP else -signal.SIGKILL)
+        assert _all_free(ports), "a service outlived pktflow up"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_second_pktflow_up_on_busy_ports_refuses_in_one_line():
+    base = PORT_BASE + 1300
+    first = _up(base)
+    try:
+        assert "ready" in first.stdout.readline()
+        second = _up(base)
+        out, err = second.communicate(timeout=30)
+        assert second.returncode == 1 and "ready" not in out and "Traceback" not in err
+        assert re.fullmatch(rf"pktflow: port {base + 1} \(socket\) is in use by pid \d+ \(.*\)\n", err), err
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(20)
+
+
 def test_pktflow_up_refuses_a_bad_topology(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("hosts:\n  h1:\n    interfaces:\n      eth0: {addresses: [10.0.1.300/24]}\n")
