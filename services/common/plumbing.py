@@ -40,6 +40,8 @@ class Outbox:
         self._room = asyncio.Event()
         self._room.set()
         self._kicked = False
+        self.replaced = False           # another stream took this one's place: the writer says so, then stops
+        self.ending = False             # the stream is ending: the writer stops after its current write
 
     def kick(self):
         """Makes the writer send a batch even if it is empty (it carries a stamp)."""
@@ -84,7 +86,29 @@ class Outbox:
 async def _write_loop(outbox: Outbox, write, stamp):
     while True:
         batch = await outbox.take()
+        if outbox.replaced:
+            await write(layers_pb2.SkbBatch(replaced=True))
+            return
+        if outbox.ending:
+            return
         await write(layers_pb2.SkbBatch(skbs=batch, **stamp()))
+
+
+async def _half_close(call, writer):
+    """Ends a stream the polite way: no more writes, then the other side's end
+    (a cancel from here would race the lower side finishing its handler)."""
+    writer.cancel()
+    await asyncio.gather(writer, return_exceptions=True)
+    try:
+        await asyncio.wait_for(_until_eof(call), 2.0)
+    except (asyncio.TimeoutError, grpc.aio.AioRpcError):
+        pass
+
+
+async def _until_eof(call):
+    await call.done_writing()
+    while await call.read() is not grpc.aio.EOF:
+        pass
 
 
 def _no_stamp():
@@ -142,6 +166,11 @@ class Downlink:
                     if batch is grpc.aio.EOF:
                         log.warning("%s: the %s layer closed the stream", self.me, self.target)
                         break
+                    if batch.replaced:
+                        log.warning("%s: the %s layer took another %s stream in place of this one; dialling again",
+                                    self.me, self.target, self.me)
+                        await _half_close(call, writer)
+                        break
                     self.on_batch(batch)
                     if writer.done():
                         writer.result()
@@ -191,7 +220,6 @@ class Uplinks(layers_pb2_grpc.LayerServicer):
         self.secret = secret.encode()
         self.on_batch, self.on_connect, self.stamp = on_batch, on_connect, stamp
         self.outboxes: dict[str, Outbox] = {}
-        self._calls: dict[str, object] = {}
 
     def connected(self, layer: str) -> bool:
         return layer in self.outboxes
@@ -217,14 +245,13 @@ class Uplinks(layers_pb2_grpc.LayerServicer):
         if layer not in self.allowed:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"layer {layer!r} may not exchange skbs here (allowed: {', '.join(self.allowed)})")
-        old = self._calls.pop(layer, None)
-        if old is not None:           # a restarted upper layer replaces its old stream
-            log.warning("the %s layer dialled again: its old stream is closed", layer)
-            old.cancel()              # the old caller sees its call end, and dials again
+        old = self.outboxes.get(layer)
+        if old is not None:           # a restarted upper layer replaces its old stream:
+            log.warning("the %s layer dialled again: its old stream is told to end", layer)
+            old.replaced = True       # ... whose writer says so, and whose caller then ends it
+            old.kick()
         outbox = Outbox()
         self.outboxes[layer] = outbox
-        me = asyncio.current_task()
-        self._calls[layer] = me
         if self.on_connect:
             self.on_connect(layer, md.get(INSTANCE_KEY, ""))
         writer = asyncio.get_running_loop().create_task(_write_loop(outbox, context.write, self.stamp))
@@ -237,12 +264,15 @@ class Uplinks(layers_pb2_grpc.LayerServicer):
                 await self.on_batch(batch, layer)
                 if writer.done():
                     writer.result()
+            # The caller ended its side: no write may be in flight when the call
+            # finishes, so the writer stops by itself after its current one.
+            outbox.ending = True
+            outbox.kick()
+            await asyncio.wait({writer}, timeout=1.0)
         finally:
             writer.cancel()
             if self.outboxes.get(layer) is outbox:
                 del self.outboxes[layer]
-            if self._calls.get(layer) is me:
-                del self._calls[layer]
 
     async def drain(self, timeout: float):
         loop = asyncio.get_running_loop()

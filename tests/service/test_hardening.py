@@ -58,3 +58,17 @@ def test_a_nan_timeout_is_refused_as_pythons_socket_does(stack):
     with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as s:
         with pytest.raises(ValueError, match="NaN"):
             s.settimeout(float("nan"))
+
+
+def test_a_replaced_stream_is_noticed_and_dialled_again(stack):
+    """A restarted upper layer (here: a stream that shows the secret) takes the
+    old stream's place; the lower layer tells the old one so, and the real
+    transport dials again: the stack works within a second, not never."""
+    from conftest import eventually
+    metadata = (("pktflow-layer", "transport"), ("pktflow-instance", "restarted"),
+                ("pktflow-secret", stack.env["PKTFLOW_SECRET"]))
+    with grpc.insecure_channel(f"127.0.0.1:{stack.ports['ip']}") as ch:
+        call = layers_pb2_grpc.LayerStub(ch).Exchange(iter(()), metadata=metadata)
+        next(call)                                    # the greeting: this stream is now ip's transport
+        call.cancel()
+    assert eventually(lambda: pktflow.ping("10.0.2.10", netns="h1", timeout=0.3).received, timeout=10)
