@@ -7,6 +7,8 @@ import json
 import os
 import time
 
+import grpc
+
 from pktflow.v1 import admin_pb2, skb_pb2, socket_pb2, socket_pb2_grpc
 from pktflow.v1.skb_pb2 import ProtoCall, SockEvent
 
@@ -178,6 +180,8 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         last = len(req.msgs) - 1
         mark, prio = s.opt(uapi.SOL_SOCKET, uapi.SO_MARK), s.opt(uapi.SOL_SOCKET, uapi.SO_PRIORITY)
         tracer, pid = self.tracer, _pid(context)
+        if pid is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "pktflow-pid metadata must be a process id")
         skbs = []
         for i, m in enumerate(req.msgs):
             addr, bad = inet_aton(m.addr.host, m.addr.port)
@@ -388,8 +392,9 @@ def _ntohs(v: int) -> int:
     return ((v & 0xFF) << 8) | (v >> 8)
 
 
-def _pid(context) -> int:
+def _pid(context) -> int | None:
+    """The calling process (pktflow-pid metadata), None when it is not a pid."""
     for k, v in context.invocation_metadata():
         if k == "pktflow-pid":
-            return int(v)
+            return int(v) if v.isdigit() and int(v) < 1 << 22 else None
     return os.getpid()

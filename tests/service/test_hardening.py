@@ -72,3 +72,16 @@ def test_a_replaced_stream_is_noticed_and_dialled_again(stack):
         next(call)                                    # the greeting: this stream is now ip's transport
         call.cancel()
     assert eventually(lambda: pktflow.ping("10.0.2.10", netns="h1", timeout=0.3).received, timeout=10)
+
+
+def test_bad_metadata_is_invalid_argument_not_a_crash(stack):
+    from pktflow import _client
+    from pktflow.v1 import socket_pb2
+    st = _client.stub()
+    fd = st.Create(socket_pb2.CreateRequest(netns="h1", family=pktflow.AF_INET, type=pktflow.SOCK_DGRAM)).fd
+    request = socket_pb2.SendRequest(fd=fd, msgs=[socket_pb2.Datagram(data=b"x", addr=socket_pb2.SockAddr(
+        host="10.0.2.10", port=9))])
+    with pytest.raises(grpc.RpcError) as e:
+        st.SendMsg(request, metadata=(("pktflow-pid", "abc"),))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    st.Close(socket_pb2.FdRequest(fd=fd))
