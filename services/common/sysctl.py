@@ -139,6 +139,9 @@ KNOBS: dict[str, Knob] = {
     "net.ipv4.neigh.default.ucast_solicit": Knob(3, _int_range(0, 255), "unicast probes before FAILED"),
     "net.ipv4.neigh.default.unres_qlen_bytes": Knob(212992, _int_range(0, 2**31 - 1), "bytes queued awaiting ARP"),
     "net.ipv4.neigh.default.gc_stale_time": Knob(60, _int_range(1, 2**31 - 1), "s a stale entry lives"),
+    "net.ipv4.neigh.default.gc_thresh1": Knob(128, _int_range(0, 2**31 - 1), "entries below which GC leaves the table"),
+    "net.ipv4.neigh.default.gc_thresh2": Knob(512, _int_range(0, 2**31 - 1), "entries above which GC is forced"),
+    "net.ipv4.neigh.default.gc_thresh3": Knob(1024, _int_range(0, 2**31 - 1), "the most entries the table holds"),
 }
 # rp_filter exists in the vocabulary of every topology, but reverse-path
 # filtering is not implemented yet: refuse anything but "off" rather than ignore it.

@@ -11,7 +11,7 @@ unicast ucast_solicit times before FAILED. Packets wait in the entry's queue
 Pure: time comes in as monotonic nanoseconds, probes and released packets go
 out as return values, randomness comes from the caller's Random.
 """
-from collections import deque
+from collections import Counter, deque
 
 NUD_NONE = 0x00
 NUD_INCOMPLETE = 0x01
@@ -33,6 +33,9 @@ MS = 1_000_000
 S = 1_000_000_000
 
 
+FORCED_GC_SCAN = 64          # entries forced GC may look at and keep before it gives up
+
+
 class NeighParms:
     """struct neigh_parms, from the net.ipv4.neigh.default.* sysctls."""
 
@@ -46,6 +49,8 @@ class NeighParms:
         self.mcast_reprobes = 0
         self.queue_len_bytes = sysctls["net.ipv4.neigh.default.unres_qlen_bytes"]
         self.gc_stale_time = sysctls["net.ipv4.neigh.default.gc_stale_time"] * S
+        self.gc_thresh1, self.gc_thresh2, self.gc_thresh3 = (sysctls[f"net.ipv4.neigh.default.gc_thresh{i}"]
+                                                             for i in (1, 2, 3))
 
 
 class Neighbour:
@@ -79,6 +84,8 @@ class NeighTable:
         self.parms = parms
         self.rng = rng
         self.entries: dict[tuple[int, int], Neighbour] = {}
+        self.last_flush = self.last_periodic = -1 << 62
+        self.stats = Counter()            # /proc/net/stat/arp_cache: table_fulls, forced_gc_runs, periodic_gc_runs
 
     def _reachable_time(self) -> int:
         # neigh_rand_reach_time(): uniformly in [base/2, 3*base/2)
@@ -95,7 +102,9 @@ class NeighTable:
         returns to REACHABLE without a probe)."""
         n = self.entries.get((ifindex, ip))
         if n is None:
-            n = self.entries[(ifindex, ip)] = Neighbour(ifindex, ip, now)
+            n = self._alloc(ifindex, ip, now)
+            if n is None:
+                return [(DROP, Neighbour(ifindex, ip, now), (skb, "NEIGH_CREATEFAIL"))]
         if confirm:
             n.confirmed = now
         n.used = now
@@ -121,6 +130,55 @@ class NeighTable:
         out += self._enqueue(n, skb)
         return out
 
+    def _alloc(self, ifindex: int, ip: int, now: int) -> Neighbour | None:
+        """neigh_alloc(): a new entry. Above gc_thresh2 (every 5 s) or gc_thresh3 the
+        table is collected first (neigh_forced_gc()); still full at gc_thresh3, no
+        entry ("neighbor table overflow"). neigh_periodic_work()'s sweep runs here
+        too, at most every base_reachable_time/2 while the table holds gc_thresh1."""
+        p = self.parms
+        if len(self.entries) >= p.gc_thresh1 and now >= self.last_periodic + p.base_reachable_time // 2:
+            self.last_periodic = now
+            self._periodic_gc(now)
+        count = len(self.entries)
+        if count >= p.gc_thresh3 or (count >= p.gc_thresh2 and now > self.last_flush + 5 * S):
+            if not self._forced_gc(now) and count >= p.gc_thresh3:
+                self.stats["table_fulls"] += 1
+                return None
+        n = self.entries[(ifindex, ip)] = Neighbour(ifindex, ip, now)
+        return n
+
+    def _collectable(self, n: Neighbour) -> bool:
+        return not n.state & (NUD_PERMANENT | NUD_NOARP) and not n.queue      # refcnt 1: nothing waits on it
+
+    def _periodic_gc(self, now: int):
+        """neigh_periodic_work(): FAILED entries, and ones unused for gc_stale_time, go."""
+        self.stats["periodic_gc_runs"] += 1
+        for key, n in list(self.entries.items()):
+            if self._collectable(n) and (n.state == NUD_FAILED or now >= n.used + self.parms.gc_stale_time):
+                del self.entries[key]
+
+    def _forced_gc(self, now: int) -> int:
+        """neigh_forced_gc(): down towards gc_thresh2, oldest first: FAILED entries and
+        ones not updated in the last 5 s. Like Linux's (which stops after a
+        millisecond), it looks at a bounded number of entries it cannot free, so
+        a flood that keeps the table full does not make every packet scan it.
+        Returns how many went."""
+        self.stats["forced_gc_runs"] += 1
+        self.last_flush = now
+        excess = len(self.entries) - self.parms.gc_thresh2
+        doomed, kept = [], 0
+        old = now - 5 * S
+        for key, n in self.entries.items():            # insertion order: the oldest first
+            if len(doomed) >= excess or kept >= FORCED_GC_SCAN:
+                break
+            if self._collectable(n) and (n.state == NUD_FAILED or n.updated < old):
+                doomed.append(key)
+            else:
+                kept += 1
+        for key in doomed:
+            del self.entries[key]
+        return len(doomed)
+
     def _enqueue(self, n: Neighbour, skb) -> list:
         out = []
         size = len(skb.data)
@@ -144,7 +202,9 @@ class NeighTable:
         if n is None:
             if not create:
                 return []
-            n = self.entries[(ifindex, ip)] = Neighbour(ifindex, ip, now)
+            n = self._alloc(ifindex, ip, now)
+            if n is None:
+                return []
         if n.state & (NUD_NOARP | NUD_PERMANENT):
             return []
         if n.state & NUD_VALID and n.lladdr == lladdr and (weak or state == NUD_STALE):

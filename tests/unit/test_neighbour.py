@@ -600,3 +600,34 @@ def test_a_confirmation_in_delay_returns_to_reachable_without_a_probe():
     t.output(IF, IP, skb(), went_stale + 2 * S, confirm=True)        # the flow confirms it
     out = t.timer(IF, IP, went_stale + 6 * S)
     assert state(t) == NUD_REACHABLE and not of_kind(out, SOLICIT)
+
+
+def test_a_spoofed_arp_flood_leaves_the_table_bounded_and_a_real_neighbour_still_resolves():
+    """30,000 ARP requests from made-up senders, one a millisecond (each makes a
+    STALE entry, as arp_process() does): the table never holds more than
+    gc_thresh3 (1024); what cannot get an entry is counted (table_fulls). While
+    the flood lasts every entry is younger than 5 s and none can go (Linux's
+    "neighbor table overflow" too); 5 s after it, forced GC frees entries, so a
+    neighbour we need gets one."""
+    t = table()
+    now = T0
+    sizes = []
+    for i in range(30_000):
+        now += MS
+        t.update(IF, aton("10.200.0.0") + i, MAC2, NUD_STALE, now, create=True)
+        sizes.append(len(t.entries))
+    assert max(sizes) <= 1024 and t.stats["table_fulls"] > 0 and t.stats["forced_gc_runs"] > 0
+    now += 6 * S
+    out = t.output(IF, IP, skb(), now)                  # the router we send to, after the flood
+    assert [k for k, _, _ in out] == [TIMER, SOLICIT, QUEUED]
+    now += 61 * S                                       # past gc_stale_time: the sweep empties the flood
+    t.update(IF, aton("10.9.9.9"), MAC2, NUD_STALE, now, create=True)
+    assert len(t.entries) <= 3 and t.stats["periodic_gc_runs"] > 0
+
+
+def test_a_full_table_refuses_a_new_neighbour_with_neigh_createfail():
+    t = table(gc_thresh2=2, gc_thresh3=3)
+    for i in range(3):                                  # three entries, all waiting (packets queued)
+        t.output(IF, aton("10.0.1.1") + i, skb(), T0)
+    [(kind, _, (dropped, reason))] = t.output(IF, aton("10.0.1.99"), skb(), T0 + 10 * S)
+    assert (kind, reason) == (DROP, "NEIGH_CREATEFAIL") and t.stats["table_fulls"] == 1
