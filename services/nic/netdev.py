@@ -27,6 +27,7 @@ class NetDevice:
         self.netns, self.name, self.ifindex, self.mac, self.mtu = netns, name, ifindex, mac, mtu
         self.loopback = loopback
         self.tap = tap                      # the Linux TAP device on the other end, if any
+        self.tap_attached = tap is not None   # False while that TAP device is gone (no carrier)
         self.peers: list[NetDevice] = []
         self.cable = f"{netns}-{name}--{tap}" if tap else None     # a name for the wire it is on
         self.rx_ring: deque = deque()
@@ -35,7 +36,7 @@ class NetDevice:
 
     @property
     def carrier(self) -> bool:
-        return self.loopback or bool(self.peers) or self.tap is not None
+        return self.loopback or bool(self.peers) or self.tap_attached
 
     def key(self):
         return self.netns, self.ifindex

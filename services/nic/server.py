@@ -15,6 +15,9 @@ from .netdev import Nic
 log = logging.getLogger("pktflow.nic")
 
 
+TAP_RETRY = 1.0              # s between looks for a TAP device that went away
+
+
 class NicShell(LayerShell):
     name = "nic"
     default_upper = "link"
@@ -43,10 +46,40 @@ class NicShell(LayerShell):
         """Frames from the Linux side: into the device's RX ring, then NAPI."""
         t0 = time.time_ns()
         dev = self.nic.taps[name]
-        for frame in taplib.read_frames(fd):
+        try:
+            frames = taplib.read_frames(fd)
+        except OSError as e:
+            return self.tap_lost(name, fd, e)
+        for frame in frames:
             dev.stats["tap_rx"] += 1
             self.apply(self.nic.tap_rx(name, frame, t0), t0, time.time_ns(), "ingress")
         self.softirq()
+
+    def tap_lost(self, name: str, fd: int, e: OSError):
+        """The TAP device went away: the interface loses carrier (what it sends is
+        dropped and counted as carrier errors) until a device of that name is back."""
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        del self.tap_fds[name]
+        dev = self.nic.taps[name]
+        dev.tap_attached = False
+        log.warning("TAP device %s is gone (%s): %s:%s has no carrier until it is back", name, e.strerror,
+                    dev.netns, dev.name)
+        self.loop.call_later(TAP_RETRY, self.tap_retry, name)
+
+    def tap_retry(self, name: str):
+        if taplib.exists(name):
+            try:
+                fd = taplib.open_tap(name)
+            except OSError:
+                fd = None
+            if fd is not None:
+                self.tap_fds[name] = fd
+                self.nic.taps[name].tap_attached = True
+                self.loop.add_reader(fd, self.tap_readable, name, fd)
+                log.warning("TAP device %s is back: carrier on", name)
+                return
+        self.loop.call_later(TAP_RETRY, self.tap_retry, name)
 
     def egress(self, skb, now):
         return self.nic.ndo_start_xmit(skb, now)
@@ -62,7 +95,8 @@ class NicShell(LayerShell):
         t0 = ns()
         apply(nic.transmit(now, t0), t0, ns(), "ingress")
         for dev, frame in nic.to_tap:
-            if not taplib.write_frame(self.tap_fds[dev.tap], frame):
+            fd = self.tap_fds.get(dev.tap)
+            if fd is None or not taplib.write_frame(fd, frame):
                 dev.stats["tx_errors"] += 1
                 dev.stats["tx_carrier_errors"] += 1
         nic.to_tap.clear()

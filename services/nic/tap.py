@@ -34,7 +34,8 @@ def open_tap(name: str) -> int:
 
 
 def read_frames(fd: int, limit: int = 64) -> list[bytes]:
-    """What is waiting on the TAP, up to `limit` frames."""
+    """What is waiting on the TAP, up to `limit` frames. Raises OSError when the
+    device is gone (EBADFD: its namespace was deleted, or `ip link del`)."""
     out = []
     for _ in range(limit):
         try:
@@ -42,6 +43,11 @@ def read_frames(fd: int, limit: int = 64) -> list[bytes]:
         except BlockingIOError:
             break
     return out
+
+
+def exists(name: str) -> bool:
+    """A network device of that name is in this namespace."""
+    return os.path.exists(f"/sys/class/net/{name}")
 
 
 def write_frame(fd: int, frame: bytes) -> bool:
