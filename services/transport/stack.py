@@ -114,7 +114,9 @@ class Transport:
     def autobind(self, ns, sock: InetSock) -> int:
         if sock.lport:
             return 0
-        return self.table(ns, sock).bind(sock, sock.laddr, 0)
+        # inet_autobind(): no ephemeral port left is EAGAIN (bind() to port 0 says EADDRINUSE)
+        err = self.table(ns, sock).bind(sock, sock.laddr, 0)
+        return errno.EAGAIN if err == errno.EADDRINUSE else err
 
     # -- calls from the socket layer
     def from_socket(self, skb, now: int) -> list:

@@ -194,3 +194,15 @@ def test_unknown_protocol_is_protocol_unreachable():
     from scapy.layers.inet import ICMP
     assert (Ether(err)[ICMP].type, Ether(err)[ICMP].code) == (3, 2)
     assert k.counters("h2")["IpInUnknownProtos"] == 1
+
+
+def test_no_ephemeral_port_left_is_eagain_at_send_and_eaddrinuse_at_bind():
+    """inet_autobind() returns EAGAIN when no port is free; bind() to port 0 EADDRINUSE."""
+    from pktflow.services.common import topology
+    topo = topology.load()
+    topo.hosts["h1"].sysctls["net.ipv4.ip_local_port_range"] = (60000, 60001)
+    k = Netstack(topo)
+    for _ in range(2):
+        assert k.call("h1", udp_sock(k), ProtoCall.SENDMSG, addr=H2, port=9, data=b"x", last=True).err == 0
+    assert k.call("h1", udp_sock(k), ProtoCall.SENDMSG, addr=H2, port=9, data=b"x", last=True).err == errno.EAGAIN
+    assert k.call("h1", udp_sock(k), ProtoCall.BIND, addr=0, port=0).err == errno.EADDRINUSE
