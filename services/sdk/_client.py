@@ -2,15 +2,62 @@
 the OSError a program expects (never a gRPC stack trace)."""
 import errno
 import os
+import secrets
 import threading
+import time
 
 import grpc
 
-from .v1 import admin_pb2, admin_pb2_grpc, socket_pb2_grpc
+from .v1 import admin_pb2, admin_pb2_grpc, socket_pb2, socket_pb2_grpc
 
 _lock = threading.Lock()
 _channel = None
 _endpoint = None
+# This process's session: the socket service keeps a file table per session and
+# closes its sockets when the Session stream (held open below) ends.
+_session = secrets.token_hex(16)
+
+
+def _new_process():
+    """A forked child is another process: its own session and channel."""
+    global _session, _channel
+    _session, _channel = secrets.token_hex(16), None
+
+
+os.register_at_fork(after_in_child=_new_process)
+
+
+class _SessionMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Every call says which session (process) it comes from."""
+
+    def _with_session(self, details):
+        md = list(details.metadata or ()) + [("pktflow-session", _session)]
+        return details._replace(metadata=md) if hasattr(details, "_replace") else _Details(details, md)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_session(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_session(details), request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, d, metadata):
+        self.method, self.timeout, self.metadata = d.method, d.timeout, metadata
+        self.credentials, self.wait_for_ready = d.credentials, d.wait_for_ready
+        self.compression = getattr(d, "compression", None)
+
+
+def _hold_session(ch: grpc.Channel):
+    """Keeps the Session stream open while this process and its channel live."""
+    stub = socket_pb2_grpc.SocketStub(ch)
+    while _channel is ch:
+        try:
+            for _ in stub.Session(socket_pb2.SessionRequest()):
+                pass
+        except grpc.RpcError:
+            pass
+        time.sleep(1.0)
 
 
 def endpoint() -> str:
@@ -22,9 +69,11 @@ def channel() -> grpc.Channel:
     ep = endpoint()
     with _lock:
         if _channel is None or _endpoint != ep:
-            _channel = grpc.insecure_channel(ep, options=[("grpc.max_receive_message_length", 64 << 20),
-                                                          ("grpc.max_send_message_length", 64 << 20)])
+            raw = grpc.insecure_channel(ep, options=[("grpc.max_receive_message_length", 64 << 20),
+                                                     ("grpc.max_send_message_length", 64 << 20)])
+            _channel = grpc.intercept_channel(raw, _SessionMetadata())
             _endpoint = ep
+            threading.Thread(target=_hold_session, args=(_channel,), daemon=True, name="pktflow-session").start()
         return _channel
 
 

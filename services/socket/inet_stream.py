@@ -42,7 +42,7 @@ class InetStream:
             timeout = None if timeout == float("inf") else 0.0
         ev = self.wakes.setdefault(s.fd, asyncio.Event())
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        while not ready() and self._sock(s.fd) is s:
+        while not ready() and self.socks.get(s.fd) is s:
             remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
             if remaining is not None and remaining <= 0:
                 return False
@@ -80,7 +80,7 @@ class InetStream:
         return socket_pb2.AddrReply(addr=self._inet_name(s.laddr, s.lport))
 
     async def Listen(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return _status(errno.EBADF)
         if not s.stream:
@@ -94,7 +94,7 @@ class InetStream:
         return _status(ev.err)
 
     async def Accept(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return socket_pb2.FdReply(status=_status(errno.EBADF))
         if not s.stream:
@@ -104,7 +104,7 @@ class InetStream:
         timeout = None if req.timeout < 0 else req.timeout
         if not await self.wait(s, lambda: bool(s.accept_q), timeout):
             return socket_pb2.FdReply(status=_status(errno.EAGAIN))
-        if self._sock(req.fd) is not s:
+        if self._sock(req.fd, context) is not s:
             return socket_pb2.FdReply(status=_status(errno.EBADF))
         child = s.accept_q.popleft()
         self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(op=ProtoCall.ACCEPT,
@@ -112,7 +112,7 @@ class InetStream:
         return socket_pb2.FdReply(fd=child.fd, addr=self._inet_name(child.raddr, child.rport))
 
     async def Shutdown(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return _status(errno.EBADF)
         if req.how not in (0, 1, 2):

@@ -35,6 +35,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         self.socks = self.fs.socks                # read here; the core changes it
         self.pending: dict[int, asyncio.Future] = {}   # req -> the waiter for its COMPLETE
         self.wakes: dict[int, asyncio.Event] = {}      # fd -> what its waiters wait on
+        self.sessions: dict[str, int] = {}             # client session -> its open Session streams
 
     def extra_downlinks(self):
         self.connect_down("link")
@@ -92,13 +93,17 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
                     fut.set_result(SockEvent(err=errno.ENETDOWN))
 
     # -- the system calls
-    def _sock(self, fd: int) -> so.Sock | None:
-        return self.socks.get(fd)
+    def _sock(self, fd: int, context) -> so.Sock | None:
+        """The caller's socket `fd`: a descriptor in another session's table is
+        EBADF here, as another process's fd number means nothing to this one."""
+        s = self.socks.get(fd)
+        return s if s is not None and s.owner == _session(context) else None
 
     async def Create(self, req, context):
         err, detail, s = self.fs.create(req.netns, req.family, req.type, req.protocol)
         if err:
             return socket_pb2.FdReply(status=_status(err, detail))
+        s.owner = _session(context)
         if s.family == uapi.AF_INET:
             ev = await self.call(s, ProtoCall.CREATE, family=s.family, type=s.type, protocol=s.proto)
         elif req.protocol:
@@ -121,7 +126,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         return iface.ifindex if iface else 0
 
     async def Bind(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
         if s.family == uapi.AF_PACKET:
@@ -145,7 +150,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         return ev, (socket_pb2.AddrReply(status=_status(ev.err)) if ev.err else None)
 
     async def Connect(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
         if s.family == uapi.AF_PACKET:
@@ -163,7 +168,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         return socket_pb2.AddrReply(addr=self._inet_name(ev.addr, ev.port))
 
     async def SendMsg(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return socket_pb2.SendReply(status=_status(errno.EBADF))
         err = s.take_error()
@@ -233,7 +238,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         return socket_pb2.SendReply(sent=len(sent), lengths=sent)
 
     async def RecvMsg(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return socket_pb2.RecvReply(status=_status(errno.EBADF))
         if req.flags & MSG_ERRQUEUE:
@@ -243,7 +248,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         timeout = 0.0 if req.flags & MSG_DONTWAIT else (None if req.timeout < 0 else req.timeout)
         if not await self.wait(s, lambda: bool(s.rcvq or s.sk_err), timeout):
             return socket_pb2.RecvReply(status=_status(errno.EAGAIN))
-        if self._sock(req.fd) is not s:
+        if self._sock(req.fd, context) is not s:
             return socket_pb2.RecvReply(status=_status(errno.EBADF))
         err = s.take_error()
         if err:
@@ -298,7 +303,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         return socket_pb2.RecvReply(msgs=[d])
 
     async def SetSockOpt(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return socket_pb2.SockOptReply(status=_status(errno.EBADF))
         is_bytes = so.is_bytes_opt(req.level, req.optname)
@@ -315,7 +320,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         return socket_pb2.SockOptReply(**({"bvalue": value} if is_bytes else {"value": value}))
 
     async def GetSockOpt(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return socket_pb2.SockOptReply(status=_status(errno.EBADF))
         if s.family == uapi.AF_INET and (s.stream or req.level == uapi.IPPROTO_IP) and \
@@ -330,7 +335,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         return socket_pb2.SockOptReply(status=_status(err), value=value)
 
     async def GetSockName(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
         if s.family == uapi.AF_PACKET:
@@ -338,7 +343,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         return socket_pb2.AddrReply(addr=self._inet_name(s.laddr, s.lport))
 
     async def GetPeerName(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
         if s.family == uapi.AF_PACKET or not s.connected or s.stream and s.eof and s.sk_err:
@@ -346,14 +351,36 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         return socket_pb2.AddrReply(addr=self._inet_name(s.raddr, s.rport))
 
     async def Close(self, req, context):
-        s = self._sock(req.fd)
+        s = self._sock(req.fd, context)
         if s is None:
             return _status(errno.EBADF)
+        self._close(s)
+        return _status()
+
+    def _close(self, s: so.Sock):
         actions, release = self.fs.close(s)
         for act in actions:
             self.on_action(act)
         self.downs["transport" if s.family == uapi.AF_INET else "link"].put(release)
-        return _status()
+
+    async def Session(self, req, context):
+        """A client process's lifetime: when its stream ends (it exited, its
+        channel dropped), the sockets in its file table close, as a process's
+        descriptors do when it exits."""
+        session = _session(context)
+        if not session:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session needs pktflow-session metadata")
+        self.sessions[session] = self.sessions.get(session, 0) + 1
+        try:
+            yield socket_pb2.SessionEvent()
+            await asyncio.Event().wait()
+        finally:
+            self.sessions[session] -= 1
+            if not self.sessions[session]:
+                del self.sessions[session]
+                for s in self.fs.owned_by(session):
+                    if s.fd in self.socks:
+                        self._close(s)
 
     def _forget(self, s: so.Sock):
         for act in self.fs.forget(s):
@@ -390,6 +417,15 @@ def _partial(sent: list, err: int) -> socket_pb2.SendReply:
 
 def _ntohs(v: int) -> int:
     return ((v & 0xFF) << 8) | (v >> 8)
+
+
+def _session(context) -> str:
+    """The client session a call comes from (pktflow-session metadata; "" for a
+    raw client, whose sockets only other raw calls see)."""
+    for k, v in context.invocation_metadata():
+        if k == "pktflow-session":
+            return v[:64]
+    return ""
 
 
 def _pid(context) -> int | None:

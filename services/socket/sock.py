@@ -33,6 +33,7 @@ TRANSPORT_GETOPTS = {(IPPROTO_TCP, TCP_INFO), (IPPROTO_TCP, TCP_CONGESTION), (IP
 class Sock:
     def __init__(self, fd: int, netns: str, family: int, type_: int, proto: int, sysctl: dict):
         self.fd, self.netns, self.family, self.type, self.proto = fd, netns, family, type_, proto
+        self.owner = ""                   # the client session whose file table holds it ("": none)
         self.laddr = self.lport = self.raddr = self.rport = 0
         self.bound = self.connected = False
         self.ifindex = 0                  # packet sockets: the bound device (0: any)

@@ -64,6 +64,10 @@ class SockFs:
         self.socks[s.fd] = s
         return 0, "", s
 
+    def owned_by(self, session: str) -> list:
+        """The sockets in one client session's file table."""
+        return [s for s in self.socks.values() if s.owner == session]
+
     def forget(self, s: so.Sock) -> list:
         """The fd is gone: a blocked call on it wakes up to EBADF."""
         self.socks.pop(s.fd, None)
@@ -145,6 +149,7 @@ class SockFs:
             return []
         child = so.Sock(skb.sk, parent.netns, parent.family, parent.type, parent.proto, parent.sysctl)
         child.opts.update(parent.opts)
+        child.owner = parent.owner
         child.connected = True
         child.laddr, child.lport, child.raddr, child.rport = ev.addr, ev.port, ev.peer_addr, ev.peer_port
         self.socks[child.fd] = child

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 import pktflow
-from pktflow.v1 import layers_pb2_grpc
+from pktflow.v1 import layers_pb2_grpc, socket_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +85,51 @@ def test_bad_metadata_is_invalid_argument_not_a_crash(stack):
         st.SendMsg(request, metadata=(("pktflow-pid", "abc"),))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     st.Close(socket_pb2.FdRequest(fd=fd))
+
+
+def test_a_socket_belongs_to_the_session_that_made_it(stack):
+    """Descriptors are per process: another session's fd is EBADF here."""
+    from pktflow import _client
+    from pktflow.v1 import socket_pb2
+    st = socket_pb2_grpc.SocketStub(grpc.insecure_channel(_client.endpoint()))
+    mine, theirs = (("pktflow-session", "a" * 32),), (("pktflow-session", "b" * 32),)
+    fd = st.Create(socket_pb2.CreateRequest(netns="h1", family=pktflow.AF_INET, type=pktflow.SOCK_DGRAM),
+                   metadata=mine).fd
+    assert st.Close(socket_pb2.FdRequest(fd=fd), metadata=theirs).err == 9          # EBADF
+    assert st.Close(socket_pb2.FdRequest(fd=fd), metadata=mine).err == 0
+
+
+def test_a_clients_sockets_close_when_the_client_process_dies(stack):
+    """A process that bound a port and was killed: its socket closes (its
+    session's stream ended), so the port is free again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from conftest import eventually
+    child = subprocess.Popen([sys.executable, "-c", """
+import pktflow, sys, time
+socks = [pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") for _ in range(50)]
+socks[0].bind(("10.0.1.10", 7777))
+print("bound", flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True, env=os.environ | {"PKTFLOW_ENDPOINT": stack.endpoint})
+    try:
+        assert child.stdout.readline().strip() == "bound"
+        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as s:
+            with pytest.raises(OSError):
+                s.bind(("10.0.1.10", 7777))
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+
+        def free():
+            with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as s:
+                try:
+                    s.bind(("10.0.1.10", 7777))
+                    return True
+                except OSError:
+                    return False
+        assert eventually(free, timeout=10)
+    finally:
+        child.kill()
+        child.wait()
