@@ -173,6 +173,8 @@ class Nic:
             return Drop(skb, "netif_receive_skb", "PKT_TOO_BIG")
         dev.stats["rx_packets"] += 1
         dev.stats["rx_bytes"] += n
+        if body[0] & 1:                     # the group bit: multicast, broadcast included (is_multicast_ether_addr())
+            dev.stats["multicast"] += 1
         return Up(skb, "netif_receive_skb")
 
     def link_stats(self, netns: str) -> list[dict]:

@@ -64,3 +64,13 @@ def test_a_full_rx_ring_drops_with_full_ring(nic):
         assert nic.dma_rx(r1, frame(i) + fcs(frame(i)), Skb(), 0) == []
     [drop] = nic.dma_rx(r1, frame(0) + fcs(frame(0)), Skb(), 0)
     assert drop.reason == "FULL_RING" and r1.stats["rx_missed_errors"] == 1
+
+
+def test_multicast_and_broadcast_frames_count_as_multicast(nic):
+    """rtnl_link_stats64.multicast, what `ip -s link` shows as mcast."""
+    r1 = dev(nic, "r1")
+    for dst in ("ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "02:00:00:00:01:01"):
+        f = bytes(Ether(dst=dst, src="02:00:00:00:01:0a", type=0x88B5) / (b"x" * 46))
+        nic.dma_rx(r1, f + fcs(f), Skb(), 0)
+    nic.net_rx_action(0)
+    assert (r1.stats["rx_packets"], r1.stats["multicast"]) == (3, 2)
