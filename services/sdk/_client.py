@@ -70,7 +70,11 @@ def channel() -> grpc.Channel:
     with _lock:
         if _channel is None or _endpoint != ep:
             raw = grpc.insecure_channel(ep, options=[("grpc.max_receive_message_length", 64 << 20),
-                                                     ("grpc.max_send_message_length", 64 << 20)])
+                                                     ("grpc.max_send_message_length", 64 << 20),
+                                                     # a restarted stack is found again within a second
+                                                     ("grpc.initial_reconnect_backoff_ms", 100),
+                                                     ("grpc.min_reconnect_backoff_ms", 100),
+                                                     ("grpc.max_reconnect_backoff_ms", 1000)])
             _channel = grpc.intercept_channel(raw, _SessionMetadata())
             _endpoint = ep
             threading.Thread(target=_hold_session, args=(_channel,), daemon=True, name="pktflow-session").start()
@@ -104,7 +108,22 @@ def call(method, request, timeout=None):
     try:
         return method(request, timeout=timeout)
     except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.UNAVAILABLE or not _ready(2.0):
+            raise unreachable(e) from None
+    try:                    # the call never left (no connection yet): once more, now that there is one
+        return method(request, timeout=timeout)
+    except grpc.RpcError as e:
         raise unreachable(e) from None
+
+
+def _ready(timeout: float) -> bool:
+    """Whether the socket service's channel connects within `timeout` (a stack
+    that restarted on the same address: the channel may be between retries)."""
+    try:
+        grpc.channel_ready_future(channel()).result(timeout=timeout)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
 
 
 def query(layer: str, netns: str, command: str, *args: str, **typed) -> admin_pb2.AdminReply:

@@ -219,3 +219,28 @@ def test_capture_cli(stack, tmp_path):
     assert proc.wait(20) == 0
     from scapy.utils import rdpcap
     assert len(rdpcap(str(path))) == 2
+
+
+def test_the_sdk_finds_a_stack_restarted_at_the_same_address():
+    """A process's channel outlives a stack (the benchmarks start several on one
+    address): after a restart its next call connects, even though its Session
+    stream kept the channel retrying while nothing listened."""
+    from pktflow.up import Stack
+    base = PORT_BASE + 1400
+    saved = os.environ.get("PKTFLOW_ENDPOINT")
+    os.environ["PKTFLOW_ENDPOINT"] = f"127.0.0.1:{base + 1}"
+    try:
+        for _ in range(2):
+            s = Stack(port_base=base, trace_store=False, extra_env={"OTEL_TRACES_EXPORTER": "none"})
+            s.start()
+            try:
+                with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as sock:
+                    sock.bind(("10.0.1.10", 0))
+            finally:
+                s.stop()
+            time.sleep(3)                     # the session's retries back off meanwhile
+    finally:
+        if saved is None:
+            os.environ.pop("PKTFLOW_ENDPOINT", None)
+        else:
+            os.environ["PKTFLOW_ENDPOINT"] = saved
