@@ -55,7 +55,8 @@ def icmp_rcv(ns, skb, iph, now: int, fn) -> list:
     if icmp.is_error(h.type):
         # icmp_unreach(): the quoted header must be there for the err_handler
         inner = th + icmp.ICMP_HLEN
-        if end - inner < ipv4.IPV4_HLEN or end - inner < (skb.data[inner] & 0x0F) * 4 + 8:
+        if end - inner < ipv4.IPV4_HLEN or (skb.data[inner] & 0x0F) < 5 or \
+                end - inner < (skb.data[inner] & 0x0F) * 4 + 8:          # iph->ihl < 5: mangled
             ns.mib["IcmpInErrors"] += 1
             return [Drop(skb, fn + ("icmp_unreach",), "NOT_SPECIFIED")]   # as icmp_unreach(): no reason
         if broadcast:

@@ -91,10 +91,15 @@ class Quoted(NamedTuple):
 
 
 def quoted(buf, offset: int) -> Quoted:
-    """The one decode of an ICMP error's quoted datagram (icmp_unreach() has
-    checked that the IP header and 8 bytes are there) for udp_err, ping_err, tcp_v4_err."""
+    """The one decode of an ICMP error's quoted datagram for udp_err, ping_err,
+    tcp_v4_err: its IP header and the first 8 bytes after it (icmp_unreach()
+    checks they are there; so does this, whoever calls it)."""
+    if len(buf) < offset + 20:
+        raise Malformed("PKT_TOO_SMALL", "the quoted IP header is cut short")
     ihl = (buf[offset] & 0x0F) * 4
     l4 = offset + ihl
+    if ihl < 20 or len(buf) < l4 + 8:
+        raise Malformed("PKT_TOO_SMALL", "the quoted datagram is cut short")
     return Quoted(int.from_bytes(buf[offset + 12:offset + 16], "big"),
                   int.from_bytes(buf[offset + 16:offset + 20], "big"), buf[offset + 9], l4,
                   bytes(buf[l4:l4 + ICMP_HLEN]).ljust(ICMP_HLEN, b"\0"))
