@@ -94,23 +94,6 @@ async def _write_loop(outbox: Outbox, write, stamp):
         await write(layers_pb2.SkbBatch(skbs=batch, **stamp()))
 
 
-async def _half_close(call, writer):
-    """Ends a stream the polite way: no more writes, then the other side's end
-    (a cancel from here would race the lower side finishing its handler)."""
-    writer.cancel()
-    await asyncio.gather(writer, return_exceptions=True)
-    try:
-        await asyncio.wait_for(_until_eof(call), 2.0)
-    except (asyncio.TimeoutError, grpc.aio.AioRpcError):
-        pass
-
-
-async def _until_eof(call):
-    await call.done_writing()
-    while await call.read() is not grpc.aio.EOF:
-        pass
-
-
 def _no_stamp():
     return {}
 
@@ -169,7 +152,6 @@ class Downlink:
                     if batch.replaced:
                         log.warning("%s: the %s layer took another %s stream in place of this one; dialling again",
                                     self.me, self.target, self.me)
-                        await _half_close(call, writer)
                         break
                     self.on_batch(batch)
                     if writer.done():

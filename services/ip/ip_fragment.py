@@ -47,7 +47,7 @@ def ip_options_fragment(opts: bytes) -> bytes:
     return bytes(out)
 
 
-def ip_do_fragment(ns, skb, mtu: int) -> list:
+def ip_do_fragment(skb, mtu: int) -> list:
     """The fragments of the IP packet in skb.data (network header at 0), each
     an skb of the same journey; [] when the MTU leaves no room for 8 bytes."""
     data = skb.data
@@ -76,7 +76,7 @@ def ip_do_fragment(ns, skb, mtu: int) -> list:
 
 def ip_fragment(ns, skb, mtu: int, fn) -> list:
     """ip_fragment(): a packet too big for the MTU, DF clear, goes as fragments."""
-    frags = ip_do_fragment(ns, skb, mtu)
+    frags = ip_do_fragment(skb, mtu)
     if not frags:
         ns.mib["IpFragFails"] += 1
         return [Drop(skb, fn, "PKT_TOO_BIG")]
@@ -90,7 +90,7 @@ class FragQueue:
     __slots__ = ("key", "runs", "len", "meat", "first_in", "last_in", "truesize", "skbs", "rid", "first",
                  "expires", "max_size", "max_df_size")
 
-    def __init__(self, key, rid: int, expires: int):
+    def __init__(self, key, expires: int):
         self.key = key
         self.runs: list[list] = []        # [start, end, [(offset, bytes)]], sorted, never overlapping
         self.len = 0                      # the datagram's payload length, as far as known
@@ -98,7 +98,7 @@ class FragQueue:
         self.first_in = self.last_in = False
         self.truesize = 0
         self.skbs: list = []              # every fragment queued, for their drops or their journeys
-        self.rid = rid
+        self.rid = 0                      # the source's fragment count at this queue's last
         self.first = None                 # the offset-0 fragment (its header becomes the datagram's)
         self.expires = expires
         self.max_size = self.max_df_size = 0
@@ -159,7 +159,7 @@ def ip_defrag(ns, skb, iph, now: int, fn) -> tuple[object, list]:
         return None, [Drop(skb, fn, "NOT_SPECIFIED")]
     out = []
     if q is None:
-        q = frags.queues[key] = FragQueue(key, 0, now + frags.timeout_ns)
+        q = frags.queues[key] = FragQueue(key, now + frags.timeout_ns)
         out.append(Arm(timer_key(ns.name, key), q.expires))
     if frags.frag_too_far(q, iph.src):
         mib["IpReasmFails"] += 1
@@ -204,11 +204,11 @@ def _queue(ns, q: FragQueue, skb, iph, now: int, fn, out: list) -> tuple[object,
     if iph.df:
         q.max_df_size = max(q.max_df_size, fragsize)
     if q.first_in and q.last_in and q.meat == q.len:
-        return _reasm(ns, q, skb, now, fn, out)
+        return _reasm(ns, q, skb, fn, out)
     return None, out + [Stop(skb, fn)]                     # waits in the queue
 
 
-def _reasm(ns, q: FragQueue, skb, now: int, fn, out: list) -> tuple[object, list]:
+def _reasm(ns, q: FragQueue, skb, fn, out: list) -> tuple[object, list]:
     """ip_frag_reasm(): the datagram whole, in the skb of the fragment that completed it."""
     others = [s for s in q.skbs if s is not skb]
     first = q.first

@@ -44,7 +44,7 @@ def ip_output(ns, skb, rt: route.Rt, fn) -> list:
     device with the next hop."""
     pkts = [skb]
     if len(skb.data) > rt.mtu:
-        if skb.data[6] & 0x40:                 # DF: the sender asked for PMTU discovery
+        if int.from_bytes(skb.data[6:8], "big") & ipv4.IP_DF:     # the sender asked for PMTU discovery
             ns.mib["IpFragFails"] += 1
             return [Drop(skb, fn, "PKT_TOO_BIG")]
         pkts = ip_fragment.ip_fragment(ns, skb, rt.mtu, fn)

@@ -31,21 +31,13 @@ class _SessionMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientI
     """Every call says which session (process) it comes from."""
 
     def _with_session(self, details):
-        md = list(details.metadata or ()) + [("pktflow-session", _session)]
-        return details._replace(metadata=md) if hasattr(details, "_replace") else _Details(details, md)
+        return details._replace(metadata=list(details.metadata or ()) + [("pktflow-session", _session)])
 
     def intercept_unary_unary(self, continuation, details, request):
         return continuation(self._with_session(details), request)
 
     def intercept_unary_stream(self, continuation, details, request):
         return continuation(self._with_session(details), request)
-
-
-class _Details(grpc.ClientCallDetails):
-    def __init__(self, d, metadata):
-        self.method, self.timeout, self.metadata = d.method, d.timeout, metadata
-        self.credentials, self.wait_for_ready = d.credentials, d.wait_for_ready
-        self.compression = getattr(d, "compression", None)
 
 
 def _hold_session(ch: grpc.Channel):

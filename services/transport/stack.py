@@ -61,8 +61,8 @@ class Transport:
             return call.addr, sock.laddr
         if op == ProtoCall.BIND and call.addr and not sock.lport:
             return call.addr, 0
-        if op == ProtoCall.GETSOCKOPT and sock.connected:     # IP_MTU: the connected route's MTU
-            return sock.raddr, sock.laddr
+        if op == ProtoCall.GETSOCKOPT and sock.connected and (call.level, call.optname) == (IPPROTO_IP, IP_MTU):
+            return sock.raddr, sock.laddr                       # the connected route's MTU
         return None
 
     def wait_for_route(self, ns, sk: int, key: tuple, queue: deque) -> list:

@@ -9,11 +9,11 @@ from ..common.skbuff import IP_ID_SET, clone
 from ..common.uapi import (IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IP_PMTUDISC_INTERFACE, IP_PMTUDISC_PROBE, IP_PMTUDISC_WANT,
                            SO_EE_ORIGIN_ICMP)
 from ..wire import Malformed, ipv4, udp
+from ..wire.icmp import ICMP_FRAG_NEEDED
 from .sock import InetSock, Rtable, pmtu_update, sock_queue_rcv_skb
 
 UDP_MAX_PAYLOAD = 0xFFFF - ipv4.IPV4_HLEN - udp.UDP_HLEN
 ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB = 3, 3, 11, 12
-ICMP_FRAG_NEEDED = 4
 # icmp_err_convert[]: (errno, fatal) for destination-unreachable codes 0..15
 ICMP_ERR_CONVERT = [(errno.ENETUNREACH, 0), (errno.EHOSTUNREACH, 0), (errno.ENOPROTOOPT, 1),
                     (errno.ECONNREFUSED, 1), (errno.EMSGSIZE, 0), (errno.EOPNOTSUPP, 0), (errno.ENETUNREACH, 1),

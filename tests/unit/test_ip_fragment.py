@@ -56,7 +56,7 @@ def test_an_mtu_without_room_for_8_bytes_fails():
 def test_any_fragmentation_in_any_order_reassembles(size, mtu, seed, dup):
     ns = netns()
     original = packet(size)
-    frags = [f.data for f in ip_fragment.ip_do_fragment(ns, Skb(data=original), mtu)] or [original]
+    frags = [f.data for f in ip_fragment.ip_do_fragment(Skb(data=original), mtu)] or [original]
     if len(frags) == 1:
         return
     rng = random.Random(seed)
