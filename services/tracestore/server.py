@@ -95,7 +95,14 @@ def make_handler(store: TraceStore):
     return Handler
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
 def serve(otlp_address: str, http_host: str, http_port: int):
+    # The stop signals are blocked in every thread (this one first, before any
+    # other starts) and taken with sigwait(): a handler that sets an Event can
+    # interrupt Event.wait() holding the same lock, and deadlock the shutdown.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     store = TraceStore(int(os.environ.get("PKTFLOW_TRACESTORE_MAX_SPANS", 1_000_000)))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1),
                          options=[("grpc.max_receive_message_length", 64 << 20)])
@@ -113,10 +120,7 @@ def serve(otlp_address: str, http_host: str, http_port: int):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("trace store: OTLP on %s, query API on http://%s:%d", otlp_address, http_host, http_port)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    signal.sigwait(STOP_SIGNALS)
     httpd.shutdown()
     server.stop(1).wait()
 
