@@ -2,6 +2,7 @@
 store) for the integration tests, started once and stopped at the end."""
 import os
 import pathlib
+import threading
 import time
 from collections import Counter
 
@@ -69,3 +70,53 @@ def link_stats(netns: str, layer: str = "nic") -> dict:
     import json
     from pktflow import _client
     return {d["ifname"]: d["stats"] for d in json.loads(_client.admin(layer, netns, "link").json)}
+
+
+class Bulk:
+    """A paced TCP transfer h1 -> h2 in threads, so it runs across a restart."""
+
+    def __init__(self, port: int, size: int = 3 << 20, chunk: int = 32 << 10, pause: float = 0.05):
+        self.data = os.urandom(size)
+        self.got = bytearray()
+        self.errors: list = []
+        import pktflow
+        lst = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h2")
+        lst.bind(("10.0.2.10", port))
+        lst.listen(1)
+        self.cli = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1")
+        self.cli.settimeout(10)
+        self.cli.connect(("10.0.2.10", port))
+        lst.settimeout(10)
+        self.conn, _ = lst.accept()
+        lst.close()
+        self.cli.settimeout(120)
+        self.conn.settimeout(120)
+        self.threads = [threading.Thread(target=self._guard, args=(f,), daemon=True)
+                        for f in (lambda: self._send(chunk, pause), self._recv)]
+        for t in self.threads:
+            t.start()
+
+    def _guard(self, f):
+        try:
+            f()
+        except OSError as e:
+            self.errors.append(e)
+
+    def _send(self, chunk, pause):
+        for i in range(0, len(self.data), chunk):
+            self.cli.sendall(self.data[i:i + chunk])
+            time.sleep(pause)
+        import pktflow
+        self.cli.shutdown(pktflow.SHUT_WR)
+
+    def _recv(self):
+        while chunk := self.conn.recv(65536):
+            self.got += chunk
+
+    def finish(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self.cli.close()
+        self.conn.close()
+        return not any(t.is_alive() for t in self.threads)

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -14,6 +15,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from .services.common import config, topology
 
 START_ORDER = ("nic", "link", "ip", "transport", "socket")
+# A service that exits is started again after a delay that doubles while it keeps
+# failing (as compose's and Kubernetes' restart policies back off); one that ran
+# for STABLE_AFTER seconds starts from the first delay again. QUICK_EXITS quick
+# exits in a row and the stack gives up (systemd's StartLimitBurst).
+RESTART_DELAY, RESTART_DELAY_MAX = 0.1, 16.0
+STABLE_AFTER = 10.0
+QUICK_EXITS = 5
 
 
 def _healthy(address: str) -> bool:
@@ -74,6 +82,11 @@ class Stack:
             env[f"PKTFLOW_{layer.upper()}_ENDPOINT"] = f"{host}:{port}"
         self.env = env
         self.procs: dict[str, subprocess.Popen] = {}
+        self._specs: dict[str, tuple] = {}
+        self.restarts: dict[str, int] = {}
+        self.gave_up: str | None = None
+        self._supervisor: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def endpoint(self) -> str:
@@ -84,10 +97,13 @@ class Stack:
         return f"http://{self.host}:{self.query_port}"
 
     def _spawn(self, name: str, module: str, env: dict):
+        self._specs[name] = (module, env)
         self.procs[name] = subprocess.Popen([sys.executable, "-m", module], env=env, stdin=subprocess.DEVNULL,
                                             start_new_session=True)
 
-    def start(self, timeout: float = 60.0):
+    def start(self, timeout: float = 60.0, restart: bool = True):
+        """Starts every service and, with `restart`, a supervisor thread that
+        starts again any that exits (see RESTART_DELAY)."""
         topology.load(self.topology_path)           # refuse a bad file before starting anything
         busy = self.busy_port()
         if busy:
@@ -102,6 +118,39 @@ class Stack:
                         self.env | {"PKTFLOW_PORT": str(self.ports[layer]), "OTEL_SERVICE_NAME": layer})
         for layer in START_ORDER:
             self._wait(layer, f"{self.host}:{self.ports[layer]}", timeout)
+        if restart:
+            self._stopping.clear()
+            self._supervisor = threading.Thread(target=self._supervise, name="pktflow-supervisor", daemon=True)
+            self._supervisor.start()
+
+    def _supervise(self):
+        started = {name: time.monotonic() for name in self.procs}
+        delay = dict.fromkeys(self.procs, RESTART_DELAY)
+        quick = dict.fromkeys(self.procs, 0)
+        due: dict[str, float] = {}
+        while not self._stopping.wait(0.05):
+            now = time.monotonic()
+            for name, p in list(self.procs.items()):
+                if name in due:
+                    if now >= due[name]:
+                        del due[name]
+                        self._spawn(name, *self._specs[name])
+                        started[name] = now
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
+                    continue
+                if p.poll() is None:
+                    continue
+                if now - started[name] >= STABLE_AFTER:
+                    delay[name], quick[name] = RESTART_DELAY, 0
+                quick[name] += 1
+                if quick[name] >= QUICK_EXITS:
+                    self.gave_up = (f"the {name} service exited {quick[name]} times in a row within "
+                                    f"{STABLE_AFTER:.0f} s of starting (last status {p.returncode})")
+                    return
+                print(f"pktflow: the {name} service exited with status {p.returncode}; "
+                      f"starting it again in {delay[name]:.1f} s", file=sys.stderr, flush=True)
+                due[name] = now + delay[name]
+                delay[name] = min(delay[name] * 2, RESTART_DELAY_MAX)
 
     def busy_port(self) -> str | None:
         """Why a port this stack needs is taken, naming the holder where /proc tells."""
@@ -130,6 +179,10 @@ class Stack:
             time.sleep(0.05)
 
     def failed(self) -> str | None:
+        """Why the stack is beyond help: the supervisor gave up on a service
+        (or, without a supervisor, a service exited)."""
+        if self._supervisor is not None:
+            return self.gave_up
         for name, p in self.procs.items():
             if p.poll() is not None:
                 return f"the {name} service exited with status {p.returncode}"
@@ -137,6 +190,10 @@ class Stack:
 
     def stop(self, timeout: float = 10.0):
         """SIGTERM (each service drains and flushes its spans), then SIGKILL."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+            self._supervisor = None
         for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)

@@ -11,14 +11,13 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pktflow
 import pytest
-from conftest import eventually
+from conftest import Bulk, eventually
 from pktflow import _client
 from pktflow import tracequery as tq
 
@@ -151,54 +150,6 @@ def _complete_trace(port: int, spans: int):
     for tr in tq.find(service="transport", operation="udp_rcv", tags={"destination.port": port}):
         if len(tr["spans"]) >= spans:
             return tr
-
-
-class Bulk:
-    """A paced TCP transfer h1 -> h2 in threads, so it runs across a restart."""
-
-    def __init__(self, port: int, size: int = 3 << 20, chunk: int = 32 << 10, pause: float = 0.05):
-        self.data = os.urandom(size)
-        self.got = bytearray()
-        self.errors: list = []
-        lst = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h2")
-        lst.bind((H2, port))
-        lst.listen(1)
-        self.cli = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1")
-        self.cli.settimeout(10)
-        self.cli.connect((H2, port))
-        lst.settimeout(10)
-        self.conn, _ = lst.accept()
-        lst.close()
-        self.cli.settimeout(120)
-        self.conn.settimeout(120)
-        self.threads = [threading.Thread(target=self._guard, args=(f,), daemon=True)
-                        for f in (lambda: self._send(chunk, pause), self._recv)]
-        for t in self.threads:
-            t.start()
-
-    def _guard(self, f):
-        try:
-            f()
-        except OSError as e:
-            self.errors.append(e)
-
-    def _send(self, chunk, pause):
-        for i in range(0, len(self.data), chunk):
-            self.cli.sendall(self.data[i:i + chunk])
-            time.sleep(pause)
-        self.cli.shutdown(pktflow.SHUT_WR)
-
-    def _recv(self):
-        while chunk := self.conn.recv(65536):
-            self.got += chunk
-
-    def finish(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        for t in self.threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        self.cli.close()
-        self.conn.close()
-        return not any(t.is_alive() for t in self.threads)
 
 
 def test_compose_up_becomes_healthy_with_one_image_non_root_and_loopback_ports(compose_stack):
