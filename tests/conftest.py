@@ -30,18 +30,67 @@ def stack(tmp_path_factory):
     and checked with tshark when the session ends (tests/wirecheck.py)."""
     from pktflow.up import Stack
     wire = tmp_path_factory.mktemp("wire")
+    logs = tmp_path_factory.mktemp("logs")
     s = Stack(port_base=PORT_BASE, otlp_port=PORT_BASE + 17, query_port=PORT_BASE + 18, trace_store=True,
-              extra_env={"PKTFLOW_WIRE_PCAP": str(wire)})
+              extra_env={"PKTFLOW_WIRE_PCAP": str(wire)}, log_dir=str(logs))
     s.start()
     os.environ["PKTFLOW_ENDPOINT"] = s.endpoint
     os.environ["PKTFLOW_QUERY_ENDPOINT"] = s.query_url
     yield s
     s.stop()
     assert not s.procs
+    assert_no_tracebacks(logs)
     import wirecheck
     if wirecheck.available():
         complaints = wirecheck.check(wire, WINDOWS)
         assert not complaints, "tshark on the wire:\n" + "\n".join(complaints[:40])
+
+
+def assert_no_tracebacks(log_dir):
+    """Whatever the tests threw at them, the services answered without a stack trace."""
+    for log in sorted(pathlib.Path(log_dir).glob("*.log")):
+        text = log.read_text(errors="replace")
+        at = text.find("Traceback")
+        assert at < 0, f"{log.name} logged a traceback:\n{text[max(0, at - 300):at + 3000]}"
+
+
+def issue_certificate(path, name: str, names=(), ca=None):
+    """`<name>.key` and `<name>.pem` in `path`: a certificate for `names` (DNS
+    names or IP addresses) signed by `ca` (a (key, cert) pair), or a CA when none."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca[1].subject if ca else subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1)))
+    if ca is None:
+        b = b.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+    else:
+        def alt(n):
+            try:
+                return x509.IPAddress(ipaddress.ip_address(n))
+            except ValueError:
+                return x509.DNSName(n)
+        b = b.add_extension(x509.SubjectAlternativeName([alt(n) for n in names]), critical=False)
+    cert = b.sign(ca[0] if ca else key, hashes.SHA256())
+    (path / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    (path / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key, cert
+
+
+def make_pki(path, names) -> dict:
+    """A CA (ca.pem) and one certificate for the whole stack (stack.pem, stack.key)
+    valid for `names`; returns the PKTFLOW_TLS_* settings that use them."""
+    issue_certificate(path, "stack", names, issue_certificate(path, "ca"))
+    return {"PKTFLOW_TLS_CERT": str(path / "stack.pem"), "PKTFLOW_TLS_KEY": str(path / "stack.key"),
+            "PKTFLOW_TLS_CA": str(path / "ca.pem")}
 
 
 def eventually(check, timeout: float = 10.0, interval: float = 0.02):

@@ -1,6 +1,9 @@
 """Where the services listen and find each other. Everything is configurable by
 environment, the way compose and Kubernetes hand configuration in."""
 import os
+import ssl
+
+import grpc
 
 LAYERS = ("socket", "transport", "ip", "link", "nic")
 PORTS = {"socket": 50051, "transport": 50052, "ip": 50053, "link": 50054, "nic": 50055}
@@ -29,13 +32,87 @@ def stack_secret() -> str:
     return os.environ.get("PKTFLOW_SECRET", "")
 
 
+TLS_VARS = ("PKTFLOW_TLS_CERT", "PKTFLOW_TLS_KEY", "PKTFLOW_TLS_CA")
+
+
+class ConfigError(Exception):
+    """Configuration a service cannot start with; the message names the problem."""
+
+
+def tls() -> tuple[bytes, bytes, bytes] | None:
+    """Mutual TLS for every gRPC connection of the stack: PKTFLOW_TLS_CERT and
+    PKTFLOW_TLS_KEY (this process's certificate chain and key, PEM) and
+    PKTFLOW_TLS_CA (the CA that signs every party's certificate). Servers then
+    require a client certificate from that CA, and clients check the server's
+    against it. None when unset; all three or none."""
+    paths = {var: os.environ.get(var, "") for var in TLS_VARS}
+    if not any(paths.values()):
+        return None
+    missing = [var for var, path in paths.items() if not path]
+    if missing:
+        raise ConfigError(f"TLS needs {', '.join(TLS_VARS)}; {', '.join(missing)} is not set")
+    pem = {}
+    for var, path in paths.items():
+        try:
+            with open(path, "rb") as f:
+                pem[var] = f.read()
+        except OSError as e:
+            raise ConfigError(f"{var}: cannot read {path}: {e.strerror}") from None
+    # grpc would take bad PEM and fail every handshake later: check it now, with the ssl module
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_cert_chain(paths["PKTFLOW_TLS_CERT"], paths["PKTFLOW_TLS_KEY"])
+    except (ssl.SSLError, ValueError) as e:
+        raise ConfigError(f"PKTFLOW_TLS_CERT/PKTFLOW_TLS_KEY: not a PEM certificate and its key ({e})") from None
+    try:
+        ctx.load_verify_locations(cadata=pem["PKTFLOW_TLS_CA"].decode("ascii", "replace"))
+    except (ssl.SSLError, ValueError) as e:
+        raise ConfigError(f"PKTFLOW_TLS_CA: not a PEM CA certificate ({e})") from None
+    return pem["PKTFLOW_TLS_CERT"], pem["PKTFLOW_TLS_KEY"], pem["PKTFLOW_TLS_CA"]
+
+
+def server_credentials() -> grpc.ServerCredentials | None:
+    t = tls()
+    if t is None:
+        return None
+    cert, key, ca = t
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+
+
+def channel_credentials() -> grpc.ChannelCredentials | None:
+    t = tls()
+    if t is None:
+        return None
+    cert, key, ca = t
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+
+def dial(address: str, options=(), aio: bool = False, tls: bool = True):
+    """A channel to one of the stack's services: mutual TLS when configured
+    (`tls=False`: the trace store, which speaks plain OTLP as Jaeger does)."""
+    mod = grpc.aio if aio else grpc
+    creds = channel_credentials() if tls else None
+    if creds is None:
+        return mod.insecure_channel(address, options=options)
+    return mod.secure_channel(address, creds, options=options)
+
+
+def listen(server, address: str) -> int:
+    """Adds the listening port (TLS when configured); 0 when it cannot be had."""
+    creds = server_credentials()
+    return server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+
+
 def topology_path() -> str | None:
     return os.environ.get("PKTFLOW_TOPOLOGY") or None
 
 
+# The largest message a service takes or sends: more is RESOURCE_EXHAUSTED (the
+# SDK's sendall() goes in 4 MiB pieces, so only a single send() of more fails).
+MAX_MESSAGE = 64 << 20
 GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),

@@ -18,7 +18,8 @@ import grpc
 
 from pktflow.v1 import layers_pb2, layers_pb2_grpc
 
-from .config import GRPC_OPTIONS
+from .config import GRPC_OPTIONS, dial
+from .rpc_guard import refusal, undecodable
 
 log = logging.getLogger("pktflow.plumbing")
 
@@ -112,7 +113,7 @@ class Downlink:
         self.on_batch, self.on_lost, self.on_state = on_batch, on_lost, on_state or (lambda up: None)
         self.outbox = Outbox()
         self.connected = False
-        self.channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+        self.channel = dial(address, GRPC_OPTIONS, aio=True)
         self._task = None
 
     def start(self):
@@ -241,16 +242,18 @@ class Uplinks(layers_pb2_grpc.LayerServicer):
         try:
             while True:
                 batch = await context.read()
-                if batch is grpc.aio.EOF:
+                if batch is grpc.aio.EOF or undecodable(batch):
                     break
                 await self.on_batch(batch, layer)
                 if writer.done():
                     writer.result()
-            # The caller ended its side: no write may be in flight when the call
-            # finishes, so the writer stops by itself after its current one.
+            # No write may be in flight when the call finishes (or aborts), so
+            # the writer stops by itself after its current one.
             outbox.ending = True
             outbox.kick()
             await asyncio.wait({writer}, timeout=1.0)
+            if batch is not grpc.aio.EOF:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refusal(context, "/pktflow.v1.Layer/Exchange"))
         finally:
             writer.cancel()
             if self.outboxes.get(layer) is outbox:

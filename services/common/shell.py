@@ -17,11 +17,11 @@ import uuid
 from collections import Counter
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pktflow.v1 import admin_pb2, admin_pb2_grpc
 
-from . import config, topology
+from . import config, healthcheck, rpc_guard, topology
 from .plumbing import Downlink, Uplinks
 from .actions import Arm, Cancel, Down, Drop, Merge, Stop, Up
 from .skbuff import NEW_JOURNEY, SAMPLED
@@ -47,7 +47,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         self.drops: Counter = Counter()          # (netns, reason) -> count
         self.downs: dict[str, Downlink] = {}
         self.uplinks: Uplinks | None = None
-        self.health = health.aio.HealthServicer()
+        self.health = healthcheck.AioHealth()
         self._timers: dict = {}
         self._attr_cache: dict = {}
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -270,7 +270,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
 
     async def serve(self, address: str):
         self.loop = asyncio.get_running_loop()
-        server = grpc.aio.server(options=config.SERVER_OPTIONS)
+        server = grpc.aio.server(options=config.SERVER_OPTIONS, interceptors=[rpc_guard.RejectUndecodable()])
         uppers = config.UPPERS.get(self.name)
         if uppers:
             from pktflow.v1 import layers_pb2_grpc
@@ -280,7 +280,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         admin_pb2_grpc.add_AdminServicer_to_server(self, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         self.add_services(server)
-        if server.add_insecure_port(address) == 0:
+        if config.listen(server, address) == 0:
             raise SystemExit(f"pktflow {self.name}: cannot listen on {address} (is the port in use?)")
         lower = config.LOWER.get(self.name)
         if lower:
@@ -350,7 +350,8 @@ def main(shell_class):
                         format=f"%(asctime)s {shell_class.name}: %(message)s", stream=sys.stderr)
     try:
         topo = topology.load(config.topology_path())
-    except topology.TopologyError as e:
+        config.tls()
+    except (topology.TopologyError, config.ConfigError) as e:
         print(f"pktflow {shell_class.name}: {e}", file=sys.stderr)
         raise SystemExit(2)
     try:

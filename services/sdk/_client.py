@@ -8,6 +8,7 @@ import time
 
 import grpc
 
+from .services.common.config import MAX_MESSAGE, dial
 from .v1 import admin_pb2, admin_pb2_grpc, socket_pb2, socket_pb2_grpc
 
 _lock = threading.Lock()
@@ -61,8 +62,8 @@ def channel() -> grpc.Channel:
     ep = endpoint()
     with _lock:
         if _channel is None or _endpoint != ep:
-            raw = grpc.insecure_channel(ep, options=[("grpc.max_receive_message_length", 64 << 20),
-                                                     ("grpc.max_send_message_length", 64 << 20),
+            raw = dial(ep, options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                                                     ("grpc.max_send_message_length", MAX_MESSAGE),
                                                      # a restarted stack is found again within a second
                                                      ("grpc.initial_reconnect_backoff_ms", 100),
                                                      ("grpc.min_reconnect_backoff_ms", 100),

@@ -24,9 +24,9 @@ STABLE_AFTER = 10.0
 QUICK_EXITS = 5
 
 
-def _healthy(address: str) -> bool:
+def _healthy(address: str, tls: bool = True) -> bool:
     try:
-        with grpc.insecure_channel(address) as ch:
+        with config.dial(address, tls=tls) as ch:
             r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=0.5)
             return r.status == health_pb2.HealthCheckResponse.SERVING
     except grpc.RpcError:
@@ -60,8 +60,9 @@ class Stack:
 
     def __init__(self, topology_path: str | None = None, port_base: int = 50050, otlp_port: int = config.OTLP_PORT,
                  query_port: int = config.QUERY_PORT, trace_store: bool | None = None, log_level: str = "WARNING",
-                 host: str = "127.0.0.1", extra_env: dict | None = None):
+                 host: str = "127.0.0.1", extra_env: dict | None = None, log_dir: str | None = None):
         self.topology_path = os.path.abspath(topology_path) if topology_path else str(topology.default_path())
+        self.log_dir = log_dir            # each service's stderr goes to <log_dir>/<service>.log (default: ours)
         self.host = host
         self.ports = {layer: port_base + i + 1 for i, layer in enumerate(config.LAYERS)}
         self.otlp_port, self.query_port = otlp_port, query_port
@@ -98,13 +99,22 @@ class Stack:
 
     def _spawn(self, name: str, module: str, env: dict):
         self._specs[name] = (module, env)
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", module], env=env, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+        log = open(os.path.join(self.log_dir, f"{name}.log"), "ab") if self.log_dir else None
+        try:
+            self.procs[name] = subprocess.Popen([sys.executable, "-m", module], env=env, stdin=subprocess.DEVNULL,
+                                                stderr=log, start_new_session=True)
+        finally:
+            if log:
+                log.close()
 
     def start(self, timeout: float = 60.0, restart: bool = True):
         """Starts every service and, with `restart`, a supervisor thread that
         starts again any that exits (see RESTART_DELAY)."""
         topology.load(self.topology_path)           # refuse a bad file before starting anything
+        try:
+            config.tls()
+        except config.ConfigError as e:
+            raise RuntimeError(str(e)) from None
         busy = self.busy_port()
         if busy:
             raise RuntimeError(busy)
@@ -168,7 +178,7 @@ class Stack:
 
     def _wait(self, name: str, address: str, timeout: float):
         deadline = time.monotonic() + timeout
-        while not _healthy(address):
+        while not _healthy(address, tls=name != "tracestore"):
             rc = self.procs[name].poll()
             if rc is not None:
                 self.stop()

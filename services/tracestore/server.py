@@ -13,10 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from ..common.config import OTLP_PORT, QUERY_PORT
+from ..common import healthcheck, rpc_guard
+from ..common.config import MAX_MESSAGE, OTLP_PORT, QUERY_PORT
 from .store import TraceStore, jaeger_trace
 
 log = logging.getLogger("pktflow.tracestore")
@@ -105,9 +106,10 @@ def serve(otlp_address: str, http_host: str, http_port: int):
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     store = TraceStore(int(os.environ.get("PKTFLOW_TRACESTORE_MAX_SPANS", 1_000_000)))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1),
-                         options=[("grpc.max_receive_message_length", 64 << 20)])
+                         options=[("grpc.max_receive_message_length", MAX_MESSAGE)],
+                         interceptors=[rpc_guard.RejectUndecodableSync()])
     server.add_generic_rpc_handlers((otlp_handler(store),))
-    health_servicer = health.HealthServicer()
+    health_servicer = healthcheck.Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if server.add_insecure_port(otlp_address) == 0:
         raise SystemExit(f"pktflow tracestore: cannot listen on {otlp_address}")

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pktflow
 import pytest
-from conftest import Bulk, eventually
+from conftest import Bulk, eventually, make_pki
 from pktflow import _client
 from pktflow import tracequery as tq
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILES = [ROOT / "compose.yaml", ROOT / "tests" / "e2e" / "compose.offline.yaml"]
+# compose.tls.yaml: every gRPC connection of the stack (layers, health checks, the host's SDK) is mutual TLS
+COMPOSE_FILES = [ROOT / "compose.yaml", ROOT / "tests" / "e2e" / "compose.offline.yaml", ROOT / "compose.tls.yaml"]
 LAYERS = ["ip", "link", "nic", "socket", "transport"]
 LONG_RUNNING = LAYERS + ["jaeger", "traffic"]
 H2 = "10.0.2.10"
@@ -100,17 +101,23 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def compose_stack(request):
+def compose_stack(request, tmp_path_factory):
     client = _engine()
+    pytest.importorskip("cryptography", reason="the stack's certificates are made with cryptography")
+    pki = tmp_path_factory.mktemp("pki")
+    tls = make_pki(pki, LAYERS + ["localhost", "127.0.0.1"])
+    for f in [pki, *pki.iterdir()]:
+        f.chmod(0o755 if f.is_dir() else 0o644)           # the containers' user reads them
     env = os.environ | {"PKTFLOW_SOCKET_PORT": str(_free_port()), "PKTFLOW_JAEGER_UI_PORT": str(_free_port()),
-                        "PKTFLOW_OTLP_PORT": str(_free_port()),
+                        "PKTFLOW_OTLP_PORT": str(_free_port()), "PKTFLOW_TLS_DIR": str(pki),
                         "PKTFLOW_SECRET": uuid.uuid4().hex}      # the layers' streams authenticated
     s = Stack(client, f"pktflow-e2e-{uuid.uuid4().hex[:8]}", env)
     request.addfinalizer(lambda: s.compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=120,
                                            check=False))
     s.compose("up", "--build", "--detach", "--wait", "--wait-timeout", "240", timeout=900)
-    saved = {k: os.environ.get(k) for k in ("PKTFLOW_ENDPOINT", "PKTFLOW_QUERY_ENDPOINT")}
-    os.environ["PKTFLOW_ENDPOINT"], os.environ["PKTFLOW_QUERY_ENDPOINT"] = s.endpoint, s.query
+    mine = {"PKTFLOW_ENDPOINT": s.endpoint, "PKTFLOW_QUERY_ENDPOINT": s.query} | tls     # the SDK, over TLS
+    saved = {k: os.environ.get(k) for k in mine}
+    os.environ.update(mine)
     yield s
     for k, v in saved.items():
         if v is None:
@@ -166,6 +173,18 @@ def test_compose_up_becomes_healthy_with_one_image_non_root_and_loopback_ports(c
     # the traffic generator's journeys reach the trace store from all five layers
     eventually(lambda: sorted(tq.services()) == LAYERS, timeout=60, interval=0.5)
     eventually(lambda: "tcp ok" in compose_stack.container("traffic").logs(tail=20).decode(), timeout=60, interval=0.5)
+
+
+def test_the_stack_takes_only_mutual_tls_with_its_own_certificates(compose_stack):
+    """compose.tls.yaml: the layers found each other and answer their health
+    checks over TLS (the stack is healthy), the host's SDK works with the
+    stack's certificate, and a client without one gets no connection."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    assert pktflow.ping(H2, netns="h1", timeout=5).received == 1
+    with grpc.insecure_channel(compose_stack.endpoint) as ch, pytest.raises(grpc.RpcError) as e:
+        health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_sdk_traffic_from_the_host_is_one_trace_through_five_containers(compose_stack):
