@@ -27,19 +27,30 @@ LAYER_KEY = "pktflow-layer"
 INSTANCE_KEY = "pktflow-instance"
 SECRET_KEY = "pktflow-secret"
 MAX_BATCH = 256
-QUEUE_LIMIT = 4096           # skbs queued towards one neighbour before drops
-HIGH_WATER = 1024            # an egress sender waits above this
+# Each namespace has a queue of its own towards a neighbour, served in turn, as
+# RSS spreads flows over per-CPU backlogs: a flooded host loses its own packets
+# (CPU_BACKLOG above NS_LIMIT), not its neighbours'. An egress sender of that
+# namespace waits above NS_HIGH; a whole batch from above waits only above
+# HIGH_WATER in all, which one namespace alone never reaches.
+NS_LIMIT = 4096
+NS_HIGH = 1024
+HIGH_WATER = 2 * NS_LIMIT
+QUEUE_LIMIT = 4 * NS_LIMIT
 
 
 class Outbox:
-    """Skbs waiting for one stream, taken by its writer in batches."""
+    """Skbs waiting for one stream, per namespace, taken by its writer in
+    batches that serve the namespaces in turn."""
 
-    def __init__(self, limit: int = QUEUE_LIMIT, high: int = HIGH_WATER):
-        self.items: list = []
-        self.limit, self.high = limit, high
+    def __init__(self, ns_limit: int = NS_LIMIT, ns_high: int = NS_HIGH, high: int = HIGH_WATER,
+                 limit: int = QUEUE_LIMIT):
+        self.queues: dict[str, list] = {}       # netns -> its skbs; the order of service
+        self.count = 0
+        self.ns_limit, self.ns_high, self.high, self.limit = ns_limit, ns_high, high, limit
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+        self._ns_room: dict[str, asyncio.Event] = {}
         self._kicked = False
         self.replaced = False           # another stream took this one's place: the writer says so, then stops
         self.ending = False             # the stream is ending: the writer stops after its current write
@@ -50,38 +61,78 @@ class Outbox:
         self._ready.set()
 
     def put(self, skb) -> bool:
-        items = self.items
-        if len(items) >= self.limit:
+        if self.count >= self.limit:
             return False
-        items.append(skb)
-        if len(items) == 1:
+        q = self.queues.get(skb.netns)
+        if q is None:
+            q = self.queues[skb.netns] = []
+        elif len(q) >= self.ns_limit:
+            return False
+        q.append(skb)
+        self.count += 1
+        if self.count == 1:
             self._ready.set()
-        if len(items) >= self.high:
+        if self.count >= self.high:
             self._room.clear()
         return True
 
-    async def room(self):
-        if len(self.items) >= self.high:
+    async def room(self, netns: str | None = None):
+        """Waits while the queues (or `netns`'s queue) are above their high water."""
+        if netns is not None and len(self.queues.get(netns, ())) >= self.ns_high:
+            ev = self._ns_room.get(netns)
+            if ev is None:
+                ev = self._ns_room[netns] = asyncio.Event()
+            await ev.wait()
+        if self.count >= self.high:
             await self._room.wait()
 
     async def take(self) -> list:
-        while not self.items and not self._kicked:
+        while not self.count and not self._kicked:
             self._ready.clear()
             await self._ready.wait()
         self._kicked = False
-        batch = self.items[:MAX_BATCH]
-        del self.items[:MAX_BATCH]
-        if len(self.items) < self.high:
+        queues = self.queues
+        if len(queues) == 1:                     # one namespace busy: no turns to take
+            netns, q = next(iter(queues.items()))
+            batch = q[:MAX_BATCH]
+            del q[:MAX_BATCH]
+            self._served(netns, q)
+        else:
+            batch = []
+            while queues and len(batch) < MAX_BATCH:
+                share = max(1, (MAX_BATCH - len(batch)) // len(queues))
+                for netns in list(queues):
+                    if len(batch) >= MAX_BATCH:
+                        break
+                    q = queues.pop(netns)        # served: it goes to the back of the line
+                    batch += q[:share]
+                    del q[:share]
+                    queues[netns] = q
+                    self._served(netns, q)
+        self.count -= len(batch)
+        if self.count < self.high:
             self._room.set()
         return batch
 
+    def _served(self, netns: str, q: list):
+        if len(q) < self.ns_high:
+            ev = self._ns_room.pop(netns, None)
+            if ev is not None:
+                ev.set()
+        if not q:
+            del self.queues[netns]
+
     def clear(self) -> list:
-        items, self.items = self.items, []
+        items = [skb for q in self.queues.values() for skb in q]
+        self.queues, self.count = {}, 0
         self._room.set()
+        for ev in self._ns_room.values():
+            ev.set()
+        self._ns_room.clear()
         return items
 
     def __len__(self):
-        return len(self.items)
+        return self.count
 
 
 async def _write_loop(outbox: Outbox, write, stamp):
@@ -125,8 +176,8 @@ class Downlink:
             return "LAYER_UNAVAILABLE"
         return None if self.outbox.put(skb) else "CPU_BACKLOG"
 
-    async def room(self):
-        await self.outbox.room()
+    async def room(self, netns: str | None = None):
+        await self.outbox.room(netns)
 
     async def _run(self):
         backoff = 0.05

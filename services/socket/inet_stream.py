@@ -171,7 +171,7 @@ class InetStream:
         skb.data, skb.tstamp = chunk, t0
         if not (req.traceparent and self.tracer.continue_from(skb, req.traceparent)):
             self.tracer.start(skb, "sock_sendmsg")
-        await self.downs["transport"].room()
+        await self.downs["transport"].room(s.netns)
         return (await self.exchange(skb.call.req, [skb], "transport"))[1]
 
     async def stream_recv(self, s: so.Sock, req) -> socket_pb2.RecvReply:

@@ -175,12 +175,12 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         if err:
             return socket_pb2.SendReply(status=_status(err))
         if s.family == uapi.AF_PACKET:
-            return self._packet_send(s, req)
+            return await self._packet_send(s, req)
         if s.stream:
             return await self.stream_send(s, req, context)
         if not req.msgs:
             return socket_pb2.SendReply()
-        await self.downs["transport"].room()
+        await self.downs["transport"].room(s.netns)
         reqid = self.fs.new_req()
         last = len(req.msgs) - 1
         mark, prio = s.opt(uapi.SOL_SOCKET, uapi.SO_MARK), s.opt(uapi.SOL_SOCKET, uapi.SO_PRIORITY)
@@ -210,8 +210,12 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             return socket_pb2.SendReply(status=_status(ev.err))
         return socket_pb2.SendReply(sent=ev.sent, lengths=[len(m.data) for m in req.msgs[:ev.sent]])
 
-    def _packet_send(self, s: so.Sock, req) -> socket_pb2.SendReply:
-        """packet_snd(): whole frames onto the bound (or addressed) device."""
+    async def _packet_send(self, s: so.Sock, req) -> socket_pb2.SendReply:
+        """packet_snd(): whole frames onto the bound (or addressed) device. A
+        sender waits while its namespace's queue to link is full, as it would
+        for send buffer (sock_alloc_send_skb()); a frame that still finds no
+        room is ENOBUFS (net_xmit_errno(NET_XMIT_DROP))."""
+        link = self.downs["link"]
         sent = []
         for m in req.msgs:
             ifindex = self._ifindex(s, m.addr.ifname) if m.addr.ifname else s.ifindex
@@ -225,15 +229,16 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
                 err = errno.EMSGSIZE
             if err:
                 return _partial(sent, err)
+            await link.room(s.netns)
             t0 = time.time_ns()
             skb = ProtoSkb(netns=s.netns, sk=s.fd, data=m.data, ifindex=ifindex, tstamp=t0,
                            mark=s.opt(uapi.SOL_SOCKET, uapi.SO_MARK), priority=s.opt(uapi.SOL_SOCKET, uapi.SO_PRIORITY))
             self.tracer.start(skb, "packet_sendmsg")
-            lost = self.downs["link"].put(skb)
+            lost = link.put(skb)
             if skb.trace_flags & SAMPLED:
                 self._spans(skb, "packet_sendmsg", t0, time.time_ns(), "egress", lost, ())
             if lost:
-                return _partial(sent, errno.ENETDOWN)
+                return _partial(sent, errno.ENOBUFS if lost == "CPU_BACKLOG" else errno.ENETDOWN)
             sent.append(len(m.data))
         return socket_pb2.SendReply(sent=len(sent), lengths=sent)
 

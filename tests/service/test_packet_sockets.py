@@ -208,3 +208,18 @@ def test_capture_sees_arp(stack, tmp_path):
     arps = [p for p in rdpcap(str(path)) if ARP in p]
     assert arps and arps[0][ARP].op == 1 and arps[0][ARP].pdst == "10.0.1.77"
     assert arps[0][Ether].dst == "ff:ff:ff:ff:ff:ff" and arps[0][ARP].psrc == "10.0.1.10"
+
+
+def test_a_packet_socket_flood_meets_backpressure_not_loss(stack, raw_h1):
+    """6,000 frames in one sendmmsg() are more than the queue to link holds: the
+    sender waits for room (as for send buffer), so every frame is taken, none
+    refused; each then leaves h1's eth0 or is dropped by its qdisc, counted."""
+    frame = bytes(Ether(dst="02:00:00:00:09:09", src=H1) / IP(src="10.0.1.10", dst="10.0.2.10") /
+                  UDP(sport=5555, dport=9) / b"flood")               # a MAC nobody has: r1 drops it as OTHERHOST
+    def out():
+        st = link_stats("h1")["eth0"]
+        return st.get("tx_packets", 0) + st.get("tx_dropped", 0)
+    before = out()
+    assert raw_h1.sendmmsg([(frame, None)] * 6000) == 6000
+    eventually(lambda: out() - before == 6000, timeout=30)
+
