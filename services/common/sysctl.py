@@ -143,10 +143,8 @@ KNOBS: dict[str, Knob] = {
     "net.ipv4.neigh.default.gc_thresh2": Knob(512, _int_range(0, 2**31 - 1), "entries above which GC is forced"),
     "net.ipv4.neigh.default.gc_thresh3": Knob(1024, _int_range(0, 2**31 - 1), "the most entries the table holds"),
 }
-# rp_filter exists in the vocabulary of every topology, but reverse-path
-# filtering is not implemented yet: refuse anything but "off" rather than ignore it.
 PER_INTERFACE: dict[str, Knob] = {
-    "rp_filter": Knob(0, _only(0, "reverse-path filtering is not implemented yet"), "reverse-path filter"),
+    "rp_filter": Knob(0, _int_range(0, 2), "reverse-path filter: 1 strict, 2 loose (the max of all and the device)"),
     "forwarding": Knob(None, _BOOL, "forward on this interface (follows ip_forward)"),
     "accept_local": Knob(0, _BOOL, "accept packets with a local source address"),
 }

@@ -81,6 +81,13 @@ class IpNetns:
         d = self.devices.get(ifindex)
         return d is not None and d.forwarding
 
+    def in_dev_rpfilter(self, ifindex: int) -> int:
+        """IN_DEV_RPFILTER(in_dev) = IN_DEV_MAXCONF(): the larger of conf.all and the
+        device's own rp_filter (conf.default seeds only devices made later: none here)."""
+        sc = self.sysctl
+        own = sc.get(f"net.ipv4.conf.{self.ifname(ifindex)}.rp_filter", 0)
+        return max(sc.get("net.ipv4.conf.all.rp_filter", 0), own)
+
     def in_dev_accept_local(self, ifindex: int) -> bool:
         """IN_DEV_ACCEPT_LOCAL(in_dev) = IN_DEV_ORCONF(): conf.all OR the device's own accept_local."""
         d = self.devices.get(ifindex)

@@ -160,21 +160,39 @@ def ip_route_input(ns, iph, in_ifindex: int):
 
 
 def _fib_validate_source(ns, src: int, in_ifindex: int, oif: int):
-    """fib_validate_source() with rp_filter off: a packet from outside claiming one
-    of our addresses is a martian (IP_LOCAL_SOURCE) unless accept_local. When it
-    would leave by the device it came in on (send_redirects is on), the full check
-    __fib_validate_source() runs instead: the route back to src may not be broadcast
-    (IP_INVALID_SOURCE), nor local without accept_local (no route, or an error route, passes)."""
-    if oif != in_ifindex:
+    """fib_validate_source(). With rp_filter off, a packet from outside claiming one
+    of our addresses is a martian (IP_LOCAL_SOURCE) unless accept_local, and that is
+    all, unless it would leave by the device it came in on (send_redirects is on).
+    Otherwise __fib_validate_source(): the route back to src may not be broadcast
+    (IP_INVALID_SOURCE), nor local without accept_local; with rp_filter 1 (strict)
+    it must leave by the device the packet came in on, with 2 (loose) by any device,
+    else the drop is IP_RPFILTER (-EXDEV, counted as IPReversePathFilter)."""
+    rpf = ns.in_dev_rpfilter(in_ifindex)
+    if not rpf and oif != in_ifindex:
         if src in ns.ifaddrs and not ns.in_dev_accept_local(in_ifindex):
             raise _martian("IP_LOCAL_SOURCE")        # inet_lookup_ifaddr_rcu(net, src) found it
         return
-    accept_local = ns.in_dev_accept_local(in_ifindex)
     back = ns.fib.lookup(src)
-    if back is not None and back.type == RTN_BROADCAST:
+    if back is None or back.type not in (RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST):
+        # last_resort: no route back (fib_lookup() fails on error routes too)
+        if rpf:
+            raise _rpfilter(ns)
+        return
+    if back.type == RTN_BROADCAST:
         raise _martian("IP_INVALID_SOURCE")
-    if back is not None and back.type == RTN_LOCAL and not accept_local:
+    if back.type == RTN_LOCAL and not ns.in_dev_accept_local(in_ifindex):
         raise _martian("IP_LOCAL_SOURCE")
+    if back.dev == in_ifindex or not rpf:            # fib_info_nh_uses_dev()
+        return
+    if rpf == 1 or not ns.devices[in_ifindex].addrs:        # (no_addr: last_resort too)
+        raise _rpfilter(ns)
+
+
+def _rpfilter(ns) -> RouteError:
+    ns.mib["TcpExtIPReversePathFilter"] += 1     # LINUX_MIB_IPRPFILTER, in ip_rcv_finish_core()
+    e = RouteError(errno.EXDEV)
+    e.reason = "IP_RPFILTER"
+    return e
 
 
 def _martian(reason: str) -> RouteError:
