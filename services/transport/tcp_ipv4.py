@@ -433,6 +433,9 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
                 if child is not None:
                     out: list = []
                     if not self.child_established(ns, child, skb, th, now, out):
+                        # no room in the accept queue: the child is freed (tcp_get_cookie_sock() gets
+                        # NULL); kept, every such ACK of a flood would leave one behind
+                        self.destroy(ns, child)
                         return out + [Drop(skb, "cookie_v4_check", "TCP_LISTEN_OVERFLOW")]
                     return out + tcp_input.rcv_state_process(self, ns, child, skb, th, now)
             return self.no_socket(ns, skb, th, saddr, daddr, now)

@@ -482,6 +482,51 @@ def test_syn_cookies_let_clients_in_when_the_syn_queue_is_full():
     assert info.sack_ok and info.ts_ok and info.snd_wscale == 7     # carried in the timestamp
 
 
+def test_a_cookie_makes_one_connection_however_often_its_ack_comes():
+    """Issue 15: a SYN cookie validates once. The third ACK duplicated, then data:
+    the child made by the first is in the established table, so the others
+    find it and never reach the listener (cookie_v4_check() runs for none)."""
+    net = Netstack()
+    net.tr.netns["h2"].sysctl["net.ipv4.tcp_syncookies"] = 2           # every SYN answered with a cookie
+    srv = net.socket("h2")
+    srv.bind("10.0.2.10", 80)
+    srv.listen()
+    cli = net.socket("h1")
+    cli.connect("10.0.2.10", 80)
+    [ack] = [f for f in segments(net, "h1") if f[TCP].flags == "A" and not len(f[TCP].payload)][:1]
+    for _ in range(3):
+        net.receive("h2", "eth0", bytes(Ether(dst="02:00:00:00:02:0a", src="02:00:00:00:02:01") / ack[IP]))
+    net.pump()
+    assert cli.send(b"once") == 4
+    child = srv.accept()
+    assert child.recv() == b"once" and srv.accept() is None
+    c = net.counters("h2")
+    assert c["SyncookiesSent"] == 1 and c["SyncookiesRecv"] == 1 and c["TcpPassiveOpens"] == 1
+
+
+def test_a_cookie_ack_the_accept_queue_has_no_room_for_leaves_nothing_behind():
+    """cookie_v4_check() with a full accept queue: the ACK is dropped and the child
+    it would have made is freed (tcp_get_cookie_sock() gets NULL), not kept."""
+    net = Netstack()
+    net.tr.netns["h2"].sysctl["net.ipv4.tcp_syncookies"] = 2
+    srv = net.socket("h2")
+    srv.bind("10.0.2.10", 80)
+    srv.listen(backlog=0)                                    # the accept queue holds one
+    held = []
+    net.loss = lambda ns, ifi, f: (ns == "h1" and TCP in Ether(f) and Ether(f)[TCP].flags == "A" and not held
+                                   and held.append(f) is None)
+    late = net.socket("h1")
+    late.connect("10.0.2.10", 80)                            # its third ACK is held back
+    net.loss = None
+    net.socket("h1").connect("10.0.2.10", 80)                # fills the accept queue
+    socks = len(net.tr.tcp.socks)
+    net.receive("h2", "eth0", bytes(Ether(dst="02:00:00:00:02:0a", src="02:00:00:00:02:01") / Ether(held[0])[IP]))
+    net.pump()
+    c = net.counters("h2")
+    assert c["SyncookiesRecv"] == 2 and c["ListenOverflows"] == 1
+    assert len(net.tr.tcp.socks) == socks                    # no orphan child on h2
+
+
 def test_forged_cookie_is_refused():
     net = Netstack()
     srv = net.socket("h2")
