@@ -39,9 +39,13 @@ def arp_rcv(netns, dev, skb, now: int) -> list:
     except Malformed as e:
         return [Drop(skb, "arp_rcv", e.reason)]
     if skb.pkt_type in (3, 5):              # PACKET_OTHERHOST, PACKET_LOOPBACK: consumed
+        netns.mib["ArpInConsumed"] += 1
         return [Stop(skb, "arp_rcv")]
     if ipv4.is_multicast(a.tpa) or ipv4.is_loopback(a.tpa) or ipv4.is_multicast(a.spa):
         return [Drop(skb, "arp_rcv", "INVALID_PROTO")]
+    # every ARP frame not dropped is consumed here (consume_skb(), not a drop): counted, so that
+    # what a device received adds up (bench/fuzz.py)
+    netns.mib["ArpInConsumed"] += 1
     out = [Stop(skb, "arp_rcv")]
     if a.op == arp.ARPOP_REQUEST and a.tpa in netns.local:
         netns.mib["ArpInRequests"] += 1
