@@ -1,0 +1,229 @@
+"""Floods through the real services, one after the other, each a fixed number of
+frames from a packet socket, while a legitimate client keeps trying:
+
+  udp   datagrams from h1 at a UDP socket on h2 that never reads
+  syn   SYNs from random spoofed sources at a listener on h2 (SYN cookies)
+  frag  first fragments from h1 of datagrams to h2 that never complete (ipfrag_high_thresh)
+  arp   ARP requests for r1 from random spoofed senders (the neighbour table's GC)
+
+For each: the services' RSS before, at its peak (sampled every 0.2 s) and after;
+the drops by reason; the counters that tell the story; how the legitimate
+client fared (attempts, successes, worst latency). At the end every service
+must be alive and no log may hold a traceback.
+
+    python -m bench.flood [--frames 50000] [--only udp,syn,frag,arp] [--port-base 51350]
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+
+from bench.fuzz import H1, R1_ETH0, rss_kb
+
+FLOODS = ("udp", "syn", "frag", "arp")       # arp last: its aftermath in r1's neighbour table outlives it
+WATCH = {"udp": ("h2", ("UdpRcvbufErrors", "UdpInDatagrams")),
+         "syn": ("h2", ("TcpExtSyncookiesSent", "TcpExtSyncookiesRecv", "TcpExtSyncookiesFailed",
+                        "TcpExtListenOverflows", "TcpPassiveOpens")),
+         "arp": ("r1", ("ArpInRequests", "ArpOutReplies")),
+         "frag": ("h2", ("IpReasmReqds", "IpReasmFails", "IpReasmTimeout", "IpReasmOKs"))}
+
+
+def frames_for(kind: str, n: int, rng: random.Random) -> list[bytes]:
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import ARP, Ether
+    e0 = Ether(dst=R1_ETH0, src=H1)
+
+    def spoofed():
+        return f"10.{rng.randrange(3, 255)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    if kind == "udp":
+        f = bytes(e0 / IP(src="10.0.1.10", dst="10.0.2.10") / UDP(sport=5555, dport=9000) / (b"u" * 100))
+        return [f] * n
+    if kind == "syn":
+        return [bytes(e0 / IP(src=spoofed(), dst="10.0.2.10") /
+                      TCP(sport=rng.randrange(1024, 65536), dport=80, flags="S", seq=rng.getrandbits(32),
+                          options=[("MSS", 1460)])) for _ in range(n)]
+    if kind == "arp":
+        out = []
+        for _ in range(n):
+            mac = "02:%02x:%02x:%02x:%02x:%02x" % tuple(rng.randrange(256) for _ in range(5))
+            out.append(bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=mac) /
+                             ARP(op=1, hwsrc=mac, psrc=spoofed(), pdst="10.0.1.1")))
+        return out
+    return [bytes(e0 / IP(src=spoofed(), dst="10.0.2.10", id=rng.randrange(65536), flags="MF") /
+                  UDP(sport=1, dport=9001) / (b"f" * 1000)) for _ in range(n)]
+
+
+def legit(kind: str, stop: threading.Event, result: dict):
+    """The client that should still get through: TCP connects for the SYN flood,
+    a UDP exchange for the others (h1 -> h2 through r1)."""
+    import pktflow
+    lat = []
+    attempts = 0
+    while not stop.is_set() or attempts == 0:
+        attempts += 1
+        t = time.monotonic()
+        try:
+            if kind == "syn":
+                with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1") as c:
+                    c.settimeout(5)
+                    c.connect(("10.0.2.10", 80))
+            else:
+                with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
+                    c.settimeout(5)
+                    c.sendto(b"hello", ("10.0.2.10", 7007))
+                    c.recvfrom(100)
+            lat.append(time.monotonic() - t)
+        except OSError:
+            pass
+        stop.wait(0.2)
+    result.update(attempts=attempts, ok=len(lat), worst_ms=round(max(lat) * 1000) if lat else None)
+
+
+def _once() -> threading.Event:
+    ev = threading.Event()
+    ev.set()                                 # legit() makes one attempt when stop is already set
+    return ev
+
+
+def drops(netnses) -> Counter:
+    from pktflow import _client
+    out = Counter()
+    for ns in netnses:
+        for layer in ("nic", "link", "ip", "transport"):
+            for c in _client.admin(layer, ns, "counters").counters:
+                if c.name.startswith("Drop"):
+                    out[f"{c.name[4:]}"] += c.value
+    return out
+
+
+def counters(netns: str) -> Counter:
+    from pktflow import _client
+    return Counter({c.name: c.value for layer in ("ip", "transport", "link")
+                    for c in _client.admin(layer, netns, "counters").counters})
+
+
+def one(stack, kind: str, n: int, rng: random.Random) -> dict:
+    import pktflow
+    frames = frames_for(kind, n, rng)
+    netns, names = WATCH[kind]
+    before_c, before_d = counters(netns), drops(("h1", "r1", "h2"))
+    rss0 = {name: rss_kb(p.pid) for name, p in stack.procs.items()}
+    peak = dict(rss0)
+    sampling = threading.Event()
+
+    def sample():
+        while not sampling.wait(0.2):
+            for name, p in stack.procs.items():
+                peak[name] = max(peak[name], rss_kb(p.pid))
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stop, client = threading.Event(), {}
+    t = threading.Thread(target=legit, args=(kind, stop, client), daemon=True)
+    t.start()
+    raw = pktflow.socket(pktflow.AF_PACKET, pktflow.SOCK_RAW, netns="h1")
+    raw.bind(("eth0", 0))
+    t0 = time.monotonic()
+    for i in range(0, len(frames), 256):
+        raw.sendmmsg([(f, None) for f in frames[i:i + 256]])
+    raw.close()
+    last, now_d = None, drops(("h1", "r1", "h2"))
+    while now_d != last:                     # the flood is over when the drops stop moving
+        settled = time.monotonic()
+        time.sleep(0.5)
+        last, now_d = now_d, drops(("h1", "r1", "h2"))
+    sent_s = settled - t0
+    stop.set()
+    t.join(30)
+    after_flood = {}                         # how long after the flood the client gets through again
+    t1 = time.monotonic()
+    while not after_flood.get("ok") and time.monotonic() - t1 < 30:
+        legit(kind, _once(), after_flood)
+    client["recovered_after_s"] = round(time.monotonic() - t1, 1) if after_flood.get("ok") else None
+    sampling.set()
+    sampler.join()
+    after_c, after_d = counters(netns), drops(("h1", "r1", "h2"))
+    from pktflow import _client
+    neigh = len(json.loads(_client.admin("link", "r1", "neigh").json))
+    return {"frames": n, "seconds": round(sent_s, 1), "frames_per_s": round(n / sent_s), "r1_neighbours": neigh,
+            "rss_kb": {name: [rss0[name], peak[name], rss_kb(p.pid)] for name, p in stack.procs.items()},
+            "drops": dict((after_d - before_d).most_common(6)),
+            "counters": {k: after_c[k] - before_c[k] for k in names}, "legit": client}
+
+
+def run(frames: int, port_base: int, only=FLOODS, seed: int = 1) -> dict:
+    import pktflow
+    from pktflow.up import Stack
+    logs = tempfile.mkdtemp(prefix="pktflow-flood-")
+    stack = Stack(port_base=port_base, trace_store=False, extra_env={"OTEL_TRACES_EXPORTER": "none"}, log_dir=logs)
+    stack.start(restart=False)
+    saved = os.environ.get("PKTFLOW_ENDPOINT")
+    os.environ["PKTFLOW_ENDPOINT"] = stack.endpoint
+    rng = random.Random(seed)
+    out = {}
+    try:
+        sink = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2")
+        sink.bind(("10.0.2.10", 9000))                        # never read
+        listener = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h2")
+        listener.bind(("10.0.2.10", 80))
+        listener.listen(128)
+        echo = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2")
+        echo.bind(("10.0.2.10", 7007))
+        running = threading.Event()
+
+        def serve():                                          # the UDP echo and accept() for the legit client
+            echo.settimeout(0.2)
+            listener.settimeout(0.2)
+            while not running.is_set():
+                try:
+                    data, peer = echo.recvfrom(100)
+                    echo.sendto(data, peer)
+                except OSError:
+                    pass
+                try:
+                    listener.accept()[0].close()
+                except OSError:
+                    pass
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        assert pktflow.ping("10.0.2.10", netns="h1", count=1, timeout=5).received == 1
+        for kind in only:
+            out[kind] = one(stack, kind, frames, rng)
+        running.set()
+        server.join(5)
+        out["alive"] = {name: p.poll() is None for name, p in stack.procs.items()}
+    finally:
+        stack.stop()
+        if saved is None:
+            os.environ.pop("PKTFLOW_ENDPOINT", None)
+        else:
+            os.environ["PKTFLOW_ENDPOINT"] = saved
+    out["tracebacks"] = {name: open(os.path.join(logs, name), errors="replace").read()[:2000]
+                         for name in os.listdir(logs)
+                         if "Traceback" in open(os.path.join(logs, name), errors="replace").read()}
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=50_000)
+    p.add_argument("--only", default=",".join(FLOODS))
+    p.add_argument("--port-base", type=int, default=51350)
+    a = p.parse_args()
+    r = run(a.frames, a.port_base, tuple(a.only.split(",")))
+    print(json.dumps(r, indent=1))
+    for kind in FLOODS:
+        if kind in r:
+            f = r[kind]
+            growth = {name: round((v[1] - v[0]) / 1024, 1) for name, v in f["rss_kb"].items()}
+            print(f"{kind:5} {f['frames']} frames in {f['seconds']} s; peak RSS growth MB {growth}; "
+                  f"legit {f['legit']}; drops {f['drops']}", file=sys.stderr)
+    sys.exit(0 if all(r["alive"].values()) and not r["tracebacks"] else 1)
+
+
+if __name__ == "__main__":
+    main()
