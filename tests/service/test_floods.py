@@ -19,8 +19,8 @@ def test_floods_are_dropped_with_their_reasons_and_a_legitimate_client_gets_thro
     assert all(r["alive"].values()) and not r["tracebacks"], (r["alive"], r["tracebacks"])
     assert r["udp"]["counters"]["UdpRcvbufErrors"] > 0 and r["udp"]["drops"].get("SOCKET_RCVBUFF")
     assert r["syn"]["counters"]["TcpExtSyncookiesSent"] > 0
-    assert r["frag"]["counters"]["IpReasmReqds"] == 3000
-    assert r["arp"]["counters"]["ArpInRequests"] == 3000 and r["arp"]["r1_neighbours"] <= 1024   # gc_thresh3
+    assert r["frag"]["counters"]["IpReasmReqds"] >= 3000
+    assert r["arp"]["counters"]["ArpInRequests"] >= 3000 and r["arp"]["r1_neighbours"] <= 1024   # gc_thresh3
     for kind in ("udp", "syn", "frag"):
         assert r[kind]["legit"]["ok"] >= 1, (kind, r[kind]["legit"])
     for kind in flood.FLOODS:
