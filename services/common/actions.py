@@ -55,6 +55,14 @@ class Merge:
 
 
 @dataclass(slots=True)
+class Step:
+    """A step of an `fn` tuple whose span carries attributes of its own: a
+    netfilter hook says which table, chain and rule decided, and the verdict."""
+    name: str
+    attrs: tuple            # (key, value) pairs
+
+
+@dataclass(slots=True)
 class Arm:
     """(Re)arm the core's timer `key` to fire at monotonic ns `when`."""
     key: object

@@ -23,7 +23,7 @@ from pktflow.v1 import admin_pb2, admin_pb2_grpc
 
 from . import config, healthcheck, rpc_guard, topology
 from .plumbing import Downlink, Uplinks
-from .actions import Arm, Cancel, Down, Drop, Merge, Stop, Up
+from .actions import Arm, Cancel, Down, Drop, Merge, Step, Stop, Up
 from .skbuff import NEW_JOURNEY, SAMPLED
 from .tracing import Tracer
 
@@ -188,7 +188,11 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         else:
             last = len(fn) - 1
             for i, name in enumerate(fn):
-                hop(skb, name, t0, t1, attrs, drop if i == last else None, links if i == 0 else ())
+                extra = attrs
+                if type(name) is Step:
+                    extra = attrs + self.cached_attrs(("step", name.attrs), lambda a=name.attrs: a)
+                    name = name.name
+                hop(skb, name, t0, t1, extra, drop if i == last else None, links if i == 0 else ())
 
     def cached_attrs(self, key, make) -> bytes:
         """The attribute set make() builds, encoded once per key: a packet's hops

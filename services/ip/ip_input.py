@@ -8,6 +8,8 @@ from pktflow.v1.skb_pb2 import PACKET_HOST
 from ..common.actions import Drop, Up
 from ..wire import Malformed, icmp, ipv4
 from . import icmp as icmpmod, ip_forward, ip_fragment, route
+from .netfilter.nf_hook import nf_hook
+from .netfilter.x_tables import NF_INET_LOCAL_IN, NF_INET_PRE_ROUTING
 from .route import RouteError
 
 PACKET_OTHERHOST = 3
@@ -34,15 +36,19 @@ def ip_rcv(ns, skb, now: int) -> list:
     if len(skb.data) > nh + iph.total_len:     # pskb_trim_rcsum(): the medium padded the frame
         skb.data = skb.data[:nh + iph.total_len]
     skb.transport_header = nh + iph.ihl
+    if ns.nf is not None:
+        done, fn = nf_hook(ns, NF_INET_PRE_ROUTING, skb, iph, skb.ifindex, 0, now, fn)
+        if done is not None:
+            return done
     try:
         kind, rt = route.ip_route_input(ns, iph, skb.ifindex)
     except RouteError as e:
         return ip_error(ns, skb, e, now, fn)
     if kind == route.FORWARD:
-        return ip_forward.ip_forward(ns, skb, iph, rt, now)
+        return ip_forward.ip_forward(ns, skb, iph, rt, now, fn)
     if kind == route.BROADCAST and skb.pkt_type == PACKET_HOST:
         skb.pkt_type = 1                         # delivered as a broadcast
-    return ip_local_deliver(ns, skb, iph, now)
+    return ip_local_deliver(ns, skb, iph, now, fn + ("ip_local_deliver",))
 
 
 def ip_error(ns, skb, e: RouteError, now: int, fn) -> list:
@@ -75,6 +81,10 @@ def ip_local_deliver(ns, skb, iph, now: int, fn=("ip_rcv", "ip_local_deliver")) 
             return done
         # the reassembled datagram: ip_defrag() returned to ip_local_deliver(), which goes on
         return done + ip_local_deliver(ns, whole, ipv4.parse(whole.data), now, ("ip_local_deliver_finish",))
+    if ns.nf is not None:
+        done, fn = nf_hook(ns, NF_INET_LOCAL_IN, skb, iph, skb.ifindex, 0, now, fn)
+        if done is not None:
+            return done
     proto = iph.proto
     # ip_hdr(skb) for the layers above: the header, parsed once
     skb.saddr, skb.daddr, skb.ip_proto, skb.ttl, skb.tos = iph.src, iph.dst, proto, iph.ttl, iph.tos

@@ -5,6 +5,8 @@ from ..common.actions import Down, Drop
 from ..common.skbuff import IP_ID_SET
 from ..wire import ipv4
 from . import ip_fragment, route
+from .netfilter.nf_hook import nf_hook
+from .netfilter.x_tables import NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING
 from .route import RouteError
 
 
@@ -35,13 +37,23 @@ def ip_queue_xmit(ns, skb, now: int, fn="ip_queue_xmit") -> list:
     skb.network_header = 0
     skb.transport_header = ipv4.IPV4_HLEN
     skb.protocol = 0x0800
-    return ip_output(ns, skb, rt, fn)
+    if ns.nf is not None:                # __ip_local_out()
+        done, fn = nf_hook(ns, NF_INET_LOCAL_OUT, skb, ipv4.parse(skb.data), 0, rt.oif, now, (fn,) if
+                           isinstance(fn, str) else fn)
+        if done is not None:
+            return done
+    return ip_output(ns, skb, rt, fn, now)
 
 
-def ip_output(ns, skb, rt: route.Rt, fn) -> list:
+def ip_output(ns, skb, rt: route.Rt, fn, now: int) -> list:
     """ip_output() -> ip_finish_output(): a packet larger than the MTU is
     fragmented (ip_fragment()) unless DF forbids it; then each goes to the
     device with the next hop."""
+    if ns.nf is not None:
+        done, fn = nf_hook(ns, NF_INET_POST_ROUTING, skb, ipv4.parse(skb.data), skb.ifindex, rt.oif, now,
+                           (fn,) if isinstance(fn, str) else fn)
+        if done is not None:
+            return done
     pkts = [skb]
     if len(skb.data) > rt.mtu:
         if int.from_bytes(skb.data[6:8], "big") & ipv4.IP_DF:     # the sender asked for PMTU discovery

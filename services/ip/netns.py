@@ -50,6 +50,7 @@ class IpNetns:
         self._idents: dict = {}
         self.frags = Frags(self.sysctl)
         self.pmtu: dict = {}                   # daddr -> route.Fnhe: path MTUs learned from ICMP
+        self.nf = None                         # netfilter: made on first use (netfilter/tools.py)
 
     def _replay_forwarding(self, sysctls: dict):
         """The topology's forwarding sysctls written in file order, after the interfaces exist, as

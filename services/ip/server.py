@@ -10,6 +10,7 @@ from ..common import snmp
 from ..common.shell import LayerShell
 from ..wire import ipv4
 from .fib import TABLE_LOCAL, TABLE_MAIN
+from .netfilter import tools as nf_tools
 from .route import RouteError
 from .stack import Ip
 
@@ -81,6 +82,9 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
             return admin_pb2.AdminReply(json=json.dumps(self.ip.addresses(req.netns)))
         if req.command == "sysctl":
             return admin_pb2.AdminReply(json=json.dumps({k: v for k, v in ns.sysctl.items()}))
+        if req.command in nf_tools.TOOLS:
+            status, out, err = nf_tools.run(ns, req.command, list(req.args))
+            return admin_pb2.AdminReply(json=json.dumps({"status": status, "out": out, "err": err}))
         return super().admin(req)
 
 

@@ -218,6 +218,26 @@ def cmd_tc(argv: list[str]) -> int:
     return 0
 
 
+# -- netfilter: iptables, iptables-save, iptables-restore
+NF_TOOLS = ("iptables", "iptables-save", "iptables-restore")
+
+
+def cmd_netfilter(tool: str, argv: list[str]) -> int:
+    """`pktflow TOOL -n NETNS WORDS...`: the words go to the host's ip layer as the
+    tool would hand them to the kernel, and its answer is printed as the tool
+    prints it (iptables' own `-n`, numeric, is free after the host's). Standard
+    input is the rule set for iptables-restore."""
+    if argv[:1] not in (["-n"], ["--netns"]) or len(argv) < 2:
+        _die(f"{tool}: which host? give -n NETNS first")
+    netns, words = argv[1], argv[2:]
+    if tool == "iptables-restore":
+        words = words + [sys.stdin.read()]
+    reply = json.loads(_client.admin("ip", netns, tool, *words).json)
+    sys.stdout.write(reply["out"])
+    sys.stderr.write(reply["err"])
+    return reply["status"]
+
+
 # -- capture
 def cmd_capture(a) -> int:
     from ._capture import capture
@@ -375,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument("--json", action="store_true")
 
     sub.add_parser("ip", help="ip link|addr|route|neigh -n NETNS [-s]", add_help=False)
+    for tool in NF_TOOLS:
+        sub.add_parser(tool, help=f"{tool} -n NETNS ... (as the real {tool.split('-')[0]})", add_help=False)
     sub.add_parser("tc", help="tc [-s] -n NETNS qdisc add|change|replace|del|show dev IF root netem ...",
                    add_help=False)
 
@@ -417,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if argv and argv[0] in ("ip", "tc"):
         command, a = {"ip": cmd_ip, "tc": cmd_tc}[argv[0]], argv[1:]
+    elif argv and argv[0] in NF_TOOLS:
+        command, a = (lambda words, tool=argv[0]: cmd_netfilter(tool, words)), argv[1:]
     else:
         a = parser.parse_args(argv)
         if a.cmd is None:

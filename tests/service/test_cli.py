@@ -293,3 +293,41 @@ def sdk_endpoint(address: str):
             os.environ.pop("PKTFLOW_ENDPOINT", None)
         else:
             os.environ["PKTFLOW_ENDPOINT"] = saved
+
+
+def test_pktflow_iptables_drops_what_its_rule_says_and_the_trace_names_the_rule(stack):
+    """`pktflow iptables -n r1 ...` as iptables: the rule drops, its counters
+    count, the packet's trace ends in a red nf_hook_slow span naming table,
+    chain and rule, a bad command fails with iptables' message and status, and
+    iptables-save's output restores."""
+    from pktflow import tracequery as tq
+    try:
+        r = cli("iptables", "-n", "r1", "-A", "FORWARD", "-p", "udp", "--dport", "45001", "-j", "DROP")
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2") as srv, \
+                pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
+            srv.bind(("10.0.2.10", 45001))
+            srv.settimeout(0.5)
+            c.sendto(b"filtered", ("10.0.2.10", 45001))
+            with pytest.raises(TimeoutError):
+                srv.recvfrom(100)
+        listing = cli("iptables", "-n", "r1", "-L", "FORWARD", "-v", "-n", "-x").stdout.splitlines()
+        assert listing[2].split()[:3] == ["1", "36", "DROP"], listing
+        span = eventually(lambda: next((s for t in tq.find(service="ip", operation="nf_hook_slow",
+                                                           tags={"pktflow.drop_reason": "NETFILTER_DROP"})
+                                        for s in t["spans"] if s["operationName"] == "nf_hook_slow"), None),
+                          timeout=30, interval=0.3)
+        assert [tq.tag(span, k) for k in ("netfilter.table", "netfilter.chain", "netfilter.rule",
+                                          "netfilter.verdict")] == ["filter", "FORWARD", 1, "DROP"]
+        bad = cli("iptables", "-n", "r1", "-A", "NOPE", "-j", "ACCEPT")
+        assert (bad.returncode, bad.stderr) == (1, "iptables: No chain/target/match by that name.\n")
+        saved = cli("iptables-save", "-n", "r1").stdout
+        assert "-A FORWARD -p udp -m udp --dport 45001 -j DROP" in saved
+        cli("iptables", "-n", "r1", "-F")
+        restored = subprocess.run([sys.executable, "-m", "pktflow.cli", "iptables-restore", "-n", "r1"], input=saved,
+                                  capture_output=True, text=True, timeout=60)
+        assert restored.returncode == 0, restored.stderr
+        assert cli("iptables", "-n", "r1", "-S", "FORWARD").stdout.splitlines()[1:] == \
+            ["-A FORWARD -p udp -m udp --dport 45001 -j DROP"]
+    finally:
+        cli("iptables", "-n", "r1", "-F")
