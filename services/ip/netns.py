@@ -51,6 +51,8 @@ class IpNetns:
         self.frags = Frags(self.sysctl)
         self.pmtu: dict = {}                   # daddr -> route.Fnhe: path MTUs learned from ICMP
         self.nf = None                         # netfilter: made on first use (netfilter/tools.py)
+        self.ct = None                         # connection tracking: from the first rule that needs it
+        self.ct_cur: dict = {}                 # id(skb) -> (state bits, conn) between a packet's hooks
 
     def _replay_forwarding(self, sysctls: dict):
         """The topology's forwarding sysctls written in file order, after the interfaces exist, as

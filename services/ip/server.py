@@ -83,7 +83,7 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
         if req.command == "sysctl":
             return admin_pb2.AdminReply(json=json.dumps({k: v for k, v in ns.sysctl.items()}))
         if req.command in nf_tools.TOOLS:
-            status, out, err = nf_tools.run(ns, req.command, list(req.args))
+            status, out, err = nf_tools.run(ns, req.command, list(req.args), time.monotonic_ns())
             return admin_pb2.AdminReply(json=json.dumps({"status": status, "out": out, "err": err}))
         return super().admin(req)
 

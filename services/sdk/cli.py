@@ -218,8 +218,8 @@ def cmd_tc(argv: list[str]) -> int:
     return 0
 
 
-# -- netfilter: iptables, iptables-save, iptables-restore
-NF_TOOLS = ("iptables", "iptables-save", "iptables-restore")
+# -- netfilter: iptables, iptables-save, iptables-restore, conntrack
+NF_TOOLS = ("iptables", "iptables-save", "iptables-restore", "conntrack")
 
 
 def cmd_netfilter(tool: str, argv: list[str]) -> int:

@@ -4,6 +4,7 @@ as Linux does, so the sender sees the errno Linux gives it (icmp-port-unreachabl
 and tcp-reset ECONNREFUSED, icmp-host-prohibited EHOSTUNREACH); a namespace
 nobody configured has no netfilter at all."""
 import errno
+import re
 
 import pytest
 
@@ -16,7 +17,7 @@ from pktflow.v1.skb_pb2 import ProtoCall
 
 def r1(k: Netstack, *rules: str):
     for rule in rules:
-        assert tools.run(k.ip.netns["r1"], "iptables", rule.split()) == (0, "", ""), rule
+        assert tools.run(k.ip.netns["r1"], "iptables", rule.split(), k.now) == (0, "", ""), rule
 
 
 def udp_exchange(k: Netstack, port: int = 7000) -> tuple[bytes, list]:
@@ -28,6 +29,16 @@ def udp_exchange(k: Netstack, port: int = 7000) -> tuple[bytes, list]:
     k.pump()
     k.advance(0.01)
     return srv.recv(), cli.errors()
+
+
+def tcp_connect(k: Netstack, port: int = 80):
+    """h1 connects to a listener on h2; (client, accepted child or None)."""
+    srv = k.socket("h2")
+    srv.bind("10.0.2.10", port)
+    srv.listen()
+    cli = k.socket("h1")
+    cli.connect("10.0.2.10", port)
+    return cli, srv.accept()
 
 
 def test_no_rules_no_netfilter():
@@ -46,7 +57,7 @@ def test_a_dropped_packet_says_which_rule_dropped_it():
     assert reason == "NETFILTER_DROP" and type(step) is Step and step.name == "nf_hook_slow"
     assert dict(step.attrs) == {"netfilter.hook": "FORWARD", "netfilter.table": "filter",
                                 "netfilter.chain": "FORWARD", "netfilter.rule": 1, "netfilter.verdict": "DROP"}
-    out = tools.run(k.ip.netns["r1"], "iptables", ["-L", "FORWARD", "-v", "-n", "-x"])[1]
+    out = tools.run(k.ip.netns["r1"], "iptables", ["-L", "FORWARD", "-v", "-n", "-x"], k.now)[1]
     assert out.splitlines()[2].split()[:2] == ["1", "39"]        # one packet of 39 bytes counted on the rule
 
 
@@ -80,12 +91,7 @@ def test_a_policy_and_the_rules_that_open_it():
     k = Netstack()
     r1(k, "-P FORWARD DROP", "-A FORWARD -i eth0 -p tcp --dport 80 -j ACCEPT",
        "-A FORWARD -i eth1 -p tcp --sport 80 -j ACCEPT")
-    srv = k.socket("h2")
-    srv.bind("10.0.2.10", 80)
-    srv.listen()
-    cli = k.socket("h1")
-    cli.connect("10.0.2.10", 80)
-    child = srv.accept()
+    cli, child = tcp_connect(k)
     assert child is not None and cli.send(b"GET /") == 5
     k.pump()
     assert child.recv() == b"GET /"
@@ -110,3 +116,54 @@ def test_output_and_input_chains_see_the_routers_own_traffic():
     k.pump()
     drops = [d for d in k.drops if d[3].netns == "r1"]
     assert [dict(d[1][-1].attrs)["netfilter.hook"] for d in drops] == ["OUTPUT"]
+
+
+STATEFUL = ("-P FORWARD DROP", "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            "-A FORWARD -i eth0 -m conntrack --ctstate NEW -j ACCEPT")
+
+
+def conntrack(k: Netstack, *args: str) -> str:
+    return tools.run(k.ip.netns["r1"], "conntrack", list(args) or ["-L"], k.now)[1]
+
+
+def test_a_stateful_firewall_lets_replies_in_and_nothing_else():
+    """r1 lets h1's side open connections and their replies (and related ICMP)
+    through, nothing new from h2's side; conntrack -L shows the connection."""
+    k = Netstack()
+    r1(k, *STATEFUL)
+    cli, child = tcp_connect(k)
+    assert child is not None and cli.send(b"hello") == 5 and child.send(b"world") == 5
+    k.pump()
+    assert child.recv() == b"hello" and cli.recv() == b"world"
+    [line] = conntrack(k).splitlines()
+    assert re.fullmatch(r"tcp      6 43\d{4} ESTABLISHED src=10.0.1.10 dst=10.0.2.10 sport=(\d+) dport=80 "
+                        r"src=10.0.2.10 dst=10.0.1.10 sport=80 dport=\1 \[ASSURED\] mark=0 use=1", line), line
+    back = k.socket("h1")                          # h2's side may not open a connection to h1
+    back.bind("10.0.1.10", 81)
+    back.listen()
+    rev = k.socket("h2")
+    rev.connect("10.0.1.10", 81)
+    k.pump()
+    assert back.accept() is None and conntrack(k, "-C") == "1\n"     # the dropped SYN left no entry
+
+
+def test_related_icmp_errors_come_back_and_only_with_related():
+    k = Netstack()
+    r1(k, *STATEFUL)
+    assert udp_exchange(k, port=7100)[0] == b"through r1?"           # new from h1's side: through
+    k = Netstack()
+    r1(k, *STATEFUL)
+    cli = k.socket("h1", uapi.SOCK_DGRAM)
+    assert cli.connect("10.0.2.10", 9) == 0                           # nobody on h2's port 9
+    cli.call(ProtoCall.SENDMSG, data=b"x", last=True)
+    k.pump()
+    assert cli.errors() == [errno.ECONNREFUSED]                       # the ICMP error is RELATED
+    k = Netstack()
+    r1(k, "-P FORWARD DROP", "-A FORWARD -m state --state ESTABLISHED -j ACCEPT",
+       "-A FORWARD -i eth0 -m state --state NEW -j ACCEPT")
+    cli = k.socket("h1", uapi.SOCK_DGRAM)
+    cli.connect("10.0.2.10", 9)
+    cli.call(ProtoCall.SENDMSG, data=b"x", last=True)
+    k.pump()
+    assert cli.errors() == []                                         # without RELATED it is dropped
+    assert any(d[2] == "NETFILTER_DROP" and d[3].netns == "r1" for d in k.drops)

@@ -329,5 +329,8 @@ def test_pktflow_iptables_drops_what_its_rule_says_and_the_trace_names_the_rule(
         assert restored.returncode == 0, restored.stderr
         assert cli("iptables", "-n", "r1", "-S", "FORWARD").stdout.splitlines()[1:] == \
             ["-A FORWARD -p udp -m udp --dport 45001 -j DROP"]
+        ct = cli("conntrack", "-n", "r1", "-L")             # no rule tracks connections: none tracked
+        assert (ct.returncode, ct.stdout, ct.stderr) == (
+            0, "", "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown.\n")
     finally:
         cli("iptables", "-n", "r1", "-F")

@@ -201,3 +201,22 @@ def test_what_pktflow_saves_loads_into_linux_unchanged(nf, tmp_path):
         assert linux == LIST_RULES
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_conntrack_and_state_matches_as_iptables_shows_them():
+    nf = Netfilter()
+    for line in ("-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", "-A INPUT -m state --state NEW -j ACCEPT"):
+        assert iptables(nf, line.split()) == (0, "", "")
+    assert nf.needs_conntrack
+    assert iptables(nf, "-S INPUT".split())[1] == ("-P INPUT ACCEPT\n"
+                                                   "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
+                                                   "-A INPUT -m state --state NEW -j ACCEPT\n")
+    assert iptables(nf, "-L INPUT -n".split())[1] == """\
+Chain INPUT (policy ACCEPT)
+target     prot opt source               destination         
+ACCEPT     0    --  0.0.0.0/0            0.0.0.0/0            ctstate RELATED,ESTABLISHED
+ACCEPT     0    --  0.0.0.0/0            0.0.0.0/0            state NEW
+"""
+    from pktflow.services.ip.netfilter.nf_conntrack import ESTABLISHED, NEW
+    assert nf.hook(NF_INET_LOCAL_IN, pkt(ctstate=ESTABLISHED), 0).rule == 1
+    assert nf.hook(NF_INET_LOCAL_IN, pkt(ctstate=NEW), 0).rule == 2

@@ -6,6 +6,7 @@ import socket
 import time
 
 from ...wire import ipv4
+from .nf_conntrack import parse_states, state_names
 from .x_tables import VERDICTS, Netfilter, Rule
 
 VERSION = "iptables v1.8.9 (nf_tables)"
@@ -103,6 +104,7 @@ class RuleSpec:
         self.tcp_flags = None                # (mask, comp, inverted)
         self.icmp = None                     # ((type, code), name, inverted)
         self.comment = None
+        self.ctstate = None                  # (module, bits, inverted): -m conntrack --ctstate / -m state --state
         self.target, self.goto, self.reject_with = "", False, ""
         self.modules: list[str] = []
         self._read(words)
@@ -151,8 +153,9 @@ class RuleSpec:
                 step = 1
             elif w in ("-m", "--match"):
                 m = value(i, w)
-                if m not in ("tcp", "udp", "icmp", "comment"):
-                    raise Fail(2, f"{VERSION}: pktflow has no match `{m}' yet (tcp, udp, icmp, comment)\n{TRY}")
+                if m not in ("tcp", "udp", "icmp", "comment", "conntrack", "state"):
+                    raise Fail(2, f"{VERSION}: pktflow has no match `{m}' yet (tcp, udp, icmp, comment, conntrack,"
+                                  f" state)\n{TRY}")
                 self.modules.append(m)
             elif w in ("--sport", "--source-port", "--dport", "--destination-port", "--syn", "--tcp-flags"):
                 proto = self.proto[1] if self.proto else ""
@@ -186,6 +189,14 @@ class RuleSpec:
                         raise _param(f"Invalid ICMP type `{t}'") from None
             elif w == "--comment":
                 self.comment = value(i, w)
+            elif w in ("--ctstate", "--state"):
+                module = "conntrack" if w == "--ctstate" else "state"
+                if module not in self.modules:
+                    raise _param(f"unknown option \"{w}\"")
+                try:
+                    self.ctstate = (module, parse_states(value(i, w)), inv)
+                except ValueError as e:
+                    raise _param(f"Bad ctstate \"{e}\"") from None
             elif w in ("-j", "--jump", "-g", "--goto"):
                 self.target, self.goto = value(i, w), w in ("-g", "--goto")
             elif w == "--reject-with":
@@ -198,7 +209,7 @@ class RuleSpec:
             if inv and w not in ("-s", "--source", "--src", "-d", "--destination", "--dst", "-p", "--protocol",
                                  "-i", "--in-interface", "-o", "--out-interface", "-f", "--fragment", "--sport",
                                  "--source-port", "--dport", "--destination-port", "--syn", "--tcp-flags",
-                                 "--icmp-type"):
+                                 "--icmp-type", "--ctstate", "--state"):
                 raise _param(f"cannot have ! before {w}")
             inv = False
             i += step
@@ -243,6 +254,9 @@ class RuleSpec:
             else:
                 out.append(lambda p, t=ty, c=code, inv=inv: not p.fragment and
                            (p.icmp_type == t and (c is None or p.icmp_code == c)) != inv)
+        if self.ctstate:
+            _, bits, inv = self.ctstate
+            out.append(lambda p, b=bits, inv=inv: bool(p.ctstate & b) != inv)
         return out
 
     # -- how iptables shows it
@@ -270,6 +284,10 @@ class RuleSpec:
                 w += (["!"] if inv else []) + ["--tcp-flags", _flag_names(mask), _flag_names(comp)]
         if self.icmp:
             w += ["-m", "icmp"] + (["!"] if self.icmp[2] else []) + ["--icmp-type", _icmp_save(self.icmp)]
+        if self.ctstate:
+            module, bits, inv = self.ctstate
+            w += ["-m", module] + (["!"] if inv else []) + \
+                ["--ctstate" if module == "conntrack" else "--state", state_names(bits)]
         if self.comment is not None:
             w += ["-m", "comment", "--comment", _quote(self.comment)]
         if self.target:
@@ -301,6 +319,9 @@ class RuleSpec:
             (ty, code), name, inv = self.icmp
             out += " icmp" + (" !" if inv else "") + (" any" if ty < 0 else f" type {ty}" +
                                                        (f" code {code}" if code is not None else ""))
+        if self.ctstate:
+            module, bits, inv = self.ctstate
+            out += f" {'! ' if inv else ''}{'ctstate' if module == 'conntrack' else 'state'} {state_names(bits)}"
         if self.comment is not None:
             out += f" /* {self.comment} */"
         if self.target == "REJECT":
@@ -361,6 +382,8 @@ def _make_rule(nf: Netfilter, table: str, chain: str, words: list[str]) -> Rule:
     target = spec.target
     if target and target not in VERDICTS + ("RETURN",) and target not in t.chains:
         raise _param(f"Chain '{target}' does not exist")
+    if spec.ctstate:
+        nf.needs_conntrack = True          # as loading xt_conntrack starts tracking
     return Rule(spec.matches(), target, spec.goto, spec.reject_with, spec.save_words(),
                 (spec, spec.extra(True), spec.extra(False)))
 
@@ -652,6 +675,7 @@ def iptables_restore(nf: Netfilter, text: str, noflush: bool = False) -> tuple[i
     if table is not None:
         return 1, "", f"iptables-restore: COMMIT expected at line {len(text.splitlines()) + 1}\n"
     nf.tables = trial.tables
+    nf.needs_conntrack |= trial.needs_conntrack
     nf.changed()
     return 0, "", ""
 

@@ -10,7 +10,7 @@ import struct
 from ...common.actions import Drop, Step
 from ...wire import ipv4
 from . import nf_reject
-from .x_tables import Pkt
+from .x_tables import NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, Pkt
 
 HOOK_NAMES = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 _PORTS = struct.Struct("!HH")
@@ -19,19 +19,35 @@ _PORTS = struct.Struct("!HH")
 def nf_hook(ns, hook: int, skb, iph, in_ifindex: int, out_ifindex: int, now: int, fn: tuple):
     """Returns (the actions that end the packet here, or None when it goes on;
     `fn` with this hook's step added when its tables had a say)."""
-    nf = ns.nf
-    if nf.empty(hook):
+    nf, ct = ns.nf, ns.ct
+    if nf.empty(hook) and ct is None:
         return None, fn
-    v = nf.hook(hook, _pkt(ns, skb, iph, in_ifindex, out_ifindex), now)
-    if v is None:
-        return None, fn
-    fn = fn + (Step("nf_hook_slow", (("netfilter.hook", HOOK_NAMES[hook]), ("netfilter.table", v.table),
-                                     ("netfilter.chain", v.chain), ("netfilter.rule", v.rule),
-                                     ("netfilter.verdict", v.verdict))),)
-    if v.verdict == "DROP":
-        return [Drop(skb, fn, "NETFILTER_DROP")], fn
-    if v.verdict == "REJECT":
-        return nf_reject.reject(ns, skb, iph, v.reject_with, now, fn), fn
+    p = _pkt(ns, skb, iph, in_ifindex, out_ifindex)
+    if ct is not None:
+        # nf_conntrack_in() where packets enter (PRE_ROUTING, LOCAL_OUT); the later
+        # hooks of the same packet see what it found
+        key = id(skb)
+        if hook in (NF_INET_PRE_ROUTING, NF_INET_LOCAL_OUT):
+            bits, conn, drop = ct.track(p, skb.data, skb.network_header + iph.ihl, now)
+            if drop:
+                return [Drop(skb, fn + ("nf_conntrack_in",), drop)], fn
+            if len(ns.ct_cur) > 256:           # packets dropped on the way never came to confirm
+                ns.ct_cur.clear()
+            ns.ct_cur[key] = (bits, conn)
+        else:
+            bits, conn = ns.ct_cur.get(key, (0, None))
+        p.ctstate = bits
+    v = None if nf.empty(hook) else nf.hook(hook, p, now)
+    if v is not None:
+        fn = fn + (Step("nf_hook_slow", (("netfilter.hook", HOOK_NAMES[hook]), ("netfilter.table", v.table),
+                                         ("netfilter.chain", v.chain), ("netfilter.rule", v.rule),
+                                         ("netfilter.verdict", v.verdict))),)
+        if v.verdict == "DROP":
+            return [Drop(skb, fn, "NETFILTER_DROP")], fn
+        if v.verdict == "REJECT":
+            return nf_reject.reject(ns, skb, iph, v.reject_with, now, fn), fn
+    if ct is not None and hook in (NF_INET_LOCAL_IN, NF_INET_POST_ROUTING):
+        ct.confirm(ns.ct_cur.pop(id(skb), (0, None))[1])      # __nf_conntrack_confirm(): the last hook
     return None, fn
 
 

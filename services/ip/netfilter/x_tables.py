@@ -78,6 +78,7 @@ class Netfilter:
 
     def __init__(self, sets=None):
         self.sets = sets
+        self.needs_conntrack = False            # a rule used a conntrack or state match
         self.tables = {name: Table(name) for name in BUILTIN}
         self.generation = 0
         self._hooks: list = [None] * 5            # hook -> [(table, chain)] with something to do, or None
