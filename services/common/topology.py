@@ -18,6 +18,7 @@ Routes use `ip route` syntax: `[unicast|blackhole|unreachable|prohibit] PREFIX
 """
 import hashlib
 import pathlib
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -67,6 +68,7 @@ class Host:
     interfaces: dict[str, Interface]
     routes: list[Route] = field(default_factory=list)
     sysctls: dict[str, object] = field(default_factory=dict)
+    iptables: str = ""                 # the host's rules, in iptables-save's format
 
     def interface(self, ifindex: int) -> Interface | None:
         for i in self.interfaces.values():
@@ -222,7 +224,7 @@ class _Loader:
         return Topology(hosts, links, self.source)
 
     def host(self, name: str, node, macs: dict) -> Host:
-        spec = self.mapping(node, f"host {name!r}", ("interfaces", "routes", "sysctls"))
+        spec = self.mapping(node, f"host {name!r}", ("interfaces", "routes", "sysctls", "iptables"))
         interfaces = {"lo": Interface("lo", 1, ethernet.ZERO, [(ipv4.aton("127.0.0.1"), 8)], LOOPBACK_MTU)}
         if "interfaces" in spec:
             for ifname, (knode, vnode) in self.mapping(spec["interfaces"][1], f"host {name!r} interfaces").items():
@@ -261,7 +263,23 @@ class _Loader:
                 except ValueError as e:
                     self.fail(knode, f"host {name!r} sysctl {key}: {e}")
                 host.sysctls[k] = v
+        if "iptables" in spec:
+            host.iptables = self.rules(name, spec["iptables"][1])
         return host
+
+    def rules(self, host: str, node) -> str:
+        """The `iptables:` text, checked as iptables-restore would load it."""
+        from ..ip.netfilter.iptables import iptables_restore
+        from ..ip.netfilter.x_tables import Netfilter
+        text = self.scalar(node, f"host {host!r} iptables")
+        status, _, err = iptables_restore(Netfilter(), text)
+        if status:
+            # name the rule's own line: a block scalar's text starts on the line after its `|`
+            at = re.search(r"line:? (\d+)", err)
+            line = node.start_mark.line + 1 + (int(at.group(1)) if at and node.style == "|" else 0)
+            problem = " ".join(x for x in err.strip().splitlines() if not x.startswith("Try `"))
+            raise TopologyError(f"{self.source}:{line}: host {host!r} iptables: {problem}")
+        return text
 
     def interface(self, host: str, ifname: str, ifindex: int, node, where: str) -> Interface:
         if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):

@@ -53,6 +53,9 @@ class IpNetns:
         self.nf = None                         # netfilter: made on first use (netfilter/tools.py)
         self.ct = None                         # connection tracking: from the first rule that needs it
         self.ct_cur: dict = {}                 # id(skb) -> (state bits, conn) between a packet's hooks
+        if host.iptables:                      # the topology's rules, loaded as iptables-restore would
+            from .netfilter import tools
+            tools.run(self, "iptables-restore", [host.iptables], 0)
 
     def _replay_forwarding(self, sysctls: dict):
         """The topology's forwarding sysctls written in file order, after the interfaces exist, as

@@ -167,3 +167,39 @@ def test_related_icmp_errors_come_back_and_only_with_related():
     k.pump()
     assert cli.errors() == []                                         # without RELATED it is dropped
     assert any(d[2] == "NETFILTER_DROP" and d[3].netns == "r1" for d in k.drops)
+
+
+def dmz() -> Netstack:
+    from pathlib import Path
+
+    from pktflow.services.common import topology
+    return Netstack(topology.load(str(Path(__file__).parents[2] / "examples" / "topologies" / "dmz.yaml")))
+
+
+def connects(k: Netstack, src: str, dst: str, port: int) -> bool | int:
+    """True when `src` gets a connection to a listener at `dst`:port, else the errno it saw."""
+    srv = k.socket(_owner(k, dst))
+    srv.bind(dst, port)
+    srv.listen()
+    cli = k.socket(src)
+    cli.connect(dst, port)
+    k.pump()
+    return srv.accept() is not None or (cli.errors() or [0])[0]
+
+
+def _owner(k: Netstack, addr: str) -> str:
+    from pktflow.services.wire import ipv4
+    return next(name for name, ns in k.ip.netns.items() if ipv4.aton(addr) in ns.ifaddrs)
+
+
+def test_the_dmz_example_topology_is_a_working_firewall():
+    """examples/topologies/dmz.yaml: the rules in the topology file, loaded at start."""
+    k = dmz()
+    assert connects(k, "h2", "10.0.3.80", 80) is True              # the outside reaches the web server
+    assert connects(k, "h1", "10.0.2.10", 80) is True              # the LAN goes anywhere
+    assert connects(k, "h1", "10.0.3.80", 22) is True
+    assert connects(k, "h2", "10.0.3.80", 22) == errno.ECONNREFUSED   # tcp-reset
+    assert connects(k, "h2", "10.0.1.10", 80) == errno.ECONNREFUSED   # nothing else in from outside
+    assert connects(k, "web", "10.0.1.10", 80) == errno.ECONNREFUSED  # the DMZ opens nothing
+    listing = tools.run(k.ip.netns["r1"], "conntrack", ["-L"], k.now)[1]
+    assert listing.count("[ASSURED]") == 3

@@ -1077,3 +1077,33 @@ def test_select_addr_prefers_the_address_on_the_destinations_subnet():
     assert select_addr(addrs, aton("192.168.9.9")) == aton("192.168.5.1")
     assert select_addr(addrs, aton("172.16.0.1")) == aton("10.0.1.10")       # the primary
     assert select_addr([], aton("10.0.1.1")) == 0
+
+
+IPTABLES_HOST = """\
+    hosts:
+      r1:
+        interfaces:
+          eth0: {addresses: [10.0.1.1/24]}
+        iptables: |
+          *filter
+          :FORWARD DROP [0:0]
+          -A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT
+          -A FORWARD -i eth0 -j %s
+          COMMIT
+"""
+
+
+def test_a_hosts_iptables_rules_are_loaded_as_iptables_restore_would():
+    h = load(IPTABLES_HOST % "ACCEPT").hosts["r1"]
+    assert h.iptables.splitlines()[0] == "*filter"
+    import random
+    from pktflow.services.ip.netns import IpNetns
+    ns = IpNetns(h, random.Random(1))
+    assert ns.nf is not None and ns.ct is not None and not ns.nf.empty(2)
+
+
+def test_a_bad_rule_in_the_topology_is_refused_naming_its_line():
+    with pytest.raises(topology.TopologyError) as e:
+        topology.loads(textwrap.dedent(IPTABLES_HOST % "NOWHERE"), SRC)
+    assert str(e.value) == (f"{SRC}:9: host 'r1' iptables: iptables-restore v1.8.9 (nf_tables): "
+                            "Chain 'NOWHERE' does not exist Error occurred at line: 4")
