@@ -504,6 +504,139 @@ def test_a_cookie_makes_one_connection_however_often_its_ack_comes():
     assert c["SyncookiesSent"] == 1 and c["SyncookiesRecv"] == 1 and c["TcpPassiveOpens"] == 1
 
 
+def cookie_server(net, backlog: int = 128):
+    net.tr.netns["h2"].sysctl["net.ipv4.tcp_syncookies"] = 2           # every SYN answered with a cookie
+    srv = net.socket("h2")
+    srv.bind("10.0.2.10", 80)
+    srv.listen(backlog)
+    return srv
+
+
+def to_h2(net, frame: bytes):
+    """A copy of a frame h1 sent, delivered to h2 as r1 would forward it."""
+    net.receive("h2", "eth0", bytes(Ether(dst="02:00:00:00:02:0a", src="02:00:00:00:02:01") / Ether(frame)[IP]))
+    net.pump()
+
+
+def holding(net, match):
+    """Frames `match` picks are held back (returned in a list) instead of crossing."""
+    held = []
+    net.loss = lambda ns, ifi, f: match(ns, ifi, Ether(f)) and held.append((ns, ifi, f)) is None
+    return held
+
+
+def release(net, held):
+    net.loss = None
+    for w in held:
+        net.cross(*w)
+    net.pump()
+
+
+def children_of(net, cli):
+    """h2's sockets for cli's 4-tuple, whatever their state."""
+    c = next(s for s in net.tr.tcp.socks.values() if s.netns == "h1" and s.sk == cli.sk)
+    return [s for s in net.tr.tcp.socks.values() if s.netns == "h2" and (s.raddr, s.rport) == (c.laddr, c.lport)]
+
+
+def is_pure_ack(p):
+    return TCP in p and p[TCP].flags == "A" and not len(p[TCP].payload)
+
+
+@pytest.mark.parametrize("case", ["syn_retransmitted", "ack_lost_data_validates", "fin_duplicated"])
+def test_a_cookie_validates_once_while_its_connection_lives(case):
+    """Issue 15: one cookie handshake, one connection, whatever else of the
+    4-tuple arrives while it lives: the child cookie_v4_check() made is in the
+    established table (inet_ehash_nolisten()), so tcp_v4_rcv() finds it first
+    and nothing more reaches the listener's cookie check."""
+    net = Netstack()
+    srv = cookie_server(net)
+    cli = net.socket("h1")
+    if case == "syn_retransmitted":
+        # the cookie SYN-ACK is late: the client sends its SYN again and gets a second cookie
+        held = holding(net, lambda ns, ifi, p: ns == "r1" and TCP in p and p[TCP].flags == "SA")
+        cli.connect("10.0.2.10", 80)
+        net.advance(1.5)
+        release(net, held)                  # the second SYN-ACK finds the client established: a dup ACK
+        syns = [p for p in segments(net, "h1") if p[TCP].flags == "S"]
+        assert len(held) == 2 and len(syns) == 2
+        to_h2(net, bytes(syns[0]))          # and an old SYN after all that: the child ACKs it
+        assert segments(net, "h2")[-1][TCP].flags == "A"
+        assert cli.send(b"once") == 4
+    elif case == "ack_lost_data_validates":
+        held = holding(net, lambda ns, ifi, p: ns == "h1" and is_pure_ack(p))
+        cli.connect("10.0.2.10", 80)
+        net.loss = None
+        assert len(held) == 1 and cli.send(b"once") == 4     # the data carries the cookie
+        data = [p for p in segments(net, "h1") if len(p[TCP].payload)][0]
+        for frame in (held[0][2], bytes(data), held[0][2]):   # the lost ACK late, the data again
+            to_h2(net, frame)
+    else:
+        cli.connect("10.0.2.10", 80)
+        assert cli.send(b"once") == 4
+        cli.shutdown(1)                     # SHUT_WR: a FIN with the cookie's ACK number
+        fin = [p for p in segments(net, "h1") if p[TCP].flags.F][0]
+        for _ in range(3):
+            to_h2(net, bytes(fin))
+    child = srv.accept()
+    assert child is not None and child.recv() == b"once" and srv.accept() is None
+    assert len(children_of(net, cli)) == 1
+    c = net.counters("h2")
+    assert c["SyncookiesRecv"] == 1 and c["TcpPassiveOpens"] == 1 and c["SyncookiesFailed"] == 0
+
+
+def test_a_cookie_ack_the_accept_queue_dropped_validates_again():
+    """The accept queue is full when the third ACK comes: cookie_v4_check()
+    counts SyncookiesRecv, the child is freed and the ACK dropped. The client
+    believes it is connected; its data carries the same cookie and, once
+    accept() made room, makes the one child. So SyncookiesRecv can exceed the
+    connections accepted, in Linux as here: it counts validated ACKs."""
+    net = Netstack()
+    srv = cookie_server(net, backlog=0)                      # the accept queue holds one
+    cli = net.socket("h1")
+    held = holding(net, lambda ns, ifi, p: ns == "h1" and is_pure_ack(p))
+    cli.connect("10.0.2.10", 80)                             # its third ACK is held back
+    net.loss = None
+    net.socket("h1").connect("10.0.2.10", 80)                # fills the accept queue
+    release(net, held)                                       # ListenOverflows: dropped
+    assert net.counters("h2")["ListenOverflows"] == 1 and children_of(net, cli) == []
+    assert srv.accept() is not None                          # room again
+    assert cli.send(b"late") == 4
+    child = srv.accept()
+    assert child is not None and child.recv() == b"late" and srv.accept() is None
+    assert len(children_of(net, cli)) == 1
+    c = net.counters("h2")
+    assert c["SyncookiesRecv"] == 3 and c["TcpPassiveOpens"] == 2
+
+
+def test_a_late_copy_of_the_last_ack_revalidates_the_cookie_after_the_connection_closed():
+    """What issue 15's flood showed (54 passive opens for 30 connects): a cookie
+    is linear in the client's ISN (secure_tcp_syn_cookie() adds sseq), so any
+    segment whose seq and ack moved by the same amount checks as well - the
+    client's last ACK, after one FIN each way, is (ISN + 2, cookie + 2). Slow
+    enough, the server retransmits its FIN, the client's TIME-WAIT ACKs again;
+    the first ACK closes the server's LAST-ACK socket (no TIME-WAIT on this
+    side), the second finds only the listener, and cookie_v4_check() makes a new
+    child of it. Linux does the same (its only other condition,
+    tcp_synq_no_recent_overflow(), holds during a flood): a second
+    SyncookiesRecv and TcpPassiveOpens, never two sockets at once."""
+    net = Netstack()
+    srv = cookie_server(net)
+    cli = net.socket("h1")
+    cli.connect("10.0.2.10", 80)
+    child = srv.accept()
+    cli.close()
+    held = holding(net, lambda ns, ifi, p: ns == "h1" and is_pure_ack(p))
+    child.close()                                            # CLOSE-WAIT -> LAST-ACK: its FIN
+    net.advance(1.5)                                         # the ACK is slow: the FIN again, ACKed again
+    assert len(held) == 2 and len(children_of(net, cli)) == 1
+    release(net, held[:1])
+    assert children_of(net, cli) == []                       # LAST-ACK -> CLOSE
+    release(net, held[1:])
+    c = net.counters("h2")
+    assert c["SyncookiesRecv"] == 2 and c["TcpPassiveOpens"] == 2
+    assert len(children_of(net, cli)) == 1 and srv.accept() is not None
+
+
 def test_a_cookie_ack_the_accept_queue_has_no_room_for_leaves_nothing_behind():
     """cookie_v4_check() with a full accept queue: the ACK is dropped and the child
     it would have made is freed (tcp_get_cookie_sock() gets NULL), not kept."""
