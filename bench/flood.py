@@ -6,12 +6,15 @@ frames from a packet socket, while a legitimate client keeps trying:
   frag  first fragments from h1 of datagrams to h2 that never complete (ipfrag_high_thresh)
   arp   ARP requests for r1 from random spoofed senders (the neighbour table's GC)
 
-For each: the services' RSS before, at its peak (sampled every 0.2 s) and after;
-the drops by reason; the counters that tell the story; how the legitimate
-client fared (attempts, successes, worst latency). At the end every service
-must be alive and no log may hold a traceback.
+Each sends at most --frames frames for at most --max-seconds, in sendmmsg()
+batches of 256. For each: the services' RSS before, at its peak (sampled every
+0.2 s) and after; the drops by reason; the counters that tell the story (for
+ARP, r1's neighbour table: its size at the peak and after, GC runs, table
+fulls); how the legitimate client fared (attempts, successes, worst latency,
+how soon after the flood it got through). At the end every service must be
+alive and no log may hold a traceback.
 
-    python -m bench.flood [--frames 50000] [--only udp,syn,frag,arp] [--port-base 51350]
+    python -m bench.flood [--frames 30000] [--max-seconds 60] [--only udp,syn,frag,arp] [--port-base 37050]
 """
 import argparse
 import json
@@ -23,9 +26,11 @@ import threading
 import time
 from collections import Counter
 
-from bench.fuzz import H1, R1_ETH0, rss_kb
+from bench.fuzz import BATCH, H1, HOSTS, R1_ETH0, rss_kb
 
 FLOODS = ("udp", "syn", "frag", "arp")       # arp last: its aftermath in r1's neighbour table outlives it
+# The host to watch and its counters; the first is the flood's own (the legitimate client's
+# traffic moves the others), read to tell when the flood has been taken in.
 WATCH = {"udp": ("h2", ("UdpRcvbufErrors", "UdpInDatagrams")),
          "syn": ("h2", ("TcpExtSyncookiesSent", "TcpExtSyncookiesRecv", "TcpExtSyncookiesFailed",
                         "TcpExtListenOverflows", "TcpPassiveOpens")),
@@ -90,10 +95,10 @@ def _once() -> threading.Event:
     return ev
 
 
-def drops(netnses) -> Counter:
+def drops() -> Counter:
     from pktflow import _client
     out = Counter()
-    for ns in netnses:
+    for ns in HOSTS:
         for layer in ("nic", "link", "ip", "transport"):
             for c in _client.admin(layer, ns, "counters").counters:
                 if c.name.startswith("Drop"):
@@ -107,19 +112,53 @@ def counters(netns: str) -> Counter:
                     for c in _client.admin(layer, netns, "counters").counters})
 
 
-def one(stack, kind: str, n: int, rng: random.Random) -> dict:
+def ntable() -> dict:
+    """r1's neighbour table: entries, gc_thresh1..3, GC runs, table fulls."""
+    from pktflow import _client
+    return json.loads(_client.admin("link", "r1", "ntable").json)
+
+
+def settle(netns: str, name: str, timeout: float = 30.0) -> float:
+    """When the flood was taken in: the monotonic time the flood's own counter
+    stopped moving (by at most 5 in 0.5 s: the legitimate client's SYNs move
+    SyncookiesSent too; drops are not watched, as the SYN queue's SYN-ACK
+    retransmissions keep dropping at r1 for 30 s). At most `timeout`."""
+    last, now = None, counters(netns)[name]
+    deadline = time.monotonic() + timeout
+    while (last is None or now - last > 5) and time.monotonic() < deadline:
+        settled = time.monotonic()
+        time.sleep(0.5)
+        last, now = now, counters(netns)[name]
+    return settled
+
+
+def reassembly_over(netns: str, before: Counter, timeout: float = 45.0):
+    """Until every fragment queued has left reassembly (each datagram here is one
+    fragment: IpReasmFails, at ipfrag_high_thresh or at ipfrag_time, 30 s, catches
+    up with IpReasmReqds), so the timeouts and the memory freed count for this flood."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c = counters(netns)
+        if c["IpReasmFails"] - before["IpReasmFails"] >= c["IpReasmReqds"] - before["IpReasmReqds"]:
+            return
+        time.sleep(1)
+
+
+def one(stack, kind: str, n: int, max_s: float, rng: random.Random) -> dict:
     import pktflow
     frames = frames_for(kind, n, rng)
     netns, names = WATCH[kind]
-    before_c, before_d = counters(netns), drops(("h1", "r1", "h2"))
+    before_c, before_d, table0 = counters(netns), drops(), ntable()
     rss0 = {name: rss_kb(p.pid) for name, p in stack.procs.items()}
-    peak = dict(rss0)
+    peak = dict(rss0, neighbours=table0["entries"])
     sampling = threading.Event()
 
     def sample():
         while not sampling.wait(0.2):
             for name, p in stack.procs.items():
                 peak[name] = max(peak[name], rss_kb(p.pid))
+            if kind == "arp":
+                peak["neighbours"] = max(peak["neighbours"], ntable()["entries"])
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     stop, client = threading.Event(), {}
@@ -128,15 +167,13 @@ def one(stack, kind: str, n: int, rng: random.Random) -> dict:
     raw = pktflow.socket(pktflow.AF_PACKET, pktflow.SOCK_RAW, netns="h1")
     raw.bind(("eth0", 0))
     t0 = time.monotonic()
-    for i in range(0, len(frames), 256):
-        raw.sendmmsg([(f, None) for f in frames[i:i + 256]])
+    sent = 0
+    while sent < len(frames) and time.monotonic() - t0 < max_s:
+        sent += raw.sendmmsg([(f, None) for f in frames[sent:sent + BATCH]])
     raw.close()
-    last, now_d = None, drops(("h1", "r1", "h2"))
-    while now_d != last:                     # the flood is over when the drops stop moving
-        settled = time.monotonic()
-        time.sleep(0.5)
-        last, now_d = now_d, drops(("h1", "r1", "h2"))
-    sent_s = settled - t0
+    sent_s = max(settle(netns, names[0]) - t0, 0.1)
+    if kind == "frag":
+        reassembly_over(netns, before_c)
     stop.set()
     t.join(30)
     after_flood = {}                         # how long after the flood the client gets through again
@@ -146,26 +183,29 @@ def one(stack, kind: str, n: int, rng: random.Random) -> dict:
     client["recovered_after_s"] = round(time.monotonic() - t1, 1) if after_flood.get("ok") else None
     sampling.set()
     sampler.join()
-    after_c, after_d = counters(netns), drops(("h1", "r1", "h2"))
-    from pktflow import _client
-    neigh = len(json.loads(_client.admin("link", "r1", "neigh").json))
-    return {"frames": n, "seconds": round(sent_s, 1), "frames_per_s": round(n / sent_s), "r1_neighbours": neigh,
+    after_c, after_d, table1 = counters(netns), drops(), ntable()
+    gc = {k: table1[k] - table0[k] for k in ("forced_gc_runs", "periodic_gc_runs", "table_fulls")}
+    return {"frames": sent, "seconds": round(sent_s, 1), "frames_per_s": round(sent / sent_s),
             "rss_kb": {name: [rss0[name], peak[name], rss_kb(p.pid)] for name, p in stack.procs.items()},
             "drops": dict((after_d - before_d).most_common(6)),
-            "counters": {k: after_c[k] - before_c[k] for k in names}, "legit": client}
+            "counters": {k: after_c[k] - before_c[k] for k in names},
+            "r1_neighbours": {"before": table0["entries"], "peak": peak["neighbours"], "after": table1["entries"],
+                              "gc_thresh3": table1["gc_thresh3"], **gc},
+            "legit": client}
 
 
-def run(frames: int, port_base: int, only=FLOODS, seed: int = 1) -> dict:
+def run(frames: int = 30_000, port_base: int = 37050, only=FLOODS, max_s: float = 60.0, seed: int = 1,
+        log_dir: str | None = None) -> dict:
     import pktflow
     from pktflow.up import Stack
-    logs = tempfile.mkdtemp(prefix="pktflow-flood-")
+    logs = str(log_dir or tempfile.mkdtemp(prefix="pktflow-flood-"))
     stack = Stack(port_base=port_base, trace_store=False, extra_env={"OTEL_TRACES_EXPORTER": "none"}, log_dir=logs)
-    stack.start(restart=False)
     saved = os.environ.get("PKTFLOW_ENDPOINT")
-    os.environ["PKTFLOW_ENDPOINT"] = stack.endpoint
     rng = random.Random(seed)
     out = {}
     try:
+        stack.start(restart=False)                            # a crash must show, not be healed
+        os.environ["PKTFLOW_ENDPOINT"] = stack.endpoint
         sink = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2")
         sink.bind(("10.0.2.10", 9000))                        # never read
         listener = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h2")
@@ -192,7 +232,7 @@ def run(frames: int, port_base: int, only=FLOODS, seed: int = 1) -> dict:
         server.start()
         assert pktflow.ping("10.0.2.10", netns="h1", count=1, timeout=5).received == 1
         for kind in only:
-            out[kind] = one(stack, kind, frames, rng)
+            out[kind] = one(stack, kind, frames, max_s, rng)
         running.set()
         server.join(5)
         out["alive"] = {name: p.poll() is None for name, p in stack.procs.items()}
@@ -202,26 +242,42 @@ def run(frames: int, port_base: int, only=FLOODS, seed: int = 1) -> dict:
             os.environ.pop("PKTFLOW_ENDPOINT", None)
         else:
             os.environ["PKTFLOW_ENDPOINT"] = saved
-    out["tracebacks"] = {name: open(os.path.join(logs, name), errors="replace").read()[:2000]
-                         for name in os.listdir(logs)
-                         if "Traceback" in open(os.path.join(logs, name), errors="replace").read()}
+    out["tracebacks"] = {}
+    for name in sorted(os.listdir(logs)):
+        text = open(os.path.join(logs, name), errors="replace").read()
+        if "Traceback" in text:
+            out["tracebacks"][name] = text[text.index("Traceback"):][:3000]
+    out["logs"] = logs
     return out
+
+
+def table(r: dict) -> str:
+    """The figures in a few lines: one a flood."""
+    lines = [f"{'flood':5} {'frames':>7} {'s':>5} {'legit ok/tries':>14} {'worst ms':>8} {'back after s':>12}  "
+             "RSS MB before/peak/after per service; drops by reason"]
+    for kind in FLOODS:
+        if kind in r:
+            f, c = r[kind], r[kind]["legit"]
+            rss = " ".join(f"{name} {b / 1024:.0f}/{p / 1024:.0f}/{a / 1024:.0f}"
+                           for name, (b, p, a) in f["rss_kb"].items())
+            lines.append(f"{kind:5} {f['frames']:>7} {f['seconds']:>5} {c['ok']:>6}/{c['attempts']:<7} "
+                         f"{c['worst_ms'] if c['worst_ms'] is not None else '-':>8} "
+                         f"{c['recovered_after_s'] if c['recovered_after_s'] is not None else 'never':>12}  {rss}; "
+                         f"{f['drops']}")
+    lines.append(f"alive {r['alive']}; tracebacks in {sorted(r['tracebacks']) or 'no log'}")
+    return "\n".join(lines)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--frames", type=int, default=50_000)
+    p.add_argument("--frames", type=int, default=30_000, help="frames a flood, at most")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="sending time a flood, at most")
     p.add_argument("--only", default=",".join(FLOODS))
-    p.add_argument("--port-base", type=int, default=51350)
+    p.add_argument("--port-base", type=int, default=37050)
     a = p.parse_args()
-    r = run(a.frames, a.port_base, tuple(a.only.split(",")))
+    r = run(a.frames, a.port_base, tuple(a.only.split(",")), a.max_seconds)
     print(json.dumps(r, indent=1))
-    for kind in FLOODS:
-        if kind in r:
-            f = r[kind]
-            growth = {name: round((v[1] - v[0]) / 1024, 1) for name, v in f["rss_kb"].items()}
-            print(f"{kind:5} {f['frames']} frames in {f['seconds']} s; peak RSS growth MB {growth}; "
-                  f"legit {f['legit']}; drops {f['drops']}", file=sys.stderr)
+    print(table(r), file=sys.stderr)
     sys.exit(0 if all(r["alive"].values()) and not r["tracebacks"] else 1)
 
 

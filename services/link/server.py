@@ -45,6 +45,12 @@ class LinkShell(LayerShell):
         ns = self.link.netns[req.netns]
         if req.command == "neigh":
             return admin_pb2.AdminReply(json=json.dumps(self.link.neighbours(req.netns)))
+        if req.command == "ntable":            # `ip -s ntable show name arp_cache`: size, thresholds, GC runs
+            t = ns.neigh
+            return admin_pb2.AdminReply(json=json.dumps(
+                {"entries": len(t.entries), "gc_thresh1": t.parms.gc_thresh1, "gc_thresh2": t.parms.gc_thresh2,
+                 "gc_thresh3": t.parms.gc_thresh3, "forced_gc_runs": t.stats["forced_gc_runs"],
+                 "periodic_gc_runs": t.stats["periodic_gc_runs"], "table_fulls": t.stats["table_fulls"]}))
         if req.command == "link":
             return admin_pb2.AdminReply(json=json.dumps([
                 {"ifindex": d.ifindex, "ifname": d.name, "mtu": d.mtu, "mac": ethernet.mac_to_str(d.mac),

@@ -9,20 +9,31 @@ from conftest import PORT_BASE
 
 pytestmark = pytest.mark.integration
 
-RSS_GROWTH_MB = 60          # per service and flood; the 50,000-frame runs in the README stay far below
+FRAMES = 3000               # enough fragments to reach ipfrag_high_thresh (4 MB: about 2,600 of these)
+RSS_GROWTH_MB = 60          # per service and flood, at its peak; the README's runs stay far below
 
 
-def test_floods_are_dropped_with_their_reasons_and_a_legitimate_client_gets_through():
+def test_floods_are_dropped_with_their_reasons_and_a_legitimate_client_gets_through(tmp_path):
     pytest.importorskip("scapy")
     from bench import flood
-    r = flood.run(frames=3000, port_base=PORT_BASE + 1800)
+    r = flood.run(frames=FRAMES, port_base=PORT_BASE + 1800, max_s=30, log_dir=tmp_path)
     assert all(r["alive"].values()) and not r["tracebacks"], (r["alive"], r["tracebacks"])
-    assert r["udp"]["counters"]["UdpRcvbufErrors"] > 0 and r["udp"]["drops"].get("SOCKET_RCVBUFF")
-    assert r["syn"]["counters"]["TcpExtSyncookiesSent"] > 0
-    assert r["frag"]["counters"]["IpReasmReqds"] >= 3000
-    assert r["arp"]["counters"]["ArpInRequests"] >= 3000 and r["arp"]["r1_neighbours"] <= 1024   # gc_thresh3
-    for kind in ("udp", "syn", "frag"):
-        assert r[kind]["legit"]["ok"] >= 1, (kind, r[kind]["legit"])
     for kind in flood.FLOODS:
+        assert r[kind]["frames"] == FRAMES, (kind, r[kind]["frames"])
+        legit = r[kind]["legit"]
+        assert legit["recovered_after_s"] is not None, (kind, legit)
+        if kind != "arp":   # while spoofed senders fill r1's table, h1's entry may not be made anew (README)
+            assert legit["ok"] >= 1, (kind, legit)
         for service, (before, peak, _after) in r[kind]["rss_kb"].items():
             assert peak - before < RSS_GROWTH_MB * 1024, (kind, service, before, peak)
+    udp, syn, frag, arp = (r[k] for k in flood.FLOODS)
+    assert udp["counters"]["UdpRcvbufErrors"] == udp["drops"].get("SOCKET_RCVBUFF") > FRAMES // 2, udp
+    assert syn["counters"]["TcpExtSyncookiesSent"] > FRAMES // 2, syn
+    assert syn["drops"].get("IP_INNOROUTES", 0) > FRAMES // 2, syn       # SYN-ACKs to nowhere, dropped at r1
+    c = frag["counters"]
+    assert c["IpReasmReqds"] == c["IpReasmFails"] == FRAMES and c["IpReasmOKs"] == 0, c
+    assert frag["drops"].get("NOT_SPECIFIED", 0) > 0, frag                # refused at ipfrag_high_thresh
+    assert frag["drops"].get("FRAG_REASM_TIMEOUT") == c["IpReasmTimeout"] > 0, frag
+    n = arp["r1_neighbours"]
+    assert arp["counters"]["ArpInRequests"] >= FRAMES and n["forced_gc_runs"] > 0, arp
+    assert n["peak"] <= n["gc_thresh3"] and n["after"] <= n["gc_thresh3"], n
