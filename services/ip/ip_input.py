@@ -36,10 +36,27 @@ def ip_rcv(ns, skb, now: int) -> list:
     if len(skb.data) > nh + iph.total_len:     # pskb_trim_rcsum(): the medium padded the frame
         skb.data = skb.data[:nh + iph.total_len]
     skb.transport_header = nh + iph.ihl
+    out = []
     if ns.nf is not None:
+        if ns.ct is not None and iph.is_fragment:
+            # nf_defrag_ipv4 (priority -400): conntrack and NAT see whole datagrams;
+            # ip_output() fragments them again where they leave
+            whole, out = ip_fragment.ip_defrag(ns, skb, iph, now, fn + ("ip_defrag",))
+            if whole is None:
+                return out
+            skb, iph = whole, ipv4.parse(whole.data)
+        data = skb.data
         done, fn = nf_hook(ns, NF_INET_PRE_ROUTING, skb, iph, skb.ifindex, 0, now, fn)
         if done is not None:
-            return done
+            return out + done
+        if skb.data is not data:                 # DNAT: route the new destination
+            iph = ipv4.parse(skb.data, skb.network_header)
+        if out:                                  # the fragments this datagram completed
+            return out + _route_input(ns, skb, iph, now, fn)
+    return _route_input(ns, skb, iph, now, fn)
+
+
+def _route_input(ns, skb, iph, now: int, fn) -> list:
     try:
         kind, rt = route.ip_route_input(ns, iph, skb.ifindex)
     except RouteError as e:

@@ -42,6 +42,12 @@ def ip_queue_xmit(ns, skb, now: int, fn="ip_queue_xmit") -> list:
                            isinstance(fn, str) else fn)
         if done is not None:
             return done
+        if skb.data[16:20] != hdr[16:20]:  # DNAT: ip_route_me_harder()
+            try:
+                rt = route.ip_route_output(ns, int.from_bytes(skb.data[16:20], "big"), saddr)
+            except RouteError:
+                ns.mib["IpOutNoRoutes"] += 1
+                return [Drop(skb, fn, "IP_OUTNOROUTES")]
     return ip_output(ns, skb, rt, fn, now)
 
 
@@ -51,7 +57,7 @@ def ip_output(ns, skb, rt: route.Rt, fn, now: int) -> list:
     device with the next hop."""
     if ns.nf is not None:
         done, fn = nf_hook(ns, NF_INET_POST_ROUTING, skb, ipv4.parse(skb.data), skb.ifindex, rt.oif, now,
-                           (fn,) if isinstance(fn, str) else fn)
+                           (fn,) if isinstance(fn, str) else fn, rt.nexthop)
         if done is not None:
             return done
     pkts = [skb]

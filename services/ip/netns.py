@@ -1,4 +1,5 @@
 """struct netns_ipv4: one namespace's IP state, built from its topology host."""
+from collections import deque
 import random
 
 from ..common import topology
@@ -52,7 +53,8 @@ class IpNetns:
         self.pmtu: dict = {}                   # daddr -> route.Fnhe: path MTUs learned from ICMP
         self.nf = None                         # netfilter: made on first use (netfilter/tools.py)
         self.ct = None                         # connection tracking: from the first rule that needs it
-        self.ct_cur: dict = {}                 # id(skb) -> (state bits, conn) between a packet's hooks
+        self.ct_cur: dict = {}                 # id(skb) -> (state bits, conn, direction) between a packet's hooks
+        self.dmesg: deque = deque(maxlen=1000)  # the kernel log (LOG target): (time ns, line)
         if host.iptables:                      # the topology's rules, loaded as iptables-restore would
             from .netfilter import tools
             tools.run(self, "iptables-restore", [host.iptables], 0)

@@ -218,19 +218,19 @@ def cmd_tc(argv: list[str]) -> int:
     return 0
 
 
-# -- netfilter: iptables, iptables-save, iptables-restore, conntrack
-NF_TOOLS = ("iptables", "iptables-save", "iptables-restore", "conntrack")
+# -- netfilter: iptables, iptables-save, iptables-restore, ipset, conntrack, dmesg (the ip layer's TOOLS)
+NF_TOOLS = ("iptables", "iptables-save", "iptables-restore", "ipset", "conntrack", "dmesg")
 
 
 def cmd_netfilter(tool: str, argv: list[str]) -> int:
     """`pktflow TOOL -n NETNS WORDS...`: the words go to the host's ip layer as the
     tool would hand them to the kernel, and its answer is printed as the tool
     prints it (iptables' own `-n`, numeric, is free after the host's). Standard
-    input is the rule set for iptables-restore."""
+    input is the rule set for iptables-restore and ipset restore."""
     if argv[:1] not in (["-n"], ["--netns"]) or len(argv) < 2:
         _die(f"{tool}: which host? give -n NETNS first")
     netns, words = argv[1], argv[2:]
-    if tool == "iptables-restore":
+    if tool == "iptables-restore" or tool == "ipset" and words[:1] in (["restore"], ["-R"]):
         words = words + [sys.stdin.read()]
     reply = json.loads(_client.admin("ip", netns, tool, *words).json)
     sys.stdout.write(reply["out"])
