@@ -196,3 +196,31 @@ def test_a_set_match_drops_a_whole_ipset_in_one_rule():
     assert any(d[2] == "NETFILTER_DROP" and d[3].netns == "r1" for d in k.drops)
     run(k, "ipset", "del", "blocked", "10.0.1.0/28")
     assert "Number of entries: 0" in run(k, "ipset", "list", "blocked")
+
+
+def test_the_nat_gateway_example_topology():
+    """examples/topologies/nat-gateway.yaml: h2 has no route to the private LAN;
+    only r1's NAT lets the two talk, and only as the rules say."""
+    from pathlib import Path
+
+    from pktflow.services.common import topology
+    k = Netstack(topology.load(str(Path(__file__).parents[2] / "examples" / "topologies" / "nat-gateway.yaml")))
+
+    def connects(src: str, dst: str, port: int, listen: tuple) -> bool | int:
+        srv = k.socket(listen[0])
+        srv.bind(listen[1], listen[2])
+        srv.listen()
+        cli = k.socket(src)
+        err = cli.connect(dst, port)
+        k.pump()
+        if err not in (0, errno.EINPROGRESS):
+            return err
+        return srv.accept() is not None or (cli.errors() or [0])[0]
+
+    assert connects("h1", "198.51.100.10", 80, ("h2", "198.51.100.10", 80)) is True     # out through NAT
+    assert connects("h2", "198.51.100.1", 8080, ("h1", "10.0.1.10", 80)) is True        # the forwarded port
+    assert connects("h2", "10.0.1.10", 22, ("h1", "10.0.1.10", 22)) == errno.ENETUNREACH   # no route in
+    assert connects("h2", "198.51.100.1", 2222, ("h1", "10.0.1.10", 2222)) == errno.ECONNREFUSED  # r1's own
+    lines = run(k, "conntrack", "-L").splitlines()
+    assert any("src=10.0.1.10 dst=198.51.100.10" in line and "dst=198.51.100.1 " in line for line in lines)
+    assert any("dport=8080 src=10.0.1.10 dst=198.51.100.10 sport=80" in line for line in lines), lines

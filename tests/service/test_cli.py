@@ -334,3 +334,37 @@ def test_pktflow_iptables_drops_what_its_rule_says_and_the_trace_names_the_rule(
             0, "", "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown.\n")
     finally:
         cli("iptables", "-n", "r1", "-F")
+
+
+def test_a_nat_gateway_end_to_end_through_the_sdk(stack):
+    """The issue's NAT scenario on the real services: h1 behind r1's MASQUERADE
+    reaches h2, h2 sees r1's address, replies come back to h1, `pktflow
+    conntrack` shows the mapping, and an ICMP error comes back through the NAT
+    (ECONNREFUSED on h1's connected socket)."""
+    import re
+    try:
+        r = cli("iptables", "-n", "r1", "-t", "nat", "-A", "POSTROUTING", "-o", "eth1", "-j", "MASQUERADE")
+        assert (r.returncode, r.stderr) == (0, ""), r.stderr
+        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2") as srv, \
+                pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
+            srv.bind(("10.0.2.10", 45101))
+            srv.settimeout(5)
+            c.settimeout(5)
+            c.sendto(b"from behind r1", ("10.0.2.10", 45101))
+            data, (host, port) = srv.recvfrom(100)
+            assert (data, host) == (b"from behind r1", "10.0.2.1")      # h2 sees r1, not h1
+            srv.sendto(b"back", (host, port))
+            assert c.recvfrom(100) == (b"back", ("10.0.2.10", 45101))
+            ct = cli("conntrack", "-n", "r1", "-L").stdout
+            sport = c.getsockname()[1]
+            assert re.search(rf"udp      17 \d+ src=10.0.1.10 dst=10.0.2.10 sport={sport} dport=45101 "
+                             rf"src=10.0.2.10 dst=10.0.2.1 sport=45101 dport={port} mark=0 use=1", ct), ct
+        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
+            c.settimeout(5)
+            c.connect(("10.0.2.10", 45102))                  # nobody listens there
+            c.send(b"anyone?")
+            with pytest.raises(ConnectionRefusedError):
+                c.recv(100)
+    finally:
+        cli("iptables", "-n", "r1", "-t", "nat", "-F")
+        cli("conntrack", "-n", "r1", "-F")
