@@ -27,12 +27,20 @@ def bare(port_base: int):
 
 @contextlib.contextmanager
 def pktflow(port_base: int, tracing: bool):
+    """pktflow under `pktflow up`; yields the SDK endpoint."""
+    with pktflow_stack(port_base, tracing) as stack:
+        yield stack.endpoint
+
+
+@contextlib.contextmanager
+def pktflow_stack(port_base: int, tracing: bool):
+    """The same, yielding the up.Stack (its procs: each service's process)."""
     from pktflow import up
     env = {} if tracing else {"OTEL_TRACES_EXPORTER": "none"}
     stack = up.Stack(TOPOLOGY, port_base=port_base, trace_store=tracing,
                      otlp_port=port_base + 17, query_port=port_base + 18, extra_env=env)
     stack.start()
     try:
-        yield stack.endpoint
+        yield stack
     finally:
         stack.stop()

@@ -26,7 +26,7 @@ def ip_forward(ns, skb, iph, rt, now: int, fn=("ip_rcv",)) -> list:
     skb.transport_header = iph.ihl
     skb.head = 0
     skb.mac_header = 0
-    if ns.nf is not None:
+    if ns.nf_active[NF_INET_FORWARD]:
         done, fn = nf_hook(ns, NF_INET_FORWARD, skb, iph, skb.ifindex, rt.oif, now, fn)
         if done is not None:
             return done

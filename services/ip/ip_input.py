@@ -37,7 +37,7 @@ def ip_rcv(ns, skb, now: int) -> list:
         skb.data = skb.data[:nh + iph.total_len]
     skb.transport_header = nh + iph.ihl
     out = []
-    if ns.nf is not None:
+    if ns.nf_active[NF_INET_PRE_ROUTING]:
         if ns.ct is not None and iph.is_fragment:
             # nf_defrag_ipv4 (priority -400): conntrack and NAT see whole datagrams;
             # ip_output() fragments them again where they leave
@@ -98,7 +98,7 @@ def ip_local_deliver(ns, skb, iph, now: int, fn=("ip_rcv", "ip_local_deliver")) 
             return done
         # the reassembled datagram: ip_defrag() returned to ip_local_deliver(), which goes on
         return done + ip_local_deliver(ns, whole, ipv4.parse(whole.data), now, ("ip_local_deliver_finish",))
-    if ns.nf is not None:
+    if ns.nf_active[NF_INET_LOCAL_IN]:
         done, fn = nf_hook(ns, NF_INET_LOCAL_IN, skb, iph, skb.ifindex, 0, now, fn)
         if done is not None:
             return done

@@ -37,7 +37,7 @@ def ip_queue_xmit(ns, skb, now: int, fn="ip_queue_xmit") -> list:
     skb.network_header = 0
     skb.transport_header = ipv4.IPV4_HLEN
     skb.protocol = 0x0800
-    if ns.nf is not None:                # __ip_local_out()
+    if ns.nf_active[NF_INET_LOCAL_OUT]:  # __ip_local_out()
         done, fn = nf_hook(ns, NF_INET_LOCAL_OUT, skb, ipv4.parse(skb.data), 0, rt.oif, now, (fn,) if
                            isinstance(fn, str) else fn)
         if done is not None:
@@ -55,7 +55,7 @@ def ip_output(ns, skb, rt: route.Rt, fn, now: int) -> list:
     """ip_output() -> ip_finish_output(): a packet larger than the MTU is
     fragmented (ip_fragment()) unless DF forbids it; then each goes to the
     device with the next hop."""
-    if ns.nf is not None:
+    if ns.nf_active[NF_INET_POST_ROUTING]:
         done, fn = nf_hook(ns, NF_INET_POST_ROUTING, skb, ipv4.parse(skb.data), skb.ifindex, rt.oif, now,
                            (fn,) if isinstance(fn, str) else fn, rt.nexthop)
         if done is not None:

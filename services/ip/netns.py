@@ -26,6 +26,7 @@ class IpNetns:
         self.sysctl = sysctl_defaults() | host.sysctls
         self.devices = {i.ifindex: IpDevice(i) for i in host.interfaces.values()}
         self.by_name = {d.name: d for d in self.devices.values()}
+        self.ifnames = {i: d.name for i, d in self.devices.items()}
         self.fib = fibmod.Fib()
         for d in self.devices.values():
             for i, (addr, plen) in enumerate(d.addrs):
@@ -52,6 +53,7 @@ class IpNetns:
         self.frags = Frags(self.sysctl)
         self.pmtu: dict = {}                   # daddr -> route.Fnhe: path MTUs learned from ICMP
         self.nf = None                         # netfilter: made on first use (netfilter/tools.py)
+        self.nf_active = (False,) * 5          # per hook: does netfilter have work there? (tools.run() keeps it)
         self.ct = None                         # connection tracking: from the first rule that needs it
         self.ct_cur: dict = {}                 # id(skb) -> (state bits, conn, direction) between a packet's hooks
         self.dmesg: deque = deque(maxlen=1000)  # the kernel log (LOG target): (time ns, line)

@@ -4,7 +4,7 @@ namespace's tables see it in priority order (raw, conntrack, mangle, nat,
 filter, nat's source half, confirm), and their verdict lets it go on, drops
 it (NETFILTER_DROP) or rejects it. Conntrack and NAT rewrite the packet in
 place: a caller that routes after the hook re-reads the header when skb.data
-changed. A namespace without netfilter (ns.nf is None) never gets here: the
+changed. A namespace without netfilter never gets here (ns.nf_active): the
 call sites check first, so an unused netfilter costs nothing. Every hook that
 has rules adds a span step, `nf_hook_slow`, saying which table, chain and rule
 decided, and the NAT binding a connection got."""
@@ -26,85 +26,97 @@ NO_CT = (0, None, 0)
 
 def nf_hook(ns, hook: int, skb, iph, in_ifindex: int, out_ifindex: int, now: int, fn: tuple, nexthop: int = 0):
     """Returns (the actions that end the packet here, or None when it goes on;
-    `fn` with this hook's step added when its tables had a say)."""
+    `fn` with this hook's step added when its tables had a say). Called only
+    where ns.nf_active says this hook has work."""
     nf, ct = ns.nf, ns.ct
-    if ct is None and nf.empty(hook):
-        return None, fn
     p = _pkt(ns, skb, iph, in_ifindex, out_ifindex)
-    key = id(skb)
-    entering = hook in (NF_INET_PRE_ROUTING, NF_INET_LOCAL_OUT)
-    cur = NO_CT if ct is None or entering else ns.ct_cur.get(key, NO_CT)
-    p.ctstate = cur[0]
-    nat_note = []
+    if ct is None:
+        v = nf.hook(hook, p, now)
+        note = None
+    else:
+        t = _Tracked(ns, hook, skb, iph, in_ifindex, out_ifindex, now, nexthop, p)
+        v = nf.hook(hook, p, now, t.conntrack if hook in (NF_INET_PRE_ROUTING, NF_INET_LOCAL_OUT) else None,
+                    t.nat if nf.nat_used else None)
+        note = t.note
+    if v is not None:
+        if v.table or v.verdict != "ACCEPT":
+            attrs = (("netfilter.hook", HOOK_NAMES[hook]), ("netfilter.table", v.table),
+                     ("netfilter.chain", v.chain), ("netfilter.rule", v.rule), ("netfilter.verdict", v.verdict))
+            fn = fn + (Step("nf_hook_slow", attrs + (("netfilter.nat", note),) if note else attrs),)
+        if v.mark is not None:
+            skb.mark = v.mark
+        for prefix, mark in v.logs:
+            ns.dmesg.append((now, log_packet(prefix, p.iif, p.oif, skb.data, skb.network_header, mark)))
+        if v.verdict == "DROP":
+            ns.ct_cur.pop(id(skb), None)
+            return [Drop(skb, fn, "NETFILTER_DROP")], fn
+        if v.verdict == "REJECT":
+            ns.ct_cur.pop(id(skb), None)
+            return nf_reject.reject(ns, skb, iph, v.reject_with, now, fn), fn
+    if ct is not None and hook in (NF_INET_LOCAL_IN, NF_INET_POST_ROUTING):
+        # __nf_conntrack_confirm(): the last hook; a clash with a connection
+        # inserted meanwhile drops the packet
+        if not ct.confirm(ns.ct_cur.pop(id(skb), NO_CT)[1]):
+            return [Drop(skb, fn + ("__nf_conntrack_confirm",), "NETFILTER_DROP")], fn
+    return None, fn
 
-    def conntrack(p, v) -> str:
+
+class _Tracked:
+    """A packet's passage through a hook of a namespace that tracks connections:
+    conntrack's and NAT's steps, which the rule walk calls at their priorities."""
+    __slots__ = ("ns", "hook", "skb", "iph", "in_ifindex", "out_ifindex", "now", "nexthop", "cur", "note")
+
+    def __init__(self, ns, hook, skb, iph, in_ifindex, out_ifindex, now, nexthop, p):
+        self.ns, self.hook, self.skb, self.iph, self.now, self.nexthop = ns, hook, skb, iph, now, nexthop
+        self.in_ifindex, self.out_ifindex = in_ifindex, out_ifindex
+        entering = hook in (NF_INET_PRE_ROUTING, NF_INET_LOCAL_OUT)
+        self.cur = NO_CT if entering else ns.ct_cur.get(id(skb), NO_CT)
+        self.note = None
+        p.ctstate = self.cur[0]
+
+    def conntrack(self, p, v) -> str:
         """nf_conntrack_in(): the packet's connection and state, for the hooks after."""
-        nonlocal cur
+        ns, skb = self.ns, self.skb
         if v.notrack:
-            cur = (UNTRACKED, None, 0)
+            self.cur = (UNTRACKED, None, 0)
         else:
-            cur, drop = _track(ct, p, skb.data, skb.network_header + iph.ihl, now)
+            self.cur, drop = _track(ns.ct, p, skb.data, skb.network_header + self.iph.ihl, self.now)
             if drop:
                 v.table, v.chain, v.rule = "conntrack", "", 0
                 return "DROP"
         if len(ns.ct_cur) > 256:                   # packets dropped on the way never came to confirm
             ns.ct_cur.clear()
-        ns.ct_cur[key] = cur
-        p.ctstate = cur[0]
+        ns.ct_cur[id(skb)] = self.cur
+        p.ctstate = self.cur[0]
         return "ACCEPT"
 
-    def nat(table, chain, p, v) -> str:
+    def nat(self, table, chain, p, v) -> str:
         """nf_nat_ipv4_fn(): a new connection's first packet walks the chain and
         binds it (or gets the null binding); every packet is then rewritten."""
-        bits, conn, d = cur
+        bits, conn, d = self.cur
         if conn is None:
             return "ACCEPT"
+        ns, skb, hook = self.ns, self.skb, self.hook
         nh = skb.network_header
         if bits & RELATED and p.proto == ipv4.IPPROTO_ICMP:
             skb.data = nf_nat.icmp_reply_translation(conn, d, hook, skb.data, nh)
             return "ACCEPT"
         mtype = nf_nat.manip_type(hook)
         if bits & NEW and not nf_nat.initialized(conn, mtype):
-            verdict = ipt_do_table(table, chain, p, now, v)
+            verdict = ipt_do_table(table, chain, p, self.now, v)
             rng = None
             if verdict == "NAT":
-                rng = _nat_range(ns, v.nat, hook, in_ifindex, out_ifindex, nexthop or p.daddr)
+                rng = _nat_range(ns, v.nat, hook, self.in_ifindex, self.out_ifindex, self.nexthop or p.daddr)
                 if rng is None:                      # MASQUERADE/REDIRECT on a device without an address
                     return "DROP"
             elif verdict != "ACCEPT":
                 return verdict
             before = conn.reply
-            nf_nat.setup_info(ct, conn, rng, mtype, ns.rng)
+            nf_nat.setup_info(ns.ct, conn, rng, mtype, ns.rng)
             if conn.reply != before:
-                nat_note.append(_binding(conn, mtype))
+                self.note = _binding(conn, mtype)
         skb.data = nf_nat.nat_packet(conn, d, hook, skb.data, nh)
         return "ACCEPT"
-
-    v = nf.hook(hook, p, now, conntrack if ct is not None and entering else None,
-                nat if ct is not None and nf.nat_used else None)
-    if v is not None and (v.table or v.verdict != "ACCEPT"):
-        attrs = (("netfilter.hook", HOOK_NAMES[hook]), ("netfilter.table", v.table), ("netfilter.chain", v.chain),
-                 ("netfilter.rule", v.rule), ("netfilter.verdict", v.verdict))
-        if nat_note:
-            attrs += (("netfilter.nat", nat_note[0]),)
-        fn = fn + (Step("nf_hook_slow", attrs),)
-    if v is not None:
-        if v.mark is not None:
-            skb.mark = v.mark
-        for prefix, mark in v.logs:
-            ns.dmesg.append((now, log_packet(prefix, p.iif, p.oif, skb.data, skb.network_header, mark)))
-        if v.verdict == "DROP":
-            ns.ct_cur.pop(key, None)
-            return [Drop(skb, fn, "NETFILTER_DROP")], fn
-        if v.verdict == "REJECT":
-            ns.ct_cur.pop(key, None)
-            return nf_reject.reject(ns, skb, iph, v.reject_with, now, fn), fn
-    if ct is not None and hook in (NF_INET_LOCAL_IN, NF_INET_POST_ROUTING):
-        # __nf_conntrack_confirm(): the last hook; a clash with a connection
-        # inserted meanwhile drops the packet
-        if not ct.confirm(ns.ct_cur.pop(key, NO_CT)[1]):
-            return [Drop(skb, fn + ("__nf_conntrack_confirm",), "NETFILTER_DROP")], fn
-    return None, fn
 
 
 def _track(ct, p: Pkt, data: bytes, th: int, now: int):
@@ -160,9 +172,9 @@ def _binding(conn, mtype: int) -> str:
 
 def _pkt(ns, skb, iph, in_ifindex: int, out_ifindex: int) -> Pkt:
     """What the rules look at, read from the packet once."""
-    p = Pkt(iph.src, iph.dst, iph.proto, iif=ns.ifname(in_ifindex) if in_ifindex else "",
-            oif=ns.ifname(out_ifindex) if out_ifindex else "", mark=skb.mark, length=iph.total_len,
-            fragment=bool(iph.frag_off & ipv4.IP_OFFSET))
+    names = ns.ifnames
+    p = Pkt(iph.src, iph.dst, iph.proto, 0, 0, 0, -1, -1, names.get(in_ifindex, ""), names.get(out_ifindex, ""),
+            skb.mark, 0, iph.total_len, bool(iph.frag_off & ipv4.IP_OFFSET))
     if p.fragment:
         return p
     data, th = skb.data, skb.network_header + iph.ihl
