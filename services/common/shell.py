@@ -8,6 +8,7 @@ now)` and `admin(request)`; each of the first three returns actions
 """
 import asyncio
 import gc
+import json
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pktflow.v1 import admin_pb2, admin_pb2_grpc
 
-from . import config, healthcheck, rpc_guard, topology
+from . import config, healthcheck, rpc_guard, sysctl, topology
 from .plumbing import Downlink, Uplinks
 from .actions import Arm, Cancel, Down, Drop, Merge, Step, Stop, Up
 from .skbuff import NEW_JOURNEY, SAMPLED
@@ -63,7 +64,24 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         return []
 
     def admin(self, req: admin_pb2.AdminRequest) -> admin_pb2.AdminReply:
+        if req.command == "sysctl":
+            known = self.sysctls(req.netns)
+            if known is not None:              # `sysctl ...` on the values this layer keeps
+                values, ifnames = known
+                status, out, err, written = sysctl.sysctl_tool(values, ifnames, list(req.args))
+                if written:
+                    self.sysctl_written(req.netns, written)
+                return admin_pb2.AdminReply(json=json.dumps({"status": status, "out": out, "err": err,
+                                                             "written": {n: sysctl.show(values[n]) for n in written}}))
         return admin_pb2.AdminReply(err=95, detail=f"the {self.name} layer has no command {req.command!r}")
+
+    def sysctls(self, netns: str) -> tuple[dict, set] | None:
+        """The namespace's sysctl values this layer keeps (live: the core reads
+        them) and its interface names; None if the layer keeps none."""
+        return None
+
+    def sysctl_written(self, netns: str, names: list[str]):
+        """`sysctl -w` changed these: re-read what the core copied at start."""
 
     def span_attrs(self, skb) -> bytes:
         """Extra span attributes of a sampled skb (addresses, ports, ...),

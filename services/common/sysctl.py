@@ -143,6 +143,20 @@ KNOBS: dict[str, Knob] = {
     "net.ipv4.neigh.default.gc_thresh2": Knob(512, _int_range(0, 2**31 - 1), "entries above which GC is forced"),
     "net.ipv4.neigh.default.gc_thresh3": Knob(1024, _int_range(0, 2**31 - 1), "the most entries the table holds"),
 }
+# nf_conntrack's timeouts (seconds; net.netfilter.nf_conntrack_<key>), read once tracking starts
+CONNTRACK_TIMEOUTS = {
+    "tcp_timeout_syn_sent": 120, "tcp_timeout_syn_recv": 60, "tcp_timeout_established": 432000,
+    "tcp_timeout_fin_wait": 120, "tcp_timeout_close_wait": 60, "tcp_timeout_last_ack": 30,
+    "tcp_timeout_time_wait": 120, "tcp_timeout_close": 10, "tcp_timeout_max_retrans": 300,
+    "tcp_timeout_unacknowledged": 300, "udp_timeout": 30, "udp_timeout_stream": 120,
+    "icmp_timeout": 30, "generic_timeout": 600,
+}
+KNOBS.update({
+    "net.netfilter.nf_conntrack_max": Knob(262144, _int_range(0, 2**31 - 1), "the most connections tracked"),
+    "net.netfilter.nf_conntrack_tcp_loose": Knob(1, _BOOL, "pick up TCP connections mid-stream"),
+    **{f"net.netfilter.nf_conntrack_{k}": Knob(v, _int_range(0, 2**31 - 1), f"conntrack: {k.replace('_', ' ')}, s")
+       for k, v in CONNTRACK_TIMEOUTS.items()},
+})
 PER_INTERFACE: dict[str, Knob] = {
     "rp_filter": Knob(0, _int_range(0, 2), "reverse-path filter: 1 strict, 2 loose (the max of all and the device)"),
     "forwarding": Knob(None, _BOOL, "forward on this interface (follows ip_forward)"),
@@ -150,20 +164,86 @@ PER_INTERFACE: dict[str, Knob] = {
 }
 
 
-def parse(name: str, text: str, ifnames: set[str]) -> tuple[str, object]:
-    """Validates one sysctl; returns its canonical name and value. Raises
-    ValueError naming the problem."""
+class Unknown(ValueError):
+    """No such sysctl (here: the kernel has no such file under /proc/sys)."""
+
+
+def knob_of(name: str, ifnames: set[str] | None) -> Knob:
+    """The knob of a name; a per-interface name needs the interface (unless ifnames is None)."""
     knob = KNOBS.get(name)
     if knob is None and name.startswith("net.ipv4.conf."):
         parts = name.split(".")
         if len(parts) == 5 and parts[4] in PER_INTERFACE:
-            if parts[3] not in ifnames | {"all", "default"}:
-                raise ValueError(f"no interface {parts[3]!r} on this host")
+            if ifnames is not None and parts[3] not in ifnames | {"all", "default"}:
+                raise Unknown(f"no interface {parts[3]!r} on this host")
             knob = PER_INTERFACE[parts[4]]
     if knob is None:
-        raise ValueError("unknown sysctl (supported: " + ", ".join(sorted(KNOBS)) +
-                         ", net.ipv4.conf.<if>.{" + ",".join(PER_INTERFACE) + "})")
-    return name, knob.parse(str(text))
+        raise Unknown("unknown sysctl (supported: " + ", ".join(sorted(KNOBS)) +
+                      ", net.ipv4.conf.<if>.{" + ",".join(PER_INTERFACE) + "})")
+    return knob
+
+
+def parse(name: str, text: str, ifnames: set[str]) -> tuple[str, object]:
+    """Validates one sysctl; returns its canonical name and value. Raises
+    ValueError naming the problem (Unknown for a name that does not exist)."""
+    return name, knob_of(name, ifnames).parse(str(text))
+
+
+def show(value) -> str:
+    """A value as /proc/sys prints it (several numbers: tab-separated)."""
+    return "\t".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def sysctl_tool(values: dict, ifnames: set[str] | None, args: list[str]) -> tuple[int, str, str, list[str]]:
+    """sysctl(8) as procps-ng 4.0 answers, on one namespace's values: `KEY...`,
+    `-a`, `-n` (values only), `-q` (quiet writes), `-w KEY=VALUE...` (a word
+    with `=` writes without -w too); keys with dots or slashes. Returns (exit
+    status, stdout, stderr, the names written), each write validated on its own."""
+    opts, words = set(), []
+    for w in args:
+        if w.startswith("-") and len(w) > 1 and not words:
+            opts |= set(w[1:])
+        else:
+            words.append(w)
+    bad = opts - set("wqnaA")
+    if bad:
+        return 1, "", f"sysctl: invalid option -- '{sorted(bad)[0]}'\n", []
+    status, out, err, written = 0, [], [], []
+
+    def line(name, value):
+        return show(value) if "n" in opts else f"{name} = {show(value)}"
+    if "a" in opts or "A" in opts:
+        return 0, "".join(line(k, values[k]) + "\n" for k in sorted(values)), "", []
+    for w in words:
+        name, eq, text = w.partition("=")
+        name = name.strip().replace("/", ".")
+        if "w" in opts and not eq:
+            status = 1
+            err.append("sysctl: command line(0): invalid syntax, continuing...")
+            continue
+        path = "/proc/sys/" + name.replace(".", "/")
+        try:
+            knob = knob_of(name, ifnames)
+        except Unknown:
+            status = 1
+            err.append(f"sysctl: cannot stat {path}: No such file or directory")
+            continue
+        if not eq:
+            value = values.get(name, knob.default)
+            if value is None:                       # conf.<if>.forwarding follows ip_forward
+                value = values.get("net.ipv4.ip_forward", 0)
+            out.append(line(name, value))
+            continue
+        try:
+            values[name] = knob.parse(text.strip())
+        except ValueError:
+            status = 1
+            err.append(f'sysctl: setting key "{name}": Invalid argument')
+            continue
+        written.append(name)
+        if "q" not in opts:
+            out.append(line(name, values[name]))
+    return status, "".join(x + "\n" for x in out), "".join(x + "\n" for x in err), written
 
 
 def defaults() -> dict[str, object]:

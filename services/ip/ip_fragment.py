@@ -131,10 +131,14 @@ class Frags:
     def __init__(self, sysctl: dict):
         self.queues: dict[tuple, FragQueue] = {}
         self.mem = 0
+        self.peer_rid: dict[int, int] = {}   # inet_peer's rid: fragments seen from each source
+        self.configure(sysctl)
+
+    def configure(self, sysctl: dict):
+        """The sysctls, at start and after `sysctl -w`."""
         self.high_thresh = sysctl["net.ipv4.ipfrag_high_thresh"]
         self.timeout_ns = sysctl["net.ipv4.ipfrag_time"] * 1_000_000_000
         self.max_dist = sysctl["net.ipv4.ipfrag_max_dist"]
-        self.peer_rid: dict[int, int] = {}   # inet_peer's rid: fragments seen from each source
 
     def frag_too_far(self, q: FragQueue, src: int) -> bool:
         """ip_frag_too_far(): more than max_dist fragments from this source since this queue's last."""

@@ -42,9 +42,7 @@ class IpNetns:
         self._replay_forwarding(host.sysctls)
         # inet_addr_lst: every interface address and its device (__ip_dev_find(), fib_validate_source())
         self.ifaddrs = {a: d.ifindex for d in self.devices.values() for a, _ in d.addrs}
-        all_accept_local = bool(self.sysctl.get("net.ipv4.conf.all.accept_local"))
-        for d in self.devices.values():            # IN_DEV_ACCEPT_LOCAL() = IN_DEV_ORCONF(): all OR the device
-            d.accept_local = all_accept_local or bool(self.sysctl.get(f"net.ipv4.conf.{d.name}.accept_local"))
+        self._copy_accept_local()
         self.mib = Mib()
         self.devstats: dict[int, Mib] = {i: Mib() for i in self.devices}
         self.rng = rng
@@ -60,6 +58,11 @@ class IpNetns:
         if host.iptables:                      # the topology's rules, loaded as iptables-restore would
             from .netfilter import tools
             tools.run(self, "iptables-restore", [host.iptables], 0)
+
+    def _copy_accept_local(self):
+        all_accept_local = bool(self.sysctl.get("net.ipv4.conf.all.accept_local"))
+        for d in self.devices.values():            # IN_DEV_ACCEPT_LOCAL() = IN_DEV_ORCONF(): all OR the device
+            d.accept_local = all_accept_local or bool(self.sysctl.get(f"net.ipv4.conf.{d.name}.accept_local"))
 
     def _replay_forwarding(self, sysctls: dict):
         """The topology's forwarding sysctls written in file order, after the interfaces exist, as
@@ -77,9 +80,35 @@ class IpNetns:
                 d = self.by_name.get(key.split(".")[3])
                 if d is not None:
                     d.forwarding = bool(value)
-        self.sysctl["net.ipv4.ip_forward"] = all_fwd
+        self.sysctl["net.ipv4.ip_forward"] = self._all_forwarding = all_fwd
         if "net.ipv4.conf.all.forwarding" in self.sysctl:
             self.sysctl["net.ipv4.conf.all.forwarding"] = all_fwd
+
+    def sysctl_written(self, names: list[str]):
+        """`sysctl -w`: what was copied from the sysctls at start follows them. Writing
+        ip_forward (= conf.all.forwarding) sets every device when it changes
+        (devinet_sysctl_forward()); conf.<dev>.forwarding sets that device."""
+        sc = self.sysctl
+        for name in names:
+            if name in ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"):
+                value = sc[name]
+                if value != self._all_forwarding:
+                    self._all_forwarding = value
+                    for d in self.devices.values():
+                        d.forwarding = bool(value)
+                sc["net.ipv4.ip_forward"] = sc["net.ipv4.conf.all.forwarding"] = value
+            elif name.startswith("net.ipv4.conf.") and name.endswith(".forwarding"):
+                d = self.by_name.get(name.split(".")[3])
+                if d is not None:
+                    d.forwarding = bool(sc[name])
+            elif name.endswith(".accept_local"):
+                self._copy_accept_local()
+            elif name.startswith("net.ipv4.icmp_"):
+                self.icmp_limits = RateLimits(sc)
+            elif name.startswith("net.ipv4.ipfrag_"):
+                self.frags.configure(sc)
+            elif name.startswith("net.netfilter.") and self.ct is not None:
+                self.ct.configure(sc)
 
     @property
     def forwarding(self) -> bool:

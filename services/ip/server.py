@@ -80,12 +80,17 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
             return admin_pb2.AdminReply(json=json.dumps(ns.fib.show(table, ns.ifname)))
         if req.command in ("addr", "link"):
             return admin_pb2.AdminReply(json=json.dumps(self.ip.addresses(req.netns)))
-        if req.command == "sysctl":
-            return admin_pb2.AdminReply(json=json.dumps({k: v for k, v in ns.sysctl.items()}))
         if req.command in nf_tools.TOOLS:
             status, out, err = nf_tools.run(ns, req.command, list(req.args), time.monotonic_ns())
             return admin_pb2.AdminReply(json=json.dumps({"status": status, "out": out, "err": err}))
         return super().admin(req)
+
+    def sysctls(self, netns: str):
+        ns = self.ip.netns[netns]
+        return ns.sysctl, set(ns.by_name)
+
+    def sysctl_written(self, netns: str, names: list[str]):
+        self.ip.netns[netns].sysctl_written(names)
 
 
 _PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}

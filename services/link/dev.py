@@ -40,8 +40,8 @@ class LinkNetns:
         self.name = host.name
         self.devices = {i.ifindex: Device(i) for i in host.interfaces.values()}
         self.local = {a for d in self.devices.values() for a in d.local}
-        sysctls = sysctl_defaults() | host.sysctls
-        self.neigh = nd.NeighTable(nd.NeighParms(sysctls), rng)
+        self.sysctl = sysctl_defaults() | host.sysctls
+        self.neigh = nd.NeighTable(nd.NeighParms(self.sysctl), rng)
         self.rng = rng
         self.taps: dict[int, dict[int, int]] = {}     # ifindex (0: any) -> {socket: ethertype}
         self.mib: Counter = Counter()

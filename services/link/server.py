@@ -6,7 +6,7 @@ from pktflow.v1 import admin_pb2
 
 from ..common.shell import LayerShell
 from ..wire import ethernet, ipv4
-from . import sch_api
+from . import neighbour as nd, sch_api
 from .dev import Link
 
 
@@ -37,6 +37,15 @@ class LinkShell(LayerShell):
         ns = self.link.netns.get(skb.netns)
         dev = ns.devices.get(skb.ifindex) if ns else None
         return self.cached_attrs(("dev", dev.name), lambda: (("pktflow.ifname", dev.name),)) if dev else b""
+
+    def sysctls(self, netns: str):
+        ns = self.link.netns[netns]
+        return ns.sysctl, {d.name for d in ns.devices.values()}
+
+    def sysctl_written(self, netns: str, names: list[str]):
+        if any(n.startswith("net.ipv4.neigh.") for n in names):    # the ARP table's parameters
+            ns = self.link.netns[netns]
+            ns.neigh.parms = nd.NeighParms(ns.sysctl)
 
     def admin(self, req):
         bad = self.check_netns(req.netns)

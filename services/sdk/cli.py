@@ -238,6 +238,27 @@ def cmd_netfilter(tool: str, argv: list[str]) -> int:
     return reply["status"]
 
 
+# -- sysctl
+LAYERS_WITH_SYSCTLS = ("transport", "socket", "link")     # besides ip, which validates
+
+
+def cmd_sysctl(argv: list[str]) -> int:
+    """`pktflow sysctl -n NETNS [-w|-q|-n|-a] KEY[=VALUE]...` as procps' sysctl:
+    the ip layer reads and validates; what it wrote is written in every layer
+    that keeps sysctls, so each one's core sees the new value."""
+    if argv[:1] not in (["-n"], ["--netns"]) or len(argv) < 2:
+        _die("sysctl: which host? give -n NETNS first")
+    netns, words = argv[1], argv[2:]
+    reply = json.loads(_client.admin("ip", netns, "sysctl", *words).json)
+    if reply["written"]:
+        again = ["-qw"] + [f"{k}={v}" for k, v in reply["written"].items()]
+        for layer in LAYERS_WITH_SYSCTLS:
+            _client.admin(layer, netns, "sysctl", *again)
+    sys.stdout.write(reply["out"])
+    sys.stderr.write(reply["err"])
+    return reply["status"]
+
+
 # -- capture
 def cmd_capture(a) -> int:
     from ._capture import capture
@@ -397,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ip", help="ip link|addr|route|neigh -n NETNS [-s]", add_help=False)
     for tool in NF_TOOLS:
         sub.add_parser(tool, help=f"{tool} -n NETNS ... (as the real {tool.split('-')[0]})", add_help=False)
+    sub.add_parser("sysctl", help="sysctl -n NETNS [-w] KEY[=VALUE]... | -a (as procps' sysctl)", add_help=False)
     sub.add_parser("tc", help="tc [-s] -n NETNS qdisc add|change|replace|del|show dev IF root netem ...",
                    add_help=False)
 
@@ -441,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         command, a = {"ip": cmd_ip, "tc": cmd_tc}[argv[0]], argv[1:]
     elif argv and argv[0] in NF_TOOLS:
         command, a = (lambda words, tool=argv[0]: cmd_netfilter(tool, words)), argv[1:]
+    elif argv and argv[0] == "sysctl":
+        command, a = cmd_sysctl, argv[1:]
     else:
         a = parser.parse_args(argv)
         if a.cmd is None:

@@ -400,6 +400,9 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
                                    hatype=1, haddr=iface.mac if iface else b"")
 
     # -- Admin: the socket table (for ss)
+    def sysctls(self, netns: str):
+        return self.fs.sysctl[netns], None
+
     def admin(self, req):
         bad = self.check_netns(req.netns)
         if bad:

@@ -72,6 +72,16 @@ class TransportShell(LayerShell):
         return self.cached_attrs(ports, lambda: (("source.port", int.from_bytes(ports[:2], "big")),
                                                  ("destination.port", int.from_bytes(ports[2:], "big"))))
 
+    def sysctls(self, netns: str):
+        return self.tr.netns[netns].sysctl, None
+
+    def sysctl_written(self, netns: str, names: list[str]):
+        ns = self.tr.netns[netns]
+        if "net.ipv4.ip_local_port_range" in names:       # inet_get_local_port_range() reads it each bind
+            tcp = getattr(ns, "tcp", None)                 # made on the namespace's first TCP socket
+            for table in [ns.udp] + ([tcp.ports] if tcp else []):
+                table.port_range = ns.sysctl["net.ipv4.ip_local_port_range"]
+
     def admin(self, req):
         bad = self.check_netns(req.netns)
         if bad:

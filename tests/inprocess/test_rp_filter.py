@@ -61,3 +61,26 @@ def test_a_spoofed_packet_to_the_router_itself_is_filtered_and_counted():
     k = r1_with()
     assert send(k, "10.0.2.99", dst="10.0.1.1") == "delivered"
     assert k.counters("r1")["TcpExtIPReversePathFilter"] == 0
+
+
+def test_sysctl_w_at_run_time_turns_the_filter_and_forwarding_on_and_off():
+    """`pktflow sysctl -n r1 -w ...` as the ip layer's admin runs it: the next
+    packet sees the new value, as on Linux."""
+    from pktflow.services.common.sysctl import sysctl_tool
+    k = r1_with()
+    r1 = k.ip.netns["r1"]
+
+    def sysctl(*words):
+        status, out, err, written = sysctl_tool(r1.sysctl, set(r1.by_name), ["-w", *words])
+        assert status == 0, err
+        r1.sysctl_written(written)
+    assert send(k, "10.0.2.99") == "forwarded"
+    sysctl("net.ipv4.conf.all.rp_filter=1")
+    assert send(k, "10.0.2.98") == "IP_RPFILTER"
+    sysctl("net.ipv4.conf.all.rp_filter=0")
+    assert send(k, "10.0.2.97") == "forwarded"
+    k.drops.clear()
+    sysctl("net.ipv4.ip_forward=0")
+    assert not r1.forwarding and send(k, "10.0.1.10") == "IP_INADDRERRORS"
+    sysctl("net.ipv4.ip_forward=1")
+    assert send(k, "10.0.1.11") == "forwarded"

@@ -368,3 +368,22 @@ def test_a_nat_gateway_end_to_end_through_the_sdk(stack):
     finally:
         cli("iptables", "-n", "r1", "-t", "nat", "-F")
         cli("conntrack", "-n", "r1", "-F")
+
+
+def test_pktflow_sysctl_writes_at_run_time_in_every_layer(stack):
+    """`pktflow sysctl -n h1 -w` as procps' sysctl: the ip layer validates, the
+    value reaches the layer that uses it (here transport's ephemeral ports), a
+    bad key or value fails as sysctl does and changes nothing."""
+    try:
+        r = cli("sysctl", "-n", "h1", "-w", "net.ipv4.ip_local_port_range=45200 45209")
+        assert (r.returncode, r.stdout, r.stderr) == (0, "net.ipv4.ip_local_port_range = 45200\t45209\n", "")
+        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
+            c.sendto(b"x", ("10.0.2.10", 9))
+            assert 45200 <= c.getsockname()[1] <= 45209
+        bad = cli("sysctl", "-n", "h1", "-w", "net.ipv4.ip_default_ttl=0", "net.ipv4.nope=1")
+        assert bad.returncode == 1 and bad.stderr == (
+            'sysctl: setting key "net.ipv4.ip_default_ttl": Invalid argument\n'
+            "sysctl: cannot stat /proc/sys/net/ipv4/nope: No such file or directory\n")
+        assert cli("sysctl", "-n", "h1", "net.ipv4.ip_default_ttl").stdout == "net.ipv4.ip_default_ttl = 64\n"
+    finally:
+        cli("sysctl", "-n", "h1", "-w", "net.ipv4.ip_local_port_range=32768 60999")

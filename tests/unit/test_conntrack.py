@@ -256,6 +256,9 @@ def test_core_full_table_early_drops_an_unassured_entry_else_drops():
 
 def test_core_state_bits_are_xt_conntracks_and_the_sysctls_are_declared():
     assert (ctm.INVALID, ctm.ESTABLISHED, ctm.RELATED, ctm.NEW, ctm.UNTRACKED) == (1, 2, 4, 8, 64)
-    k = ctm.SYSCTLS["net.netfilter.nf_conntrack_tcp_timeout_established"]
+    from pktflow.services.common.sysctl import KNOBS, defaults
+    k = KNOBS["net.netfilter.nf_conntrack_tcp_timeout_established"]
     assert k.default == 432000 and k.parse("60") == 60
-    assert ctm.SYSCTLS["net.netfilter.nf_conntrack_udp_timeout_stream"].default == 120
+    ct = ctm.Conntrack.from_sysctl(defaults() | {"net.netfilter.nf_conntrack_max": 7,
+                                                 "net.netfilter.nf_conntrack_udp_timeout_stream": 180})
+    assert (ct.max, ct.timeouts["udp_timeout_stream"], ct.timeouts["icmp_timeout"]) == (7, 180 * SEC, 30 * SEC)

@@ -26,7 +26,7 @@ whole datagrams), per-CPU stats, hash-order listing (we list in insertion order)
 from collections import Counter, OrderedDict
 from typing import NamedTuple
 
-from ...common.sysctl import Knob
+from ...common.sysctl import CONNTRACK_TIMEOUTS as TIMEOUTS
 
 INVALID, ESTABLISHED, RELATED, NEW, UNTRACKED = 1, 2, 4, 8, 64     # XT_CONNTRACK_STATE_BIT()
 # enum ip_conntrack_status
@@ -39,37 +39,8 @@ PROTO_NAMES = {ICMP: "icmp", TCP: "tcp", UDP: "udp"}
 CONNTRACK_VERSION = "conntrack v1.4.7 (conntrack-tools)"
 DROP_REASON_FULL = "NETFILTER_DROP"      # nf_hook_slow() frees every NF_DROP with SKB_DROP_REASON_NETFILTER_DROP
 
-TIMEOUTS = {                              # seconds: net.netfilter.nf_conntrack_<key>
-    "tcp_timeout_syn_sent": 120, "tcp_timeout_syn_recv": 60, "tcp_timeout_established": 432000,
-    "tcp_timeout_fin_wait": 120, "tcp_timeout_close_wait": 60, "tcp_timeout_last_ack": 30,
-    "tcp_timeout_time_wait": 120, "tcp_timeout_close": 10, "tcp_timeout_max_retrans": 300,
-    "tcp_timeout_unacknowledged": 300, "udp_timeout": 30, "udp_timeout_stream": 120,
-    "icmp_timeout": 30, "generic_timeout": 600,
-}
 UDP_STREAM_AFTER = 2 * S                  # udp_packet(): "still active after two seconds?"
 
-
-def _secs(text: str) -> int:
-    value = int(text, 0)
-    if not 0 <= value <= 2**31 - 1:
-        raise ValueError(f"{value} is out of range 0..{2**31 - 1}")
-    return value
-
-
-def _bool(text: str) -> int:
-    value = int(text, 0)
-    if value not in (0, 1):
-        raise ValueError(f"{value} is out of range 0..1")
-    return value
-
-
-# The sysctls this module reads, declared as services/common/sysctl.py does (not registered there yet).
-SYSCTLS: dict[str, Knob] = {
-    "net.netfilter.nf_conntrack_max": Knob(262144, _secs, "the most connections a namespace tracks"),
-    "net.netfilter.nf_conntrack_tcp_loose": Knob(1, _bool, "pick up TCP connections mid-stream"),
-    **{f"net.netfilter.nf_conntrack_{k}": Knob(v, _secs, f"conntrack timeout, seconds ({k})")
-       for k, v in TIMEOUTS.items()},
-}
 
 # TCP states (enum tcp_conntrack) and the kernel's tcp_conntracks[dir][index][state].
 NO, SS, SR, ES, FW, CW, LA, TW, CL, S2, IV, IG = range(12)
@@ -187,6 +158,19 @@ class Conntrack:
         self.unassured: OrderedDict[Tuple, Conn] = OrderedDict()   # early_drop()'s candidates, oldest first
         self.stats: Counter = Counter({k: 0 for k in STAT_NAMES})
         self.log: list[str] = []          # kernel messages; the caller prints them (ratelimited)
+
+    @classmethod
+    def from_sysctl(cls, sc: dict) -> "Conntrack":
+        ct = cls()
+        ct.configure(sc)
+        return ct
+
+    def configure(self, sc: dict):
+        """net.netfilter.nf_conntrack_*, at start and after `sysctl -w` (a new
+        timeout applies from each connection's next packet, as in the kernel)."""
+        self.max = sc["net.netfilter.nf_conntrack_max"]
+        self.tcp_loose = bool(sc["net.netfilter.nf_conntrack_tcp_loose"])
+        self.timeouts = {k: sc[f"net.netfilter.nf_conntrack_{k}"] * S for k in TIMEOUTS}
 
     # -- the table
     def _find(self, t: Tuple, now: int):

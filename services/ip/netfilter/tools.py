@@ -39,7 +39,7 @@ def run(ns, tool: str, args: list[str], now: int) -> tuple[int, str, str]:
     else:
         return 2, "", f"unknown tool {tool!r} (one of {', '.join(TOOLS)})\n"
     if (nf.needs_conntrack or nf.nat_used) and ns.ct is None:
-        ns.ct = Conntrack()                     # loading xt_conntrack or iptable_nat loads nf_conntrack
+        ns.ct = Conntrack.from_sysctl(ns.sysctl)   # loading xt_conntrack or iptable_nat loads nf_conntrack
     # the ip layer calls nf_hook() only where there is work: a chain with rules, or conntrack everywhere
     ns.nf_active = tuple(ns.ct is not None or not nf.empty(hook) for hook in range(5))
     return out
