@@ -1,16 +1,19 @@
-"""The FIB (net/ipv4/fib_*.c): the local and main routing tables with
-longest-prefix match.
+"""The FIB (net/ipv4/fib_*.c): routing tables with longest-prefix match, and
+the policy rules that choose among them (fib_rules.py).
 
 As in Linux, adding an address puts `local ADDR` and `broadcast BCAST` routes
-in the local table and the connected prefix route in the main table; lookups try
-local first. Results are cached per destination until the tables change
-(fib_genid, the kernel's rt_genid)."""
+in the local table and the connected prefix route in the main table; with the
+default rules a lookup tries local, main, then default. Results are cached per
+destination (per flow once there are rules of one's own) until the tables or
+rules change (fib_genid, the kernel's rt_genid)."""
 from dataclasses import dataclass
 
 # Route types: the contract's enum (layers.proto RouteType), rtnetlink.h's numbers.
 from pktflow.v1.layers_pb2 import RTN_BLACKHOLE, RTN_BROADCAST, RTN_LOCAL, RTN_PROHIBIT, RTN_UNICAST, RTN_UNREACHABLE
 
 from ..wire.ipv4 import INADDR_BROADCAST, ntoa, prefix_mask
+from . import fib_rules
+from .fib_rules import TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN, TABLE_NAMES
 
 RTN_NAMES = {RTN_UNICAST: "unicast", RTN_LOCAL: "local", RTN_BROADCAST: "broadcast", RTN_BLACKHOLE: "blackhole",
              RTN_UNREACHABLE: "unreachable", RTN_PROHIBIT: "prohibit"}
@@ -18,7 +21,6 @@ TYPE_BY_NAME = {v: k for k, v in RTN_NAMES.items()}
 
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST = 0, 253, 254
 SCOPE_NAMES = {RT_SCOPE_UNIVERSE: "global", RT_SCOPE_LINK: "link", RT_SCOPE_HOST: "host"}
-TABLE_LOCAL, TABLE_MAIN = 255, 254
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,12 @@ class FibRoute:
     scope: int = RT_SCOPE_UNIVERSE
     proto: str = "boot"
     table: int = TABLE_MAIN
+    nhs: tuple = ()            # a multipath route's nexthops: ((gw, dev, weight), ...)
+    err: int = 0               # a rule's answer (fib_rules ACTION_ERRNO), not a route in a table
+
+    def same_key(self, other: "FibRoute") -> bool:
+        """fib_table_insert()'s alias key: prefix, tos (always 0 here) and priority (metric)."""
+        return (self.dst, self.plen, self.metric) == (other.dst, other.plen, other.metric)
 
 
 class Table:
@@ -74,14 +82,17 @@ class Table:
 
 class Fib:
     def __init__(self):
-        self.local = Table()
-        self.main = Table()
+        self.tables = {TABLE_LOCAL: Table(), TABLE_MAIN: Table(), TABLE_DEFAULT: Table()}
+        self.local, self.main = self.tables[TABLE_LOCAL], self.tables[TABLE_MAIN]
+        self.rules = fib_rules.default_rules()
+        self.own_rules = False                  # rules beyond the three defaults: look up per flow
         self.genid = 1
-        self._cache: dict[int, FibRoute | None] = {}
+        self._cache: dict = {}
 
     def changed(self):
         self.genid += 1
         self._cache.clear()
+        self.own_rules = self.rules != fib_rules.default_rules()
 
     def add_ifaddr(self, ifindex: int, addr: int, plen: int, loopback: bool, primary: int = 0):
         """fib_add_ifaddr(). `primary` is set for an IFA_F_SECONDARY address (one more
@@ -106,19 +117,36 @@ class Fib:
         self.changed()
 
     def add(self, route: FibRoute):
-        self.main.add(route)
+        self.tables.setdefault(route.table, Table()).add(route)
         self.changed()
 
-    def lookup(self, daddr: int) -> FibRoute | None:
-        """fib_lookup(): local table, then main; cached."""
+    def lookup(self, daddr: int, saddr: int = 0, iif: int = 0, oif: int = 0, mark: int = 0) -> FibRoute | None:
+        """fib_lookup(): with only the default rules, local, main, then default,
+        cached per destination; else fib_rules_lookup(), cached per flow."""
+        key = daddr if not self.own_rules else (daddr, saddr, iif, oif, mark)
         try:
-            return self._cache[daddr]
+            return self._cache[key]
         except KeyError:
             pass
-        r = self.local.lookup(daddr) or self.main.lookup(daddr)
+        if not self.own_rules:
+            r = self.local.lookup(daddr) or self.main.lookup(daddr) or self.tables[TABLE_DEFAULT].lookup(daddr)
+        else:
+            r = self._rules_lookup(daddr, saddr, iif, oif, mark)
         if len(self._cache) < 65536:
-            self._cache[daddr] = r
+            self._cache[key] = r
         return r
+
+    def _rules_lookup(self, daddr: int, saddr: int, iif: int, oif: int, mark: int) -> FibRoute | None:
+        for rule in self.rules:
+            if not rule.matches(daddr, saddr, iif, oif, mark):
+                continue
+            if rule.action != fib_rules.FR_ACT_TO_TBL:
+                return FibRoute(daddr, 32, RTN_UNREACHABLE, err=fib_rules.ACTION_ERRNO[rule.action])
+            table = self.tables.get(rule.table)
+            r = table.lookup(daddr) if table is not None else None
+            if r is not None:                  # no route there: -EAGAIN, the next rule
+                return r
+        return None
 
     def is_local(self, addr: int) -> bool:
         r = self.local.lookup(addr)
@@ -130,23 +158,30 @@ class Fib:
         r = self.local.lookup(addr)
         return r is not None and r.type == RTN_BROADCAST and r.plen == 32
 
-    def show(self, table: int, ifname) -> list[str]:
-        """`ip route show [table local]` lines."""
+    def show(self, table: int | None, ifname) -> list[str]:
+        """`ip route show [table ID|all]` lines (None: all, each line naming its table)."""
         out = []
-        for r in (self.local if table == TABLE_LOCAL else self.main).routes():
-            words = [] if r.type == RTN_UNICAST and table == TABLE_MAIN else [RTN_NAMES[r.type]]
-            words.append("default" if r.plen == 0 else ntoa(r.dst) if r.plen == 32 else f"{ntoa(r.dst)}/{r.plen}")
-            if r.gw:
-                words += ["via", ntoa(r.gw)]
-            if r.dev:
-                words += ["dev", ifname(r.dev)]
-            if r.proto != "boot":          # `ip route add` routes are proto boot, not shown
-                words += ["proto", r.proto]
-            if r.scope != RT_SCOPE_UNIVERSE:
-                words += ["scope", SCOPE_NAMES[r.scope]]
-            if r.prefsrc:
-                words += ["src", ntoa(r.prefsrc)]
-            if r.metric:
-                words += ["metric", str(r.metric)]
-            out.append(" ".join(words))
+        for tid in sorted(self.tables, key=lambda t: (t == TABLE_LOCAL, t != TABLE_MAIN, t)) \
+                if table is None else [table]:
+            for r in self.tables[tid].routes():
+                words = [] if r.type == RTN_UNICAST and tid != TABLE_LOCAL else [RTN_NAMES[r.type]]
+                words.append("default" if r.plen == 0 else ntoa(r.dst) if r.plen == 32 else f"{ntoa(r.dst)}/{r.plen}")
+                if r.gw:
+                    words += ["via", ntoa(r.gw)]
+                if r.dev:
+                    words += ["dev", ifname(r.dev)]
+                if table is None and tid != TABLE_MAIN:
+                    words += ["table", TABLE_NAMES.get(tid, str(tid))]
+                if r.proto != "boot":          # `ip route add` routes are proto boot, not shown
+                    words += ["proto", r.proto]
+                if r.scope != RT_SCOPE_UNIVERSE:
+                    words += ["scope", SCOPE_NAMES[r.scope]]
+                if r.prefsrc:
+                    words += ["src", ntoa(r.prefsrc)]
+                if r.metric:
+                    words += ["metric", str(r.metric)]
+                line = " ".join(words)
+                for gw, dev, weight in r.nhs:
+                    line += f"\n\tnexthop via {ntoa(gw)} dev {ifname(dev)} weight {weight}"
+                out.append(line)
         return out

@@ -58,7 +58,7 @@ def ip_rcv(ns, skb, now: int) -> list:
 
 def _route_input(ns, skb, iph, now: int, fn) -> list:
     try:
-        kind, rt = route.ip_route_input(ns, iph, skb.ifindex)
+        kind, rt = route.ip_route_input(ns, iph, skb.ifindex, skb.mark)
     except RouteError as e:
         return ip_error(ns, skb, e, now, fn)
     if kind == route.FORWARD:

@@ -18,7 +18,7 @@ def ip_queue_xmit(ns, skb, now: int, fn="ip_queue_xmit") -> list:
         rt = route.Rt(0, dst.oif, dst.nexthop, skb.saddr, dst.mtu)
     else:
         try:
-            rt = route.ip_route_output(ns, skb.daddr, skb.saddr)
+            rt = route.ip_route_output(ns, skb.daddr, skb.saddr, mark=skb.mark)
         except RouteError:
             ns.mib["IpOutNoRoutes"] += 1
             return [Drop(skb, fn, "IP_OUTNOROUTES")]
@@ -38,13 +38,14 @@ def ip_queue_xmit(ns, skb, now: int, fn="ip_queue_xmit") -> list:
     skb.transport_header = ipv4.IPV4_HLEN
     skb.protocol = 0x0800
     if ns.nf_active[NF_INET_LOCAL_OUT]:  # __ip_local_out()
+        mark = skb.mark
         done, fn = nf_hook(ns, NF_INET_LOCAL_OUT, skb, ipv4.parse(skb.data), 0, rt.oif, now, (fn,) if
                            isinstance(fn, str) else fn)
         if done is not None:
             return done
-        if skb.data[16:20] != hdr[16:20]:  # DNAT: ip_route_me_harder()
+        if skb.data[16:20] != hdr[16:20] or skb.mark != mark:   # DNAT or MARK: ip_route_me_harder()
             try:
-                rt = route.ip_route_output(ns, int.from_bytes(skb.data[16:20], "big"), saddr)
+                rt = route.ip_route_output(ns, int.from_bytes(skb.data[16:20], "big"), saddr, mark=skb.mark)
             except RouteError:
                 ns.mib["IpOutNoRoutes"] += 1
                 return [Drop(skb, fn, "IP_OUTNOROUTES")]

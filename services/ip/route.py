@@ -1,6 +1,7 @@
 """Route resolution (net/ipv4/route.c): ip_route_output_key() for packets this
 host sends, ip_route_input() for packets it receives."""
 import errno
+import zlib
 from typing import NamedTuple
 
 from ..common.actions import Arm
@@ -27,7 +28,26 @@ class RouteError(Exception):
         self.errno = err
 
 
-def ip_route_output(ns, daddr: int, saddr: int = 0, oif: int = 0) -> Rt:
+def fib_select_path(r, saddr: int, daddr: int) -> tuple[int, int]:
+    """(device, gateway) of route r; a multipath route's nexthop chosen by the
+    hash-threshold method of fib_select_multipath(): the flow's L3 hash (source
+    and destination, fib_multipath_hash_policy 0) against each nexthop's upper
+    bound, its share of the total weight of 2**31 (fib_rebalance()). Linux
+    hashes with a per-boot random key; this hash is CRC-32, so the spread is
+    Linux's, not the very flow-to-path mapping of one Linux boot."""
+    if not r.nhs:
+        return r.dev, r.gw
+    h = zlib.crc32(saddr.to_bytes(4, "big") + daddr.to_bytes(4, "big")) >> 1
+    total = sum(w for _, _, w in r.nhs)
+    acc = 0
+    for gw, dev, w in r.nhs:
+        acc += w
+        if h <= ((acc << 31) + total // 2) // total - 1:
+            return dev, gw
+    return r.nhs[-1][1], r.nhs[-1][0]
+
+
+def ip_route_output(ns, daddr: int, saddr: int = 0, oif: int = 0, mark: int = 0) -> Rt:
     """ip_route_output_key(): where a locally generated packet to daddr goes.
     Raises RouteError with ENETUNREACH, EHOSTUNREACH, EACCES or EINVAL."""
     if ipv4.is_multicast(daddr) or ipv4.is_zeronet(daddr) and daddr:
@@ -45,19 +65,20 @@ def ip_route_output(ns, daddr: int, saddr: int = 0, oif: int = 0) -> Rt:
         if ifindex is None:
             raise RouteError(errno.ENETUNREACH)
         return Rt(RTN_BROADCAST, ifindex, daddr, saddr, ns.devices[ifindex].mtu)
-    r = ns.fib.lookup(daddr)
+    r = ns.fib.lookup(daddr, saddr, LOOPBACK_IFINDEX, oif, mark)    # output lookups have iif lo
     if r is None:
         raise RouteError(errno.ENETUNREACH)
-    err = _TYPE_ERR.get(r.type)
+    err = r.err or _TYPE_ERR.get(r.type)
     if err:
         raise RouteError(err)
     if r.type == RTN_LOCAL:
         # ip_route_output_key_hash_rcu(): saddr = fib_prefsrc, else daddr (127.0.0.5 -> src 127.0.0.1)
         lo = ns.devices[LOOPBACK_IFINDEX]
         return Rt(RTN_LOCAL, LOOPBACK_IFINDEX, daddr, saddr or r.prefsrc or daddr, lo.mtu)
-    out_dev = oif or r.dev
+    dev_, gw = fib_select_path(r, saddr, daddr)
+    out_dev = oif or dev_
     dev = ns.devices[out_dev]
-    nexthop = r.gw or daddr
+    nexthop = gw or daddr
     if not saddr:
         saddr = r.prefsrc if r.prefsrc and r.type == RTN_UNICAST else ns.select_addr(out_dev, nexthop)
     rtype = RTN_BROADCAST if daddr == ipv4.INADDR_BROADCAST or r.type == RTN_BROADCAST else RTN_UNICAST
@@ -121,7 +142,7 @@ def pmtu_expire(ns, daddr: int, now: int) -> list:
 LOCAL, BROADCAST, FORWARD = "local", "broadcast", "forward"
 
 
-def ip_route_input(ns, iph, in_ifindex: int):
+def ip_route_input(ns, iph, in_ifindex: int, mark: int = 0):
     """ip_route_input_slow(): (LOCAL|BROADCAST, None) or (FORWARD, Rt); raises
     RouteError (with the drop reason in .reason) for martians and no route."""
     src, dst = iph.src, iph.dst
@@ -140,7 +161,7 @@ def ip_route_input(ns, iph, in_ifindex: int):
         raise _martian("IP_INVALID_DEST")
     if not on_lo and (ipv4.is_loopback(dst) or ipv4.is_loopback(src)):
         raise _martian("IP_LOCALNET")
-    r = ns.fib.lookup(dst)
+    r = ns.fib.lookup(dst, src, in_ifindex, 0, mark)
     if r is not None and r.type in (RTN_LOCAL, RTN_BROADCAST):
         if not on_lo:          # loopback packets keep their output route and skip this in Linux
             _fib_validate_source(ns, src, in_ifindex, 0)
@@ -151,12 +172,13 @@ def ip_route_input(ns, iph, in_ifindex: int):
         raise RouteError(errno.EHOSTUNREACH)
     if r is None:
         raise RouteError(errno.ENETUNREACH)
-    err = _TYPE_ERR.get(r.type)
+    err = r.err or _TYPE_ERR.get(r.type)
     if err:
         raise RouteError(err)
-    _fib_validate_source(ns, src, in_ifindex, r.dev)     # __mkroute_input()
-    dev = ns.devices[r.dev]
-    return FORWARD, Rt(RTN_UNICAST, r.dev, r.gw or dst, 0, path_mtu(ns, dst, dev.mtu))
+    out_dev, gw = fib_select_path(r, src, dst)
+    _fib_validate_source(ns, src, in_ifindex, out_dev)     # __mkroute_input()
+    dev = ns.devices[out_dev]
+    return FORWARD, Rt(RTN_UNICAST, out_dev, gw or dst, 0, path_mtu(ns, dst, dev.mtu))
 
 
 def _fib_validate_source(ns, src: int, in_ifindex: int, oif: int):
@@ -172,8 +194,8 @@ def _fib_validate_source(ns, src: int, in_ifindex: int, oif: int):
         if src in ns.ifaddrs and not ns.in_dev_accept_local(in_ifindex):
             raise _martian("IP_LOCAL_SOURCE")        # inet_lookup_ifaddr_rcu(net, src) found it
         return
-    back = ns.fib.lookup(src)
-    if back is None or back.type not in (RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST):
+    back = ns.fib.lookup(src, 0, oif or LOOPBACK_IFINDEX)        # the reverse flow: iif is the output device
+    if back is None or back.err or back.type not in (RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST):
         # last_resort: no route back (fib_lookup() fails on error routes too)
         if rpf:
             raise _rpfilter(ns)
@@ -182,7 +204,7 @@ def _fib_validate_source(ns, src: int, in_ifindex: int, oif: int):
         raise _martian("IP_INVALID_SOURCE")
     if back.type == RTN_LOCAL and not ns.in_dev_accept_local(in_ifindex):
         raise _martian("IP_LOCAL_SOURCE")
-    if back.dev == in_ifindex or not rpf:            # fib_info_nh_uses_dev()
+    if back.dev == in_ifindex or in_ifindex in (dev for _, dev, _ in back.nhs) or not rpf:   # fib_info_nh_uses_dev()
         return
     if rpf == 1 or not ns.devices[in_ifindex].addrs:        # (no_addr: last_resort too)
         raise _rpfilter(ns)

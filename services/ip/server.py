@@ -9,7 +9,7 @@ from pktflow.v1 import admin_pb2, layers_pb2_grpc
 from ..common import snmp
 from ..common.shell import LayerShell
 from ..wire import ipv4
-from .fib import TABLE_LOCAL, TABLE_MAIN
+from . import iproute
 from .netfilter import tools as nf_tools
 from .route import RouteError
 from .stack import Ip
@@ -66,18 +66,21 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
                                         + self.drop_counters(req.netns))
         if req.command == "route" and req.args[:1] == ["get"]:
             try:
-                lines = self.ip.route_get(req.netns, ipv4.aton(req.args[1]), time.monotonic_ns())
+                words = dict(zip(req.args[2::2], req.args[3::2]))     # get ADDR [from ADDR] [mark N]
+                lines = self.ip.route_get(req.netns, ipv4.aton(req.args[1]), time.monotonic_ns(),
+                                          ipv4.aton(words.get("from", "0.0.0.0")), int(words.get("mark", "0"), 0))
             except (IndexError, ValueError):
-                return admin_pb2.AdminReply(err=errno.EINVAL, detail="ip route get ADDRESS")
+                return admin_pb2.AdminReply(err=errno.EINVAL, detail="ip route get ADDRESS [from ADDRESS] [mark N]")
             except RouteError as e:
                 return admin_pb2.AdminReply(err=e.errno)
             return admin_pb2.AdminReply(json=json.dumps(lines))
         if req.command == "route" and req.args[:2] == ["flush", "cache"]:
             self.ip.flush_cache(req.netns)
             return admin_pb2.AdminReply(json="[]")
-        if req.command == "route":
-            table = TABLE_LOCAL if "local" in req.args else TABLE_MAIN
-            return admin_pb2.AdminReply(json=json.dumps(ns.fib.show(table, ns.ifname)))
+        if req.command in ("route", "rule"):          # ip route add|del|replace|show ..., ip rule ...
+            run = iproute.ip_route if req.command == "route" else iproute.ip_rule
+            status, out, err = run(ns, list(req.args))
+            return admin_pb2.AdminReply(json=json.dumps({"status": status, "out": out, "err": err}))
         if req.command in ("addr", "link"):
             return admin_pb2.AdminReply(json=json.dumps(self.ip.addresses(req.netns)))
         if req.command in nf_tools.TOOLS:

@@ -9,6 +9,7 @@ from ..common.actions import Drop, Stop
 from ..wire import ipv4
 from ..wire.icmp import ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
 from . import icmp, ip_fragment, ip_input, ip_output, route
+from .fib_rules import TABLE_LOCAL, TABLE_MAIN, TABLE_NAMES
 from .netns import IpNetns
 from .route import RouteError
 
@@ -70,20 +71,25 @@ class Ip:
         return RouteReply(saddr=rt.saddr, oif=rt.oif, mtu=rt.mtu, type=rt.type, fib_genid=self.genid,
                           dst=Dst(oif=rt.oif, nexthop=rt.nexthop, mtu=rt.mtu, genid=ns.fib.genid))
 
-    def route_get(self, netns: str, daddr: int, now: int) -> list[str]:
-        """`ip route get`: the route a packet to daddr takes, as iproute2 prints
-        it, with the path MTU a route exception holds and when it expires.
-        Raises RouteError."""
+    def route_get(self, netns: str, daddr: int, now: int, saddr: int = 0, mark: int = 0) -> list[str]:
+        """`ip route get ADDR [from ADDR] [mark N]`: the route a packet to daddr
+        takes, as iproute2 prints it (the table when it is not main), with the
+        path MTU a route exception holds and when it expires. Raises RouteError."""
         ns = self.netns[netns]
-        rt = route.ip_route_output(ns, daddr)
+        rt = route.ip_route_output(ns, daddr, saddr, mark=mark)
         via = f" via {ipv4.ntoa(rt.nexthop)}" if rt.nexthop != daddr else ""
         kind = {RTN_LOCAL: "local ", RTN_BROADCAST: "broadcast "}.get(rt.type, "")
         e = ns.pmtu.get(daddr)
         cache = f" expires {max(0, (e.expires - now) // 1_000_000_000)}sec mtu {e.mtu}" if e else ""
         if rt.type == RTN_LOCAL:
             cache = " <local>"
-        return [f"{kind}{ipv4.ntoa(daddr)}{via} dev {ns.ifname(rt.oif)} src {ipv4.ntoa(rt.saddr)} uid 0 ",
-                f"    cache{cache} "]
+        r = ns.fib.lookup(daddr, saddr, route.LOOPBACK_IFINDEX, 0, mark)
+        table = f" table {TABLE_NAMES.get(r.table, r.table)}" if r is not None and r.table not in (
+            TABLE_MAIN, TABLE_LOCAL) else ""
+        src = f" from {ipv4.ntoa(saddr)}" if saddr else ""
+        mark_ = f" mark 0x{mark:x}" if mark else ""
+        return [f"{kind}{ipv4.ntoa(daddr)}{src}{via} dev {ns.ifname(rt.oif)}{table}"
+                f"{'' if saddr else ' src ' + ipv4.ntoa(rt.saddr)}{mark_} uid 0 ", f"    cache{cache} "]
 
     def flush_cache(self, netns: str):
         """`ip route flush cache`: the route exceptions (learned path MTUs) go."""

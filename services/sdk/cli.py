@@ -166,19 +166,21 @@ def cmd_ip(argv: list[str]) -> int:
                 scope = "host" if d["loopback"] else "global"
                 print(f"    inet {a['local']}/{a['prefixlen']}{brd} scope {scope} {d['ifname']}")
         return 0
-    if "route".startswith(obj) and obj:
-        if args[:1] == ["get"] or args[:2] == ["flush", "cache"]:
-            reply = _client.query("ip", netns, "route", *args[:2])
+    if ("route".startswith(obj) or "rule".startswith(obj) and len(obj) > 1) and obj:
+        command = "route" if "route".startswith(obj) else "rule"
+        if command == "route" and (args[:1] == ["get"] or args[:2] == ["flush", "cache"]):
+            reply = _client.query("ip", netns, "route", *args)
             if reply.err:
                 print(f"RTNETLINK answers: {os.strerror(reply.err)}", file=sys.stderr)
                 return 2
-            lines = json.loads(reply.json)
-        else:
-            table = ["local"] if args[:2] == ["table", "local"] else []
-            lines = json.loads(_client.admin("ip", netns, "route", *table).json)
-        for line in lines:
-            print(line)
-        return 0
+            for line in json.loads(reply.json):
+                print(line)
+            return 0
+        words = [w for w in words[1:] if w != "-j"]       # `show` is the tools' default; keep the verb
+        reply = json.loads(_client.admin("ip", netns, command, *words).json)
+        sys.stdout.write(reply["out"])
+        sys.stderr.write(reply["err"])
+        return reply["status"]
     if "neighbour".startswith(obj) or "neighbor".startswith(obj):
         for n in json.loads(_client.admin("link", netns, "neigh").json):
             ll = f" lladdr {n['lladdr']}" if n["lladdr"] else ""

@@ -127,6 +127,16 @@ def ntoa(addr: int) -> str:
     return socket.inet_ntoa(addr.to_bytes(4, "big"))
 
 
+def parse_prefix(text: str) -> tuple[int, int]:
+    """ADDR[/PLEN] as the tools write it: (address, prefix length, 32 if none).
+    Raises ValueError."""
+    addr, slash, plen = text.partition("/")
+    n = int(plen) if slash and plen.isdigit() else 32 if not slash else -1
+    if not 0 <= n <= 32:
+        raise ValueError(f"bad prefix length in {text!r}")
+    return aton(addr), n
+
+
 def prefix_mask(plen: int) -> int:
     return (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
 

@@ -336,38 +336,45 @@ def test_pktflow_iptables_drops_what_its_rule_says_and_the_trace_names_the_rule(
         cli("iptables", "-n", "r1", "-F")
 
 
-def test_a_nat_gateway_end_to_end_through_the_sdk(stack):
+def test_a_nat_gateway_end_to_end_through_the_sdk(tmp_path):
     """The issue's NAT scenario on the real services: h1 behind r1's MASQUERADE
     reaches h2, h2 sees r1's address, replies come back to h1, `pktflow
     conntrack` shows the mapping, and an ICMP error comes back through the NAT
-    (ECONNREFUSED on h1's connected socket)."""
+    (ECONNREFUSED on h1's connected socket). A stack of its own: once r1 tracks
+    connections it keeps doing so (and reassembles fragments), as Linux does."""
     import re
+    from conftest import assert_no_tracebacks
+    from pktflow.up import Stack
+    s = Stack(port_base=PORT_BASE + 1600, trace_store=False, extra_env={"OTEL_TRACES_EXPORTER": "none"},
+              log_dir=str(tmp_path))
+    s.start()
     try:
-        r = cli("iptables", "-n", "r1", "-t", "nat", "-A", "POSTROUTING", "-o", "eth1", "-j", "MASQUERADE")
-        assert (r.returncode, r.stderr) == (0, ""), r.stderr
-        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2") as srv, \
-                pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
-            srv.bind(("10.0.2.10", 45101))
-            srv.settimeout(5)
-            c.settimeout(5)
-            c.sendto(b"from behind r1", ("10.0.2.10", 45101))
-            data, (host, port) = srv.recvfrom(100)
-            assert (data, host) == (b"from behind r1", "10.0.2.1")      # h2 sees r1, not h1
-            srv.sendto(b"back", (host, port))
-            assert c.recvfrom(100) == (b"back", ("10.0.2.10", 45101))
-            ct = cli("conntrack", "-n", "r1", "-L").stdout
-            sport = c.getsockname()[1]
-            assert re.search(rf"udp      17 \d+ src=10.0.1.10 dst=10.0.2.10 sport={sport} dport=45101 "
-                             rf"src=10.0.2.10 dst=10.0.2.1 sport=45101 dport={port} mark=0 use=1", ct), ct
-        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
-            c.settimeout(5)
-            c.connect(("10.0.2.10", 45102))                  # nobody listens there
-            c.send(b"anyone?")
-            with pytest.raises(ConnectionRefusedError):
-                c.recv(100)
+        with sdk_endpoint(s.endpoint):
+            r = cli("iptables", "-n", "r1", "-t", "nat", "-A", "POSTROUTING", "-o", "eth1", "-j", "MASQUERADE")
+            assert (r.returncode, r.stderr) == (0, ""), r.stderr
+            with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2") as srv, \
+                    pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
+                srv.bind(("10.0.2.10", 45101))
+                srv.settimeout(5)
+                c.settimeout(5)
+                c.sendto(b"from behind r1", ("10.0.2.10", 45101))
+                data, (host, port) = srv.recvfrom(100)
+                assert (data, host) == (b"from behind r1", "10.0.2.1")      # h2 sees r1, not h1
+                srv.sendto(b"back", (host, port))
+                assert c.recvfrom(100) == (b"back", ("10.0.2.10", 45101))
+                ct = cli("conntrack", "-n", "r1", "-L").stdout
+                sport = c.getsockname()[1]
+                assert re.search(rf"udp      17 \d+ src=10.0.1.10 dst=10.0.2.10 sport={sport} dport=45101 "
+                                 rf"src=10.0.2.10 dst=10.0.2.1 sport=45101 dport={port} mark=0 use=1", ct), ct
+            with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
+                c.settimeout(5)
+                c.connect(("10.0.2.10", 45102))                  # nobody listens there
+                c.send(b"anyone?")
+                with pytest.raises(ConnectionRefusedError):
+                    c.recv(100)
     finally:
-        cli("iptables", "-n", "r1", "-t", "nat", "-F")
-        cli("conntrack", "-n", "r1", "-F")
+        s.stop()
+    assert_no_tracebacks(tmp_path)
 
 
 def test_pktflow_sysctl_writes_at_run_time_in_every_layer(stack):
@@ -387,3 +394,26 @@ def test_pktflow_sysctl_writes_at_run_time_in_every_layer(stack):
         assert cli("sysctl", "-n", "h1", "net.ipv4.ip_default_ttl").stdout == "net.ipv4.ip_default_ttl = 64\n"
     finally:
         cli("sysctl", "-n", "h1", "-w", "net.ipv4.ip_local_port_range=32768 60999")
+
+
+def test_pktflow_ip_route_and_rule_change_the_fib_at_run_time(stack):
+    """`pktflow ip route add|del`, `ip rule add|show|del` on a running r1, with
+    iproute2's words, output and errors; `ip route get` follows at once."""
+    try:
+        assert cli("ip", "-n", "r1", "route", "add", "10.99.0.0/16", "via", "10.0.2.10").returncode == 0
+        got = cli("ip", "-n", "r1", "route", "get", "10.99.1.1").stdout
+        assert got.startswith("10.99.1.1 via 10.0.2.10 dev eth1 src 10.0.2.1 uid 0"), got
+        dup = cli("ip", "-n", "r1", "route", "add", "10.99.0.0/16", "via", "10.0.2.10")
+        assert (dup.returncode, dup.stderr) == (2, "RTNETLINK answers: File exists\n")
+        bad = cli("ip", "-n", "r1", "route", "add", "10.98.0.0/16", "via", "10.7.0.1")
+        assert (bad.returncode, bad.stderr) == (2, "Error: Nexthop has invalid gateway.\n")
+        assert cli("ip", "-n", "r1", "route", "add", "default", "via", "10.0.1.10", "table", "100").returncode == 0
+        assert cli("ip", "-n", "r1", "rule", "add", "fwmark", "5", "lookup", "100").returncode == 0
+        assert "32765:\tfrom all fwmark 0x5 lookup 100\n" in cli("ip", "-n", "r1", "rule").stdout
+        got = cli("ip", "-n", "r1", "route", "get", "192.0.2.1", "mark", "5").stdout
+        assert got.startswith("192.0.2.1 via 10.0.1.10 dev eth0 table 100 src 10.0.1.1 mark 0x5 uid 0"), got
+    finally:
+        cli("ip", "-n", "r1", "rule", "del", "fwmark", "5", "lookup", "100")
+        cli("ip", "-n", "r1", "route", "flush", "table", "100")
+        cli("ip", "-n", "r1", "route", "del", "10.99.0.0/16")
+    assert cli("ip", "-n", "r1", "rule").stdout.count("\n") == 3

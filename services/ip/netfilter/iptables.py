@@ -86,14 +86,10 @@ def _param(text: str) -> Fail:
 
 # -- parsing a rule --------------------------------------------------------
 def _addr(text: str) -> tuple[int, int]:
-    host, _, plen = text.partition("/")
     try:
-        addr = ipv4.aton(host)
-        n = int(plen) if plen else 32
-        if not 0 <= n <= 32:
-            raise ValueError
+        addr, n = ipv4.parse_prefix(text)
     except (ValueError, OSError):
-        raise _param(f"host/network `{host}' not found") from None
+        raise _param(f"host/network `{text.partition('/')[0]}' not found") from None
     mask = ipv4.prefix_mask(n)
     return addr & mask, n
 
