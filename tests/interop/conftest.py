@@ -150,3 +150,35 @@ def wait_port(peer: LinuxPeer, port: int, timeout: float = 10.0):
             return
         time.sleep(0.05)
     raise AssertionError(f"nothing listens on {port} in {peer.netns}")
+
+
+def _sh(*cmd, check=True) -> str:
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if check and r.returncode:
+        raise AssertionError(f"{' '.join(cmd)}: {r.stderr}")
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def linux_net():
+    """h1, r1, h2 as Linux namespaces, addressed and routed as the default topology."""
+    tag = os.getpid() % 10000
+    h1, r1, h2 = (f"pfrp{n}{tag}" for n in ("a", "r", "b"))
+    for ns in (h1, r1, h2):
+        _sh("ip", "netns", "add", ns)
+    try:
+        for a, aif, b, bif in ((h1, "eth0", r1, "eth0"), (r1, "eth1", h2, "eth0")):
+            _sh("ip", "link", "add", f"v{tag}x", "netns", a, "type", "veth", "peer", "name", f"v{tag}y", "netns", b)
+            _sh("ip", "-n", a, "link", "set", f"v{tag}x", "name", aif)
+            _sh("ip", "-n", b, "link", "set", f"v{tag}y", "name", bif)
+        for ns, dev, addr in ((h1, "eth0", "10.0.1.10/24"), (r1, "eth0", "10.0.1.1/24"), (r1, "eth1", "10.0.2.1/24"),
+                              (h2, "eth0", "10.0.2.10/24")):
+            _sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
+            _sh("ip", "-n", ns, "link", "set", dev, "up")
+        _sh("ip", "-n", h1, "route", "add", "default", "via", "10.0.1.1")
+        _sh("ip", "-n", h2, "route", "add", "default", "via", "10.0.2.1")
+        _sh("ip", "netns", "exec", r1, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        yield h1, r1, h2
+    finally:
+        for ns in (h1, r1, h2):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)

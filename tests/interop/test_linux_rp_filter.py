@@ -3,13 +3,11 @@ from three network namespaces and veth pairs, the same rp_filter settings on
 Linux's r1 and on pktflow's, the same spoofed packets from h1's side; each
 packet's fate (forwarded or dropped by the reverse-path filter, and the
 IPReversePathFilter counter) must be Linux's."""
-import os
-import subprocess
 import time
 
 import pytest
 
-from interop.conftest import WHY_NOT
+from interop.conftest import WHY_NOT, _sh
 
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
 
@@ -25,38 +23,6 @@ hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 9, 17, 0, socke
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 s.sendto(hdr + udp, (dst, 0))
 """
-
-
-def _sh(*cmd, check=True) -> str:
-    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if check and r.returncode:
-        raise AssertionError(f"{' '.join(cmd)}: {r.stderr}")
-    return r.stdout
-
-
-@pytest.fixture(scope="module")
-def linux_net():
-    """h1, r1, h2 as Linux namespaces, addressed and routed as the default topology."""
-    tag = os.getpid() % 10000
-    h1, r1, h2 = (f"pfrp{n}{tag}" for n in ("a", "r", "b"))
-    for ns in (h1, r1, h2):
-        _sh("ip", "netns", "add", ns)
-    try:
-        for a, aif, b, bif in ((h1, "eth0", r1, "eth0"), (r1, "eth1", h2, "eth0")):
-            _sh("ip", "link", "add", f"v{tag}x", "netns", a, "type", "veth", "peer", "name", f"v{tag}y", "netns", b)
-            _sh("ip", "-n", a, "link", "set", f"v{tag}x", "name", aif)
-            _sh("ip", "-n", b, "link", "set", f"v{tag}y", "name", bif)
-        for ns, dev, addr in ((h1, "eth0", "10.0.1.10/24"), (r1, "eth0", "10.0.1.1/24"), (r1, "eth1", "10.0.2.1/24"),
-                              (h2, "eth0", "10.0.2.10/24")):
-            _sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
-            _sh("ip", "-n", ns, "link", "set", dev, "up")
-        _sh("ip", "-n", h1, "route", "add", "default", "via", "10.0.1.1")
-        _sh("ip", "-n", h2, "route", "add", "default", "via", "10.0.2.1")
-        _sh("ip", "netns", "exec", r1, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        yield h1, r1, h2
-    finally:
-        for ns in (h1, r1, h2):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
 def _netstat(ns: str) -> dict:
