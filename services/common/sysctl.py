@@ -161,6 +161,7 @@ PER_INTERFACE: dict[str, Knob] = {
     "rp_filter": Knob(0, _int_range(0, 2), "reverse-path filter: 1 strict, 2 loose (the max of all and the device)"),
     "forwarding": Knob(None, _BOOL, "forward on this interface (follows ip_forward)"),
     "accept_local": Knob(0, _BOOL, "accept packets with a local source address"),
+    "log_martians": Knob(0, _BOOL, "log packets with impossible addresses to the kernel log (pktflow dmesg)"),
 }
 
 

@@ -60,6 +60,8 @@ def _route_input(ns, skb, iph, now: int, fn) -> list:
     try:
         kind, rt = route.ip_route_input(ns, iph, skb.ifindex, skb.mark)
     except RouteError as e:
+        if getattr(e, "martian", None):
+            route.log_martian(ns, e.martian, skb.data, skb.network_header, skb.ifindex, now)
         return ip_error(ns, skb, e, now, fn)
     if kind == route.FORWARD:
         return ip_forward.ip_forward(ns, skb, iph, rt, now, fn)

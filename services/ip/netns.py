@@ -54,7 +54,8 @@ class IpNetns:
         self.nf_active = (False,) * 5          # per hook: does netfilter have work there? (tools.run() keeps it)
         self.ct = None                         # connection tracking: from the first rule that needs it
         self.ct_cur: dict = {}                 # id(skb) -> (state bits, conn, direction) between a packet's hooks
-        self.dmesg: deque = deque(maxlen=1000)  # the kernel log (LOG target): (time ns, line)
+        self.dmesg: deque = deque(maxlen=1000)  # the kernel log (LOG target, martians): (time ns, line)
+        self._printk = (-1 << 62, 0)           # net_ratelimit()'s window start and count
         if host.iptables:                      # the topology's rules, loaded as iptables-restore would
             from .netfilter import tools
             tools.run(self, "iptables-restore", [host.iptables], 0)
@@ -126,6 +127,20 @@ class IpNetns:
         sc = self.sysctl
         own = sc.get(f"net.ipv4.conf.{self.ifname(ifindex)}.rp_filter", 0)
         return max(sc.get("net.ipv4.conf.all.rp_filter", 0), own)
+
+    def in_dev_log_martians(self, ifindex: int) -> bool:
+        """IN_DEV_LOG_MARTIANS() = IN_DEV_ORCONF(): conf.all or the device's own."""
+        sc = self.sysctl
+        return bool(sc.get("net.ipv4.conf.all.log_martians") or
+                    sc.get(f"net.ipv4.conf.{self.ifname(ifindex)}.log_martians"))
+
+    def printk_ratelimit(self, now: int) -> bool:
+        """net_ratelimit(): at most 10 messages in 5 s (DEFAULT_RATELIMIT_BURST, _INTERVAL)."""
+        start, n = self._printk
+        if now - start >= 5_000_000_000:
+            start, n = now, 0
+        self._printk = (start, n + 1)
+        return n < 10
 
     def in_dev_accept_local(self, ifindex: int) -> bool:
         """IN_DEV_ACCEPT_LOCAL(in_dev) = IN_DEV_ORCONF(): conf.all OR the device's own accept_local."""

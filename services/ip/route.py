@@ -158,16 +158,16 @@ def ip_route_input(ns, iph, in_ifindex: int, mark: int = 0):
     if ipv4.is_zeronet(src):
         raise _martian("IP_INVALID_SOURCE")
     if ipv4.is_zeronet(dst):
-        raise _martian("IP_INVALID_DEST")
+        raise _martian("IP_INVALID_DEST", "destination")
     if not on_lo and (ipv4.is_loopback(dst) or ipv4.is_loopback(src)):
-        raise _martian("IP_LOCALNET")
+        raise _martian("IP_LOCALNET", "destination" if ipv4.is_loopback(dst) else "source")
     r = ns.fib.lookup(dst, src, in_ifindex, 0, mark)
     if r is not None and r.type in (RTN_LOCAL, RTN_BROADCAST):
         if not on_lo:          # loopback packets keep their output route and skip this in Linux
             _fib_validate_source(ns, src, in_ifindex, 0)
         return (LOCAL if r.type == RTN_LOCAL else BROADCAST), None
     if ipv4.is_multicast(dst):
-        raise _martian("IP_INVALID_DEST")
+        raise _martian("IP_INVALID_DEST", "destination")
     if not ns.in_dev_forward(in_ifindex):        # IN_DEV_FORWARD(in_dev): the input device's switch
         raise RouteError(errno.EHOSTUNREACH)
     if r is None:
@@ -213,11 +213,29 @@ def _fib_validate_source(ns, src: int, in_ifindex: int, oif: int):
 def _rpfilter(ns) -> RouteError:
     ns.mib["TcpExtIPReversePathFilter"] += 1     # LINUX_MIB_IPRPFILTER, in ip_rcv_finish_core()
     e = RouteError(errno.EXDEV)
-    e.reason = "IP_RPFILTER"
+    e.reason, e.martian = "IP_RPFILTER", "source"
     return e
 
 
-def _martian(reason: str) -> RouteError:
+def _martian(reason: str, kind: str = "source") -> RouteError:
+    """ip_route_input_slow()'s martian_source and martian_destination."""
     e = RouteError(errno.EINVAL)
-    e.reason = reason
+    e.reason, e.martian = reason, kind
     return e
+
+
+def log_martian(ns, kind: str, data: bytes, nh: int, in_ifindex: int, now: int):
+    """With log_martians on (conf.all or the arriving device), the kernel's warning,
+    rate limited as net_ratelimit(): ip_handle_martian_source() adds the frame's
+    link-layer header as print_hex_dump() writes it."""
+    if not ns.in_dev_log_martians(in_ifindex) or not ns.printk_ratelimit(now):
+        return
+    src = ipv4.ntoa(int.from_bytes(data[nh + 12:nh + 16], "big"))
+    dst = ipv4.ntoa(int.from_bytes(data[nh + 16:nh + 20], "big"))
+    dev = ns.ifname(in_ifindex)
+    if kind == "destination":
+        ns.dmesg.append((now, f"martian destination {dst} from {src}, dev {dev}"))
+        return
+    ns.dmesg.append((now, f"martian source {dst} from {src}, on dev {dev}"))     # (daddr first, as the kernel)
+    if nh >= 14:
+        ns.dmesg.append((now, "ll header: 00000000: " + " ".join(f"{b:02x}" for b in data[nh - 14:nh])))

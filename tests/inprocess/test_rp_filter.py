@@ -84,3 +84,18 @@ def test_sysctl_w_at_run_time_turns_the_filter_and_forwarding_on_and_off():
     assert not r1.forwarding and send(k, "10.0.1.10") == "IP_INADDRERRORS"
     sysctl("net.ipv4.ip_forward=1")
     assert send(k, "10.0.1.11") == "forwarded"
+
+
+def test_log_martians_writes_the_kernels_warning_to_dmesg():
+    """conf.all.log_martians: a source the reverse-path filter refuses, as
+    ip_handle_martian_source() logs it (daddr first, then the frame's link-layer
+    header as print_hex_dump() writes it), rate limited as net_ratelimit()."""
+    from pktflow.services.ip.netfilter.nf_log import dmesg
+    k = r1_with(all=1)
+    k.ip.netns["r1"].sysctl["net.ipv4.conf.all.log_martians"] = 1
+    for _ in range(12):
+        assert send(k, "10.0.2.99") == "IP_RPFILTER"
+    lines = [line.split("] ", 1)[1] for line in dmesg(k.ip.netns["r1"].dmesg, [])[1].splitlines()]
+    assert lines[:2] == ["martian source 10.0.2.10 from 10.0.2.99, on dev eth0",
+                         "ll header: 00000000: 02 00 00 00 01 01 02 00 00 00 01 0a 08 00"]
+    assert len(lines) == 20                                   # 10 warnings in 5 s, then quiet
