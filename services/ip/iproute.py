@@ -308,3 +308,81 @@ def ip_rule(ns, words: list[str]) -> tuple[int, str, str]:
         return 0, "", ""
     except IpError as e:
         return e.status, "", f"{e}\n"
+
+
+# -- ip address, ip link (the ip layer's part: addresses, routes, MTU)
+def ip_addr(ns, words: list[str]) -> tuple[int, str, str]:
+    """ip address add|del ADDR/PLEN dev IF: the address and the routes the kernel
+    makes for it (fib_add_ifaddr()) or takes away (fib_del_ifaddr(); deleting a
+    primary takes its secondaries too, promote_secondaries being 0)."""
+    try:
+        words = list(words)
+        cmd = words.pop(0) if words else ""
+        if cmd not in ("add", "del", "delete"):
+            raise IpError(1, f'Command "{cmd}" is unknown, try "ip address help".')
+        if not words:
+            raise IpError(1, 'Command line is not complete. Try option "help"')
+        addr, plen = _prefix(words[0])
+        opts = dict(zip(words[1::2], words[2::2]))
+        if "dev" not in opts:
+            raise IpError(1, 'Not enough information: "dev" argument is required.')
+        d = ns.by_name.get(opts["dev"])
+        if d is None:
+            raise IpError(1, f'Cannot find device "{opts["dev"]}"')
+        if cmd == "add":
+            if (addr, plen) in d.addrs:
+                raise _extack("ipv4: Address already assigned.")
+            d.addrs.append((addr, plen))
+        else:
+            if (addr, plen) not in d.addrs:
+                raise _extack("ipv4: Address not found.")
+            mask = ipv4.prefix_mask(plen)
+            primary = next(a for a, p in d.addrs if p == plen and (a ^ addr) & mask == 0)
+            d.addrs = [(a, p) for a, p in d.addrs if (a, p) != (addr, plen) and
+                       not (addr == primary and p == plen and (a ^ addr) & mask == 0)]
+        ns.addresses_changed(d)
+        return 0, "", ""
+    except IpError as e:
+        return e.status, "", f"{e}\n"
+
+
+def ip_link_set(ns, words: list[str]) -> tuple[int, str, str]:
+    """ip link set [dev] IF [up|down] [mtu N]: a device going down takes every
+    route through it (fib_disable_ip(): static ones too, which do not come back),
+    keeping its local addresses' routes; going up puts its addresses' routes back."""
+    try:
+        words = [w for w in words if w != "set"]
+        if words[:1] == ["dev"]:
+            words = words[1:]
+        if not words:
+            raise IpError(1, 'Not enough information: "dev" argument is required.')
+        d = ns.by_name.get(words[0])
+        if d is None:
+            raise IpError(1, f'Cannot find device "{words[0]}"')
+        up, mtu, i = None, None, 1
+        while i < len(words):
+            w = words[i]
+            if w in ("up", "down"):
+                up = w == "up"
+                i += 1
+            elif w == "mtu":
+                v = _need(words, i, w)
+                if not v.isdigit():
+                    raise IpError(1, f'Error: argument "{v}" is wrong: Invalid "mtu" value')
+                mtu = int(v)
+                if mtu < 68:
+                    raise _extack("mtu less than device minimum.")
+                if mtu > 65535:
+                    raise _extack("mtu greater than device maximum.")
+                i += 2
+            else:
+                raise IpError(1, f'Error: either "dev" is duplicate, or "{w}" is a garbage.')
+        if mtu is not None:
+            d.mtu = mtu
+            ns.fib.changed()
+        if up is not None and up != d.up:
+            d.up = up
+            ns.addresses_changed(d)
+        return 0, "", ""
+    except IpError as e:
+        return e.status, "", f"{e}\n"

@@ -16,6 +16,7 @@ class IpDevice:
         self.name, self.ifindex, self.mtu = iface.name, iface.ifindex, iface.mtu
         self.loopback = iface.is_loopback
         self.addrs = list(iface.addresses)
+        self.up = True                         # IFF_UP: `ip link set IF down` clears it
         self.forwarding = False                # conf.<dev>.forwarding, see IpNetns._replay_forwarding()
         self.accept_local = False              # conf.all or conf.<dev>.accept_local
 
@@ -29,11 +30,7 @@ class IpNetns:
         self.ifnames = {i: d.name for i, d in self.devices.items()}
         self.fib = fibmod.Fib()
         for d in self.devices.values():
-            for i, (addr, plen) in enumerate(d.addrs):
-                # __inet_insert_ifa(): an address in a subnet (same mask) the device already has is
-                # IFA_F_SECONDARY; fib_add_ifaddr() then uses the primary.
-                primary = next((a for a, p in d.addrs[:i] if p == plen and (a ^ addr) & ipv4.prefix_mask(p) == 0), 0)
-                self.fib.add_ifaddr(d.ifindex, addr, plen, d.loopback, primary)
+            self._add_ifaddrs(d)
         for r in host.routes:
             # iproute2 `ip route add` asks for RT_SCOPE_LINK for a unicast route without a gateway.
             scope = fibmod.RT_SCOPE_LINK if r.type == "unicast" and not r.via else fibmod.RT_SCOPE_UNIVERSE
@@ -59,6 +56,33 @@ class IpNetns:
         if host.iptables:                      # the topology's rules, loaded as iptables-restore would
             from .netfilter import tools
             tools.run(self, "iptables-restore", [host.iptables], 0)
+
+    def _add_ifaddrs(self, d: IpDevice):
+        for i, (addr, plen) in enumerate(d.addrs):
+            # __inet_insert_ifa(): an address in a subnet (same mask) the device already has is
+            # IFA_F_SECONDARY; fib_add_ifaddr() then uses the primary.
+            primary = next((a for a, p in d.addrs[:i] if p == plen and (a ^ addr) & ipv4.prefix_mask(p) == 0), 0)
+            self.fib.add_ifaddr(d.ifindex, addr, plen, d.loopback, primary)
+
+    def addresses_changed(self, d: IpDevice):
+        """`ip addr` or `ip link set up|down` changed the device: its routes are
+        made again from its addresses (local ones only while it is down, as
+        fib_disable_ip() leaves them), and a down device keeps no other route."""
+        for tid, table in self.fib.tables.items():
+            for r in list(table.routes()):
+                through = r.dev == d.ifindex or r.nhs and all(dev == d.ifindex for _, dev, _ in r.nhs)
+                kernel = r.proto == "kernel"
+                if through and (kernel or not d.up):
+                    table.delete(r.dst, r.plen, lambda x, r=r: x is r)
+        if d.up:
+            self._add_ifaddrs(d)
+        else:
+            for addr, _ in d.addrs:
+                self.fib.local.add(fibmod.FibRoute(addr, 32, fibmod.RTN_LOCAL, d.ifindex, prefsrc=addr,
+                                                   scope=fibmod.RT_SCOPE_HOST, proto="kernel",
+                                                   table=fibmod.TABLE_LOCAL))
+        self.ifaddrs = {a: dev.ifindex for dev in self.devices.values() for a, _ in dev.addrs}
+        self.fib.changed()
 
     def _copy_accept_local(self):
         all_accept_local = bool(self.sysctl.get("net.ipv4.conf.all.accept_local"))

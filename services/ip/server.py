@@ -81,6 +81,10 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
             run = iproute.ip_route if req.command == "route" else iproute.ip_rule
             status, out, err = run(ns, list(req.args))
             return admin_pb2.AdminReply(json=json.dumps({"status": status, "out": out, "err": err}))
+        if req.command in ("addr", "link") and req.args[:1] in (["add"], ["del"], ["delete"], ["set"]):
+            run = iproute.ip_addr if req.command == "addr" else iproute.ip_link_set
+            status, out, err = run(ns, list(req.args))
+            return admin_pb2.AdminReply(json=json.dumps({"status": status, "out": out, "err": err}))
         if req.command in ("addr", "link"):
             return admin_pb2.AdminReply(json=json.dumps(self.ip.addresses(req.netns)))
         if req.command in nf_tools.TOOLS:

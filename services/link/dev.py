@@ -23,14 +23,19 @@ class Device:
     def __init__(self, iface):
         self.name, self.ifindex, self.mac, self.mtu = iface.name, iface.ifindex, iface.mac, iface.mtu
         self.loopback = iface.is_loopback
-        self.addrs = iface.addresses
-        self.local = {a for a, _ in iface.addresses}
-        self.broadcasts = {a | (~ipv4.prefix_mask(p) & 0xFFFFFFFF) for a, p in iface.addresses if p < 31}
-        self.broadcasts.add(ipv4.INADDR_BROADCAST)
+        self.set_addresses(list(iface.addresses))
         self.stats: Counter = Counter()
         self.qdisc: sch_netem.Netem | None = None      # None: the default qdisc (pfifo_fast, noqueue on lo)
         self.qdisc_wake: int | None = None              # when the qdisc's watchdog timer is armed for
         self.tx_bytes = self.tx_packets = 0             # what the default qdisc sent
+
+
+    def set_addresses(self, addrs: list):
+        """The device's IPv4 addresses, and what ARP answers for and accepts as broadcast."""
+        self.addrs = addrs
+        self.local = {a for a, _ in addrs}
+        self.broadcasts = {a | (~ipv4.prefix_mask(p) & 0xFFFFFFFF) for a, p in addrs if p < 31}
+        self.broadcasts.add(ipv4.INADDR_BROADCAST)
 
 
 class LinkNetns:

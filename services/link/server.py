@@ -60,6 +60,22 @@ class LinkShell(LayerShell):
                 {"entries": len(t.entries), "gc_thresh1": t.parms.gc_thresh1, "gc_thresh2": t.parms.gc_thresh2,
                  "gc_thresh3": t.parms.gc_thresh3, "forced_gc_runs": t.stats["forced_gc_runs"],
                  "periodic_gc_runs": t.stats["periodic_gc_runs"], "table_fulls": t.stats["table_fulls"]}))
+        if req.command in ("addrs", "link") and req.args[:1] != [] and (req.command == "addrs" or
+                                                                        req.args[0] == "set"):
+            # `addrs IF A/P...`: the ip layer's addresses after `ip addr add|del`; `link set IF ... mtu N`
+            words = list(req.args[1:] if req.command == "link" else req.args)
+            d = next((d for d in ns.devices.values() if d.name == (words[:1] or [""])[0]), None)
+            try:
+                if d is None:
+                    raise ValueError("no such device")
+                if req.command == "addrs":
+                    d.set_addresses([ipv4.parse_prefix(a) for a in words[1:]])
+                    ns.local = {a for dev in ns.devices.values() for a in dev.local}
+                elif "mtu" in words:
+                    d.mtu = int(words[words.index("mtu") + 1])
+            except (ValueError, IndexError) as e:
+                return admin_pb2.AdminReply(err=22, detail=f"{req.command} {' '.join(req.args)}: {e}")
+            return admin_pb2.AdminReply(json="{}")
         if req.command == "link":
             return admin_pb2.AdminReply(json=json.dumps([
                 {"ifindex": d.ifindex, "ifname": d.name, "mtu": d.mtu, "mac": ethernet.mac_to_str(d.mac),

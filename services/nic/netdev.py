@@ -33,10 +33,13 @@ class NetDevice:
         self.rx_ring: deque = deque()
         self.rx_ring_size = RX_RING_SIZE
         self.stats: Counter = Counter()
+        self.up = True                      # IFF_UP (`ip link set IF down` clears it)
 
     @property
     def carrier(self) -> bool:
-        return self.loopback or bool(self.peers) or self.tap_attached
+        """A device that is down has no carrier, and neither has the other end of
+        its cable (as a veth peer shows NO-CARRIER)."""
+        return self.up and (self.loopback or any(p.up for p in self.peers) or self.tap_attached)
 
     def key(self):
         return self.netns, self.ifindex

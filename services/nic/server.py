@@ -124,6 +124,21 @@ class NicShell(LayerShell):
         bad = self.check_netns(req.netns)
         if bad:
             return bad
+        if req.command == "link" and req.args[:1] == ["set"]:     # set IF [up|down] [mtu N]
+            dev = next((d for d in self.nic.devices.values() if d.netns == req.netns and
+                        d.name == (req.args[1:2] or [""])[0]), None)
+            if dev is None:
+                return admin_pb2.AdminReply(err=19, detail="link set IFNAME [up|down] [mtu N]")
+            words = iter(req.args[2:])
+            for w in words:
+                if w in ("up", "down"):
+                    dev.up = w == "up"
+                elif w == "mtu":
+                    n = next(words, "")
+                    if not n.isdigit() or not 68 <= int(n) <= 65535:
+                        return admin_pb2.AdminReply(err=22, detail=f"mtu {n!r}: 68 to 65535")
+                    dev.mtu = int(n)
+            return admin_pb2.AdminReply(json="{}")
         if req.command in ("link", "counters"):
             return admin_pb2.AdminReply(json=json.dumps(self.nic.link_stats(req.netns)),
                                         counters=self.drop_counters(req.netns))

@@ -116,10 +116,32 @@ def _ip_args(argv: list[str]):
 _FLAGS_UP = "<BROADCAST,MULTICAST,UP,LOWER_UP>"
 
 
+def _ip_change(netns: str, command: str, args: list[str]) -> int:
+    """`ip link set ...` / `ip addr add|del ...`: the ip layer checks and applies
+    it (answering as iproute2), then the device layers follow: the link layer's
+    addresses (what ARP answers for) and MTU, the NIC's MTU and up/down."""
+    reply = json.loads(_client.admin("ip", netns, command, *args).json)
+    if reply["status"] == 0:
+        if command == "link":
+            rest = args[1:][1:] if args[1:2] == ["dev"] else args[1:]      # set [dev] IF ...
+            for layer in ("link", "nic"):
+                _client.admin(layer, netns, "link", "set", *rest)
+        else:
+            ifname = args[args.index("dev") + 1]
+            dev = next(d for d in json.loads(_client.admin("ip", netns, "addr").json) if d["ifname"] == ifname)
+            _client.admin("link", netns, "addrs", ifname, *(f"{a['local']}/{a['prefixlen']}" for a in dev["addresses"]))
+    sys.stdout.write(reply["out"])
+    sys.stderr.write(reply["err"])
+    return reply["status"]
+
+
 def cmd_ip(argv: list[str]) -> int:
     stats, netns, words = _ip_args(argv)
     obj, args = words[0], [w for w in words[1:] if w not in ("show", "list", "ls", "-j")]
     as_json = "-j" in words
+    if obj and ("link".startswith(obj) and args[:1] == ["set"] or "address".startswith(obj) and
+                args[:1] in (["add"], ["del"], ["delete"])):
+        return _ip_change(netns, "link" if "link".startswith(obj) else "addr", args)
     if "link".startswith(obj) and obj:
         links = json.loads(_client.admin("link", netns, "link").json)
         nic = {d["ifindex"]: d for d in json.loads(_client.admin("nic", netns, "link").json)}

@@ -417,3 +417,50 @@ def test_pktflow_ip_route_and_rule_change_the_fib_at_run_time(stack):
         cli("ip", "-n", "r1", "route", "flush", "table", "100")
         cli("ip", "-n", "r1", "route", "del", "10.99.0.0/16")
     assert cli("ip", "-n", "r1", "rule").stdout.count("\n") == 3
+
+
+def test_pktflow_ip_addr_and_link_set_at_run_time(tmp_path):
+    """`pktflow ip addr add|del` and `ip link set` on a stack of its own: a new
+    address of h2 answers ARP and takes traffic; h2's eth0 down leaves r1's eth1
+    without carrier and takes h2's routes through it (the static default too, as
+    Linux), up brings the connected route back; the MTU reaches every layer."""
+    from conftest import assert_no_tracebacks
+    from pktflow.up import Stack
+    s = Stack(port_base=PORT_BASE + 1700, trace_store=False, extra_env={"OTEL_TRACES_EXPORTER": "none"},
+              log_dir=str(tmp_path))
+    s.start()
+
+    def reaches(addr: str, port: int, tries: int = 1) -> bool:
+        """A datagram from h1 arrives (up to `tries` sends: r1 may still be giving
+        up on an ARP resolution the downed link made fail)."""
+        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2") as srv, \
+                pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
+            srv.bind(("0.0.0.0", port))
+            srv.settimeout(1.5)
+            for _ in range(tries):
+                c.sendto(b"here?", (addr, port))
+                try:
+                    return srv.recvfrom(100)[0] == b"here?"
+                except TimeoutError:
+                    pass
+            return False
+    try:
+        with sdk_endpoint(s.endpoint):
+            assert cli("ip", "-n", "h2", "addr", "add", "10.0.2.20/24", "dev", "eth0").returncode == 0
+            assert "inet 10.0.2.20/24" in cli("ip", "-n", "h2", "addr").stdout
+            assert reaches("10.0.2.20", 45301)
+            dup = cli("ip", "-n", "h2", "addr", "add", "10.0.2.20/24", "dev", "eth0")
+            assert (dup.returncode, dup.stderr) == (2, "Error: ipv4: Address already assigned.\n")
+            assert cli("ip", "-n", "h2", "addr", "del", "10.0.2.20/24", "dev", "eth0").returncode == 0
+            assert not reaches("10.0.2.20", 45302)
+            assert cli("ip", "-n", "h2", "link", "set", "dev", "eth0", "down").returncode == 0
+            assert "eth1: <NO-CARRIER" in cli("ip", "-n", "r1", "link").stdout
+            assert not reaches("10.0.2.10", 45303)
+            assert cli("ip", "-n", "h2", "route").stdout == ""
+            assert cli("ip", "-n", "h2", "link", "set", "dev", "eth0", "up", "mtu", "1400").returncode == 0
+            assert cli("ip", "-n", "h2", "route", "add", "default", "via", "10.0.2.1").returncode == 0
+            assert reaches("10.0.2.10", 45304, tries=4)
+            assert "mtu 1400" in cli("ip", "-n", "h2", "link", "show", "eth0").stdout
+    finally:
+        s.stop()
+    assert_no_tracebacks(tmp_path)

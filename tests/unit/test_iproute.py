@@ -124,3 +124,32 @@ def test_ecmp_spreads_flows_by_weight_and_keeps_each_flow_on_one_path():
     assert 0.2 < paths[2] / 4000 < 0.3 and 0.7 < paths[3] / 4000 < 0.8
     one = ipv4.aton("10.60.1.2")
     assert len({route.ip_route_output(ns, one).oif for _ in range(10)}) == 1
+
+
+def test_addresses_and_links_change_the_routes_as_the_kernel_does():
+    ns = r1()
+    ok_ = iproute.ip_addr
+    assert ok_(ns, ["add", "10.0.1.1/24", "dev", "eth0"]) == (2, "", "Error: ipv4: Address already assigned.\n")
+    assert ok_(ns, ["del", "10.0.7.7/24", "dev", "eth0"]) == (2, "", "Error: ipv4: Address not found.\n")
+    assert ok_(ns, ["add", "10.0.9.9/33", "dev", "eth0"])[0] == 1
+    assert ok_(ns, ["add", "10.0.3.1/24", "dev", "nope"]) == (1, "", 'Cannot find device "nope"\n')
+    assert ok_(ns, ["add", "10.0.3.1/24", "dev", "eth0"])[0] == 0
+    assert ok_(ns, ["add", "10.0.3.5/24", "dev", "eth0"])[0] == 0                # a secondary
+    assert "10.0.3.0/24 dev eth0 proto kernel scope link src 10.0.3.1\n" in ok(ns, "route")
+    assert ns.fib.is_local(ipv4.aton("10.0.3.5")) and ns.ifaddrs[ipv4.aton("10.0.3.5")] == 2
+    ok_(ns, ["del", "10.0.3.1/24", "dev", "eth0"])                               # the primary takes its secondary
+    assert "10.0.3." not in ok(ns, "route", "show", "table", "all")
+    ok(ns, "route", "add", "10.50.0.0/16", "via", "10.0.1.10")
+    link = iproute.ip_link_set
+    assert link(ns, ["set", "dev", "eth0", "mtu", "60"]) == (2, "", "Error: mtu less than device minimum.\n")
+    assert link(ns, ["set", "dev", "eth0", "mtu", "70000"]) == (2, "", "Error: mtu greater than device maximum.\n")
+    assert link(ns, ["set", "dev", "eth0", "mtu", "1400"])[0] == 0
+    assert route.ip_route_output(ns, ipv4.aton("10.0.1.10")).mtu == 1400
+    assert link(ns, ["set", "dev", "eth0", "down"])[0] == 0
+    assert ok(ns, "route") == "10.0.2.0/24 dev eth1 proto kernel scope link src 10.0.2.1\n"
+    assert "local 10.0.1.1 dev eth0" in ok(ns, "route", "show", "table", "local")   # the local route stays
+    with pytest.raises(route.RouteError):
+        route.ip_route_output(ns, ipv4.aton("10.0.1.10"))
+    assert link(ns, ["set", "dev", "eth0", "up"])[0] == 0
+    assert ok(ns, "route") == ("10.0.1.0/24 dev eth0 proto kernel scope link src 10.0.1.1\n"   # the static
+                               "10.0.2.0/24 dev eth1 proto kernel scope link src 10.0.2.1\n")    # one is gone
