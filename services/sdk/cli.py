@@ -394,7 +394,7 @@ def cmd_trace(a) -> int:
             tags = (tags or {}) | {"pktflow.netns": a.netns}
         if a.service:
             services = [a.service]
-        elif a.operation:                      # the layer that has this span name
+        elif a.operation or a.dropped or a.netns:   # the layer that has this span, drop or host
             services = tq.services(base=base)
         else:
             services = ["socket"]

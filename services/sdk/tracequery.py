@@ -92,6 +92,11 @@ def format_trace(tr: dict) -> str:
             extra.append(f"{src} > {dst} {tag(s, 'network.transport', '')}")
         if tag(s, "pktflow.ifname"):
             extra.append(f"dev {tag(s, 'pktflow.ifname')}")
+        if tag(s, "netfilter.hook"):               # which table, chain and rule (0: the policy) decided
+            rule = tag(s, "netfilter.rule")
+            extra.append(f"{tag(s, 'netfilter.table')} {tag(s, 'netfilter.chain')} "
+                         f"{'policy' if rule == 0 else f'rule {rule}'}: {tag(s, 'netfilter.verdict')}"
+                         + (f" ({tag(s, 'netfilter.nat')})" if tag(s, "netfilter.nat") else ""))
         reason = tag(s, "pktflow.drop_reason")
         if reason:
             extra.append(f"DROP {reason}")
