@@ -21,7 +21,7 @@ from collections import deque
 from ..common.actions import Drop, Stop
 from ..common.pkt_sched import INT_MAX, NSEC_PER_SEC, Qopt
 from ..common.skbuff import clone
-from ..wire import ethernet, ipv4
+from .sch_generic import ecn_set_ce
 
 ENQUEUE = "netem_enqueue"
 
@@ -80,19 +80,6 @@ class Netem:
             length = -(-length // o.cell_size) * (o.cell_size + o.cell_overhead)
         return length * NSEC_PER_SEC // o.rate
 
-    @staticmethod
-    def _mark_ce(skb) -> bool:
-        """INET_ECN_set_ce() on an IPv4 packet; False when it cannot carry the mark."""
-        nh = ethernet.ETH_HLEN                         # a qdisc sees the frame, Ethernet header on
-        if skb.protocol != ethernet.ETH_P_IP or len(skb.data) < nh + ipv4.IPV4_HLEN:
-            return False
-        ihl = (skb.data[nh] & 0x0F) * 4
-        hdr = ipv4.set_ce(skb.data[nh:nh + ihl])
-        if hdr is None:
-            return False
-        skb.data = skb.data[:nh] + hdr + skb.data[nh + ihl:]
-        return True
-
     def enqueue(self, skb, now: int, may_duplicate: bool = True) -> list:
         """netem_enqueue(): drop, or queue with a send time. Its actions are Drop or Stop."""
         o, st = self.opt, self.stats
@@ -102,7 +89,7 @@ class Netem:
             st["duplicated"] += 1
         if o.loss and o.loss >= self._crandom("loss", o.loss_corr):
             st["dropped"] += 1
-            if o.ecn and self._mark_ce(skb):
+            if o.ecn and ecn_set_ce(skb):
                 st["drops"] += 1                       # marked, and counted as a drop, as the kernel does
                 st["ecn_marked"] += 1
             else:

@@ -1,0 +1,70 @@
+"""The token bucket filter (net/sched/sch_tbf.c): frames leave at most at
+`rate`, in bursts of up to `burst` bytes; what waits sits in an inner bfifo
+of `limit` bytes (tc derives it from `latency`: rate x latency + burst). As
+the kernel keeps them, tokens are time: the bucket holds up to `burst`'s
+worth of nanoseconds at `rate`, refilled by the time that passes."""
+from ..common.actions import Drop
+from ..common.pkt_sched import NSEC_PER_SEC
+from .sch_generic import Fifo, Qdisc
+
+
+class Tbf(Qdisc):
+    kind = "tbf"
+
+    def __init__(self, rate: int, burst: int, limit: int, handle: int = 0, child: Qdisc | None = None):
+        """rate in bytes/s, burst and limit in bytes; `child` replaces the inner bfifo."""
+        super().__init__(handle)
+        self.q = child if child is not None else Fifo(limit, in_bytes=True)
+        self.change(rate, burst, limit)
+        self.tokens = self.buffer                   # a full bucket to start
+        self.t_c = None                             # when tokens were last counted
+
+    def change(self, rate: int, burst: int, limit: int):
+        self.rate, self.burst, self.limit = rate, burst, limit
+        self.buffer = self.l2t(burst)               # q->buffer: the bucket, in ns
+        if isinstance(self.q, Fifo):
+            self.q.limit = limit
+
+    def l2t(self, length: int) -> int:
+        """psched_l2t_ns(): the time `length` bytes take at `rate`."""
+        return length * NSEC_PER_SEC // self.rate
+
+    @property
+    def qlen(self) -> int:
+        return self.q.qlen
+
+    def enqueue(self, skb, now: int) -> list:
+        """tbf_enqueue(): a frame larger than the bucket can never leave (no GSO
+        to split here): dropped; else the inner qdisc takes it or drops it."""
+        if len(skb.data) > self.burst:
+            return [self.drop(skb, "tbf_enqueue")]
+        out = self.q.enqueue(skb, now)
+        if type(out[-1]) is Drop:
+            self.stats["drops"] += 1
+        self.stats["backlog"] = self.q.stats["backlog"]
+        return out
+
+    def dequeue(self, now: int) -> tuple[list, int | None]:
+        """tbf_dequeue() as often as it gives a frame: each leaves when the bucket
+        holds its time; else the watchdog is set for when it will (an overlimit)."""
+        out = []
+        while True:
+            skb = self.q.peek()
+            if skb is None:
+                break
+            toks = min(now - self.t_c, self.buffer) if self.t_c is not None else self.buffer
+            toks = min(toks + self.tokens, self.buffer) - self.l2t(len(skb.data))
+            if toks < 0:
+                self.stats["overlimits"] += 1
+                self.stats["backlog"] = self.q.stats["backlog"]
+                self.bstats_update(out)
+                return out, now - toks
+            self.t_c, self.tokens = now, toks
+            out.append(self.q.dequeue_one())
+        self.stats["backlog"] = self.q.stats["backlog"]
+        self.bstats_update(out)
+        return out, None
+
+    def purge(self) -> list:
+        self.stats["backlog"] = 0
+        return self.q.purge()

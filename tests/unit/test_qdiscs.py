@@ -1,0 +1,118 @@
+"""The qdisc cores against a fake clock: pfifo_fast's bands and limit, pfifo and
+bfifo limits, tbf's tokens (the rate held, the burst let through, the watchdog
+time), fq_codel's round robin and CoDel's drop schedule (interval/sqrt(count)),
+ECN marking instead of dropping, and the fattest flow paying when full."""
+import math
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from pktflow.services.common.actions import Drop
+from pktflow.services.common.skbuff import new_skb
+from pktflow.services.link.sch_fq_codel import MS, FqCodel, control_law
+from pktflow.services.link.sch_generic import Fifo, PfifoFast
+from pktflow.services.link.sch_tbf import Tbf
+
+S = 1_000_000_000
+
+
+def frame(size: int = 1000, sport: int = 1000, priority: int = 0, tos: int = 0):
+    f = bytes(Ether() / IP(src="10.0.1.10", dst="10.0.2.10", tos=tos) / UDP(sport=sport, dport=9))
+    skb = new_skb("r1", f + bytes(size - len(f)), priority=priority)
+    skb.protocol = 0x0800
+    return skb
+
+
+def test_pfifo_fast_serves_band_0_first_and_holds_txqueuelen():
+    q = PfifoFast(limit=3)
+    bulk, best, interactive = frame(priority=1), frame(priority=0), frame(priority=6)   # bands 2, 1, 0
+    for skb in (bulk, best, interactive):
+        q.enqueue(skb, 0)
+    assert type(q.enqueue(frame(), 0)[0]) is Drop and q.stats["drops"] == 1
+    out, wake = q.dequeue(0)
+    assert out == [interactive, best, bulk] and wake is None
+    assert (q.stats["packets"], q.stats["bytes"], q.stats["backlog"]) == (3, 3000, 0)
+
+
+def test_pfifo_and_bfifo_limits():
+    p, b = Fifo(2), Fifo(2500, in_bytes=True)
+    assert [type(p.enqueue(frame(), 0)[0]).__name__ for _ in range(3)] == ["Stop", "Stop", "Drop"]
+    assert [type(b.enqueue(frame(), 0)[0]).__name__ for _ in range(3)] == ["Stop", "Stop", "Drop"]
+    assert (p.kind, b.kind, b.stats["backlog"]) == ("pfifo", "bfifo", 2000)
+
+
+def test_tbf_lets_a_burst_through_then_holds_the_rate():
+    rate = 125_000                                       # 1 mbit/s in bytes/s
+    q = Tbf(rate=rate, burst=3000, limit=100_000)
+    for _ in range(10):
+        q.enqueue(frame(1000), 0)
+    out, wake = q.dequeue(0)
+    assert len(out) == 3 and wake == 8 * S // 1000      # the bucket's 3000 bytes, then 1000 bytes' time
+    assert q.stats["overlimits"] == 1
+    sent, now = 3, wake
+    while sent < 10:
+        out, wake = q.dequeue(now)
+        sent += len(out)
+        now = wake if wake is not None else now
+    assert now == 7 * 8 * S // 1000                      # 7 more frames at 8 ms each: the rate, exactly
+    assert q.stats["packets"] == 10 and q.stats["bytes"] == 10_000
+    assert type(q.enqueue(frame(4000), now)[0]) is Drop  # larger than the bucket: never fits
+
+
+def test_fq_codel_round_robin_gives_a_thin_flow_its_turn():
+    q = FqCodel()
+    for _ in range(20):
+        q.enqueue(frame(1500, sport=1), 0)               # a fat flow
+    q.enqueue(frame(100, sport=2), 0)                    # a thin one behind it
+    first = [q.dequeue_one(0, []) for _ in range(3)]
+    sports = [int.from_bytes(s.data[34:36], "big") for s in first]
+    assert 2 in sports[:3]                               # not after all twenty
+
+
+def test_codel_drops_at_interval_over_sqrt_count():
+    """A standing queue: one frame a ms, dequeued 20 ms after it came. CoDel waits
+    one interval (100 ms) above target, then drops with gaps interval/sqrt(n),
+    1/sqrt(n) as the kernel computes it: one Newton step per drop from the last
+    value (so the second gap is 50 ms, not 70.7, as in Linux)."""
+    q = FqCodel(ecn=False)
+    drops_at, now = [], 0
+    for ms in range(600):
+        now = ms * MS
+        q.enqueue(frame(1000), now)
+        if ms >= 20:
+            dropped = []
+            q.dequeue_one(now, dropped)
+            if dropped:
+                drops_at.append(ms)
+    assert drops_at and 120 <= drops_at[0] <= 125        # target exceeded from the start: an interval later
+    gaps = [b - a for a, b in zip(drops_at, drops_at[1:])]
+    x, expect = 1.0, [100.0]
+    for n in range(2, len(gaps) + 1):
+        x = x * (3 - n * x * x) / 2
+        expect.append(100 * x)
+    assert len(gaps) >= 8 and all(abs(g - e) <= 1.5 for g, e in zip(gaps, expect)), (gaps, expect)
+    assert abs(expect[7] - 100 / math.sqrt(8)) < 2                # converging on interval/sqrt(count)
+
+
+def test_codel_marks_ect_packets_instead_of_dropping():
+    q = FqCodel()
+    for ms in range(300):
+        q.enqueue(frame(1000, tos=0x02), ms * MS)        # ECT(0)
+        if ms >= 20:
+            q.dequeue_one(ms * MS, dropped := [])
+            assert dropped == []
+    assert q.xstats["ecn_mark"] > 0
+
+
+def test_a_full_fq_codel_drops_from_the_fattest_flow():
+    q = FqCodel(limit=10)
+    for _ in range(10):
+        q.enqueue(frame(1000, sport=1), 0)
+    out = q.enqueue(frame(100, sport=2), 0)
+    assert [type(a).__name__ for a in out] == ["Drop"] * 5 + ["Stop"]    # half the fat flow's backlog
+    assert q.qlen == 6 and q.xstats["drop_overlimit"] == 5
+
+
+def test_control_law_is_the_kernels_fixed_point():
+    interval = (100 * MS) >> 10
+    assert control_law(0, interval, 0xFFFF) in range(interval - 2, interval + 1)   # count 1: one interval
