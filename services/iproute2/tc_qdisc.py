@@ -10,12 +10,11 @@ import errno
 from pktflow.v1.admin_pb2 import TcQdiscRequest
 
 from ..common.pkt_sched import qopt_from_msg, qopt_to_msg
-from . import q_netem
+from . import q_netem, q_sched
 from .tc_util import matches, sprint_size
 
-PRIOMAP = "bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1"
 USAGE = ["Usage: tc qdisc [ add | del | replace | change | show ] dev STRING",
-         "       [ handle QHANDLE ] root [ netem OPTIONS ]",
+         "       [ handle QHANDLE ] root [ netem | tbf | fq_codel | pfifo | bfifo | pfifo_fast OPTIONS ]",
          "",
          "       tc qdisc { show | list } [ dev STRING ] [ root | handle QHANDLE ]",
          "OPTIONS := ... try tc qdisc add dev STRING root netem help"]
@@ -96,8 +95,14 @@ def _options(req: TcQdiscRequest, options: list[str]):
         except ValueError as e:                # tc follows some refusals with its usage
             usage = str(e).startswith(("What is", "reordering", "gap")) and "\n" + q_netem.USAGE or ""
             raise TcError(str(e) + usage, 1) from None
+    elif req.kind in q_sched.KINDS:
+        try:
+            q_sched.parse(req, options)
+        except ValueError as e:
+            raise TcError(str(e), 1) from None
     elif req.cmd != TcQdiscRequest.DELETE:
-        raise TcError(f'qdisc "{req.kind}" is not supported by pktflow (netem is)', 1, errno.EOPNOTSUPP)
+        raise TcError(f'qdisc "{req.kind}" is not supported by pktflow (netem, {", ".join(q_sched.KINDS)} are)',
+                      1, errno.EOPNOTSUPP)
 
 
 def _ask(kernel, req: TcQdiscRequest) -> list:
@@ -137,7 +142,7 @@ def _show(rest: list[str], stats: int, kernel) -> list[str]:
         if handle is not None and handle != q.handle:
             continue
         options = q_netem.format_qopt(qopt_from_msg(q.netem)) if q.kind == "netem" else \
-            PRIOMAP if q.kind == "pfifo_fast" else ""
+            q_sched.format(q) if q.handle else q_sched.PRIOMAP if q.kind == "pfifo_fast" else ""
         where = "" if req.dev else f"dev {q.dev} "
         lines.append(f"qdisc {q.kind} {q.handle >> 16:x}: {where}root refcnt 2 {options}")
         if stats:
@@ -154,4 +159,4 @@ def _stats(q) -> list[str]:
         x = q.xstats
         out.append(f"  delayed {x['delayed']} dropped {x['dropped']} corrupted {x['corrupted']} "
                    f"duplicated {x['duplicated']} reordered {x['reordered']} ecn_marked {x['ecn_marked']}")
-    return out
+    return out + q_sched.format_xstats(q)

@@ -25,7 +25,7 @@ class Device:
         self.loopback = iface.is_loopback
         self.set_addresses(list(iface.addresses))
         self.stats: Counter = Counter()
-        self.qdisc: sch_netem.Netem | None = None      # None: the default qdisc (pfifo_fast, noqueue on lo)
+        self.qdisc = None                               # the root qdisc; None: the default (pfifo_fast, noqueue on lo)
         self.qdisc_wake: int | None = None              # when the qdisc's watchdog timer is armed for
         self.tx_bytes = self.tx_packets = 0             # what the default qdisc sent
 
@@ -105,22 +105,30 @@ class LinkNetns:
     def qdisc_run(self, dev: Device) -> list:
         """__qdisc_run(): what the qdisc lets out now goes to the driver; the
         watchdog timer is (re)armed for the next one."""
-        frames, wake = dev.qdisc.dequeue(self.now)
+        q = dev.qdisc
+        frames, wake = q.dequeue(self.now)
         out = []
+        freed = getattr(q, "freed", None)      # what the qdisc dropped while dequeuing (CoDel)
+        if freed:
+            out += [Drop(skb, f"{q.kind}_dequeue", "QDISC_DROP") for skb in freed]
+            freed.clear()
         for skb in frames:
-            out += self.hard_start_xmit(dev, skb, "netem_dequeue")
+            out += self.hard_start_xmit(dev, skb, f"{q.kind}_dequeue")
         if wake != dev.qdisc_wake:
             dev.qdisc_wake = wake
             out.append(Arm(self.qdisc_key(dev), wake))
         return out
 
-    def new_netem(self, opt: sch_netem.Qopt, handle: int = 0) -> sch_netem.Netem:
+    def alloc_handle(self, handle: int = 0) -> int:
         if not handle:                         # qdisc_alloc_handle(): 8001:, 8002:, ...
             self.handles += 1
             handle = self.handles << 16
-        return sch_netem.Netem(opt, handle, random.Random(self.rng.getrandbits(64)))
+        return handle
 
-    def qdisc_graft(self, dev: Device, new: sch_netem.Netem | None) -> list:
+    def new_netem(self, opt: sch_netem.Qopt, handle: int = 0) -> sch_netem.Netem:
+        return sch_netem.Netem(opt, self.alloc_handle(handle), random.Random(self.rng.getrandbits(64)))
+
+    def qdisc_graft(self, dev: Device, new) -> list:
         """qdisc_graft(): `new` becomes the device's root qdisc (None: a fresh
         default one); what the old one still held is freed, its timer cancelled."""
         old, dev.qdisc = dev.qdisc, new

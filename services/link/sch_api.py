@@ -12,6 +12,9 @@ import errno
 from pktflow.v1.admin_pb2 import Qdisc, TcQdiscRequest
 
 from ..common.pkt_sched import qopt_from_msg, qopt_to_msg
+from .sch_fq_codel import FqCodel, codel_time
+from .sch_generic import Fifo, PfifoFast
+from .sch_tbf import Tbf
 
 CREATE, EXCL, REPLACE = 1, 2, 4
 FLAGS = {TcQdiscRequest.ADD: CREATE | EXCL, TcQdiscRequest.CHANGE: 0, TcQdiscRequest.REPLACE: CREATE | REPLACE}
@@ -31,8 +34,57 @@ def tc_qdisc(ns, req: TcQdiscRequest) -> tuple[list, list]:
     dev = _device(ns, req.dev)
     if req.cmd == TcQdiscRequest.DELETE:
         return [], _delete(ns, dev, req.root, req.handle, req.kind)
-    opt = qopt_from_msg(req.netem) if req.kind == "netem" else None
-    return [], _modify(ns, dev, FLAGS[req.cmd], req.root, req.handle, req.kind, opt)
+    return [], _modify(ns, dev, FLAGS[req.cmd], req.root, req.handle, req.kind, req if req.kind in KINDS else None)
+
+
+KINDS = ("netem", "tbf", "fq_codel", "pfifo", "bfifo", "pfifo_fast")
+TXQUEUELEN = 1000
+MS = 1_000_000
+
+
+def _new_qdisc(ns, dev, req: TcQdiscRequest, handle: int):
+    """qdisc_create(): the qdisc of that kind with its options (0: the kernel's defaults,
+    a FIFO's from the device: txqueuelen packets, or txqueuelen x the frame size in bytes)."""
+    handle = ns.alloc_handle(handle)
+    kind = req.kind
+    if kind == "netem":
+        return ns.new_netem(qopt_from_msg(req.netem), handle)
+    if kind == "tbf":
+        t = req.tbf
+        if not t.rate or not t.burst or not t.limit:
+            raise QdiscError(errno.EINVAL, "Missing TBF parameters")
+        return Tbf(t.rate, t.burst, t.limit, handle)
+    if kind == "fq_codel":
+        return FqCodel(handle, **_fq_codel_opts(req.fq_codel))
+    if kind == "pfifo_fast":
+        return PfifoFast(req.fifo.limit or TXQUEUELEN, handle)
+    in_bytes = kind == "bfifo"
+    return Fifo(req.fifo.limit or (TXQUEUELEN * (dev.mtu + 14) if in_bytes else TXQUEUELEN), handle, in_bytes)
+
+
+def _fq_codel_opts(o) -> dict:
+    given = {"limit": o.limit, "flows": o.flows, "quantum": o.quantum, "target": o.target,
+             "interval": o.interval, "drop_batch_size": o.drop_batch}
+    return {k: v for k, v in given.items() if v} | {"ecn": not o.noecn}
+
+
+def _change(q, req: TcQdiscRequest):
+    """The kind's change(): new options, queued frames and counters stay."""
+    if req.kind == "netem":
+        q.change(qopt_from_msg(req.netem))
+    elif req.kind == "tbf":
+        t = req.tbf
+        q.change(t.rate or q.rate, t.burst or q.burst, t.limit or q.limit)
+    elif req.kind == "fq_codel":
+        o = _fq_codel_opts(req.fq_codel)
+        for name in ("limit", "quantum", "drop_batch_size", "ecn"):
+            if name in o:
+                setattr(q, name, o[name])
+        for name in ("target", "interval"):
+            if name in o:
+                setattr(q, name, codel_time(o[name]))
+    elif req.fifo.limit:
+        q.limit = req.fifo.limit
 
 
 def _device(ns, name: str):
@@ -55,6 +107,8 @@ def _modify(ns, dev, flags: int, root: bool, handle: int, kind: str, opt) -> lis
                 raise QdiscError(errno.EEXIST, "NLM_F_REPLACE needed to override")
             if handle or q is None:            # only root qdiscs here: a handle not the root's is not found
                 return _create(ns, dev, flags, handle, opt)
+            if flags & CREATE and flags & REPLACE and (flags & EXCL or kind and kind != q.kind):
+                return _create(ns, dev, flags, handle, opt)      # "this magic test": replace by another kind
     else:
         if not handle:
             raise QdiscError(errno.EINVAL, "Handle cannot be zero")
@@ -66,16 +120,16 @@ def _modify(ns, dev, flags: int, root: bool, handle: int, kind: str, opt) -> lis
     if kind and kind != q.kind:
         raise QdiscError(errno.EINVAL, "Invalid qdisc name")
     if opt is not None:
-        q.change(opt)
+        _change(q, opt)
     return []
 
 
-def _create(ns, dev, flags: int, handle: int, opt) -> list:
+def _create(ns, dev, flags: int, handle: int, req) -> list:
     if not flags & CREATE:
         raise QdiscError(errno.ENOENT, "Qdisc not found. To create specify NLM_F_CREATE flag")
-    if opt is None:
+    if req is None:
         raise QdiscError(errno.ENOENT, "Specified qdisc kind is unknown")
-    return ns.qdisc_graft(dev, ns.new_netem(opt, handle))
+    return ns.qdisc_graft(dev, _new_qdisc(ns, dev, req, handle))
 
 
 def _delete(ns, dev, root: bool, handle: int, kind: str) -> list:
@@ -105,12 +159,29 @@ def dump(ns, dev_name: str = "") -> list[Qdisc]:
         r = Qdisc(dev=dev.name, kind=qdisc_kind(dev), handle=q.handle if q is not None else 0)
         if q is not None:
             st = q.stats
-            r.netem.CopyFrom(qopt_to_msg(q.opt))
+            _dump_options(q, r)
             r.bytes, r.packets, r.drops, r.overlimits = st["bytes"], st["packets"], st["drops"], st["overlimits"]
             r.requeues, r.backlog, r.qlen = st["requeues"], st["backlog"], q.qlen
-            for k in ("delayed", "dropped", "corrupted", "duplicated", "reordered", "ecn_marked"):
-                r.xstats[k] = st[k]
         elif not dev.loopback:
             r.bytes, r.packets = dev.tx_bytes, dev.tx_packets
         out.append(r)
     return out
+
+
+def _dump_options(q, r: Qdisc):
+    """The kind's dump(): its options and xstats."""
+    if q.kind == "netem":
+        r.netem.CopyFrom(qopt_to_msg(q.opt))
+        for k in ("delayed", "dropped", "corrupted", "duplicated", "reordered", "ecn_marked"):
+            r.xstats[k] = q.stats[k]
+    elif q.kind == "tbf":
+        r.tbf.rate, r.tbf.burst, r.tbf.limit = q.rate, q.burst, q.limit
+    elif q.kind == "fq_codel":
+        o = r.fq_codel
+        o.limit, o.flows, o.quantum, o.drop_batch = q.limit, len(q.flows), q.quantum, q.drop_batch_size
+        o.target, o.interval, o.noecn = q.target << 10, q.interval << 10, not q.ecn
+        for k, v in q.xstats.items():
+            r.xstats[k] = v
+        r.xstats["new_flows_len"], r.xstats["old_flows_len"] = len(q.new_flows), len(q.old_flows)
+    else:
+        r.fifo.limit = q.limit

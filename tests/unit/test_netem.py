@@ -434,7 +434,8 @@ def test_the_link_layer_takes_typed_requests_and_answers_as_the_kernel():
         return e.value.err, e.value.extack
     assert refused(cmd=R.ADD, dev="eth9", root=True, kind="netem") == (errno.ENODEV, "")
     assert refused(cmd=R.ADD, dev="", root=True, kind="netem") == (errno.ENODEV, "")
-    assert refused(cmd=R.ADD, dev="eth1", root=True, kind="tbf") == (errno.ENOENT, "Specified qdisc kind is unknown")
+    assert refused(cmd=R.ADD, dev="eth1", root=True, kind="sfq") == (errno.ENOENT, "Specified qdisc kind is unknown")
+    assert refused(cmd=R.ADD, dev="eth1", root=True, kind="tbf") == (errno.EINVAL, "Missing TBF parameters")
     assert refused(cmd=R.ADD, dev="eth1", kind="netem") == (errno.EINVAL, "Handle cannot be zero")
     [q] = sch_api.tc_qdisc(ns, R(cmd=R.SHOW, dev="eth1"))[0]
     assert (q.dev, q.kind, q.handle) == ("eth1", "pfifo_fast", 0)

@@ -116,3 +116,61 @@ def test_a_full_fq_codel_drops_from_the_fattest_flow():
 def test_control_law_is_the_kernels_fixed_point():
     interval = (100 * MS) >> 10
     assert control_law(0, interval, 0xFFFF) in range(interval - 2, interval + 1)   # count 1: one interval
+
+
+# -- tc's words through the link layer's kernel side (outputs captured with iproute2 6.1 here)
+def tc(ns, *words):
+    from pktflow.services.iproute2 import tc_qdisc
+    from pktflow.services.link import sch_api
+
+    def kernel(req):
+        try:
+            return 0, "", sch_api.tc_qdisc(ns, req)[0]
+        except sch_api.QdiscError as e:
+            return e.err, e.extack, []
+    return tc_qdisc.tc_qdisc(list(words), kernel)
+
+
+def r1_link():
+    import random
+
+    from pktflow.services.common import topology
+    from pktflow.services.link.dev import Link
+    return Link(topology.load(), random.Random(1)).netns["r1"]
+
+
+def test_tc_adds_and_shows_tbf_and_the_fifos_as_tc_prints_them():
+    ns = r1_link()
+    tc(ns, "add", "dev", "eth1", "root", "tbf", "rate", "10mbit", "burst", "32kbit", "latency", "400ms")
+    assert tc(ns, "show", "dev", "eth1") == ["qdisc tbf 8001: root refcnt 2 rate 10Mbit burst 4Kb lat 400ms "]
+    tc(ns, "replace", "dev", "eth1", "root", "tbf", "rate", "1mbit", "burst", "4kb", "limit", "20000")
+    assert tc(ns, "show", "dev", "eth1") == ["qdisc tbf 8001: root refcnt 2 rate 1Mbit burst 4Kb lat 127ms "]
+    for words, line in ((["pfifo", "limit", "50"], "qdisc pfifo 8002: root refcnt 2 limit 50p"),
+                        (["bfifo"], "qdisc bfifo 8003: root refcnt 2 limit 1514000b"),
+                        (["pfifo"], "qdisc pfifo 8004: root refcnt 2 limit 1000p"),
+                        (["pfifo_fast"], "qdisc pfifo_fast 8005: root refcnt 2 bands 3 priomap "
+                                         "1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1")):
+        tc(ns, "replace", "dev", "eth1", "root", *words)
+        assert tc(ns, "show", "dev", "eth1") == [line]
+    tc(ns, "replace", "dev", "eth1", "root", "fq_codel", "target", "2ms", "interval", "50ms", "noecn")
+    assert tc(ns, "show", "dev", "eth1") == ["qdisc fq_codel 8006: root refcnt 2 limit 10240p flows 1024 quantum 1514 "
+                                             "target 2ms interval 50ms memory_limit 32Mb drop_batch 64 "]
+    assert tc(ns, "-s", "show", "dev", "eth1")[3:] == ["  maxpacket 0 drop_overlimit 0 new_flow_count 0 ecn_mark 0",
+                                                       "  new_flows_len 0 old_flows_len 0"]
+
+
+def test_tc_refuses_tbf_as_tc_does():
+    import pytest
+
+    from pktflow.services.iproute2.q_sched import TBF_USAGE
+    from pktflow.services.iproute2.tc_qdisc import TcError
+    ns = r1_link()
+    for words, message in (
+            (["rate", "1mbit"], 'tbf: the "burst" parameter is mandatory.\n'
+                                'tbf: either "limit" or "latency" is required.\n' + TBF_USAGE),
+            (["burst", "10kb", "latency", "10ms"], 'tbf: the "rate" parameter is mandatory.\n' + TBF_USAGE),
+            (["rate", "1mbit", "burst", "10kb", "latency", "10ms", "limit", "300"],
+             'tbf: specifying both "latency" and "limit" is not allowed')):
+        with pytest.raises(TcError) as e:
+            tc(ns, "add", "dev", "eth1", "root", "tbf", *words)
+        assert (str(e.value), e.value.exit_code) == (message, 1)
