@@ -59,6 +59,18 @@ def _handle(text: str) -> int:
     return major << 16
 
 
+def _classid(text: str) -> int:
+    """get_tc_classid(): `MAJ:MIN` in hex."""
+    major, sep, minor = text.partition(":")
+    try:
+        value = (int(major or "0", 16) << 16) | int(minor or "0", 16)
+    except ValueError:
+        value = -1
+    if not sep or not 0 <= value < 1 << 32:
+        raise TcError(f'Error: argument "{text}" is wrong: Invalid parent ID', 255)
+    return value
+
+
 def modify_request(cmd: int, rest: list[str]) -> TcQdiscRequest:
     """tc_qdisc_modify()'s loop: dev, root, handle, then the kind and its
     options, which tc reads before it looks the device up."""
@@ -78,8 +90,13 @@ def modify_request(cmd: int, rest: list[str]) -> TcQdiscRequest:
             if req.root:
                 raise TcError('Error: "root" is duplicate parent ID', 255)
             req.root = True
-        elif w in ("parent", "ingress", "clsact") or matches(w, "estimator") or matches(w, "stab"):
-            raise TcError(f'"{w}": pktflow has only root qdiscs', 1, errno.EOPNOTSUPP)
+        elif w == "parent":
+            if i + 1 >= len(rest):
+                raise TcError('Command line is not complete. Try option "help"', 255)
+            i += 1
+            req.parent = _classid(rest[i])
+        elif w in ("ingress", "clsact") or matches(w, "estimator") or matches(w, "stab"):
+            raise TcError(f'"{w}": pktflow has root qdiscs and their classes\' children only', 1, errno.EOPNOTSUPP)
         else:
             req.kind = w
             _options(req, rest[i + 1:])
@@ -144,7 +161,8 @@ def _show(rest: list[str], stats: int, kernel) -> list[str]:
         options = q_netem.format_qopt(qopt_from_msg(q.netem)) if q.kind == "netem" else \
             q_sched.format(q) if q.handle else q_sched.PRIOMAP if q.kind == "pfifo_fast" else ""
         where = "" if req.dev else f"dev {q.dev} "
-        lines.append(f"qdisc {q.kind} {q.handle >> 16:x}: {where}root refcnt 2 {options}")
+        at = f"parent {q.parent >> 16:x}:{q.parent & 0xFFFF:x} " if q.parent else "root refcnt 2 "
+        lines.append(f"qdisc {q.kind} {q.handle >> 16:x}: {where}{at}{options}")
         if stats:
             lines += _stats(q)
     return lines

@@ -108,10 +108,11 @@ class LinkNetns:
         q = dev.qdisc
         frames, wake = q.dequeue(self.now)
         out = []
-        freed = getattr(q, "freed", None)      # what the qdisc dropped while dequeuing (CoDel)
-        if freed:
-            out += [Drop(skb, f"{q.kind}_dequeue", "QDISC_DROP") for skb in freed]
-            freed.clear()
+        for owner in (q, getattr(q, "child", None)):   # what a qdisc dropped while dequeuing (CoDel)
+            freed = getattr(owner, "freed", None)
+            if freed:
+                out += [Drop(skb, f"{owner.kind}_dequeue", "QDISC_DROP") for skb in freed]
+                freed.clear()
         for skb in frames:
             out += self.hard_start_xmit(dev, skb, f"{q.kind}_dequeue")
         if wake != dev.qdisc_wake:

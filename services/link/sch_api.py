@@ -11,6 +11,8 @@ import errno
 
 from pktflow.v1.admin_pb2 import Qdisc, TcQdiscRequest
 
+from ..common.actions import Drop
+
 from ..common.pkt_sched import qopt_from_msg, qopt_to_msg
 from .sch_fq_codel import FqCodel, codel_time
 from .sch_generic import Fifo, PfifoFast
@@ -32,6 +34,8 @@ def tc_qdisc(ns, req: TcQdiscRequest) -> tuple[list, list]:
     if req.cmd == TcQdiscRequest.SHOW:
         return dump(ns, req.dev), []
     dev = _device(ns, req.dev)
+    if not req.root and req.parent:
+        return [], _child(ns, dev, req)
     if req.cmd == TcQdiscRequest.DELETE:
         return [], _delete(ns, dev, req.root, req.handle, req.kind)
     return [], _modify(ns, dev, FLAGS[req.cmd], req.root, req.handle, req.kind, req if req.kind in KINDS else None)
@@ -132,6 +136,43 @@ def _create(ns, dev, flags: int, handle: int, req) -> list:
     return ns.qdisc_graft(dev, _new_qdisc(ns, dev, req, handle))
 
 
+def _child(ns, dev, req: TcQdiscRequest) -> list:
+    """tc_modify_qdisc()/tc_get_qdisc() with a parent: the root must have that
+    handle and classes (tbf has one, whatever the minor); what hangs there is
+    replaced, changed or deleted (then the parent's default bfifo is back)."""
+    parent = dev.qdisc
+    if parent is None or parent.handle != req.parent & 0xFFFF0000:
+        raise QdiscError(errno.ENOENT, "Failed to find specified qdisc")
+    if not getattr(parent, "classful", False):
+        raise QdiscError(errno.EINVAL, "Parent qdisc is not classful")
+    q = parent.child
+    freed = []
+    if req.cmd == TcQdiscRequest.DELETE:
+        if q is None:
+            raise QdiscError(errno.ENOENT, "Cannot find specified qdisc on specified device")
+        if req.kind and req.kind != q.kind:
+            raise QdiscError(errno.EINVAL, "Invalid qdisc name")
+        freed = parent.graft(None)
+    else:
+        flags = FLAGS[req.cmd]
+        if q is None or not req.handle or q.handle != req.handle:
+            if req.handle and q is not None and not flags & REPLACE:
+                raise QdiscError(errno.EEXIST, "NLM_F_REPLACE needed to override")
+            if req.handle or q is None or flags & CREATE and flags & REPLACE and req.kind and req.kind != q.kind:
+                if not flags & CREATE:
+                    raise QdiscError(errno.ENOENT, "Qdisc not found. To create specify NLM_F_CREATE flag")
+                if req.kind not in KINDS:
+                    raise QdiscError(errno.ENOENT, "Specified qdisc kind is unknown")
+                freed = parent.graft(_new_qdisc(ns, dev, req, req.handle))
+                return [Drop(skb, "qdisc_reset", "QUEUE_PURGE") for skb in freed]
+        if flags & EXCL:
+            raise QdiscError(errno.EEXIST, "Exclusivity flag on, cannot modify")
+        if req.kind and req.kind != q.kind:
+            raise QdiscError(errno.EINVAL, "Invalid qdisc name")
+        _change(q, req)
+    return [Drop(skb, "qdisc_reset", "QUEUE_PURGE") for skb in freed]
+
+
 def _delete(ns, dev, root: bool, handle: int, kind: str) -> list:
     """tc_get_qdisc() for RTM_DELQDISC, in its order of checks."""
     current = dev.qdisc.handle if dev.qdisc is not None else 0
@@ -165,6 +206,14 @@ def dump(ns, dev_name: str = "") -> list[Qdisc]:
         elif not dev.loopback:
             r.bytes, r.packets = dev.tx_bytes, dev.tx_packets
         out.append(r)
+        child = getattr(q, "child", None)
+        if child is not None:                  # a qdisc grafted on the root's class 1
+            c = Qdisc(dev=dev.name, kind=child.kind, handle=child.handle, parent=q.handle | 1)
+            st = child.stats
+            _dump_options(child, c)
+            c.bytes, c.packets, c.drops, c.overlimits = st["bytes"], st["packets"], st["drops"], st["overlimits"]
+            c.requeues, c.backlog, c.qlen = st["requeues"], st["backlog"], child.qlen
+            out.append(c)
     return out
 
 

@@ -58,10 +58,13 @@ class Fifo(Qdisc):
         self.stats["backlog"] += n
         return [Stop(skb, f"{self.kind}_enqueue")]
 
-    def peek(self):
+    def peek(self, now: int = 0):
         return self.q[0] if self.q else None
 
-    def dequeue_one(self):
+    def next_due(self) -> int | None:
+        return None
+
+    def dequeue_one(self, now: int = 0):
         if not self.q:
             return None
         skb = self.q.popleft()

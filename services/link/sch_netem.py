@@ -149,6 +149,30 @@ class Netem:
             st["backlog"] -= n
         return out, (tfifo[0][0] if tfifo else None)
 
+    def peek(self, now: int):
+        """The next frame if it is due (what a parent such as tbf sees first)."""
+        if self.head:
+            return self.head[0]
+        return self.tfifo[0][2] if self.tfifo and self.tfifo[0][0] <= now else None
+
+    def dequeue_one(self, now: int):
+        if self.head:
+            skb = self.head.popleft()
+        elif self.tfifo and self.tfifo[0][0] <= now:
+            skb = heapq.heappop(self.tfifo)[2]
+        else:
+            return None
+        if not self.tfifo:
+            self.t_last = None
+        st = self.stats
+        st["bytes"] += len(skb.data)
+        st["packets"] += 1
+        st["backlog"] -= len(skb.data)
+        return skb
+
+    def next_due(self) -> int | None:
+        return self.tfifo[0][0] if self.tfifo and not self.head else None
+
     def purge(self) -> list:
         """netem_reset(): the queued packets, removed (the qdisc is going away)."""
         out = list(self.head) + [e[2] for e in sorted(self.tfifo)]

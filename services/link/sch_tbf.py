@@ -11,10 +11,13 @@ from .sch_generic import Fifo, Qdisc
 class Tbf(Qdisc):
     kind = "tbf"
 
+    classful = True
+
     def __init__(self, rate: int, burst: int, limit: int, handle: int = 0, child: Qdisc | None = None):
         """rate in bytes/s, burst and limit in bytes; `child` replaces the inner bfifo."""
         super().__init__(handle)
         self.q = child if child is not None else Fifo(limit, in_bytes=True)
+        self.child = child                          # a qdisc grafted on class 1 (tc shows it), or None
         self.change(rate, burst, limit)
         self.tokens = self.buffer                   # a full bucket to start
         self.t_c = None                             # when tokens were last counted
@@ -24,6 +27,14 @@ class Tbf(Qdisc):
         self.buffer = self.l2t(burst)               # q->buffer: the bucket, in ns
         if isinstance(self.q, Fifo):
             self.q.limit = limit
+
+    def graft(self, child: Qdisc | None) -> list:
+        """tbf_graft(): `child` takes class 1 (None: a fresh bfifo of `limit`
+        bytes); the frames the old one held are returned, to be freed."""
+        old, self.child = self.q, child
+        self.q = child if child is not None else Fifo(self.limit, in_bytes=True)
+        self.stats["backlog"] = self.q.stats["backlog"]
+        return old.purge()
 
     def l2t(self, length: int) -> int:
         """psched_l2t_ns(): the time `length` bytes take at `rate`."""
@@ -47,10 +58,11 @@ class Tbf(Qdisc):
     def dequeue(self, now: int) -> tuple[list, int | None]:
         """tbf_dequeue() as often as it gives a frame: each leaves when the bucket
         holds its time; else the watchdog is set for when it will (an overlimit)."""
-        out = []
+        out, wake = [], None
         while True:
-            skb = self.q.peek()
+            skb = self.q.peek(now)
             if skb is None:
+                wake = self.q.next_due()            # a child that delays (netem) has its own time
                 break
             toks = min(now - self.t_c, self.buffer) if self.t_c is not None else self.buffer
             toks = min(toks + self.tokens, self.buffer) - self.l2t(len(skb.data))
@@ -60,10 +72,10 @@ class Tbf(Qdisc):
                 self.bstats_update(out)
                 return out, now - toks
             self.t_c, self.tokens = now, toks
-            out.append(self.q.dequeue_one())
+            out.append(self.q.dequeue_one(now))
         self.stats["backlog"] = self.q.stats["backlog"]
         self.bstats_update(out)
-        return out, None
+        return out, wake
 
     def purge(self) -> list:
         self.stats["backlog"] = 0

@@ -65,3 +65,22 @@ def test_a_full_bfifo_drops_with_qdisc_drop():
     assert {d[2] for d in drops} == {"QDISC_DROP"} and len(drops) == 7
     tc(k, "del", "dev", "eth1", "root")
     assert [d[2] for d in k.drops if d[3].netns == "r1"].count("QUEUE_PURGE") == 2
+
+
+def test_netem_under_tbf_delays_then_holds_the_rate():
+    """The usual pairing: tbf shapes, netem under it adds the delay; the frames
+    arrive 50 ms late and then at 1 mbit/s."""
+    k = Netstack()
+    srv, cli = pair(k)
+    tc(k, "add", "dev", "eth1", "root", "handle", "1:", "tbf", "rate", "1mbit", "burst", "2kb", "latency", "1s")
+    tc(k, "add", "dev", "eth1", "parent", "1:1", "handle", "10:", "netem", "delay", "50ms")
+    send(k, cli, 4)
+    assert arrivals(srv) == 0
+    k.advance(0.0499)
+    assert arrivals(srv) == 0
+    k.advance(0.0002)
+    assert arrivals(srv) == 1                        # the bucket holds one 1042-byte frame's worth
+    k.advance(0.0084 * 3)
+    assert arrivals(srv) == 3
+    lines = tc(k, "-s", "show", "dev", "eth1")
+    assert lines[3].startswith("qdisc netem 10: parent 1:1 limit 1000 delay 50ms")

@@ -174,3 +174,31 @@ def test_tc_refuses_tbf_as_tc_does():
         with pytest.raises(TcError) as e:
             tc(ns, "add", "dev", "eth1", "root", "tbf", *words)
         assert (str(e.value), e.value.exit_code) == (message, 1)
+
+
+def test_a_qdisc_on_tbfs_class_as_tc_shows_it():
+    """Captured with iproute2 6.1 on this machine's kernel (refcnt aside)."""
+    import pytest
+
+    from pktflow.services.iproute2.tc_qdisc import TcError
+    ns = r1_link()
+    tc(ns, "add", "dev", "eth1", "root", "handle", "1:", "tbf", "rate", "10mbit", "burst", "32kbit", "latency",
+       "400ms")
+    tc(ns, "add", "dev", "eth1", "parent", "1:1", "handle", "10:", "pfifo", "limit", "100")
+    assert tc(ns, "show", "dev", "eth1") == ["qdisc tbf 1: root refcnt 2 rate 10Mbit burst 4Kb lat 400ms ",
+                                             "qdisc pfifo 10: parent 1:1 limit 100p"]
+    for words, message in ((["parent", "1:2", "handle", "20:", "pfifo"], "Error: NLM_F_REPLACE needed to override."),
+                           (["parent", "5:1", "handle", "20:", "pfifo"], "Error: Failed to find specified qdisc.")):
+        with pytest.raises(TcError) as e:
+            tc(ns, "add", "dev", "eth1", *words)
+        assert (str(e.value), e.value.exit_code) == (message, 2)
+    tc(ns, "replace", "dev", "eth1", "parent", "1:1", "handle", "11:", "bfifo", "limit", "3000")
+    assert tc(ns, "show", "dev", "eth1")[1] == "qdisc bfifo 11: parent 1:1 limit 3000b"
+    tc(ns, "del", "dev", "eth1", "parent", "1:1")
+    assert len(tc(ns, "show", "dev", "eth1")) == 1                 # tbf's own bfifo again, not shown
+    tc(ns, "add", "dev", "eth1", "parent", "1:1", "netem", "delay", "100ms")
+    assert tc(ns, "show", "dev", "eth1")[1].startswith("qdisc netem 8001: parent 1:1 limit 1000 delay 100ms")
+    tc(ns, "replace", "dev", "eth1", "root", "handle", "2:", "pfifo")
+    with pytest.raises(TcError) as e:
+        tc(ns, "add", "dev", "eth1", "parent", "2:1", "handle", "10:", "pfifo")
+    assert str(e.value) == "Error: Parent qdisc is not classful."
