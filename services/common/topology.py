@@ -25,7 +25,7 @@ import yaml
 
 from . import sysctl
 from ..wire import ethernet, ipv4
-from ..iproute2 import q_netem
+from ..iproute2 import q_netem, tc_util
 from .pkt_sched import Qopt
 
 IFNAMSIZ = 16
@@ -45,6 +45,7 @@ class Interface:
     addresses: list[tuple[int, int]]       # (address, prefix length)
     mtu: int = 1500
     tap: str | None = None                 # backed by this Linux TAP device
+    speed: int = 0                         # line rate in bytes/s; 0: none enforced, as a veth pair
 
     @property
     def is_loopback(self) -> bool:
@@ -285,7 +286,7 @@ class _Loader:
         if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
             spec = {}
         else:
-            spec = self.mapping(node, where, ("mac", "addresses", "mtu", "tap"))
+            spec = self.mapping(node, where, ("mac", "addresses", "mtu", "tap", "speed"))
         mac = auto_mac(host, ifname)
         if "mac" in spec:
             text = self.scalar(spec["mac"][1], f"{where} mac")
@@ -311,7 +312,16 @@ class _Loader:
         tap = self.scalar(spec["tap"][1], f"{where} tap") if "tap" in spec else None
         if tap is not None and not 0 < len(tap) < IFNAMSIZ:
             self.fail(spec["tap"][1], f"{where}: TAP device names are 1 to 15 characters")
-        return Interface(ifname, ifindex, mac, addrs, mtu, tap)
+        speed = 0
+        if "speed" in spec:                    # tc's rate words: 10mbit, 1gbit, 100kbit ...
+            text = self.scalar(spec["speed"][1], f"{where} speed")
+            try:
+                speed = tc_util.get_rate64(text)
+            except ValueError:
+                speed = 0
+            if not speed:
+                self.fail(spec["speed"][1], f"{where}: speed {text!r} is not a rate (e.g. 10mbit, 1gbit)")
+        return Interface(ifname, ifindex, mac, addrs, mtu, tap, speed)
 
     def route(self, host: Host, node) -> Route:
         text = self.scalar(node, f"host {host.name!r} route")

@@ -4,7 +4,7 @@ eth_type_trans(), and the packet taps that AF_PACKET sockets (and so captures)
 read from."""
 import errno
 import random
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import replace
 
 from pktflow.v1.skb_pb2 import SockEvent, Skb
@@ -15,8 +15,11 @@ from ..common.skbuff import clone
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import Malformed, ethernet, ipv4
 from . import arp, neighbour as nd, sch_netem
+from .sch_generic import PfifoFast
 
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
+TX_RING_SIZE = 256          # the driver's TX descriptors
+WIRE_OVERHEAD = 4 + 8 + 12  # FCS, preamble and start delimiter, inter-frame gap: a frame's bytes on the cable
 
 
 class Device:
@@ -28,6 +31,16 @@ class Device:
         self.qdisc = None                               # the root qdisc; None: the default (pfifo_fast, noqueue on lo)
         self.qdisc_wake: int | None = None              # when the qdisc's watchdog timer is armed for
         self.tx_bytes = self.tx_packets = 0             # what the default qdisc sent
+        # The line rate (bytes/s; 0: none, as a veth pair) and, when there is one, the
+        # driver's TX ring: frames on the cable until their last bit has left
+        # (serialization with FCS, preamble and gap), at most TX_RING_SIZE of them
+        # and BQL's byte limit; the rest waits in the qdisc (the default: pfifo_fast).
+        self.speed = iface.speed
+        self.ring: deque = deque()                      # (when its last bit has left, skb)
+        self.ring_bytes = 0
+        self.busy_until = 0
+        self.bql_limit = max(2 * (self.mtu + ethernet.ETH_HLEN), self.speed // 1000)   # ~1 ms of line rate
+        self.default_q = PfifoFast() if self.speed else None
 
 
     def set_addresses(self, addrs: list):
@@ -94,6 +107,10 @@ class LinkNetns:
         other than the default, then out."""
         skb.mac_header = 0
         q = dev.qdisc
+        if dev.speed:                          # a line rate: the qdisc holds what the ring cannot
+            q = q or dev.default_q
+            out = [replace(act, fn=(fn, act.fn)) for act in q.enqueue(skb, self.now)]
+            return out + self.qdisc_run(dev)
         if q is None:
             dev.tx_bytes += len(skb.data)
             dev.tx_packets += 1
@@ -105,6 +122,8 @@ class LinkNetns:
     def qdisc_run(self, dev: Device) -> list:
         """__qdisc_run(): what the qdisc lets out now goes to the driver; the
         watchdog timer is (re)armed for the next one."""
+        if dev.speed:
+            return self.tx_run(dev)
         q = dev.qdisc
         frames, wake = q.dequeue(self.now)
         out = []
@@ -118,6 +137,42 @@ class LinkNetns:
         if wake != dev.qdisc_wake:
             dev.qdisc_wake = wake
             out.append(Arm(self.qdisc_key(dev), wake))
+        return out
+
+    def tx_run(self, dev: Device) -> list:
+        """A device with a line rate: TX completions first (frames whose last bit
+        has left go to the cable's far end, in order), then the ring refilled
+        from the qdisc while it has room (netif_stop_queue() when it has none;
+        the completions wake it), each frame on the cable after the one before;
+        one timer for the next completion or the qdisc's next frame."""
+        q, now, ring = dev.qdisc or dev.default_q, self.now, dev.ring
+        out = []
+        while True:
+            while ring and ring[0][0] <= now:
+                _, skb = ring.popleft()
+                dev.ring_bytes -= len(skb.data)
+                if dev.qdisc is None:
+                    dev.tx_bytes += len(skb.data)
+                    dev.tx_packets += 1
+                out += self.hard_start_xmit(dev, skb, "sch_direct_xmit")
+            if dev.ring_bytes >= dev.bql_limit or len(ring) >= TX_RING_SIZE:
+                break
+            skb = q.dequeue_one(now)
+            if skb is None:
+                break
+            start = max(now, dev.busy_until)
+            dev.busy_until = start + (len(skb.data) + WIRE_OVERHEAD) * 1_000_000_000 // dev.speed
+            ring.append((dev.busy_until, skb))
+            dev.ring_bytes += len(skb.data)
+        freed = getattr(q, "freed", None)      # what the qdisc dropped while dequeuing (CoDel)
+        if freed:
+            out += [Drop(skb, f"{q.kind}_dequeue", "QDISC_DROP") for skb in freed]
+            freed.clear()
+        due = [t for t in (ring[0][0] if ring else None, q.next_due()) if t is not None]
+        wake = min(due) if due else None
+        if wake != dev.qdisc_wake:
+            dev.qdisc_wake = wake
+            out.append(Arm(self.qdisc_key(dev), wake) if wake is not None else Cancel(self.qdisc_key(dev)))
         return out
 
     def alloc_handle(self, handle: int = 0) -> int:
@@ -134,6 +189,7 @@ class LinkNetns:
         default one); what the old one still held is freed, its timer cancelled."""
         old, dev.qdisc = dev.qdisc, new
         dev.tx_bytes = dev.tx_packets = 0
+        old = old if old is not None else dev.default_q        # the default qdisc is reset too
         out = [Drop(skb, "qdisc_reset", "QUEUE_PURGE") for skb in old.purge()] if old is not None else []
         if dev.qdisc_wake is not None:
             dev.qdisc_wake = None
@@ -264,10 +320,10 @@ class Link:
         kind, netns, ifindex, ip = key
         ns = self.netns[netns]
         ns.now = now
-        if kind == "qdisc":                    # qdisc_watchdog(): the next delayed frame is due
+        if kind == "qdisc":                    # qdisc_watchdog() or a TX completion: the next frame is due
             dev = ns.devices[ifindex]
             dev.qdisc_wake = None
-            return ns.qdisc_run(dev) if dev.qdisc is not None else []
+            return ns.qdisc_run(dev) if dev.qdisc is not None or dev.speed else []
         return ns.neigh_actions(ns.neigh.timer(ifindex, ip, now))
 
     def reset_taps(self):

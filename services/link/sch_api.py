@@ -205,6 +205,9 @@ def dump(ns, dev_name: str = "") -> list[Qdisc]:
             r.requeues, r.backlog, r.qlen = st["requeues"], st["backlog"], q.qlen
         elif not dev.loopback:
             r.bytes, r.packets = dev.tx_bytes, dev.tx_packets
+            if dev.default_q is not None:      # a line rate: the default pfifo_fast holds frames
+                st = dev.default_q.stats
+                r.drops, r.backlog, r.qlen = st["drops"], st["backlog"], dev.default_q.qlen
         out.append(r)
         child = getattr(q, "child", None)
         if child is not None:                  # a qdisc grafted on the root's class 1

@@ -137,6 +137,12 @@ class FqCodel(Qdisc):
         self._qlen -= 1
         return t, skb
 
+    def _codel_drop(self, skb, dropped: list):
+        """drop_func(): counted now, freed by the caller."""
+        dropped.append(skb)
+        self.stats["drops"] += 1
+        self.xstats["drop_count"] += 1
+
     def _should_drop(self, item, v: CodelVars, now: int) -> bool:
         """codel_should_drop()"""
         if item is None:
@@ -170,7 +176,7 @@ class FqCodel(Qdisc):
                         self.xstats["ecn_mark"] += 1
                         v.drop_next = control_law(v.drop_next, self.interval, v.rec_inv_sqrt)
                         return item[1]
-                    dropped.append(item[1])
+                    self._codel_drop(item[1], dropped)
                     item = self._dequeue_head(flow)
                     if not self._should_drop(item, v, now):
                         v.dropping = False
@@ -180,7 +186,7 @@ class FqCodel(Qdisc):
             if self.ecn and ecn_set_ce(item[1]):
                 self.xstats["ecn_mark"] += 1
             else:
-                dropped.append(item[1])
+                self._codel_drop(item[1], dropped)
                 item = self._dequeue_head(flow)
                 self._should_drop(item, v, now)
             v.dropping = True
@@ -195,8 +201,14 @@ class FqCodel(Qdisc):
             v.drop_next = control_law(now, self.interval, v.rec_inv_sqrt)
         return item[1] if item is not None else None
 
-    def dequeue_one(self, now: int, dropped: list):
-        """fq_codel_dequeue(): deficit round robin over new flows, then old ones."""
+    def next_due(self) -> int | None:
+        return None
+
+    def dequeue_one(self, now: int, dropped: list | None = None):
+        """fq_codel_dequeue(): deficit round robin over new flows, then old ones.
+        CoDel's drops go to `dropped` (default: `freed`, for the caller to free)."""
+        if dropped is None:
+            dropped = self.freed
         codel_now = codel_time(now)
         while True:
             head = self.new_flows if self.new_flows else self.old_flows
@@ -226,8 +238,6 @@ class FqCodel(Qdisc):
         out, dropped = [], []
         while (skb := self.dequeue_one(now, dropped)) is not None:
             out.append(skb)
-        self.stats["drops"] += len(dropped)
-        self.xstats["drop_count"] += len(dropped)
         self.freed += dropped
         return out, None
 

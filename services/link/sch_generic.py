@@ -135,7 +135,10 @@ class PfifoFast(Qdisc):
         self.stats["backlog"] += len(skb.data)
         return [Stop(skb, "pfifo_fast_enqueue")]
 
-    def dequeue_one(self):
+    def next_due(self) -> int | None:
+        return None
+
+    def dequeue_one(self, now: int = 0):
         for band in self.bands:
             if band:
                 skb = band.popleft()

@@ -21,6 +21,7 @@ class Tbf(Qdisc):
         self.change(rate, burst, limit)
         self.tokens = self.buffer                   # a full bucket to start
         self.t_c = None                             # when tokens were last counted
+        self.wake = None                            # when the head frame may leave, if it must wait
 
     def change(self, rate: int, burst: int, limit: int):
         self.rate, self.burst, self.limit = rate, burst, limit
@@ -55,27 +56,34 @@ class Tbf(Qdisc):
         self.stats["backlog"] = self.q.stats["backlog"]
         return out
 
-    def dequeue(self, now: int) -> tuple[list, int | None]:
-        """tbf_dequeue() as often as it gives a frame: each leaves when the bucket
-        holds its time; else the watchdog is set for when it will (an overlimit)."""
-        out, wake = [], None
-        while True:
-            skb = self.q.peek(now)
-            if skb is None:
-                wake = self.q.next_due()            # a child that delays (netem) has its own time
-                break
-            toks = min(now - self.t_c, self.buffer) if self.t_c is not None else self.buffer
-            toks = min(toks + self.tokens, self.buffer) - self.l2t(len(skb.data))
-            if toks < 0:
-                self.stats["overlimits"] += 1
-                self.stats["backlog"] = self.q.stats["backlog"]
-                self.bstats_update(out)
-                return out, now - toks
-            self.t_c, self.tokens = now, toks
-            out.append(self.q.dequeue_one(now))
+    def dequeue_one(self, now: int):
+        """tbf_dequeue(): the head frame leaves when the bucket holds its time;
+        else the watchdog is set for when it will (an overlimit)."""
+        skb = self.q.peek(now)
+        if skb is None:
+            self.wake = self.q.next_due()           # a child that delays (netem) has its own time
+            return None
+        toks = min(now - self.t_c, self.buffer) if self.t_c is not None else self.buffer
+        toks = min(toks + self.tokens, self.buffer) - self.l2t(len(skb.data))
+        if toks < 0:
+            self.stats["overlimits"] += 1
+            self.wake = now - toks
+            return None
+        self.t_c, self.tokens, self.wake = now, toks, None
+        skb = self.q.dequeue_one(now)
         self.stats["backlog"] = self.q.stats["backlog"]
-        self.bstats_update(out)
-        return out, wake
+        self.bstats_update([skb])
+        return skb
+
+    def next_due(self) -> int | None:
+        return self.wake
+
+    def dequeue(self, now: int) -> tuple[list, int | None]:
+        """As often as it gives a frame: the frames due, and when the next is."""
+        out = []
+        while (skb := self.dequeue_one(now)) is not None:
+            out.append(skb)
+        return out, self.wake
 
     def purge(self) -> list:
         self.stats["backlog"] = 0

@@ -80,7 +80,7 @@ class LinkShell(LayerShell):
             return admin_pb2.AdminReply(json=json.dumps([
                 {"ifindex": d.ifindex, "ifname": d.name, "mtu": d.mtu, "mac": ethernet.mac_to_str(d.mac),
                  "loopback": d.loopback, "addresses": [f"{ipv4.ntoa(a)}/{p}" for a, p in d.addrs],
-                 "qdisc": sch_api.qdisc_kind(d),
+                 "qdisc": sch_api.qdisc_kind(d), "speed": d.speed,
                  "stats": dict(d.stats)} for d in sorted(ns.devices.values(), key=lambda d: d.ifindex)]))
         if req.command == "tc":                # `tc qdisc ...`, as tc sends it (TcQdiscRequest)
             try:

@@ -262,6 +262,25 @@ def cmd_netfilter(tool: str, argv: list[str]) -> int:
     return reply["status"]
 
 
+# -- ethtool
+def cmd_ethtool(argv: list[str]) -> int:
+    """`pktflow ethtool -n NETNS IF`: the device's settings as ethtool prints them;
+    a device with no line rate set reports 10000Mb/s, as a veth does."""
+    if argv[:1] not in (["-n"], ["--netns"]) or len(argv) != 3:
+        _die("ethtool: give -n NETNS IFNAME")
+    netns, ifname = argv[1], argv[2]
+    dev = next((d for d in json.loads(_client.admin("link", netns, "link").json) if d["ifname"] == ifname), None)
+    if dev is None:
+        print(f"netlink error: no device matches name ({ifname})", file=sys.stderr)
+        return 1
+    carrier = next((d["carrier"] for d in json.loads(_client.admin("nic", netns, "link").json)
+                    if d["ifname"] == ifname), True)
+    speed = dev.get("speed", 0) * 8 // 1_000_000 or 10000
+    print(f"Settings for {ifname}:\n\tSpeed: {speed}Mb/s\n\tDuplex: Full\n\tAuto-negotiation: off\n"
+          f"\tPort: Twisted Pair\n\tLink detected: {'yes' if carrier else 'no'}")
+    return 0
+
+
 # -- sysctl
 LAYERS_WITH_SYSCTLS = ("transport", "socket", "link")     # besides ip, which validates
 
@@ -443,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     for tool in NF_TOOLS:
         sub.add_parser(tool, help=f"{tool} -n NETNS ... (as the real {tool.split('-')[0]})", add_help=False)
     sub.add_parser("sysctl", help="sysctl -n NETNS [-w] KEY[=VALUE]... | -a (as procps' sysctl)", add_help=False)
+    sub.add_parser("ethtool", help="ethtool -n NETNS IFNAME: speed, duplex, link", add_help=False)
     sub.add_parser("tc", help="tc [-s] -n NETNS qdisc add|change|replace|del|show dev IF root netem ...",
                    add_help=False)
 
@@ -489,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         command, a = (lambda words, tool=argv[0]: cmd_netfilter(tool, words)), argv[1:]
     elif argv and argv[0] == "sysctl":
         command, a = cmd_sysctl, argv[1:]
+    elif argv and argv[0] == "ethtool":
+        command, a = cmd_ethtool, argv[1:]
     else:
         a = parser.parse_args(argv)
         if a.cmd is None:

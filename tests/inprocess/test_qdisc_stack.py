@@ -26,7 +26,8 @@ def pair(k):
     cli = k.socket("h1", uapi.SOCK_DGRAM)
     cli.connect("10.0.2.10", 7000)
     send(k, cli, 1)
-    arrivals(srv)
+    k.advance(0.01)                                  # ARP, and the frame over a slow cable
+    assert arrivals(srv) == 1
     return srv, cli
 
 
@@ -84,3 +85,73 @@ def test_netem_under_tbf_delays_then_holds_the_rate():
     assert arrivals(srv) == 3
     lines = tc(k, "-s", "show", "dev", "eth1")
     assert lines[3].startswith("qdisc netem 10: parent 1:1 limit 1000 delay 50ms")
+
+
+def slow_r1() -> Netstack:
+    """examples/topologies/bufferbloat.yaml: r1's eth1 at 10 mbit/s."""
+    from pathlib import Path
+
+    from pktflow.services.common import topology
+    return Netstack(topology.load(str(Path(__file__).parents[2] / "examples" / "topologies" / "bufferbloat.yaml")))
+
+
+def test_a_line_rate_spaces_frames_by_their_serialization_time():
+    """10 mbit/s on r1's eth1: a 1042-byte frame is 1066 bytes on the cable (FCS,
+    preamble, gap), 852.8 us; a burst leaves one frame per 852.8 us, the rest
+    waiting in the default pfifo_fast."""
+    k = slow_r1()
+    srv, cli = pair(k)
+    send(k, cli, 10)
+    assert arrivals(srv) == 0
+    k.advance(0.000852)
+    assert arrivals(srv) == 0
+    k.advance(0.000002)
+    assert arrivals(srv) == 1
+    k.advance(0.000853 * 9)
+    assert arrivals(srv) == 9
+    [line, sent, _] = tc(k, "-s", "show", "dev", "eth1")
+    # the counters include the ARP request and pair()'s first datagram: 42 + 11 x 1042 bytes
+    assert line.startswith("qdisc pfifo_fast 0: root refcnt 2") and sent.startswith(" Sent 11504 bytes 12 pkt")
+
+
+def test_a_saturated_link_fills_the_default_queue_then_drops():
+    """1,300 datagrams at once into 10 mbit/s: the ring takes BQL's share (three
+    frames: 3,028 bytes, two full frames' worth), pfifo_fast its 1,000, the other
+    297 are dropped with QDISC_DROP; the 1,003 reach h2 (whose socket buffer,
+    unread, keeps what fits)."""
+    k = slow_r1()
+    srv, cli = pair(k)
+    send(k, cli, 1300)
+    drops = [d for d in k.drops if d[3].netns == "r1"]
+    assert {d[2] for d in drops} == {"QDISC_DROP"} and len(drops) == 297
+    k.advance(2)
+    at_h2 = [d for d in k.drops if d[3].netns == "h2"]
+    assert arrivals(srv) + len(at_h2) == 1003
+    assert tc(k, "-s", "show", "dev", "eth1")[1].endswith("(dropped 297, overlimits 0 requeues 0) ")
+
+
+def ping_rtt_under_load(root: list[str]) -> float:
+    """h1 saturates r1's 10 mbit/s eth1 with a UDP burst, then pings h2: the ms
+    until the reply, in the emulator's time (1 ms steps)."""
+    k = slow_r1()
+    if root:
+        tc(k, "add", "dev", "eth1", "root", *root)
+    srv, cli = pair(k)
+    send(k, cli, 900)
+    ping = k.socket("h1", uapi.SOCK_DGRAM, uapi.IPPROTO_ICMP)
+    ping.connect("10.0.2.10", 0)
+    ping.call(ProtoCall.SENDMSG, data=bytes([8, 0, 0, 0, 0, 0, 0, 1]) + b"rtt?", last=True)
+    for ms in range(1, 3000):
+        k.advance(0.001)
+        if ping.recv():
+            return ms
+    raise AssertionError("no echo reply in 3 s")
+
+
+def test_bufferbloat_pfifo_fast_queues_the_ping_fq_codel_does_not():
+    """The bufferbloat picture: behind 900 queued frames of 0.85 ms each, the
+    default pfifo_fast makes the ping wait for all of them; fq_codel gives the
+    ping's flow its turn at once."""
+    fifo = ping_rtt_under_load([])
+    fq = ping_rtt_under_load(["fq_codel"])
+    assert 700 <= fifo <= 800 and fq <= 5, (fifo, fq)

@@ -461,6 +461,9 @@ def test_pktflow_ip_addr_and_link_set_at_run_time(tmp_path):
             assert cli("ip", "-n", "h2", "route", "add", "default", "via", "10.0.2.1").returncode == 0
             assert reaches("10.0.2.10", 45304, tries=4)
             assert "mtu 1400" in cli("ip", "-n", "h2", "link", "show", "eth0").stdout
+            assert cli("ethtool", "-n", "r1", "eth1").stdout == (
+                "Settings for eth1:\n\tSpeed: 10000Mb/s\n\tDuplex: Full\n\tAuto-negotiation: off\n"
+                "\tPort: Twisted Pair\n\tLink detected: yes\n")
     finally:
         s.stop()
     assert_no_tracebacks(tmp_path)

@@ -275,8 +275,8 @@ def test_unknown_interface_key():
             interfaces:
               eth0:
                 addresses: [10.0.1.10/24]
-                speed: 1000   # <--
-        """, "unknown key 'speed'", "mac", "addresses", "mtu")
+                duplex: full   # <--
+        """, "unknown key 'duplex'", "mac", "addresses", "mtu", "speed")
 
 
 def test_interface_named_lo():
@@ -529,6 +529,23 @@ def test_mtu_must_be_a_single_value():
 def test_good_mtu(mtu):
     h = load(f"hosts:\n  h1:\n    interfaces:\n      eth0: {{mtu: {mtu}}}\n").hosts["h1"]
     assert h.interfaces["eth0"].mtu == mtu
+
+
+@pytest.mark.parametrize("bad", ["fast", "0mbit", "10 parsecs", "-1mbit"])
+def test_bad_speed(bad):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                speed: {bad}   # <--
+        """, "speed", "is not a rate")
+
+
+@pytest.mark.parametrize("speed, bytes_per_s", [("10mbit", 1_250_000), ("1gbit", 125_000_000), ("100kbit", 12_500)])
+def test_good_speed(speed, bytes_per_s):
+    h = load(f"hosts:\n  h1:\n    interfaces:\n      eth0: {{speed: {speed}}}\n").hosts["h1"]
+    assert h.interfaces["eth0"].speed == bytes_per_s
 
 
 # ------------------------------------------------------------ auto MACs
