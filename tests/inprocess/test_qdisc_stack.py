@@ -155,3 +155,46 @@ def test_bufferbloat_pfifo_fast_queues_the_ping_fq_codel_does_not():
     fifo = ping_rtt_under_load([])
     fq = ping_rtt_under_load(["fq_codel"])
     assert 700 <= fifo <= 800 and fq <= 5, (fifo, fq)
+
+
+def ping_rtt_under_tcp(root: list[str], seconds: float = 4.0) -> tuple[int, int]:
+    """(idle ping RTT, ping RTT after `seconds` of a TCP bulk transfer h1 -> h2
+    saturating r1's 10 mbit/s eth1), in ms of the emulator's time."""
+    k = slow_r1()
+    if root:
+        tc(k, "add", "dev", "eth1", "root", *root)
+    srv = k.socket("h2")
+    srv.bind("10.0.2.10", 5001)
+    srv.listen()
+    cli = k.socket("h1")
+    cli.connect("10.0.2.10", 5001)
+    k.advance(0.05)
+    child = srv.accept()
+    ping = k.socket("h1", uapi.SOCK_DGRAM, uapi.IPPROTO_ICMP)
+    ping.connect("10.0.2.10", 0)
+
+    def rtt(busy: bool) -> int:
+        ping.call(ProtoCall.SENDMSG, data=bytes([8, 0, 0, 0, 0, 0, 0, 1]) + b"rtt?", last=True)
+        for ms in range(1, 3000):
+            while busy and cli.send(bytes(65536)) > 0:
+                pass
+            k.advance(0.001)
+            child.recv()
+            if ping.recv():
+                return ms
+        raise AssertionError("no echo reply in 3 s")
+    idle = rtt(False)
+    for _ in range(int(seconds * 1000)):                  # the sender's buffer kept full, h2 reading
+        while cli.send(bytes(65536)) > 0:
+            pass
+        k.advance(0.001)
+        child.recv()
+    return idle, rtt(True)
+
+
+def test_bufferbloat_with_a_tcp_bulk_transfer():
+    """The issue's picture with TCP: the bulk transfer fills pfifo_fast and the
+    ping waits behind it; fq_codel keeps the ping near the idle RTT."""
+    idle, fifo = ping_rtt_under_tcp([])
+    _, fq = ping_rtt_under_tcp(["fq_codel"])
+    assert idle <= 2 and fifo >= 50 * idle and fq <= 3 * idle, (idle, fifo, fq)
