@@ -33,11 +33,11 @@ def pktflow(port_base: int, tracing: bool):
 
 
 @contextlib.contextmanager
-def pktflow_stack(port_base: int, tracing: bool):
+def pktflow_stack(port_base: int, tracing: bool, topology: str = TOPOLOGY):
     """The same, yielding the up.Stack (its procs: each service's process)."""
     from pktflow import up
     env = {} if tracing else {"OTEL_TRACES_EXPORTER": "none"}
-    stack = up.Stack(TOPOLOGY, port_base=port_base, trace_store=tracing,
+    stack = up.Stack(topology, port_base=port_base, trace_store=tracing,
                      otlp_port=port_base + 17, query_port=port_base + 18, extra_env=env)
     stack.start()
     try:

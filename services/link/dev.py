@@ -34,12 +34,15 @@ class Device:
         # The line rate (bytes/s; 0: none, as a veth pair) and, when there is one, the
         # driver's TX ring: frames on the cable until their last bit has left
         # (serialization with FCS, preamble and gap), at most TX_RING_SIZE of them
-        # and BQL's byte limit; the rest waits in the qdisc (the default: pfifo_fast).
+        # and BQL's byte limit (1 ms of line rate, doubled whenever the cable starves);
+        # the rest waits in the qdisc (the default: pfifo_fast).
         self.speed = iface.speed
         self.ring: deque = deque()                      # (when its last bit has left, skb)
         self.ring_bytes = 0
         self.busy_until = 0
         self.bql_limit = max(2 * (self.mtu + ethernet.ETH_HLEN), self.speed // 1000)   # ~1 ms of line rate
+        self.bql_max = max(self.bql_limit, self.speed // 10)                         # up to 100 ms of it
+        self.backlogged = False                         # frames waited for room when the ring was last filled
         self.default_q = PfifoFast() if self.speed else None
 
 
@@ -147,6 +150,11 @@ class LinkNetns:
         one timer for the next completion or the qdisc's next frame."""
         q, now, ring = dev.qdisc or dev.default_q, self.now, dev.ring
         out = []
+        if dev.backlogged and dev.busy_until < now:
+            # the cable went idle while frames waited for room in the ring: the
+            # completion came late (a loaded service's timer); dql grows its limit
+            # when the queue starves, and so does this
+            dev.bql_limit = min(dev.bql_limit * 2, dev.bql_max)
         while True:
             while ring and ring[0][0] <= now:
                 _, skb = ring.popleft()
@@ -155,7 +163,9 @@ class LinkNetns:
                     dev.tx_bytes += len(skb.data)
                     dev.tx_packets += 1
                 out += self.hard_start_xmit(dev, skb, "sch_direct_xmit")
-            if dev.ring_bytes >= dev.bql_limit or len(ring) >= TX_RING_SIZE:
+            dev.backlogged = dev.ring_bytes >= dev.bql_limit or len(ring) >= TX_RING_SIZE
+            if dev.backlogged:
+                dev.backlogged = q.qlen > 0
                 break
             skb = q.dequeue_one(now)
             if skb is None:
