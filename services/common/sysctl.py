@@ -58,6 +58,15 @@ def _congestion(text: str) -> str:
     return text
 
 
+DEFAULT_QDISCS = ("pfifo_fast", "fq_codel", "pfifo", "bfifo")
+
+
+def _default_qdisc(text: str) -> str:
+    if text not in DEFAULT_QDISCS:
+        raise ValueError(f"{text!r} is not a qdisc that needs no options here ({' '.join(DEFAULT_QDISCS)})")
+    return text
+
+
 def _read_only(text: str) -> str:
     raise ValueError("read-only: the congestion controls compiled in")
 
@@ -96,6 +105,7 @@ KNOBS: dict[str, Knob] = {
     "net.core.wmem_max": Knob(212992, _int_range(4608, 2**31 - 1), "largest SO_SNDBUF a process may set"),
     "net.core.netdev_max_backlog": Knob(1000, _int_range(1, 2**31 - 1), "skbs queued towards an upper layer"),
     "net.core.netdev_budget": Knob(300, _int_range(1, 2**31 - 1), "skbs one NAPI softirq run may take"),
+    "net.core.default_qdisc": Knob("pfifo_fast", _default_qdisc, "the root qdisc a device gets when none is set"),
     "net.ipv4.tcp_syncookies": Knob(1, _int_range(0, 2), "SYN cookies when the SYN queue overflows (2: always)"),
     "net.ipv4.tcp_congestion_control": Knob("cubic", _congestion, "default congestion control"),
     "net.ipv4.tcp_available_congestion_control": Knob(" ".join(CONGESTION_CONTROLS), _read_only,

@@ -159,7 +159,7 @@ def _show(rest: list[str], stats: int, kernel) -> list[str]:
         if handle is not None and handle != q.handle:
             continue
         options = q_netem.format_qopt(qopt_from_msg(q.netem)) if q.kind == "netem" else \
-            q_sched.format(q) if q.handle else q_sched.PRIOMAP if q.kind == "pfifo_fast" else ""
+            q_sched.format(q) if q.kind in q_sched.KINDS else ""
         where = "" if req.dev else f"dev {q.dev} "
         at = f"parent {q.parent >> 16:x}:{q.parent & 0xFFFF:x} " if q.parent else "root refcnt 2 "
         lines.append(f"qdisc {q.kind} {q.handle >> 16:x}: {where}{at}{options}")

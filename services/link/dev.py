@@ -15,15 +15,25 @@ from ..common.skbuff import clone
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import Malformed, ethernet, ipv4
 from . import arp, neighbour as nd, sch_netem
-from .sch_generic import PfifoFast
+from .sch_generic import Fifo, PfifoFast
 
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
 TX_RING_SIZE = 256          # the driver's TX descriptors
 WIRE_OVERHEAD = 4 + 8 + 12  # FCS, preamble and start delimiter, inter-frame gap: a frame's bytes on the cable
 
 
+def default_qdisc(kind: str, dev) -> object:
+    """attach_default_qdiscs(): net.core.default_qdisc's kind, with its defaults."""
+    from .sch_fq_codel import FqCodel
+    if kind == "fq_codel":
+        return FqCodel()
+    if kind in ("pfifo", "bfifo"):
+        return Fifo(1000 * (dev.mtu + ethernet.ETH_HLEN) if kind == "bfifo" else 1000, in_bytes=kind == "bfifo")
+    return PfifoFast()
+
+
 class Device:
-    def __init__(self, iface):
+    def __init__(self, iface, default_kind: str = "pfifo_fast"):
         self.name, self.ifindex, self.mac, self.mtu = iface.name, iface.ifindex, iface.mac, iface.mtu
         self.loopback = iface.is_loopback
         self.set_addresses(list(iface.addresses))
@@ -43,7 +53,7 @@ class Device:
         self.bql_limit = max(2 * (self.mtu + ethernet.ETH_HLEN), self.speed // 1000)   # ~1 ms of line rate
         self.bql_max = max(self.bql_limit, self.speed // 10)                         # up to 100 ms of it
         self.backlogged = False                         # frames waited for room when the ring was last filled
-        self.default_q = PfifoFast() if self.speed else None
+        self.default_q = default_qdisc(default_kind, self)   # used when a line rate makes frames wait
 
 
     def set_addresses(self, addrs: list):
@@ -59,9 +69,9 @@ class LinkNetns:
 
     def __init__(self, host, rng):
         self.name = host.name
-        self.devices = {i.ifindex: Device(i) for i in host.interfaces.values()}
-        self.local = {a for d in self.devices.values() for a in d.local}
         self.sysctl = sysctl_defaults() | host.sysctls
+        self.devices = {i.ifindex: Device(i, self.sysctl["net.core.default_qdisc"]) for i in host.interfaces.values()}
+        self.local = {a for d in self.devices.values() for a in d.local}
         self.neigh = nd.NeighTable(nd.NeighParms(self.sysctl), rng)
         self.rng = rng
         self.taps: dict[int, dict[int, int]] = {}     # ifindex (0: any) -> {socket: ethertype}
@@ -199,7 +209,10 @@ class LinkNetns:
         default one); what the old one still held is freed, its timer cancelled."""
         old, dev.qdisc = dev.qdisc, new
         dev.tx_bytes = dev.tx_packets = 0
-        old = old if old is not None else dev.default_q        # the default qdisc is reset too
+        if old is None:                        # the default qdisc is reset too
+            old = dev.default_q
+        if new is None:                        # a fresh default, of net.core.default_qdisc's kind now
+            dev.default_q = default_qdisc(self.sysctl["net.core.default_qdisc"], dev)
         out = [Drop(skb, "qdisc_reset", "QUEUE_PURGE") for skb in old.purge()] if old is not None else []
         if dev.qdisc_wake is not None:
             dev.qdisc_wake = None

@@ -99,7 +99,7 @@ def _device(ns, name: str):
 
 
 def qdisc_kind(dev) -> str:
-    return dev.qdisc.kind if dev.qdisc is not None else "noqueue" if dev.loopback else "pfifo_fast"
+    return dev.qdisc.kind if dev.qdisc is not None else "noqueue" if dev.loopback else dev.default_q.kind
 
 
 def _modify(ns, dev, flags: int, root: bool, handle: int, kind: str, opt) -> list:
@@ -203,9 +203,10 @@ def dump(ns, dev_name: str = "") -> list[Qdisc]:
             _dump_options(q, r)
             r.bytes, r.packets, r.drops, r.overlimits = st["bytes"], st["packets"], st["drops"], st["overlimits"]
             r.requeues, r.backlog, r.qlen = st["requeues"], st["backlog"], q.qlen
-        elif not dev.loopback:
+        elif not dev.loopback:                 # the default qdisc (net.core.default_qdisc), handle 0
             r.bytes, r.packets = dev.tx_bytes, dev.tx_packets
-            if dev.default_q is not None:      # a line rate: the default pfifo_fast holds frames
+            _dump_options(dev.default_q, r)
+            if dev.speed:                      # a line rate: the default qdisc holds frames
                 st = dev.default_q.stats
                 r.drops, r.backlog, r.qlen = st["drops"], st["backlog"], dev.default_q.qlen
         out.append(r)

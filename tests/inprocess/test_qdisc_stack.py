@@ -87,12 +87,17 @@ def test_netem_under_tbf_delays_then_holds_the_rate():
     assert lines[3].startswith("qdisc netem 10: parent 1:1 limit 1000 delay 50ms")
 
 
-def slow_r1() -> Netstack:
-    """examples/topologies/bufferbloat.yaml: r1's eth1 at 10 mbit/s."""
+def slow_r1(default_qdisc: str = "") -> Netstack:
+    """examples/topologies/bufferbloat.yaml: r1's eth1 at 10 mbit/s (and r1's
+    net.core.default_qdisc, if given)."""
     from pathlib import Path
 
     from pktflow.services.common import topology
-    return Netstack(topology.load(str(Path(__file__).parents[2] / "examples" / "topologies" / "bufferbloat.yaml")))
+    text = (Path(__file__).parents[2] / "examples" / "topologies" / "bufferbloat.yaml").read_text()
+    if default_qdisc:
+        text = text.replace("net.ipv4.ip_forward: 1", f"net.ipv4.ip_forward: 1\n      net.core.default_qdisc: "
+                                                      f"{default_qdisc}")
+    return Netstack(topology.loads(text))
 
 
 def test_a_line_rate_spaces_frames_by_their_serialization_time():
@@ -198,3 +203,27 @@ def test_bufferbloat_with_a_tcp_bulk_transfer():
     idle, fifo = ping_rtt_under_tcp([])
     _, fq = ping_rtt_under_tcp(["fq_codel"])
     assert idle <= 2 and fifo >= 50 * idle and fq <= 3 * idle, (idle, fifo, fq)
+
+
+def test_net_core_default_qdisc_fq_codel_is_what_most_distributions_set():
+    """net.core.default_qdisc = fq_codel (systemd's default): every device gets it
+    with no tc at all, shown with handle 0:, and the bufferbloat is gone."""
+    k = slow_r1("fq_codel")
+    assert tc(k, "show", "dev", "eth1") == ["qdisc fq_codel 0: root refcnt 2 limit 10240p flows 1024 quantum 1514 "
+                                            "target 5ms interval 100ms memory_limit 32Mb ecn drop_batch 64 "]
+    srv, cli = pair(k)
+    send(k, cli, 900)
+    ping = k.socket("h1", uapi.SOCK_DGRAM, uapi.IPPROTO_ICMP)
+    ping.connect("10.0.2.10", 0)
+    ping.call(ProtoCall.SENDMSG, data=bytes([8, 0, 0, 0, 0, 0, 0, 1]) + b"rtt?", last=True)
+    k.advance(0.005)
+    assert ping.recv()
+
+
+def test_a_deleted_root_qdisc_gives_way_to_the_default_of_the_moment():
+    k = slow_r1("pfifo")
+    assert tc(k, "show", "dev", "eth1") == ["qdisc pfifo 0: root refcnt 2 limit 1000p"]
+    k.link.netns["r1"].sysctl["net.core.default_qdisc"] = "fq_codel"          # sysctl -w, then
+    tc(k, "add", "dev", "eth1", "root", "tbf", "rate", "1mbit", "burst", "2kb", "latency", "10ms")
+    tc(k, "del", "dev", "eth1", "root")                                       # a fresh default
+    assert tc(k, "show", "dev", "eth1")[0].startswith("qdisc fq_codel 0: root refcnt 2 limit 10240p")
