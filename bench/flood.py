@@ -26,6 +26,7 @@ import threading
 import time
 from collections import Counter
 
+from bench import stacks
 from bench.fuzz import BATCH, H1, HOSTS, R1_ETH0, rss_kb
 
 FLOODS = ("udp", "syn", "frag", "arp")       # arp last: its aftermath in r1's neighbour table outlives it
@@ -200,12 +201,9 @@ def run(frames: int = 30_000, port_base: int = 37050, only=FLOODS, max_s: float 
     from pktflow.up import Stack
     logs = str(log_dir or tempfile.mkdtemp(prefix="pktflow-flood-"))
     stack = Stack(port_base=port_base, trace_store=False, extra_env={"OTEL_TRACES_EXPORTER": "none"}, log_dir=logs)
-    saved = os.environ.get("PKTFLOW_ENDPOINT")
     rng = random.Random(seed)
     out = {}
-    try:
-        stack.start(restart=False)                            # a crash must show, not be healed
-        os.environ["PKTFLOW_ENDPOINT"] = stack.endpoint
+    with stacks.started(stack, restart=False):                # a crash must show, not be healed
         sink = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2")
         sink.bind(("10.0.2.10", 9000))                        # never read
         listener = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h2")
@@ -236,12 +234,6 @@ def run(frames: int = 30_000, port_base: int = 37050, only=FLOODS, max_s: float 
         running.set()
         server.join(5)
         out["alive"] = {name: p.poll() is None for name, p in stack.procs.items()}
-    finally:
-        stack.stop()
-        if saved is None:
-            os.environ.pop("PKTFLOW_ENDPOINT", None)
-        else:
-            os.environ["PKTFLOW_ENDPOINT"] = saved
     out["tracebacks"] = {}
     for name in sorted(os.listdir(logs)):
         text = open(os.path.join(logs, name), errors="replace").read()

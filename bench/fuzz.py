@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+from bench import stacks
+
 H1, R1_ETH0, R1_ETH1, H2 = "02:00:00:00:01:0a", "02:00:00:00:01:01", "02:00:00:00:02:01", "02:00:00:00:02:0a"
 HOSTS = ("h1", "r1", "h2")
 BATCH = 256
@@ -225,11 +227,8 @@ def run(frames: int, seed: int, port_base: int) -> dict:
         f.write(TOPOLOGY)
     stack = Stack(topo, port_base=port_base, trace_store=False, extra_env={"OTEL_TRACES_EXPORTER": "none"},
                   log_dir=logs)
-    saved = os.environ.get("PKTFLOW_ENDPOINT")
-    try:
-        stack.start(restart=False)                       # a crash must show, not be healed
+    with stacks.started(stack, restart=False):          # a crash must show, not be healed
         procs = dict(stack.procs)
-        os.environ["PKTFLOW_ENDPOINT"] = stack.endpoint
         rng = random.Random(seed)
         pool = seeds()
         socks = {}
@@ -264,12 +263,6 @@ def run(frames: int, seed: int, port_base: int) -> dict:
         legit, legit_s = legitimate(pktflow)
         alive = {name: p.poll() is None for name, p in procs.items()}
         rss1 = {name: rss_kb(p.pid) for name, p in procs.items()}
-    finally:
-        stack.stop()
-        if saved is None:
-            os.environ.pop("PKTFLOW_ENDPOINT", None)
-        else:
-            os.environ["PKTFLOW_ENDPOINT"] = saved
     tracebacks = {}
     for name in sorted(os.listdir(logs)):
         text = open(os.path.join(logs, name), errors="replace").read()

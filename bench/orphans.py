@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from bench import stacks
 from bench.fuzz import rss_kb
 
 CLIENT = """
@@ -30,10 +31,7 @@ def run(sockets: int, port_base: int, rounds: int = 2) -> dict:
     from pktflow import _client
     from pktflow.up import Stack
     stack = Stack(port_base=port_base, trace_store=False, extra_env={"OTEL_TRACES_EXPORTER": "none"})
-    stack.start(restart=False)
-    saved = os.environ.get("PKTFLOW_ENDPOINT")
-    os.environ["PKTFLOW_ENDPOINT"] = stack.endpoint
-    try:
+    with stacks.started(stack, restart=False):
         def held() -> int:
             return len(json.loads(_client.admin("socket", "h1", "sockets").json))
 
@@ -60,12 +58,6 @@ def run(sockets: int, port_base: int, rounds: int = 2) -> dict:
                 child.wait()
             rounds_out.append({"opened_in_s": round(opened_s, 1), "held_while_open": during, "held_after": held(),
                                "reclaimed_in_s": round(reclaimed_s, 1), "rss_kb_open": rss1, "rss_kb_after": rss()})
-    finally:
-        stack.stop()
-        if saved is None:
-            os.environ.pop("PKTFLOW_ENDPOINT", None)
-        else:
-            os.environ["PKTFLOW_ENDPOINT"] = saved
     return {"sockets": sockets, "held_before": before, "rss_kb_before": rss0, "rounds": rounds_out}
 
 

@@ -2,6 +2,7 @@
 measurement: the bare chain (bench/bare_chain.py) and pktflow with tracing off
 or on (the embedded trace store receiving every span)."""
 import contextlib
+import os
 import pathlib
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -44,3 +45,20 @@ def pktflow_stack(port_base: int, tracing: bool, topology: str = TOPOLOGY):
         yield stack
     finally:
         stack.stop()
+
+
+@contextlib.contextmanager
+def started(stack, **start_kw):
+    """Starts an up.Stack, points this process's SDK (PKTFLOW_ENDPOINT) at it,
+    and on the way out stops it and puts the old endpoint back."""
+    saved = os.environ.get("PKTFLOW_ENDPOINT")
+    try:
+        stack.start(**start_kw)
+        os.environ["PKTFLOW_ENDPOINT"] = stack.endpoint
+        yield stack
+    finally:
+        stack.stop()
+        if saved is None:
+            os.environ.pop("PKTFLOW_ENDPOINT", None)
+        else:
+            os.environ["PKTFLOW_ENDPOINT"] = saved

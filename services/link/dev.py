@@ -139,18 +139,28 @@ class LinkNetns:
             return self.tx_run(dev)
         q = dev.qdisc
         frames, wake = q.dequeue(self.now)
+        out = self._freed(q)
+        for skb in frames:
+            out += self.hard_start_xmit(dev, skb, f"{q.kind}_dequeue")
+        return out + self._rearm(dev, wake)
+
+    @staticmethod
+    def _freed(q) -> list:
+        """What a qdisc (or the one on its class) dropped while dequeuing (CoDel)."""
         out = []
-        for owner in (q, getattr(q, "child", None)):   # what a qdisc dropped while dequeuing (CoDel)
+        for owner in (q, getattr(q, "child", None)):
             freed = getattr(owner, "freed", None)
             if freed:
                 out += [Drop(skb, f"{owner.kind}_dequeue", "QDISC_DROP") for skb in freed]
                 freed.clear()
-        for skb in frames:
-            out += self.hard_start_xmit(dev, skb, f"{q.kind}_dequeue")
-        if wake != dev.qdisc_wake:
-            dev.qdisc_wake = wake
-            out.append(Arm(self.qdisc_key(dev), wake))
         return out
+
+    def _rearm(self, dev: Device, wake: int | None) -> list:
+        """The device's one timer (qdisc watchdog, TX completion), moved to `wake` (None: off)."""
+        if wake == dev.qdisc_wake:
+            return []
+        dev.qdisc_wake = wake
+        return [Arm(self.qdisc_key(dev), wake) if wake is not None else Cancel(self.qdisc_key(dev))]
 
     def tx_run(self, dev: Device) -> list:
         """A device with a line rate: TX completions first (frames whose last bit
@@ -173,27 +183,20 @@ class LinkNetns:
                     dev.tx_bytes += len(skb.data)
                     dev.tx_packets += 1
                 out += self.hard_start_xmit(dev, skb, "sch_direct_xmit")
-            dev.backlogged = dev.ring_bytes >= dev.bql_limit or len(ring) >= TX_RING_SIZE
-            if dev.backlogged:
-                dev.backlogged = q.qlen > 0
+            if dev.ring_bytes >= dev.bql_limit or len(ring) >= TX_RING_SIZE:
+                dev.backlogged = q.qlen > 0    # netif_stop_queue() with frames waiting
                 break
             skb = q.dequeue_one(now)
             if skb is None:
+                dev.backlogged = False
                 break
             start = max(now, dev.busy_until)
             dev.busy_until = start + (len(skb.data) + WIRE_OVERHEAD) * 1_000_000_000 // dev.speed
             ring.append((dev.busy_until, skb))
             dev.ring_bytes += len(skb.data)
-        freed = getattr(q, "freed", None)      # what the qdisc dropped while dequeuing (CoDel)
-        if freed:
-            out += [Drop(skb, f"{q.kind}_dequeue", "QDISC_DROP") for skb in freed]
-            freed.clear()
+        out += self._freed(q)
         due = [t for t in (ring[0][0] if ring else None, q.next_due()) if t is not None]
-        wake = min(due) if due else None
-        if wake != dev.qdisc_wake:
-            dev.qdisc_wake = wake
-            out.append(Arm(self.qdisc_key(dev), wake) if wake is not None else Cancel(self.qdisc_key(dev)))
-        return out
+        return out + self._rearm(dev, min(due) if due else None)
 
     def alloc_handle(self, handle: int = 0) -> int:
         if not handle:                         # qdisc_alloc_handle(): 8001:, 8002:, ...

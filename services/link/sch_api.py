@@ -102,38 +102,46 @@ def qdisc_kind(dev) -> str:
     return dev.qdisc.kind if dev.qdisc is not None else "noqueue" if dev.loopback else dev.default_q.kind
 
 
-def _modify(ns, dev, flags: int, root: bool, handle: int, kind: str, opt) -> list:
-    """tc_modify_qdisc()."""
-    q = dev.qdisc                              # None: the default qdisc, handle 0, "ignored"
+def _modify(ns, dev, flags: int, root: bool, handle: int, kind: str, req) -> list:
+    """tc_modify_qdisc() for the root (or, without `root`, the qdisc with that handle)."""
     if root:
-        if q is None or not handle or q.handle != handle:
-            if handle and q is not None and not flags & REPLACE:
-                raise QdiscError(errno.EEXIST, "NLM_F_REPLACE needed to override")
-            if handle or q is None:            # only root qdiscs here: a handle not the root's is not found
-                return _create(ns, dev, flags, handle, opt)
-            if flags & CREATE and flags & REPLACE and (flags & EXCL or kind and kind != q.kind):
-                return _create(ns, dev, flags, handle, opt)      # "this magic test": replace by another kind
-    else:
-        if not handle:
-            raise QdiscError(errno.EINVAL, "Handle cannot be zero")
-        q = q if q is not None and q.handle == handle else None
+        return _modify_at(ns, dev, dev.qdisc, lambda new: ns.qdisc_graft(dev, new), flags, handle, kind, req)
+    if not handle:
+        raise QdiscError(errno.EINVAL, "Handle cannot be zero")
+    q = dev.qdisc if dev.qdisc is not None and dev.qdisc.handle == handle else None
     if q is None:
         raise QdiscError(errno.ENOENT, "Specified qdisc not found")
+    return _change_checked(q, flags, kind, req)
+
+
+def _modify_at(ns, dev, q, graft, flags: int, handle: int, kind: str, req) -> list:
+    """tc_modify_qdisc() at one place, the root or a class: a new qdisc grafted
+    there (`graft(new)` returns the actions), or `q` (None: the default) changed."""
+    if q is None or not handle or q.handle != handle:
+        if handle and q is not None and not flags & REPLACE:
+            raise QdiscError(errno.EEXIST, "NLM_F_REPLACE needed to override")
+        # a handle not q's, nothing there yet, or "this magic test": replace by another kind
+        if handle or q is None or flags & CREATE and flags & REPLACE and (flags & EXCL or kind and kind != q.kind):
+            if not flags & CREATE:
+                raise QdiscError(errno.ENOENT, "Qdisc not found. To create specify NLM_F_CREATE flag")
+            if req is None:
+                raise QdiscError(errno.ENOENT, "Specified qdisc kind is unknown")
+            return graft(_new_qdisc(ns, dev, req, handle))
+    return _change_checked(q, flags, kind, req)
+
+
+def _change_checked(q, flags: int, kind: str, req) -> list:
     if flags & EXCL:
         raise QdiscError(errno.EEXIST, "Exclusivity flag on, cannot modify")
     if kind and kind != q.kind:
         raise QdiscError(errno.EINVAL, "Invalid qdisc name")
-    if opt is not None:
-        _change(q, opt)
+    if req is not None:
+        _change(q, req)
     return []
 
 
-def _create(ns, dev, flags: int, handle: int, req) -> list:
-    if not flags & CREATE:
-        raise QdiscError(errno.ENOENT, "Qdisc not found. To create specify NLM_F_CREATE flag")
-    if req is None:
-        raise QdiscError(errno.ENOENT, "Specified qdisc kind is unknown")
-    return ns.qdisc_graft(dev, _new_qdisc(ns, dev, req, handle))
+def _purged(frames: list) -> list:
+    return [Drop(skb, "qdisc_reset", "QUEUE_PURGE") for skb in frames]
 
 
 def _child(ns, dev, req: TcQdiscRequest) -> list:
@@ -146,31 +154,14 @@ def _child(ns, dev, req: TcQdiscRequest) -> list:
     if not getattr(parent, "classful", False):
         raise QdiscError(errno.EINVAL, "Parent qdisc is not classful")
     q = parent.child
-    freed = []
-    if req.cmd == TcQdiscRequest.DELETE:
-        if q is None:
-            raise QdiscError(errno.ENOENT, "Cannot find specified qdisc on specified device")
-        if req.kind and req.kind != q.kind:
-            raise QdiscError(errno.EINVAL, "Invalid qdisc name")
-        freed = parent.graft(None)
-    else:
-        flags = FLAGS[req.cmd]
-        if q is None or not req.handle or q.handle != req.handle:
-            if req.handle and q is not None and not flags & REPLACE:
-                raise QdiscError(errno.EEXIST, "NLM_F_REPLACE needed to override")
-            if req.handle or q is None or flags & CREATE and flags & REPLACE and req.kind and req.kind != q.kind:
-                if not flags & CREATE:
-                    raise QdiscError(errno.ENOENT, "Qdisc not found. To create specify NLM_F_CREATE flag")
-                if req.kind not in KINDS:
-                    raise QdiscError(errno.ENOENT, "Specified qdisc kind is unknown")
-                freed = parent.graft(_new_qdisc(ns, dev, req, req.handle))
-                return [Drop(skb, "qdisc_reset", "QUEUE_PURGE") for skb in freed]
-        if flags & EXCL:
-            raise QdiscError(errno.EEXIST, "Exclusivity flag on, cannot modify")
-        if req.kind and req.kind != q.kind:
-            raise QdiscError(errno.EINVAL, "Invalid qdisc name")
-        _change(q, req)
-    return [Drop(skb, "qdisc_reset", "QUEUE_PURGE") for skb in freed]
+    if req.cmd != TcQdiscRequest.DELETE:
+        return _modify_at(ns, dev, q, lambda new: _purged(parent.graft(new)), FLAGS[req.cmd], req.handle,
+                          req.kind, req if req.kind in KINDS else None)
+    if q is None:
+        raise QdiscError(errno.ENOENT, "Cannot find specified qdisc on specified device")
+    if req.kind and req.kind != q.kind:
+        raise QdiscError(errno.EINVAL, "Invalid qdisc name")
+    return _purged(parent.graft(None))
 
 
 def _delete(ns, dev, root: bool, handle: int, kind: str) -> list:
@@ -199,10 +190,7 @@ def dump(ns, dev_name: str = "") -> list[Qdisc]:
         q = dev.qdisc
         r = Qdisc(dev=dev.name, kind=qdisc_kind(dev), handle=q.handle if q is not None else 0)
         if q is not None:
-            st = q.stats
-            _dump_options(q, r)
-            r.bytes, r.packets, r.drops, r.overlimits = st["bytes"], st["packets"], st["drops"], st["overlimits"]
-            r.requeues, r.backlog, r.qlen = st["requeues"], st["backlog"], q.qlen
+            _dump_qdisc(q, r)
         elif not dev.loopback:                 # the default qdisc (net.core.default_qdisc), handle 0
             r.bytes, r.packets = dev.tx_bytes, dev.tx_packets
             _dump_options(dev.default_q, r)
@@ -213,12 +201,17 @@ def dump(ns, dev_name: str = "") -> list[Qdisc]:
         child = getattr(q, "child", None)
         if child is not None:                  # a qdisc grafted on the root's class 1
             c = Qdisc(dev=dev.name, kind=child.kind, handle=child.handle, parent=q.handle | 1)
-            st = child.stats
-            _dump_options(child, c)
-            c.bytes, c.packets, c.drops, c.overlimits = st["bytes"], st["packets"], st["drops"], st["overlimits"]
-            c.requeues, c.backlog, c.qlen = st["requeues"], st["backlog"], child.qlen
+            _dump_qdisc(child, c)
             out.append(c)
     return out
+
+
+def _dump_qdisc(q, r: Qdisc):
+    """tc_fill_qdisc(): the options and every counter."""
+    st = q.stats
+    _dump_options(q, r)
+    r.bytes, r.packets, r.drops, r.overlimits = st["bytes"], st["packets"], st["drops"], st["overlimits"]
+    r.requeues, r.backlog, r.qlen = st["requeues"], st["backlog"], q.qlen
 
 
 def _dump_options(q, r: Qdisc):

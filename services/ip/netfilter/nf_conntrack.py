@@ -28,7 +28,9 @@ from typing import NamedTuple
 
 from ...common.sysctl import CONNTRACK_TIMEOUTS as TIMEOUTS
 
-INVALID, ESTABLISHED, RELATED, NEW, UNTRACKED = 1, 2, 4, 8, 64     # XT_CONNTRACK_STATE_BIT()
+# what the conntrack/state matches see: XT_STATE_BIT(ctinfo) = 1 << (ctinfo + 1) for IP_CT_ESTABLISHED 0,
+# IP_CT_RELATED 1, IP_CT_NEW 2; XT_STATE_INVALID 1 << 0; XT_STATE_UNTRACKED 1 << (IP_CT_NUMBER + 1)
+INVALID, ESTABLISHED, RELATED, NEW, UNTRACKED = 1, 2, 4, 8, 64
 # enum ip_conntrack_status
 IPS_EXPECTED, IPS_SEEN_REPLY, IPS_ASSURED, IPS_CONFIRMED = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 IPS_SRC_NAT, IPS_DST_NAT, IPS_DYING = 1 << 4, 1 << 5, 1 << 9

@@ -135,11 +135,10 @@ def _track(ct, p: Pkt, data: bytes, th: int, now: int):
                                 max(p.icmp_code, 0), icmp_id, inner, now)
     if conn is None:
         return (bits, None, 0), drop
+    o = conn.orig
     if inner is not None:                         # the error goes the other way from what it quotes
-        o = conn.orig
         d = 0 if (inner[1], inner[0]) == (o.saddr, o.daddr) else 1
     else:
-        o = conn.orig
         d = 0 if (p.saddr, p.daddr) == (o.saddr, o.daddr) and (p.proto == ipv4.IPPROTO_ICMP or
                                                                    p.sport == o.sport) else 1
     return (bits, conn, d), drop

@@ -13,12 +13,9 @@ the current table only."""
 from dataclasses import dataclass, field
 
 from ...wire import ipv4
+from .nf_conntrack import ESTABLISHED, INVALID, NEW, RELATED, UNTRACKED  # noqa: F401 (the state bits rules see)
 
 NF_INET_PRE_ROUTING, NF_INET_LOCAL_IN, NF_INET_FORWARD, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING = range(5)
-# XT_STATE_BIT(ctinfo) = 1 << (ctinfo + 1); IP_CT_ESTABLISHED 0, IP_CT_RELATED 1, IP_CT_NEW 2;
-# XT_STATE_INVALID 1 << 0; XT_STATE_UNTRACKED 1 << (IP_CT_NUMBER(5) + 1)
-CT_INVALID, CT_ESTABLISHED, CT_RELATED, CT_NEW, CT_UNTRACKED = 1, 2, 4, 8, 64
-INVALID, ESTABLISHED, RELATED, NEW, UNTRACKED = CT_INVALID, CT_ESTABLISHED, CT_RELATED, CT_NEW, CT_UNTRACKED
 
 PRE, IN, FWD, OUT, POST = range(5)
 # each table's built-in chains and their hooks (iptable_*.c valid_hooks), in iptables' listing order
@@ -178,7 +175,7 @@ class Netfilter:
                 v.verdict = ipt_do_table(table, chain, pkt, now, v)
             elif nat is not None:
                 v.verdict = nat(table, chain, pkt, v)
-            elif not pkt.ctstate or pkt.ctstate & CT_NEW:
+            elif not pkt.ctstate or pkt.ctstate & NEW:
                 v.verdict = ipt_do_table(table, chain, pkt, now, v)
             if v.verdict not in ("ACCEPT", "NAT"):
                 return v
@@ -345,7 +342,7 @@ def mark_tg(value: int, mask: int):
 def notrack_tg(p, v):
     """xt_ct_target(--notrack): the packet stays untracked; later tables see UNTRACKED."""
     v.notrack = True
-    p.ctstate = CT_UNTRACKED
+    p.ctstate = UNTRACKED
 
 
 def nat_tg(nat: tuple):
