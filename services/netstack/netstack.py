@@ -107,7 +107,12 @@ class Netstack:
         """A frame arriving at a device: DMA'd into its RX ring, then NAPI."""
         dev = self.nic.device(netns, self.topo.hosts[netns].interfaces[ifname].ifindex)
         self._run("nic", self.nic.dma_rx(dev, bytes(frame) + fcs(frame), Skb(), 0))
-        self._run("nic", self.nic.net_rx_action(self.now))
+        self.softirq()
+
+    def softirq(self):
+        """NET_RX softirq runs until no host has work left (ksoftirqd's too)."""
+        while self.nic.rx_pending:
+            self._run("nic", self.nic.net_rx_action(self.now))
 
     def pump(self):
         """Carries the frames on `wire` across their cables, in order."""
@@ -116,12 +121,16 @@ class Netstack:
 
     def cross(self, netns: str, ifindex: int, frame: bytes):
         """One frame over its cable: recorded, lost (by `loss`), or into each
-        peer's NIC (a loopback device's cable ends at itself)."""
+        peer's NIC (a loopback device's frame goes to its host's backlog)."""
         self.frames.append((netns, ifindex, frame))
         if self.loss and self.loss(netns, ifindex, frame):
             return
         dev = self.nic.device(netns, ifindex)
-        for peer in (dev,) if dev.loopback else dev.peers:
+        if dev.loopback:
+            self._run("nic", self.nic.loopback_xmit(dev, Skb(data=frame), 0))
+            self.softirq()
+            return
+        for peer in dev.peers:
             self.receive(peer.netns, peer.name, frame)
 
     # -- time

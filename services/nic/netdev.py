@@ -3,7 +3,9 @@ the cable; frames that arrive are "DMA'd" into a fixed-size RX ring, and NAPI
 polls the ring with a budget, checking FCS and length as the hardware does.
 A device backed by a Linux TAP device has the machine's kernel at the other
 end of its cable: what it transmits the shell writes to the TAP, what the TAP
-gives the shell arrives here (tap_rx).
+gives the shell arrives here (tap_rx). The loopback device has no cable and no
+ring: what it sends goes to its CPU's backlog (softnet.py says which path is
+which, and why).
 
 Counters are the ones `ip -s link` shows (struct rtnl_link_stats64 names).
 """
@@ -14,11 +16,13 @@ from pktflow.v1.skb_pb2 import Skb
 
 from ..common.actions import Drop, Stop, Up
 from ..common.skbuff import NEW_JOURNEY
+from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import ethernet
+from .softnet import Napi, SoftnetData
 
 RX_RING_SIZE = 256          # descriptors, as virtio-net's default
 TX_RING_SIZE = 256
-NAPI_POLL_WEIGHT = 64       # NAPI_POLL_WEIGHT: frames one poll of one device may take
+NAPI_POLL_WEIGHT = 64       # NAPI_POLL_WEIGHT: frames one poll of one device may take (netif_napi_add())
 
 
 class NetDevice:
@@ -32,6 +36,7 @@ class NetDevice:
         self.cable = f"{netns}-{name}--{tap}" if tap else None     # a name for the wire it is on
         self.rx_ring: deque = deque()
         self.rx_ring_size = RX_RING_SIZE
+        self.napi = Napi(self, NAPI_POLL_WEIGHT)
         self.stats: Counter = Counter()
         self.up = True                      # IFF_UP (`ip link set IF down` clears it)
 
@@ -68,7 +73,9 @@ class Nic:
                 d.peers = [p for p in ends if p is not d]
                 d.cable = cable
         self.on_wire: list = []             # (device, skb) put on the cable by this batch
-        self.rx_pending: dict = {}          # devices with frames in their RX ring (ordered set)
+        # each host is one CPU: its softnet_data, with the host's net.core sysctls
+        self.softnet = {h.name: SoftnetData(sysctl_defaults() | h.sysctls) for h in topology.hosts.values()}
+        self.rx_pending: dict = {}          # the softnet_data that raised NET_RX (ordered set)
         self.to_tap: list = []              # (device, frame) for the shell to write to TAP devices
         self.wire_log: list | None = None   # (device, frame, tstamp) of every frame sent, when recording
         self.taps = {d.tap: d for d in self.devices.values() if d.tap}
@@ -89,39 +96,72 @@ class Nic:
             dev.stats["tx_errors"] += 1
             dev.stats["tx_carrier_errors"] += 1
             return [Drop(skb, "ndo_start_xmit", "DEV_READY")]
-        dev.stats["tx_packets"] += 1
-        dev.stats["tx_bytes"] += n
+        if not dev.loopback:                 # loopback_xmit() counts once the backlog took it
+            dev.stats["tx_packets"] += 1
+            dev.stats["tx_bytes"] += n
         self.on_wire.append((dev, skb))
         return [Stop(skb, "ndo_start_xmit")]
 
     def transmit(self, now: int, tstamp: int) -> list:
         """The cable: every frame xmitted since the last call lands in its
         peers' RX rings (a copy each), FCS attached, stamped with the wall-clock
-        `tstamp` (skb->tstamp, what SO_TIMESTAMPNS reports). Called after the
-        xmit spans were taken, so the receiving hop is the sending one's child."""
+        `tstamp` (skb->tstamp, what SO_TIMESTAMPNS reports); a loopback device's
+        frame goes to its CPU's backlog. Called after the xmit spans were taken,
+        so the receiving hop is the sending one's child."""
         out = []
         wire, self.on_wire = self.on_wire, []
         for dev, skb in wire:
-            if self.wire_log is not None and not dev.loopback:
+            if dev.loopback:
+                out += self.loopback_xmit(dev, skb, tstamp)
+                continue
+            if self.wire_log is not None:
                 self.wire_log.append((dev, skb.data, tstamp))
             if dev.tap is not None:              # Linux takes frames without their FCS
                 self.to_tap.append((dev, skb.data))
                 continue
             frame = skb.data + fcs(skb.data)
-            for peer in (dev,) if dev.loopback else dev.peers:
+            for peer in dev.peers:
                 out += self.dma_rx(peer, frame, skb, tstamp)
         return out
 
+    @staticmethod
+    def rx_skb(dev: NetDevice, data: bytes, cause, tstamp: int):
+        """A received frame's skb, in the journey of the skb that caused it."""
+        return Skb(data=data, netns=dev.netns, ifindex=dev.ifindex, tstamp=tstamp,
+                   trace_id=cause.trace_id, span_id=cause.span_id, trace_flags=cause.trace_flags)
+
     def dma_rx(self, dev: NetDevice, frame: bytes, cause, tstamp: int) -> list:
-        """A frame (with FCS) arrives at `dev`: into the RX ring, or dropped when full."""
-        rx = Skb(data=frame, netns=dev.netns, ifindex=dev.ifindex, tstamp=tstamp,
-                         trace_id=cause.trace_id, span_id=cause.span_id, trace_flags=cause.trace_flags)
+        """A frame (with FCS) arrives at `dev`: into the RX ring, or dropped when
+        full; the first one schedules the device's NAPI (the interrupt)."""
+        rx = self.rx_skb(dev, frame, cause, tstamp)
         if len(dev.rx_ring) >= dev.rx_ring_size:
             dev.stats["rx_missed_errors"] += 1
             dev.stats["rx_dropped"] += 1
             return [Drop(rx, "netif_receive_skb", "FULL_RING")]
         dev.rx_ring.append(rx)
-        self.rx_pending[dev] = None
+        if not dev.napi.scheduled:
+            sd = self.softnet[dev.netns]
+            sd.napi_schedule(dev.napi)
+            self.rx_pending[sd] = None
+        return []
+
+    def loopback_xmit(self, dev: NetDevice, skb, tstamp: int) -> list:
+        """drivers/net/loopback.c: no cable, no FCS, no padding; the frame goes
+        to this CPU's backlog (__netif_rx()), and the device counts it, sent and
+        received alike, only once queued and without its Ethernet header (the
+        skb->len after eth_type_trans())."""
+        rx = self.rx_skb(dev, skb.data, skb, tstamp)
+        sd = self.softnet[dev.netns]
+        if not sd.enqueue_to_backlog(rx):
+            dev.stats["rx_dropped"] += 1
+            return [Drop(rx, "netif_rx", "CPU_BACKLOG")]
+        self.rx_pending[sd] = None
+        n = len(skb.data) - ethernet.ETH_HLEN
+        stats = dev.stats
+        stats["tx_packets"] += 1
+        stats["tx_bytes"] += n
+        stats["rx_packets"] += 1
+        stats["rx_bytes"] += n
         return []
 
     def tap_rx(self, tap: str, frame: bytes, tstamp: int) -> list:
@@ -133,13 +173,30 @@ class Nic:
         return self.dma_rx(dev, frame + fcs(frame), Skb(trace_flags=NEW_JOURNEY), tstamp)
 
     def net_rx_action(self, now: int) -> list:
-        """The NET_RX softirq: polls every device with frames in its RX ring,
-        round robin and a budget at a time, until every ring is empty."""
+        """One run of the NET_RX softirq on every host (CPU) that raised it
+        (softnet.py: each scheduled NAPI polled once, up to its weight, within
+        netdev_budget). What is left stays in `rx_pending` for the next run,
+        which the caller schedules (ksoftirqd)."""
         out = []
-        while self.rx_pending:
-            for dev in list(self.rx_pending):
-                out += self.napi_poll(dev, now)
+        for sd in list(self.rx_pending):
+            out += sd.net_rx_action(now, self.poll)
+            if not sd.poll_list:
+                del self.rx_pending[sd]
         return out
+
+    def poll(self, sd: SoftnetData, n: Napi, weight: int, now: int) -> tuple[int, list]:
+        """n->poll(): the driver's for a device's RX ring (complete when it took
+        fewer than its weight), process_backlog() for the CPU's backlog."""
+        if n is sd.backlog:
+            skbs = sd.process_backlog(weight)
+            sd.processed += len(skbs)
+            return len(skbs), [Up(skb, "netif_receive_skb") for skb in skbs]
+        dev = n.owner
+        work = min(weight, len(dev.rx_ring))
+        out = self.napi_poll(dev, now, weight)
+        if work < weight:
+            n.scheduled = False                  # napi_complete_done()
+        return work, out
 
     def napi_poll(self, dev: NetDevice, now: int, budget: int = NAPI_POLL_WEIGHT) -> list:
         """One NAPI poll of `dev`: up to `budget` frames, FCS and length checked,
@@ -158,8 +215,6 @@ class Nic:
                 out.append(Drop(skb, "netif_receive_skb", "DEV_HDR"))
                 continue
             out.append(self.rx_frame(dev, skb, body))
-        if not ring:
-            self.rx_pending.pop(dev, None)
         return out
 
     def rx_frame(self, dev: NetDevice, skb, body: bytes):
@@ -178,6 +233,7 @@ class Nic:
         dev.stats["rx_bytes"] += n
         if body[0] & 1:                     # the group bit: multicast, broadcast included (is_multicast_ether_addr())
             dev.stats["multicast"] += 1
+        self.softnet[dev.netns].processed += 1     # __netif_receive_skb_core()
         return Up(skb, "netif_receive_skb")
 
     def link_stats(self, netns: str) -> list[dict]:

@@ -11,11 +11,16 @@ from ..common.pcap import PcapWriter
 from ..common.shell import LayerShell
 from . import tap as taplib
 from .netdev import Nic
+from .softnet import softnet_seq_show
 
 log = logging.getLogger("pktflow.nic")
 
 
 TAP_RETRY = 1.0              # s between looks for a TAP device that went away
+# kernel/softirq.c's __do_softirq(): a softirq raised again while it runs runs again,
+# at most MAX_SOFTIRQ_RESTART times in all and for MAX_SOFTIRQ_TIME; then ksoftirqd has the rest.
+MAX_SOFTIRQ_RESTART = 10
+MAX_SOFTIRQ_TIME = 2_000_000         # ns
 
 
 class NicShell(LayerShell):
@@ -26,6 +31,7 @@ class NicShell(LayerShell):
         super().__init__(topo, tracer)
         self.nic = Nic(topo)
         self.tap_fds: dict[str, int] = {}
+        self._ksoftirqd_woken = False
         for name in self.nic.taps:                 # refused at start, naming the device, if impossible
             self.tap_fds[name] = taplib.open_tap(name)
         # PKTFLOW_WIRE_PCAP=DIR records every frame on every cable, both ways, one
@@ -89,7 +95,7 @@ class NicShell(LayerShell):
         self.softirq()
 
     def softirq(self):
-        """The cable, then NAPI: poll every device with frames, a budget at a time."""
+        """The cable, then the NET_RX softirq (NAPI polls and the backlog)."""
         now = time.monotonic_ns()
         nic, apply, ns = self.nic, self.apply, time.time_ns
         t0 = ns()
@@ -103,8 +109,28 @@ class NicShell(LayerShell):
         if nic.wire_log:
             self.record_wire()
         if nic.rx_pending:
+            self.do_softirq()
+
+    def do_softirq(self):
+        """__do_softirq() for NET_RX: runs of net_rx_action() while work is left
+        (a run ends at netdev_budget: time_squeeze), at most MAX_SOFTIRQ_RESTART
+        of them and MAX_SOFTIRQ_TIME; the rest is ksoftirqd's, the event loop's
+        next turn, after what else waits there: a flood cannot starve the others."""
+        nic, apply, ns, mono = self.nic, self.apply, time.time_ns, time.monotonic_ns
+        end = mono() + MAX_SOFTIRQ_TIME
+        for _ in range(MAX_SOFTIRQ_RESTART):
             t0 = ns()
-            apply(nic.net_rx_action(now), t0, ns(), "ingress")
+            apply(nic.net_rx_action(mono()), t0, ns(), "ingress")
+            if not nic.rx_pending or mono() >= end:
+                break
+        if nic.rx_pending and not self._ksoftirqd_woken:       # wakeup_softirqd()
+            self._ksoftirqd_woken = True
+            self.loop.call_soon(self.ksoftirqd)
+
+    def ksoftirqd(self):
+        self._ksoftirqd_woken = False
+        if self.nic.rx_pending:
+            self.do_softirq()
 
     def record_wire(self):
         for dev, frame, tstamp in self.nic.wire_log:
@@ -140,6 +166,15 @@ class NicShell(LayerShell):
                     dev.mtu = int(n)
             return admin_pb2.AdminReply(json="{}")
         if req.command in ("link", "counters"):
-            return admin_pb2.AdminReply(json=json.dumps(self.nic.link_stats(req.netns)),
-                                        counters=self.drop_counters(req.netns))
+            counters = self.drop_counters(req.netns)
+            if req.command == "counters":
+                counters += [admin_pb2.Counter(name=f"Softnet{k.title().replace('_', '')}", value=v)
+                             for k, v in self.nic.softnet[req.netns].stat().items() if not k.endswith("qlen")]
+            return admin_pb2.AdminReply(json=json.dumps(self.nic.link_stats(req.netns)), counters=counters)
+        if req.command == "softnet":           # /proc/net/softnet_stat: the host is one CPU
+            sd = self.nic.softnet[req.netns]
+            return admin_pb2.AdminReply(json=json.dumps(sd.stat() | {"softnet_stat": softnet_seq_show(sd)}))
         return super().admin(req)
+
+    def sysctls(self, netns: str):
+        return self.nic.softnet[netns].sysctl, {d.name for d in self.nic.devices.values() if d.netns == netns}

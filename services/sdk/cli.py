@@ -281,8 +281,21 @@ def cmd_ethtool(argv: list[str]) -> int:
     return 0
 
 
+# -- softnet
+def cmd_softnet(a) -> int:
+    """`pktflow softnet -n NETNS`: `cat /proc/net/softnet_stat` on that host
+    (one CPU): processed, dropped (netdev_max_backlog), time_squeeze (netdev_budget
+    used up with work left), ..., in hex as the kernel prints them."""
+    reply = json.loads(_client.admin("nic", a.netns, "softnet").json)
+    if a.json:
+        print(json.dumps({k: v for k, v in reply.items() if k != "softnet_stat"}))
+    else:
+        sys.stdout.write(reply["softnet_stat"])
+    return 0
+
+
 # -- sysctl
-LAYERS_WITH_SYSCTLS = ("transport", "socket", "link")     # besides ip, which validates
+LAYERS_WITH_SYSCTLS = ("transport", "socket", "link", "nic")     # besides ip, which validates
 
 
 def cmd_sysctl(argv: list[str]) -> int:
@@ -458,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument("--drops", action="store_true", help="also per-layer drop counts by drop reason")
     ns.add_argument("--json", action="store_true")
 
+    sn = sub.add_parser("softnet", help="the NET_RX softirq's counters of a host, like cat /proc/net/softnet_stat")
+    sn.add_argument("-n", "--netns", required=True)
+    sn.add_argument("--json", action="store_true", help="processed, dropped, time_squeeze and the queues, named")
+
     sub.add_parser("ip", help="ip link|addr|route|neigh -n NETNS [-s]", add_help=False)
     for tool in NF_TOOLS:
         sub.add_parser(tool, help=f"{tool} -n NETNS ... (as the real {tool.split('-')[0]})", add_help=False)
@@ -520,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             from .up import run
             return run(a)
         command = {"ping": cmd_ping, "nstat": cmd_nstat, "capture": cmd_capture, "trace": cmd_trace,
-                   "ss": cmd_ss, "traffic": cmd_traffic}[a.cmd]
+                   "ss": cmd_ss, "traffic": cmd_traffic, "softnet": cmd_softnet}[a.cmd]
     try:
         return command(a) or 0
     except OSError as e:

@@ -396,6 +396,46 @@ def test_pktflow_sysctl_writes_at_run_time_in_every_layer(stack):
         cli("sysctl", "-n", "h1", "-w", "net.ipv4.ip_local_port_range=32768 60999")
 
 
+def test_pktflow_softnet_shows_backlog_drops_and_time_squeezes_set_by_sysctl(tmp_path):
+    """`pktflow sysctl -w net.core.*` reaches the nic: with netdev_max_backlog -1
+    h1's pings to itself (its loopback device's frames go through the host's
+    backlog) are dropped there, with netdev_budget 1 every NET_RX run on r1 ends
+    squeezed yet forwards everything on the next; `pktflow softnet -n NETNS` prints
+    /proc/net/softnet_stat's line, and the nic's counters name them. A stack of its own."""
+    from conftest import assert_no_tracebacks
+    from pktflow import _client
+    from pktflow.up import Stack
+    s = Stack(port_base=PORT_BASE + 2350, trace_store=False, extra_env={"OTEL_TRACES_EXPORTER": "none"},
+              log_dir=str(tmp_path))
+    s.start()
+
+    def softnet(netns: str) -> list[int]:
+        r = cli("softnet", "-n", netns)
+        assert r.returncode == 0 and re.fullmatch(r"([0-9a-f]{8} ){14}[0-9a-f]{8}\n", r.stdout), r
+        return [int(c, 16) for c in r.stdout.split()]
+    try:
+        with sdk_endpoint(s.endpoint):
+            assert softnet("h1")[:3] == [0, 0, 0]
+            r = cli("sysctl", "-n", "h1", "-w", "net.core.netdev_max_backlog=-1")
+            assert (r.returncode, r.stdout, r.stderr) == (0, "net.core.netdev_max_backlog = -1\n", "")
+            assert pktflow.ping("127.0.0.1", netns="h1", count=2, timeout=0.5).replies == [None, None]
+            assert softnet("h1")[1] == 2
+            c = {x.name: x.value for x in _client.admin("nic", "h1", "counters").counters}
+            assert (c["SoftnetDropped"], c["DropCPU_BACKLOG"]) == (2, 2), c
+            cli("sysctl", "-n", "h1", "-w", "net.core.netdev_max_backlog=1000")
+            assert None not in pktflow.ping("127.0.0.1", netns="h1", count=2).replies
+            assert softnet("h1")[:2] == [2 + 2, 2]                   # requests and replies, each up once
+
+            assert cli("sysctl", "-n", "r1", "-qw", "net.core.netdev_budget=1").returncode == 0
+            assert None not in pktflow.ping("10.0.2.10", netns="h1", count=3, interval=0.05).replies
+            processed, _, squeezed = softnet("r1")[:3]
+            assert processed >= 6 and 3 <= squeezed <= processed, (processed, squeezed)   # each run squeezed
+            assert "--json" in cli("softnet", "--help").stdout
+    finally:
+        s.stop()
+    assert_no_tracebacks(tmp_path)
+
+
 def test_pktflow_ip_route_and_rule_change_the_fib_at_run_time(stack):
     """`pktflow ip route add|del`, `ip rule add|show|del` on a running r1, with
     iproute2's words, output and errors; `ip route get` follows at once."""

@@ -34,16 +34,23 @@ def test_a_frame_crosses_its_cable_with_its_fcs_and_goes_up_once_polled(nic):
     assert nic.rx_pending == {}
 
 
-def test_net_rx_action_polls_devices_round_robin_a_budget_at_a_time(nic):
-    """net_rx_action(): one device's flood does not starve another's frames."""
-    r1, h2 = dev(nic, "r1"), dev(nic, "h2")
+def test_net_rx_action_polls_devices_round_robin_a_weight_at_a_time(nic):
+    """net_rx_action(): one device's flood does not starve another's frames:
+    each device of a host (a CPU) is polled once a run, up to NAPI_POLL_WEIGHT;
+    the flooded one is polled again in the next run."""
+    e0, e1 = (nic.device("r1", topology.load().hosts["r1"].interfaces[i].ifindex) for i in ("eth0", "eth1"))
     for i in range(NAPI_POLL_WEIGHT + 6):
-        nic.dma_rx(r1, frame(i) + fcs(frame(i)), Skb(), 0)
+        nic.dma_rx(e0, frame(i) + fcs(frame(i)), Skb(), 0)
     for i in range(3):
-        nic.dma_rx(h2, frame(1000 + i) + fcs(frame(1000 + i)), Skb(), 0)
-    order = [(a.skb.netns, int.from_bytes(a.skb.data[14:18], "big")) for a in nic.net_rx_action(0)]
-    assert order == ([("r1", i) for i in range(NAPI_POLL_WEIGHT)] + [("h2", 1000 + i) for i in range(3)] +
-                     [("r1", NAPI_POLL_WEIGHT + i) for i in range(6)])
+        nic.dma_rx(e1, frame(1000 + i) + fcs(frame(1000 + i)), Skb(), 0)
+
+    def order(actions):
+        return [(a.skb.ifindex, int.from_bytes(a.skb.data[14:18], "big")) for a in actions]
+    assert order(nic.net_rx_action(0)) == ([(e0.ifindex, i) for i in range(NAPI_POLL_WEIGHT)] +
+                                           [(e1.ifindex, 1000 + i) for i in range(3)])
+    assert list(nic.rx_pending) == [nic.softnet["r1"]]                 # e0 used its whole weight
+    assert order(nic.net_rx_action(0)) == [(e0.ifindex, NAPI_POLL_WEIGHT + i) for i in range(6)]
+    assert nic.rx_pending == {} and nic.softnet["r1"].time_squeeze == 0 and nic.softnet["r1"].processed == 73
 
 
 def test_bad_fcs_runt_and_giant_frames_are_dropped_and_counted(nic):
