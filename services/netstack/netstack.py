@@ -27,7 +27,7 @@ from ..common.actions import Arm, AskRoute, Cancel, Down, Drop, Up
 from ..ip.stack import Ip
 from ..link import neighbour
 from ..link.dev import Link
-from ..nic.netdev import Nic, fcs
+from ..nic.netdev import Nic, eth_pad, fcs
 from ..socket.sockfs import Answer, SockFs
 from ..transport.stack import Transport
 from ..wire import ethernet, ipv4
@@ -120,8 +120,9 @@ class Netstack:
             self.cross(*self.wire.pop(0))
 
     def cross(self, netns: str, ifindex: int, frame: bytes):
-        """One frame over its cable: recorded, lost (by `loss`), or into each
-        peer's NIC (a loopback device's frame goes to its host's backlog)."""
+        """One frame over its cable: recorded as the sender built it, lost (by
+        `loss`), or into each peer's NIC, padded to ETH_ZLEN as the hardware
+        sends it (a loopback device's frame goes to its host's backlog)."""
         self.frames.append((netns, ifindex, frame))
         if self.loss and self.loss(netns, ifindex, frame):
             return
@@ -131,7 +132,7 @@ class Netstack:
             self.softirq()
             return
         for peer in dev.peers:
-            self.receive(peer.netns, peer.name, frame)
+            self.receive(peer.netns, peer.name, eth_pad(frame))
 
     # -- time
     def advance(self, seconds: float):

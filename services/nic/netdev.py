@@ -1,11 +1,11 @@
 """An emulated Ethernet driver: ndo_start_xmit() puts a frame with its FCS on
-the cable; frames that arrive are "DMA'd" into a fixed-size RX ring, and NAPI
-polls the ring with a budget, checking FCS and length as the hardware does.
-A device backed by a Linux TAP device has the machine's kernel at the other
-end of its cable: what it transmits the shell writes to the TAP, what the TAP
-gives the shell arrives here (tap_rx). The loopback device has no cable and no
-ring: what it sends goes to its CPU's backlog (softnet.py says which path is
-which, and why).
+the cable, padded to ETH_ZLEN as the hardware does; frames that arrive are
+"DMA'd" into a fixed-size RX ring, and NAPI polls the ring with a budget,
+checking FCS and length as the hardware does. A device backed by a Linux TAP
+device has the machine's kernel at the other end of its cable: what it
+transmits the shell writes to the TAP, what the TAP gives the shell arrives
+here (tap_rx). The loopback device has no cable and no ring: what it sends goes
+to its CPU's backlog (softnet.py says which path is which, and why).
 
 Counters are the ones `ip -s link` shows (struct rtnl_link_stats64 names).
 """
@@ -53,6 +53,15 @@ class NetDevice:
 def fcs(frame: bytes) -> bytes:
     """The Ethernet frame check sequence, CRC-32, least significant byte first."""
     return zlib.crc32(frame).to_bytes(4, "little")
+
+
+def eth_pad(frame: bytes) -> bytes:
+    """What the hardware puts on the wire: a frame shorter than ETH_ZLEN (60
+    bytes, without FCS) padded with zeros to it, as drivers do with
+    eth_skb_pad() or leave to the NIC. The stack above (and a capture on the
+    sending host) still sees the frame as it was built."""
+    n = len(frame)
+    return frame if n >= ethernet.ETH_ZLEN else frame + bytes(ethernet.ETH_ZLEN - n)
 
 
 class Nic:
@@ -104,22 +113,23 @@ class Nic:
 
     def transmit(self, now: int, tstamp: int) -> list:
         """The cable: every frame xmitted since the last call lands in its
-        peers' RX rings (a copy each), FCS attached, stamped with the wall-clock
-        `tstamp` (skb->tstamp, what SO_TIMESTAMPNS reports); a loopback device's
-        frame goes to its CPU's backlog. Called after the xmit spans were taken,
-        so the receiving hop is the sending one's child."""
+        peers' RX rings (a copy each), padded to ETH_ZLEN, FCS attached,
+        stamped with the wall-clock `tstamp` (skb->tstamp, what SO_TIMESTAMPNS
+        reports); a loopback device's frame goes to its CPU's backlog. Called
+        after the xmit spans were taken, so the receiving hop is the sending one's child."""
         out = []
         wire, self.on_wire = self.on_wire, []
         for dev, skb in wire:
             if dev.loopback:
                 out += self.loopback_xmit(dev, skb, tstamp)
                 continue
+            data = eth_pad(skb.data)
             if self.wire_log is not None:
-                self.wire_log.append((dev, skb.data, tstamp))
+                self.wire_log.append((dev, data, tstamp))
             if dev.tap is not None:              # Linux takes frames without their FCS
-                self.to_tap.append((dev, skb.data))
+                self.to_tap.append((dev, data))
                 continue
-            frame = skb.data + fcs(skb.data)
+            frame = data + fcs(data)
             for peer in dev.peers:
                 out += self.dma_rx(peer, frame, skb, tstamp)
         return out

@@ -1,11 +1,13 @@
 """Linux's ping, curl and nc against an emulated host across a TAP device,
 and the other way round; bulk transfers with loss on the Linux side."""
 import hashlib
+import json
 import os
 import random
 import re
 import shutil
 import subprocess
+import sys
 import threading
 
 import pktflow
@@ -34,6 +36,35 @@ def test_linux_ping_gets_replies(linux):
 def test_emulated_host_pings_linux(linux):
     r = pktflow.ping(LINUX_ADDR, netns="h1", count=3, interval=0.1)
     assert [x.ttl for x in r.replies] == [64, 64, 64]
+
+
+PADDING_PROBE = """
+import json, socket, subprocess, sys, time
+tap, emu = sys.argv[1:]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))     # ETH_P_ALL: outgoing too
+s.bind((tap, 0))
+s.settimeout(0.2)
+subprocess.run(["ip", "neigh", "flush", "dev", tap], check=True)
+subprocess.run(["ping", "-c", "1", "-W", "2", emu], capture_output=True)
+seen, end = [], time.monotonic() + 1
+while time.monotonic() < end:
+    try:
+        f, addr = s.recvfrom(2048)
+    except TimeoutError:
+        continue
+    if f[12:14] == bytes.fromhex("0806"):
+        seen.append(("out" if addr[2] == socket.PACKET_OUTGOING else "in", f[20:22].hex(), len(f)))
+print(json.dumps(seen))
+"""
+
+
+def test_linux_gets_short_frames_padded_to_eth_zlen(linux):
+    """The emulated NIC pads as hardware does: Linux's ARP request leaves its TAP
+    as 42 bytes (a TAP, like a veth, does not pad), the emulated host's reply
+    arrives as 60 (ETH_ZLEN), and Linux takes it."""
+    need("ping")
+    seen = json.loads(linux.run(sys.executable, "-c", PADDING_PROBE, linux.tap, EMU_ADDR).stdout)
+    assert ["out", "0001", 42] in seen and ["in", "0002", 60] in seen, seen
 
 
 def test_linux_packets_enter_at_the_nic(linux):

@@ -1,11 +1,14 @@
 """Unit tests of the NIC core (services/nic/netdev.py): the cable, the RX ring
 and the NET_RX softirq's NAPI polls, with the counters `ip -s link` shows."""
+import zlib
+
 import pytest
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import ARP, Ether
 
 from pktflow.services.common import topology
 from pktflow.services.common.actions import Drop, Up
 from pktflow.services.nic.netdev import NAPI_POLL_WEIGHT, RX_RING_SIZE, Nic, fcs
+from pktflow.services.wire.ethernet import ETH_ZLEN
 from pktflow.v1.skb_pb2 import Skb
 
 
@@ -24,14 +27,51 @@ def frame(n: int) -> bytes:
 
 def test_a_frame_crosses_its_cable_with_its_fcs_and_goes_up_once_polled(nic):
     h1, r1 = dev(nic, "h1"), dev(nic, "r1")
-    nic.ndo_start_xmit(Skb(netns="h1", ifindex=h1.ifindex, data=frame(1)), 0)
+    big = frame(1) + b"x" * 60
+    nic.ndo_start_xmit(Skb(netns="h1", ifindex=h1.ifindex, data=big), 0)
     assert nic.transmit(0, 5) == []
     [rx] = r1.rx_ring
-    assert (rx.data, rx.tstamp) == (frame(1) + fcs(frame(1)), 5)
+    assert (rx.data, rx.tstamp) == (big + fcs(big), 5)
     [up] = nic.net_rx_action(0)
-    assert type(up) is Up and up.skb.data == frame(1) and up.skb.netns == "r1"
-    assert (h1.stats["tx_packets"], r1.stats["rx_packets"], r1.stats["rx_bytes"]) == (1, 1, len(frame(1)))
+    assert type(up) is Up and up.skb.data == big and up.skb.netns == "r1"
+    assert (h1.stats["tx_packets"], r1.stats["rx_packets"], r1.stats["rx_bytes"]) == (1, 1, len(big))
     assert nic.rx_pending == {}
+
+
+def test_a_short_frame_goes_on_the_cable_padded_to_eth_zlen_before_its_fcs(nic):
+    """As drivers do (eth_skb_pad()) or their hardware: 60 bytes without FCS,
+    zeros after the frame, the FCS over all of it; the stack's frame is untouched."""
+    h1, r1 = dev(nic, "h1"), dev(nic, "r1")
+    nic.wire_log = []
+    short = frame(1)                                   # 18 bytes
+    skb = Skb(netns="h1", ifindex=h1.ifindex, data=short)
+    nic.ndo_start_xmit(skb, 0)
+    nic.transmit(0, 5)
+    [rx] = r1.rx_ring
+    padded = short + bytes(ETH_ZLEN - len(short))
+    assert len(rx.data) == ETH_ZLEN + 4 and rx.data[:ETH_ZLEN] == padded
+    # the CRC-32 of a frame followed by its FCS is the constant residue: the FCS is right
+    assert zlib.crc32(rx.data) == 0x2144DF1C and rx.data[ETH_ZLEN:] == fcs(padded)
+    assert skb.data == short and h1.stats["tx_bytes"] == len(short)
+    assert [f for _, f, _ in nic.wire_log] == [padded]          # what a tap on the wire sees
+    [up] = nic.net_rx_action(0)
+    assert up.skb.data == padded and r1.stats["rx_bytes"] == ETH_ZLEN
+
+
+def test_frames_to_a_tap_device_are_padded_too_and_loopback_frames_not():
+    topo = topology.load()
+    topo.hosts["h1"].interfaces["eth0"].tap = "pftest0"
+    nic = Nic(topo)
+    h1 = nic.device("h1", topo.hosts["h1"].interfaces["eth0"].ifindex)
+    arp = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src="02:00:00:00:01:0a") / ARP(pdst="10.0.1.99"))
+    nic.ndo_start_xmit(Skb(netns="h1", ifindex=h1.ifindex, data=arp), 0)
+    lo = nic.device("h1", 1)
+    loop = bytes(Ether(dst="00:00:00:00:00:00", src="00:00:00:00:00:00", type=0x88B5) / b"x")
+    nic.ndo_start_xmit(Skb(netns="h1", ifindex=lo.ifindex, data=loop), 0)
+    nic.transmit(0, 5)
+    assert [(d.name, f) for d, f in nic.to_tap] == [("eth0", arp + bytes(ETH_ZLEN - len(arp)))]
+    [up] = nic.net_rx_action(0)
+    assert up.skb.data == loop and up.skb.ifindex == lo.ifindex     # loopback: no padding, no FCS
 
 
 def test_net_rx_action_polls_devices_round_robin_a_weight_at_a_time(nic):
