@@ -1,5 +1,6 @@
 """TCP h1 -> h2 across the router: bulk throughput and connection set-up rate,
-for pktflow with tracing off and on, with the bare chain (bench/bare_chain.py)
+for pktflow with tracing off and on, and with TSO, GSO and GRO off (tracing
+off) to show what the offloads save, with the bare chain (bench/bare_chain.py)
 measured in the same run for scale: its UDP packets/s times the MSS (1448
 bytes) is what the same hops could carry if every packet were a full segment.
 
@@ -146,6 +147,17 @@ def print_cc(a, results: dict):
         print(f"{label:26}" + "".join(f"{fmt(results[n]):>12}" for n in names))
 
 
+def offloads_off(endpoint):
+    """`ethtool -K IF tso off gso off gro off` on every device of h1, r1 and h2:
+    every segment crosses every layer on its own."""
+    from pktflow import _client
+    os.environ["PKTFLOW_ENDPOINT"] = endpoint
+    for host in ("h1", "r1", "h2"):
+        for dev in json.loads(_client.admin("link", host, "link").json):
+            _client.admin("link", host, "features", dev["ifname"], "tso", "off", "gso", "off")
+            _client.admin("nic", host, "features", dev["ifname"], "gro", "off")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=5.0)
@@ -174,8 +186,12 @@ def main():
     with stacks.bare(a.port_base) as ep:
         bare_pps = udp.measure(ep, ua)["pps"]
     results = {"bare chain": {"mbps": bare_pps * MSS / 1e6, "pps": bare_pps}}
-    for name, tracing in (("pktflow, tracing off", False), ("pktflow, tracing on", True)):
+    runs = (("pktflow, tracing off", False, True), ("pktflow, tracing on", True, True),
+            ("tracing off, no offloads", False, False))
+    for name, tracing, offloads in runs:
         with stacks.pktflow(a.port_base, tracing) as ep:
+            if not offloads:
+                offloads_off(ep)
             r = bulk(ep, a)
             r["conn_per_s"] = setup_rate(ep, a.connections)
             results[name] = r
@@ -188,7 +204,7 @@ def main():
     print(f"{'':22} {'MB/s':>7} {'vs bare x MSS':>14} {'connections/s':>14}")
     print(f"{'bare chain':22} {base:7.1f} {'100.0%':>14} {'':>14}   "
           f"({results['bare chain']['pps']:.0f} UDP packets/s x {MSS} bytes)")
-    for name in ("pktflow, tracing off", "pktflow, tracing on"):
+    for name, *_ in runs:
         r = results[name]
         print(f"{name:22} {r['mbps']:7.1f} {r['mbps'] / base:14.1%} {r['conn_per_s']:14.0f}")
 

@@ -176,7 +176,8 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
                 fn = act.fn
                 if flags & NEW_JOURNEY:
                     links = ((skb.trace_id, skb.span_id),) if flags & SAMPLED and skb.span_id else ()
-                    self.tracer.start(skb, fn if isinstance(fn, str) else fn[0])
+                    root = fn if isinstance(fn, str) else fn[0]
+                    self.tracer.start(skb, root.name if type(root) is Step else root)
                     flags = skb.trace_flags
                 else:
                     links = ()
@@ -211,6 +212,21 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
                     extra = attrs + self.cached_attrs(("step", name.attrs), lambda a=name.attrs: a)
                     name = name.name
                 hop(skb, name, t0, t1, extra, drop if i == last else None, links if i == 0 else ())
+
+    @staticmethod
+    def features(devices, words: list[str], names: tuple):
+        """`features IF [NAME on|off]...` (ethtool -k/-K): the offloads `names`
+        that this layer does on device IF, set, then shown."""
+        dev = next((d for d in devices if d.name == (words[:1] or [""])[0]), None)
+        if dev is None:
+            return admin_pb2.AdminReply(err=19, detail=f"no such device {(words[:1] or [''])[0]!r}")
+        pairs = dict(zip(words[1::2], words[2::2]))
+        if len(words) % 2 == 0 or any(k not in names or v not in ("on", "off") for k, v in pairs.items()):
+            return admin_pb2.AdminReply(err=22, detail=f"features {' '.join(words[1:])}: "
+                                                       f"{'|'.join(names)} on|off")
+        for k, v in pairs.items():
+            setattr(dev, k, v == "on")
+        return admin_pb2.AdminReply(json=json.dumps({k: getattr(dev, k) for k in names}))
 
     def cached_attrs(self, key, make) -> bytes:
         """The attribute set make() builds, encoded once per key: a packet's hops

@@ -139,6 +139,8 @@ KNOBS: dict[str, Knob] = {
     "net.ipv4.tcp_reordering": Knob(3, _int_range(1, 300), "initial reordering degree (DupThresh)"),
     "net.ipv4.tcp_max_reordering": Knob(300, _int_range(1, 2**31 - 1), "the reordering degree's bound"),
     "net.ipv4.tcp_pacing_ss_ratio": Knob(200, _int_range(0, 1000), "% of cwnd/srtt paced in slow start"),
+    "net.ipv4.tcp_tso_win_divisor": Knob(3, _int_range(1, 256),
+                                         "TSO deferral: send once 1/N of the window can go in one packet"),
     "net.ipv4.tcp_pacing_ca_ratio": Knob(120, _int_range(0, 1000), "% of cwnd/srtt paced in congestion avoidance"),
     "net.ipv4.tcp_invalid_ratelimit": Knob(500, _int_range(0, 2**31 - 1),
                                            "ms between duplicate ACKs for invalid segments"),

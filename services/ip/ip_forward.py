@@ -1,4 +1,5 @@
 """Forwarding (net/ipv4/ip_forward.c)."""
+from ..common import tcp_offload
 from ..common.actions import Drop
 from ..wire import icmp, ipv4
 from . import icmp as icmpmod, ip_output
@@ -15,7 +16,9 @@ def ip_forward(ns, skb, iph, rt, now: int, fn=("ip_rcv",)) -> list:
         ns.mib["IpInHdrErrors"] += 1
         return icmpmod.icmp_send(ns, skb, icmp.ICMP_TIME_EXCEEDED, icmp.ICMP_EXC_TTL, 0, now) + \
             [Drop(skb, fn, "IP_INHDR")]
-    if iph.total_len > rt.mtu and iph.df:
+    if iph.total_len > rt.mtu and iph.df and not (skb.gso_size and
+                                                  tcp_offload.gso_network_len(skb, skb.network_header) <= rt.mtu):
+        # ip_exceeds_mtu(): a GRO packet fits when each of its segments does
         ns.mib["IpFragFails"] += 1
         return icmpmod.icmp_send(ns, skb, icmp.ICMP_DEST_UNREACH, icmp.ICMP_FRAG_NEEDED, rt.mtu, now) + \
             [Drop(skb, fn, "PKT_TOO_BIG")]

@@ -2,6 +2,7 @@
 IP header for a segment from the transport layer, routes it, and hands it to
 the neighbour layer; ip_output() is the last step for forwarded packets too."""
 from ..common.actions import Down, Drop
+from ..common import tcp_offload
 from ..common.skbuff import IP_ID_SET
 from ..wire import ipv4
 from . import ip_fragment, route
@@ -63,12 +64,31 @@ def ip_output(ns, skb, rt: route.Rt, fn, now: int) -> list:
             return done
     pkts = [skb]
     if len(skb.data) > rt.mtu:
-        if int.from_bytes(skb.data[6:8], "big") & ipv4.IP_DF:     # the sender asked for PMTU discovery
-            ns.mib["IpFragFails"] += 1
-            return [Drop(skb, fn, "PKT_TOO_BIG")]
-        pkts = ip_fragment.ip_fragment(ns, skb, rt.mtu, fn)
-        if type(pkts[0]) is Drop:
-            return pkts
+        if skb.gso_size:
+            # ip_finish_output_gso(): a GSO packet whose segments each fit goes
+            # as it is; otherwise it is cut here and each segment fragmented
+            if tcp_offload.gso_network_len(skb, 0) <= rt.mtu:
+                return ip_finish_output(ns, pkts, rt, fn)
+            pkts = tcp_offload.gso_segment(skb, 0)
+            if pkts is None:
+                return [Drop(skb, fn, "SKB_GSO_SEG")]
+        out = []
+        for p in pkts:
+            if len(p.data) <= rt.mtu:
+                out.append(p)
+            elif int.from_bytes(p.data[6:8], "big") & ipv4.IP_DF:     # the sender asked for PMTU discovery
+                ns.mib["IpFragFails"] += 1
+                return [Drop(p, fn, "PKT_TOO_BIG")]
+            else:
+                frags = ip_fragment.ip_fragment(ns, p, rt.mtu, fn)
+                if type(frags[0]) is Drop:
+                    return frags
+                out += frags
+        pkts = out
+    return ip_finish_output(ns, pkts, rt, fn)
+
+
+def ip_finish_output(ns, pkts: list, rt: route.Rt, fn) -> list:
     mib = ns.mib
     out = []
     for p in pkts:

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 from pktflow.v1.skb_pb2 import SockEvent, Skb
 
-from ..common import topology
-from ..common.actions import Arm, Cancel, Down, Drop, Stop, Up
+from ..common import tcp_offload, topology
+from ..common.actions import Arm, Cancel, Down, Drop, Step, Stop, Up
 from ..common.skbuff import clone
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import Malformed, ethernet, ipv4
@@ -46,15 +46,25 @@ class Device:
         # (serialization with FCS, preamble and gap), at most TX_RING_SIZE of them
         # and BQL's byte limit (1 ms of line rate, doubled whenever the cable starves);
         # the rest waits in the qdisc (the default: pfifo_fast).
-        self.speed = iface.speed
-        self.ring: deque = deque()                      # (when its last bit has left, skb)
+        self.ring: deque = deque()                      # (when its last bit has left, skb, when it came in)
         self.ring_bytes = 0
         self.busy_until = 0
-        self.bql_limit = max(2 * (self.mtu + ethernet.ETH_HLEN), self.speed // 1000)   # ~1 ms of line rate
-        self.bql_max = max(self.bql_limit, self.speed // 10)                         # up to 100 ms of it
+        self.set_speed(iface.speed)
         self.backlogged = False                         # frames waited for room when the ring was last filled
         self.default_q = default_qdisc(default_kind, self)   # used when a line rate makes frames wait
+        # Offloads (`ethtool -K`), on as on a veth or virtio-net device: with TSO the
+        # driver takes TCP's GSO packets whole (a capture shows them), with GSO
+        # alone they are cut in software just before it; with neither they are
+        # cut as they enter dev_queue_xmit, as TCP would not have built them.
+        self.tso = self.gso = True
 
+
+    def set_speed(self, speed: int):
+        """A line rate (bytes/s): from the topology, or `ethtool -s IF speed N` at run
+        time (frames already in the ring keep their times; the next ones take the new rate)."""
+        self.speed = speed
+        self.bql_limit = max(2 * (self.mtu + ethernet.ETH_HLEN), speed // 1000)   # ~1 ms of line rate
+        self.bql_max = max(self.bql_limit, speed // 10)                         # up to 100 ms of it
 
     def set_addresses(self, addrs: list):
         """The device's IPv4 addresses, and what ARP answers for and accepts as broadcast."""
@@ -119,16 +129,18 @@ class LinkNetns:
         """__dev_xmit_skb(): through the device's root qdisc, if it has one
         other than the default, then out."""
         skb.mac_header = 0
+        if skb.gso_size and not (dev.tso or dev.gso):
+            segs = self.gso_segment(skb, fn)
+            return segs if type(segs[0]) is Drop else [a for seg in segs for a in self.xmit(dev, seg, fn)]
         q = dev.qdisc
-        if dev.speed:                          # a line rate: the qdisc holds what the ring cannot
-            q = q or dev.default_q
-            out = [replace(act, fn=(fn, act.fn)) for act in q.enqueue(skb, self.now)]
-            return out + self.qdisc_run(dev)
-        if q is None:
+        if q is None and not dev.speed:
             dev.tx_bytes += len(skb.data)
-            dev.tx_packets += 1
+            dev.tx_packets += skb.gso_segs or 1
             return self.hard_start_xmit(dev, skb, fn)
-        # the qdisc's spans nest under the caller's (dev_queue_xmit -> netem_enqueue)
+        # a qdisc, or a line rate (the qdisc, the default one, holds what the ring
+        # cannot); its spans nest under the caller's (dev_queue_xmit -> netem_enqueue)
+        q = q or dev.default_q
+        skb.enqueued = self.now
         out = [replace(act, fn=(fn, act.fn)) for act in q.enqueue(skb, self.now)]
         return out + self.qdisc_run(dev)
 
@@ -141,7 +153,7 @@ class LinkNetns:
         frames, wake = q.dequeue(self.now)
         out = self._freed(q)
         for skb in frames:
-            out += self.hard_start_xmit(dev, skb, f"{q.kind}_dequeue")
+            out += self.hard_start_xmit(dev, skb, self.waited(f"{q.kind}_dequeue", skb.enqueued))
         return out + self._rearm(dev, wake)
 
     @staticmethod
@@ -177,12 +189,12 @@ class LinkNetns:
             dev.bql_limit = min(dev.bql_limit * 2, dev.bql_max)
         while True:
             while ring and ring[0][0] <= now:
-                _, skb = ring.popleft()
+                _, skb, queued = ring.popleft()
                 dev.ring_bytes -= len(skb.data)
                 if dev.qdisc is None:
                     dev.tx_bytes += len(skb.data)
                     dev.tx_packets += 1
-                out += self.hard_start_xmit(dev, skb, "sch_direct_xmit")
+                out += self.hard_start_xmit(dev, skb, self.waited("sch_direct_xmit", skb.enqueued, queued))
             if dev.ring_bytes >= dev.bql_limit or len(ring) >= TX_RING_SIZE:
                 dev.backlogged = q.qlen > 0    # netif_stop_queue() with frames waiting
                 break
@@ -190,10 +202,17 @@ class LinkNetns:
             if skb is None:
                 dev.backlogged = False
                 break
-            start = max(now, dev.busy_until)
-            dev.busy_until = start + (len(skb.data) + WIRE_OVERHEAD) * 1_000_000_000 // dev.speed
-            ring.append((dev.busy_until, skb))
-            dev.ring_bytes += len(skb.data)
+            # a GSO packet is cut as it goes to the ring (TSO's "hardware", or GSO
+            # just before it), so each frame has its own time on the cable
+            for frame in self.gso_segment(skb, "sch_direct_xmit") if skb.gso_size else (skb,):
+                if type(frame) is Drop:
+                    out.append(frame)
+                    continue
+                start = max(now, dev.busy_until)
+                wire = max(len(frame.data), ethernet.ETH_ZLEN) + WIRE_OVERHEAD    # padded by the NIC
+                dev.busy_until = start + wire * 1_000_000_000 // dev.speed
+                ring.append((dev.busy_until, frame, now))
+                dev.ring_bytes += len(frame.data)
         out += self._freed(q)
         due = [t for t in (ring[0][0] if ring else None, q.next_due()) if t is not None]
         return out + self._rearm(dev, min(due) if due else None)
@@ -226,9 +245,29 @@ class LinkNetns:
         return ("qdisc", self.name, dev.ifindex, 0)
 
     def hard_start_xmit(self, dev: Device, skb, fn) -> list:
-        """dev_hard_start_xmit(): every frame leaving a device passes the taps,
-        so a capture shows what the qdisc let out."""
+        """validate_xmit_skb() (a GSO packet cut into frames unless the device
+        does TSO) and dev_hard_start_xmit(): every frame leaving a device passes
+        the taps, so a capture shows what the qdisc let out."""
+        if skb.gso_size and not dev.tso:
+            segs = self.gso_segment(skb, fn)
+            return segs if type(segs[0]) is Drop else [a for seg in segs for a in self.hard_start_xmit(dev, seg, fn)]
         return self.taps_out(dev, skb) + [Down(skb, fn)] if self.taps else [Down(skb, fn)]
+
+    def waited(self, fn: str, enqueued: int, queued: int | None = None) -> tuple:
+        """The span of a frame leaving the qdisc (and the TX ring) says how long
+        it waited in each, in microseconds."""
+        now = self.now
+        if queued is None:
+            return Step(fn, (("pktflow.qdisc.wait_us", (now - enqueued) // 1000),)),
+        return Step(fn, (("pktflow.qdisc.wait_us", (queued - enqueued) // 1000),
+                         ("pktflow.txring.wait_us", (now - queued) // 1000))),
+
+    @staticmethod
+    def gso_segment(skb, fn) -> list:
+        """skb_gso_segment(): the frames of a GSO packet, or its drop."""
+        segs = tcp_offload.gso_segment(skb)
+        return segs if segs else [Drop(skb, (*((fn,) if isinstance(fn, str) else fn), "skb_gso_segment"),
+                                        "SKB_GSO_SEG")]
 
     def taps_out(self, dev: Device, skb) -> list:
         """dev_queue_xmit_nit(): a copy of an outgoing frame for every ETH_P_ALL

@@ -7,6 +7,7 @@ header on; its lengths are qdisc_pkt_len(): the frame without FCS."""
 import zlib
 from collections import deque
 
+from ..common import tcp_offload
 from ..common.actions import Drop, Stop
 from ..wire import ethernet, ipv4
 
@@ -25,12 +26,21 @@ class Qdisc:
         st = self.stats
         for skb in frames:
             st["bytes"] += len(skb.data)
-            st["packets"] += 1
+            st["packets"] += skb.gso_segs or 1        # a GSO packet counts its segments
 
     def drop(self, skb, fn: str, reason: str = "QDISC_DROP") -> Drop:
         """qdisc_drop(): counted, freed with the kernel's reason."""
         self.stats["drops"] += 1
         return Drop(skb, fn, reason)
+
+
+def gso_enqueue_each(skb, fn: str, enqueue, *args) -> list:
+    """tbf_segment(), netem_segment(): a GSO packet cut into its frames,
+    each one enqueued on its own."""
+    segs = tcp_offload.gso_segment(skb)
+    if segs is None:
+        return [Drop(skb, fn, "SKB_GSO_SEG")]
+    return [act for seg in segs for act in enqueue(seg, *args)]
 
 
 class Fifo(Qdisc):

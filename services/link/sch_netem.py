@@ -21,7 +21,7 @@ from collections import deque
 from ..common.actions import Drop, Stop
 from ..common.pkt_sched import INT_MAX, NSEC_PER_SEC, Qopt
 from ..common.skbuff import clone
-from .sch_generic import ecn_set_ce
+from .sch_generic import ecn_set_ce, gso_enqueue_each
 
 ENQUEUE = "netem_enqueue"
 
@@ -81,7 +81,13 @@ class Netem:
         return length * NSEC_PER_SEC // o.rate
 
     def enqueue(self, skb, now: int, may_duplicate: bool = True) -> list:
-        """netem_enqueue(): drop, or queue with a send time. Its actions are Drop or Stop."""
+        """netem_enqueue(): drop, or queue with a send time. Its actions are Drop or Stop.
+        A GSO packet is cut into its frames first, so loss, corruption and delay
+        act on each frame as they would on the wire. (Linux's netem cuts only to
+        corrupt and otherwise loses a GSO packet whole, which is why netem's
+        users turn offloads off; this is what they get then.)"""
+        if skb.gso_size:
+            return gso_enqueue_each(skb, ENQUEUE, self.enqueue, now, may_duplicate)
         o, st = self.opt, self.stats
         count = 1                                      # the xstats count decisions, as the kernel's do
         if may_duplicate and o.duplicate and o.duplicate >= self._crandom("dup", o.dup_corr):

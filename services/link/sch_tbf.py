@@ -5,7 +5,7 @@ the kernel keeps them, tokens are time: the bucket holds up to `burst`'s
 worth of nanoseconds at `rate`, refilled by the time that passes."""
 from ..common.actions import Drop
 from ..common.pkt_sched import NSEC_PER_SEC
-from .sch_generic import Fifo, Qdisc
+from .sch_generic import Fifo, Qdisc, gso_enqueue_each
 
 
 class Tbf(Qdisc):
@@ -46,9 +46,12 @@ class Tbf(Qdisc):
         return self.q.qlen
 
     def enqueue(self, skb, now: int) -> list:
-        """tbf_enqueue(): a frame larger than the bucket can never leave (no GSO
-        to split here): dropped; else the inner qdisc takes it or drops it."""
+        """tbf_enqueue(): a frame larger than the bucket can never leave:
+        dropped, unless it is a GSO packet, which is cut into its frames
+        (tbf_segment()); else the inner qdisc takes it or drops it."""
         if len(skb.data) > self.burst:
+            if skb.gso_size:
+                return gso_enqueue_each(skb, "tbf_segment", self.enqueue, now)
             return [self.drop(skb, "tbf_enqueue")]
         out = self.q.enqueue(skb, now)
         if type(out[-1]) is Drop:

@@ -73,9 +73,16 @@ class LinkShell(LayerShell):
                     ns.local = {a for dev in ns.devices.values() for a in dev.local}
                 elif "mtu" in words:
                     d.mtu = int(words[words.index("mtu") + 1])
+                elif "speed" in words:         # bytes/s, from `ethtool -s IF speed N` (Mb/s)
+                    speed = int(words[words.index("speed") + 1])
+                    if speed <= 0:
+                        raise ValueError("a speed is a positive number of Mb/s")
+                    d.set_speed(speed)
             except (ValueError, IndexError) as e:
                 return admin_pb2.AdminReply(err=22, detail=f"{req.command} {' '.join(req.args)}: {e}")
             return admin_pb2.AdminReply(json="{}")
+        if req.command == "features":          # `ethtool -k|-K IF [tso|gso on|off]...`: the link layer's offloads
+            return self.features(ns.devices.values(), list(req.args), ("tso", "gso"))
         if req.command == "link":
             return admin_pb2.AdminReply(json=json.dumps([
                 {"ifindex": d.ifindex, "ifname": d.name, "mtu": d.mtu, "mac": ethernet.mac_to_str(d.mac),

@@ -96,10 +96,11 @@ class Netstack:
 
     def check_fits_path_mtu(self, skb):
         """TCP never hands IP a segment larger than the route's MTU: it cuts
-        its segments to tcp_current_mss() (options included), as Linux does."""
+        its segments (a TSO packet's too) to tcp_current_mss() (options
+        included), as Linux does."""
         rt = self.ip.route_output(skb.netns, skb.daddr, skb.saddr)
         if not rt.err:
-            size = len(skb.data) + ipv4.IPV4_HLEN
+            size = ((skb.data[12] >> 4) * 4 + skb.gso_size if skb.gso_size else len(skb.data)) + ipv4.IPV4_HLEN
             assert size <= rt.mtu, f"a {size}-byte TCP segment for a {rt.mtu}-byte path MTU"
 
     # -- the cables

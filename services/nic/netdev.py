@@ -14,6 +14,7 @@ from collections import Counter, deque
 
 from pktflow.v1.skb_pb2 import Skb
 
+from ..common import tcp_offload
 from ..common.actions import Drop, Stop, Up
 from ..common.skbuff import NEW_JOURNEY
 from ..common.sysctl import defaults as sysctl_defaults
@@ -39,6 +40,7 @@ class NetDevice:
         self.napi = Napi(self, NAPI_POLL_WEIGHT)
         self.stats: Counter = Counter()
         self.up = True                      # IFF_UP (`ip link set IF down` clears it)
+        self.gro = not loopback             # NETIF_F_GRO, on as virtio-net has it (`ethtool -K IF gro off`)
 
     @property
     def carrier(self) -> bool:
@@ -62,6 +64,21 @@ def eth_pad(frame: bytes) -> bytes:
     sending host) still sees the frame as it was built."""
     n = len(frame)
     return frame if n >= ethernet.ETH_ZLEN else frame + bytes(ethernet.ETH_ZLEN - n)
+
+
+def napi_gro(out: list) -> list:
+    """napi_gro_receive() for what one poll hands up, then napi_gro_flush():
+    consecutive segments of a TCP flow go up as one packet. The segments merged
+    into another end their journey here (their span: napi_gro_receive); the
+    packet they became goes on with the first one's."""
+    ups = [a.skb for a in out if type(a) is Up]
+    merged = tcp_offload.napi_gro(ups)
+    if len(merged) == len(ups):
+        return out
+    kept = {id(s) for s in merged}
+    return [a for a in out if type(a) is not Up] + \
+        [Stop(s, "napi_gro_receive") for s in ups if id(s) not in kept] + \
+        [Up(s, "napi_gro_receive") if s.gso_segs else Up(s, "netif_receive_skb") for s in merged]
 
 
 class Nic:
@@ -97,6 +114,11 @@ class Nic:
         dev = self.devices.get((skb.netns, skb.ifindex))
         if dev is None:
             return [Drop(skb, "ndo_start_xmit", "DEV_READY")]
+        if skb.gso_size and not dev.loopback:     # TSO: the hardware cuts the packet into frames
+            segs = tcp_offload.gso_segment(skb)
+            if segs is None:
+                return [Drop(skb, "ndo_start_xmit", "SKB_GSO_SEG")]
+            return [a for seg in segs for a in self.ndo_start_xmit(seg, now)]
         n = len(skb.data)
         if n > dev.mtu + ethernet.ETH_HLEN:
             dev.stats["tx_dropped"] += 1
@@ -225,7 +247,7 @@ class Nic:
                 out.append(Drop(skb, "netif_receive_skb", "DEV_HDR"))
                 continue
             out.append(self.rx_frame(dev, skb, body))
-        return out
+        return napi_gro(out) if dev.gro and len(out) > 1 else out
 
     def rx_frame(self, dev: NetDevice, skb, body: bytes):
         """Length checks of a received frame (without FCS), then up to the link layer."""

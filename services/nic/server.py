@@ -171,6 +171,9 @@ class NicShell(LayerShell):
                 counters += [admin_pb2.Counter(name=f"Softnet{k.title().replace('_', '')}", value=v)
                              for k, v in self.nic.softnet[req.netns].stat().items() if not k.endswith("qlen")]
             return admin_pb2.AdminReply(json=json.dumps(self.nic.link_stats(req.netns)), counters=counters)
+        if req.command == "features":          # `ethtool -k|-K IF [gro on|off]`: NAPI's receive offload
+            return self.features([d for d in self.nic.devices.values() if d.netns == req.netns],
+                                 list(req.args), ("gro",))
         if req.command == "softnet":           # /proc/net/softnet_stat: the host is one CPU
             sd = self.nic.softnet[req.netns]
             return admin_pb2.AdminReply(json=json.dumps(sd.stat() | {"softnet_stat": softnet_seq_show(sd)}))

@@ -263,12 +263,34 @@ def cmd_netfilter(tool: str, argv: list[str]) -> int:
 
 
 # -- ethtool
+ETHTOOL_FEATURES = {"tso": ("link", "tcp-segmentation-offload"), "gso": ("link", "generic-segmentation-offload"),
+                    "gro": ("nic", "generic-receive-offload")}
+
+
 def cmd_ethtool(argv: list[str]) -> int:
     """`pktflow ethtool -n NETNS IF`: the device's settings as ethtool prints them;
-    a device with no line rate set reports 10000Mb/s, as a veth does."""
-    if argv[:1] not in (["-n"], ["--netns"]) or len(argv) != 3:
+    a device with no line rate set reports 10000Mb/s, as a veth does.
+    `-k IF` shows its offloads, `-K IF tso|gso|gro on|off ...` switches them
+    (TSO and GSO are the link layer's, GRO the NIC's NAPI); `-s IF speed N`
+    sets its line rate (Mb/s)."""
+    if argv[:1] not in (["-n"], ["--netns"]) or len(argv) < 3:
+        _die("ethtool: give -n NETNS IFNAME, -n NETNS -k IFNAME or -n NETNS -K IFNAME FEATURE on|off...")
+    netns = argv[1]
+    if argv[2] in ("-k", "--show-features", "-K", "--features"):
+        return ethtool_features(netns, argv[3:], show=argv[2] in ("-k", "--show-features"))
+    if argv[2] in ("-s", "--change"):               # -s IF speed N: the line rate, in Mb/s as ethtool's
+        words = argv[3:]
+        if len(words) != 3 or words[1] != "speed" or not words[2].isdigit() or not int(words[2]):
+            _die("ethtool: -s IFNAME speed N (Mb/s)")
+        try:
+            _client.admin("link", netns, "link", "set", words[0], "speed", str(int(words[2]) * 1_000_000 // 8))
+        except OSError as e:
+            print(f"netlink error: {e.strerror} ({words[0]})", file=sys.stderr)
+            return 1
+        return 0
+    if len(argv) != 3:
         _die("ethtool: give -n NETNS IFNAME")
-    netns, ifname = argv[1], argv[2]
+    ifname = argv[2]
     dev = next((d for d in json.loads(_client.admin("link", netns, "link").json) if d["ifname"] == ifname), None)
     if dev is None:
         print(f"netlink error: no device matches name ({ifname})", file=sys.stderr)
@@ -291,6 +313,30 @@ def cmd_softnet(a) -> int:
         print(json.dumps({k: v for k, v in reply.items() if k != "softnet_stat"}))
     else:
         sys.stdout.write(reply["softnet_stat"])
+    return 0
+
+
+def ethtool_features(netns: str, words: list[str], show: bool) -> int:
+    if not words or show and len(words) != 1 or not show and (len(words) < 3 or len(words) % 2 == 0):
+        _die("ethtool: -k IFNAME, or -K IFNAME FEATURE on|off...")
+    ifname, pairs = words[0], list(zip(words[1::2], words[2::2]))
+    bad = [k for k, v in pairs if k not in ETHTOOL_FEATURES or v not in ("on", "off")]
+    if bad:
+        print(f"ethtool: bad command line argument(s): {' '.join(bad)} (features: tso, gso, gro; on|off)",
+              file=sys.stderr)
+        return 1
+    state = {}
+    try:
+        for layer in ("link", "nic"):
+            asked = [w for k, v in pairs if ETHTOOL_FEATURES[k][0] == layer for w in (k, v)]
+            state.update(json.loads(_client.admin(layer, netns, "features", ifname, *asked).json))
+    except OSError as e:
+        print(f"netlink error: {e.strerror} ({ifname})", file=sys.stderr)
+        return 1
+    if show:
+        print(f"Features for {ifname}:")
+        for key, (_, name) in ETHTOOL_FEATURES.items():
+            print(f"{name}: {'on' if state.get(key) else 'off'}")
     return 0
 
 
@@ -479,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     for tool in NF_TOOLS:
         sub.add_parser(tool, help=f"{tool} -n NETNS ... (as the real {tool.split('-')[0]})", add_help=False)
     sub.add_parser("sysctl", help="sysctl -n NETNS [-w] KEY[=VALUE]... | -a (as procps' sysctl)", add_help=False)
-    sub.add_parser("ethtool", help="ethtool -n NETNS IFNAME: speed, duplex, link", add_help=False)
+    sub.add_parser("ethtool", help="ethtool -n NETNS [-k|-K] IFNAME: speed, link, offloads", add_help=False)
     sub.add_parser("tc", help="tc [-s] -n NETNS qdisc add|change|replace|del|show dev IF root netem ...",
                    add_help=False)
 

@@ -4,8 +4,11 @@ FIN, RST and SYN; the options on each. Every segment is a new packet, so a new
 journey in the traces, linked to what caused it (the application's send, the
 segment being acknowledged, the original of a retransmission)."""
 
+from itertools import islice
+
 from ..common.actions import Down
 from ..common.skbuff import IP_ID_SET, new_skb
+from ..common.tcp_offload import GSO_MAX_SIZE, TSO_KEEP, tcp_with
 from ..wire import ipv4, tcp as wire
 from . import tcp_cong
 from .tcp import (CA_CWR, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, MAX_SACK_BLOCKS, MS, S, SYN_RECV, SYN_SENT,
@@ -232,6 +235,10 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit", prob
     sent = False
     mss = current_mss(sk)
     sk.cwnd_limited = False
+    first = len(out)
+    goal = tso_segs(sk, mss)
+    if not probe and tso_should_defer(ns, sk, now, mss, goal):
+        return False
     while sk.sendq_bytes or (sk.fin_queued and sk.snd_nxt == sk.write_seq):
         if sk.in_flight() >= sk.cwnd and not probe:
             sk.cwnd_limited = True
@@ -277,9 +284,95 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit", prob
         sent = True
         if flags & wire.FIN or probe:
             break
+    if len(out) - first > 1:
+        out[first:] = tso_coalesce(sk, out[first:], mss, goal)
     if sent and not probe:
         schedule_loss_probe(ns, sk, now, advancing_rto=False)
     return sent
+
+
+def tso_segs(sk, mss: int) -> int:
+    """tcp_tso_autosize() and tcp_xmit_size_goal(): how many segments one TSO
+    packet may carry: about 1 ms of the pacing rate, plus up to 64 KB when the
+    path's minimum RTT is short (tcp_tso_rtt_log 9: 64 KB below 512 us, half
+    that below 1 ms, ...), at least two, at most half the peer's largest
+    window and what fits in one IPv4 packet."""
+    size = sk.pacing_rate >> 10
+    r = sk.rtt_min >> 9
+    if r < 32:
+        size += GSO_MAX_SIZE >> r
+    limit = GSO_MAX_SIZE - 1 - 320                   # MAX_TCP_HEADER
+    if sk.max_window > 536:                          # tcp_bound_to_half_wnd()
+        limit = min(limit, max(sk.max_window // 2, 68 - 40))
+    return max(min(size, limit) // mss, 2)
+
+
+def tso_should_defer(ns, sk, now: int, mss: int, goal: int) -> bool:
+    """tcp_tso_should_defer(): with more than a segment to send but room for
+    less than a full TSO packet, wait for the ACKs that will open the window,
+    so TSO packets stay large: unless in recovery, the last send was over
+    1 ms ago, 1/tcp_tso_win_divisor of the window can go now, the rest of the
+    queue fits, or the oldest segment in flight was sent under half an RTT
+    ago (the next ACK would come too late)."""
+    if sk.ca_state >= CA_RECOVERY or now - sk.last_snd > MS or sk.sendq_bytes <= mss or not sk.rtx:
+        return False
+    in_flight = sk.in_flight()
+    if sk.cwnd <= in_flight:
+        return False
+    limit = min(sk.snd_una + sk.snd_wnd - sk.snd_nxt, (sk.cwnd - in_flight) * mss)
+    if limit >= goal * mss or (sk.sendq_bytes <= goal * mss and limit >= sk.sendq_bytes):
+        return False
+    if limit >= min(sk.snd_wnd, sk.cwnd * mss) // ns.sysctl["net.ipv4.tcp_tso_win_divisor"]:
+        return False
+    if now - sk.rtx[0].sent < sk.srtt // 2:
+        return False
+    sk.cwnd_limited = limit == (sk.cwnd - in_flight) * mss
+    return True
+
+
+def tso_coalesce(sk, downs: list, mss: int, segs: int) -> list:
+    """tcp_write_xmit() builds one TSO packet of as many segments as the
+    cwnd, the window and tso_segs() allow: here the segments cut above become
+    one packet (gso_size the MSS) where they are full-sized, consecutive and
+    alike (ACK, window, options; FIN and PSH only on the last, CWR only on the
+    first), and the device cuts it back (GSO/TSO) before the wire. The write
+    queue keeps its MSS-sized segments for retransmission."""
+    out, run = [], []
+
+    def close():
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            head = run[0].skb
+            payload = b"".join(d.skb.data[(d.skb.data[12] >> 4) * 4:] for d in run)
+            flags = head.data[13] | run[-1].skb.data[13] & TSO_KEEP
+            big = Down(head, run[0].fn)
+            head.data = tcp_with(head.data, flags, payload, sk.laddr, sk.raddr)
+            head.gso_size, head.gso_segs = mss, len(run)
+            merged = {id(d.skb) for d in run[1:]}
+            for seg in islice(reversed(sk.rtx), len(downs)):    # retransmissions link to what was sent
+                if id(seg.skb) in merged:
+                    seg.skb = head
+            out.append(big)
+        run.clear()
+
+    for d in downs:
+        data = d.skb.data
+        doff = (data[12] >> 4) * 4
+        if run:
+            prev, h = run[-1].skb.data, run[0].skb.data
+            if (len(prev) - (prev[12] >> 4) * 4 == mss and len(data) > doff and len(run) < segs
+                    and data[8:13] == h[8:13] and data[14:16] == h[14:16] and data[20:doff] == h[20:(h[12] >> 4) * 4]
+                    and data[13] & ~TSO_KEEP == h[13] & ~(TSO_KEEP | wire.CWR) and not prev[13] & TSO_KEEP):
+                run.append(d)
+                continue
+            close()
+        if len(data) > doff and not data[13] & (wire.SYN | wire.RST):
+            run.append(d)
+        else:
+            out.append(d)
+    close()
+    return out
 
 
 def pace_after_send(sk, size: int, now: int):

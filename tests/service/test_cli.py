@@ -504,6 +504,18 @@ def test_pktflow_ip_addr_and_link_set_at_run_time(tmp_path):
             assert cli("ethtool", "-n", "r1", "eth1").stdout == (
                 "Settings for eth1:\n\tSpeed: 10000Mb/s\n\tDuplex: Full\n\tAuto-negotiation: off\n"
                 "\tPort: Twisted Pair\n\tLink detected: yes\n")
+            # offloads: TSO and GSO are the link layer's, GRO the NIC's; a UDP datagram still goes
+            assert cli("ethtool", "-n", "h1", "-K", "eth0", "tso", "off", "gro", "off").returncode == 0
+            assert cli("ethtool", "-n", "h1", "-k", "eth0").stdout == (
+                "Features for eth0:\ntcp-segmentation-offload: off\ngeneric-segmentation-offload: on\n"
+                "generic-receive-offload: off\n")
+            bad = cli("ethtool", "-n", "h1", "-K", "eth0", "lro", "on")
+            assert bad.returncode == 1 and "lro" in bad.stderr
+            assert cli("ethtool", "-n", "h1", "-k", "eth9").returncode == 1
+            assert cli("ethtool", "-n", "r1", "-s", "eth1", "speed", "10").returncode == 0   # a line rate now
+            assert "\tSpeed: 10Mb/s\n" in cli("ethtool", "-n", "r1", "eth1").stdout
+            assert cli("ethtool", "-n", "r1", "-s", "eth1", "speed", "0").returncode != 0
+            assert reaches("10.0.2.10", 45305)
     finally:
         s.stop()
     assert_no_tracebacks(tmp_path)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 from pktflow.services.common import topology
-from pktflow.services.common.actions import Arm, Cancel, Down, Drop, Stop, Up
+from pktflow.services.common.actions import Arm, Cancel, Down, Drop, Step, Stop, Up
 from pktflow.services.link import sch_api
 from pktflow.services.link.dev import Link
 from pktflow.services.common.pkt_sched import U32_MAX, Qopt
@@ -305,7 +305,9 @@ def test_delayed_frames_leave_on_the_watchdog_and_pass_the_taps_then():
     out = link.packet_xmit(raw(), 1000)
     assert out == [Stop(out[0].skb, ("dev_queue_xmit", "netem_enqueue")), Arm(("qdisc", "h1", 2, 0), 1000 + 5 * MS)]
     out = link.timer(("qdisc", "h1", 2, 0), 1000 + 5 * MS)
-    assert [(type(v), v.fn) for v in out] == [(Up, "dev_queue_xmit_nit"), (Down, "netem_dequeue")]
+    # the frame's span says how long it waited in the qdisc
+    assert [(type(v), v.fn) for v in out] == [(Up, "dev_queue_xmit_nit"),
+                                              (Down, (Step("netem_dequeue", (("pktflow.qdisc.wait_us", 5000),)),))]
     assert link.timer(("qdisc", "h1", 2, 0), 1000 + 6 * MS) == []
 
 

@@ -1,0 +1,185 @@
+"""TCP segmentation and receive offloads (net/ipv4/tcp_offload.c, net/core/gso.c,
+net/core/gro.c), for IPv4 frames.
+
+A GSO packet is one TCP/IPv4 packet whose payload is many segments' worth
+(skb gso_size: each one's payload, the MSS; gso_segs: how many) behind a
+single header. TCP builds them (TSO: one skb down the stack instead of many),
+the device cuts them into real frames (tcp4_gso_segment(), in software just
+before the driver, or the "hardware" with TSO on), and on receive NAPI merges
+consecutive segments of a flow back into one (GRO) before they go up.
+
+Unlike Linux, whose superpackets carry a partial checksum (CHECKSUM_PARTIAL)
+that the hardware completes, every packet here, merged or cut, carries a
+correct checksum: the bytes are always what a wire would carry.
+"""
+from ..wire import Malformed, ethernet, ipv4
+from ..wire import tcp as tcpw
+from ..wire.checksum import csum_fold, csum_partial, pseudo_header_sum
+from .skbuff import clone
+
+GSO_MAX_SIZE = 65536        # GSO_LEGACY_MAX_SIZE: an IPv4 packet's length field is 16 bits
+GRO_MAX_SIZE = 65536        # gro_max_size's default
+TSO_KEEP = tcpw.FIN | tcpw.PSH   # flags only the last segment keeps (CWR: only the first)
+GRO_FLUSH = tcpw.URG | tcpw.PSH | tcpw.RST | tcpw.SYN | tcpw.FIN   # end a merged packet (tcp_gro_receive())
+
+
+def tcp_with(seg: bytes, flags: int, payload, saddr: int, daddr: int, seq: int | None = None) -> bytes:
+    """The TCP header at the start of `seg` with new flags (and sequence number),
+    in front of `payload`, its checksum recomputed."""
+    doff = (seg[12] >> 4) * 4
+    hdr = seg[:4] + (seq.to_bytes(4, "big") if seq is not None else seg[4:8]) + seg[8:13] + \
+        bytes((flags,)) + seg[14:16] + b"\0\0" + seg[18:doff]
+    total = doff + len(payload)
+    check = csum_fold(csum_partial(payload, csum_partial(hdr, pseudo_header_sum(saddr, daddr, ipv4.IPPROTO_TCP,
+                                                                                 total))))
+    return hdr[:16] + check.to_bytes(2, "big") + hdr[18:] + payload
+
+
+def _without_data(skb):
+    """A clone of skb's metadata: its bytes are about to be replaced."""
+    data, skb.data = skb.data, b""
+    c = clone(skb)
+    skb.data = data
+    c.gso_size = c.gso_segs = 0
+    return c
+
+
+def gso_segment(skb, nh: int = ethernet.ETH_HLEN) -> list | None:
+    """skb_gso_segment() -> inet_gso_segment() -> tcp4_gso_segment(): the
+    packet (IP header at `nh`, what is before it copied to every segment) cut
+    into segments of gso_size bytes of payload: each with its own IP length,
+    ID (one more each), checksum, sequence number and TCP checksum; FIN and PSH
+    only on the last, CWR only on the first. None: not a TCP/IPv4 packet that
+    can be cut (the caller drops it, SKB_GSO_SEG)."""
+    data, mss = skb.data, skb.gso_size
+    try:
+        iph = ipv4.parse(data, nh)
+        if iph.proto != ipv4.IPPROTO_TCP or iph.is_fragment or not mss:
+            return None
+        th = nh + iph.ihl
+        if len(data) < th + tcpw.TCP_HLEN:
+            return None
+    except Malformed:
+        return None
+    doff = (data[th + 12] >> 4) * 4
+    end = nh + iph.total_len
+    start = th + doff
+    if start > end:
+        return None
+    pre, iphdr, tcph = data[:nh], data[nh:th], data[th:start]
+    seq, flags = int.from_bytes(tcph[4:8], "big"), tcph[13]
+    out = []
+    for i, off in enumerate(range(start, end, mss)):
+        payload = data[off:min(off + mss, end)]
+        last = off + mss >= end
+        f = flags & ~(0 if last else TSO_KEEP) & ~(tcpw.CWR if i else 0)
+        seg = tcp_with(tcph, f, payload, iph.src, iph.dst, (seq + off - start) & 0xFFFFFFFF)
+        ident = ((iph.ident + i) & 0xFFFF).to_bytes(2, "big")
+        h = ipv4.with_length(iphdr[:4] + ident + iphdr[6:], len(iphdr) + len(seg), iph.frag_off)
+        c = _without_data(skb)
+        c.data = pre + h + seg
+        out.append(c)
+    return out
+
+
+def gso_network_len(skb, nh: int) -> int:
+    """skb_gso_network_seglen(): each segment's IP length (its headers and
+    gso_size bytes of payload), what must fit the MTU."""
+    th = nh + (skb.data[nh] & 0x0F) * 4
+    return th - nh + (skb.data[th + 12] >> 4) * 4 + skb.gso_size
+
+
+def gso_frames(skb) -> int:
+    """How many frames a packet becomes on the wire (skb_shinfo()->gso_segs)."""
+    return max(1, skb.gso_segs) if skb.gso_size else 1
+
+
+class _Held:
+    """A packet GRO holds for its flow (napi_gro_cb): the first frame's
+    headers, the payloads merged so far, what the next one must look like."""
+    __slots__ = ("index", "skb", "nh", "th", "mss", "parts", "size", "next_seq", "count", "ident", "flags",
+                 "ip_src", "ip_dst")
+
+
+def _gro_key(data, nh: int):
+    """The frame's flow and what must match for it to merge (inet_gro_receive(),
+    tcp_gro_receive()), or None when it cannot be merged at all: not TCP/IPv4,
+    IP options, a fragment, a bad checksum."""
+    if len(data) < nh + 40 or data[12:14] != b"\x08\x00" or data[nh] != 0x45:
+        return None
+    try:
+        iph = ipv4.parse(data, nh)
+    except Malformed:
+        return None
+    if iph.proto != ipv4.IPPROTO_TCP or iph.is_fragment:
+        return None
+    th, end = nh + 20, nh + iph.total_len
+    doff = (data[th + 12] >> 4) * 4
+    if doff < tcpw.TCP_HLEN or th + doff > end or \
+            csum_partial(data[th:end], pseudo_header_sum(iph.src, iph.dst, ipv4.IPPROTO_TCP, end - th)) != 0xFFFF:
+        return None
+    # what must be equal in every merged segment: both MAC addresses, addresses
+    # and ports, TOS, TTL, DF, the ACK number, the data offset, window and options
+    match = (bytes(data[:12]), bytes(data[nh + 1:nh + 2]), bytes(data[nh + 8:nh + 9]), iph.frag_off & ipv4.IP_DF,
+             bytes(data[nh + 12:nh + 20]), bytes(data[th:th + 4]), bytes(data[th + 8:th + 13]),
+             bytes(data[th + 14:th + 16]), bytes(data[th + 20:th + doff]))
+    return match, iph, th, th + doff, end
+
+
+def napi_gro(skbs: list, nh: int = ethernet.ETH_HLEN) -> list:
+    """napi_gro_receive() for the frames one NAPI poll took, then
+    napi_gro_flush(): consecutive in-order TCP segments of a flow become one
+    packet (gso_size the first one's payload), at most GRO_MAX_SIZE bytes.
+    A segment that is not full, or carries PSH, FIN, URG, RST or SYN, ends
+    its packet (merged first, if it can be); a pure ACK, a CWR, or anything
+    that differs in its headers is never merged. Flows keep their order;
+    packets of different flows may pass each other, as in Linux."""
+    out, held = [], {}
+    for skb in skbs:
+        data = skb.data
+        k = _gro_key(data, nh)
+        if k is None:
+            out.append(skb)
+            continue
+        match, iph, th, start, end = k
+        plen, flags, seq = end - start, data[th + 13], int.from_bytes(data[th + 4:th + 8], "big")
+        h = held.get(match)
+        if h is not None:
+            if (plen and plen <= h.mss and not flags & tcpw.CWR and seq == h.next_seq
+                    and (flags ^ h.flags) & ~TSO_KEEP == 0 and h.size + plen <= GRO_MAX_SIZE
+                    and (iph.ident == (h.ident + h.count) & 0xFFFF or iph.df and iph.ident == h.ident)):
+                h.parts.append(data[start:end])
+                h.size += plen
+                h.count += 1
+                h.next_seq = (seq + plen) & 0xFFFFFFFF
+                h.flags |= flags & TSO_KEEP
+                if plen < h.mss or flags & GRO_FLUSH:
+                    out[h.index] = _gro_complete(h)
+                    del held[match]
+                continue
+            out[h.index] = _gro_complete(h)
+            del held[match]
+        out.append(skb)
+        if plen and not flags & GRO_FLUSH:
+            h = held[match] = _Held()
+            h.index, h.skb, h.nh, h.th, h.mss, h.parts = len(out) - 1, skb, nh, th, plen, [data[start:end]]
+            h.size, h.next_seq, h.count, h.ident, h.flags = plen, (seq + plen) & 0xFFFFFFFF, 1, iph.ident, flags
+            h.ip_src, h.ip_dst = iph.src, iph.dst
+    for h in held.values():
+        out[h.index] = _gro_complete(h)
+    return out
+
+
+def _gro_complete(h: _Held):
+    """tcp_gro_complete(): the first segment becomes one packet of everything
+    merged, with its headers (FIN and PSH of the last), lengths and checksums right."""
+    if h.count == 1:
+        return h.skb
+    data = h.skb.data
+    payload = b"".join(h.parts)
+    seg = tcp_with(data[h.th:h.th + 60], h.flags, payload, h.ip_src, h.ip_dst)
+    iph = data[h.nh:h.th]
+    skb = h.skb                       # the first segment becomes the packet, its journey goes on
+    skb.data = data[:h.nh] + ipv4.with_length(iph, len(iph) + len(seg), int.from_bytes(iph[6:8], "big")) + seg
+    skb.gso_size, skb.gso_segs = h.mss, h.count
+    return skb

@@ -1,0 +1,116 @@
+"""GSO cuts a TCP superpacket into the frames Linux's tcp4_gso_segment() would
+put on the wire, GRO merges them back (checked with scapy as the oracle)."""
+from hypothesis import given, settings, strategies as st
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from pktflow.v1.skb_pb2 import Skb
+from services.common import tcp_offload
+
+MAC1, MAC2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
+TS = [("NOP", None), ("NOP", None), ("Timestamp", (1000, 2000))]
+
+
+def frame(payload: bytes, seq=1000, flags="A", ident=100, sport=40000, ts=TS, df=True, window=502, **kw) -> bytes:
+    return bytes(Ether(src=MAC1, dst=MAC2) / IP(src="10.0.1.10", dst="10.0.2.10", id=ident, ttl=64,
+                                                flags="DF" if df else 0, **kw) /
+                 TCP(sport=sport, dport=8080, seq=seq, ack=77, flags=flags, window=window, options=ts) / payload)
+
+
+def skb(data: bytes, gso_size=0, gso_segs=0) -> Skb:
+    return Skb(data=data, netns="h1", ifindex=2, trace_id=b"t" * 16, gso_size=gso_size, gso_segs=gso_segs)
+
+
+def valid(data: bytes) -> bool:
+    """scapy's own checksums of the frame equal the ones it carries."""
+    p = Ether(data)
+    q = Ether(data)
+    del q[IP].chksum, q[TCP].chksum
+    q = Ether(bytes(q))
+    return p[IP].chksum == q[IP].chksum and p[TCP].chksum == q[TCP].chksum
+
+
+def test_gso_cuts_a_superpacket_into_mss_frames_as_tcp4_gso_segment():
+    payload = bytes(range(256)) * 20                       # 5120 bytes: 3 x 1448 and 776
+    segs = tcp_offload.gso_segment(skb(frame(payload, flags="PAC"), gso_size=1448))
+    assert [len(s.data) - 14 - 20 - 32 for s in segs] == [1448, 1448, 1448, 776]
+    pkts = [Ether(s.data) for s in segs]
+    assert all(valid(s.data) for s in segs)
+    assert [p[TCP].seq for p in pkts] == [1000, 2448, 3896, 5344]
+    assert [p[IP].id for p in pkts] == [100, 101, 102, 103]
+    assert [str(p[TCP].flags) for p in pkts] == ["AC", "A", "A", "PA"]    # CWR on the first, PSH on the last
+    assert b"".join(bytes(p[TCP].payload) for p in pkts) == payload
+    assert all(p[TCP].options == pkts[0][TCP].options and p[IP].len == len(p[IP]) for p in pkts)
+    assert all(s.trace_id == b"t" * 16 and s.gso_size == 0 for s in segs)
+
+
+def test_gso_refuses_what_is_not_tcp():
+    udp = bytes(Ether() / IP(proto=17) / (b"x" * 100))
+    assert tcp_offload.gso_segment(skb(udp, gso_size=10)) is None
+
+
+def test_gro_merges_back_what_gso_cut():
+    payload = bytes(range(200)) * 30
+    big = frame(payload, flags="PA")
+    segs = tcp_offload.gso_segment(skb(big, gso_size=1000))
+    merged = tcp_offload.napi_gro(segs)
+    assert len(merged) == 1
+    assert merged[0].data == big and valid(merged[0].data)
+    assert (merged[0].gso_size, merged[0].gso_segs) == (1000, 6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 20000), mss=st.integers(200, 1460), seq=st.integers(0, 2**32 - 1),
+       ident=st.integers(0, 65535))
+def test_gso_then_gro_is_the_identity(n, mss, seq, ident):
+    big = frame(bytes(n % 251 for n in range(n)), seq=seq, ident=ident, flags="PA")
+    segs = tcp_offload.gso_segment(skb(big, gso_size=mss))
+    assert len(segs) == -(-n // mss)
+    assert all(valid(s.data) for s in segs)
+    merged = tcp_offload.napi_gro(segs)
+    assert [m.data for m in merged] == [big]
+
+
+def test_gro_keeps_flows_apart_and_in_order():
+    a = [skb(frame(b"a" * 100, seq=1000 + 100 * i, ident=10 + i)) for i in range(3)]
+    b = [skb(frame(b"b" * 100, seq=5000 + 100 * i, ident=50 + i, sport=40001)) for i in range(3)]
+    merged = tcp_offload.napi_gro([a[0], b[0], a[1], b[1], a[2], b[2]])
+    assert [Ether(m.data)[TCP].sport for m in merged] == [40000, 40001]
+    assert [bytes(Ether(m.data)[TCP].payload) for m in merged] == [b"a" * 300, b"b" * 300]
+
+
+def test_gro_does_not_merge_what_linux_does_not():
+    ack = skb(frame(b""))                                          # a pure ACK
+    first = skb(frame(b"x" * 100, seq=1000))
+    gap = skb(frame(b"x" * 100, seq=1200, ident=101))              # a hole before it
+    assert len(tcp_offload.napi_gro([ack, skb(frame(b"", ident=101))])) == 2
+    assert len(tcp_offload.napi_gro([first, gap])) == 2
+    other_ts = skb(frame(b"x" * 100, seq=1100, ident=101, ts=[("NOP", None), ("NOP", None),
+                                                             ("Timestamp", (1001, 2000))]))
+    assert len(tcp_offload.napi_gro([first, other_ts])) == 2       # options differ
+    other_win = skb(frame(b"x" * 100, seq=1100, ident=101, window=600))
+    assert len(tcp_offload.napi_gro([first, other_win])) == 2
+    bigger = skb(frame(b"x" * 200, seq=1100, ident=101))           # longer than the first: a new packet
+    assert len(tcp_offload.napi_gro([first, bigger])) == 2
+    bad = bytearray(frame(b"x" * 100, seq=1100, ident=101))
+    bad[-1] ^= 1                                                   # a bad TCP checksum goes up alone
+    assert len(tcp_offload.napi_gro([first, skb(bytes(bad))])) == 2
+    cwr = skb(frame(b"x" * 100, seq=1100, ident=101, flags="AC"))
+    assert len(tcp_offload.napi_gro([first, cwr])) == 2
+
+
+def test_gro_ends_a_packet_at_psh_and_at_a_short_segment():
+    segs = [skb(frame(b"x" * 100, seq=1000 + 100 * i, ident=i, flags="PA" if i == 1 else "A")) for i in range(4)]
+    merged = tcp_offload.napi_gro(segs)
+    assert [m.gso_segs for m in merged] == [2, 2]
+    assert str(Ether(merged[0].data)[TCP].flags) == "PA"
+    short = [skb(frame(b"x" * 100, seq=1000, ident=0)), skb(frame(b"x" * 50, seq=1100, ident=1)),
+             skb(frame(b"x" * 100, seq=1150, ident=2))]
+    assert [len(bytes(Ether(m.data)[TCP].payload)) for m in tcp_offload.napi_gro(short)] == [150, 100]
+
+
+def test_gro_stops_at_64k():
+    segs = [skb(frame(b"x" * 1448, seq=1448 * i, ident=i)) for i in range(50)]
+    merged = tcp_offload.napi_gro(segs)
+    assert all(len(m.data) - 14 <= 65535 for m in merged) and sum(m.gso_segs or 1 for m in merged) == 50
+    assert merged[0].gso_segs == 65536 // 1448
