@@ -8,10 +8,16 @@ the device cuts them into real frames (tcp4_gso_segment(), in software just
 before the driver, or the "hardware" with TSO on), and on receive NAPI merges
 consecutive segments of a flow back into one (GRO) before they go up.
 
-Unlike Linux, whose superpackets carry a partial checksum (CHECKSUM_PARTIAL)
-that the hardware completes, every packet here, merged or cut, carries a
-correct checksum: the bytes are always what a wire would carry.
+As in Linux, a GSO packet carries only its pseudo-header's sum in the TCP
+checksum field (CHECKSUM_PARTIAL: the hardware, or GSO, completes it for each
+frame) and a GRO packet too (CHECKSUM_UNNECESSARY: each segment was checked
+as it arrived): a capture at those points shows the checksum tcpdump calls
+incorrect on Linux; every frame on a wire carries a correct one.
 """
+import struct
+
+from pktflow.v1.skb_pb2 import CHECKSUM_NONE, CHECKSUM_UNNECESSARY
+
 from ..wire import Malformed, ethernet, ipv4
 from ..wire import tcp as tcpw
 from ..wire.checksum import csum_fold, csum_partial, pseudo_header_sum
@@ -23,24 +29,29 @@ TSO_KEEP = tcpw.FIN | tcpw.PSH   # flags only the last segment keeps (CWR: only 
 GRO_FLUSH = tcpw.URG | tcpw.PSH | tcpw.RST | tcpw.SYN | tcpw.FIN   # end a merged packet (tcp_gro_receive())
 
 
-def tcp_with(seg: bytes, flags: int, payload, saddr: int, daddr: int, seq: int | None = None) -> bytes:
+def tcp_with(seg: bytes, flags: int, payload, saddr: int, daddr: int, seq: int | None = None,
+             partial: bool = False) -> bytes:
     """The TCP header at the start of `seg` with new flags (and sequence number),
-    in front of `payload`, its checksum recomputed."""
+    in front of `payload`, its checksum computed; or, `partial`, only the
+    pseudo-header's sum in the checksum field, as a GSO packet (the hardware
+    completes it: CHECKSUM_PARTIAL) or a GRO one (its segments were checked:
+    CHECKSUM_UNNECESSARY) carries it in Linux (~tcp_v4_check(len, saddr, daddr, 0))."""
     doff = (seg[12] >> 4) * 4
     hdr = seg[:4] + (seq.to_bytes(4, "big") if seq is not None else seg[4:8]) + seg[8:13] + \
         bytes((flags,)) + seg[14:16] + b"\0\0" + seg[18:doff]
-    total = doff + len(payload)
-    check = csum_fold(csum_partial(payload, csum_partial(hdr, pseudo_header_sum(saddr, daddr, ipv4.IPPROTO_TCP,
-                                                                                 total))))
+    pseudo = pseudo_header_sum(saddr, daddr, ipv4.IPPROTO_TCP, doff + len(payload))
+    check = pseudo if partial else csum_fold(csum_partial(payload, csum_partial(hdr, pseudo)))
     return hdr[:16] + check.to_bytes(2, "big") + hdr[18:] + payload
 
 
 def _without_data(skb):
-    """A clone of skb's metadata: its bytes are about to be replaced."""
+    """skb's metadata without its bytes and GSO fields: what every segment cut
+    from it starts as (copied once: a large packet's bytes are not)."""
     data, skb.data = skb.data, b""
     c = clone(skb)
     skb.data = data
     c.gso_size = c.gso_segs = 0
+    c.ip_summed = CHECKSUM_NONE               # each segment's checksum is complete, and checked where it lands
     return c
 
 
@@ -68,7 +79,7 @@ def gso_segment(skb, nh: int = ethernet.ETH_HLEN) -> list | None:
         return None
     pre, iphdr, tcph = data[:nh], data[nh:th], data[th:start]
     seq, flags = int.from_bytes(tcph[4:8], "big"), tcph[13]
-    out = []
+    out, meta = [], _without_data(skb)
     for i, off in enumerate(range(start, end, mss)):
         payload = data[off:min(off + mss, end)]
         last = off + mss >= end
@@ -76,7 +87,7 @@ def gso_segment(skb, nh: int = ethernet.ETH_HLEN) -> list | None:
         seg = tcp_with(tcph, f, payload, iph.src, iph.dst, (seq + off - start) & 0xFFFFFFFF)
         ident = ((iph.ident + i) & 0xFFFF).to_bytes(2, "big")
         h = ipv4.with_length(iphdr[:4] + ident + iphdr[6:], len(iphdr) + len(seg), iph.frag_off)
-        c = _without_data(skb)
+        c = clone(meta)
         c.data = pre + h + seg
         out.append(c)
     return out
@@ -89,9 +100,14 @@ def gso_network_len(skb, nh: int) -> int:
     return th - nh + (skb.data[th + 12] >> 4) * 4 + skb.gso_size
 
 
-def gso_frames(skb) -> int:
-    """How many frames a packet becomes on the wire (skb_shinfo()->gso_segs)."""
-    return max(1, skb.gso_segs) if skb.gso_size else 1
+def gso_wire_len(skb, overhead: int = 0, nh: int = ethernet.ETH_HLEN) -> int:
+    """The bytes the frames of a GSO packet (from its Ethernet header on) add
+    up to: each one repeats the headers, and `overhead` more (FCS, preamble, gap)."""
+    data = skb.data
+    th = nh + (data[nh] & 0x0F) * 4
+    hdr = th + (data[th + 12] >> 4) * 4
+    payload = len(data) - hdr
+    return payload + -(-payload // skb.gso_size) * (hdr + overhead)
 
 
 class _Held:
@@ -101,29 +117,28 @@ class _Held:
                  "ip_src", "ip_dst")
 
 
+_IPH = struct.Struct("!BBHHHBBHII")
+
+
 def _gro_key(data, nh: int):
     """The frame's flow and what must match for it to merge (inet_gro_receive(),
     tcp_gro_receive()), or None when it cannot be merged at all: not TCP/IPv4,
     IP options, a fragment, a bad checksum."""
     if len(data) < nh + 40 or data[12:14] != b"\x08\x00" or data[nh] != 0x45:
         return None
-    try:
-        iph = ipv4.parse(data, nh)
-    except Malformed:
+    _, _, total, ident, frag_off, _, proto, _, src, dst = _IPH.unpack_from(data, nh)
+    th, end = nh + 20, nh + total
+    if proto != ipv4.IPPROTO_TCP or frag_off & 0x3FFF or end > len(data) or csum_partial(data[nh:th]) != 0xFFFF:
         return None
-    if iph.proto != ipv4.IPPROTO_TCP or iph.is_fragment:
-        return None
-    th, end = nh + 20, nh + iph.total_len
     doff = (data[th + 12] >> 4) * 4
     if doff < tcpw.TCP_HLEN or th + doff > end or \
-            csum_partial(data[th:end], pseudo_header_sum(iph.src, iph.dst, ipv4.IPPROTO_TCP, end - th)) != 0xFFFF:
+            csum_partial(data[th:end], pseudo_header_sum(src, dst, ipv4.IPPROTO_TCP, end - th)) != 0xFFFF:
         return None
-    # what must be equal in every merged segment: both MAC addresses, addresses
-    # and ports, TOS, TTL, DF, the ACK number, the data offset, window and options
-    match = (bytes(data[:12]), bytes(data[nh + 1:nh + 2]), bytes(data[nh + 8:nh + 9]), iph.frag_off & ipv4.IP_DF,
-             bytes(data[nh + 12:nh + 20]), bytes(data[th:th + 4]), bytes(data[th + 8:th + 13]),
-             bytes(data[th + 14:th + 16]), bytes(data[th + 20:th + doff]))
-    return match, iph, th, th + doff, end
+    # what must be equal in every merged segment: both MAC addresses, TOS, TTL,
+    # DF, addresses and ports, the ACK number, the data offset, window and options
+    match = data[:12] + data[nh + 1:nh + 2] + data[nh + 8:nh + 9] + bytes((frag_off >> 8 & 0x40,)) + \
+        data[nh + 12:nh + 20] + data[th:th + 4] + data[th + 8:th + 13] + data[th + 14:th + 16] + data[th + 20:th + doff]
+    return match, ident, frag_off & ipv4.IP_DF, src, dst, th, th + doff, end
 
 
 def napi_gro(skbs: list, nh: int = ethernet.ETH_HLEN) -> list:
@@ -137,17 +152,17 @@ def napi_gro(skbs: list, nh: int = ethernet.ETH_HLEN) -> list:
     out, held = [], {}
     for skb in skbs:
         data = skb.data
-        k = _gro_key(data, nh)
+        k = _gro_key(data, nh) if not skb.gso_size else None    # a GSO packet from a veth-like peer: as it is
         if k is None:
             out.append(skb)
             continue
-        match, iph, th, start, end = k
+        match, ident, df, src, dst, th, start, end = k
         plen, flags, seq = end - start, data[th + 13], int.from_bytes(data[th + 4:th + 8], "big")
         h = held.get(match)
         if h is not None:
             if (plen and plen <= h.mss and not flags & tcpw.CWR and seq == h.next_seq
                     and (flags ^ h.flags) & ~TSO_KEEP == 0 and h.size + plen <= GRO_MAX_SIZE
-                    and (iph.ident == (h.ident + h.count) & 0xFFFF or iph.df and iph.ident == h.ident)):
+                    and (ident == (h.ident + h.count) & 0xFFFF or df and ident == h.ident)):
                 h.parts.append(data[start:end])
                 h.size += plen
                 h.count += 1
@@ -163,8 +178,8 @@ def napi_gro(skbs: list, nh: int = ethernet.ETH_HLEN) -> list:
         if plen and not flags & GRO_FLUSH:
             h = held[match] = _Held()
             h.index, h.skb, h.nh, h.th, h.mss, h.parts = len(out) - 1, skb, nh, th, plen, [data[start:end]]
-            h.size, h.next_seq, h.count, h.ident, h.flags = plen, (seq + plen) & 0xFFFFFFFF, 1, iph.ident, flags
-            h.ip_src, h.ip_dst = iph.src, iph.dst
+            h.size, h.next_seq, h.count, h.ident, h.flags = plen, (seq + plen) & 0xFFFFFFFF, 1, ident, flags
+            h.ip_src, h.ip_dst = src, dst
     for h in held.values():
         out[h.index] = _gro_complete(h)
     return out
@@ -177,9 +192,10 @@ def _gro_complete(h: _Held):
         return h.skb
     data = h.skb.data
     payload = b"".join(h.parts)
-    seg = tcp_with(data[h.th:h.th + 60], h.flags, payload, h.ip_src, h.ip_dst)
+    seg = tcp_with(data[h.th:h.th + 60], h.flags, payload, h.ip_src, h.ip_dst, partial=True)
     iph = data[h.nh:h.th]
     skb = h.skb                       # the first segment becomes the packet, its journey goes on
     skb.data = data[:h.nh] + ipv4.with_length(iph, len(iph) + len(seg), int.from_bytes(iph[6:8], "big")) + seg
     skb.gso_size, skb.gso_segs = h.mss, h.count
+    skb.ip_summed = CHECKSUM_UNNECESSARY
     return skb

@@ -20,6 +20,8 @@ from .sch_generic import Fifo, PfifoFast
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
 TX_RING_SIZE = 256          # the driver's TX descriptors
 WIRE_OVERHEAD = 4 + 8 + 12  # FCS, preamble and start delimiter, inter-frame gap: a frame's bytes on the cable
+DQL_HOLD_TIME = 1_000_000_000   # ns: how long slack must last before the limit shrinks (HZ)
+CATCH_UP = 10_000_000           # ns: how late a completion may come and the cable still not have idled
 
 
 def default_qdisc(kind: str, dev) -> object:
@@ -63,8 +65,9 @@ class Device:
         """A line rate (bytes/s): from the topology, or `ethtool -s IF speed N` at run
         time (frames already in the ring keep their times; the next ones take the new rate)."""
         self.speed = speed
-        self.bql_limit = max(2 * (self.mtu + ethernet.ETH_HLEN), speed // 1000)   # ~1 ms of line rate
-        self.bql_max = max(self.bql_limit, speed // 10)                         # up to 100 ms of it
+        self.bql_limit = self.bql_min = max(2 * (self.mtu + ethernet.ETH_HLEN), speed // 1000)   # ~1 ms of it
+        self.bql_max = max(self.bql_limit, speed // 10)                                        # up to 100 ms
+        self.slack, self.slack_start = None, 0          # dql's slack: the least queued beyond need, since when
 
     def set_addresses(self, addrs: list):
         """The device's IPv4 addresses, and what ARP answers for and accepts as broadcast."""
@@ -179,14 +182,14 @@ class LinkNetns:
         has left go to the cable's far end, in order), then the ring refilled
         from the qdisc while it has room (netif_stop_queue() when it has none;
         the completions wake it), each frame on the cable after the one before;
-        one timer for the next completion or the qdisc's next frame."""
+        one timer for the next completion or the qdisc's next frame. A timer
+        that fired late (a busy service) while frames waited for room does not
+        idle the cable: up to CATCH_UP late, the next frames go on as they would
+        have, and those whose time has passed complete at once."""
         q, now, ring = dev.qdisc or dev.default_q, self.now, dev.ring
         out = []
-        if dev.backlogged and dev.busy_until < now:
-            # the cable went idle while frames waited for room in the ring: the
-            # completion came late (a loaded service's timer); dql grows its limit
-            # when the queue starves, and so does this
-            dev.bql_limit = min(dev.bql_limit * 2, dev.bql_max)
+        self.dql_completed(dev, now)
+        catch_up = dev.backlogged and now - dev.busy_until <= CATCH_UP
         while True:
             while ring and ring[0][0] <= now:
                 _, skb, queued = ring.popleft()
@@ -202,20 +205,39 @@ class LinkNetns:
             if skb is None:
                 dev.backlogged = False
                 break
-            # a GSO packet is cut as it goes to the ring (TSO's "hardware", or GSO
-            # just before it), so each frame has its own time on the cable
-            for frame in self.gso_segment(skb, "sch_direct_xmit") if skb.gso_size else (skb,):
-                if type(frame) is Drop:
-                    out.append(frame)
-                    continue
-                start = max(now, dev.busy_until)
-                wire = max(len(frame.data), ethernet.ETH_ZLEN) + WIRE_OVERHEAD    # padded by the NIC
-                dev.busy_until = start + wire * 1_000_000_000 // dev.speed
-                ring.append((dev.busy_until, frame, now))
-                dev.ring_bytes += len(frame.data)
+            # a GSO packet takes the cable for all of its frames, back to back, as a
+            # TSO NIC sends them; it completes (and reaches the far end, where GRO
+            # would have merged them) when the last has left
+            if skb.gso_size:
+                wire = tcp_offload.gso_wire_len(skb, WIRE_OVERHEAD)
+            else:
+                wire = max(len(skb.data), ethernet.ETH_ZLEN) + WIRE_OVERHEAD    # padded by the NIC
+            start = dev.busy_until if catch_up else max(now, dev.busy_until)
+            dev.busy_until = start + wire * 1_000_000_000 // dev.speed
+            ring.append((dev.busy_until, skb, now))
+            dev.ring_bytes += len(skb.data)
         out += self._freed(q)
         due = [t for t in (ring[0][0] if ring else None, q.next_due()) if t is not None]
         return out + self._rearm(dev, min(due) if due else None)
+
+    @staticmethod
+    def dql_completed(dev: Device, now: int):
+        """dql_completed() (lib/dynamic_queue_limits.c): the ring's byte limit
+        doubles when the cable went idle while frames waited for room (the
+        completion came later than tx_run() catches up), and shrinks by the
+        slack it never needed (the least still queued at a completion while
+        frames waited) once that held for DQL_HOLD_TIME, so the ring stays as
+        shallow as the completions allow and the qdisc keeps the queue."""
+        if not dev.backlogged:
+            return
+        if now - dev.busy_until > CATCH_UP:
+            dev.bql_limit = min(dev.bql_limit * 2, dev.bql_max)
+            dev.slack, dev.slack_start = None, now
+            return
+        dev.slack = dev.ring_bytes if dev.slack is None else min(dev.slack, dev.ring_bytes)
+        if now - dev.slack_start >= DQL_HOLD_TIME:
+            dev.bql_limit = max(dev.bql_min, dev.bql_limit - dev.slack)
+            dev.slack, dev.slack_start = None, now
 
     def alloc_handle(self, handle: int = 0) -> int:
         if not handle:                         # qdisc_alloc_handle(): 8001:, 8002:, ...
@@ -260,7 +282,7 @@ class LinkNetns:
         if queued is None:
             return Step(fn, (("pktflow.qdisc.wait_us", (now - enqueued) // 1000),)),
         return Step(fn, (("pktflow.qdisc.wait_us", (queued - enqueued) // 1000),
-                         ("pktflow.txring.wait_us", (now - queued) // 1000))),
+                         ("pktflow.txring.wait_us", max(0, now - queued) // 1000))),
 
     @staticmethod
     def gso_segment(skb, fn) -> list:

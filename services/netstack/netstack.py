@@ -22,7 +22,7 @@ from collections import Counter
 
 from pktflow.v1.skb_pb2 import ProtoCall, Skb
 
-from ..common import topology, uapi
+from ..common import tcp_offload, topology, uapi
 from ..common.actions import Arm, AskRoute, Cancel, Down, Drop, Up
 from ..ip.stack import Ip
 from ..link import neighbour
@@ -78,7 +78,11 @@ class Netstack:
             self._run("link", self.link.dev_queue_xmit(skb, self.now))
         elif layer == "link":
             self._run("nic", self.nic.ndo_start_xmit(skb, self.now))
-            self.wire += [(dev.netns, dev.ifindex, s.data) for dev, s in self.nic.on_wire]
+            # this harness's cables are physical ones: a GSO packet, which the nic
+            # passes whole to an emulated peer as a veth does, crosses as its frames
+            # (the loss and reordering the tests apply act on frames)
+            self.wire += [(dev.netns, dev.ifindex, f.data) for dev, s in self.nic.on_wire
+                          for f in (tcp_offload.gso_segment(s) if s.gso_size else (s,))]
             self.nic.on_wire.clear()
 
     def up_from(self, layer: str, skb, to):
@@ -114,6 +118,9 @@ class Netstack:
         """NET_RX softirq runs until no host has work left (ksoftirqd's too)."""
         while self.nic.rx_pending:
             self._run("nic", self.nic.net_rx_action(self.now))
+            if self.nic.on_wire:             # what XDP sent back out (XDP_TX, redirects) during the poll
+                self.wire += [(d.netns, d.ifindex, skb.data) for d, skb in self.nic.on_wire]
+                self.nic.on_wire.clear()
 
     def pump(self):
         """Carries the frames on `wire` across their cables, in order."""

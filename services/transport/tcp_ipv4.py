@@ -9,7 +9,8 @@ tcp_diag.py (what `ss` shows)."""
 import errno
 
 from pktflow.v1.layers_pb2 import RTN_BROADCAST
-from pktflow.v1.skb_pb2 import PACKET_HOST, PACKET_LOOPBACK, ProtoCall, Skb, SockEvent
+from pktflow.v1.skb_pb2 import (CHECKSUM_COMPLETE, CHECKSUM_NONE, PACKET_HOST, PACKET_LOOPBACK, ProtoCall, Skb,
+                                SockEvent)
 
 from ..common.actions import Arm, Cancel, Down, Drop, Stop, Up
 from ..common.uapi import (IPPROTO_IP, IPPROTO_TCP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IP_TOS, IP_TTL, MSG_MORE,
@@ -380,7 +381,10 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
         saddr, daddr = skb.saddr, skb.daddr
         ns.mib["TcpInSegs"] += 1
         try:
-            th = wire.parse(data, th_off, len(data), saddr, daddr)
+            # a GRO packet's segments were checked as they arrived, a local GSO one
+            # never left the host (skb_csum_unnecessary())
+            th = wire.parse(data, th_off, len(data), saddr, daddr,
+                            check=skb.ip_summed in (CHECKSUM_NONE, CHECKSUM_COMPLETE))
         except Malformed as e:
             ns.mib["TcpInErrs"] += 1
             if e.reason == "TCP_CSUM":

@@ -6,6 +6,8 @@ segment being acknowledged, the original of a retransmission)."""
 
 from itertools import islice
 
+from pktflow.v1.skb_pb2 import CHECKSUM_PARTIAL
+
 from ..common.actions import Down
 from ..common.skbuff import IP_ID_SET, new_skb
 from ..common.tcp_offload import GSO_MAX_SIZE, TSO_KEEP, tcp_with
@@ -347,8 +349,8 @@ def tso_coalesce(sk, downs: list, mss: int, segs: int) -> list:
             payload = b"".join(d.skb.data[(d.skb.data[12] >> 4) * 4:] for d in run)
             flags = head.data[13] | run[-1].skb.data[13] & TSO_KEEP
             big = Down(head, run[0].fn)
-            head.data = tcp_with(head.data, flags, payload, sk.laddr, sk.raddr)
-            head.gso_size, head.gso_segs = mss, len(run)
+            head.data = tcp_with(head.data, flags, payload, sk.laddr, sk.raddr, partial=True)
+            head.gso_size, head.gso_segs, head.ip_summed = mss, len(run), CHECKSUM_PARTIAL
             merged = {id(d.skb) for d in run[1:]}
             for seg in islice(reversed(sk.rtx), len(downs)):    # retransmissions link to what was sent
                 if id(seg.skb) in merged:

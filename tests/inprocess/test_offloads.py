@@ -1,6 +1,8 @@
 """TSO and GSO through the whole stack (services/netstack): TCP hands one packet
-of many segments down, the wire carries MSS-sized frames, and where the cut
-happens follows the device's offloads as `ethtool -K` sets them."""
+of many segments down; a cable between emulated NICs carries it whole, as a
+veth does, a TAP device (and the harness's physical cables) get MSS-sized
+frames; where the cut happens follows the device's offloads as `ethtool -K`
+sets them."""
 import random
 
 import pytest
@@ -40,7 +42,35 @@ def wire_tcp(net, netns):
     return [Ether(f) for ns, _, f in net.frames if ns == netns and TCP in Ether(f)]
 
 
-def test_tcp_sends_tso_packets_and_the_wire_carries_mss_frames():
+def gso_frame(net) -> object:
+    """A 10-segment GSO packet from h1's eth0 to r1, as the link layer hands it down."""
+    from pktflow.v1.skb_pb2 import Skb
+    big = bytes(Ether(src="02:00:00:00:01:0a", dst="02:00:00:00:01:01") / IP(src="10.0.1.10", dst="10.0.2.10") /
+                TCP(flags="PA", options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]) / bytes(14480))
+    return Skb(data=big, netns="h1", ifindex=h1_eth0(net)[1].ifindex, gso_size=1448, gso_segs=10)
+
+
+def test_an_emulated_cable_carries_a_gso_packet_whole_as_a_veth_does():
+    net = Netstack()
+    nic = net.nic
+    nic.ndo_start_xmit(gso_frame(net), net.now)
+    nic.transmit(net.now, 0)
+    r1 = nic.device("r1", net.topo.hosts["r1"].interfaces["eth0"].ifindex)
+    (rx,) = r1.rx_ring
+    assert (rx.gso_size, rx.gso_segs, len(rx.data)) == (1448, 10, 14 + 20 + 32 + 14480 + 4)
+    (up,) = [a.skb for a in nic.napi_poll(r1, net.now)]
+    assert up.gso_segs == 10                                # up to r1's stack in one piece
+
+
+def test_a_tap_cable_gets_the_frames_tso_cuts():
+    net = Netstack()
+    nic = net.nic
+    nic.devices[("h1", h1_eth0(net)[1].ifindex)].tap = "tap-test"      # the wire ends at Linux
+    nic.ndo_start_xmit(gso_frame(net), net.now)
+    assert [len(s.data) for _, s in nic.on_wire] == [14 + 20 + 32 + 1448] * 10
+
+
+def test_tcp_sends_tso_packets_and_a_physical_wire_carries_mss_frames():
     net = Netstack()
     seen = spy_driver(net)
     bulk(net)

@@ -238,7 +238,8 @@ def test_segments_on_the_wire_parse_in_scapy(stack, tmp_path):
     assert dict(syn[TCP].options)["MSS"] == 1460 and dict(syn[TCP].options)["WScale"] == 7
     assert segs[1][TCP].flags == "SA" and segs[2][TCP].flags == "A"
     for p in segs:
-        for layer in (IP, TCP):
+        # a TSO packet's TCP checksum is the hardware's to complete (tcpdump on Linux says "incorrect")
+        for layer in (IP, TCP) if len(p[TCP].payload) <= 1448 else (IP,):
             q = p[layer].copy()
             del q.chksum
             assert q.__class__(bytes(q)).chksum == p[layer].chksum
