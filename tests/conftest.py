@@ -93,6 +93,19 @@ def make_pki(path, names) -> dict:
             "PKTFLOW_TLS_CA": str(path / "ca.pem")}
 
 
+def libpcap_missing() -> str | None:
+    """Why pcap-filter expressions cannot be compiled here (no system libpcap), or None."""
+    from pktflow.services.common import bpf
+    try:
+        bpf.libpcap_version()
+    except OSError as e:
+        return str(e)
+    return None
+
+
+needs_libpcap = pytest.mark.skipif(libpcap_missing() is not None, reason=f"{libpcap_missing()}")
+
+
 def eventually(check, timeout: float = 10.0, interval: float = 0.02):
     """Polls `check` until it returns a true value (for effects that have no
     event to wait on: a counter moving, a span reaching the store)."""

@@ -7,7 +7,10 @@ transmits the shell writes to the TAP, what the TAP gives the shell arrives
 here (tap_rx). The loopback device has no cable and no ring: what it sends goes
 to its CPU's backlog (softnet.py says which path is which, and why).
 
-Counters are the ones `ip -s link` shows (struct rtnl_link_stats64 names).
+Counters are the ones `ip -s link` shows (struct rtnl_link_stats64 names),
+and the driver's own that `ethtool -S` shows (virtio-net's names). An XDP
+program (xdp.py) runs in the poll, before GRO, when one is attached: the cost
+without one is one attribute test per poll.
 """
 import zlib
 from collections import Counter, deque
@@ -15,10 +18,11 @@ from collections import Counter, deque
 from pktflow.v1.skb_pb2 import Skb
 
 from ..common import tcp_offload
-from ..common.actions import Drop, Stop, Up
+from ..common.actions import Drop, Step, Stop, Up
 from ..common.skbuff import NEW_JOURNEY
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import ethernet
+from . import xdp
 from .softnet import Napi, SoftnetData
 
 RX_RING_SIZE = 256          # descriptors, as virtio-net's default
@@ -41,6 +45,8 @@ class NetDevice:
         self.stats: Counter = Counter()
         self.up = True                      # IFF_UP (`ip link set IF down` clears it)
         self.gro = not loopback             # NETIF_F_GRO, on as virtio-net has it (`ethtool -K IF gro off`)
+        self.xdp_prog = None                # the native XDP program (xdp.XdpProg), run by the driver
+        self.xdp_generic = None             # the generic one, run in netif_receive_skb()
 
     @property
     def carrier(self) -> bool:
@@ -71,14 +77,14 @@ def napi_gro(out: list) -> list:
     consecutive segments of a TCP flow go up as one packet. The segments merged
     into another end their journey here (their span: napi_gro_receive); the
     packet they became goes on with the first one's."""
-    ups = [a.skb for a in out if type(a) is Up]
-    merged = tcp_offload.napi_gro(ups)
+    ups = {id(a.skb): a for a in out if type(a) is Up}
+    merged = tcp_offload.napi_gro([a.skb for a in ups.values()])
     if len(merged) == len(ups):
         return out
     kept = {id(s) for s in merged}
     return [a for a in out if type(a) is not Up] + \
-        [Stop(s, "napi_gro_receive") for s in ups if id(s) not in kept] + \
-        [Up(s, "napi_gro_receive") if s.gso_segs else Up(s, "netif_receive_skb") for s in merged]
+        [Stop(a.skb, "napi_gro_receive") for k, a in ups.items() if k not in kept] + \
+        [Up(s, "napi_gro_receive") if s.gso_segs else ups[id(s)] for s in merged]
 
 
 class Nic:
@@ -105,6 +111,17 @@ class Nic:
         self.to_tap: list = []              # (device, frame) for the shell to write to TAP devices
         self.wire_log: list | None = None   # (device, frame, tstamp) of every frame sent, when recording
         self.taps = {d.tap: d for d in self.devices.values() if d.tap}
+        self.last_prog_id = 0               # XDP programs' ids, as the kernel numbers BPF programs
+        self.xsks: dict = {}                # (netns, ifindex, queue_id) -> the AF_XDP socket bound there (xsk.py)
+        self.xsk_ready: dict = {}           # the sockets that got frames since the shell last looked (ordered set)
+        self.xdp_lo: set = set()            # loopback devices with a (generic) XDP program
+
+    def xdp_attached(self, dev: NetDevice):
+        """A program was attached to `dev` or detached from it."""
+        if dev.loopback and dev.xdp_generic is not None:
+            self.xdp_lo.add(dev.key())
+        else:
+            self.xdp_lo.discard(dev.key())
 
     def device(self, netns: str, ifindex: int) -> NetDevice | None:
         return self.devices.get((netns, ifindex))
@@ -222,7 +239,10 @@ class Nic:
         if n is sd.backlog:
             skbs = sd.process_backlog(weight)
             sd.processed += len(skbs)
-            return len(skbs), [Up(skb, "netif_receive_skb") for skb in skbs]
+            out = [Up(skb, "netif_receive_skb") for skb in skbs]
+            if self.xdp_lo:                      # generic XDP on a loopback device
+                out = [a for up in out for a in self.lo_xdp(up, now)]
+            return len(skbs), out
         dev = n.owner
         work = min(weight, len(dev.rx_ring))
         out = self.napi_poll(dev, now, weight)
@@ -230,12 +250,18 @@ class Nic:
             n.scheduled = False                  # napi_complete_done()
         return work, out
 
+    def lo_xdp(self, up: Up, now: int) -> list:
+        dev = self.devices[(up.skb.netns, up.skb.ifindex)]
+        return xdp.do_xdp_generic(self, dev, dev.xdp_generic, [up], now) if dev.xdp_generic else [up]
+
     def napi_poll(self, dev: NetDevice, now: int, budget: int = NAPI_POLL_WEIGHT) -> list:
         """One NAPI poll of `dev`: up to `budget` frames, FCS and length checked,
-        handed up as the driver's netif_receive_skb() does."""
+        each through the device's XDP program if it has one, handed up as the
+        driver's netif_receive_skb() does (GRO first; generic XDP after)."""
         out = []
         ring = dev.rx_ring
         stats = dev.stats
+        prog = dev.xdp_prog
         for _ in range(min(budget, len(ring))):
             skb = ring.popleft()
             frame = skb.data
@@ -246,11 +272,16 @@ class Nic:
                 skb.data = body
                 out.append(Drop(skb, "netif_receive_skb", "DEV_HDR"))
                 continue
-            out.append(self.rx_frame(dev, skb, body))
-        return napi_gro(out) if dev.gro and len(out) > 1 else out
+            out.append(self.rx_frame(dev, skb, body, prog))
+        if dev.gro and len(out) > 1:
+            out = napi_gro(out)
+        if dev.xdp_generic is not None:
+            out = xdp.do_xdp_generic(self, dev, dev.xdp_generic, out, now)
+        return out
 
-    def rx_frame(self, dev: NetDevice, skb, body: bytes):
-        """Length checks of a received frame (without FCS), then up to the link layer."""
+    def rx_frame(self, dev: NetDevice, skb, body: bytes, prog=None):
+        """Length checks of a received frame (without FCS), the XDP program
+        (`prog`, native) if there is one, then up to the link layer."""
         skb.data = body
         n = len(body)
         if n < ethernet.ETH_HLEN:
@@ -263,13 +294,19 @@ class Nic:
             return Drop(skb, "netif_receive_skb", "PKT_TOO_BIG")
         dev.stats["rx_packets"] += 1
         dev.stats["rx_bytes"] += n
+        fn = "netif_receive_skb"
+        if prog is not None:
+            verdict = xdp.bpf_prog_run_xdp(self, dev, prog, skb)
+            if type(verdict) is not Step:
+                return verdict
+            fn = (verdict, fn)
         if body[0] & 1:                     # the group bit: multicast, broadcast included (is_multicast_ether_addr())
             dev.stats["multicast"] += 1
         self.softnet[dev.netns].processed += 1     # __netif_receive_skb_core()
-        return Up(skb, "netif_receive_skb")
+        return Up(skb, fn)
 
     def link_stats(self, netns: str) -> list[dict]:
         return [{"ifindex": d.ifindex, "ifname": d.name, "mtu": d.mtu, "mac": ethernet.mac_to_str(d.mac),
                  "carrier": d.carrier, "loopback": d.loopback, "tap": d.tap, "stats": dict(d.stats),
-                 "rx_ring": [len(d.rx_ring), d.rx_ring_size]}
+                 "rx_ring": [len(d.rx_ring), d.rx_ring_size], "xdp": xdp.xdp_state(d)}
                 for d in sorted(self.devices.values(), key=lambda d: d.ifindex) if d.netns == netns]

@@ -18,16 +18,9 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 from scapy.utils import RawPcapReader, wrpcap
 
-
-def _libpcap_missing():
-    try:
-        bpf.libpcap_version()
-    except OSError as e:
-        return str(e)
-    return None
+from conftest import needs_libpcap
 
 
-needs_libpcap = pytest.mark.skipif(_libpcap_missing() is not None, reason=f"{_libpcap_missing()}")
 needs_tcpdump = pytest.mark.skipif(not shutil.which("tcpdump"), reason="tcpdump is not installed (apt tcpdump)")
 
 EXPRESSIONS = [
