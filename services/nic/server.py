@@ -5,13 +5,15 @@ import logging
 import os
 import time
 
-from pktflow.v1 import admin_pb2
+from pktflow.v1 import admin_pb2, xsk_pb2_grpc
 
 from ..common.pcap import PcapWriter
 from ..common.shell import LayerShell
 from . import tap as taplib
+from . import xdp
 from .netdev import Nic
 from .softnet import softnet_seq_show
+from .xsk_rpc import XskService
 
 log = logging.getLogger("pktflow.nic")
 
@@ -32,6 +34,7 @@ class NicShell(LayerShell):
         self.nic = Nic(topo)
         self.tap_fds: dict[str, int] = {}
         self._ksoftirqd_woken = False
+        self.xsk = XskService(self)
         for name in self.nic.taps:                 # refused at start, naming the device, if impossible
             self.tap_fds[name] = taplib.open_tap(name)
         # PKTFLOW_WIRE_PCAP=DIR records every frame on every cable, both ways, one
@@ -41,6 +44,9 @@ class NicShell(LayerShell):
         if self.wire_dir:
             os.makedirs(self.wire_dir, exist_ok=True)
             self.nic.wire_log = []
+
+    def add_services(self, server):
+        xsk_pb2_grpc.add_XskServicer_to_server(self.xsk, server)
 
     def extra_downlinks(self):
         for name, fd in self.tap_fds.items():
@@ -96,10 +102,16 @@ class NicShell(LayerShell):
 
     def softirq(self):
         """The cable, then the NET_RX softirq (NAPI polls and the backlog)."""
-        now = time.monotonic_ns()
+        self.cable()
+        if self.nic.rx_pending:
+            self.do_softirq()
+
+    def cable(self):
+        """What the drivers put on their cables since the last look: into the
+        peers' RX rings, or to the TAP devices."""
         nic, apply, ns = self.nic, self.apply, time.time_ns
         t0 = ns()
-        apply(nic.transmit(now, t0), t0, ns(), "ingress")
+        apply(nic.transmit(time.monotonic_ns(), t0), t0, ns(), "ingress")
         for dev, frame in nic.to_tap:
             fd = self.tap_fds.get(dev.tap)
             if fd is None or not taplib.write_frame(fd, frame):
@@ -108,8 +120,6 @@ class NicShell(LayerShell):
         nic.to_tap.clear()
         if nic.wire_log:
             self.record_wire()
-        if nic.rx_pending:
-            self.do_softirq()
 
     def do_softirq(self):
         """__do_softirq() for NET_RX: runs of net_rx_action() while work is left
@@ -121,8 +131,13 @@ class NicShell(LayerShell):
         for _ in range(MAX_SOFTIRQ_RESTART):
             t0 = ns()
             apply(nic.net_rx_action(mono()), t0, ns(), "ingress")
+            if nic.on_wire:                       # XDP_TX and redirects, sent at the end of the poll
+                self.cable()
             if not nic.rx_pending or mono() >= end:
                 break
+        if nic.xsk_ready:                         # xsk_flush(): the AF_XDP sockets that got frames
+            self.xsk.wake(nic.xsk_ready)
+            nic.xsk_ready.clear()
         if nic.rx_pending and not self._ksoftirqd_woken:       # wakeup_softirqd()
             self._ksoftirqd_woken = True
             self.loop.call_soon(self.ksoftirqd)
@@ -174,6 +189,12 @@ class NicShell(LayerShell):
         if req.command == "features":          # `ethtool -k|-K IF [gro on|off]`: NAPI's receive offload
             return self.features([d for d in self.nic.devices.values() if d.netns == req.netns],
                                  list(req.args), ("gro",))
+        if req.command == "xdp":               # `ip link set dev IF xdp...`: IFLA_XDP
+            try:
+                state = xdp.dev_change_xdp(self.nic, req.netns, req.xdp)
+            except xdp.XdpError as e:
+                return admin_pb2.AdminReply(err=e.err, detail=e.extack)
+            return admin_pb2.AdminReply(json=json.dumps(state))
         if req.command == "softnet":           # /proc/net/softnet_stat: the host is one CPU
             sd = self.nic.softnet[req.netns]
             return admin_pb2.AdminReply(json=json.dumps(sd.stat() | {"softnet_stat": softnet_seq_show(sd)}))

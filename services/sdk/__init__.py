@@ -12,6 +12,7 @@ from ._capture import Capture, capture
 from ._ping import PingError, PingResult, Reply, ping
 from . import _socket
 from ._socket import getdefaulttimeout, htons, ntohs, setdefaulttimeout, socket, wait_ready
+from ._xsk import xdp_socket, xsk
 
 # The socket module's constants: AF_INET, SOCK_DGRAM, SO_RCVBUF, IP_TTL, ...
 globals().update({k: v for k, v in vars(_socket).items() if k.isupper()})
@@ -19,5 +20,5 @@ globals().update({k: v for k, v in vars(_socket).items() if k.isupper()})
 timeout = TimeoutError
 error = OSError
 
-__all__ = ["socket", "ping", "capture", "Capture", "PingResult", "PingError", "Reply", "wait_ready",
-           "getdefaulttimeout", "setdefaulttimeout", "htons", "ntohs", "timeout", "error"]
+__all__ = ["socket", "xsk", "xdp_socket", "ping", "capture", "Capture", "PingResult", "PingError", "Reply",
+           "wait_ready", "getdefaulttimeout", "setdefaulttimeout", "htons", "ntohs", "timeout", "error"]

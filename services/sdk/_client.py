@@ -1,6 +1,7 @@
 """The SDK's connection to the socket service, and gRPC failures turned into
 the OSError a program expects (never a gRPC stack trace)."""
 import errno
+import json
 import os
 import secrets
 import threading
@@ -20,9 +21,9 @@ _session = secrets.token_hex(16)
 
 
 def _new_process():
-    """A forked child is another process: its own session and channel."""
-    global _session, _channel
-    _session, _channel = secrets.token_hex(16), None
+    """A forked child is another process: its own session and channels."""
+    global _session, _channel, _nic
+    _session, _channel, _nic = secrets.token_hex(16), None, (None, None)
 
 
 os.register_at_fork(after_in_child=_new_process)
@@ -117,6 +118,35 @@ def _ready(timeout: float) -> bool:
         return True
     except grpc.FutureTimeoutError:
         return False
+
+
+_nic = (None, None)           # (endpoint, channel) of the nic service, for AF_XDP sockets
+
+
+def nic_endpoint(netns: str) -> str:
+    """Where the nic service is: PKTFLOW_NIC_ENDPOINT, else what the socket
+    service dials it at (as the SDK learns the stack's layout from it)."""
+    ep = os.environ.get("PKTFLOW_NIC_ENDPOINT")
+    if ep:
+        return ep
+    reply = query("socket", netns, "endpoints")
+    check(reply)
+    return json.loads(reply.json)["nic"]
+
+
+def nic_endpoint_in_use() -> str:
+    return _nic[0] or "?"
+
+
+def nic_channel(netns: str) -> grpc.Channel:
+    """A channel to the nic service (mutual TLS when PKTFLOW_TLS_* is set), shared by the process."""
+    global _nic
+    ep = nic_endpoint(netns)
+    with _lock:
+        if _nic[0] != ep:
+            _nic = (ep, dial(ep, options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                                          ("grpc.max_send_message_length", MAX_MESSAGE)]))
+        return _nic[1]
 
 
 def query(layer: str, netns: str, command: str, *args: str, **typed) -> admin_pb2.AdminReply:

@@ -9,14 +9,15 @@ import grpc
 
 from . import _client
 from .services.common.uapi import (  # noqa: F401 (the socket module's names, re-exported)
-    AF_INET, AF_PACKET, AF_UNSPEC, IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IP_PMTUDISC_PROBE,
+    AF_INET, AF_PACKET, AF_UNSPEC, AF_XDP, IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IP_PMTUDISC_PROBE,
     IP_PMTUDISC_WANT, IP_RECVERR, IP_RECVTOS, IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP,
     IPPROTO_TCP, IPPROTO_UDP, MSG_DONTWAIT, MSG_ERRQUEUE, MSG_MORE, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, SHUT_RD,
     SHUT_RDWR, SHUT_WR, SO_BROADCAST, SO_DEBUG, SO_DOMAIN, SO_DONTROUTE, SO_EE_ORIGIN_ICMP, SO_ERROR, SO_KEEPALIVE,
     SO_LINGER, SO_MARK, SO_MAX_PACING_RATE, SO_OOBINLINE, SO_PRIORITY, SO_PROTOCOL, SO_RCVBUF, SO_RCVLOWAT,
     SO_REUSEADDR, SO_REUSEPORT, SO_SNDBUF, SO_TIMESTAMP, SO_TYPE, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, SOL_SOCKET,
-    SOMAXCONN, TCP_CONGESTION, TCP_INFO, TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_MAXSEG, TCP_NODELAY,
-    TCP_SYNCNT)
+    SOMAXCONN, SOL_XDP, TCP_CONGESTION, TCP_INFO, TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_MAXSEG, TCP_NODELAY,
+    TCP_SYNCNT, XDP_COPY, XDP_OPTIONS, XDP_OPTIONS_ZEROCOPY, XDP_RX_RING, XDP_STATISTICS, XDP_TX_RING,
+    XDP_USE_NEED_WAKEUP, XDP_ZEROCOPY)
 from .v1 import socket_pb2
 
 ETH_P_ALL, ETH_P_IP, ETH_P_ARP = 0x0003, 0x0800, 0x0806
@@ -101,9 +102,48 @@ def _bytes(data) -> bytes:
     return bytes(data)
 
 
-class socket:
+class _FileLike:
+    """What every socket object of the SDK does alike: its timeout (None:
+    blocking, 0: non-blocking) and its life as a context manager."""
+    _timeout = None
+
+    def settimeout(self, timeout):
+        self._timeout = _check_timeout(timeout)
+
+    def gettimeout(self):
+        return self._timeout
+
+    def setblocking(self, flag: bool):
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    def close(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class socket(_FileLike):
     """A socket on an emulated host (network namespace `netns`), with the
     methods and errors of Python's socket.socket."""
+
+    def __new__(cls, family: int = AF_INET, *args, **kwargs):
+        if family == AF_XDP and cls is socket:       # served by the nic service, not the socket service
+            from ._xsk import xdp_socket
+            return xdp_socket(family, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0, *, netns: str,
                  _fd: int | None = None):
@@ -353,19 +393,7 @@ class socket:
         _client.check(r.status)
         return self._name(r.addr)
 
-    # -- timeouts, life cycle
-    def settimeout(self, timeout):
-        self._timeout = _check_timeout(timeout)
-
-    def gettimeout(self):
-        return self._timeout
-
-    def setblocking(self, flag: bool):
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        return self._timeout != 0.0
-
+    # -- life cycle
     def fileno(self) -> int:
         return -1 if self._closed else self._fd
 
@@ -377,18 +405,6 @@ class socket:
             self._stub.Close(socket_pb2.FdRequest(fd=self._fd), timeout=5)
         except grpc.RpcError:
             pass                       # the service is gone: so is the socket
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         state = "closed" if self._closed else f"fd={self._fd}"

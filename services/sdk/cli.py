@@ -9,7 +9,7 @@ import sys
 import threading
 
 from . import _client
-from .services.iproute2 import tc_qdisc
+from .services.iproute2 import iplink_xdp, tc_qdisc
 
 
 def _die(msg: str, code: int = 2):
@@ -94,8 +94,9 @@ def cmd_nstat(a) -> int:
 
 # -- ip
 def _ip_args(argv: list[str]):
-    """`ip [-s] [-n NETNS] OBJECT [show ...] [-n NETNS]`, options anywhere as iproute2 accepts them first."""
-    stats, netns, rest = 0, None, []
+    """`ip [-s] [-d] [-force] [-n NETNS] OBJECT [show ...] [-n NETNS]`, options anywhere as iproute2
+    accepts them first."""
+    stats, netns, rest, flags = 0, None, [], []
     it = iter(argv)
     for w in it:
         if w in ("-s", "-stats", "-statistics"):
@@ -103,23 +104,39 @@ def _ip_args(argv: list[str]):
         elif w in ("-n", "-netns"):
             netns = next(it, None)
         elif w in ("-j", "-json"):
-            rest.append("-j")
+            flags.append("-j")
+        elif w == "-d" or len(w) > 2 and "-details".startswith(w):
+            flags.append("-d")
+        elif len(w) > 2 and "-force".startswith(w):
+            flags.append("-force")
         else:
             rest.append(w)
     if not netns:
         _die("ip: which host? give -n NETNS")
     if not rest:
         _die("ip: give an object: link, addr, route or neigh")
-    return stats, netns, rest
+    return stats, netns, rest + flags
 
 
 _FLAGS_UP = "<BROADCAST,MULTICAST,UP,LOWER_UP>"
 
 
-def _ip_change(netns: str, command: str, args: list[str]) -> int:
+def _ip_change(netns: str, command: str, args: list[str], force: bool = False) -> int:
     """`ip link set ...` / `ip addr add|del ...`: the ip layer checks and applies
     it (answering as iproute2), then the device layers follow: the link layer's
-    addresses (what ARP answers for) and MTU, the NIC's MTU and up/down."""
+    addresses (what ARP answers for) and MTU, the NIC's MTU and up/down; and
+    the NIC's XDP program, which iproute2's part (iplink_xdp) read and compiled."""
+    xdp = None
+    at = iplink_xdp.find(args) if command == "link" else None
+    if at is not None:
+        ifname = (args[2:3] if args[1:2] == ["dev"] else args[1:2]) or [""]
+        names = {d["ifname"] for d in json.loads(_client.admin("nic", netns, "link").json)}
+        try:
+            xdp, tail = iplink_xdp.xdp_parse(args[at:], ifname[0], force, names)
+        except iplink_xdp.XdpParseError as e:
+            print(e, file=sys.stderr)
+            return e.status
+        args = args[:at] + tail
     reply = json.loads(_client.admin("ip", netns, command, *args).json)
     if reply["status"] == 0:
         if command == "link":
@@ -132,16 +149,21 @@ def _ip_change(netns: str, command: str, args: list[str]) -> int:
             _client.admin("link", netns, "addrs", ifname, *(f"{a['local']}/{a['prefixlen']}" for a in dev["addresses"]))
     sys.stdout.write(reply["out"])
     sys.stderr.write(reply["err"])
+    if reply["status"] == 0 and xdp is not None:        # IFLA_XDP: dev_change_xdp_fd()
+        answer = _client.query("nic", netns, "xdp", xdp=xdp)
+        if answer.err:
+            print(iplink_xdp.extack(answer.detail), file=sys.stderr)
+            return 2
     return reply["status"]
 
 
 def cmd_ip(argv: list[str]) -> int:
     stats, netns, words = _ip_args(argv)
-    obj, args = words[0], [w for w in words[1:] if w not in ("show", "list", "ls", "-j")]
+    obj, args = words[0], [w for w in words[1:] if w not in ("show", "list", "ls", "-j", "-d", "-force")]
     as_json = "-j" in words
     if obj and ("link".startswith(obj) and args[:1] == ["set"] or "address".startswith(obj) and
                 args[:1] in (["add"], ["del"], ["delete"])):
-        return _ip_change(netns, "link" if "link".startswith(obj) else "addr", args)
+        return _ip_change(netns, "link" if "link".startswith(obj) else "addr", args, "-force" in words)
     if "link".startswith(obj) and obj:
         links = json.loads(_client.admin("link", netns, "link").json)
         nic = {d["ifindex"]: d for d in json.loads(_client.admin("nic", netns, "link").json)}
@@ -149,23 +171,29 @@ def cmd_ip(argv: list[str]) -> int:
         if args:
             links = [d for d in links if d["ifname"] in args]
         if as_json:
-            print(json.dumps([d | {"nic": nic.get(d["ifindex"])} for d in links]))
+            print(json.dumps([d | {"nic": nic.get(d["ifindex"])} |
+                              ({"xdp": x} if (x := iplink_xdp.json_entry(nic.get(d["ifindex"], {}).get("xdp"))) else {})
+                              for d in links]))
             return 0
         for d in links:
             n = nic.get(d["ifindex"], {})
             st = n.get("stats", {})
             core = d.get("stats", {})
             otherhost = ip.get(d["ifindex"], {}).get("stats", {}).get("rx_otherhost_dropped", 0)
+            xdp_mode = iplink_xdp.mode_word(n.get("xdp"))
             if d["loopback"]:
-                print(f"{d['ifindex']}: {d['ifname']}: <LOOPBACK,UP,LOWER_UP> mtu {d['mtu']} "
+                print(f"{d['ifindex']}: {d['ifname']}: <LOOPBACK,UP,LOWER_UP> mtu {d['mtu']} {xdp_mode}"
                       f"qdisc {d.get('qdisc', 'noqueue')} state UNKNOWN mode DEFAULT group default qlen 1000")
                 print(f"    link/loopback {d['mac']} brd 00:00:00:00:00:00")
             else:
                 carrier = n.get("carrier", True)
                 flags = _FLAGS_UP if carrier else "<NO-CARRIER,BROADCAST,MULTICAST,UP>"
-                print(f"{d['ifindex']}: {d['ifname']}: {flags} mtu {d['mtu']} qdisc {d.get('qdisc', 'pfifo_fast')} "
-                      f"state {'UP' if carrier else 'DOWN'} mode DEFAULT group default qlen 1000")
+                print(f"{d['ifindex']}: {d['ifname']}: {flags} mtu {d['mtu']} {xdp_mode}"
+                      f"qdisc {d.get('qdisc', 'pfifo_fast')} state {'UP' if carrier else 'DOWN'} mode DEFAULT "
+                      "group default qlen 1000")
                 print(f"    link/ether {d['mac']} brd ff:ff:ff:ff:ff:ff")
+            for line in iplink_xdp.prog_lines(n.get("xdp"), details="-d" in words):
+                print(line)
             if stats:
                 rx_dropped = st.get("rx_dropped", 0) + core.get("rx_dropped", 0)
                 print("    RX:  bytes packets errors dropped  missed   mcast")
@@ -262,47 +290,6 @@ def cmd_netfilter(tool: str, argv: list[str]) -> int:
     return reply["status"]
 
 
-# -- ethtool
-ETHTOOL_FEATURES = {"tso": ("link", "tcp-segmentation-offload"), "gso": ("link", "generic-segmentation-offload"),
-                    "gro": ("nic", "generic-receive-offload")}
-
-
-def cmd_ethtool(argv: list[str]) -> int:
-    """`pktflow ethtool -n NETNS IF`: the device's settings as ethtool prints them;
-    a device with no line rate set reports 10000Mb/s, as a veth does.
-    `-k IF` shows its offloads, `-K IF tso|gso|gro on|off ...` switches them
-    (TSO and GSO are the link layer's, GRO the NIC's NAPI); `-s IF speed N`
-    sets its line rate (Mb/s)."""
-    if argv[:1] not in (["-n"], ["--netns"]) or len(argv) < 3:
-        _die("ethtool: give -n NETNS IFNAME, -n NETNS -k IFNAME or -n NETNS -K IFNAME FEATURE on|off...")
-    netns = argv[1]
-    if argv[2] in ("-k", "--show-features", "-K", "--features"):
-        return ethtool_features(netns, argv[3:], show=argv[2] in ("-k", "--show-features"))
-    if argv[2] in ("-s", "--change"):               # -s IF speed N: the line rate, in Mb/s as ethtool's
-        words = argv[3:]
-        if len(words) != 3 or words[1] != "speed" or not words[2].isdigit() or not int(words[2]):
-            _die("ethtool: -s IFNAME speed N (Mb/s)")
-        try:
-            _client.admin("link", netns, "link", "set", words[0], "speed", str(int(words[2]) * 1_000_000 // 8))
-        except OSError as e:
-            print(f"netlink error: {e.strerror} ({words[0]})", file=sys.stderr)
-            return 1
-        return 0
-    if len(argv) != 3:
-        _die("ethtool: give -n NETNS IFNAME")
-    ifname = argv[2]
-    dev = next((d for d in json.loads(_client.admin("link", netns, "link").json) if d["ifname"] == ifname), None)
-    if dev is None:
-        print(f"netlink error: no device matches name ({ifname})", file=sys.stderr)
-        return 1
-    carrier = next((d["carrier"] for d in json.loads(_client.admin("nic", netns, "link").json)
-                    if d["ifname"] == ifname), True)
-    speed = dev.get("speed", 0) * 8 // 1_000_000 or 10000
-    print(f"Settings for {ifname}:\n\tSpeed: {speed}Mb/s\n\tDuplex: Full\n\tAuto-negotiation: off\n"
-          f"\tPort: Twisted Pair\n\tLink detected: {'yes' if carrier else 'no'}")
-    return 0
-
-
 # -- softnet
 def cmd_softnet(a) -> int:
     """`pktflow softnet -n NETNS`: `cat /proc/net/softnet_stat` on that host
@@ -313,30 +300,6 @@ def cmd_softnet(a) -> int:
         print(json.dumps({k: v for k, v in reply.items() if k != "softnet_stat"}))
     else:
         sys.stdout.write(reply["softnet_stat"])
-    return 0
-
-
-def ethtool_features(netns: str, words: list[str], show: bool) -> int:
-    if not words or show and len(words) != 1 or not show and (len(words) < 3 or len(words) % 2 == 0):
-        _die("ethtool: -k IFNAME, or -K IFNAME FEATURE on|off...")
-    ifname, pairs = words[0], list(zip(words[1::2], words[2::2]))
-    bad = [k for k, v in pairs if k not in ETHTOOL_FEATURES or v not in ("on", "off")]
-    if bad:
-        print(f"ethtool: bad command line argument(s): {' '.join(bad)} (features: tso, gso, gro; on|off)",
-              file=sys.stderr)
-        return 1
-    state = {}
-    try:
-        for layer in ("link", "nic"):
-            asked = [w for k, v in pairs if ETHTOOL_FEATURES[k][0] == layer for w in (k, v)]
-            state.update(json.loads(_client.admin(layer, netns, "features", ifname, *asked).json))
-    except OSError as e:
-        print(f"netlink error: {e.strerror} ({ifname})", file=sys.stderr)
-        return 1
-    if show:
-        print(f"Features for {ifname}:")
-        for key, (_, name) in ETHTOOL_FEATURES.items():
-            print(f"{name}: {'on' if state.get(key) else 'off'}")
     return 0
 
 
@@ -521,11 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("-n", "--netns", required=True)
     sn.add_argument("--json", action="store_true", help="processed, dropped, time_squeeze and the queues, named")
 
-    sub.add_parser("ip", help="ip link|addr|route|neigh -n NETNS [-s]", add_help=False)
+    sub.add_parser("ip", help="ip link|addr|route|neigh -n NETNS [-s] [-d]; ip link set dev IF xdp ...",
+                   add_help=False)
     for tool in NF_TOOLS:
         sub.add_parser(tool, help=f"{tool} -n NETNS ... (as the real {tool.split('-')[0]})", add_help=False)
     sub.add_parser("sysctl", help="sysctl -n NETNS [-w] KEY[=VALUE]... | -a (as procps' sysctl)", add_help=False)
-    sub.add_parser("ethtool", help="ethtool -n NETNS [-k|-K] IFNAME: speed, link, offloads", add_help=False)
+    sub.add_parser("ethtool", help="ethtool -n NETNS [-k|-K|-S] IFNAME: speed, link, offloads, driver statistics",
+                   add_help=False)
     sub.add_parser("tc", help="tc [-s] -n NETNS qdisc add|change|replace|del|show dev IF root netem ...",
                    add_help=False)
 
@@ -573,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     elif argv and argv[0] == "sysctl":
         command, a = cmd_sysctl, argv[1:]
     elif argv and argv[0] == "ethtool":
+        from .ethtool import cmd_ethtool
         command, a = cmd_ethtool, argv[1:]
     else:
         a = parser.parse_args(argv)

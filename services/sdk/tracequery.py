@@ -97,6 +97,13 @@ def format_trace(tr: dict) -> str:
             extra.append(f"{tag(s, 'netfilter.table')} {tag(s, 'netfilter.chain')} "
                          f"{'policy' if rule == 0 else f'rule {rule}'}: {tag(s, 'netfilter.verdict')}"
                          + (f" ({tag(s, 'netfilter.nat')})" if tag(s, "netfilter.nat") else ""))
+        if tag(s, "pktflow.xdp.action"):           # the XDP verdict, and which rule (0: none matched) gave it
+            rule, filt = tag(s, "pktflow.xdp.rule"), tag(s, "pktflow.xdp.filter")
+            extra.append(f"{tag(s, 'pktflow.xdp.action')} " + (f"rule {rule}" if rule else "default")
+                         + (f" ({filt})" if filt else "")
+                         + (f" -> {tag(s, 'pktflow.xdp.redirect')}" if tag(s, "pktflow.xdp.redirect") else ""))
+        if tag(s, "pktflow.xdp.err"):
+            extra.append(f"xdp_exception {tag(s, 'pktflow.xdp.err')}")
         reason = tag(s, "pktflow.drop_reason")
         if reason:
             extra.append(f"DROP {reason}")

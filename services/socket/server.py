@@ -14,7 +14,7 @@ from pktflow.v1.skb_pb2 import ProtoCall, SockEvent
 
 from ..common.shell import LayerShell
 from ..common.skbuff import SAMPLED
-from ..common import uapi
+from ..common import config, uapi
 from ..wire import ethernet, ipv4
 from . import sock as so
 from .inet_stream import InetStream, _status, inet_aton
@@ -413,6 +413,8 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
                      "connected": s.connected, "recv_q": sum(len(k.data) - k.head for k, _ in s.rcvq)}
                     for s in self.socks.values() if s.netns == req.netns]
             return admin_pb2.AdminReply(json=json.dumps(rows))
+        if req.command == "endpoints":         # where the SDK finds the nic service (AF_XDP sockets)
+            return admin_pb2.AdminReply(json=json.dumps({"nic": config.endpoint("nic")}))
         return super().admin(req)
 
 

@@ -108,7 +108,8 @@ def compose_stack(request, tmp_path_factory):
     tls = make_pki(pki, LAYERS + ["localhost", "127.0.0.1"])
     for f in [pki, *pki.iterdir()]:
         f.chmod(0o755 if f.is_dir() else 0o644)           # the containers' user reads them
-    env = os.environ | {"PKTFLOW_SOCKET_PORT": str(_free_port()), "PKTFLOW_JAEGER_UI_PORT": str(_free_port()),
+    env = os.environ | {"PKTFLOW_SOCKET_PORT": str(_free_port()), "PKTFLOW_NIC_PORT": str(_free_port()),
+                        "PKTFLOW_JAEGER_UI_PORT": str(_free_port()),
                         "PKTFLOW_OTLP_PORT": str(_free_port()), "PKTFLOW_TLS_DIR": str(pki),
                         "PKTFLOW_SECRET": uuid.uuid4().hex}      # the layers' streams authenticated
     s = Stack(client, f"pktflow-e2e-{uuid.uuid4().hex[:8]}", env)
