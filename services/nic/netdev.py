@@ -272,12 +272,25 @@ class Nic:
                 skb.data = body
                 out.append(Drop(skb, "netif_receive_skb", "DEV_HDR"))
                 continue
+            if prog is not None and skb.gso_size:
+                out += self.xdp_frames(dev, skb, body, prog)
+                continue
             out.append(self.rx_frame(dev, skb, body, prog))
         if dev.gro and len(out) > 1:
             out = napi_gro(out)
         if dev.xdp_generic is not None:
             out = xdp.do_xdp_generic(self, dev, dev.xdp_generic, out, now)
         return out
+
+    def xdp_frames(self, dev: NetDevice, skb, body: bytes, prog) -> list:
+        """A GSO packet from an emulated peer for a device whose XDP program
+        sees frames: as virtio-net turns its guest TSO off while XDP is on
+        (virtnet_xdp_set()), its peer sends it as frames."""
+        skb.data = body
+        segs = tcp_offload.gso_segment(skb)
+        if segs is None:
+            return [Drop(skb, "netif_receive_skb", "SKB_GSO_SEG")]
+        return [self.rx_frame(dev, seg, seg.data, prog) for seg in segs]
 
     def rx_frame(self, dev: NetDevice, skb, body: bytes, prog=None):
         """Length checks of a received frame (without FCS), the XDP program

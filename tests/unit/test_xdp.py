@@ -247,6 +247,20 @@ def test_generic_xdp_on_loopback(nic):
     assert type(up) is Up and up.fn == "netif_receive_skb" and nic.xdp_lo == set()
 
 
+@needs_libpcap
+def test_a_gso_packet_reaches_a_native_program_as_frames(nic):
+    """virtio-net turns its guest TSO off while XDP is on: the program sees frames."""
+    from scapy.layers.inet import TCP
+    h2 = dev(nic, "h2")
+    attach(nic, "h2", "eth0", "xdp", "drop", "filter", "tcp[13] & 8 != 0")       # PSH: the last segment
+    big = bytes(Ether(dst=H2_MAC, src=R1_MAC) / IP(src="10.0.1.10", dst="10.0.2.10") /
+                TCP(flags="PA") / bytes(3 * 1000))
+    nic.dma_rx(h2, big + fcs(big), Skb(gso_size=1000, gso_segs=3), 7)
+    out = nic.net_rx_action(0)
+    assert [type(a) for a in out] == [Drop, Stop, Up] and h2.stats["rx_queue_0_xdp_packets"] == 3
+    assert out[2].skb.gso_segs == 2                                   # GRO merged the two that passed
+
+
 def test_aborted_is_an_exception_and_a_drop(nic):
     h2 = dev(nic, "h2")
     attach(nic, "h2", "eth0", "xdp", "aborted")
