@@ -131,12 +131,17 @@ class Nic:
         dev = self.devices.get((skb.netns, skb.ifindex))
         if dev is None:
             return [Drop(skb, "ndo_start_xmit", "DEV_READY")]
-        if skb.gso_size and not dev.loopback:     # TSO: the hardware cuts the packet into frames
-            segs = tcp_offload.gso_segment(skb)
-            if segs is None:
-                return [Drop(skb, "ndo_start_xmit", "SKB_GSO_SEG")]
-            return [a for seg in segs for a in self.ndo_start_xmit(seg, now)]
-        n = len(skb.data)
+        if skb.gso_size:
+            if dev.tap is not None:          # TSO: the hardware cuts the packet into frames for the wire
+                segs = tcp_offload.gso_segment(skb)
+                if segs is None:
+                    return [Drop(skb, "ndo_start_xmit", "SKB_GSO_SEG")]
+                return [a for seg in segs for a in self.ndo_start_xmit(seg, now)]
+            # to an emulated peer it goes whole, as a veth (or virtio-net with its
+            # host's TSO) passes a GSO skb: each of its segments must fit the MTU
+            n = ethernet.ETH_HLEN + tcp_offload.gso_network_len(skb, ethernet.ETH_HLEN)
+        else:
+            n = len(skb.data)
         if n > dev.mtu + ethernet.ETH_HLEN:
             dev.stats["tx_dropped"] += 1
             return [Drop(skb, "ndo_start_xmit", "PKT_TOO_BIG")]
@@ -146,7 +151,7 @@ class Nic:
             return [Drop(skb, "ndo_start_xmit", "DEV_READY")]
         if not dev.loopback:                 # loopback_xmit() counts once the backlog took it
             dev.stats["tx_packets"] += 1
-            dev.stats["tx_bytes"] += n
+            dev.stats["tx_bytes"] += len(skb.data)
         self.on_wire.append((dev, skb))
         return [Stop(skb, "ndo_start_xmit")]
 
@@ -163,8 +168,9 @@ class Nic:
                 out += self.loopback_xmit(dev, skb, tstamp)
                 continue
             data = eth_pad(skb.data)
-            if self.wire_log is not None:
-                self.wire_log.append((dev, data, tstamp))
+            if self.wire_log is not None:      # a tap on a physical wire: a GSO packet's frames
+                frames = (tcp_offload.gso_segment(skb) or [skb]) if skb.gso_size else [skb]
+                self.wire_log += [(dev, eth_pad(f.data), tstamp) for f in frames]
             if dev.tap is not None:              # Linux takes frames without their FCS
                 self.to_tap.append((dev, data))
                 continue
@@ -175,9 +181,13 @@ class Nic:
 
     @staticmethod
     def rx_skb(dev: NetDevice, data: bytes, cause, tstamp: int):
-        """A received frame's skb, in the journey of the skb that caused it."""
-        return Skb(data=data, netns=dev.netns, ifindex=dev.ifindex, tstamp=tstamp,
-                   trace_id=cause.trace_id, span_id=cause.span_id, trace_flags=cause.trace_flags)
+        """A received frame's skb, in the journey of the skb that caused it (a
+        GSO packet from an emulated peer stays one, its checksum as it was)."""
+        skb = Skb(data=data, netns=dev.netns, ifindex=dev.ifindex, tstamp=tstamp,
+                  trace_id=cause.trace_id, span_id=cause.span_id, trace_flags=cause.trace_flags)
+        if cause.gso_size:
+            skb.gso_size, skb.gso_segs, skb.ip_summed = cause.gso_size, cause.gso_segs, cause.ip_summed
+        return skb
 
     def dma_rx(self, dev: NetDevice, frame: bytes, cause, tstamp: int) -> list:
         """A frame (with FCS) arrives at `dev`: into the RX ring, or dropped when
@@ -301,7 +311,7 @@ class Nic:
             dev.stats["rx_errors"] += 1
             dev.stats["rx_length_errors"] += 1
             return Drop(skb, "netif_receive_skb", "PKT_TOO_SMALL")
-        if n > dev.mtu + ethernet.ETH_HLEN + 4:     # + 4: room for an 802.1Q tag
+        if n > dev.mtu + ethernet.ETH_HLEN + 4 and not skb.gso_size:     # + 4: room for an 802.1Q tag
             dev.stats["rx_errors"] += 1
             dev.stats["rx_length_errors"] += 1
             return Drop(skb, "netif_receive_skb", "PKT_TOO_BIG")
