@@ -192,15 +192,15 @@ def test_garbage_on_every_rpc_gets_a_clear_answer_and_breaks_nothing(stack):
     from google.protobuf.message_factory import GetMessageClass
     from grpc_health.v1 import health_pb2
     from pktflow import _client
-    from pktflow.v1 import admin_pb2, layers_pb2, socket_pb2
+    from pktflow.v1 import admin_pb2, layers_pb2, socket_pb2, xsk_pb2
     rng = random.Random(15)
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
     stubs = [(layer, f"{stack.host}:{port}") for layer, port in stack.ports.items()]
     stubs.append(("tracestore", f"{stack.host}:{stack.otlp_port}"))
     admin, health = ("pktflow.v1.Admin", admin_pb2), ("grpc.health.v1.Health", health_pb2)
     served = {"socket": [admin, health, ("pktflow.v1.Socket", socket_pb2)], "ip": [admin, health, ("pktflow.v1.Ip",
-              layers_pb2)], "tracestore": [health, ("opentelemetry.proto.collector.trace.v1.TraceService",
-                                                    trace_service_pb2)]}
+              layers_pb2)], "nic": [admin, health, ("pktflow.v1.Xsk", xsk_pb2)],
+              "tracestore": [health, ("opentelemetry.proto.collector.trace.v1.TraceService", trace_service_pb2)]}
     mine = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1")
     calls = 0
     try:
