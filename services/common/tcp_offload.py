@@ -93,21 +93,27 @@ def gso_segment(skb, nh: int = ethernet.ETH_HLEN) -> list | None:
     return out
 
 
+def _headers(data, nh: int) -> int:
+    """Where a TCP/IPv4 packet's payload starts, or beyond any MTU when its
+    headers do not fit in it (a packet no GSO can cut)."""
+    if len(data) < nh + 20 or len(data) < nh + (data[nh] & 0x0F) * 4 + tcpw.TCP_HLEN:
+        return nh + GSO_MAX_SIZE
+    th = nh + (data[nh] & 0x0F) * 4
+    return th + (data[th + 12] >> 4) * 4
+
+
 def gso_network_len(skb, nh: int) -> int:
     """skb_gso_network_seglen(): each segment's IP length (its headers and
     gso_size bytes of payload), what must fit the MTU."""
-    th = nh + (skb.data[nh] & 0x0F) * 4
-    return th - nh + (skb.data[th + 12] >> 4) * 4 + skb.gso_size
+    return _headers(skb.data, nh) - nh + skb.gso_size
 
 
 def gso_wire_len(skb, overhead: int = 0, nh: int = ethernet.ETH_HLEN) -> int:
     """The bytes the frames of a GSO packet (from its Ethernet header on) add
     up to: each one repeats the headers, and `overhead` more (FCS, preamble, gap)."""
-    data = skb.data
-    th = nh + (data[nh] & 0x0F) * 4
-    hdr = th + (data[th + 12] >> 4) * 4
-    payload = len(data) - hdr
-    return payload + -(-payload // skb.gso_size) * (hdr + overhead)
+    hdr = _headers(skb.data, nh)
+    payload = max(0, len(skb.data) - hdr)
+    return payload + max(1, -(-payload // skb.gso_size)) * (hdr + overhead)
 
 
 class _Held:

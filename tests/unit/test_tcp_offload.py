@@ -131,3 +131,14 @@ def test_gro_stops_at_64k():
     merged = tcp_offload.napi_gro(segs)
     assert all(len(m.data) - 14 <= 65535 for m in merged) and sum(m.gso_segs or 1 for m in merged) == 50
     assert merged[0].gso_segs == 65536 // 1448
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=80), gso=st.integers(1, 2000))
+def test_a_gso_size_on_garbage_never_raises(data, gso):
+    """A layer that trusted gso_size on bytes that are not TCP/IPv4 would crash:
+    the sizes stay numbers (too big for any MTU when the headers do not fit), the cut is refused."""
+    s = skb(data, gso_size=gso)
+    assert tcp_offload.gso_network_len(s, 14) >= 0 and tcp_offload.gso_wire_len(s, 24) > 0
+    assert tcp_offload.gso_segment(s) is None or all(len(x.data) <= len(data) + 60 for x in tcp_offload.gso_segment(s))
+    tcp_offload.napi_gro([s, skb(data)])
