@@ -28,6 +28,8 @@ import tempfile
 import threading
 import time
 
+from . import stacks
+
 H1, ROUTER_H1, H2 = "10.0.1.10", "10.0.1.1", "10.0.2.10"
 TCP_PORT, UDP_CLOSED, ECN_PORT = 18080, 9, 18081
 H1_MAC, ROUTER_H1_MAC = "02:00:00:00:01:0a", "02:00:00:00:01:01"
@@ -229,11 +231,14 @@ class Emulator:
                                query_port=self.port_base + 18, trace_store=False)
             self.stack.start()
         os.environ["PKTFLOW_ENDPOINT"] = self.stack.endpoint
+        stacks.set_offloads(False)              # as record.sh sets Linux's: the wire's segment sizes
         return self
 
     def __exit__(self, *exc):
         if self.own:
             self.stack.stop()
+        else:
+            stacks.set_offloads(True)
 
     @staticmethod
     def sdk(host):

@@ -62,3 +62,16 @@ def started(stack, **start_kw):
             os.environ.pop("PKTFLOW_ENDPOINT", None)
         else:
             os.environ["PKTFLOW_ENDPOINT"] = saved
+
+
+def set_offloads(on: bool, hosts=("h1", "r1", "h2")):
+    """`ethtool -K IF tso|gso|gro on|off` on every device of `hosts` of the stack
+    the SDK points at (PKTFLOW_ENDPOINT): off, every segment crosses every layer
+    on its own and is captured as a real wire carries it."""
+    import json
+    from pktflow import _client
+    word = "on" if on else "off"
+    for host in hosts:
+        for dev in json.loads(_client.admin("link", host, "link").json):
+            _client.admin("link", host, "features", dev["ifname"], "tso", word, "gso", word)
+            _client.admin("nic", host, "features", dev["ifname"], "gro", word)

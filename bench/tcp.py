@@ -147,17 +147,6 @@ def print_cc(a, results: dict):
         print(f"{label:26}" + "".join(f"{fmt(results[n]):>12}" for n in names))
 
 
-def offloads_off(endpoint):
-    """`ethtool -K IF tso off gso off gro off` on every device of h1, r1 and h2:
-    every segment crosses every layer on its own."""
-    from pktflow import _client
-    os.environ["PKTFLOW_ENDPOINT"] = endpoint
-    for host in ("h1", "r1", "h2"):
-        for dev in json.loads(_client.admin("link", host, "link").json):
-            _client.admin("link", host, "features", dev["ifname"], "tso", "off", "gso", "off")
-            _client.admin("nic", host, "features", dev["ifname"], "gro", "off")
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=5.0)
@@ -191,7 +180,8 @@ def main():
     for name, tracing, offloads in runs:
         with stacks.pktflow(a.port_base, tracing) as ep:
             if not offloads:
-                offloads_off(ep)
+                os.environ["PKTFLOW_ENDPOINT"] = ep
+                stacks.set_offloads(False)
             r = bulk(ep, a)
             r["conn_per_s"] = setup_rate(ep, a.connections)
             results[name] = r
