@@ -334,6 +334,23 @@ def _translate(insns, as_bool: bool):
     return namespace["run"], src
 
 
+SOCK_FILTER = struct.Struct("<HBBI")    # struct sock_filter (include/uapi/linux/filter.h), x86's byte order
+
+
+def sock_filter_bytes(insns) -> bytes:
+    """The program as the array of struct sock_filter that SO_ATTACH_FILTER takes
+    (what `tcpdump -dd` prints, packed)."""
+    return b"".join(SOCK_FILTER.pack(*i) for i in insns)
+
+
+def from_sock_filter(data: bytes) -> "Program":
+    """sk_attach_filter(): a struct sock_filter array checked as the kernel checks
+    it (1 to BPF_MAXINSNS instructions, bpf_check_classic()); FilterError if not."""
+    if not data or len(data) % SOCK_FILTER.size or len(data) // SOCK_FILTER.size > BPF_MAXINSNS:
+        raise FilterError(f"a filter is 1 to {BPF_MAXINSNS} struct sock_filter of {SOCK_FILTER.size} bytes")
+    return Program([Insn(*SOCK_FILTER.unpack_from(data, i)) for i in range(0, len(data), SOCK_FILTER.size)])
+
+
 class Program:
     """A checked classic BPF program (libpcap's output for EXPR) and two fast callables over a frame
     (bytes, bytearray or memoryview; its length is the packet's length, BPF_LEN):

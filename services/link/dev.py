@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from pktflow.v1.skb_pb2 import SockEvent, Skb
 
-from ..common import tcp_offload, topology
+from ..common import bpf, tcp_offload, topology
 from ..common.actions import Arm, Cancel, Down, Drop, Step, Stop, Up
 from ..common.skbuff import clone
 from ..common.sysctl import defaults as sysctl_defaults
@@ -88,6 +88,7 @@ class LinkNetns:
         self.neigh = nd.NeighTable(nd.NeighParms(self.sysctl), rng)
         self.rng = rng
         self.taps: dict[int, dict[int, int]] = {}     # ifindex (0: any) -> {socket: ethertype}
+        self.tap_filters: dict = {}            # socket -> its SO_ATTACH_FILTER program (bpf.Program)
         self.mib: Counter = Counter()
         self.handles = 0x8000                  # the last qdisc handle given out
         # The time of the call being handled: the qdisc needs it deep in the
@@ -298,10 +299,11 @@ class LinkNetns:
         for ifindex in (dev.ifindex, 0):
             for sk, proto in self.taps.get(ifindex, {}).items():
                 if proto == ethernet.ETH_P_ALL and sk != skb.sk:
-                    c = clone(skb)
-                    c.sk, c.ifindex, c.pkt_type = sk, dev.ifindex, PACKET_OUTGOING
-                    c.tstamp = 0                  # net_timestamp_set(): the shell stamps it now
-                    out.append(Up(c, "dev_queue_xmit_nit", "socket"))
+                    c = self.tap_copy(sk, skb)
+                    if c is not None:
+                        c.ifindex, c.pkt_type = dev.ifindex, PACKET_OUTGOING
+                        c.tstamp = 0                  # net_timestamp_set(): the shell stamps it now
+                        out.append(Up(c, "dev_queue_xmit_nit", "socket"))
         return out
 
     def taps_in(self, dev: Device, skb, ethertype: int) -> list:
@@ -309,10 +311,24 @@ class LinkNetns:
         for ifindex in (dev.ifindex, 0):
             for sk, proto in self.taps.get(ifindex, {}).items():
                 if proto == ethernet.ETH_P_ALL or proto == ethertype:
-                    c = clone(skb)
-                    c.sk = sk
-                    out.append(Up(c, "packet_rcv", "socket"))
+                    c = self.tap_copy(sk, skb)
+                    if c is not None:
+                        out.append(Up(c, "packet_rcv", "socket"))
         return out
+
+    def tap_copy(self, sk: int, skb):
+        """packet_rcv()'s run_filter(): a copy of the frame for packet socket `sk`
+        if its filter takes it, cut to the length the filter keeps (the snap
+        length); frames it refuses never leave the link layer."""
+        prog = self.tap_filters.get(sk)
+        keep = prog.run(skb.data) if prog is not None else -1
+        if not keep:
+            return None
+        c = clone(skb)
+        c.sk = sk
+        if 0 < keep < len(c.data):
+            c.data = c.data[:keep]
+        return c
 
 
 class Link:
@@ -361,14 +377,21 @@ class Link:
         """dev_add_pack()/dev_remove_pack() for a packet socket; a protocol of 0
         receives nothing, as in Linux."""
         call = skb.call
+        err = errno.ENODEV if ns is None else 0
         if ns is not None:
             for taps in ns.taps.values():
                 taps.pop(skb.sk, None)
+            ns.tap_filters.pop(skb.sk, None)
             if call.op == call.BIND and call.protocol:
                 ns.taps.setdefault(skb.ifindex, {})[skb.sk] = call.protocol
+                if call.optbytes:                  # SO_ATTACH_FILTER, checked again here
+                    try:
+                        ns.tap_filters[skb.sk] = bpf.from_sock_filter(call.optbytes)
+                    except bpf.FilterError:
+                        err = errno.EINVAL
         if not call.req:
             return []
-        ev = SockEvent(kind=SockEvent.COMPLETE, req=call.req, err=0 if ns is not None else errno.ENODEV)
+        ev = SockEvent(kind=SockEvent.COMPLETE, req=call.req, err=err)
         return [Up(Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete", "socket")]
 
     def netif_receive_skb(self, skb, now: int) -> list:
@@ -417,6 +440,7 @@ class Link:
         """The socket layer restarted: its packet sockets are gone."""
         for ns in self.netns.values():
             ns.taps.clear()
+            ns.tap_filters.clear()
 
     def neighbours(self, netns: str) -> list[dict]:
         ns = self.netns[netns]

@@ -2,17 +2,25 @@
 through an AF_PACKET socket with ETH_P_ALL."""
 import threading
 
-from ._socket import AF_PACKET, ETH_P_ALL, SOCK_RAW, SO_RCVBUF, SOL_SOCKET, MSG_DONTWAIT, htons, socket
+from ._socket import (AF_PACKET, ETH_P_ALL, MSG_DONTWAIT, SO_ATTACH_FILTER, SO_RCVBUF, SOCK_RAW, SOL_SOCKET, htons,
+                      socket)
+from .services.common.bpf import compile_filter, sock_filter_bytes
 from .services.common.pcap import PcapWriter
 
 
 class Capture:
     """Writes every frame `ifname` sends or receives to `path` until stop()."""
 
-    def __init__(self, *, netns: str, ifname: str, path, count: int | None = None):
+    def __init__(self, *, netns: str, ifname: str, path, count: int | None = None, filter: str | None = None):
         self.path, self.count_limit = path, count
+        # tcpdump's order: the pcap-filter expression compiled by libpcap (an
+        # invalid one raises bpf.FilterError with its message), attached before
+        # the bind, so the link layer taps only the frames it matches
+        prog = compile_filter(filter) if filter else None
         self._sock = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL), netns=netns)
         self._sock.setsockopt(SOL_SOCKET, SO_RCVBUF, 1 << 22)
+        if prog is not None:
+            self._sock.setsockopt(SOL_SOCKET, SO_ATTACH_FILTER, sock_filter_bytes(prog.insns))
         self._sock.bind((ifname, 0))
         self._writer = PcapWriter(path)
         self._stop = threading.Event()
@@ -65,5 +73,6 @@ class Capture:
         self.stop()
 
 
-def capture(*, netns: str, ifname: str, path, count: int | None = None) -> Capture:
-    return Capture(netns=netns, ifname=ifname, path=path, count=count)
+def capture(*, netns: str, ifname: str, path, count: int | None = None, filter: str | None = None) -> Capture:
+    """A pcap of what `ifname` sends and receives (`filter`: a pcap-filter expression, as tcpdump's)."""
+    return Capture(netns=netns, ifname=ifname, path=path, count=count, filter=filter)

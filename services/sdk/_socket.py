@@ -13,7 +13,8 @@ from .services.common.uapi import (  # noqa: F401 (the socket module's names, re
     IP_PMTUDISC_WANT, IP_RECVERR, IP_RECVTOS, IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP,
     IPPROTO_TCP, IPPROTO_UDP, MSG_DONTWAIT, MSG_ERRQUEUE, MSG_MORE, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, SHUT_RD,
     SHUT_RDWR, SHUT_WR, SO_BROADCAST, SO_DEBUG, SO_DOMAIN, SO_DONTROUTE, SO_EE_ORIGIN_ICMP, SO_ERROR, SO_KEEPALIVE,
-    SO_LINGER, SO_MARK, SO_MAX_PACING_RATE, SO_OOBINLINE, SO_PRIORITY, SO_PROTOCOL, SO_RCVBUF, SO_RCVLOWAT,
+    SO_ATTACH_FILTER, SO_DETACH_FILTER, SO_LINGER, SO_MARK, SO_MAX_PACING_RATE, SO_OOBINLINE, SO_PRIORITY,
+    SO_PROTOCOL, SO_RCVBUF, SO_RCVLOWAT,
     SO_REUSEADDR, SO_REUSEPORT, SO_SNDBUF, SO_TIMESTAMP, SO_TYPE, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, SOL_SOCKET,
     SOMAXCONN, SOL_XDP, TCP_CONGESTION, TCP_INFO, TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_MAXSEG, TCP_NODELAY,
     TCP_SYNCNT, XDP_COPY, XDP_OPTIONS, XDP_OPTIONS_ZEROCOPY, XDP_RX_RING, XDP_STATISTICS, XDP_TX_RING,
@@ -352,6 +353,7 @@ class socket(_FileLike):
     # -- options and names
     def setsockopt(self, level: int, optname: int, value, optlen=None) -> None:
         """An int, or bytes: struct linger for SO_LINGER, a name for TCP_CONGESTION,
+        the struct sock_filter array (`tcpdump -dd`'s, packed) for SO_ATTACH_FILTER,
         else the int's four bytes (as Python passes a buffer to setsockopt(2))."""
         self._fdcheck()
         req = socket_pb2.SockOptRequest(fd=self._fd, level=level, optname=optname)
@@ -365,7 +367,8 @@ class socket(_FileLike):
             req.value = value
         else:
             raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer")
-        if req.is_bytes and (level, optname) not in ((SOL_SOCKET, SO_LINGER), (IPPROTO_TCP, TCP_CONGESTION)):
+        if req.is_bytes and (level, optname) not in ((SOL_SOCKET, SO_LINGER), (IPPROTO_TCP, TCP_CONGESTION),
+                                                     (SOL_SOCKET, SO_ATTACH_FILTER)):
             req.is_bytes = False
         r = _client.call(self._stub.SetSockOpt, req)
         _client.check(r.status)

@@ -327,7 +327,12 @@ def cmd_sysctl(argv: list[str]) -> int:
 # -- capture
 def cmd_capture(a) -> int:
     from ._capture import capture
-    cap = capture(netns=a.netns, ifname=a.interface, path=a.w, count=a.c)
+    from .services.common.bpf import FilterError
+    try:
+        cap = capture(netns=a.netns, ifname=a.interface, path=a.w, count=a.c, filter=" ".join(a.expression))
+    except FilterError as e:
+        print(f"pktflow capture: {e}", file=sys.stderr)       # libpcap's message, as tcpdump prints it
+        return 1
     print(f"pktflow capture: listening on {a.netns}:{a.interface}, link-type EN10MB (Ethernet), writing {a.w}",
           file=sys.stderr, flush=True)
     done = threading.Event()
@@ -507,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("-i", "--interface", required=True)
     cp.add_argument("-w", required=True, metavar="FILE")
     cp.add_argument("-c", type=int, default=None, metavar="COUNT")
+    cp.add_argument("expression", nargs="*", help="a pcap-filter(7) expression, as tcpdump's")
 
     tr = sub.add_parser("trace", help="show packet journeys from the trace store or Jaeger")
     tr.add_argument("trace_id", nargs="?")

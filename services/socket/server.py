@@ -119,7 +119,8 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         """packet_do_bind(): the link layer starts copying frames to this socket."""
         s.ifindex = ifindex
         s.packet_proto = proto
-        return await self.call(s, ProtoCall.BIND, layer="link", ifindex=ifindex, protocol=proto)
+        return await self.call(s, ProtoCall.BIND, layer="link", ifindex=ifindex, protocol=proto,
+                               optbytes=s.opts.get((uapi.SOL_SOCKET, uapi.SO_ATTACH_FILTER), b""))
 
     def _ifindex(self, s: so.Sock, ifname: str) -> int:
         iface = self.topo.hosts[s.netns].interfaces.get(ifname)
@@ -317,6 +318,12 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         err, value = s.setsockopt(req.level, req.optname, req.bvalue if is_bytes else req.value)
         if err:
             return socket_pb2.SockOptReply(status=_status(err))
+        if s.family == uapi.AF_PACKET and req.level == uapi.SOL_SOCKET and \
+                req.optname in (uapi.SO_ATTACH_FILTER, uapi.SO_DETACH_FILTER) and s.packet_proto:
+            # the link layer runs the filter where it taps the frames (packet_rcv()'s run_filter())
+            ev = await self._packet_register(s, s.ifindex, s.packet_proto)
+            if ev.err:
+                return socket_pb2.SockOptReply(status=_status(ev.err))
         if s.family == uapi.AF_INET and (req.level, req.optname) in so.TRANSPORT_OPTS:
             args = {"optbytes": value} if isinstance(value, bytes) else {"optval": value}
             ev = await self.call(s, ProtoCall.SETSOCKOPT, level=req.level, optname=req.optname, **args)

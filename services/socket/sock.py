@@ -4,11 +4,13 @@ queue and the error queue. Pure: the shell does the waiting."""
 import errno
 from collections import deque
 
+from ..common import bpf
 from ..common.sysctl import CONGESTION_CONTROLS
 from ..common.uapi import (AF_INET, AF_PACKET, IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_WANT,
                            IP_RECVERR, IP_RECVTOS, IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_IP,
                            IPPROTO_TCP, SO_BROADCAST, SO_DEBUG, SO_DOMAIN, SO_DONTROUTE, SO_ERROR, SO_KEEPALIVE,
-                           SO_LINGER, SO_MARK, SO_MAX_PACING_RATE, SO_OOBINLINE, SO_PRIORITY, SO_PROTOCOL, SO_RCVBUF,
+                           SO_ATTACH_FILTER, SO_DETACH_FILTER, SO_LINGER, SO_MARK, SO_MAX_PACING_RATE, SO_OOBINLINE,
+                           SO_PRIORITY, SO_PROTOCOL, SO_RCVBUF,
                            SO_RCVLOWAT, SO_REUSEADDR, SO_REUSEPORT, SO_SNDBUF, SO_TIMESTAMP, SO_TYPE, SOCK_STREAM,
                            SOL_SOCKET, TCP_CONGESTION, TCP_INFO, TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_MAXSEG,
                            TCP_NODELAY, TCP_SYNCNT)
@@ -188,6 +190,26 @@ def _linger(sock, v):
     return bytes(v[:8])
 
 
+def _attach_filter(sock, v):
+    """SO_ATTACH_FILTER: a struct sock_filter array, checked as sk_attach_filter()
+    checks it (EINVAL if not). Packet sockets run it where their frames are
+    tapped; pktflow has no socket filter for other sockets (EOPNOTSUPP)."""
+    if sock.family != AF_PACKET:
+        raise OSError(errno.EOPNOTSUPP, "socket filters are for packet sockets here")
+    try:
+        bpf.from_sock_filter(bytes(v))
+    except bpf.FilterError:
+        return None
+    return bytes(v)
+
+
+def _detach_filter(sock, v):
+    """SO_DETACH_FILTER: ENOENT when none is attached, as sk_detach_filter()."""
+    if sock.opts.pop((SOL_SOCKET, SO_ATTACH_FILTER), None) is None:
+        raise OSError(errno.ENOENT, "no filter attached")
+    return 0
+
+
 def _congestion(sock, v):
     name = v.split(b"\0")[0] if isinstance(v, bytes) else None
     if name is None:
@@ -214,8 +236,9 @@ _SETTABLE = {
     (IPPROTO_TCP, TCP_KEEPIDLE): _range(1, 32767), (IPPROTO_TCP, TCP_KEEPINTVL): _range(1, 32767),
     (IPPROTO_TCP, TCP_KEEPCNT): _range(1, 127), (IPPROTO_TCP, TCP_SYNCNT): _range(1, 127),
     (IPPROTO_TCP, TCP_CONGESTION): _congestion,
+    (SOL_SOCKET, SO_ATTACH_FILTER): _attach_filter, (SOL_SOCKET, SO_DETACH_FILTER): _detach_filter,
 }
-_BYTES_OPTS = {(SOL_SOCKET, SO_LINGER), (IPPROTO_TCP, TCP_CONGESTION)}
+_BYTES_OPTS = {(SOL_SOCKET, SO_LINGER), (IPPROTO_TCP, TCP_CONGESTION), (SOL_SOCKET, SO_ATTACH_FILTER)}
 
 
 def is_bytes_opt(level: int, name: int) -> bool:
