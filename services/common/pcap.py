@@ -16,8 +16,12 @@ def record(frame: bytes, tstamp_ns: int, orig_len: int | None = None) -> bytes:
 
 
 class PcapWriter:
+    """A pcap to `path`, or to a binary stream (a pipe, stdout: `tcpdump -w -`),
+    which close() leaves open."""
+
     def __init__(self, path):
-        self.f = open(path, "wb")
+        self.own = not hasattr(path, "write")
+        self.f = open(path, "wb") if self.own else path
         self.f.write(file_header())
         self.count = 0
 
@@ -29,7 +33,10 @@ class PcapWriter:
         self.f.flush()
 
     def close(self):
-        self.f.close()
+        if self.own:
+            self.f.close()
+        else:
+            self.f.flush()
 
 
 def read(path) -> list[tuple[int, bytes]]:

@@ -6,7 +6,6 @@ import os
 import signal
 import statistics
 import sys
-import threading
 
 from . import _client
 from .services.iproute2 import iplink_xdp, tc_qdisc
@@ -324,27 +323,15 @@ def cmd_sysctl(argv: list[str]) -> int:
     return reply["status"]
 
 
-# -- capture
+# -- capture, tcpdump (services/sdk/tcpdump.py)
 def cmd_capture(a) -> int:
-    from ._capture import capture
-    from .services.common.bpf import FilterError
-    try:
-        cap = capture(netns=a.netns, ifname=a.interface, path=a.w, count=a.c, filter=" ".join(a.expression))
-    except FilterError as e:
-        print(f"pktflow capture: {e}", file=sys.stderr)       # libpcap's message, as tcpdump prints it
-        return 1
-    print(f"pktflow capture: listening on {a.netns}:{a.interface}, link-type EN10MB (Ethernet), writing {a.w}",
-          file=sys.stderr, flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        while not done.is_set() and not cap.done.is_set():
-            done.wait(0.2)
-    except KeyboardInterrupt:
-        pass
-    n = cap.stop()
-    print(f"{n} packets captured", file=sys.stderr)
-    return 0
+    from . import tcpdump
+    return tcpdump.run(a, "capture")
+
+
+def cmd_tcpdump(a) -> int:
+    from . import tcpdump
+    return tcpdump.run(a)
 
 
 # -- ss
@@ -507,12 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("-i", "--info", action="store_true", help="TCP internals")
     ss.add_argument("--numeric", action="store_true", help="(addresses are always numeric)")
 
-    cp = sub.add_parser("capture", help="write a pcap of an interface, like tcpdump -w")
-    cp.add_argument("-n", "--netns", required=True)
-    cp.add_argument("-i", "--interface", required=True)
-    cp.add_argument("-w", required=True, metavar="FILE")
-    cp.add_argument("-c", type=int, default=None, metavar="COUNT")
-    cp.add_argument("expression", nargs="*", help="a pcap-filter(7) expression, as tcpdump's")
+    from . import tcpdump
+    tcpdump.add_arguments(sub.add_parser("capture", help="write a pcap of an interface, like tcpdump -w"),
+                          need_file=True)
+    tcpdump.add_arguments(sub.add_parser("tcpdump", help="tcpdump on a host: print (or -w) the frames an "
+                                                          "interface sends and receives, a pcap-filter to choose"))
 
     tr = sub.add_parser("trace", help="show packet journeys from the trace store or Jaeger")
     tr.add_argument("trace_id", nargs="?")
@@ -554,8 +540,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "up":
             from .up import run
             return run(a)
-        command = {"ping": cmd_ping, "nstat": cmd_nstat, "capture": cmd_capture, "trace": cmd_trace,
-                   "ss": cmd_ss, "traffic": cmd_traffic, "softnet": cmd_softnet}[a.cmd]
+        command = {"ping": cmd_ping, "nstat": cmd_nstat, "capture": cmd_capture, "tcpdump": cmd_tcpdump,
+                   "trace": cmd_trace, "ss": cmd_ss, "traffic": cmd_traffic, "softnet": cmd_softnet}[a.cmd]
     try:
         return command(a) or 0
     except OSError as e:

@@ -7,6 +7,7 @@ import errno
 import shutil
 import struct
 import subprocess
+import sys
 
 import pytest
 from scapy.layers.inet import ICMP
@@ -71,3 +72,39 @@ def test_so_attach_filter_refusals_are_linuxs(stack):
     with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as u, pytest.raises(OSError) as e:
         u.setsockopt(pktflow.SOL_SOCKET, pktflow.SO_ATTACH_FILTER, struct.pack("<HBBI", 0x06, 0, 0, 0))
     assert e.value.errno == errno.EOPNOTSUPP
+
+
+def tcpdump(*args, stdout=subprocess.PIPE):
+    return subprocess.Popen([sys.executable, "-m", "pktflow.cli", "tcpdump", *args], stdout=stdout,
+                            stderr=subprocess.PIPE)
+
+
+def test_pktflow_tcpdump_prints_as_tcpdump_does(stack):
+    """Lines are tcpdump's own (it prints the pcap stream), only what the filter keeps."""
+    proc = tcpdump("-n", "h1", "-i", "eth0", "-c", "4", "icmp")
+    try:
+        assert "listening on h1:eth0" in proc.stderr.readline().decode()
+        pktflow.ping("10.0.2.10", netns="h1", count=2, interval=0.05)
+        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as s:
+            s.sendto(b"not icmp", ("10.0.2.10", 45499))        # its ICMP error is the 5th: -c 4 stops before
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    lines = out.decode().splitlines()
+    assert len(lines) == 4 and "4 packets captured" in err.decode()
+    assert [line.split(" ", 1)[1].rsplit(", id", 1)[0] for line in lines] == [
+        "IP 10.0.1.10 > 10.0.2.10: ICMP echo request", "IP 10.0.2.10 > 10.0.1.10: ICMP echo reply"] * 2
+
+
+def test_pktflow_tcpdump_writes_a_pcap_stream_and_refuses_what_tcpdump_refuses(stack, tmp_path):
+    path = tmp_path / "stream.pcap"
+    with open(path, "wb") as f:
+        proc = tcpdump("-n", "h1", "-c", "2", "-w", "-", "icmp", stdout=f)
+        assert "listening on h1:any" in proc.stderr.readline().decode()
+        pktflow.ping("10.0.2.10", netns="h1", count=1)
+        proc.wait(30)
+    assert [p[ICMP].type for p in rdpcap(str(path))] == [8, 0]          # -i any: both directions, h1's eth0
+    bad = tcpdump("-n", "h1", "-i", "eth9")
+    assert bad.wait(30) == 1 and b"eth9" in bad.stderr.read()
+    bad = tcpdump("-n", "h1", "udp port port")
+    assert bad.wait(30) == 1 and b"syntax error" in bad.stderr.read()
