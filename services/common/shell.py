@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pktflow.v1 import admin_pb2, admin_pb2_grpc
 
-from . import config, healthcheck, rpc_guard, sysctl, topology
+from . import config, healthcheck, metrics, rpc_guard, sysctl, topology
 from .plumbing import Downlink, Uplinks
 from .actions import Arm, Cancel, Down, Drop, Merge, Step, Stop, Up
 from .skbuff import NEW_JOURNEY, SAMPLED
@@ -38,6 +38,12 @@ _ns = time.time_ns
 _mono = time.monotonic_ns
 
 
+def _site(fn) -> str:
+    """The function a drop happened in: the last of a hop's steps."""
+    last = fn if isinstance(fn, str) else fn[-1]
+    return last.name if type(last) is Step else last if isinstance(last, str) else _site(last)
+
+
 class LayerShell(admin_pb2_grpc.AdminServicer):
     name = "layer"
 
@@ -46,6 +52,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         self.tracer = tracer or Tracer(self.name)
         self.instance = uuid.uuid4().hex
         self.drops: Counter = Counter()          # (netns, reason) -> count
+        self.drop_sites: Counter = Counter()     # (netns, reason, the function that dropped) -> count: dropwatch
         self.downs: dict[str, Downlink] = {}
         self.uplinks: Uplinks | None = None
         self.health = healthcheck.AioHealth()
@@ -171,6 +178,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
             skb = act.skb
             if drop or lost:
                 self.drops[(skb.netns, drop or lost)] += 1
+                self.drop_sites[(skb.netns, drop or lost, _site(act.fn))] += 1
             flags = skb.trace_flags
             if flags:
                 fn = act.fn
@@ -241,11 +249,12 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
     def lost(self, skbs, reason: str):
         """Skbs a broken stream took with it: counted and traced as drops."""
         t = _ns()
+        fn = "dev_queue_xmit" if self.name == "link" else f"{self.name}_xmit"
         for skb in skbs:
             self.drops[(skb.netns, reason)] += 1
+            self.drop_sites[(skb.netns, reason, fn)] += 1
             if skb.trace_flags & SAMPLED:
-                self._spans(skb, "dev_queue_xmit" if self.name == "link" else f"{self.name}_xmit",
-                            t, t, "egress", reason, ())
+                self._spans(skb, fn, t, t, "egress", reason, ())
 
     # -- timers
     def _arm(self, key, when):
@@ -264,6 +273,8 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
     # -- Admin: answer for this layer, pass the rest down
     async def Query(self, request, context):
         if request.layer == self.name or not request.layer:
+            if request.command == "dropwatch":     # every host's drops, by reason and function
+                return admin_pb2.AdminReply(json=json.dumps(self.drop_sites_of(request.netns or None)))
             try:
                 return self.admin(request)
             except Exception as e:          # an Admin bug must not look like success
@@ -277,9 +288,28 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         except grpc.aio.AioRpcError as e:
             return admin_pb2.AdminReply(err=112, detail=f"the {lower} layer did not answer: {e.code().name}")
 
+    def drop_sites_of(self, netns: str | None) -> list:
+        """`dropwatch`: [netns, reason, function, count] of every drop so far (one host's, or all)."""
+        return [[ns, reason, fn, v] for (ns, reason, fn), v in sorted(self.drop_sites.items())
+                if netns in (None, ns)]
+
     def drop_counters(self, netns: str) -> list:
         return [admin_pb2.Counter(name=f"Drop{reason}", value=v)
                 for (ns, reason), v in sorted(self.drops.items()) if ns == netns]
+
+    # -- Prometheus (metrics.py): read at scrape time, on the loop, from what the core keeps
+    def metric_families(self) -> list:
+        """This layer's metric families: drops by reason here; a layer adds
+        its MIB counters, device and qdisc statistics, socket counts."""
+        return metrics.drops(self.name, self.drops)
+
+    async def start_metrics(self, port: int | None, host: str):
+        """`GET /metrics` on host:port (None: no endpoint)."""
+        self.metrics_endpoint = metrics.Endpoint(self.metric_families)
+        if port is not None:
+            await self.metrics_endpoint.start(host, port, f"pktflow {self.name}")
+
+    metrics_endpoint = None
 
     def check_netns(self, netns: str):
         if netns not in self.topo.hosts:
@@ -306,7 +336,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
     def add_services(self, server):
         """Layer-specific gRPC services (the socket layer's syscalls, ...)."""
 
-    async def serve(self, address: str):
+    async def serve(self, address: str, metrics_port: int | None = None):
         self.loop = asyncio.get_running_loop()
         server = grpc.aio.server(options=config.SERVER_OPTIONS, interceptors=[rpc_guard.RejectUndecodable()])
         uppers = config.UPPERS.get(self.name)
@@ -331,6 +361,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         for d in self.downs.values():
             d.start()
         log.info("%s layer listening on %s", self.name, address)
+        await self.start_metrics(metrics_port, address.rsplit(":", 1)[0].strip("[]"))
         if uppers and not config.stack_secret():
             log.warning("no PKTFLOW_SECRET: any process that reaches %s may join the layers' streams", address)
         stop = asyncio.Event()
@@ -354,6 +385,8 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         if self.uplinks:
             await self.uplinks.drain(2.0)
         await server.stop(1.0)
+        if self.metrics_endpoint:
+            await self.metrics_endpoint.close()
         for d in self.downs.values():
             await d.close()
         await asyncio.get_running_loop().run_in_executor(None, self.tracer.flush)
@@ -389,6 +422,7 @@ def main(shell_class):
     try:
         topo = topology.load(config.topology_path())
         config.tls()
+        metrics_port = metrics.port(shell_class.name)
     except (topology.TopologyError, config.ConfigError) as e:
         print(f"pktflow {shell_class.name}: {e}", file=sys.stderr)
         raise SystemExit(2)
@@ -400,7 +434,7 @@ def main(shell_class):
     tune_gc()
     die_with_supervisor()
     try:
-        asyncio.run(shell.serve(config.listen_address(shell_class.name)))
+        asyncio.run(shell.serve(config.listen_address(shell_class.name), metrics_port))
     except KeyboardInterrupt:
         pass
 

@@ -334,6 +334,11 @@ def cmd_tcpdump(a) -> int:
     return tcpdump.run(a)
 
 
+def cmd_dropwatch(a) -> int:
+    from . import dropwatch
+    return dropwatch.run(a)
+
+
 # -- ss
 def sprint_bw(bw: float) -> str:
     """iproute2 ss's sprint_bw(): G, M, K with one decimal, else %g."""
@@ -499,6 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
                           need_file=True)
     tcpdump.add_arguments(sub.add_parser("tcpdump", help="tcpdump on a host: print (or -w) the frames an "
                                                           "interface sends and receives, a pcap-filter to choose"))
+    dw = sub.add_parser("dropwatch", help="drops as they happen, by host, function and reason, like dropwatch")
+    dw.add_argument("-n", "--netns", help="one host's drops (default: every host's)")
+    dw.add_argument("-i", type=float, default=1.0, metavar="SECONDS", help="how often to look (default 1)")
+    dw.add_argument("-c", type=int, default=None, metavar="ROUNDS", help="stop after ROUNDS intervals")
 
     tr = sub.add_parser("trace", help="show packet journeys from the trace store or Jaeger")
     tr.add_argument("trace_id", nargs="?")
@@ -541,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
             from .up import run
             return run(a)
         command = {"ping": cmd_ping, "nstat": cmd_nstat, "capture": cmd_capture, "tcpdump": cmd_tcpdump,
-                   "trace": cmd_trace, "ss": cmd_ss, "traffic": cmd_traffic, "softnet": cmd_softnet}[a.cmd]
+                   "dropwatch": cmd_dropwatch, "trace": cmd_trace, "ss": cmd_ss, "traffic": cmd_traffic,
+                   "softnet": cmd_softnet}[a.cmd]
     try:
         return command(a) or 0
     except OSError as e:
