@@ -6,7 +6,7 @@ import time
 
 from pktflow.v1 import admin_pb2, layers_pb2_grpc
 
-from ..common import snmp
+from ..common import metrics, snmp
 from ..common.shell import LayerShell
 from ..wire import ipv4
 from . import iproute
@@ -59,10 +59,8 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
             return bad
         ns = self.ip.netns[req.netns]
         if req.command == "counters":
-            ns.mib["IpForwarding"] = 1 if ns.forwarding else 2
-            ns.mib["IpDefaultTTL"] = ns.default_ttl
-            rows = ns.mib.rows(snmp.IP + snmp.IP_EXT + snmp.ICMP)
-            return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v) for k, v in rows]
+            return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v)
+                                                  for k, v in self.mib_rows(req.netns)]
                                         + self.drop_counters(req.netns))
         if req.command == "route" and req.args[:1] == ["get"]:
             try:
@@ -91,6 +89,15 @@ class IpShell(LayerShell, layers_pb2_grpc.IpServicer):
             status, out, err = nf_tools.run(ns, req.command, list(req.args), time.monotonic_ns())
             return admin_pb2.AdminReply(json=json.dumps({"status": status, "out": out, "err": err}))
         return super().admin(req)
+
+    def mib_rows(self, netns: str) -> list[tuple[str, int]]:
+        """nstat's Ip, IpExt and Icmp rows of the namespace."""
+        ns = self.ip.netns[netns]
+        fixed = {"IpForwarding": 1 if ns.forwarding else 2, "IpDefaultTTL": ns.default_ttl}
+        return [(k, fixed.get(k, v)) for k, v in ns.mib.rows(snmp.IP + snmp.IP_EXT + snmp.ICMP)]
+
+    def metric_families(self):
+        return metrics.nstat(self.name, ((n, self.mib_rows(n)) for n in self.ip.netns)) + super().metric_families()
 
     def sysctls(self, netns: str):
         ns = self.ip.netns[netns]

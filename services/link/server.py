@@ -4,6 +4,7 @@ import time
 
 from pktflow.v1 import admin_pb2
 
+from ..common import metrics
 from ..common.shell import LayerShell
 from ..wire import ethernet, ipv4
 from . import neighbour as nd, sch_api
@@ -37,6 +38,15 @@ class LinkShell(LayerShell):
         ns = self.link.netns.get(skb.netns)
         dev = ns.devices.get(skb.ifindex) if ns else None
         return self.cached_attrs(("dev", dev.name), lambda: (("pktflow.ifname", dev.name),)) if dev else b""
+
+    def metric_families(self):
+        """Arp counters (nstat), the devices' drops seen here, every root and child qdisc (tc -s)."""
+        nets = self.link.netns
+        return (metrics.nstat(self.name, ((n, sorted(ns.mib.items())) for n, ns in nets.items()))
+                + metrics.netdev(self.name, ((n, d.name, d.stats) for n, ns in nets.items()
+                                             for d in sorted(ns.devices.values(), key=lambda d: d.ifindex)), always=())
+                + metrics.qdiscs((n, q) for n, ns in nets.items() for q in sch_api.dump(ns))
+                + super().metric_families())
 
     def sysctls(self, netns: str):
         ns = self.link.netns[netns]

@@ -7,6 +7,7 @@ import time
 
 from pktflow.v1 import admin_pb2, xsk_pb2_grpc
 
+from ..common import metrics
 from ..common.pcap import PcapWriter
 from ..common.shell import LayerShell
 from . import tap as taplib
@@ -199,6 +200,12 @@ class NicShell(LayerShell):
             sd = self.nic.softnet[req.netns]
             return admin_pb2.AdminReply(json=json.dumps(sd.stat() | {"softnet_stat": softnet_seq_show(sd)}))
         return super().admin(req)
+
+    def metric_families(self):
+        """`ip -s link` of every device, softnet_stat of every host."""
+        devs = sorted(self.nic.devices.values(), key=lambda d: (d.netns, d.ifindex))
+        return (metrics.netdev(self.name, ((d.netns, d.name, d.stats) for d in devs))
+                + metrics.softnet(self.nic.softnet) + super().metric_families())
 
     def sysctls(self, netns: str):
         return self.nic.softnet[netns].sysctl, {d.name for d in self.nic.devices.values() if d.netns == netns}

@@ -12,7 +12,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .services.common import config, topology
+from .services.common import config, metrics, topology
 
 START_ORDER = ("nic", "link", "ip", "transport", "socket")
 # A service that exits is started again after a delay that doubles while it keeps
@@ -60,12 +60,17 @@ class Stack:
 
     def __init__(self, topology_path: str | None = None, port_base: int = 50050, otlp_port: int = config.OTLP_PORT,
                  query_port: int = config.QUERY_PORT, trace_store: bool | None = None, log_level: str = "WARNING",
-                 host: str = "127.0.0.1", extra_env: dict | None = None, log_dir: str | None = None):
+                 host: str = "127.0.0.1", extra_env: dict | None = None, log_dir: str | None = None,
+                 metrics_port: int | None = None):
         self.topology_path = os.path.abspath(topology_path) if topology_path else str(topology.default_path())
         self.log_dir = log_dir            # each service's stderr goes to <log_dir>/<service>.log (default: ours)
         self.host = host
         self.ports = {layer: port_base + i + 1 for i, layer in enumerate(config.LAYERS)}
         self.otlp_port, self.query_port = otlp_port, query_port
+        # Prometheus /metrics: the socket service's on metrics_port, the others' on the next four
+        # (None: no endpoints, so stacks side by side never want the same port)
+        self.metrics_ports = {layer: metrics_port + i for i, layer in enumerate(config.LAYERS)} \
+            if metrics_port else {}
         env = dict(os.environ) | (extra_env or {})
         tracing_off = env.get("OTEL_TRACES_EXPORTER", "otlp").lower() == "none" or \
             env.get("OTEL_SDK_DISABLED", "").lower() == "true"
@@ -125,7 +130,8 @@ class Stack:
             self._wait("tracestore", f"{self.host}:{self.otlp_port}", timeout)
         for layer in START_ORDER:
             self._spawn(layer, f"pktflow.services.{layer}",
-                        self.env | {"PKTFLOW_PORT": str(self.ports[layer]), "OTEL_SERVICE_NAME": layer})
+                        self.env | {"PKTFLOW_PORT": str(self.ports[layer]), "OTEL_SERVICE_NAME": layer,
+                                    "PKTFLOW_METRICS_PORT": str(self.metrics_ports.get(layer, "off"))})
         for layer in START_ORDER:
             self._wait(layer, f"{self.host}:{self.ports[layer]}", timeout)
         if restart:
@@ -230,8 +236,13 @@ def run(args) -> int:
     except topology.TopologyError as e:
         print(f"pktflow: {e}", file=sys.stderr)
         return 2
+    try:                    # PKTFLOW_METRICS_PORT: the socket service's (default 9464), the others follow
+        metrics_port = metrics.port("socket")
+    except config.ConfigError as e:
+        print(f"pktflow: {e}", file=sys.stderr)
+        return 2
     stack = Stack(args.topology, port_base=args.port_base, otlp_port=args.otlp_port, query_port=args.query_port,
-                  log_level="INFO" if args.verbose else "WARNING")
+                  log_level="INFO" if args.verbose else "WARNING", metrics_port=metrics_port)
     stop = []
     for sig in (signal.SIGTERM, signal.SIGHUP):       # the terminal closing is a clean stop too
         signal.signal(sig, lambda *_: stop.append(1))
@@ -244,6 +255,9 @@ def run(args) -> int:
         stack.stop()
         return 130
     traces = f", traces at {stack.query_url}" if stack.trace_store else ""
+    if stack.metrics_ports:
+        first, last = stack.metrics_ports["socket"], stack.metrics_ports["nic"]
+        traces += f", metrics at http://{stack.host}:{first}-{last}/metrics"
     print(f"pktflow ready: {len(topo.hosts)} hosts ({', '.join(topo.hosts)}), SDK endpoint {stack.endpoint}{traces}"
           f" -- Ctrl-C stops", flush=True)
     try:

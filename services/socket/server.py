@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import time
+from collections import Counter
 
 import grpc
 
@@ -14,7 +15,7 @@ from pktflow.v1.skb_pb2 import ProtoCall, SockEvent
 
 from ..common.shell import LayerShell
 from ..common.skbuff import SAMPLED
-from ..common import config, uapi
+from ..common import config, metrics, uapi
 from ..wire import ethernet, ipv4
 from . import sock as so
 from .inet_stream import InetStream, _status, inet_aton
@@ -405,6 +406,11 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         iface = self.topo.hosts[s.netns].interface(s.ifindex) if s.ifindex else None
         return socket_pb2.SockAddr(ifname=iface.name if iface else "", proto=s.packet_proto,
                                    hatype=1, haddr=iface.mac if iface else b"")
+
+    def metric_families(self):
+        """Open sockets by host, family and type."""
+        counts = Counter((s.netns, s.family, s.type) for s in self.socks.values())
+        return metrics.sockets(counts, self.topo.hosts) + super().metric_families()
 
     # -- Admin: the socket table (for ss)
     def sysctls(self, netns: str):

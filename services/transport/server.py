@@ -9,7 +9,7 @@ import grpc
 
 from pktflow.v1 import admin_pb2, layers_pb2, layers_pb2_grpc
 
-from ..common import snmp
+from ..common import metrics, snmp
 from ..common.shell import LayerShell
 from ..common.actions import AskRoute
 from .stack import Transport
@@ -72,6 +72,14 @@ class TransportShell(LayerShell):
         return self.cached_attrs(ports, lambda: (("source.port", int.from_bytes(ports[:2], "big")),
                                                  ("destination.port", int.from_bytes(ports[2:], "big"))))
 
+    def mib_rows(self, netns: str) -> list[tuple[str, int]]:
+        """nstat's Tcp, Udp and TcpExt rows of the namespace."""
+        rows = self.tr.netns[netns].mib.rows(snmp.TCP + snmp.UDP, "TcpExt", snmp.TCP_EXT)
+        return [(k, snmp.TCP_FIXED.get(k, v)) for k, v in rows]
+
+    def metric_families(self):
+        return metrics.nstat(self.name, ((n, self.mib_rows(n)) for n in self.tr.netns)) + super().metric_families()
+
     def sysctls(self, netns: str):
         return self.tr.netns[netns].sysctl, None
 
@@ -88,10 +96,8 @@ class TransportShell(LayerShell):
             return bad
         ns = self.tr.netns[req.netns]
         if req.command == "counters":
-            for name, value in snmp.TCP_FIXED.items():      # (Counter.update would add)
-                ns.mib[name] = value
             return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v)
-                                                  for k, v in ns.mib.rows(snmp.TCP + snmp.UDP, "TcpExt", snmp.TCP_EXT)]
+                                                  for k, v in self.mib_rows(req.netns)]
                                         + self.drop_counters(req.netns))
         if req.command == "sockets":
             return admin_pb2.AdminReply(json=json.dumps(self.tr.tcp.sockets(ns)))
