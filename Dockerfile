@@ -32,6 +32,6 @@ COPY --from=build /wheels /tmp/wheels
 RUN /opt/venv/bin/pip install -q --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels
 ENV PATH=/opt/venv/bin:$PATH
 USER 10001:10001
-# socket, transport, ip, link, nic; the trace store's OTLP and query ports
-EXPOSE 50051 50052 50053 50054 50055 4317 16686
+# socket, transport, ip, link, nic; the trace store's OTLP and query ports; the layers' /metrics (9464-9468)
+EXPOSE 50051 50052 50053 50054 50055 4317 16686 9464 9465 9466 9467 9468
 CMD ["pktflow", "--help"]

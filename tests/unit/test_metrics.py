@@ -121,3 +121,22 @@ def test_start_metrics_none_listens_nowhere(topo):
     sh = IpShell(topo)
     asyncio.run(sh.start_metrics(None, "127.0.0.1"))
     assert sh.metrics_endpoint.server is None
+
+
+def test_the_compose_profile_scrapes_every_layer_and_the_dashboard_asks_for_metrics_that_exist(topo):
+    """observability/: Prometheus's targets are the layers' default ports, and
+    every metric the Grafana dashboard queries is one some layer serves."""
+    import json
+    import re
+    from pathlib import Path
+
+    import yaml
+    root = Path(__file__).resolve().parents[2] / "observability"
+    conf = yaml.safe_load((root / "prometheus.yml").read_text())
+    targets = {t["labels"]["service"]: t["targets"] for t in conf["scrape_configs"][0]["static_configs"]}
+    assert targets == {layer: [f"{layer}:{metrics.port(layer, {})}"] for layer in config.LAYERS}
+    served = {name for cls in (SocketShell, TransportShell, IpShell, LinkShell, NicShell)
+              for name, _ in samples(cls(topo))} | {"pktflow_drops_total"}
+    dash = json.loads((root / "grafana" / "dashboards" / "pktflow.json").read_text())
+    asked = {m for p in dash["panels"] for t in p["targets"] for m in re.findall(r"pktflow_\w+", t["expr"])}
+    assert asked and asked <= served, asked - served
