@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pktflow.v1 import admin_pb2, admin_pb2_grpc
 
-from . import config, healthcheck, metrics, rpc_guard, sysctl, topology
+from . import config, healthcheck, metrics, rpc_guard, sysctl, topology, tracepoints
 from .plumbing import Downlink, Uplinks
 from .actions import Arm, Cancel, Down, Drop, Merge, Step, Stop, Up
 from .skbuff import NEW_JOURNEY, SAMPLED
@@ -53,6 +53,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         self.instance = uuid.uuid4().hex
         self.drops: Counter = Counter()          # (netns, reason) -> count
         self.drop_sites: Counter = Counter()     # (netns, reason, the function that dropped) -> count: dropwatch
+        self.perf: Counter | None = None         # (netns, tracepoint) -> hits, while `perf stat` counts
         self.downs: dict[str, Downlink] = {}
         self.uplinks: Uplinks | None = None
         self.health = healthcheck.AioHealth()
@@ -179,6 +180,8 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
             if drop or lost:
                 self.drops[(skb.netns, drop or lost)] += 1
                 self.drop_sites[(skb.netns, drop or lost, _site(act.fn))] += 1
+            if self.perf is not None:
+                tracepoints.count(self.perf, skb.netns, act.fn, bool(drop or lost))
             flags = skb.trace_flags
             if flags:
                 fn = act.fn
@@ -275,6 +278,10 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         if request.layer == self.name or not request.layer:
             if request.command == "dropwatch":     # every host's drops, by reason and function
                 return admin_pb2.AdminReply(json=json.dumps(self.drop_sites_of(request.netns or None)))
+            if request.command == "perf":          # perf stat: start counting tracepoints, or read and stop
+                counts, self.perf = self.perf, (Counter() if list(request.args) == ["start"] else None)
+                return admin_pb2.AdminReply(json=json.dumps([[ns, tp, n] for (ns, tp), n in
+                                                             sorted((counts or {}).items())]))
             try:
                 return self.admin(request)
             except Exception as e:          # an Admin bug must not look like success

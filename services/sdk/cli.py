@@ -486,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     for tool in NF_TOOLS:
         sub.add_parser(tool, help=f"{tool} -n NETNS ... (as the real {tool.split('-')[0]})", add_help=False)
     sub.add_parser("sysctl", help="sysctl -n NETNS [-w] KEY[=VALUE]... | -a (as procps' sysctl)", add_help=False)
+    sub.add_parser("perf", help="perf list | perf stat [-n NETNS] [-e EVENTS] -- COMMAND: count tracepoints",
+                   add_help=False)
     sub.add_parser("ethtool", help="ethtool -n NETNS [-k|-K|-S] IFNAME: speed, link, offloads, driver statistics",
                    add_help=False)
     sub.add_parser("tc", help="tc [-s] -n NETNS qdisc add|change|replace|del|show dev IF root netem ...",
@@ -541,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     elif argv and argv[0] == "ethtool":
         from .ethtool import cmd_ethtool
         command, a = cmd_ethtool, argv[1:]
+    elif argv and argv[0] == "perf":
+        from .perf import cmd_perf
+        command, a = cmd_perf, argv[1:]
     else:
         a = parser.parse_args(argv)
         if a.cmd is None:

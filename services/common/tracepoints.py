@@ -1,0 +1,58 @@
+"""Linux's networking tracepoints, as the hops of pktflow's spans hit them:
+a hop step named after the kernel function that fires a tracepoint counts
+as that tracepoint (net:net_dev_queue fires in __dev_queue_xmit(), ...), and
+every drop is skb:kfree_skb. `pktflow perf list` lists them; `pktflow perf
+stat` counts them while it runs (the layers count only then)."""
+
+# the kernel function (a hop step's name) -> the tracepoint it fires
+BY_FUNCTION = {
+    "dev_queue_xmit": "net:net_dev_queue",
+    "ndo_start_xmit": "net:net_dev_xmit",
+    "netif_receive_skb": "net:netif_receive_skb",
+    "napi_gro_receive": "net:napi_gro_receive_entry",
+    "tcp_retransmit_skb": "tcp:tcp_retransmit_skb",
+    "tcp_v4_send_reset": "tcp:tcp_send_reset",
+    "icmp_send": "icmp:icmp_send",
+    **{f"{kind}_dequeue": "qdisc:qdisc_dequeue" for kind in ("pfifo_fast", "pfifo", "bfifo", "fq_codel", "tbf",
+                                                              "netem")},
+    "sch_direct_xmit": "qdisc:qdisc_dequeue",
+}
+KFREE_SKB = "skb:kfree_skb"
+ALL = sorted({KFREE_SKB, *BY_FUNCTION.values()})
+
+
+def steps(fn):
+    """The function names of a hop's steps (a name, or a tuple of names and Steps)."""
+    if isinstance(fn, str):
+        yield fn
+        return
+    for part in fn:
+        if isinstance(part, str):
+            yield part
+        elif hasattr(part, "name"):
+            yield part.name
+        else:
+            yield from steps(part)
+
+
+def count(counter, netns: str, fn, dropped: bool):
+    """What one hop adds to perf stat's counts: (netns, tracepoint) -> hits."""
+    for name in steps(fn):
+        tp = BY_FUNCTION.get(name)
+        if tp is not None:
+            counter[(netns, tp)] += 1
+    if dropped:
+        counter[(netns, KFREE_SKB)] += 1
+
+
+def selected(patterns: list[str]) -> list[str]:
+    """perf's -e: tracepoint names or globs (`net:*`, `skb:kfree_skb`); ValueError
+    naming one that matches nothing, as perf refuses an unknown event."""
+    import fnmatch
+    out = []
+    for p in patterns:
+        hits = [t for t in ALL if fnmatch.fnmatchcase(t, p)]
+        if not hits:
+            raise ValueError(f"event syntax error: '{p}' (pktflow perf list shows the events)")
+        out += [t for t in hits if t not in out]
+    return out

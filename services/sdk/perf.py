@@ -1,0 +1,73 @@
+"""`pktflow perf`: Linux's networking tracepoints, as perf counts them.
+
+    pktflow perf list
+    pktflow perf stat [-n NETNS] [-e EVENT[,EVENT...]]... -- COMMAND [ARGS...]
+
+`perf stat` has every layer count the tracepoints its hops hit (services/
+common/tracepoints.py) while COMMAND runs here (`sleep 5`, a script sending
+traffic), then prints the counts as perf does, for one host or all of them.
+The layers count only during a `perf stat`; one runs at a time.
+"""
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from . import _client
+from .services.common import config, tracepoints
+
+USAGE = "usage: pktflow perf list | pktflow perf stat [-n NETNS] [-e EVENTS] -- COMMAND [ARGS...]"
+
+
+def cmd_perf(argv: list[str]) -> int:
+    if argv[:1] == ["list"]:
+        for tp in tracepoints.ALL:
+            print(f"  {tp:<50} [Tracepoint event]")
+        return 0
+    if argv[:1] != ["stat"]:
+        print(USAGE, file=sys.stderr)
+        return 129
+    netns, patterns, words = "", [], argv[1:]
+    while words and words[0] != "--" and words[0].startswith("-"):
+        opt, value = words[0], words[1] if len(words) > 1 else None
+        if opt not in ("-n", "--netns", "-e", "--event") or value is None:
+            print(USAGE, file=sys.stderr)
+            return 129
+        if opt in ("-n", "--netns"):
+            netns = value
+        else:
+            patterns += value.split(",")
+        words = words[2:]
+    command = words[1:] if words[:1] == ["--"] else words
+    if not command:
+        print(USAGE, file=sys.stderr)
+        return 129
+    try:
+        events = tracepoints.selected(patterns or ["*"])
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 129
+    if netns:
+        _client.admin("ip", netns, "counters")          # an unknown host is an error, not silence
+    for layer in config.LAYERS:
+        _client.query(layer, "", "perf", "start")
+    t0 = time.monotonic()
+    try:
+        status = subprocess.run(command).returncode
+    except KeyboardInterrupt:
+        status = 130
+    elapsed = time.monotonic() - t0
+    counts = Counter()
+    for layer in config.LAYERS:
+        reply = _client.query(layer, "", "perf", "stop")
+        if not reply.err:
+            for ns, tp, n in json.loads(reply.json):
+                if netns in ("", ns):
+                    counts[tp] += n
+    where = f" on {netns}" if netns else ""
+    print(f"\n Performance counter stats for '{' '.join(command)}'{where}:\n", file=sys.stderr)
+    for tp in events:
+        print(f"{counts[tp]:>18,}      {tp}", file=sys.stderr)
+    print(f"\n{elapsed:>18.9f} seconds time elapsed\n", file=sys.stderr)
+    return status
