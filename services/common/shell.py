@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -29,6 +29,7 @@ from .skbuff import NEW_JOURNEY, SAMPLED
 from .tracing import Tracer
 
 log = logging.getLogger("pktflow")
+PERF_EVENTS = 100_000         # what a perf trace keeps between two reads, at most
 
 # The health service name that answers SERVING while the process runs; "" and
 # "pktflow.<layer>" answer SERVING only once the streams to the layers below are up.
@@ -54,6 +55,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         self.drops: Counter = Counter()          # (netns, reason) -> count
         self.drop_sites: Counter = Counter()     # (netns, reason, the function that dropped) -> count: dropwatch
         self.perf: Counter | None = None         # (netns, tracepoint) -> hits, while `perf stat` counts
+        self.perf_events: deque | None = None    # (time, netns, tracepoint, function, len, reason): perf trace
         self.downs: dict[str, Downlink] = {}
         self.uplinks: Uplinks | None = None
         self.health = healthcheck.AioHealth()
@@ -182,6 +184,9 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
                 self.drop_sites[(skb.netns, drop or lost, _site(act.fn))] += 1
             if self.perf is not None:
                 tracepoints.count(self.perf, skb.netns, act.fn, bool(drop or lost))
+            if self.perf_events is not None:
+                self.perf_events.extend((t1, skb.netns, tp, where, len(skb.data), drop or lost or "")
+                                        for tp, where in tracepoints.hits(act.fn, bool(drop or lost)))
             flags = skb.trace_flags
             if flags:
                 fn = act.fn
@@ -278,10 +283,8 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         if request.layer == self.name or not request.layer:
             if request.command == "dropwatch":     # every host's drops, by reason and function
                 return admin_pb2.AdminReply(json=json.dumps(self.drop_sites_of(request.netns or None)))
-            if request.command == "perf":          # perf stat: start counting tracepoints, or read and stop
-                counts, self.perf = self.perf, (Counter() if list(request.args) == ["start"] else None)
-                return admin_pb2.AdminReply(json=json.dumps([[ns, tp, n] for (ns, tp), n in
-                                                             sorted((counts or {}).items())]))
+            if request.command == "perf":
+                return self.perf_admin(list(request.args))
             try:
                 return self.admin(request)
             except Exception as e:          # an Admin bug must not look like success
@@ -294,6 +297,20 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
             return await admin_pb2_grpc.AdminStub(self.downs[lower].channel).Query(request, timeout=10)
         except grpc.aio.AioRpcError as e:
             return admin_pb2.AdminReply(err=112, detail=f"the {lower} layer did not answer: {e.code().name}")
+
+    def perf_admin(self, args: list[str]):
+        """perf stat: `start` counting tracepoints, `stop` returns the counts; perf
+        trace: `trace-start` keeping each (at most PERF_EVENTS), `trace-read`
+        returns and forgets those kept so far, `trace-stop` ends it."""
+        if args in (["start"], ["stop"]):
+            counts, self.perf = self.perf, (Counter() if args == ["start"] else None)
+            rows = [[ns, tp, n] for (ns, tp), n in sorted((counts or {}).items())]
+            return admin_pb2.AdminReply(json=json.dumps(rows))
+        if args == ["trace-read"] and self.perf_events is None:
+            return admin_pb2.AdminReply(json="[]")
+        events = self.perf_events
+        self.perf_events = deque(maxlen=PERF_EVENTS) if args in (["trace-start"], ["trace-read"]) else None
+        return admin_pb2.AdminReply(json=json.dumps(list(events or ())))
 
     def drop_sites_of(self, netns: str | None) -> list:
         """`dropwatch`: [netns, reason, function, count] of every drop so far (one host's, or all)."""

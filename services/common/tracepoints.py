@@ -2,7 +2,8 @@
 a hop step named after the kernel function that fires a tracepoint counts
 as that tracepoint (net:net_dev_queue fires in __dev_queue_xmit(), ...), and
 every drop is skb:kfree_skb. `pktflow perf list` lists them; `pktflow perf
-stat` counts them while it runs (the layers count only then)."""
+stat` counts them, `pktflow perf trace` lists each one, while it runs (the
+layers keep them only then)."""
 
 # the kernel function (a hop step's name) -> the tracepoint it fires
 BY_FUNCTION = {
@@ -12,7 +13,6 @@ BY_FUNCTION = {
     "napi_gro_receive": "net:napi_gro_receive_entry",
     "tcp_retransmit_skb": "tcp:tcp_retransmit_skb",
     "tcp_v4_send_reset": "tcp:tcp_send_reset",
-    "icmp_send": "icmp:icmp_send",
     **{f"{kind}_dequeue": "qdisc:qdisc_dequeue" for kind in ("pfifo_fast", "pfifo", "bfifo", "fq_codel", "tbf",
                                                               "netem")},
     "sch_direct_xmit": "qdisc:qdisc_dequeue",
@@ -35,14 +35,19 @@ def steps(fn):
             yield from steps(part)
 
 
+def hits(fn, dropped: bool) -> list[tuple[str, str]]:
+    """The (tracepoint, function) pairs one hop fires: its steps', then kfree_skb's at its last step."""
+    out = [(BY_FUNCTION[name], name) for name in steps(fn) if name in BY_FUNCTION]
+    if dropped:
+        *_, last = steps(fn)
+        out.append((KFREE_SKB, last))
+    return out
+
+
 def count(counter, netns: str, fn, dropped: bool):
     """What one hop adds to perf stat's counts: (netns, tracepoint) -> hits."""
-    for name in steps(fn):
-        tp = BY_FUNCTION.get(name)
-        if tp is not None:
-            counter[(netns, tp)] += 1
-    if dropped:
-        counter[(netns, KFREE_SKB)] += 1
+    for tp, _ in hits(fn, dropped):
+        counter[(netns, tp)] += 1
 
 
 def selected(patterns: list[str]) -> list[str]:

@@ -2,11 +2,14 @@
 
     pktflow perf list
     pktflow perf stat [-n NETNS] [-e EVENT[,EVENT...]]... -- COMMAND [ARGS...]
+    pktflow perf trace [-n NETNS] [-e EVENT[,EVENT...]]... [-- COMMAND [ARGS...]]
 
 `perf stat` has every layer count the tracepoints its hops hit (services/
 common/tracepoints.py) while COMMAND runs here (`sleep 5`, a script sending
-traffic), then prints the counts as perf does, for one host or all of them.
-The layers count only during a `perf stat`; one runs at a time.
+traffic), then prints the counts as perf does, for one host or all of them;
+`perf trace` prints each one (time, host/layer, tracepoint, the function that
+fired it, the skb's length, a drop's reason) until COMMAND ends or Ctrl-C.
+The layers keep them only while one runs; one runs at a time.
 """
 import json
 import subprocess
@@ -17,7 +20,8 @@ from collections import Counter
 from . import _client
 from .services.common import config, tracepoints
 
-USAGE = "usage: pktflow perf list | pktflow perf stat [-n NETNS] [-e EVENTS] -- COMMAND [ARGS...]"
+USAGE = ("usage: pktflow perf list | pktflow perf stat [-n NETNS] [-e EVENTS] -- COMMAND [ARGS...] |\n"
+         "       pktflow perf trace [-n NETNS] [-e EVENTS] [-- COMMAND [ARGS...]]")
 
 
 def cmd_perf(argv: list[str]) -> int:
@@ -25,7 +29,7 @@ def cmd_perf(argv: list[str]) -> int:
         for tp in tracepoints.ALL:
             print(f"  {tp:<50} [Tracepoint event]")
         return 0
-    if argv[:1] != ["stat"]:
+    if argv[:1] not in (["stat"], ["trace"]):
         print(USAGE, file=sys.stderr)
         return 129
     netns, patterns, words = "", [], argv[1:]
@@ -40,7 +44,7 @@ def cmd_perf(argv: list[str]) -> int:
             patterns += value.split(",")
         words = words[2:]
     command = words[1:] if words[:1] == ["--"] else words
-    if not command:
+    if not command and argv[0] == "stat":
         print(USAGE, file=sys.stderr)
         return 129
     try:
@@ -50,6 +54,8 @@ def cmd_perf(argv: list[str]) -> int:
         return 129
     if netns:
         _client.admin("ip", netns, "counters")          # an unknown host is an error, not silence
+    if argv[0] == "trace":
+        return trace(netns, events, command)
     for layer in config.LAYERS:
         _client.query(layer, "", "perf", "start")
     t0 = time.monotonic()
@@ -70,4 +76,38 @@ def cmd_perf(argv: list[str]) -> int:
     for tp in events:
         print(f"{counts[tp]:>18,}      {tp}", file=sys.stderr)
     print(f"\n{elapsed:>18.9f} seconds time elapsed\n", file=sys.stderr)
+    return status
+
+
+def trace(netns: str, events: list[str], command: list[str]) -> int:
+    """perf trace: one line per event, as the layers report them (every 0.2 s),
+    until COMMAND ends (or Ctrl-C without one)."""
+    wanted = set(events)
+    for layer in config.LAYERS:
+        _client.query(layer, "", "perf", "trace-start")
+    proc = subprocess.Popen(command) if command else None
+    t0, status = None, 0
+
+    def show(verb: str):
+        nonlocal t0
+        got = []
+        for layer in config.LAYERS:
+            reply = _client.query(layer, "", "perf", verb)
+            if not reply.err:
+                got += [(t, ns, layer, tp, fn, n, reason) for t, ns, tp, fn, n, reason in json.loads(reply.json)
+                        if tp in wanted and netns in ("", ns)]
+        for t, ns, layer, tp, fn, n, reason in sorted(got):
+            t0 = t if t0 is None else t0
+            why = f", reason: {reason}" if reason else ""
+            print(f"{(t - t0) / 1e6:10.3f} {ns}/{layer} {tp}(location: {fn}, len: {n}{why})", flush=True)
+    try:
+        while proc is None or proc.poll() is None:
+            time.sleep(0.2)
+            show("trace-read")
+        status = proc.returncode
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        time.sleep(0.2)                        # what the command's last packets set off
+        show("trace-stop")
     return status

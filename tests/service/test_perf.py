@@ -35,3 +35,14 @@ def test_perf_list_and_refusals(stack):
     bad = perf("stat", "-e", "sched:sched_switch", "--", "true")
     assert bad.returncode == 129 and "sched:sched_switch" in bad.stderr
     assert perf("stat", "-n", "h9", "--", "true").returncode != 0
+
+
+def test_perf_trace_prints_each_event(stack):
+    r = perf("trace", "-n", "h2", "-e", "skb:kfree_skb", "--", sys.executable, "-c", SEND)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    drops = [line for line in lines if "location: udp_rcv" in line]
+    assert len(drops) == 3, r.stdout
+    assert all(re.fullmatch(r"\s*\d+\.\d{3} h2/transport skb:kfree_skb\(location: udp_rcv, len: \d+, "
+                            r"reason: NO_SOCKET\)", line) for line in drops)
+    assert all(" h2/" in line and "skb:kfree_skb" in line for line in lines)
