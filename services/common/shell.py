@@ -39,12 +39,6 @@ _ns = time.time_ns
 _mono = time.monotonic_ns
 
 
-def _site(fn) -> str:
-    """The function a drop happened in: the last of a hop's steps."""
-    last = fn if isinstance(fn, str) else fn[-1]
-    return last.name if type(last) is Step else last if isinstance(last, str) else _site(last)
-
-
 class LayerShell(admin_pb2_grpc.AdminServicer):
     name = "layer"
 
@@ -52,8 +46,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         self.topo = topo
         self.tracer = tracer or Tracer(self.name)
         self.instance = uuid.uuid4().hex
-        self.drops: Counter = Counter()          # (netns, reason) -> count
-        self.drop_sites: Counter = Counter()     # (netns, reason, the function that dropped) -> count: dropwatch
+        self.drop_sites: Counter = Counter()     # (netns, reason, the function that dropped) -> count
         self.perf: Counter | None = None         # (netns, tracepoint) -> hits, while `perf stat` counts
         self.perf_events: deque | None = None    # (time, netns, tracepoint, function, len, reason): perf trace
         self.downs: dict[str, Downlink] = {}
@@ -180,8 +173,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
                 continue
             skb = act.skb
             if drop or lost:
-                self.drops[(skb.netns, drop or lost)] += 1
-                self.drop_sites[(skb.netns, drop or lost, _site(act.fn))] += 1
+                self.drop_sites[(skb.netns, drop or lost, tracepoints.site(act.fn))] += 1
             if self.perf is not None:
                 tracepoints.count(self.perf, skb.netns, act.fn, bool(drop or lost))
             if self.perf_events is not None:
@@ -259,7 +251,6 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         t = _ns()
         fn = "dev_queue_xmit" if self.name == "link" else f"{self.name}_xmit"
         for skb in skbs:
-            self.drops[(skb.netns, reason)] += 1
             self.drop_sites[(skb.netns, reason, fn)] += 1
             if skb.trace_flags & SAMPLED:
                 self._spans(skb, fn, t, t, "egress", reason, ())
@@ -311,6 +302,14 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         events = self.perf_events
         self.perf_events = deque(maxlen=PERF_EVENTS) if args in (["trace-start"], ["trace-read"]) else None
         return admin_pb2.AdminReply(json=json.dumps(list(events or ())))
+
+    @property
+    def drops(self) -> Counter:
+        """(netns, reason) -> drops: the drop sites summed over where they happened."""
+        out = Counter()
+        for (ns, reason, _), v in self.drop_sites.items():
+            out[(ns, reason)] += v
+        return out
 
     def drop_sites_of(self, netns: str | None) -> list:
         """`dropwatch`: [netns, reason, function, count] of every drop so far (one host's, or all)."""

@@ -35,12 +35,17 @@ def steps(fn):
             yield from steps(part)
 
 
+def site(fn) -> str:
+    """Where a hop ended (where a drop happened): its last step, kfree_skb's location."""
+    *_, last = steps(fn)
+    return last
+
+
 def hits(fn, dropped: bool) -> list[tuple[str, str]]:
     """The (tracepoint, function) pairs one hop fires: its steps', then kfree_skb's at its last step."""
     out = [(BY_FUNCTION[name], name) for name in steps(fn) if name in BY_FUNCTION]
     if dropped:
-        *_, last = steps(fn)
-        out.append((KFREE_SKB, last))
+        out.append((KFREE_SKB, site(fn)))
     return out
 
 

@@ -9,7 +9,7 @@ import time
 
 import grpc
 
-from .services.common.config import MAX_MESSAGE, dial
+from .services.common.config import LAYERS, MAX_MESSAGE, dial
 from .v1 import admin_pb2, admin_pb2_grpc, socket_pb2, socket_pb2_grpc
 
 _lock = threading.Lock()
@@ -155,6 +155,15 @@ def query(layer: str, netns: str, command: str, *args: str, **typed) -> admin_pb
     return call(admin_pb2_grpc.AdminStub(channel()).Query,
                 admin_pb2.AdminRequest(layer=layer, netns=netns, command=command, args=list(args), **typed),
                 timeout=15)
+
+
+def each_layer(netns: str, command: str, *args: str):
+    """(layer, its JSON answer) from each of the five layers that answers
+    `command` (one that is down or refuses is left out: it shows when it is back)."""
+    for layer in LAYERS:
+        reply = query(layer, netns, command, *args)
+        if not reply.err:
+            yield layer, json.loads(reply.json or "null")
 
 
 def admin(layer: str, netns: str, command: str, *args: str) -> admin_pb2.AdminReply:

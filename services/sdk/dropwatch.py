@@ -9,24 +9,16 @@ one line per place, as dropwatch prints it with drop reasons:
 
     3 drops at __udp4_lib_rcv (NO_SOCKET) [h2 transport]
 """
-import json
 import sys
 import time
 
 from . import _client
-from .services.common import config
 
 
 def snapshot(netns: str) -> dict:
     """(netns, layer, function, reason) -> drops so far."""
-    out = {}
-    for layer in config.LAYERS:
-        reply = _client.query(layer, netns, "dropwatch")
-        if reply.err:
-            continue                           # a layer that is down: its drops show when it is back
-        for ns, reason, fn, n in json.loads(reply.json):
-            out[(ns, layer, fn, reason)] = n
-    return out
+    return {(ns, layer, fn, reason): n for layer, sites in _client.each_layer(netns, "dropwatch")
+            for ns, reason, fn, n in sites}
 
 
 def changes(before: dict, after: dict) -> list[str]:

@@ -11,14 +11,13 @@ traffic), then prints the counts as perf does, for one host or all of them;
 fired it, the skb's length, a drop's reason) until COMMAND ends or Ctrl-C.
 The layers keep them only while one runs; one runs at a time.
 """
-import json
 import subprocess
 import sys
 import time
 from collections import Counter
 
 from . import _client
-from .services.common import config, tracepoints
+from .services.common import tracepoints
 
 USAGE = ("usage: pktflow perf list | pktflow perf stat [-n NETNS] [-e EVENTS] -- COMMAND [ARGS...] |\n"
          "       pktflow perf trace [-n NETNS] [-e EVENTS] [-- COMMAND [ARGS...]]")
@@ -56,8 +55,7 @@ def cmd_perf(argv: list[str]) -> int:
         _client.admin("ip", netns, "counters")          # an unknown host is an error, not silence
     if argv[0] == "trace":
         return trace(netns, events, command)
-    for layer in config.LAYERS:
-        _client.query(layer, "", "perf", "start")
+    list(_client.each_layer("", "perf", "start"))
     t0 = time.monotonic()
     try:
         status = subprocess.run(command).returncode
@@ -65,12 +63,10 @@ def cmd_perf(argv: list[str]) -> int:
         status = 130
     elapsed = time.monotonic() - t0
     counts = Counter()
-    for layer in config.LAYERS:
-        reply = _client.query(layer, "", "perf", "stop")
-        if not reply.err:
-            for ns, tp, n in json.loads(reply.json):
-                if netns in ("", ns):
-                    counts[tp] += n
+    for _, rows in _client.each_layer("", "perf", "stop"):
+        for ns, tp, n in rows:
+            if netns in ("", ns):
+                counts[tp] += n
     where = f" on {netns}" if netns else ""
     print(f"\n Performance counter stats for '{' '.join(command)}'{where}:\n", file=sys.stderr)
     for tp in events:
@@ -83,19 +79,14 @@ def trace(netns: str, events: list[str], command: list[str]) -> int:
     """perf trace: one line per event, as the layers report them (every 0.2 s),
     until COMMAND ends (or Ctrl-C without one)."""
     wanted = set(events)
-    for layer in config.LAYERS:
-        _client.query(layer, "", "perf", "trace-start")
+    list(_client.each_layer("", "perf", "trace-start"))
     proc = subprocess.Popen(command) if command else None
     t0, status = None, 0
 
     def show(verb: str):
         nonlocal t0
-        got = []
-        for layer in config.LAYERS:
-            reply = _client.query(layer, "", "perf", verb)
-            if not reply.err:
-                got += [(t, ns, layer, tp, fn, n, reason) for t, ns, tp, fn, n, reason in json.loads(reply.json)
-                        if tp in wanted and netns in ("", ns)]
+        got = [(t, ns, layer, tp, fn, n, reason) for layer, events in _client.each_layer("", "perf", verb)
+               for t, ns, tp, fn, n, reason in events if tp in wanted and netns in ("", ns)]
         for t, ns, layer, tp, fn, n, reason in sorted(got):
             t0 = t if t0 is None else t0
             why = f", reason: {reason}" if reason else ""

@@ -32,7 +32,7 @@ def topo():
 def test_ip_nstat_counters_and_drops_by_reason(topo):
     sh = IpShell(topo)
     sh.ip.netns["h2"].mib["IpInReceives"] += 7
-    sh.drops[("h2", "NO_SOCKET")] += 2
+    sh.drop_sites[("h2", "NO_SOCKET", "udp_rcv")] += 2
     s = samples(sh)
     assert s[("pktflow_nstat_total", labels(layer="ip", netns="h2", counter="IpInReceives"))] == 7
     assert s[("pktflow_nstat_total", labels(layer="ip", netns="h1", counter="IpOutNoRoutes"))] == 0
