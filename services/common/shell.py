@@ -15,21 +15,20 @@ import signal
 import sys
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pktflow.v1 import admin_pb2, admin_pb2_grpc
 
-from . import config, healthcheck, metrics, rpc_guard, sysctl, topology, tracepoints
+from . import config, healthcheck, metrics, rpc_guard, sysctl, topology, tracepoints, watch
 from .plumbing import Downlink, Uplinks
 from .actions import Arm, Cancel, Down, Drop, Merge, Step, Stop, Up
 from .skbuff import NEW_JOURNEY, SAMPLED
 from .tracing import Tracer
 
 log = logging.getLogger("pktflow")
-PERF_EVENTS = 100_000         # what a perf trace keeps between two reads, at most
 
 # The health service name that answers SERVING while the process runs; "" and
 # "pktflow.<layer>" answer SERVING only once the streams to the layers below are up.
@@ -48,7 +47,9 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         self.instance = uuid.uuid4().hex
         self.drop_sites: Counter = Counter()     # (netns, reason, the function that dropped) -> count
         self.perf: Counter | None = None         # (netns, tracepoint) -> hits, while `perf stat` counts
-        self.perf_events: deque | None = None    # (time, netns, tracepoint, function, len, reason): perf trace
+        self.watchers: list[watch.Watcher] = []  # perf trace, bpftrace
+        self.probes = tracepoints.Probes()       # what the cores fire themselves, and which are on
+        self.tracing = False                     # perf stat counts or someone watches: look for tracepoints
         self.downs: dict[str, Downlink] = {}
         self.uplinks: Uplinks | None = None
         self.health = healthcheck.AioHealth()
@@ -174,11 +175,8 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
             skb = act.skb
             if drop or lost:
                 self.drop_sites[(skb.netns, drop or lost, tracepoints.site(act.fn))] += 1
-            if self.perf is not None:
-                tracepoints.count(self.perf, skb.netns, act.fn, bool(drop or lost))
-            if self.perf_events is not None:
-                self.perf_events.extend((t1, skb.netns, tp, where, len(skb.data), drop or lost or "")
-                                        for tp, where in tracepoints.hits(act.fn, bool(drop or lost)))
+            if self.tracing:
+                self.fire(skb, act.fn, drop or lost, t1)
             flags = skb.trace_flags
             if flags:
                 fn = act.fn
@@ -191,6 +189,46 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
                     links = ()
                 if flags & SAMPLED:
                     self._spans(skb, fn, t0, t1, direction, drop or lost, links)
+        if self.probes.events:
+            self.fire_core(t1)
+
+    # -- tracepoints: counted for perf stat, handed to watchers
+    def fire(self, skb, fn, reason, t: int):
+        """The tracepoints one hop hit."""
+        netns = skb.netns
+        for tp, where in tracepoints.hits(fn, bool(reason)):
+            if self.perf is not None:
+                self.perf[(netns, tp)] += 1
+            if tp in self.probes.on and self.watchers:
+                host = self.topo.hosts.get(netns)
+                dev = host and host.interface(skb.ifindex)
+                fields = tracepoints.skb_fields(tp, skb, where, reason or "", dev.name if dev else "")
+                fields.update(tracepoints.step_fields(fn, where))
+                fields.update(self.tracepoint_fields(tp, skb))
+                for w in self.watchers:
+                    w.offer(t, netns, tp, fields)
+
+    def fire_core(self, t: int):
+        """The tracepoints the cores fired (Probes.emit)."""
+        for tp, netns, fields in self.probes.take():
+            if self.perf is not None:
+                self.perf[(netns, tp)] += 1
+            for w in self.watchers:
+                w.offer(t, netns, tp, fields)
+
+    def tracepoint_fields(self, tp: str, skb) -> dict:
+        """A layer's own fields of a tracepoint its hops fire (transport: the socket's)."""
+        return {}
+
+    def tracing_changed(self):
+        """Enable what perf stat counts (every tracepoint) or a watcher watches; nothing else."""
+        on = set(tracepoints.ALL) if self.perf is not None else set()
+        for w in self.watchers:
+            on |= w.events
+        self.probes.on = frozenset(on)
+        self.tracing = bool(on)
+        if not on:
+            self.probes.take()
 
     def on_action(self, act):
         """An action only this layer's core returns (transport's AskRoute)."""
@@ -290,18 +328,45 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
             return admin_pb2.AdminReply(err=112, detail=f"the {lower} layer did not answer: {e.code().name}")
 
     def perf_admin(self, args: list[str]):
-        """perf stat: `start` counting tracepoints, `stop` returns the counts; perf
-        trace: `trace-start` keeping each (at most PERF_EVENTS), `trace-read`
-        returns and forgets those kept so far, `trace-stop` ends it."""
-        if args in (["start"], ["stop"]):
-            counts, self.perf = self.perf, (Counter() if args == ["start"] else None)
-            rows = [[ns, tp, n] for (ns, tp), n in sorted((counts or {}).items())]
-            return admin_pb2.AdminReply(json=json.dumps(rows))
-        if args == ["trace-read"] and self.perf_events is None:
-            return admin_pb2.AdminReply(json="[]")
-        events = self.perf_events
-        self.perf_events = deque(maxlen=PERF_EVENTS) if args in (["trace-start"], ["trace-read"]) else None
-        return admin_pb2.AdminReply(json=json.dumps(list(events or ())))
+        """perf stat: `start` counting tracepoints, `stop` returns the counts."""
+        if args not in (["start"], ["stop"]):
+            return admin_pb2.AdminReply(err=22, detail="perf start|stop")
+        counts, self.perf = self.perf, (Counter() if args == ["start"] else None)
+        self.tracing_changed()
+        rows = [[ns, tp, n] for (ns, tp), n in sorted((counts or {}).items())]
+        return admin_pb2.AdminReply(json=json.dumps(rows))
+
+    async def Watch(self, request, context):
+        """Tracepoint events as they happen (watch.py): this layer's, or the
+        layer's below, passed up. The first message, empty, says the watch is on."""
+        if request.layer not in ("", self.name):
+            lower = config.LOWER.get(self.name)
+            if lower is None or request.layer not in config.LAYERS:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"no layer {request.layer!r} below {self.name}")
+            call = admin_pb2_grpc.AdminStub(self.downs[lower].channel).Watch(request)
+            try:
+                async for batch in call:
+                    yield batch
+            except grpc.aio.AioRpcError as e:
+                await context.abort(e.code(), e.details())
+            finally:
+                call.cancel()
+            return
+        try:
+            w = watch.watcher(request, self.topo.hosts)
+        except LookupError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e).strip("'\""))
+        except ValueError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        self.watchers.append(w)
+        self.tracing_changed()
+        try:
+            yield admin_pb2.TraceEvents(layer=self.name)
+            async for batch in w.batches(self.name):
+                yield batch
+        finally:
+            self.watchers.remove(w)
+            self.tracing_changed()
 
     @property
     def drops(self) -> Counter:

@@ -50,8 +50,7 @@ def arp_rcv(netns, dev, skb, now: int) -> list:
     if a.op == arp.ARPOP_REQUEST and a.tpa in netns.local:
         netns.mib["ArpInRequests"] += 1
         if a.spa:                            # not a duplicate-address probe
-            out += netns.neigh_actions(netns.neigh.update(dev.ifindex, a.spa, a.sha, nd.NUD_STALE, now,
-                                                          create=True, weak=True))
+            out += netns.neigh_update(dev, a.spa, a.sha, nd.NUD_STALE, now, create=True, weak=True)
         reply = arp_send(netns, dev, arp.ARPOP_REPLY, a.sha, a.spa, a.sha, a.tpa, skb)
         netns.mib["ArpOutReplies"] += 1
         return out + netns.xmit(dev, reply, "arp_send")
@@ -59,5 +58,5 @@ def arp_rcv(netns, dev, skb, now: int) -> list:
         netns.mib["ArpInReplies"] += 1
     # Known senders are refreshed; a reply to us confirms reachability.
     state = nd.NUD_REACHABLE if a.op == arp.ARPOP_REPLY and skb.pkt_type == PACKET_HOST else nd.NUD_STALE
-    out += netns.neigh_actions(netns.neigh.update(dev.ifindex, a.spa, a.sha, state, now, create=False))
+    out += netns.neigh_update(dev, a.spa, a.sha, state, now, create=False)
     return out

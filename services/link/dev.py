@@ -10,6 +10,7 @@ from dataclasses import replace
 from pktflow.v1.skb_pb2 import SockEvent, Skb
 
 from ..common import bpf, tcp_offload, topology
+from ..common.tracepoints import NEIGH_UPDATE, Probes
 from ..common.actions import Arm, Cancel, Down, Drop, Step, Stop, Up
 from ..common.skbuff import clone
 from ..common.sysctl import defaults as sysctl_defaults
@@ -80,8 +81,9 @@ class Device:
 class LinkNetns:
     """The device layer's state in one network namespace."""
 
-    def __init__(self, host, rng):
+    def __init__(self, host, rng, probes):
         self.name = host.name
+        self.probes = probes
         self.sysctl = sysctl_defaults() | host.sysctls
         self.devices = {i.ifindex: Device(i, self.sysctl["net.core.default_qdisc"]) for i in host.interfaces.values()}
         self.local = {a for d in self.devices.values() for a in d.local}
@@ -99,6 +101,18 @@ class LinkNetns:
         """inet_select_addr(): an address of `dev` on dst's subnet, else its first,
         else any of the host's."""
         return topology.select_addr(dev.addrs, dst) or next(iter(self.local), 0)
+
+    def neigh_update(self, dev, ip: int, lladdr: bytes, state: int, now: int, create: bool,
+                     weak: bool = False) -> list:
+        """neigh_update(), and first its tracepoint (as __neigh_update() fires it), when watched."""
+        if NEIGH_UPDATE in self.probes.on:
+            n = self.neigh.lookup(dev.ifindex, ip)
+            if n is not None or create:
+                self.probes.emit(NEIGH_UPDATE, self.name, {
+                    "family": 2, "dev": dev.name, "lladdr": n.lladdr.hex() if n and n.lladdr else "",
+                    "nud_state": nd.trace_name(n.state if n else nd.NUD_NONE), "primary_key4": ipv4.ntoa(ip),
+                    "new_lladdr": lladdr.hex(), "new_state": nd.trace_name(state)})
+        return self.neigh_actions(self.neigh.update(dev.ifindex, ip, lladdr, state, now, create, weak))
 
     def neigh_actions(self, actions) -> list:
         """Turns the neighbour table's requests into actions."""
@@ -334,9 +348,10 @@ class LinkNetns:
 class Link:
     """The device layer of every namespace."""
 
-    def __init__(self, topology, rng: random.Random | None = None):
+    def __init__(self, topology, rng: random.Random | None = None, probes: Probes | None = None):
         rng = rng or random.Random()
-        self.netns = {h.name: LinkNetns(h, rng) for h in topology.hosts.values()}
+        self.probes = probes or Probes()           # the tracepoints the cores fire (the shell's)
+        self.netns = {h.name: LinkNetns(h, rng, self.probes) for h in topology.hosts.values()}
         # A link's `netem:` impairs every endpoint's egress, as `tc qdisc add
         # dev IF root netem ...` on each would.
         for link in topology.links:

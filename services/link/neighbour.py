@@ -29,6 +29,11 @@ NAMES = {NUD_NONE: "NONE", NUD_INCOMPLETE: "INCOMPLETE", NUD_REACHABLE: "REACHAB
          NUD_DELAY: "DELAY", NUD_PROBE: "PROBE", NUD_FAILED: "FAILED", NUD_NOARP: "NOARP",
          NUD_PERMANENT: "PERMANENT"}
 
+
+def trace_name(state: int) -> str:
+    """The state as the neigh tracepoints print it (__print_symbolic: a value it does not name in hex)."""
+    return NAMES[state].lower() if state else "0x0"
+
 MS = 1_000_000
 S = 1_000_000_000
 

@@ -17,7 +17,7 @@ class LinkShell(LayerShell):
 
     def __init__(self, topo, tracer=None):
         super().__init__(topo, tracer)
-        self.link = Link(topo)
+        self.link = Link(topo, probes=self.probes)
         self._socket_instance = None
 
     def egress_for(self, from_layer):

@@ -166,6 +166,13 @@ def each_layer(netns: str, command: str, *args: str):
             yield layer, json.loads(reply.json or "null")
 
 
+def watch(events: list[str], netns: str = "", predicate: str = ""):
+    """Tracepoint events as the layers see them, filtered there (_watch.Watch):
+    iterate it for (time_ns, netns, layer, tracepoint, fields); close it when done."""
+    from ._watch import Watch
+    return Watch(events, netns, predicate)
+
+
 def admin(layer: str, netns: str, command: str, *args: str) -> admin_pb2.AdminReply:
     """query(), with an error reply raised as the OSError of its errno."""
     reply = query(layer, netns, command, *args)

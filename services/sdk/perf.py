@@ -7,9 +7,9 @@
 `perf stat` has every layer count the tracepoints its hops hit (services/
 common/tracepoints.py) while COMMAND runs here (`sleep 5`, a script sending
 traffic), then prints the counts as perf does, for one host or all of them;
-`perf trace` prints each one (time, host/layer, tracepoint, the function that
-fired it, the skb's length, a drop's reason) until COMMAND ends or Ctrl-C.
-The layers keep them only while one runs; one runs at a time.
+one runs at a time. `perf trace` watches them (the Watch RPC: the layers send
+only the events asked for) and prints each one, with its fields, until COMMAND
+ends or Ctrl-C.
 """
 import subprocess
 import sys
@@ -76,29 +76,35 @@ def cmd_perf(argv: list[str]) -> int:
 
 
 def trace(netns: str, events: list[str], command: list[str]) -> int:
-    """perf trace: one line per event, as the layers report them (every 0.2 s),
-    until COMMAND ends (or Ctrl-C without one)."""
-    wanted = set(events)
-    list(_client.each_layer("", "perf", "trace-start"))
-    proc = subprocess.Popen(command) if command else None
+    """perf trace: one line per event, as the layers send them, until COMMAND
+    ends (or Ctrl-C without one): milliseconds since the first, host/layer,
+    the tracepoint and its fields."""
+    watch = _client.watch(events, netns)
     t0, status = None, 0
 
-    def show(verb: str):
+    def show(got):
         nonlocal t0
-        got = [(t, ns, layer, tp, fn, n, reason) for layer, events in _client.each_layer("", "perf", verb)
-               for t, ns, tp, fn, n, reason in events if tp in wanted and netns in ("", ns)]
-        for t, ns, layer, tp, fn, n, reason in sorted(got):
+        for t, ns, layer, tp, fields in sorted(got):
             t0 = t if t0 is None else t0
-            why = f", reason: {reason}" if reason else ""
-            print(f"{(t - t0) / 1e6:10.3f} {ns}/{layer} {tp}(location: {fn}, len: {n}{why})", flush=True)
+            print(f"{(t - t0) / 1e6:10.3f} {ns}/{layer} {tp}({format_fields(tp, fields)})", flush=True)
     try:
+        proc = subprocess.Popen(command) if command else None
         while proc is None or proc.poll() is None:
-            time.sleep(0.2)
-            show("trace-read")
+            show(watch.poll(0.2))
         status = proc.returncode
+        show(watch.poll(0.2))                     # what the command's last packets set off
     except KeyboardInterrupt:
         status = 130
     finally:
-        time.sleep(0.2)                        # what the command's last packets set off
-        show("trace-stop")
+        watch.close()
+    lost = sum(watch.lost.values())
+    if lost:
+        print(f"LOST {lost} events!", file=sys.stderr)
     return status
+
+
+def format_fields(tp: str, fields: dict) -> str:
+    """`name: value, ...` in the format file's order (addresses of kernel objects in hex), then pktflow's own."""
+    order = list(tracepoints.FIELDS.get(tp, ())) + sorted(set(fields) - set(tracepoints.FIELDS.get(tp, ())))
+    return ", ".join(f"{k}: {hex(fields[k]) if k in ('skbaddr', 'skaddr') else fields[k]}"
+                     for k in order if k in fields)

@@ -13,6 +13,8 @@ from ..common import metrics, snmp
 from ..common.shell import LayerShell
 from ..common.actions import AskRoute
 from .stack import Transport
+from ..wire.ipv4 import ntoa
+from .tcp import TRACE_NAMES, trace_fields
 
 log = logging.getLogger("pktflow.transport")
 
@@ -23,7 +25,7 @@ class TransportShell(LayerShell):
 
     def __init__(self, topo, tracer=None):
         super().__init__(topo, tracer)
-        self.tr = Transport(topo)
+        self.tr = Transport(topo, probes=self.probes)
         self._socket_instance = None
         self._asks: set = set()
 
@@ -71,6 +73,25 @@ class TransportShell(LayerShell):
         ports = d[th:th + 4]
         return self.cached_attrs(ports, lambda: (("source.port", int.from_bytes(ports[:2], "big")),
                                                  ("destination.port", int.from_bytes(ports[2:], "big"))))
+
+    def tracepoint_fields(self, tp: str, skb) -> dict:
+        """tcp:tcp_retransmit_skb and tcp:tcp_send_reset: the socket's fields, or
+        (a reset for no socket) the segment's own addresses and ports."""
+        if not tp.startswith("tcp:"):
+            return {}
+        sk = self.tr.tcp.socks.get(skb.sk)
+        if sk is not None:
+            f = trace_fields(sk)
+            state = TRACE_NAMES[sk.state]
+        else:
+            th, d = skb.transport_header, skb.data
+            f = {"skaddr": 0, "family": "AF_INET", "sport": int.from_bytes(d[th:th + 2], "big"),
+                 "dport": int.from_bytes(d[th + 2:th + 4], "big"),
+                 "saddr": ntoa(skb.saddr), "daddr": ntoa(skb.daddr)}
+            state = "UNKNOWN"
+        if tp == "tcp:tcp_send_reset":           # the kernel prints a sockaddr here
+            f["saddr"], f["daddr"] = f"{f['saddr']}:{f['sport']}", f"{f['daddr']}:{f['dport']}"
+        return {**f, "state": state}
 
     def mib_rows(self, netns: str) -> list[tuple[str, int]]:
         """nstat's Tcp, Udp and TcpExt rows of the namespace."""

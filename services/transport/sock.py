@@ -138,8 +138,9 @@ class PortTable:
 
 
 class TransportNetns:
-    def __init__(self, host, rng):
+    def __init__(self, host, rng, probes):
         self.name = host.name
+        self.probes = probes
         self.sysctl = sysctl_defaults() | host.sysctls
         port_range = self.sysctl["net.ipv4.ip_local_port_range"]
         self.udp = PortTable(rng, port_range)

@@ -8,6 +8,7 @@ from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL, RouteReply
 from pktflow.v1.skb_pb2 import ProtoCall, SockEvent, Skb
 
 from ..common.actions import AskRoute, Drop, Stop, Up
+from ..common.tracepoints import Probes
 from ..common.uapi import (IP_MTU, IP_MTU_DISCOVER, IP_RECVERR, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP, IPPROTO_TCP,
                            IPPROTO_UDP,
                            SO_BROADCAST, SO_RCVBUF, SO_REUSEADDR, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET)
@@ -22,9 +23,10 @@ _SEND_ERR_REASON = {errno.ENETUNREACH: "IP_OUTNOROUTES", errno.EHOSTUNREACH: "IP
 
 
 class Transport:
-    def __init__(self, topology, rng: random.Random | None = None):
+    def __init__(self, topology, rng: random.Random | None = None, probes: Probes | None = None):
         rng = rng or random.Random()
-        self.netns = {h.name: TransportNetns(h, rng) for h in topology.hosts.values()}
+        self.probes = probes or Probes()           # the tracepoints the cores fire (the shell's)
+        self.netns = {h.name: TransportNetns(h, rng, self.probes) for h in topology.hosts.values()}
         self.socks: dict[int, InetSock] = {}        # UDP and ping sockets
         self.tcp = TcpProto(self, rng)
         self.genid = 0

@@ -10,6 +10,9 @@ tcp_input (segment arrival), tcp_output (transmission), tcp_timer, tcp_cong.
 """
 from collections import deque
 
+from ..common.tracepoints import INET_SOCK_SET_STATE, TCP_PROBE
+from ..wire.ipv4 import ntoa
+
 MASK = 0xFFFFFFFF
 
 # enum tcp_state (include/net/tcp_states.h), the numbers ss uses
@@ -21,6 +24,10 @@ STATE_NAMES = {ESTABLISHED: "ESTAB", SYN_SENT: "SYN-SENT", SYN_RECV: "SYN-RECV",
 RFC_NAMES = {ESTABLISHED: "ESTABLISHED", SYN_SENT: "SYN-SENT", SYN_RECV: "SYN-RECEIVED", FIN_WAIT1: "FIN-WAIT-1",
              FIN_WAIT2: "FIN-WAIT-2", TIME_WAIT: "TIME-WAIT", CLOSE: "CLOSED", CLOSE_WAIT: "CLOSE-WAIT",
              LAST_ACK: "LAST-ACK", LISTEN: "LISTEN", CLOSING: "CLOSING"}
+# as the tracepoints print them (tcp:*, sock:inet_sock_set_state)
+TRACE_NAMES = {ESTABLISHED: "TCP_ESTABLISHED", SYN_SENT: "TCP_SYN_SENT", SYN_RECV: "TCP_SYN_RECV",
+               FIN_WAIT1: "TCP_FIN_WAIT1", FIN_WAIT2: "TCP_FIN_WAIT2", TIME_WAIT: "TCP_TIME_WAIT", CLOSE: "TCP_CLOSE",
+               CLOSE_WAIT: "TCP_CLOSE_WAIT", LAST_ACK: "TCP_LAST_ACK", LISTEN: "TCP_LISTEN", CLOSING: "TCP_CLOSING"}
 
 # enum tcp_ca_state
 CA_OPEN, CA_DISORDER, CA_CWR, CA_RECOVERY, CA_LOSS = range(5)
@@ -56,7 +63,26 @@ def set_state(ns, sk, state: int):
         ns.mib["TcpCurrEstab"] += 1
     elif old in (ESTABLISHED, CLOSE_WAIT) and state not in (ESTABLISHED, CLOSE_WAIT):
         ns.mib["TcpCurrEstab"] -= 1
+    probes = ns.probes
+    if INET_SOCK_SET_STATE in probes.on:          # trace_inet_sock_set_state(), from tcp_set_state()
+        probes.emit(INET_SOCK_SET_STATE, ns.name, {**trace_fields(sk), "protocol": "IPPROTO_TCP",
+                                                   "oldstate": TRACE_NAMES[old], "newstate": TRACE_NAMES[state]})
     sk.state = state
+
+
+def trace_fields(sk) -> dict:
+    """The socket's fields in the tcp and sock tracepoints."""
+    return {"skaddr": sk.sk, "family": "AF_INET", "sport": sk.lport, "dport": sk.rport,
+            "saddr": ntoa(sk.laddr), "daddr": ntoa(sk.raddr)}
+
+
+def trace_probe(ns, sk, data_len: int):
+    """trace_tcp_probe() at the start of tcp_rcv_established(): the connection as a segment finds it."""
+    f = trace_fields(sk)
+    ns.probes.emit(TCP_PROBE, ns.name, {
+        **f, "saddr": f"{f['saddr']}:{sk.lport}", "daddr": f"{f['daddr']}:{sk.rport}", "mark": 0,
+        "data_len": data_len, "snd_nxt": sk.snd_nxt & MASK, "snd_una": sk.snd_una & MASK, "snd_cwnd": sk.cwnd,
+        "ssthresh": sk.ssthresh, "snd_wnd": sk.snd_wnd, "srtt": sk.srtt // 1000, "rcv_wnd": sk.rcv_wnd})
 
 
 def sent_after(t1: int, t2: int, tie1: int, tie2: int) -> bool:

@@ -12,7 +12,8 @@ from . import tcp_cong, tcp_output as xmit, tcp_rate, tcp_recovery as recovery
 from .tcp import (CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2,
                   LAST_ACK, MAX_SACK_BLOCKS, MS, S, SYN_RECV, SYN_SENT, TCP_ATO_MIN, TCP_DELACK_MIN,
                   TCP_ECN_DEMAND_CWR, TCP_ECN_OK, TCP_ECN_SEEN, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT,
-                  TraceRef, set_state, unwrap)
+                  TraceRef, set_state, trace_probe, unwrap)
+from ..common.tracepoints import TCP_PROBE
 
 RCV = "tcp_rcv_established"
 
@@ -158,6 +159,8 @@ def rcv_state_process(tr, ns, sk, skb, th, now: int) -> list:
     if sk.state == SYN_SENT:
         return synsent(tr, ns, sk, skb, th, now, out)
     payload_len = len(skb.data) - skb.head
+    if sk.state == ESTABLISHED and TCP_PROBE in ns.probes.on:
+        trace_probe(ns, sk, payload_len)
     seq = unwrap(th.seq, sk.rcv_nxt)
     end = seq + payload_len + (1 if th.flags & wire.SYN else 0) + (1 if th.flags & wire.FIN else 0)
     if paws_reject(sk, th):

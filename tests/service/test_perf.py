@@ -25,7 +25,7 @@ def test_perf_stat_counts_the_drops_and_receives_of_a_command(stack):
               for m in re.finditer(r"^\s+([\d,]+)\s+(\S+)$", r.stderr, re.M)}
     assert counts["skb:kfree_skb"] >= 3                     # udp_rcv: NO_SOCKET, three times
     assert counts["net:netif_receive_skb"] >= 3
-    assert set(counts) == {"skb:kfree_skb", "net:netif_receive_skb", "tcp:tcp_retransmit_skb",
+    assert set(counts) == {"skb:kfree_skb", "net:netif_receive_skb", "tcp:tcp_probe", "tcp:tcp_retransmit_skb",
                            "tcp:tcp_send_reset"}
     assert "Performance counter stats for" in r.stderr and "seconds time elapsed" in r.stderr
 
@@ -43,6 +43,6 @@ def test_perf_trace_prints_each_event(stack):
     lines = r.stdout.splitlines()
     drops = [line for line in lines if "location: udp_rcv" in line]
     assert len(drops) == 3, r.stdout
-    assert all(re.fullmatch(r"\s*\d+\.\d{3} h2/transport skb:kfree_skb\(location: udp_rcv, len: \d+, "
-                            r"reason: NO_SOCKET\)", line) for line in drops)
+    assert all(re.fullmatch(r"\s*\d+\.\d{3} h2/transport skb:kfree_skb\(skbaddr: 0x[0-9a-f]+, location: udp_rcv, "
+                            r"protocol: 2048, reason: NO_SOCKET, len: \d+\)", line) for line in drops)
     assert all(" h2/" in line and "skb:kfree_skb" in line for line in lines)
