@@ -55,6 +55,7 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         self.health = healthcheck.AioHealth()
         self._timers: dict = {}
         self._attr_cache: dict = {}
+        self._hits: dict = {}                     # (fn, dropped) -> tracepoints.hits()
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- to be provided by the layer
@@ -196,7 +197,16 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
     def fire(self, skb, fn, reason, t: int):
         """The tracepoints one hop hit."""
         netns = skb.netns
-        for tp, where in tracepoints.hits(fn, bool(reason)):
+        key = (fn, bool(reason))
+        try:
+            hits = self._hits[key]
+        except KeyError:                   # the hops of a few kernel paths, met again and again
+            if len(self._hits) > 10000:
+                self._hits.clear()
+            hits = self._hits[key] = tracepoints.hits(fn, key[1])
+        except TypeError:                  # Steps with attributes: not hashable, not repeated
+            hits = tracepoints.hits(fn, key[1])
+        for tp, where in hits:
             if self.perf is not None:
                 self.perf[(netns, tp)] += 1
             if tp in self.probes.on and self.watchers:

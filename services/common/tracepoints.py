@@ -16,6 +16,7 @@ perf trace` and `pktflow bpftrace` watch them (the Watch RPC).
 """
 import fnmatch
 
+QDISC_ENQUEUE = "qdisc:qdisc_enqueue"
 # the kernel function (a hop step's name) -> the tracepoint it fires
 BY_FUNCTION = {
     "dev_queue_xmit": "net:net_dev_queue",
@@ -27,6 +28,8 @@ BY_FUNCTION = {
     **{f"{kind}_dequeue": "qdisc:qdisc_dequeue" for kind in ("pfifo_fast", "pfifo", "bfifo", "fq_codel", "tbf",
                                                               "netem")},
     "sch_direct_xmit": "qdisc:qdisc_dequeue",
+    # dev_qdisc_enqueue(): only when the qdisc took the skb (a hop that ends dropped there does not count)
+    **{f"{kind}_enqueue": QDISC_ENQUEUE for kind in ("pfifo_fast", "pfifo", "bfifo", "fq_codel", "tbf", "netem")},
 }
 KFREE_SKB = "skb:kfree_skb"
 SKB_GSO_TCPV4 = 1
@@ -46,6 +49,7 @@ FIELDS = {
     "net:netif_receive_skb": _SKB + ("len", "name"),
     "net:napi_gro_receive_entry": _SKB + ("len", "name", "protocol", "ip_summed", "hash", "gso_size", "gso_type"),
     "qdisc:qdisc_dequeue": _SKB + ("ifindex", "packets"),
+    QDISC_ENQUEUE: _SKB + ("ifindex",),
     "tcp:tcp_retransmit_skb": _SKB + ("skaddr", "state") + _TCP4,
     "tcp:tcp_send_reset": _SKB + ("skaddr", "state", "saddr", "daddr"),
     TCP_PROBE: ("saddr", "daddr", "sport", "dport", "family", "mark", "data_len", "snd_nxt", "snd_una", "snd_cwnd",
@@ -80,6 +84,8 @@ def hits(fn, dropped: bool) -> list[tuple[str, str]]:
     """The (tracepoint, function) pairs one hop fires: its steps', then kfree_skb's at its last step."""
     out = [(BY_FUNCTION[name], name) for name in steps(fn) if name in BY_FUNCTION]
     if dropped:
+        if out and out[-1][0] == QDISC_ENQUEUE and out[-1][1] == site(fn):
+            out.pop()                                  # the qdisc refused it
         out.append((KFREE_SKB, site(fn)))
     return out
 
@@ -108,6 +114,8 @@ def skb_fields(tp: str, skb, where: str, reason: str, dev: str) -> dict:
         f.update(location=where, protocol=skb.protocol, reason=reason)
     elif tp == "qdisc:qdisc_dequeue":
         f.update(ifindex=skb.ifindex, packets=1)
+    elif tp == QDISC_ENQUEUE:
+        f["ifindex"] = skb.ifindex
     elif tp.startswith("net:"):
         f["name"] = dev
         if tp == "net:net_dev_xmit":

@@ -30,8 +30,12 @@ def test_a_hop_hits_the_tracepoints_of_its_steps_and_a_drop_is_kfree_skb():
                             ("h1", (Step("pfifo_fast_dequeue", ()),), False), ("h2", "udp_rcv", True),
                             ("h2", "ip_rcv", False)):                 # no tracepoint there
         c.update((ns, tp) for tp, _ in tracepoints.hits(fn, dropped))
-    assert c == {("h1", "net:net_dev_queue"): 1, ("h1", "qdisc:qdisc_dequeue"): 1, ("h2", "skb:kfree_skb"): 1}
+    assert c == {("h1", "net:net_dev_queue"): 1, ("h1", "qdisc:qdisc_enqueue"): 1, ("h1", "qdisc:qdisc_dequeue"): 1,
+                 ("h2", "skb:kfree_skb"): 1}
     assert tracepoints.hits(("ip_rcv", "udp_rcv"), True) == [("skb:kfree_skb", "udp_rcv")]
+    # a qdisc that refuses the skb: no qdisc_enqueue (dev_qdisc_enqueue() fires it on success only)
+    assert tracepoints.hits(("dev_queue_xmit", "pfifo_fast_enqueue"), True) == [
+        ("net:net_dev_queue", "dev_queue_xmit"), ("skb:kfree_skb", "pfifo_fast_enqueue")]
 
 
 def test_events_are_names_or_globs_and_an_unknown_one_is_refused():
