@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pktflow.v1 import admin_pb2, admin_pb2_grpc
 
-from . import config, healthcheck, metrics, rpc_guard, sysctl, topology, tracepoints, watch
+from . import config, healthcheck, metrics, otlp_metrics, rpc_guard, sysctl, topology, tracepoints, watch
 from .plumbing import Downlink, Uplinks
 from .actions import Arm, Cancel, Down, Drop, Merge, Step, Stop, Up
 from .skbuff import NEW_JOURNEY, SAMPLED
@@ -402,12 +402,15 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         return metrics.drops(self.name, self.drops)
 
     async def start_metrics(self, port: int | None, host: str):
-        """`GET /metrics` on host:port (None: no endpoint)."""
+        """`GET /metrics` on host:port (None: no endpoint); the same families over
+        OTLP when OTEL_METRICS_EXPORTER=otlp (otlp_metrics.py)."""
         self.metrics_endpoint = metrics.Endpoint(self.metric_families)
         if port is not None:
             await self.metrics_endpoint.start(host, port, f"pktflow {self.name}")
+        self.metrics_export = otlp_metrics.start(self.metric_families, self.name)
 
     metrics_endpoint = None
+    metrics_export = None
 
     def check_netns(self, netns: str):
         if netns not in self.topo.hosts:
@@ -485,6 +488,8 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
         await server.stop(1.0)
         if self.metrics_endpoint:
             await self.metrics_endpoint.close()
+        if self.metrics_export:                 # the last numbers over OTLP
+            await self.metrics_export.close()
         for d in self.downs.values():
             await d.close()
         await asyncio.get_running_loop().run_in_executor(None, self.tracer.flush)
@@ -521,6 +526,7 @@ def main(shell_class):
         topo = topology.load(config.topology_path())
         config.tls()
         metrics_port = metrics.port(shell_class.name)
+        otlp_metrics.settings()               # OTEL_METRICS_EXPORTER and its interval, refused here when bad
     except (topology.TopologyError, config.ConfigError) as e:
         print(f"pktflow {shell_class.name}: {e}", file=sys.stderr)
         raise SystemExit(2)
