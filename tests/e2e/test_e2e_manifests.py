@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pktflow.services.common import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = {"socket": 50051, "transport": 50052, "ip": 50053, "link": 50054, "nic": 50055}
@@ -84,6 +85,11 @@ def test_kustomize_renders_and_validates_against_the_kubernetes_schemas():
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["volumes"][0]["configMap"]["name"] == topology["metadata"]["name"]
         assert kinds["Service"][layer]["spec"]["ports"][0]["port"] == port
+        # Prometheus' pod discovery: the annotations name the container's metrics port, the layer's default
+        metrics_port = metrics.port(layer, {})
+        assert {"name": "metrics", "containerPort": metrics_port} in c["ports"]
+        assert kinds["Deployment"][layer]["spec"]["template"]["metadata"]["annotations"] == {
+            "prometheus.io/scrape": "true", "prometheus.io/port": str(metrics_port), "prometheus.io/path": "/metrics"}
 
 
 def test_network_policies_let_only_adjacent_layers_in():
@@ -104,3 +110,7 @@ def test_network_policies_let_only_adjacent_layers_in():
     assert allowed["link"] == [({"ip", "socket"}, [50054])]
     assert allowed["nic"] == [({"link"}, [50055])]
     assert allowed["jaeger"] == [({"layer"}, [4317]), (None, [16686])]     # spans from the layers; the UI
+    metrics = [p for p in policies if p["spec"]["podSelector"] == {"matchLabels": {
+        "app.kubernetes.io/component": "layer"}}]
+    assert len(metrics) == 1 and metrics[0]["spec"]["ingress"] == [{"ports": [{"port": "metrics"}]}], \
+        "every layer's /metrics reachable by a Prometheus wherever it runs, nothing else"
