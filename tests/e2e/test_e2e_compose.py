@@ -7,7 +7,9 @@ down (`down -v --remove-orphans`) at the end whatever happens. Skipped, saying
 why, where no Docker engine, Compose v2 or Python base image is at hand; run
 ../shared/tools/docker-engine-up and export the PYTHON_IMAGE it prints."""
 import hashlib
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -20,6 +22,8 @@ import pytest
 from conftest import Bulk, eventually, make_pki
 from pktflow import _client
 from pktflow import tracequery as tq
+from pktflow.services.common import metrics
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -199,6 +203,71 @@ def test_sdk_traffic_from_the_host_is_one_trace_through_five_containers(compose_
     assert len(fwd) == 1 and tq.tag(fwd[0], "pktflow.netns") == "r1"
     assert tq.tag(fwd[0], "source.address") == "10.0.1.10" and tq.tag(fwd[0], "destination.address") == H2
     assert [tq.tag(s, "pktflow.netns") for s in (spans[0], spans[-1])] == ["h1", "h2"]
+
+
+def _scrape(stack, layer: str) -> dict:
+    """{(name, frozenset(labels)): value} of the layer's /metrics, read inside its container (the
+    port is not published), on the layer's default metrics port."""
+    url = f"http://127.0.0.1:{metrics.port(layer, {})}/metrics"
+    get = f"import sys, urllib.request; sys.stdout.write(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    r = stack.container(layer).exec_run(["python", "-c", get], demux=True)
+    out, err = (x.decode() if x else "" for x in r.output)
+    assert r.exit_code == 0, f"{layer}: GET {url}: {err[-2000:]}"
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for fam in text_string_to_metric_families(out) for s in fam.samples}
+
+
+_SELECTOR = re.compile(r"(pktflow_\w+)(?:\{([^}]*)\})?")
+_MATCHER = re.compile(r'(\w+)\s*(=~|=)\s*"([^"]*)"')
+
+
+def _dashboard_selectors():
+    """(query, metric name, [(label, op, value)]) for every series the Grafana dashboard's
+    panels and variables ask for (matchers on the dashboard's own $variables left out)."""
+    dash = json.loads((ROOT / "observability" / "grafana" / "dashboards" / "pktflow.json").read_text())
+    queries = [t["expr"] for p in dash["panels"] for t in p.get("targets", ())]
+    queries += [v["definition"] for v in dash.get("templating", {}).get("list", ()) if v.get("definition")]
+    for q in queries:
+        for name, matchers in _SELECTOR.findall(q):
+            yield q, name, [m for m in _MATCHER.findall(matchers) if "$" not in m[2]]
+
+
+def _matches(labels: frozenset, matchers) -> bool:
+    d = dict(labels)
+    return all(k in d and (re.fullmatch(v, d[k]) if op == "=~" else d[k] == v) for k, op, v in matchers)
+
+
+def test_every_container_serves_metrics_and_the_dashboard_finds_its_series(compose_stack):
+    """What Prometheus (docker compose --profile observability) would scrape: every layer's
+    /metrics, with the counters traffic moved; every query of the provisioned dashboard finds
+    series among them."""
+    assert _udp_once(41704, b"counted", timeout=5)
+    with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
+        c.sendto(b"nobody", (H2, 41705))                    # a closed port: NO_SOCKET in h2's transport
+
+    def h2(scraped, service, name, **labels):
+        return scraped[service].get((name, frozenset((labels | {"netns": "h2"}).items())), 0)
+
+    def moved():
+        scraped = {layer: _scrape(compose_stack, layer) for layer in LAYERS}
+        ok = (h2(scraped, "ip", "pktflow_nstat_total", layer="ip", counter="IpInReceives") > 0
+              and h2(scraped, "transport", "pktflow_nstat_total", layer="transport", counter="UdpInDatagrams") > 0
+              and h2(scraped, "transport", "pktflow_drops_total", layer="transport", reason="NO_SOCKET") >= 1
+              and h2(scraped, "nic", "pktflow_netdev_rx_packets_total", layer="nic", dev="eth0") > 0
+              and h2(scraped, "nic", "pktflow_softnet_processed_total") > 0
+              and h2(scraped, "link", "pktflow_qdisc_packets_total", dev="eth0", kind="pfifo_fast", handle="0:",
+                     parent="root") > 0)
+        return ok and scraped
+
+    scraped = eventually(moved, timeout=30, interval=0.5)
+    assert ("pktflow_sockets", frozenset({"netns": "h2", "family": "inet", "type": "dgram"}.items())) \
+        in scraped["socket"]
+    served = [key for layer in LAYERS for key in scraped[layer]]
+    asked = list(_dashboard_selectors())
+    assert len(asked) >= 10
+    for query, name, matchers in asked:
+        assert any(n == name and _matches(labels, matchers) for n, labels in served), \
+            f"the dashboard asks for {name}{matchers} ({query}): no such series on any layer's /metrics"
 
 
 def test_ip_restart_while_traffic_flows_recovers_and_tcp_completes_byte_identical(compose_stack):
