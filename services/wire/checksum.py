@@ -36,3 +36,11 @@ def pseudo_header_sum(saddr: int, daddr: int, proto: int, length: int) -> int:
 def verify(data, initial: int = 0) -> bool:
     """True when a buffer that includes its checksum field sums to all ones."""
     return csum_partial(data, initial) == _M
+
+
+def pseudo_header_sum6(saddr: int, daddr: int, proto: int, length: int) -> int:
+    """csum_ipv6_magic() before its fold: the IPv6 pseudo-header (RFC 8200 8.1),
+    128-bit addresses, a 32-bit upper-layer length and the next header, as a
+    partial sum. Same arguments as pseudo_header_sum(), so a caller can pass
+    either to udp/tcp/icmpv6 code."""
+    return csum_partial(saddr.to_bytes(16, "big") + daddr.to_bytes(16, "big") + struct.pack("!II", length, proto))

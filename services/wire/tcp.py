@@ -67,10 +67,12 @@ def parse_options(buf, start: int, end: int) -> TcpOptions:
     return TcpOptions(mss, wscale, sack_perm, sack, ts)
 
 
-def parse(buf, offset: int, end: int, saddr: int, daddr: int, check: bool = True) -> TcpRepr:
+def parse(buf, offset: int, end: int, saddr: int, daddr: int, check: bool = True,
+          pseudo_sum=pseudo_header_sum) -> TcpRepr:
     """tcp_v4_rcv()'s header checks: room for the header (NOT_SPECIFIED when
     there is none, PKT_TOO_SMALL for a data offset below five words or beyond
-    the segment) and the checksum over the pseudo-header (TCP_CSUM)."""
+    the segment) and the checksum over the pseudo-header (TCP_CSUM; IPv6's with
+    pseudo_sum=checksum.pseudo_header_sum6, as tcp_v6_rcv() checks it)."""
     n = end - offset
     if n < TCP_HLEN:
         raise Malformed("NOT_SPECIFIED", f"TCP segment of {n} bytes, shorter than its header")
@@ -78,7 +80,7 @@ def parse(buf, offset: int, end: int, saddr: int, daddr: int, check: bool = True
     doff = (off >> 4) * 4
     if doff < TCP_HLEN or doff > n:
         raise Malformed("PKT_TOO_SMALL", f"TCP data offset {doff} with {n} bytes")
-    if check and csum_partial(buf[offset:end], pseudo_header_sum(saddr, daddr, IPPROTO_TCP, n)) != 0xFFFF:
+    if check and csum_partial(buf[offset:end], pseudo_sum(saddr, daddr, IPPROTO_TCP, n)) != 0xFFFF:
         raise Malformed("TCP_CSUM", "bad TCP checksum")
     opts = parse_options(buf, offset + TCP_HLEN, offset + doff) if doff > TCP_HLEN else TcpOptions()
     return TcpRepr(sport, dport, seq, ack, doff, flags, window, urg, opts)
@@ -104,12 +106,13 @@ def options(mss: int | None = None, sack_perm: bool = False, ts: tuple | None = 
 
 
 def emit(sport: int, dport: int, seq: int, ack: int, flags: int, window: int, opts: bytes, payload: bytes,
-         saddr: int, daddr: int) -> bytes:
-    """A segment with a correct checksum. `opts` must be a multiple of 4 bytes."""
+         saddr: int, daddr: int, pseudo_sum=pseudo_header_sum) -> bytes:
+    """A segment with a correct checksum (over the IPv6 pseudo-header with
+    pseudo_sum=checksum.pseudo_header_sum6). `opts` must be a multiple of 4 bytes."""
     doff = TCP_HLEN + len(opts)
     hdr = _HDR.pack(sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, (doff // 4) << 4, flags, window, 0, 0) + opts
     length = doff + len(payload)
-    check = csum_fold(csum_partial(payload, csum_partial(hdr, pseudo_header_sum(saddr, daddr, IPPROTO_TCP, length))))
+    check = csum_fold(csum_partial(payload, csum_partial(hdr, pseudo_sum(saddr, daddr, IPPROTO_TCP, length))))
     return hdr[:16] + check.to_bytes(2, "big") + hdr[18:] + payload
 
 
