@@ -8,13 +8,16 @@ import ipaddress
 import random
 
 import pytest
-from pktflow.services.wire import Malformed, checksum, ethernet, ipv6, tcp, udp
+from pktflow.services.wire import Malformed, checksum, ethernet, icmpv6, ipv6, tcp, udp
 from pktflow.services.wire import ipv6_exthdrs as ext
 from pktflow.services.wire.checksum import pseudo_header_sum6
 from pktflow.v1.skb_pb2 import DropReason
 from scapy.layers.inet import TCP, UDP
-from scapy.layers.inet6 import (HBHOptUnknown, ICMPv6EchoRequest,
-                                IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
+from scapy.layers.inet6 import (HBHOptUnknown, ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest,
+                                ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_Redirect, ICMPv6ND_RS,
+                                ICMPv6NDOptDstLLAddr, ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo, ICMPv6NDOptRedirectedHdr,
+                                ICMPv6NDOptSrcLLAddr, ICMPv6NDOptUnknown, ICMPv6PacketTooBig, ICMPv6ParamProblem,
+                                ICMPv6TimeExceeded, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
                                 IPv6ExtHdrRouting, RouterAlert, fragment6, in6_chksum, in6_getnsma,
                                 in6_getnsmac)
 from scapy.layers.l2 import Ether
@@ -596,6 +599,252 @@ def test_find_hdr_refuses_a_cut_or_long_chain():
     with pytest.raises(Malformed):
         ext.find_hdr(bytes(20))
     assert ext.find_hdr(ipv6.header(S, D, 60, 104) + ext.opt_hdr(60) * 11 + ext.opt_hdr(59) * 2) == (59, 136, 0)
+
+
+# ---------------------------------------------------------------- ICMPv6
+
+def icmp6_of(pkt: bytes):
+    r = ipv6.parse(pkt)
+    return icmpv6.parse(pkt, 40, ipv6.payload_end(pkt, 0, r), r.src, r.dst)
+
+
+@pytest.mark.parametrize("layer,type_", [(ICMPv6EchoRequest, 128), (ICMPv6EchoReply, 129)])
+@pytest.mark.parametrize("size", [0, 1, 56, 1232])
+def test_echo_parses_scapys_and_scapy_parses_ours(layer, type_, size):
+    data = bytes(random.Random(size).randbytes(size))
+    pkt = bytes(ip6() / layer(id=0x0FDA, seq=2, data=data))
+    r = icmp6_of(pkt)
+    assert (r.type, r.code, r.echo_id, r.echo_seq) == (type_, 0, 0x0FDA, 2)
+    ours = icmpv6.echo(type_, 0x0FDA, 2, data, S, D)
+    assert ours == pkt[40:]
+    assert IPv6(ipv6.header(S, D, 58, len(ours)) + ours)[layer].cksum == \
+        IPv6(bytes(ip6() / layer(id=0x0FDA, seq=2, data=data)))[layer].cksum
+
+
+@pytest.mark.parametrize("layer,type_,code,rest", [
+    (ICMPv6DestUnreach(code=icmpv6.ICMPV6_NOROUTE), 1, 0, 0),
+    (ICMPv6DestUnreach(code=icmpv6.ICMPV6_ADDR_UNREACH), 1, 3, 0),
+    (ICMPv6DestUnreach(code=icmpv6.ICMPV6_PORT_UNREACH), 1, 4, 0),
+    (ICMPv6PacketTooBig(mtu=1280), 2, 0, 1280),
+    (ICMPv6TimeExceeded(code=icmpv6.ICMPV6_EXC_HOPLIMIT), 3, 0, 0),
+    (ICMPv6TimeExceeded(code=icmpv6.ICMPV6_EXC_FRAGTIME), 3, 1, 0),
+    (ICMPv6ParamProblem(code=icmpv6.ICMPV6_UNK_NEXTHDR, ptr=6), 4, 1, 6),
+])
+def test_errors_parse_scapys_and_scapy_parses_ours(layer, type_, code, rest):
+    invoking = bytes(IPv6(src=DST, dst=SRC) / UDP(sport=40000, dport=9) / Raw(b"hello"))
+    pkt = bytes(ip6() / layer / Raw(invoking))
+    r = icmp6_of(pkt)
+    assert (r.type, r.code, r.rest) == (type_, code, rest) and icmpv6.is_error(type_)
+    assert (r.mtu if type_ == 2 else r.pointer if type_ == 4 else 0) == rest
+    assert icmpv6.error(type_, code, rest, invoking, S, D) == pkt[40:]
+
+
+def test_error_quotes_no_more_than_fits_in_1280_bytes():
+    invoking = bytes(IPv6(src=DST, dst=SRC) / ICMPv6EchoRequest(data=bytes(1400)))
+    msg = icmpv6.error(icmpv6.ICMPV6_PKT_TOOBIG, 0, 1280, invoking, S, D)
+    assert ipv6.IPV6_HLEN + len(msg) == ipv6.IPV6_MIN_MTU
+    assert msg[8:] == invoking[:1232]
+    assert IPv6(ipv6.header(S, D, 58, len(msg)) + msg)[ICMPv6PacketTooBig].mtu == 1280
+
+
+def test_icmpv6_bad_checksum_is_icmp_csum_and_covers_the_pseudo_header():
+    pkt = bytes(ip6() / ICMPv6EchoRequest(data=b"abc"))
+    for i in (40, 42, 47, len(pkt) - 1):
+        bad = bytearray(pkt)
+        bad[i] ^= 0x40
+        with pytest.raises(Malformed) as e:
+            icmp6_of(bytes(bad))
+        assert reason(e) == "ICMP_CSUM"
+    with pytest.raises(Malformed) as e:                     # same bytes, another destination
+        icmpv6.parse(pkt, 40, len(pkt), S, S)
+    assert reason(e) == "ICMP_CSUM"
+
+
+@pytest.mark.parametrize("length", range(8))
+def test_icmpv6_shorter_than_8_with_a_valid_checksum_is_not_specified(length):
+    data = bytearray(length)
+    if length >= 4:
+        data[2:4] = checksum.inet_checksum(data, pseudo_header_sum6(S, D, 58, length)).to_bytes(2, "big")
+        with pytest.raises(Malformed) as e:
+            icmpv6.parse(bytes(data), 0, length, S, D)
+        assert reason(e) == "NOT_SPECIFIED"
+    else:
+        with pytest.raises(Malformed):
+            icmpv6.parse(bytes(data) or b"", 0, length, S, D)
+
+
+def test_is_error_is_icmpv6_is_err():
+    assert [t for t in range(256) if icmpv6.is_error(t)] == [1, 2, 3, 4]
+
+
+def test_quoted_finds_the_flow_past_extension_headers():
+    inner = bytes(IPv6(src=SRC, dst=DST) / IPv6ExtHdrDestOpt() / IPv6ExtHdrRouting(segleft=0) /
+                  UDP(sport=40000, dport=9) / Raw(b"hello"))
+    err = icmpv6.error(1, 4, 0, inner, D, S)
+    q = icmpv6.quoted(err, 8)
+    assert (q.src, q.dst, q.proto, q.l4, q.ports, q.frag_off) == (S, D, 17, 8 + 40 + 8 + 8, (40000, 9), 0)
+    echo = bytes(IPv6(src=SRC, dst=DST) / ICMPv6EchoRequest(id=0x1011, seq=1))
+    assert icmpv6.quoted(echo, 0).echo == (128, 0x1011)
+
+
+def test_quoted_later_fragment_names_the_fragment_header():
+    f = fragments()[1]
+    q = icmpv6.quoted(f, 0)
+    assert (q.proto, q.l4, q.frag_off & ext.IP6_OFFSET) == (44, 40, IPv6(f)[IPv6ExtHdrFragment].offset * 8)
+
+
+@pytest.mark.parametrize("inner,want", [
+    (bytes(IPv6(src=SRC, dst=DST) / UDP())[:39], "PKT_TOO_SMALL"),
+    (bytes(IPv6(src=SRC, dst=DST) / UDP())[:47], "PKT_TOO_SMALL"),
+    (bytes(IPv6(src=SRC, dst=DST, nh=60)) + bytes((59, 0)) + bytes(6), "IPV6_BAD_EXTHDR"),
+    (bytes(IPv6(src=SRC, dst=DST, nh=60)) + ext.opt_hdr(60) * 13 + bytes(8), "IPV6_BAD_EXTHDR"),
+    (bytes(IPv6(src=SRC, dst=DST) / IPv6ExtHdrDestOpt() / UDP())[:52], "PKT_TOO_SMALL"),
+])
+def test_quoted_reasons_as_icmpv6_notify(inner, want):
+    with pytest.raises(Malformed) as e:
+        icmpv6.quoted(inner, 0)
+    assert reason(e) == want
+
+
+# ---------------------------------------------------------------- neighbour discovery
+
+def nd(layer, src=LL_R1, dst="ff02::1", hlim=255) -> bytes:
+    return bytes(IPv6(src=src, dst=dst, hlim=hlim) / layer)
+
+
+def nd_of(pkt: bytes):
+    r = ipv6.parse(pkt)
+    return icmpv6.parse_ndisc(pkt, 40, ipv6.payload_end(pkt, 0, r), r)
+
+
+def emitted(msg, pkt: bytes) -> bytes:
+    r = ipv6.parse(pkt)
+    return icmpv6.emit_ndisc(msg, r.src, r.dst)
+
+
+def test_neighbour_solicitation_both_ways():
+    pkt = nd(ICMPv6ND_NS(tgt=DST) / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:01:01"), src=SRC,
+             dst="ff02::1:ff00:10")
+    m = nd_of(pkt)
+    assert m == icmpv6.NeighSolicit(D, icmpv6.nd_options(source_ll=MAC_R1))
+    assert emitted(m, pkt) == pkt[40:]
+
+
+@pytest.mark.parametrize("r,s,o", [(1, 1, 1), (0, 1, 1), (0, 0, 1), (1, 0, 0), (0, 0, 0)])
+def test_neighbour_advertisement_flags_both_ways(r, s, o):
+    pkt = nd(ICMPv6ND_NA(R=r, S=s, O=o, tgt=SRC) / ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:01:0a"), dst=SRC)
+    m = nd_of(pkt)
+    assert (m.router, m.solicited, m.override, m.target, m.opts.target_ll) == (r, s, o, S, MAC_H1)
+    assert emitted(m, pkt) == pkt[40:]
+    assert icmpv6.emit_ndisc(icmpv6.NeighAdvert(r << 31 | s << 30 | o << 29, S, icmpv6.nd_options(target_ll=MAC_H1)),
+                             a(LL_R1), S) == pkt[40:]
+
+
+def test_router_solicitation_and_advertisement_both_ways():
+    rs = nd(ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:01:0a"), src="fe80::ff:fe00:10a", dst="ff02::2")
+    assert nd_of(rs) == icmpv6.RouterSolicit(icmpv6.nd_options(source_ll=MAC_H1))
+    assert emitted(nd_of(rs), rs) == rs[40:]
+    ra = nd(ICMPv6ND_RA(chlim=64, M=1, O=1, routerlifetime=1800, reachabletime=30000, retranstimer=1000) /
+            ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:01:01") /
+            ICMPv6NDOptPrefixInfo(prefix="2001:db8:1::", prefixlen=64, validlifetime=86400, preferredlifetime=14400) /
+            ICMPv6NDOptMTU(mtu=1500))
+    m = nd_of(ra)
+    assert (m.cur_hop_limit, m.flags & 0xC0, m.router_lifetime, m.reachable_time, m.retrans_timer) == \
+        (64, 0xC0, 1800, 30000, 1000)
+    p = m.opts.prefixes[0]
+    assert (p.prefix, p.prefix_len, p.onlink, p.autoconf, p.valid_lft, p.preferred_lft, m.opts.mtu) == \
+        (a("2001:db8:1::"), 64, True, True, 86400, 14400, 1500)
+    built = icmpv6.RouterAdvert(64, m.flags, 1800, 30000, 1000,
+                                icmpv6.nd_options(source_ll=MAC_R1, prefixes=[p], mtu=1500))
+    assert emitted(m, ra) == ra[40:] and emitted(built, ra) == ra[40:]
+
+
+def test_redirect_both_ways():
+    inner = bytes(IPv6(src=SRC, dst="2001:db8:5::5") / UDP(sport=5, dport=6) / Raw(b"x" * 21))
+    pkt = nd(ICMPv6ND_Redirect(tgt="fe80::2", dst="2001:db8:5::5") / ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:01:02") /
+             ICMPv6NDOptRedirectedHdr(pkt=inner[:64]), dst=SRC)
+    m = nd_of(pkt)
+    assert (m.target, m.dest, m.opts.redirected) == (a("fe80::2"), a("2001:db8:5::5"), inner[:64])
+    assert emitted(m, pkt) == pkt[40:]
+    built = icmpv6.Redirect(a("fe80::2"), a("2001:db8:5::5"),
+                            icmpv6.nd_options(target_ll=bytes.fromhex("020000000102"), redirected=inner[:69]))
+    assert emitted(built, pkt) == pkt[40:]                  # cut to a multiple of 8 as Linux cuts it
+
+
+def test_nd_options_scapy_parses_ours():
+    opts = icmpv6.nd_options(source_ll=MAC_H1, target_ll=MAC_R1, mtu=1280, nonce=b"\x01\x02\x03\x04\x05\x06",
+                             prefixes=[icmpv6.PrefixInfo(48, 0x80, 100, 50, a("2001:db8::"))])
+    p = ICMPv6ND_RS(icmpv6.emit_ndisc(icmpv6.RouterSolicit(opts), S, D))
+    assert p[ICMPv6NDOptSrcLLAddr].lladdr == "02:00:00:00:01:0a" and p[ICMPv6NDOptDstLLAddr].lladdr == MAC_STR_R1
+    assert p[ICMPv6NDOptMTU].mtu == 1280
+    pi = p[ICMPv6NDOptPrefixInfo]
+    assert (pi.prefixlen, pi.L, pi.A, pi.validlifetime, pi.preferredlifetime, pi.prefix) == (48, 1, 0, 100, 50,
+                                                                                             "2001:db8::")
+    assert p[ICMPv6NDOptUnknown].type == icmpv6.ND_OPT_NONCE and opts.nonce == b"\x01\x02\x03\x04\x05\x06"
+
+
+def test_first_of_an_option_is_kept_prefixes_all_and_unknown_ones_passed_over():
+    raw = (icmpv6.nd_options(source_ll=MAC_H1).raw + icmpv6.nd_options(source_ll=MAC_R1).raw +
+           bytes((200, 1)) + bytes(6) + bytes((3, 3)) + bytes(22) +                    # unknown; prefix too short
+           icmpv6.nd_options(prefixes=[icmpv6.PrefixInfo(64, 0xC0, 1, 1, a("2001:db8:1::"))] * 2).raw)
+    o = icmpv6.parse_options(raw, 0, len(raw))
+    assert o.source_ll == MAC_H1 and len(o.prefixes) == 2 and o.raw == raw
+
+
+@pytest.mark.parametrize("raw", [bytes((1, 0)) + bytes(6), bytes((1, 2)) + bytes(6), b"\x01",
+                                 icmpv6.nd_options(source_ll=MAC_H1).raw + b"\x05\x00"])
+def test_an_option_of_length_0_or_past_the_end_is_bad_options(raw):
+    with pytest.raises(Malformed) as e:
+        icmpv6.parse_options(raw, 0, len(raw))
+    assert reason(e) == "IPV6_NDISC_BAD_OPTIONS"
+
+
+NS_OK = ICMPv6ND_NS(tgt=SRC) / ICMPv6NDOptSrcLLAddr(lladdr=MAC_STR_R1)
+
+
+@pytest.mark.parametrize("pkt,want", [
+    (nd(NS_OK, hlim=254), "IPV6_NDISC_HOP_LIMIT"),
+    (nd(ICMPv6ND_NS(tgt=SRC, code=1) / ICMPv6NDOptSrcLLAddr(lladdr=MAC_STR_R1), hlim=64), "IPV6_NDISC_HOP_LIMIT"),
+    (nd(ICMPv6ND_NS(tgt=SRC, code=1)), "IPV6_NDISC_BAD_CODE"),
+    (nd(ICMPv6ND_NS(tgt=SRC) / ICMPv6NDOptUnknown(type=9, len=0, data=b"")), "IPV6_NDISC_BAD_OPTIONS"),
+    (nd(ICMPv6ND_NS(tgt="ff02::1")), "NOT_SPECIFIED"),                                         # multicast target
+    (nd(ICMPv6ND_NS(tgt=SRC), src="::", dst=DST), "NOT_SPECIFIED"),                            # DAD, not to the group
+    (nd(NS_OK, src="::", dst="ff02::1:ff00:10"), "NOT_SPECIFIED"),                             # DAD with an address
+    (nd(ICMPv6ND_NS(tgt=SRC) / ICMPv6NDOptUnknown(type=1, len=2, data=bytes(14))), "NOT_SPECIFIED"),  # lladdr length
+    (nd(ICMPv6ND_NA(tgt="ff02::1")), "NOT_SPECIFIED"),
+    (nd(ICMPv6ND_NA(tgt=SRC, S=1), dst="ff02::1"), "NOT_SPECIFIED"),                           # solicited, multicast
+    (nd(ICMPv6ND_RA(), src=SRC), "NOT_SPECIFIED"),                                             # not from link-local
+    (nd(ICMPv6ND_Redirect(tgt="fe80::2", dst=DST), src=SRC), "NOT_SPECIFIED"),
+    (nd(ICMPv6ND_Redirect(tgt="fe80::2", dst="ff02::1")), "NOT_SPECIFIED"),                     # multicast dest
+    (nd(ICMPv6ND_Redirect(tgt="2001:db8::2", dst=DST)), "NOT_SPECIFIED"),                       # target not LL
+])
+def test_ndisc_checks_with_the_kernels_reasons(pkt, want):
+    with pytest.raises(Malformed) as e:
+        nd_of(pkt)
+    assert reason(e) == want
+
+
+def test_a_redirect_to_the_destination_itself_needs_no_link_local_target():
+    assert nd_of(nd(ICMPv6ND_Redirect(tgt=DST, dst=DST))).target == D
+
+
+def test_a_dad_solicitation_to_the_solicited_node_group_passes():
+    m = nd_of(nd(ICMPv6ND_NS(tgt="2001:db8:1::99"), src="::", dst="ff02::1:ff00:99"))
+    assert m.target == a("2001:db8:1::99") and m.opts == icmpv6.NO_OPTIONS
+
+
+@pytest.mark.parametrize("type_,need", [(134, 16), (135, 24), (136, 24), (137, 40)])   # an RS is its 8-byte header
+def test_ndisc_messages_cut_short(type_, need):
+    body = bytearray(need - 4)
+    body[0] = type_
+    msg = bytes(body[:2]) + checksum.inet_checksum(bytes(body), pseudo_header_sum6(a(LL_R1), S, 58, len(body))
+                                                   ).to_bytes(2, "big") + bytes(body[4:])
+    pkt = ipv6.header(a(LL_R1), S, 58, len(msg), hop_limit=255) + msg
+    assert icmp6_of(pkt).type == type_
+    with pytest.raises(Malformed) as e:
+        nd_of(pkt)
+    # a redirect's option length comes out negative: ndisc_parse_options() refuses it
+    assert reason(e) == ("IPV6_NDISC_BAD_OPTIONS" if type_ == 137 else "PKT_TOO_SMALL")
 
 
 # ---------------------------------------------------------------- UDP and TCP over IPv6
