@@ -125,7 +125,7 @@ class OtlpMetrics:
         self.provider = MeterProvider(resource=resource, metric_readers=[self.reader], shutdown_on_exit=False)
         self.meter = self.provider.get_meter("pktflow")
         self.instruments: dict = {}
-        self.current: dict = {}            # the numbers of the collection under way, read on the loop
+        self.current: dict = {}            # the numbers of the collection under way, taken on the loop
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -175,11 +175,12 @@ class OtlpMetrics:
         running = {t for t in (self._task,) if t is not None}
         if running:                       # an export under way ends first: never two at once
             await asyncio.wait(running, timeout=CLOSE_TIMEOUT_MS / 1e3)
-        if not any(not t.done() for t in running):
+        if all(t.done() for t in running):
             running.add(loop.create_task(self.export(CLOSE_TIMEOUT_MS)))
             await asyncio.wait(running, timeout=max(0.0, deadline - loop.time()))
         await loop.run_in_executor(None, functools.partial(self.provider.shutdown, timeout_millis=CLOSE_TIMEOUT_MS))
         await asyncio.gather(*running)
+
 
 def start(families, service: str, env=None, exporter=None) -> OtlpMetrics | None:
     """On the service's loop: OTLP export of `families()` when
