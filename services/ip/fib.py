@@ -44,15 +44,23 @@ class FibRoute:
 
 
 class Table:
-    def __init__(self):
+    """Routes by prefix length, then destination: a longest-prefix match is one
+    dict probe per prefix length in use, longest first. `width` is the address
+    width in bits (32; 128 for the IPv6 FIB, ip6_fib.py)."""
+
+    def __init__(self, width: int = 32):
+        self.width = width
         self.by_plen: dict[int, dict[int, list[FibRoute]]] = {}
         self.plens: list[int] = []
+        self.levels: list[tuple[int, dict]] = []     # (mask, by_plen[plen]) for self.plens, longest first
 
     def add(self, r: FibRoute):
         bucket = self.by_plen.setdefault(r.plen, {}).setdefault(r.dst, [])
         bucket.append(r)
         bucket.sort(key=lambda x: x.metric)
         self.plens = sorted(self.by_plen, reverse=True)
+        full = (1 << self.width) - 1
+        self.levels = [((full << (self.width - p)) & full, self.by_plen[p]) for p in self.plens]
 
     def delete(self, dst: int, plen: int, match=lambda r: True) -> bool:
         bucket = self.by_plen.get(plen, {}).get(dst, [])
@@ -65,11 +73,18 @@ class Table:
         return False
 
     def lookup(self, daddr: int) -> FibRoute | None:
-        for plen in self.plens:
-            bucket = self.by_plen[plen].get(daddr & prefix_mask(plen))
+        for mask, by_dst in self.levels:
+            bucket = by_dst.get(daddr & mask)
             if bucket:
                 return bucket[0]
         return None
+
+    def matches(self, daddr: int):
+        """The buckets (routes of one prefix, by metric) that hold daddr, longest prefix first."""
+        for mask, by_dst in self.levels:
+            bucket = by_dst.get(daddr & mask)
+            if bucket:
+                yield bucket
 
     def routes(self):
         """In `ip route` order: by destination, then longer prefix first (a trie leaf
