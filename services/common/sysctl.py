@@ -174,12 +174,81 @@ KNOBS.update({
     **{f"net.netfilter.nf_conntrack_{k}": Knob(v, _int_range(0, 2**31 - 1), f"conntrack: {k.replace('_', ' ')}, s")
        for k, v in CONNTRACK_TIMEOUTS.items()},
 })
+# IPv6 (net/ipv6/sysctl_net_ipv6.c, icmp.c, reassembly.c, route.c): Linux 6.18's values, as
+# ../shared/captures/linux/sysctl6.txt recorded them in fresh namespaces.
+_INT = _int_range(-2**31, 2**31 - 1)          # proc_dointvec: any int is taken (and kept)
+KNOBS.update({
+    "net.ipv6.icmp.ratelimit": Knob(100, _int_range(0, 2**31 - 1),
+                                    "ms between ICMPv6 errors to one peer (0: off); Linux 6.18: 100"),
+    "net.ipv6.auto_flowlabels": Knob(1, _int_range(0, 3),
+                                     "flow labels from the flow's hash: 0 off, 1 on unless IPV6_AUTOFLOWLABEL off, "
+                                     "2 only when asked, 3 always"),
+    "net.ipv6.bindv6only": Knob(0, _INT, "IPV6_V6ONLY of new AF_INET6 sockets (0: dual-stack, v4-mapped)"),
+    "net.ipv6.ip6frag_high_thresh": Knob(4194304, _int_range(0, 2**31 - 1),
+                                         "bytes of IPv6 fragments queued for reassembly above which none is taken"),
+    "net.ipv6.ip6frag_low_thresh": Knob(3145728, _int_range(0, 2**31 - 1), "obsolete since Linux 4.17: unused"),
+    "net.ipv6.ip6frag_time": Knob(60, _int_range(1, 2**31 - 1), "s an incomplete IPv6 datagram waits"),
+    "net.ipv6.route.mtu_expires": Knob(600, _int_range(1, 2**31 - 1), "s a path MTU learned from Packet Too Big lasts"),
+})
 PER_INTERFACE: dict[str, Knob] = {
     "rp_filter": Knob(0, _int_range(0, 2), "reverse-path filter: 1 strict, 2 loose (the max of all and the device)"),
     "forwarding": Knob(None, _BOOL, "forward on this interface (follows ip_forward)"),
     "accept_local": Knob(0, _BOOL, "accept packets with a local source address"),
     "log_martians": Knob(0, _BOOL, "log packets with impossible addresses to the kernel log (pktflow dmesg)"),
 }
+
+
+# net.ipv6.conf.{all,default,<if>}.<key> (struct ipv6_devconf). Defaults are a device's; `all` and
+# `default` differ where CONF6_ALL / CONF6_DEFAULT say, lo where CONF6_LO says (Linux 6.18, captured).
+PER_INTERFACE6: dict[str, Knob] = {
+    "forwarding": Knob(0, _INT, "route IPv6 between interfaces (writing conf.all sets default and every device)"),
+    "disable_ipv6": Knob(0, _INT, "no IPv6 at all on the device, not even its link-local address "
+                                  "(writing conf.all sets default and every device)"),
+    "accept_dad": Knob(1, _INT, "duplicate address detection (a device does it when conf.all or its own is >= 1)"),
+    "dad_transmits": Knob(1, _INT, "neighbour solicitations DAD sends for a new address"),
+    "hop_limit": Knob(64, _int_range(1, 255), "hop limit of the packets this host sends"),
+    "mtu": Knob(None, _int_range(1280, 2**31 - 1), "IPv6 MTU: 1280 (IPV6_MIN_MTU) up to the device's MTU, "
+                                                   "its MTU by default"),
+}
+CONF6_ALL = {"accept_dad": 0, "mtu": 1280}
+CONF6_DEFAULT = {"mtu": 1280}
+CONF6_LO = {"accept_dad": -1, "mtu": 65536}
+IPV6_MIN_MTU = 1280
+
+
+def conf6_default(name: str, mtu: int = 1500):
+    """The value a net.ipv6.conf.<if>.<key> has before anyone writes it; a device's
+    MTU is its own (`mtu`; layers that keep IPv6 state know each device's)."""
+    _, _, _, dev, key = name.split(".")
+    own = {"all": CONF6_ALL, "default": CONF6_DEFAULT, "lo": CONF6_LO}.get(dev, {"mtu": mtu})
+    return own.get(key, PER_INTERFACE6[key].default)
+
+
+def conf6(writes: dict, mtus: dict[str, int]) -> dict[str, dict[str, int]]:
+    """The IPv6 devconf of a namespace whose devices (name -> MTU) exist when the
+    sysctls `writes` are written, in their order: {"all": {...}, "default": {...},
+    "<if>": {...}} with every key of PER_INTERFACE6."""
+    conf = {dev: {k: conf6_default(f"net.ipv6.conf.{dev}.{k}", mtus.get(dev, 1500)) for k in PER_INTERFACE6}
+            for dev in ("all", "default", *mtus)}
+    for name, value in writes.items():
+        if name.startswith("net.ipv6.conf."):
+            conf6_write(conf, name, value)
+    return conf
+
+
+def conf6_write(conf: dict, name: str, value: int) -> list[str]:
+    """One write of net.ipv6.conf.<if>.<key>, as the kernel's handlers do it: forwarding
+    and disable_ipv6 written to `all` set `default` and every device too, whatever they
+    had (addrconf_fixup_forwarding(), addrconf_disable_ipv6()); anything else is the
+    one entry's. Returns the devices whose value was set (for their consequences:
+    anycast routes, addresses)."""
+    _, _, _, dev, key = name.split(".")
+    if dev == "all" and key in ("forwarding", "disable_ipv6"):
+        for d in conf:
+            conf[d][key] = value
+        return [d for d in conf if d not in ("all", "default")]
+    conf[dev][key] = value
+    return [dev] if dev not in ("all", "default") else []
 
 
 class Unknown(ValueError):
@@ -189,15 +258,17 @@ class Unknown(ValueError):
 def knob_of(name: str, ifnames: set[str] | None) -> Knob:
     """The knob of a name; a per-interface name needs the interface (unless ifnames is None)."""
     knob = KNOBS.get(name)
-    if knob is None and name.startswith("net.ipv4.conf."):
-        parts = name.split(".")
-        if len(parts) == 5 and parts[4] in PER_INTERFACE:
-            if ifnames is not None and parts[3] not in ifnames | {"all", "default"}:
-                raise Unknown(f"no interface {parts[3]!r} on this host")
-            knob = PER_INTERFACE[parts[4]]
+    for prefix, table in (("net.ipv4.conf.", PER_INTERFACE), ("net.ipv6.conf.", PER_INTERFACE6)):
+        if knob is None and name.startswith(prefix):
+            parts = name.split(".")
+            if len(parts) == 5 and parts[4] in table:
+                if ifnames is not None and parts[3] not in ifnames | {"all", "default"}:
+                    raise Unknown(f"no interface {parts[3]!r} on this host")
+                knob = table[parts[4]]
     if knob is None:
         raise Unknown("unknown sysctl (supported: " + ", ".join(sorted(KNOBS)) +
-                      ", net.ipv4.conf.<if>.{" + ",".join(PER_INTERFACE) + "})")
+                      ", net.ipv4.conf.<if>.{" + ",".join(PER_INTERFACE) + "}" +
+                      ", net.ipv6.conf.<if>.{" + ",".join(PER_INTERFACE6) + "})")
     return knob
 
 
@@ -247,7 +318,10 @@ def sysctl_tool(values: dict, ifnames: set[str] | None, args: list[str]) -> tupl
             err.append(f"sysctl: cannot stat {path}: No such file or directory")
             continue
         if not eq:
-            value = values.get(name, knob.default)
+            if name.startswith("net.ipv6.conf."):    # seeded by the layers that keep IPv6 state (conf6())
+                value = values.get(name, conf6_default(name))
+            else:
+                value = values.get(name, knob.default)
             if value is None:                       # conf.<if>.forwarding follows ip_forward
                 value = values.get("net.ipv4.ip_forward", 0)
             out.append(line(name, value))
