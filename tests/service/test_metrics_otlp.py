@@ -13,6 +13,7 @@ from pktflow.services.common import config
 
 BASE = PORT_BASE + 2800
 RECEIVER = BASE + 40
+H2 = "10.0.2.10"
 
 
 def test_a_stack_sends_its_counters_to_an_otlp_receiver(tmp_path):
@@ -30,16 +31,17 @@ def test_a_stack_sends_its_counters_to_an_otlp_receiver(tmp_path):
             # every layer sends, though no /metrics endpoint listens (a Stack has none by default)
             eventually(lambda: {svc for svc, _ in rx.metrics()} == set(config.LAYERS), timeout=20)
             ip_in = h2("ip", "pktflow_nstat", layer="ip", counter="IpInReceives")
-            with sdk_endpoint(s.endpoint):
-                with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2") as srv, \
-                        pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
-                    srv.bind(("10.0.2.10", 45401))
-                    srv.settimeout(5)
-                    for _ in range(3):
-                        c.sendto(b"counted", ("10.0.2.10", 45401))
-                        assert srv.recvfrom(100)[0] == b"counted"
-                    c.sendto(b"nobody", ("10.0.2.10", 45402))            # a closed port: NO_SOCKET in h2
-                    eventually(lambda: h2("socket", "pktflow_sockets", family="inet", type="dgram") == 1)
+            with sdk_endpoint(s.endpoint), pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2") as srv:
+                srv.bind((H2, 45401))
+                srv.settimeout(5)
+                with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as c:
+                    c.connect((H2, 45401))
+                    for n in range(3):
+                        c.send(b"%d" % n)
+                    assert sorted(srv.recv(100) for _ in range(3)) == [b"0", b"1", b"2"]
+                    c.connect((H2, 45402))
+                    c.send(b"nobody")                               # a closed port: NO_SOCKET in h2
+                eventually(lambda: h2("socket", "pktflow_sockets", family="inet", type="dgram") == 1)
 
             eventually(lambda: h2("ip", "pktflow_nstat", layer="ip", counter="IpInReceives") >= ip_in + 4
                        and h2("transport", "pktflow_drops", layer="transport", reason="NO_SOCKET") >= 1
