@@ -4,18 +4,25 @@ routes and sysctls, and the links that join interfaces.
     hosts:
       h1:
         interfaces:
-          eth0: {mac: "02:00:00:00:01:0a", addresses: [10.0.1.10/24], mtu: 1500}
+          eth0: {mac: "02:00:00:00:01:0a", addresses: [10.0.1.10/24, 2001:db8:1::10/64], mtu: 1500}
         routes:
           - default via 10.0.1.1
+          - default via 2001:db8:1::1
         sysctls:
           net.ipv4.ip_forward: 0
     links:
       - endpoints: [h1:eth0, r1:eth0]
 
 Routes use `ip route` syntax: `[unicast|blackhole|unreachable|prohibit] PREFIX
-[via GW] [dev IF] [src ADDR] [metric N]`. Every host also gets `lo` (ifindex 1,
-127.0.0.1/8). A bad file is refused with `FILE:LINE: problem`.
+[via GW] [dev IF] [src ADDR] [metric N]`, or the same as a mapping (`{to: PREFIX,
+via: GW, dev: IF, src: ADDR, metric: N, type: TYPE}`). A route is IPv6 when its
+prefix or gateway is (`default via 2001:db8:1::1`, `::/0 dev eth0`); IPv6 routes
+are kept apart (Host.routes6) and checked as `ip -6 route add` checks them.
+Every host also gets `lo` (ifindex 1, 127.0.0.1/8 and ::1/128); every other
+interface with IPv6 on gets its EUI-64 link-local address (Interface.addrs6).
+A bad file is refused with `FILE:LINE: problem`.
 """
+import errno
 import hashlib
 import pathlib
 import re
@@ -24,13 +31,14 @@ from dataclasses import dataclass, field
 import yaml
 
 from . import sysctl
-from ..wire import ethernet, ipv4
+from ..wire import ethernet, ipv4, ipv6
 from ..iproute2 import q_netem, tc_util
 from .pkt_sched import Qopt
 
 IFNAMSIZ = 16
 LOOPBACK_MTU = 65536
 ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit")
+ROUTE_KEYS = ("to", "via", "dev", "src", "metric", "type")
 
 
 class TopologyError(ValueError):
@@ -46,6 +54,9 @@ class Interface:
     mtu: int = 1500
     tap: str | None = None                 # backed by this Linux TAP device
     speed: int = 0                         # line rate in bytes/s; 0: none enforced, as a veth pair
+    # IPv6 (address as a 128-bit int, prefix length) in the order configured: the link-local
+    # (fe80::/64, EUI-64 of the MAC) first, then the file's; lo: ::1/128; none when IPv6 is off
+    addrs6: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def is_loopback(self) -> bool:
@@ -54,6 +65,8 @@ class Interface:
 
 @dataclass
 class Route:
+    """An IPv4 route (Host.routes) or an IPv6 one (Host.routes6: 128-bit addresses, the
+    device always resolved, metric 1024 unless given)."""
     dst: int
     plen: int
     type: str = "unicast"
@@ -70,6 +83,9 @@ class Host:
     routes: list[Route] = field(default_factory=list)
     sysctls: dict[str, object] = field(default_factory=dict)
     iptables: str = ""                 # the host's rules, in iptables-save's format
+    routes6: list[Route] = field(default_factory=list)
+    # net.ipv6.conf.{all,default,IF}.* once the file's sysctls are written (sysctl.conf6())
+    conf6: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def interface(self, ifindex: int) -> Interface | None:
         for i in self.interfaces.values():
@@ -108,6 +124,19 @@ def select_addr(addrs: list[tuple[int, int]], dst: int) -> int:
         if (a ^ dst) & ipv4.prefix_mask(p) == 0:
             return a
     return addrs[0][0] if addrs else 0
+
+
+def is_ipv6_route(text: str) -> bool:
+    """A route is IPv6 when its prefix is, or (`default`) its gateway or source is, as
+    iproute2 takes the family from the first address it reads."""
+    words = text.split()
+    if words and words[0] in ROUTE_TYPES:
+        words = words[1:]
+    if not words:
+        return False
+    if words[0] != "default":
+        return ":" in words[0]
+    return any(k in ("via", "src") and ":" in v for k, v in zip(words[1::2], words[2::2]))
 
 
 def dev_valid_name(name: str) -> bool:
@@ -227,6 +256,7 @@ class _Loader:
     def host(self, name: str, node, macs: dict) -> Host:
         spec = self.mapping(node, f"host {name!r}", ("interfaces", "routes", "sysctls", "iptables"))
         interfaces = {"lo": Interface("lo", 1, ethernet.ZERO, [(ipv4.aton("127.0.0.1"), 8)], LOOPBACK_MTU)}
+        addrs6: dict[str, list] = {}           # ifname -> the file's IPv6 (address, plen, node)
         if "interfaces" in spec:
             for ifname, (knode, vnode) in self.mapping(spec["interfaces"][1], f"host {name!r} interfaces").items():
                 where = f"host {name!r} interface {ifname!r}"
@@ -235,7 +265,7 @@ class _Loader:
                 if not dev_valid_name(ifname):
                     self.fail(knode, f"{where}: interface names are 1 to 15 characters, not '.' or '..', "
                                      "without '/', ':' or whitespace")
-                iface = self.interface(name, ifname, len(interfaces) + 1, vnode, where)
+                iface = self.interface(name, ifname, len(interfaces) + 1, vnode, where, addrs6.setdefault(ifname, []))
                 if iface.mac in macs:
                     mac = ethernet.mac_to_str(iface.mac)
                     # Name the `mac` value's line, not the interface's first key.
@@ -245,15 +275,20 @@ class _Loader:
                 macs[iface.mac] = f"{name}:{ifname}"
                 interfaces[ifname] = iface
         host = Host(name, interfaces)
+        routes6 = []                           # (node, text): checked once the IPv6 addresses are known
         if "routes" in spec:
             lines: dict[tuple[int, int, int], int] = {}
             for rnode in self.sequence(spec["routes"][1], f"host {name!r} routes"):
-                route = self.route(host, rnode)
+                text = self.route_text(host, rnode)
+                if is_ipv6_route(text):
+                    routes6.append((rnode, text))
+                    continue
+                route = self.route(host, rnode, text)
                 # `ip route add` is NLM_F_CREATE|NLM_F_EXCL: fib_table_insert() refuses an alias with the
                 # same prefix, tos and priority (metric) with -EEXIST, whatever its type or gateway.
                 key = (route.dst, route.plen, route.metric)
                 if key in lines:
-                    self.fail(rnode, f"host {name!r} route {rnode.value!r}: RTNETLINK answers: File exists "
+                    self.fail(rnode, f"host {name!r} route {text!r}: RTNETLINK answers: File exists "
                                      f"(same prefix and metric as the route at line {lines[key]})")
                 lines[key] = rnode.start_mark.line + 1
                 host.routes.append(route)
@@ -263,7 +298,12 @@ class _Loader:
                     k, v = sysctl.parse(key, self.scalar(vnode, key), set(interfaces))
                 except ValueError as e:
                     self.fail(knode, f"host {name!r} sysctl {key}: {e}")
+                dev = k.split(".")[3] if k.startswith("net.ipv6.conf.") and k.endswith(".mtu") else None
+                if dev in interfaces and v > interfaces[dev].mtu:     # addrconf_sysctl_mtu(): up to the device's
+                    self.fail(knode, f"host {name!r} sysctl {key}: {v} is out of range "
+                                     f"{sysctl.IPV6_MIN_MTU}..{interfaces[dev].mtu} ({dev}'s MTU)")
                 host.sysctls[k] = v
+        self.ipv6(host, addrs6, routes6)
         if "iptables" in spec:
             host.iptables = self.rules(name, spec["iptables"][1])
         return host
@@ -282,7 +322,7 @@ class _Loader:
             raise TopologyError(f"{self.source}:{line}: host {host!r} iptables: {problem}")
         return text
 
-    def interface(self, host: str, ifname: str, ifindex: int, node, where: str) -> Interface:
+    def interface(self, host: str, ifname: str, ifindex: int, node, where: str, six: list) -> Interface:
         if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
             spec = {}
         else:
@@ -300,6 +340,9 @@ class _Loader:
         if "addresses" in spec:
             for anode in self.sequence(spec["addresses"][1], f"{where} addresses"):
                 text = self.scalar(anode, f"{where} address")
+                if ":" in text:
+                    six.append(self.address6(anode, text, where, six))
+                    continue
                 if "/" not in text:
                     self.fail(anode, f"{where}: {text!r} needs a prefix length (e.g. {text}/24)")
                 addr, plen = self.prefix(anode, text, where)
@@ -323,10 +366,51 @@ class _Loader:
                 self.fail(spec["speed"][1], f"{where}: speed {text!r} is not a rate (e.g. 10mbit, 1gbit)")
         return Interface(ifname, ifindex, mac, addrs, mtu, tap, speed)
 
-    def route(self, host: Host, node) -> Route:
-        text = self.scalar(node, f"host {host.name!r} route")
-        words = text.split()
+    def route_text(self, host: Host, node) -> str:
+        """A route's `ip route` words: the scalar itself, or a mapping's keys in that order."""
+        if not isinstance(node, yaml.MappingNode):
+            return self.scalar(node, f"host {host.name!r} route")
+        spec = self.mapping(node, f"host {host.name!r} route", ROUTE_KEYS)
+        if "to" not in spec:
+            self.fail(node, f"host {host.name!r} route: no 'to:' (the destination prefix, or default)")
+        values = {k: self.scalar(v, f"host {host.name!r} route {k}") for k, (_, v) in spec.items()}
+        words = [values["type"]] if "type" in values else []
+        words.append(values["to"])
+        for k in ("via", "dev", "src", "metric"):
+            if k in values:
+                words += [k, values[k]]
+        return " ".join(words)
+
+    def route(self, host: Host, node, text: str) -> Route:
         where = f"host {host.name!r} route {text!r}"
+
+        def prefix(dst: str) -> tuple[int, int]:
+            addr, plen = self.prefix(node, dst, where)
+            if addr & ~ipv4.prefix_mask(plen) & 0xFFFFFFFF:
+                self.fail(node, f"{where}: {dst} has host bits set (did you mean "
+                                f"{ipv4.ntoa(addr & ipv4.prefix_mask(plen))}/{plen}?)")
+            return addr, plen
+
+        def address(key: str, value: str) -> int:
+            a = self.address(node, value, where)
+            if key == "src" and not any(a == b for i in host.interfaces.values() for b, _ in i.addresses):
+                self.fail(node, f"{where}: src {value} is not an address of {host.name}")
+            return a
+        route = self.route_words(host, node, text, where, prefix, address)
+        if route.type == "unicast" and route.via:
+            on_link = [i.name for i in host.interfaces.values()
+                       for a, p in i.addresses if (a ^ route.via) & ipv4.prefix_mask(p) == 0]
+            if not on_link or (route.dev and route.dev not in on_link):
+                self.fail(node, f"{where}: Nexthop has invalid gateway "
+                                f"({ipv4.ntoa(route.via)} is on no subnet of {route.dev or host.name})")
+            route.dev = route.dev or on_link[0]
+        return route
+
+    def route_words(self, host: Host, node, text: str, where: str, prefix, address,
+                    metric_max: int | None = None) -> Route:
+        """`ip route`'s words, [TYPE] PREFIX|default [via GW] [dev IF] [src ADDR] [metric N], of
+        either family: `prefix(word)` and `address(key, word)` read its addresses."""
+        words = text.split()
         if not words:
             self.fail(node, f"{where}: empty route")
         rtype = "unicast"
@@ -335,45 +419,116 @@ class _Loader:
         if not words:
             self.fail(node, f"{where}: no destination prefix")
         dst = words.pop(0)
-        addr, plen = (0, 0) if dst == "default" else self.prefix(node, dst, where)
-        if addr & ~ipv4.prefix_mask(plen) & 0xFFFFFFFF:
-            self.fail(node, f"{where}: {dst} has host bits set (did you mean "
-                            f"{ipv4.ntoa(addr & ipv4.prefix_mask(plen))}/{plen}?)")
+        addr, plen = (0, 0) if dst == "default" else prefix(dst)
         route = Route(addr, plen, rtype)
         while words:
             key = words.pop(0)
             if not words:
                 self.fail(node, f"{where}: {key!r} needs a value")
             value = words.pop(0)
-            if key == "via":
-                route.via = self.address(node, value, where)
+            if key in ("via", "src"):
+                setattr(route, key, address(key, value))
             elif key == "dev":
                 if value not in host.interfaces:
                     self.fail(node, f"{where}: no interface {value!r} on {host.name}")
                 route.dev = value
-            elif key == "src":
-                route.src = self.address(node, value, where)
-                if not any(a == route.src for i in host.interfaces.values() for a, _ in i.addresses):
-                    self.fail(node, f"{where}: src {value} is not an address of {host.name}")
             elif key == "metric":
-                if not value.isdigit():
-                    self.fail(node, f"{where}: metric {value!r} is not a number")
+                if not value.isdigit() or metric_max is not None and int(value) > metric_max:
+                    self.fail(node, f"{where}: metric {value!r} is not a number" +
+                                    (f" from 0 to {metric_max}" if metric_max is not None else ""))
                 route.metric = int(value)
             else:
                 self.fail(node, f"{where}: unknown keyword {key!r} (expected via, dev, src or metric)")
-        if rtype == "unicast":
-            if not route.via and not route.dev:
-                self.fail(node, f"{where}: needs 'via GATEWAY' or 'dev IFNAME'")
-            if route.via:
-                on_link = [i.name for i in host.interfaces.values()
-                           for a, p in i.addresses if (a ^ route.via) & ipv4.prefix_mask(p) == 0]
-                if not on_link or (route.dev and route.dev not in on_link):
-                    self.fail(node, f"{where}: Nexthop has invalid gateway "
-                                    f"({ipv4.ntoa(route.via)} is on no subnet of {route.dev or host.name})")
-                route.dev = route.dev or on_link[0]
-        elif route.via or route.dev:
+        if rtype == "unicast" and not route.via and not route.dev:
+            self.fail(node, f"{where}: needs 'via GATEWAY' or 'dev IFNAME'")
+        if rtype != "unicast" and (route.via or route.dev):
             self.fail(node, f"{where}: a {rtype} route takes no 'via' or 'dev'")
         return route
+
+    # -- IPv6
+    def address6(self, node, text: str, where: str, seen: list) -> tuple[int, int, object]:
+        """One IPv6 interface address, refused as ipv6_add_addr() refuses it (::, multicast,
+        ::1 off lo, one address twice whatever its prefix length)."""
+        addr, slash, plen = text.partition("/")
+        if not slash:
+            self.fail(node, f"{where}: {text!r} needs a prefix length (e.g. {text}/64)")
+        try:
+            a = ipv6.aton(addr)
+        except ValueError:
+            self.fail(node, f"{where}: {addr!r} is not an IPv6 address")
+        if not plen.isdigit() or not 0 <= int(plen) <= 128:
+            self.fail(node, f"{where}: {text!r} has a bad prefix length (0 to 128)")
+        if int(plen) == 0 or a in (ipv6.IN6ADDR_ANY, ipv6.IN6ADDR_LOOPBACK) or ipv6.is_multicast(a):
+            self.fail(node, f"{where}: {text} cannot be an interface address")
+        if any(a == b for b, _, _ in seen):
+            self.fail(node, f"{where}: {ipv6.ntoa(a)} is listed twice")
+        return a, int(plen), node
+
+    def ipv6(self, host: Host, addrs6: dict[str, list], routes6: list):
+        """The host's IPv6, once its interfaces and sysctls are known: each device's devconf,
+        its addresses (the EUI-64 link-local first, unless IPv6 is off on it: disable_ipv6,
+        or an MTU below 1280, as addrconf), then the IPv6 routes, checked in order as
+        `ip -6 route add` would check them against what is there so far."""
+        from ..ip import ip6_fib
+        host.conf6 = sysctl.conf6(host.sysctls, {n: i.mtu for n, i in host.interfaces.items()})
+        for iface in host.interfaces.values():
+            listed, disabled = addrs6.get(iface.name, []), host.conf6[iface.name]["disable_ipv6"]
+            where = f"host {host.name!r} interface {iface.name!r}"
+            if disabled or iface.mtu < sysctl.IPV6_MIN_MTU:
+                if listed:
+                    why = f"net.ipv6.conf.{iface.name}.disable_ipv6 is {disabled}" if disabled else \
+                        f"its MTU {iface.mtu} is below IPv6's minimum, {sysctl.IPV6_MIN_MTU}"
+                    a, p, n = listed[0]
+                    self.fail(n, f"{where}: {ipv6.ntoa(a)}/{p}: IPv6 is off on the interface ({why})")
+                continue
+            if iface.is_loopback:
+                iface.addrs6 = [(ipv6.IN6ADDR_LOOPBACK, 128)]
+                continue
+            link_local = ipv6.link_local(iface.mac)
+            for a, p, n in listed:
+                if a == link_local:
+                    self.fail(n, f"{where}: {ipv6.ntoa(a)} is its link-local address already (EUI-64 of its MAC)")
+            iface.addrs6 = [(link_local, 64)] + [(a, p) for a, p, _ in listed]
+        fib = ip6_fib.build(host)
+        lines: dict[tuple[int, int, int], int] = {}
+        for node, text in routes6:
+            where = f"host {host.name!r} route {text!r}"
+            route = self.route6(host, node, text, where)
+            key = (route.dst & ipv6.prefix_mask(route.plen), route.plen, route.metric or ip6_fib.IP6_RT_PRIO_USER)
+            if key in lines:
+                self.fail(node, f"{where}: RTNETLINK answers: File exists "
+                                f"(same prefix and metric as the route at line {lines[key]})")
+            try:
+                r = fib.route_add(ip6_fib.route_of(host, route))
+            except ip6_fib.Fib6Error as e:
+                self.fail(node, f"{where}: {e}{self._why6(host, route, e.errno)}")
+            lines[key] = node.start_mark.line + 1
+            route.dst, route.metric, route.dev = r.dst, r.metric, host.interface(r.dev).name
+            host.routes6.append(route)
+
+    @staticmethod
+    def _why6(host: Host, route: Route, err: int) -> str:
+        if err == errno.EHOSTUNREACH:
+            return f" ({ipv6.ntoa(route.via)} is on no prefix of {route.dev or host.name})"
+        if err == errno.EEXIST:
+            return " (a route the kernel made for an address has this prefix and metric)"
+        return ""
+
+    def route6(self, host: Host, node, text: str, where: str) -> Route:
+        """`ip -6 route add`'s words. Host bits in the prefix are cleared, as ip6_route_add()
+        does, by the FIB (so is metric 0, which is 1024)."""
+        def prefix(dst: str) -> tuple[int, int]:
+            try:
+                return ipv6.parse_prefix(dst)
+            except ValueError:
+                self.fail(node, f"{where}: {dst!r} is not an IPv6 prefix")
+
+        def address(key: str, value: str) -> int:
+            try:
+                return ipv6.aton(value)
+            except ValueError:
+                self.fail(node, f"{where}: {key} {value!r} is not an IPv6 address")
+        return self.route_words(host, node, text, where, prefix, address, 0xFFFFFFFF)
 
     def link(self, node, hosts: dict[str, Host], seen: dict[tuple[str, str], int]) -> Link:
         netem = qopt = None

@@ -587,7 +587,7 @@ def test_netns_devices_and_sysctls():
     assert ns.by_name["eth1"].addrs == [(A("10.0.2.1"), 24)]
     assert ns.forwarding and not default_ns("h1").forwarding
     assert ns.default_ttl == 64
-    assert ns.sysctl == sysctl.defaults() | {"net.ipv4.ip_forward": 1}
+    assert ns.sysctl == sysctl.defaults() | {"net.ipv4.ip_forward": 1, "net.ipv6.conf.all.forwarding": 1}
 
 
 def test_netns_select_addr():

@@ -12,10 +12,11 @@ import textwrap
 import pytest
 from pktflow.services.common import sysctl, topology
 from pktflow.services.common.topology import TopologyError
-from pktflow.services.wire import ethernet, ipv4
+from pktflow.services.wire import ethernet, ipv4, ipv6
 
 SRC = "topo.yaml"
 A = ipv4.aton
+A6 = ipv6.aton
 
 
 def mac(text: str) -> bytes:
@@ -86,6 +87,7 @@ def test_default_topology_every_host_has_lo_first(host):
     assert lo.addresses == [(A("127.0.0.1"), 8)]
     assert lo.mac == ethernet.ZERO
     assert lo.mtu == 65536
+    assert lo.addrs6 == [(1, 128)]                 # ::1/128, no link-local on lo
 
 
 def test_default_topology_h1():
@@ -99,6 +101,11 @@ def test_default_topology_h1():
                                         src=0, metric=0)]
     assert h1.sysctls == {}
     assert h1.interface(2) is eth0 and h1.interface(1).name == "lo" and h1.interface(9) is None
+    # dual-stacked as record6.sh builds it in Linux: the EUI-64 link-local first, then the file's
+    assert eth0.addrs6 == [(A6("fe80::ff:fe00:10a"), 64), (A6("2001:db8:1::10"), 64)]
+    assert h1.routes6 == [topology.Route(0, 0, "unicast", A6("2001:db8:1::1"), "eth0", 0, 1024)]
+    assert h1.conf6["eth0"] == {"forwarding": 0, "disable_ipv6": 0, "accept_dad": 1, "dad_transmits": 1,
+                                "hop_limit": 64, "mtu": 1500}
 
 
 def test_default_topology_r1():
@@ -107,8 +114,11 @@ def test_default_topology_r1():
     e0, e1 = r1.interfaces["eth0"], r1.interfaces["eth1"]
     assert (e0.ifindex, e0.mac, e0.addresses, e0.mtu) == (2, mac("02:00:00:00:01:01"), [(A("10.0.1.1"), 24)], 1500)
     assert (e1.ifindex, e1.mac, e1.addresses, e1.mtu) == (3, mac("02:00:00:00:02:01"), [(A("10.0.2.1"), 24)], 1500)
-    assert r1.routes == []
-    assert r1.sysctls == {"net.ipv4.ip_forward": 1}
+    assert r1.routes == [] and r1.routes6 == []
+    assert r1.sysctls == {"net.ipv4.ip_forward": 1, "net.ipv6.conf.all.forwarding": 1}
+    assert e0.addrs6 == [(A6("fe80::ff:fe00:101"), 64), (A6("2001:db8:1::1"), 64)]
+    assert e1.addrs6 == [(A6("fe80::ff:fe00:201"), 64), (A6("2001:db8:2::1"), 64)]
+    assert all(r1.conf6[d]["forwarding"] == 1 for d in ("all", "default", "lo", "eth0", "eth1"))
 
 
 def test_default_topology_h2():
@@ -118,6 +128,8 @@ def test_default_topology_h2():
                                                                   [(A("10.0.2.10"), 24)], 1500)
     assert h2.routes == [topology.Route(0, 0, "unicast", A("10.0.2.1"), "eth0", 0, 0)]
     assert h2.sysctls == {}
+    assert eth0.addrs6 == [(A6("fe80::ff:fe00:20a"), 64), (A6("2001:db8:2::10"), 64)]
+    assert h2.routes6 == [topology.Route(0, 0, "unicast", A6("2001:db8:2::1"), "eth0", 0, 1024)]
 
 
 def test_default_topology_links_and_peers():
@@ -446,7 +458,7 @@ def test_address_without_prefix_length():
         """, "'10.0.3.10' needs a prefix length")
 
 
-@pytest.mark.parametrize("bad", ["10.0.1.300/24", "10.0.1/24", "10.0.1.1.1/24", "host/24", "::1/64"])
+@pytest.mark.parametrize("bad", ["10.0.1.300/24", "10.0.1/24", "10.0.1.1.1/24", "host/24"])
 def test_bad_address(bad):
     assert_refused(f"""\
         hosts:
@@ -717,10 +729,25 @@ def test_route_bad_metric():
     """, "metric 'high'")
 
 
-def test_route_must_be_text():
+def test_route_must_be_text_or_mapping():
+    assert_refused(ROUTE_HEAD + """\
+          - [10.9.0.0/16, dev, eth0]   # <--
+    """, "single value")
     assert_refused(ROUTE_HEAD + """\
           - {to: 10.9.0.0/16}   # <--
-    """, "single value")
+    """, "route '10.9.0.0/16': needs 'via GATEWAY' or 'dev IFNAME'")
+    assert_refused(ROUTE_HEAD + """\
+          - {to: 10.9.0.0/16, gw: 10.0.1.1}   # <--
+    """, "unknown key 'gw'")
+    assert_refused(ROUTE_HEAD + """\
+          - {via: 10.0.1.1}   # <--
+    """, "no 'to:'")
+
+
+def test_route_mapping_form_is_the_same_route():
+    a = routes_of("      - {to: 10.9.0.0/16, via: 10.0.1.1, metric: 5}\n      - {type: blackhole, to: 10.8.0.0/16}\n")
+    b = routes_of("      - 10.9.0.0/16 via 10.0.1.1 metric 5\n      - blackhole 10.8.0.0/16\n")
+    assert a == b and a[0] == topology.Route(A("10.9.0.0"), 16, "unicast", A("10.0.1.1"), "eth0", 0, 5)
 
 
 @pytest.mark.parametrize("rtype", ["blackhole", "unreachable", "prohibit"])
@@ -877,6 +904,291 @@ def test_sysctl_module_defaults_and_parse():
         sysctl.parse("net.ipv4.conf.eth0.bogus", "0", {"eth0"})
     with pytest.raises(ValueError, match="unknown sysctl"):
         sysctl.parse("net.ipv4.conf.eth0.x.rp_filter", "0", {"eth0"})
+
+
+# ------------------------------------------------------------ IPv6
+
+def host6(ifaces: str = "      eth0: {mac: \"02:00:00:00:01:0a\", addresses: [10.0.1.10/24, 2001:db8:1::10/64]}\n",
+          routes: str = "", sysctls: str = "") -> topology.Host:
+    text = "hosts:\n  h1:\n    interfaces:\n" + ifaces
+    text += ("    routes:\n" + routes if routes else "") + ("    sysctls:\n" + sysctls if sysctls else "")
+    return topology.loads(text, SRC).hosts["h1"]
+
+
+def test_ipv6_addresses_beside_ipv4_ones():
+    eth0 = host6().interfaces["eth0"]
+    assert eth0.addresses == [(A("10.0.1.10"), 24)]            # what every IPv4 consumer reads: unchanged
+    assert eth0.addrs6 == [(A6("fe80::ff:fe00:10a"), 64), (A6("2001:db8:1::10"), 64)]
+
+
+def test_ipv6_only_interface_and_several_addresses_in_file_order():
+    eth0 = host6("      eth0: {mac: \"02:00:00:00:01:0a\", addresses: [2001:db8:1::10/64, fd00::1/48, "
+                 "fe80::1/64]}\n").interfaces["eth0"]
+    assert eth0.addresses == []
+    assert eth0.addrs6 == [(A6("fe80::ff:fe00:10a"), 64), (A6("2001:db8:1::10"), 64), (A6("fd00::1"), 48),
+                           (A6("fe80::1"), 64)]
+
+
+@pytest.mark.parametrize("mac_text, link_local", [
+    ("02:00:00:00:01:0a", "fe80::ff:fe00:10a"),           # local bit set: flipped off (Linux's h1, captured)
+    ("00:1b:21:3c:4d:5e", "fe80::21b:21ff:fe3c:4d5e"),    # a universal MAC: the bit set
+    ("52:54:00:12:34:56", "fe80::5054:ff:fe12:3456"),
+])
+def test_link_local_is_eui64_of_the_mac(mac_text, link_local):
+    eth0 = host6(f"      eth0: {{mac: \"{mac_text}\"}}\n").interfaces["eth0"]
+    assert eth0.addrs6 == [(A6(link_local), 64)]
+
+
+def test_link_local_of_an_auto_mac_and_every_interface():
+    h = host6("      eth0: {}\n      eth1: {tap: pftap0}\n")
+    for name in ("eth0", "eth1"):
+        i = h.interfaces[name]
+        assert i.addrs6 == [(ipv6.link_local(i.mac), 64)] and i.addrs6[0][0] >> 64 == 0xFE80 << 48
+    assert h.interfaces["lo"].addrs6 == [(1, 128)]
+
+
+def test_disable_ipv6_on_one_interface_or_all():
+    h = host6("      eth0: {addresses: [10.0.1.10/24]}\n      eth1: {}\n",
+              sysctls="      net.ipv6.conf.eth1.disable_ipv6: 1\n")
+    assert h.interfaces["eth0"].addrs6 and h.interfaces["eth1"].addrs6 == [] and h.interfaces["lo"].addrs6
+    h = host6("      eth0: {}\n", sysctls="      net.ipv6.conf.all.disable_ipv6: 1\n")
+    assert [i.addrs6 for i in h.interfaces.values()] == [[], []]          # lo's ::1 goes too, as in Linux
+    assert h.conf6["default"]["disable_ipv6"] == 1
+    # conf.default only seeds interfaces made later: none here
+    h = host6("      eth0: {}\n", sysctls="      net.ipv6.conf.default.disable_ipv6: 1\n")
+    assert h.interfaces["eth0"].addrs6 and h.conf6["eth0"]["disable_ipv6"] == 0
+
+
+def test_ipv6_address_on_an_interface_with_ipv6_off_is_refused():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0: {addresses: [10.0.1.10/24, 2001:db8:1::10/64]}   # <--
+            sysctls:
+              net.ipv6.conf.eth0.disable_ipv6: 1
+        """, "2001:db8:1::10/64: IPv6 is off on the interface (net.ipv6.conf.eth0.disable_ipv6 is 1)")
+
+
+def test_mtu_below_1280_means_no_ipv6():
+    assert host6("      eth0: {mtu: 1279}\n").interfaces["eth0"].addrs6 == []       # addrconf: no link-local
+    assert host6("      eth0: {mtu: 1280}\n").interfaces["eth0"].addrs6 != []
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                mtu: 1200
+                addresses:
+                  - 2001:db8:1::10/64   # <--
+        """, "IPv6 is off on the interface (its MTU 1200 is below IPv6's minimum, 1280)")
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ("2001:db8::1", "'2001:db8::1' needs a prefix length (e.g. 2001:db8::1/64)"),
+    ("2001:db8::g/64", "'2001:db8::g' is not an IPv6 address"),
+    ("2001:db8:::1/64", "'2001:db8:::1' is not an IPv6 address"),
+    ("2001:db8::1/129", "'2001:db8::1/129' has a bad prefix length (0 to 128)"),
+    ("2001:db8::1/x", "'2001:db8::1/x' has a bad prefix length"),
+    ("2001:db8::1/0", "2001:db8::1/0 cannot be an interface address"),
+    ("::/64", "::/64 cannot be an interface address"),
+    ("::1/128", "::1/128 cannot be an interface address"),
+    ("ff02::1/64", "ff02::1/64 cannot be an interface address"),
+    ("fe80::ff:fe00:10a/64", "fe80::ff:fe00:10a is its link-local address already"),
+])
+def test_bad_ipv6_address(bad, problem):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                mac: "02:00:00:00:01:0a"
+                addresses: [10.0.1.10/24, "{bad}"]   # <--
+        """, "host 'h1' interface 'eth0': " + problem)
+
+
+@pytest.mark.parametrize("second, problem", [
+    ("2001:db8:1:0::10/48", "2001:db8:1::10 is listed twice"),       # whatever its prefix length
+    ("10.0.3.10", "'10.0.3.10' needs a prefix length"),               # IPv4's checks beside IPv6
+])
+def test_second_address_refused(second, problem):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              eth0:
+                addresses:
+                  - 2001:db8:1::10/64
+                  - {second}   # <--
+        """, problem)
+
+
+# IPv6 routes: each checked as `ip -6 route add` is by Linux 6.18 (the messages are iproute2's, captured)
+R6_IFACES = ("      eth0: {mac: \"02:00:00:00:01:0a\", addresses: [10.0.1.10/24, 2001:db8:1::10/64]}\n"
+             "      eth1: {mac: \"02:00:00:00:02:0a\", addresses: [2001:db8:2::10/64]}\n")
+
+
+def routes6_of(routes: str, sysctls: str = "") -> list[topology.Route]:
+    return host6(R6_IFACES, routes, sysctls).routes6
+
+
+def test_ipv6_default_route_gets_its_device_and_metric_1024():
+    h = host6(R6_IFACES, "      - default via 10.0.1.1\n      - default via 2001:db8:1::1\n")
+    assert h.routes == [topology.Route(0, 0, "unicast", A("10.0.1.1"), "eth0", 0, 0)]      # IPv4 as before
+    assert h.routes6 == [topology.Route(0, 0, "unicast", A6("2001:db8:1::1"), "eth0", 0, 1024)]
+
+
+def test_ipv6_route_forms():
+    rs = routes6_of("      - 2001:db8:9::/48 dev eth1\n"
+                    "      - {to: 2001:db8:a::/48, via: 2001:db8:2::1, metric: 7}\n"
+                    "      - {to: default, via: fe80::1, dev: eth0}\n"
+                    "      - 2001:db8:b::/48 via 2001:db8:9::5 metric 0\n"         # on-link through the first
+                    "      - 2001:db8:c::5/48 dev eth0 src 2001:db8:2::10\n"      # host bits cleared, as Linux
+                    "      - ::/0 dev eth1 metric 2000\n"
+                    "      - 2001:db8:d::1 dev eth0\n")
+    assert rs == [topology.Route(A6("2001:db8:9::"), 48, "unicast", 0, "eth1", 0, 1024),
+                  topology.Route(A6("2001:db8:a::"), 48, "unicast", A6("2001:db8:2::1"), "eth1", 0, 7),
+                  topology.Route(0, 0, "unicast", A6("fe80::1"), "eth0", 0, 1024),
+                  topology.Route(A6("2001:db8:b::"), 48, "unicast", A6("2001:db8:9::5"), "eth1", 0, 1024),
+                  topology.Route(A6("2001:db8:c::"), 48, "unicast", 0, "eth0", A6("2001:db8:2::10"), 1024),
+                  topology.Route(0, 0, "unicast", 0, "eth1", 0, 2000),
+                  topology.Route(A6("2001:db8:d::1"), 128, "unicast", 0, "eth0", 0, 1024)]
+
+
+@pytest.mark.parametrize("rtype", ["blackhole", "unreachable", "prohibit"])
+def test_ipv6_reject_routes_go_through_lo(rtype):
+    assert routes6_of(f"      - {rtype} 2001:db8:9::/48\n      - {{type: {rtype}, to: \"::/0\", metric: 9}}\n") == [
+        topology.Route(A6("2001:db8:9::"), 48, rtype, 0, "lo", 0, 1024), topology.Route(0, 0, rtype, 0, "lo", 0, 9)]
+
+
+@pytest.mark.parametrize("route, problem", [
+    ("2001:db8:9::/48 via 2001:db8:5::5", "RTNETLINK answers: No route to host (2001:db8:5::5 is on no prefix of h1)"),
+    ("2001:db8:9::/48 via 2001:db8:1::5 dev eth1", "RTNETLINK answers: No route to host (2001:db8:1::5 is on no "
+                                                   "prefix of eth1)"),
+    ("2001:db8:9::/48 via 2001:db8:2::10", "Error: Gateway can not be a local address."),
+    ("2001:db8:9::/48 via ::1", "Error: Egress device can not be loopback device for this route."),
+    ("2001:db8:9::/48 via fe80::1", "Error: Egress device not specified."),
+    ("2001:db8:9::/48 via ff02::1 dev eth0", "Error: Invalid gateway address."),
+    ("2001:db8:9::/48 dev eth0 src 2001:db8:7::1", "Error: Invalid source address."),
+    ("2001:db8:1::/64 dev eth0 metric 256", "RTNETLINK answers: File exists (a route the kernel made"),
+    ("2001:db8:9::/129 dev eth0", "'2001:db8:9::/129' is not an IPv6 prefix"),
+    ("2001:db8:9::/48 via 10.0.1.1", "via '10.0.1.1' is not an IPv6 address"),
+    ("2001:db8:9::/48", "needs 'via GATEWAY' or 'dev IFNAME'"),
+    ("2001:db8:9::/48 dev eth9", "no interface 'eth9' on h1"),
+    ("2001:db8:9::/48 dev eth0 metric 4294967296", "metric '4294967296' is not a number"),
+    ("2001:db8:9::/48 dev eth0 table 5", "unknown keyword 'table'"),
+    ("2001:db8:9::/48 dev", "'dev' needs a value"),
+    ("blackhole 2001:db8:9::/48 dev eth0", "a blackhole route takes no 'via' or 'dev'"),
+])
+def test_bad_ipv6_route(route, problem):
+    assert_refused(ROUTE6_HEAD + f"""\
+          - {route}   # <--
+    """, f"host 'h1' route {route!r}: {problem}")
+
+
+ROUTE6_HEAD = """\
+    hosts:
+      h1:
+        interfaces:
+          eth0: {addresses: [10.0.1.10/24, 2001:db8:1::10/64]}
+          eth1: {addresses: [2001:db8:2::10/64]}
+        routes:
+"""
+
+
+def test_ipv6_route_same_prefix_and_metric_twice():
+    assert_refused(ROUTE6_HEAD + """\
+          - 2001:db8:9::/48 dev eth0
+          - 2001:db8:9::/48 via 2001:db8:2::1 metric 1024   # <--
+    """, "File exists (same prefix and metric as the route at line 7)")
+    assert len(routes6_of("      - 2001:db8:9::/48 dev eth0\n      - 2001:db8:9::/48 dev eth1 metric 5\n")) == 2
+
+
+def test_ipv6_route_through_an_interface_without_ipv6():
+    assert_refused("""\
+        hosts:
+          h1:
+            interfaces:
+              eth0: {addresses: [10.0.1.10/24]}
+            routes:
+              - 2001:db8:9::/48 dev eth0   # <--
+            sysctls:
+              net.ipv6.conf.eth0.disable_ipv6: 1
+    """, "Error: IPv6 is disabled on nexthop device.")
+
+
+def test_ipv4_route_words_still_ipv4():
+    h = host6(R6_IFACES, "      - default dev eth0\n      - 10.9.0.0/16 via 10.0.1.1\n")
+    assert [r.dst for r in h.routes] == [0, A("10.9.0.0")] and h.routes6 == []
+    assert topology.is_ipv6_route("default via fe80::1 dev eth0") and topology.is_ipv6_route("unreachable ::/0")
+    assert not topology.is_ipv6_route("default via 10.0.1.1") and not topology.is_ipv6_route("blackhole")
+
+
+# IPv6 sysctls: Linux 6.18's defaults (../shared/captures/linux/sysctl6.txt, and sysctl in a namespace here)
+
+def test_ipv6_sysctl_defaults():
+    d = sysctl.defaults()
+    assert d["net.ipv6.icmp.ratelimit"] == 100 and d["net.ipv6.auto_flowlabels"] == 1
+    assert d["net.ipv6.bindv6only"] == 0 and d["net.ipv6.ip6frag_time"] == 60
+    assert d["net.ipv6.ip6frag_high_thresh"] == 4194304 and d["net.ipv6.route.mtu_expires"] == 600
+    conf = host6("      eth0: {mtu: 9000}\n").conf6
+    assert conf["all"] == {"forwarding": 0, "disable_ipv6": 0, "accept_dad": 0, "dad_transmits": 1,
+                           "hop_limit": 64, "mtu": 1280}
+    assert conf["default"] == conf["all"] | {"accept_dad": 1}
+    assert conf["lo"] == conf["default"] | {"accept_dad": -1, "mtu": 65536}
+    assert conf["eth0"] == conf["default"] | {"mtu": 9000}
+
+
+def test_ipv6_forwarding_written_in_order():
+    """conf.all.forwarding sets default and every device whenever written (addrconf_fixup_forwarding());
+    a device's own write sets only it."""
+    ifaces = "      eth0: {}\n      eth1: {}\n"
+    c = host6(ifaces, sysctls="      net.ipv6.conf.all.forwarding: 1\n      net.ipv6.conf.eth1.forwarding: 0\n").conf6
+    assert [c[d]["forwarding"] for d in ("all", "default", "lo", "eth0", "eth1")] == [1, 1, 1, 1, 0]
+    c = host6(ifaces, sysctls="      net.ipv6.conf.eth1.forwarding: 1\n      net.ipv6.conf.all.forwarding: 0\n").conf6
+    assert [c[d]["forwarding"] for d in ("all", "default", "lo", "eth0", "eth1")] == [0, 0, 0, 0, 0]
+    c = host6(ifaces, sysctls="      net.ipv6.conf.default.forwarding: 1\n").conf6
+    assert [c[d]["forwarding"] for d in ("all", "default", "eth0")] == [0, 1, 0]
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("net.ipv6.conf.eth0.hop_limit", "0", "0 is out of range 1..255"),
+    ("net.ipv6.conf.all.hop_limit", "256", "256 is out of range 1..255"),
+    ("net.ipv6.conf.eth0.mtu", "1279", "1279 is out of range 1280.."),
+    ("net.ipv6.conf.eth0.mtu", "1501", "1501 is out of range 1280..1500 (eth0's MTU)"),
+    ("net.ipv6.auto_flowlabels", "4", "4 is out of range 0..3"),
+    ("net.ipv6.icmp.ratelimit", "-1", "-1 is out of range 0.."),
+    ("net.ipv6.conf.eth0.bogus", "1", "unknown sysctl"),
+    ("net.ipv6.conf.eth9.forwarding", "1", "no interface 'eth9'"),
+])
+def test_bad_ipv6_sysctl(key, value, problem):
+    assert_refused(f"""\
+        hosts:
+          h1:
+            interfaces:
+              eth0: {{}}
+            sysctls:
+              {key}: {value}   # <--
+    """, f"host 'h1' sysctl {key}: {problem}")
+
+
+def test_ipv6_sysctls_taken_as_linux_takes_them():
+    """proc_dointvec: forwarding, disable_ipv6, accept_dad, dad_transmits take any int (Linux keeps 2, -1)."""
+    c = host6("      eth0: {mtu: 9000}\n", sysctls="      net.ipv6.conf.eth0.accept_dad: 2\n"
+              "      net.ipv6.conf.eth0.dad_transmits: 3\n      net.ipv6.conf.eth0.mtu: 9000\n"
+              "      net.ipv6.conf.all.mtu: 65575\n").conf6
+    assert (c["eth0"]["accept_dad"], c["eth0"]["dad_transmits"], c["eth0"]["mtu"], c["all"]["mtu"]) == \
+        (2, 3, 9000, 65575)
+
+
+def test_sysctl_tool_reads_ipv6_defaults():
+    def read(name):
+        return sysctl.sysctl_tool(sysctl.defaults(), {"eth0", "lo"}, ["-n", name])[1]
+    assert read("net.ipv6.conf.all.accept_dad") == "0\n" and read("net.ipv6.conf.eth0.accept_dad") == "1\n"
+    assert read("net.ipv6.conf.lo.mtu") == "65536\n" and read("net.ipv6.conf.default.mtu") == "1280\n"
+    assert read("net.ipv6.conf.eth0.forwarding") == "0\n" and read("net.ipv6.icmp.ratelimit") == "100\n"
+    assert sysctl.sysctl_tool(sysctl.defaults() | {"net.ipv6.conf.eth0.mtu": 1400}, {"eth0"},
+                              ["net.ipv6.conf.eth0.mtu"])[1] == "net.ipv6.conf.eth0.mtu = 1400\n"
 
 
 # ------------------------------------------------------------ links
