@@ -12,7 +12,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .services.common import config, metrics, topology
+from .services.common import config, metrics, otlp_metrics, topology
 
 START_ORDER = ("nic", "link", "ip", "transport", "socket")
 # A service that exits is started again after a delay that doubles while it keeps
@@ -238,6 +238,7 @@ def run(args) -> int:
         return 2
     try:                    # PKTFLOW_METRICS_PORT: the socket service's (default 9464), the others follow
         metrics_port = metrics.port("socket")
+        otlp_metrics.settings()             # OTEL_METRICS_EXPORTER & co: refused once here, not by five services
     except config.ConfigError as e:
         print(f"pktflow: {e}", file=sys.stderr)
         return 2
