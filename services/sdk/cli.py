@@ -488,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sysctl", help="sysctl -n NETNS [-w] KEY[=VALUE]... | -a (as procps' sysctl)", add_help=False)
     sub.add_parser("perf", help="perf list | perf stat [-n NETNS] [-e EVENTS] -- COMMAND: count tracepoints",
                    add_help=False)
+    sub.add_parser("bpftrace", help="bpftrace [-n NETNS] -e PROGRAM | FILE: bpftrace's one-liners over the "
+                   "tracepoints (count, hist, printf, ...)", add_help=False)
     sub.add_parser("ethtool", help="ethtool -n NETNS [-k|-K|-S] IFNAME: speed, link, offloads, driver statistics",
                    add_help=False)
     sub.add_parser("tc", help="tc [-s] -n NETNS qdisc add|change|replace|del|show dev IF root netem ...",
@@ -546,6 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     elif argv and argv[0] == "perf":
         from .perf import cmd_perf
         command, a = cmd_perf, argv[1:]
+    elif argv and argv[0] == "bpftrace":
+        from .bpftrace import cmd_bpftrace
+        command, a = cmd_bpftrace, argv[1:]
     else:
         a = parser.parse_args(argv)
         if a.cmd is None:
