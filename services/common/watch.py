@@ -18,12 +18,13 @@ BATCH = 1_000            # events per message
 
 
 class Watcher:
-    __slots__ = ("events", "netns", "pred", "buf", "lost", "wake")
+    __slots__ = ("events", "netns", "pred", "with_netns", "buf", "lost", "wake")
 
-    def __init__(self, events, netns: str, pred):
+    def __init__(self, events, netns: str, pred, with_netns: bool = False):
         self.events = frozenset(events)
         self.netns = netns
         self.pred = pred
+        self.with_netns = with_netns           # the filter reads args.netns, which the events carry beside their fields
         self.buf: list = []
         self.lost = 0
         self.wake = asyncio.Event()
@@ -33,7 +34,7 @@ class Watcher:
             return
         if self.pred is not None:
             try:
-                if not self.pred(fields):
+                if not self.pred({**fields, "netns": netns} if self.with_netns else fields):
                     return
             except (KeyError, TypeError, ValueError):      # a field this event lacks, a str compared with an int
                 return
@@ -79,4 +80,4 @@ def watcher(request: admin_pb2.WatchRequest, hosts) -> Watcher:
     if request.filter:
         from .bpftrace_lang import compile_predicate
         pred = compile_predicate(request.filter)
-    return Watcher(events, request.netns, pred)
+    return Watcher(events, request.netns, pred, "netns" in request.filter)

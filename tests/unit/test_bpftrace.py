@@ -331,3 +331,12 @@ def test_the_layers_apply_a_blocks_filter_before_sending():
     assert [e[3] for e in w.buf] == [{"reason": "NO_SOCKET", "len": 28}]
     with pytest.raises(ValueError, match="comm: not available"):
         watch.watcher(admin_pb2.WatchRequest(events=events, filter='comm == "nc"'), {})
+
+
+def test_a_filter_may_name_the_host():
+    from pktflow.services.common import watch
+    from pktflow.v1 import admin_pb2
+    w = watch.watcher(admin_pb2.WatchRequest(events=["skb:kfree_skb"], filter='args.netns == "r1"'), {})
+    for netns in ("h1", "r1", "h2"):
+        w.offer(0, netns, "skb:kfree_skb", {"reason": "NO_SOCKET"})
+    assert [e[1] for e in w.buf] == ["r1"] and "netns" not in w.buf[0][3]
