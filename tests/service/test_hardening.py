@@ -220,7 +220,7 @@ def test_garbage_on_every_rpc_gets_a_clear_answer_and_breaks_nothing(stack):
                                 req = _random_message(GetMessageClass(m.input_type), rng)
                                 if hasattr(req, "fd") and i % 2:
                                     req.fd = mine.fileno()
-                                if name == "pktflow.v1.Admin" and req.command == "tc":
+                                if name == "pktflow.v1.Admin" and getattr(req, "command", "") == "tc":
                                     req.netns = "nowhere"          # not a qdisc on the shared stack's cables
                                 body = req.SerializeToString()
                             calls += 1
