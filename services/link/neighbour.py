@@ -1,4 +1,8 @@
-"""The neighbour table and its NUD state machine (net/core/neighbour.c).
+"""The neighbour table and its NUD state machine (net/core/neighbour.c), one
+for each family as in Linux: ARP's (arp_tbl, IPv4) and neighbour discovery's
+(nd_tbl, IPv6), the same machine keyed by (ifindex, address) with each its
+parameters; the caller (dev.py) sends the family's probes (arp.solicit(),
+ndisc.solicit()).
 
 States and timers are Linux's: INCOMPLETE probes by broadcast every
 retrans_time, starting its probe count at ucast_solicit and failing after
@@ -41,26 +45,47 @@ S = 1_000_000_000
 FORCED_GC_SCAN = 64          # entries forced GC may look at and keep before it gives up
 
 
-class NeighParms:
-    """struct neigh_parms, from the net.ipv4.neigh.default.* sysctls."""
+AF_INET, AF_INET6 = 2, 10
 
-    def __init__(self, sysctls: dict):
-        self.base_reachable_time = sysctls["net.ipv4.neigh.default.base_reachable_time_ms"] * MS
-        self.retrans_time = sysctls["net.ipv4.neigh.default.retrans_time_ms"] * MS
-        self.delay_probe_time = sysctls["net.ipv4.neigh.default.delay_first_probe_time"] * S
-        self.mcast_probes = sysctls["net.ipv4.neigh.default.mcast_solicit"]
-        self.ucast_probes = sysctls["net.ipv4.neigh.default.ucast_solicit"]
+# NTF_ROUTER (include/uapi/linux/neighbour.h): the neighbour said it is a router (an NA's R flag, an RA)
+NTF_ROUTER = 0x80
+# __neigh_update()'s flags (include/net/neighbour.h), as ndisc_update() passes them
+NEIGH_UPDATE_F_OVERRIDE = 0x1               # a new link-layer address replaces the one known
+NEIGH_UPDATE_F_WEAK_OVERRIDE = 0x2          # ... or, refused, makes a CONNECTED entry STALE
+NEIGH_UPDATE_F_OVERRIDE_ISROUTER = 0x4      # NTF_ROUTER follows NEIGH_UPDATE_F_ISROUTER
+NEIGH_UPDATE_F_ISROUTER = 0x40000000
+
+
+class NeighParms:
+    """struct neigh_parms, from the net.ipv4.neigh.default.* sysctls (arp_tbl's)
+    or net.ipv6.neigh.default.* (nd_tbl's, `family` AF_INET6). nd_tbl's defaults
+    are arp_tbl's numbers (net/ipv6/ndisc.c: retrans_time 1 s, base_reachable_time
+    30 s, delay_first_probe_time 5 s, mcast_solicit 3, ucast_solicit 3, gc_stale_time
+    60 s, unres_qlen_bytes 212992, gc_thresh 128/512/1024): a namespace without
+    net.ipv6.neigh.* sysctls gets those."""
+
+    def __init__(self, sysctls: dict, family: int = AF_INET):
+        from ..common.sysctl import KNOBS
+        fam = "ipv6" if family == AF_INET6 else "ipv4"
+
+        def get(key: str) -> int:
+            v = sysctls.get(f"net.{fam}.neigh.default.{key}")
+            return KNOBS[f"net.ipv4.neigh.default.{key}"].default if v is None else v
+        self.base_reachable_time = get("base_reachable_time_ms") * MS
+        self.retrans_time = get("retrans_time_ms") * MS
+        self.delay_probe_time = get("delay_first_probe_time") * S
+        self.mcast_probes = get("mcast_solicit")
+        self.ucast_probes = get("ucast_solicit")
         self.app_probes = 0
         self.mcast_reprobes = 0
-        self.queue_len_bytes = sysctls["net.ipv4.neigh.default.unres_qlen_bytes"]
-        self.gc_stale_time = sysctls["net.ipv4.neigh.default.gc_stale_time"] * S
-        self.gc_thresh1, self.gc_thresh2, self.gc_thresh3 = (sysctls[f"net.ipv4.neigh.default.gc_thresh{i}"]
-                                                             for i in (1, 2, 3))
+        self.queue_len_bytes = get("unres_qlen_bytes")
+        self.gc_stale_time = get("gc_stale_time") * S
+        self.gc_thresh1, self.gc_thresh2, self.gc_thresh3 = (get(f"gc_thresh{i}") for i in (1, 2, 3))
 
 
 class Neighbour:
     __slots__ = ("ifindex", "ip", "lladdr", "state", "probes", "queue", "queue_bytes", "updated",
-                 "confirmed", "used", "reachable_time")
+                 "confirmed", "used", "reachable_time", "flags")
 
     def __init__(self, ifindex: int, ip: int, now: int):
         self.ifindex, self.ip = ifindex, ip
@@ -71,6 +96,7 @@ class Neighbour:
         self.queue_bytes = 0
         self.updated = self.confirmed = self.used = now
         self.reachable_time = 0
+        self.flags = 0                  # NTF_ROUTER
 
 
 # What the table asks of its caller, as (kind, neighbour, payload) tuples.
@@ -83,10 +109,13 @@ FAILED = "failed"        # payload: skb that was waiting; the caller reports the
 
 
 class NeighTable:
-    """The ARP table of one network namespace."""
+    """A neighbour table of one network namespace: arp_tbl (`family` AF_INET) or
+    nd_tbl (AF_INET6). The machine is the same; only the probes differ, and the
+    caller sends those."""
 
-    def __init__(self, parms: NeighParms, rng):
+    def __init__(self, parms: NeighParms, rng, family: int = AF_INET):
         self.parms = parms
+        self.family = family
         self.rng = rng
         self.entries: dict[tuple[int, int], Neighbour] = {}
         self.last_flush = self.last_periodic = -1 << 62
@@ -198,11 +227,13 @@ class NeighTable:
         out.append((QUEUED, n, skb))
         return out
 
-    def update(self, ifindex: int, ip: int, lladdr: bytes, state: int, now: int, create: bool,
-               weak: bool = False) -> list:
-        """neigh_update() from ARP. A valid entry whose address is unchanged keeps
-        its state when the new one is STALE (__neigh_update()); `weak` extends that
-        to any new state. Returns what to do."""
+    def update(self, ifindex: int, ip: int, lladdr: bytes | None, state: int, now: int, create: bool,
+               weak: bool = False, flags: int | None = None) -> list:
+        """neigh_update(). From ARP (`flags` None): a valid entry whose address is
+        unchanged keeps its state when the new one is STALE (__neigh_update());
+        `weak` extends that to any new state. With `flags` (NEIGH_UPDATE_F_*, as
+        ndisc_update() passes them) __neigh_update()'s own rules: see _override().
+        Returns what to do."""
         n = self.entries.get((ifindex, ip))
         if n is None:
             if not create:
@@ -212,9 +243,50 @@ class NeighTable:
                 return []
         if n.state & (NUD_NOARP | NUD_PERMANENT):
             return []
+        if flags is not None:
+            return self._override(n, lladdr, state, now, flags)
         if n.state & NUD_VALID and n.lladdr == lladdr and (weak or state == NUD_STALE):
             return []
         n.lladdr = lladdr
+        return self._set_state(n, state, now)
+
+    def _override(self, n: Neighbour, lladdr: bytes | None, state: int, now: int, flags: int) -> list:
+        """__neigh_update() with NEIGH_UPDATE_F_* flags: no address given uses the one
+        known (none known: nothing happens); a different address replaces it only
+        with OVERRIDE, else WEAK_OVERRIDE turns a CONNECTED entry STALE and keeps its
+        address, and without either nothing changes; the same address with STALE
+        keeps the state. A state that does not change keeps its timer.
+        OVERRIDE_ISROUTER sets NTF_ROUTER from ISROUTER (unless the address was
+        refused)."""
+        old = n.state
+        if lladdr is None:
+            if not old & NUD_VALID:
+                return []
+            lladdr = n.lladdr
+        if state & NUD_CONNECTED:
+            n.confirmed = now
+        isrouter = flags & NEIGH_UPDATE_F_OVERRIDE_ISROUTER
+        if old & NUD_VALID:
+            if lladdr != n.lladdr and not flags & NEIGH_UPDATE_F_OVERRIDE:
+                isrouter = 0
+                if not (flags & NEIGH_UPDATE_F_WEAK_OVERRIDE and old & NUD_CONNECTED):
+                    return []
+                lladdr, state = n.lladdr, NUD_STALE
+            elif lladdr == n.lladdr and state == NUD_STALE:
+                state = old
+        if isrouter:
+            n.flags = n.flags | NTF_ROUTER if flags & NEIGH_UPDATE_F_ISROUTER else n.flags & ~NTF_ROUTER
+        if lladdr != n.lladdr:
+            n.lladdr = lladdr
+            n.updated = now
+            if not state & NUD_CONNECTED:
+                n.confirmed = now - 2 * self.parms.base_reachable_time
+        if state == old:
+            return []
+        return self._set_state(n, state, now)
+
+    def _set_state(self, n: Neighbour, state: int, now: int) -> list:
+        """The new state with its timer; a queue waiting for the address goes out."""
         n.state, n.updated = state, now
         out = []
         if state & NUD_CONNECTED:
@@ -224,6 +296,7 @@ class NeighTable:
         else:
             out.append((TIMER, n, None))
         n.probes = 0
+        ifindex, ip = n.ifindex, n.ip
         while n.queue:
             # neigh_update_process_arp_queue(): each skb through n->output, which is
             # neigh_resolve_output() unless CONNECTED: a STALE entry turns DELAY there.
