@@ -1,7 +1,8 @@
 """The device layer (net/core/dev.c, net/ethernet/eth.c): dev_queue_xmit()
-with neighbour output and the root qdisc, __netif_receive_skb_core() with
-eth_type_trans(), and the packet taps that AF_PACKET sockets (and so captures)
-read from."""
+with neighbour output (ARP's arp_tbl for IPv4, neighbour discovery's nd_tbl for
+IPv6: neighbour.py, arp.py, ndisc.py) and the root qdisc,
+__netif_receive_skb_core() with eth_type_trans(), and the packet taps that
+AF_PACKET sockets (and so captures) read from."""
 import errno
 import random
 from collections import Counter, deque
@@ -14,8 +15,8 @@ from ..common.tracepoints import NEIGH_UPDATE, Probes
 from ..common.actions import Arm, Cancel, Down, Drop, Step, Stop, Up
 from ..common.skbuff import clone
 from ..common.sysctl import defaults as sysctl_defaults
-from ..wire import Malformed, ethernet, ipv4
-from . import arp, neighbour as nd, sch_netem
+from ..wire import Malformed, ethernet, ipv4, ipv6
+from . import addrconf, arp, ndisc, neighbour as nd, sch_netem
 from .sch_generic import Fifo, PfifoFast
 
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
@@ -87,7 +88,13 @@ class LinkNetns:
         self.sysctl = sysctl_defaults() | host.sysctls
         self.devices = {i.ifindex: Device(i, self.sysctl["net.core.default_qdisc"]) for i in host.interfaces.values()}
         self.local = {a for d in self.devices.values() for a in d.local}
-        self.neigh = nd.NeighTable(nd.NeighParms(self.sysctl), rng)
+        self.neigh = nd.NeighTable(nd.NeighParms(self.sysctl), rng)          # arp_tbl
+        self.nd_tbl = nd.NeighTable(nd.NeighParms(self.sysctl, nd.AF_INET6), rng, nd.AF_INET6)
+        self.conf6 = {dev: dict(conf) for dev, conf in host.conf6.items()}   # net.ipv6.conf.*, link's copy
+        for i in host.interfaces.values():
+            addrconf.init_dev(self.devices[i.ifindex], i, self.conf6)
+        self.pndisc: dict = {}                 # anycast solicitations waiting for their answer (pneigh_enqueue())
+        self.pndisc_seq = 0
         self.rng = rng
         self.taps: dict[int, dict[int, int]] = {}     # ifindex (0: any) -> {socket: ethertype}
         self.tap_filters: dict = {}            # socket -> its SO_ATTACH_FILTER program (bpf.Program)
@@ -102,46 +109,79 @@ class LinkNetns:
         else any of the host's."""
         return topology.select_addr(dev.addrs, dst) or next(iter(self.local), 0)
 
-    def neigh_update(self, dev, ip: int, lladdr: bytes, state: int, now: int, create: bool,
-                     weak: bool = False) -> list:
-        """neigh_update(), and first its tracepoint (as __neigh_update() fires it), when watched."""
-        if NEIGH_UPDATE in self.probes.on:
-            n = self.neigh.lookup(dev.ifindex, ip)
-            if n is not None or create:
-                self.probes.emit(NEIGH_UPDATE, self.name, {
-                    "family": 2, "dev": dev.name, "lladdr": n.lladdr.hex() if n and n.lladdr else "",
-                    "nud_state": nd.trace_name(n.state if n else nd.NUD_NONE), "primary_key4": ipv4.ntoa(ip),
-                    "new_lladdr": lladdr.hex(), "new_state": nd.trace_name(state)})
-        return self.neigh_actions(self.neigh.update(dev.ifindex, ip, lladdr, state, now, create, weak))
+    def local6(self) -> set[int]:
+        """The host's IPv6 addresses, every device's."""
+        return {a for d in self.devices.values() if d.idev6 for a in d.idev6.ifa}
 
-    def neigh_actions(self, actions) -> list:
-        """Turns the neighbour table's requests into actions."""
+    def neigh_update(self, dev, ip: int, lladdr: bytes | None, state: int, now: int, create: bool,
+                     weak: bool = False, tbl: nd.NeighTable | None = None, flags: int | None = None) -> list:
+        """neigh_update() on arp_tbl (or `tbl`: nd_tbl, with ndisc's NEIGH_UPDATE_F_*
+        flags), and first its tracepoint (as __neigh_update() fires it), when watched."""
+        tbl = tbl or self.neigh
+        if NEIGH_UPDATE in self.probes.on:
+            n = tbl.lookup(dev.ifindex, ip)
+            if n is not None or create:
+                six = tbl.family == nd.AF_INET6
+                new = lladdr if lladdr is not None else (n.lladdr if n is not None else None)
+                fields = {"family": tbl.family, "dev": dev.name, "lladdr": n.lladdr.hex() if n and n.lladdr else "",
+                          "nud_state": nd.trace_name(n.state if n else nd.NUD_NONE),
+                          "primary_key4": "0.0.0.0" if six else ipv4.ntoa(ip),
+                          "new_lladdr": new.hex() if new else "", "new_state": nd.trace_name(state)}
+                if six:
+                    fields["primary_key6"] = ipv6.ntoa(ip)
+                self.probes.emit(NEIGH_UPDATE, self.name, fields)
+        return self.neigh_actions(tbl.update(dev.ifindex, ip, lladdr, state, now, create, weak, flags), tbl)
+
+    def neigh_actions(self, actions, tbl: nd.NeighTable | None = None, fn=None, skb=None) -> list:
+        """Turns a neighbour table's requests into actions: arp_tbl's (the default)
+        or nd_tbl's, whose probes are neighbour solicitations, timers ("nd", ...)
+        and failures reported as IPv6's. `fn`: the function that handed `skb` to
+        the table, the outer span of its hop."""
+        six = tbl is not None and tbl.family == nd.AF_INET6
+        outer = () if fn is None else (fn,) if isinstance(fn, str) else tuple(fn)
         out = []
         for kind, n, arg in actions:
             if kind == nd.SEND:
-                out += self.output(self.devices[n.ifindex], arg, n.lladdr, "dev_queue_xmit")
+                hop = (*outer, "dev_queue_xmit") if outer and arg is skb else "dev_queue_xmit"
+                out += self.output(self.devices[n.ifindex], arg, n.lladdr, hop)
             elif kind == nd.QUEUED:
-                out.append(Stop(arg, "__neigh_event_send"))
+                out.append(Stop(arg, (*outer, "__neigh_event_send") if outer and arg is skb else "__neigh_event_send"))
             elif kind == nd.DROP:
                 out.append(Drop(arg[0], "__neigh_event_send", arg[1]))
             elif kind == nd.SOLICIT:
-                out += arp.solicit(self, n, *arg)
+                out += (ndisc if six else arp).solicit(self, n, *arg)
             elif kind == nd.TIMER:
-                key = ("neigh", self.name, n.ifindex, n.ip)
+                key = ("nd" if six else "neigh", self.name, n.ifindex, n.ip)
                 out.append(Cancel(key) if arg is None else Arm(key, arg))
             elif kind == nd.FAILED:
-                # arp_error_report() -> ipv4_link_failure(): ip answers with host unreachable
+                # arp_error_report() -> ipv4_link_failure(): ip answers with host unreachable;
+                # ndisc_error_report() -> ip6_link_failure(): address unreachable
                 report = clone(arg)
-                report.link_failure.nexthop = n.ip
+                if six:
+                    report.link_failure.nexthop6 = n.ip.to_bytes(16, "big")
+                else:
+                    report.link_failure.nexthop = n.ip
                 out.append(Drop(arg, "neigh_timer_handler", "NEIGH_FAILED"))
-                out.append(Up(report, "arp_error_report", "ip"))
+                out.append(Up(report, "ndisc_error_report" if six else "arp_error_report", "ip"))
         return out
 
-    def output(self, dev: Device, skb, dst_mac: bytes, fn: str) -> list:
-        """Ethernet header on, then out (neigh_hh_output())."""
-        skb.data = ethernet.header(dst_mac, dev.mac, ethernet.ETH_P_IP) + skb.data
-        skb.protocol = ethernet.ETH_P_IP
+    def output(self, dev: Device, skb, dst_mac: bytes, fn) -> list:
+        """Ethernet header on, then out (neigh_hh_output()): IPv6's ethertype for
+        an IPv6 skb (protocol ETH_P_IPV6), IPv4's otherwise."""
+        proto = ethernet.ETH_P_IPV6 if skb.protocol == ethernet.ETH_P_IPV6 else ethernet.ETH_P_IP
+        skb.data = ethernet.header(dst_mac, dev.mac, proto) + skb.data
+        skb.protocol = proto
         return self.xmit(dev, skb, fn)
+
+    def output6(self, dev: Device, skb, nexthop: int, now: int, fn=None, confirm: bool = False) -> list:
+        """ip6_finish_output2(): to a group, its 33:33 MAC; to a unicast next hop,
+        through nd_tbl (neighbour discovery resolves it)."""
+        if dev.loopback:
+            return self.output(dev, skb, ethernet.ZERO, fn or "dev_queue_xmit")
+        if ipv6.is_multicast(nexthop):
+            return self.output(dev, skb, ipv6.multicast_mac(nexthop), fn or "dev_queue_xmit")
+        return self.neigh_actions(self.nd_tbl.output(dev.ifindex, nexthop, skb, now, confirm=confirm),
+                                  self.nd_tbl, fn, skb)
 
     def xmit(self, dev: Device, skb, fn: str) -> list:
         """__dev_xmit_skb(): through the device's root qdisc, if it has one
@@ -159,7 +199,8 @@ class LinkNetns:
         # cannot); its spans nest under the caller's (dev_queue_xmit -> netem_enqueue)
         q = q or dev.default_q
         skb.enqueued = self.now
-        out = [replace(act, fn=(fn, act.fn)) for act in q.enqueue(skb, self.now)]
+        head = (fn,) if isinstance(fn, str) else fn
+        out = [replace(act, fn=(*head, act.fn)) for act in q.enqueue(skb, self.now)]
         return out + self.qdisc_run(dev)
 
     def qdisc_run(self, dev: Device) -> list:
@@ -370,6 +411,10 @@ class Link:
         if dev is None:
             return [Drop(skb, "dev_queue_xmit", "DEV_READY")]
         ns.now = now
+        if skb.protocol == ethernet.ETH_P_IPV6:
+            # ip6_finish_output2(): the next hop ip chose (rt6_nexthop()), else the destination
+            nexthop = int.from_bytes(skb.nexthop6 or skb.data[24:40], "big")
+            return ns.output6(dev, skb, nexthop, now, confirm=skb.dst_pending_confirm)
         if dev.loopback:
             return ns.output(dev, skb, ethernet.ZERO, "dev_queue_xmit")
         if skb.nexthop in dev.broadcasts:
@@ -436,6 +481,8 @@ class Link:
             out.append(Up(skb, "__netif_receive_skb_core", "ip"))
         elif eth.ethertype == ethernet.ETH_P_ARP:
             out += arp.arp_rcv(ns, dev, skb, now)
+        elif eth.ethertype == ethernet.ETH_P_IPV6:
+            out += ndisc.ipv6_rcv(ns, dev, skb, eth.dst, now)
         else:
             dev.stats["rx_dropped"] += 1
             out.append(Drop(skb, "__netif_receive_skb_core", "UNHANDLED_PROTO"))
@@ -449,7 +496,35 @@ class Link:
             dev = ns.devices[ifindex]
             dev.qdisc_wake = None
             return ns.qdisc_run(dev) if dev.qdisc is not None or dev.speed else []
-        return ns.neigh_actions(ns.neigh.timer(ifindex, ip, now))
+        if kind == "neigh":
+            return ns.neigh_actions(ns.neigh.timer(ifindex, ip, now))
+        if kind == "nd":
+            return ns.neigh_actions(ns.nd_tbl.timer(ifindex, ip, now), ns.nd_tbl)
+        if kind == "pndisc":
+            return ndisc.pndisc_redo(ns, key, now)
+        dev = ns.devices.get(ifindex)
+        if dev is None:
+            return []
+        if kind == "dad":                      # addrconf_dad_work(): DAD's next probe, or done
+            return addrconf.dad_work(ns, dev, ip, now)
+        if kind == "rs":
+            return addrconf.rs_timer(ns, dev, now)
+        if kind == "mld":
+            return addrconf.mld_timer(ns, dev, ip, now)
+        return []
+
+    def netdev_up(self, now: int, netns: str | None = None) -> list:
+        """The devices come up (addrconf_notify(NETDEV_UP)): DAD for every IPv6
+        address, MLD's reports, and, once the link-local address is ready, a host's
+        router solicitations. The link service does this when the NIC layer is
+        first reachable; the in-process netstack when a test asks."""
+        out = []
+        for name, ns in self.netns.items():
+            if netns is None or name == netns:
+                ns.now = now
+                for dev in sorted(ns.devices.values(), key=lambda d: d.ifindex):
+                    out += addrconf.dev_up(ns, dev, now)
+        return out
 
     def reset_taps(self):
         """The socket layer restarted: its packet sockets are gone."""
@@ -457,9 +532,18 @@ class Link:
             ns.taps.clear()
             ns.tap_filters.clear()
 
-    def neighbours(self, netns: str) -> list[dict]:
+    def neighbours(self, netns: str, family: int = nd.AF_INET) -> list[dict]:
+        """`ip neigh` (arp_tbl) or `ip -6 neigh` (nd_tbl, `family` AF_INET6: with NTF_ROUTER as `router`)."""
         ns = self.netns[netns]
-        return [{"dst": ipv4.ntoa(e["dst"]), "dev": ns.devices[e["ifindex"]].name,
-                 "lladdr": ethernet.mac_to_str(e["lladdr"]) if e["lladdr"] else None,
-                 "state": nd.NAMES.get(e["state"], hex(e["state"]))} for e in ns.neigh.show()]
+        six = family == nd.AF_INET6
+        tbl = ns.nd_tbl if six else ns.neigh
+        out = []
+        for e in tbl.show():
+            entry = {"dst": ipv6.ntoa(e["dst"]) if six else ipv4.ntoa(e["dst"]), "dev": ns.devices[e["ifindex"]].name,
+                     "lladdr": ethernet.mac_to_str(e["lladdr"]) if e["lladdr"] else None,
+                     "state": nd.NAMES.get(e["state"], hex(e["state"]))}
+            if six:
+                entry["router"] = bool(tbl.lookup(e["ifindex"], e["dst"]).flags & nd.NTF_ROUTER)
+            out.append(entry)
+        return out
 

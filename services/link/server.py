@@ -6,8 +6,9 @@ from pktflow.v1 import admin_pb2
 
 from ..common import metrics
 from ..common.shell import LayerShell
-from ..wire import ethernet, ipv4
-from . import neighbour as nd, sch_api
+from ..common import sysctl as sysctl_mod
+from ..wire import ethernet, ipv4, ipv6
+from . import addrconf, neighbour as nd, sch_api
 from .dev import Link
 
 
@@ -19,6 +20,7 @@ class LinkShell(LayerShell):
         super().__init__(topo, tracer)
         self.link = Link(topo, probes=self.probes)
         self._socket_instance = None
+        self._devices_up = False
 
     def egress_for(self, from_layer):
         return self.link.packet_xmit if from_layer == "socket" else self.link.dev_queue_xmit
@@ -28,6 +30,14 @@ class LinkShell(LayerShell):
 
     def timer(self, key, now):
         return self.link.timer(key, now)
+
+    def on_lower_state(self, layer, up):
+        """The NIC layer reachable for the first time: the devices come up (DAD, MLD,
+        router solicitations: Link.netdev_up())."""
+        if layer == "nic" and up and not self._devices_up:
+            self._devices_up = True
+            t = time.monotonic_ns()
+            self.apply(self.link.netdev_up(t), time.time_ns(), time.time_ns(), "egress")
 
     def on_upper_connect(self, layer, instance):
         if layer == "socket" and instance != self._socket_instance:
@@ -53,17 +63,33 @@ class LinkShell(LayerShell):
         return ns.sysctl, {d.name for d in ns.devices.values()}
 
     def sysctl_written(self, netns: str, names: list[str]):
+        ns = self.link.netns[netns]
         if any(n.startswith("net.ipv4.neigh.") for n in names):    # the ARP table's parameters
-            ns = self.link.netns[netns]
             ns.neigh.parms = nd.NeighParms(ns.sysctl)
+        if any(n.startswith("net.ipv6.neigh.") for n in names):    # nd_tbl's
+            ns.nd_tbl.parms = nd.NeighParms(ns.sysctl, nd.AF_INET6)
+        six = [n for n in names if n.startswith("net.ipv6.conf.")]
+        for name in six:                       # forwarding: the groups a device is in (all-routers, anycast)
+            sysctl_mod.conf6_write(ns.conf6, name, ns.sysctl[name])
+        actions, now = [], time.monotonic_ns()
+        for d in ns.devices.values() if six else ():
+            if d.idev6 is not None:
+                actions += addrconf.join(ns, d, now) if self._devices_up else addrconf.rejoin(d) or []
+        if actions:
+            ns.now = now
+            t = time.time_ns()
+            self.apply(actions, t, t, "egress")
 
     def admin(self, req):
         bad = self.check_netns(req.netns)
         if bad:
             return bad
         ns = self.link.netns[req.netns]
-        if req.command == "neigh":
-            return admin_pb2.AdminReply(json=json.dumps(self.link.neighbours(req.netns)))
+        if req.command == "neigh":             # `neigh [-6]`: arp_tbl, or nd_tbl
+            family = nd.AF_INET6 if list(req.args[:1]) == ["-6"] else nd.AF_INET
+            return admin_pb2.AdminReply(json=json.dumps(self.link.neighbours(req.netns, family)))
+        if req.command == "addrs6":            # `addrs6 [IF A/P...]`: show, or the ip layer's IPv6 addresses now
+            return self.addrs6(ns, list(req.args))
         if req.command == "ntable":            # `ip -s ntable show name arp_cache`: size, thresholds, GC runs
             t = ns.neigh
             return admin_pb2.AdminReply(json=json.dumps(
@@ -111,3 +137,23 @@ class LinkShell(LayerShell):
             return admin_pb2.AdminReply(counters=[admin_pb2.Counter(name=k, value=v) for k, v in sorted(ns.mib.items())]
                                         + self.drop_counters(req.netns))
         return super().admin(req)
+
+    def addrs6(self, ns, words: list[str]):
+        """`addrs6`: every device's IPv6 addresses with what DAD concluded (tentative,
+        dadfailed); `addrs6 IF A/P...`: the device's addresses after `ip -6 addr
+        add|del` (a new one starts DAD, its group joined and reported)."""
+        if not words:
+            return admin_pb2.AdminReply(json=json.dumps(
+                {d.name: addrconf.addr_lines(d) for d in sorted(ns.devices.values(), key=lambda d: d.ifindex)}))
+        d = next((d for d in ns.devices.values() if d.name == words[0]), None)
+        try:
+            if d is None:
+                raise ValueError("no such device")
+            now = time.monotonic_ns()
+            actions = addrconf.set_addrs(ns, d, [ipv6.parse_prefix(a) for a in words[1:]], now)
+        except ValueError as e:
+            return admin_pb2.AdminReply(err=22, detail=f"addrs6 {' '.join(words)}: {e}")
+        ns.now = now
+        t = time.time_ns()
+        self.apply(actions, t, t, "egress")
+        return admin_pb2.AdminReply(json="{}")
