@@ -104,6 +104,8 @@ def _ip_args(argv: list[str]):
             netns = next(it, None)
         elif w in ("-j", "-json"):
             flags.append("-j")
+        elif w == "-6":                    # IPv6 (iproute2's -6, i.e. -family inet6)
+            flags.append("-6")
         elif w == "-d" or len(w) > 2 and "-details".startswith(w):
             flags.append("-d")
         elif len(w) > 2 and "-force".startswith(w):
@@ -160,6 +162,8 @@ def cmd_ip(argv: list[str]) -> int:
     stats, netns, words = _ip_args(argv)
     obj, args = words[0], [w for w in words[1:] if w not in ("show", "list", "ls", "-j", "-d", "-force")]
     as_json = "-j" in words
+    if "-6" in words and not (obj and ("neighbour".startswith(obj) or "neighbor".startswith(obj))):
+        _die(f"ip -6 {obj}: only `ip -6 neigh` is there yet")
     if obj and ("link".startswith(obj) and args[:1] == ["set"] or "address".startswith(obj) and
                 args[:1] in (["add"], ["del"], ["delete"])):
         return _ip_change(netns, "link" if "link".startswith(obj) else "addr", args, "-force" in words)
@@ -231,9 +235,12 @@ def cmd_ip(argv: list[str]) -> int:
         sys.stderr.write(reply["err"])
         return reply["status"]
     if "neighbour".startswith(obj) or "neighbor".startswith(obj):
-        for n in json.loads(_client.admin("link", netns, "neigh").json):
+        six = "-6" in words                # nd_tbl; entries in NUD_NONE are not shown, as iproute2 hides them
+        for n in json.loads(_client.admin("link", netns, "neigh", *(["-6"] if six else [])).json):
+            if six and n["state"] == "NONE":
+                continue
             ll = f" lladdr {n['lladdr']}" if n["lladdr"] else ""
-            print(f"{n['dst']} dev {n['dev']}{ll} {n['state']}")
+            print(f"{n['dst']} dev {n['dev']}{ll}{' router' if n.get('router') else ''} {n['state']}")
         return 0
     _die(f'ip: object "{obj}" is unknown, try "pktflow ip help".')
 
