@@ -42,8 +42,12 @@ class TransportShell(LayerShell):
         ip = layers_pb2_grpc.IpStub(self.downs["ip"].channel)
         t0 = time.time_ns()
         try:
-            r = await ip.RouteOutput(layers_pb2.RouteRequest(netns=ask.netns, daddr=ask.daddr, saddr=ask.saddr),
-                                     timeout=5)
+            if isinstance(ask.daddr, bytes):     # IPv6: the 16-byte addresses (route6())
+                req = layers_pb2.RouteRequest(netns=ask.netns, daddr6=ask.daddr,
+                                              saddr6=ask.saddr if any(ask.saddr) else b"")
+            else:
+                req = layers_pb2.RouteRequest(netns=ask.netns, daddr=ask.daddr, saddr=ask.saddr)
+            r = await ip.RouteOutput(req, timeout=5)
         except grpc.aio.AioRpcError as e:
             log.warning("route lookup in the ip layer failed: %s", e.code().name)
             r = layers_pb2.RouteReply(err=errno.ENETDOWN)

@@ -5,15 +5,17 @@ import random
 from collections import deque
 
 from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL, RouteReply
-from pktflow.v1.skb_pb2 import ProtoCall, SockEvent, Skb
+from pktflow.v1.skb_pb2 import Dst, ProtoCall, SockEvent, Skb
 
 from ..common.actions import AskRoute, Drop, Stop, Up
 from ..common.tracepoints import Probes
-from ..common.uapi import (IP_MTU, IP_MTU_DISCOVER, IP_RECVERR, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP, IPPROTO_TCP,
-                           IPPROTO_UDP,
+from ..common.uapi import (AF_INET, AF_INET6, IP_MTU, IP_MTU_DISCOVER, IP_RECVERR, IP_TOS, IP_TTL, IPPROTO_ICMP,
+                           IPPROTO_ICMPV6, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_MTU,
+                           IPV6_MTU_DISCOVER, IPV6_RECVERR, IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_V6ONLY,
                            SO_BROADCAST, SO_RCVBUF, SO_REUSEADDR, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET)
-from ..wire import ipv4
-from . import ping, udp
+from ..wire import ipv4, ipv6
+from ..wire.ethernet import ETH_P_IPV6
+from . import af_inet6, ping, ping6, udp, udpv6
 from .sock import InetSock, Rtable, TransportNetns
 from .tcp_ipv4 import TcpProto
 
@@ -29,6 +31,16 @@ class Transport:
         self.netns = {h.name: TransportNetns(h, rng, self.probes) for h in topology.hosts.values()}
         self.socks: dict[int, InetSock] = {}        # UDP and ping sockets
         self.tcp = TcpProto(self, rng)
+        # inet_protos[] and inet6_protos[]: each protocol's handler and err_handler
+        tcp_rcv = lambda tr, ns, skb, now: tr.tcp.rcv(ns, skb, now)    # noqa: E731
+        tcp_err = lambda tr, ns, skb, now: tr.tcp.err(ns, skb, now)    # noqa: E731
+        self.handlers = {ipv4.IPPROTO_TCP: tcp_rcv, ipv4.IPPROTO_UDP: udp.udp_rcv, ipv4.IPPROTO_ICMP: ping.ping_rcv}
+        self.handlers6 = {ipv6.NEXTHDR_TCP: tcp_rcv, ipv6.NEXTHDR_UDP: udpv6.udpv6_rcv,
+                          ipv6.NEXTHDR_ICMP: ping6.ping_rcv}
+        self.err_handlers = {ipv4.IPPROTO_TCP: tcp_err, ipv4.IPPROTO_UDP: udp.udp_err,
+                             ipv4.IPPROTO_ICMP: ping.ping_err}
+        self.err_handlers6 = {ipv6.NEXTHDR_TCP: tcp_err, ipv6.NEXTHDR_UDP: udpv6.udpv6_err,
+                              ipv6.NEXTHDR_ICMP: ping6.ping_err}
         self.genid = 0
         self.waiting: dict[int, deque] = {}      # sk -> its calls, held until a route is known
         self.asking: dict[tuple, list[int]] = {}  # (netns, daddr, saddr) -> sockets waiting for it
@@ -43,7 +55,30 @@ class Transport:
             del ns.routes[key]          # errors are asked again, so ip counts each
         return r
 
-    def route_key(self, skb) -> tuple[int, int] | None:
+    def route6(self, ns: TransportNetns, daddr: int, saddr: int, oif: int = 0) -> Rtable:
+        """ip6_route_output()'s answer for daddr from saddr (128-bit ints; the
+        cache holds them as RouteRequest's 16-byte daddr6/saddr6). A link-local
+        destination's scope (`oif`) pins the route to that interface: on-link,
+        from its link-local address (AskRoute carries no oif; every IPv6
+        interface has fe80::/64, so ip's answer differs only in the device)."""
+        key = (af_inet6.a16(daddr), af_inet6.a16(saddr))
+        r = ns.routes[key]
+        if r.err:
+            del ns.routes[key]
+        elif oif and af_inet6.needs_scope_id(daddr) and r.dst.oif != oif:
+            return self._scoped(ns, r, daddr, saddr, oif)
+        return r
+
+    @staticmethod
+    def _scoped(ns, r: Rtable, daddr: int, saddr: int, oif: int) -> Rtable:
+        iface = ns.host.interface(oif)
+        if iface is None:
+            return Rtable(RouteReply(err=errno.ENODEV))
+        src = saddr or next((a for a, _ in iface.addrs6 if ipv6.is_linklocal(a)), 0)
+        dst = Dst(oif=oif, nexthop6=af_inet6.a16(daddr), mtu=iface.mtu, genid=r.dst.genid)
+        return Rtable(RouteReply(saddr6=af_inet6.a16(src), mtu=iface.mtu, type=r.type, dst=dst))
+
+    def route_key(self, skb) -> tuple | None:
         """The route (daddr, saddr) a call will look up, decided by the checks
         the call makes before its lookup, so a call that fails first asks nothing."""
         call = skb.call
@@ -54,6 +89,8 @@ class Transport:
         if sock is None:
             return None
         op = call.op
+        if sock.family == AF_INET6:
+            return self.route_key6(sock, skb)
         if op == ProtoCall.SENDMSG:
             if call.req and sock.failed_req == call.req:
                 return None
@@ -66,6 +103,37 @@ class Transport:
         if op == ProtoCall.GETSOCKOPT and sock.connected and (call.level, call.optname) == (IPPROTO_IP, IP_MTU):
             return sock.raddr, sock.laddr                       # the connected route's MTU
         return None
+
+    def route_key6(self, sock: InetSock, skb) -> tuple | None:
+        """route_key() for an AF_INET6 UDP or ping socket."""
+        call = skb.call
+        op = call.op
+        if op == ProtoCall.SENDMSG:
+            if call.req and sock.failed_req == call.req:
+                return None
+            return (ping6 if sock.proto == IPPROTO_ICMPV6 else udpv6).route_key(sock, skb)
+        if op == ProtoCall.CONNECT:
+            return udpv6.connect_key(sock, call)
+        if op == ProtoCall.BIND and not sock.lport:
+            if sock.proto == IPPROTO_ICMPV6 and ipv6.is_v4mapped(af_inet6.from16(call.addr6)):
+                return None                      # ping_check_bind_addr(): not unicast, EINVAL
+            return af_inet6.bind_key(sock, call, stream=False)
+        if op == ProtoCall.GETSOCKOPT and sock.connected and \
+                (call.level, call.optname) in ((IPPROTO_IP, IP_MTU), (IPPROTO_IPV6, IPV6_MTU)):
+            return self.conn_key(sock)
+        return None
+
+    @staticmethod
+    def conn_key(sock) -> tuple:
+        """The key of a connected socket's route."""
+        if sock.ipv6:
+            return af_inet6.a16(sock.raddr), af_inet6.a16(sock.laddr)
+        return sock.raddr, sock.laddr
+
+    def conn_route(self, ns, sock) -> Rtable:
+        if sock.ipv6:
+            return self.route6(ns, sock.raddr, sock.laddr, sock.bound_dev_if)
+        return self.route(ns, sock.raddr, sock.laddr)
 
     def wait_for_route(self, ns, sk: int, key: tuple, queue: deque) -> list:
         """Holds a socket's calls until the route is known; asks once per route."""
@@ -111,7 +179,7 @@ class Transport:
 
     # -- helpers for the protocols
     def table(self, ns, sock):
-        return ns.ping if sock.proto == IPPROTO_ICMP else ns.udp
+        return ns.ping if sock.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6) else ns.udp
 
     def autobind(self, ns, sock: InetSock) -> int:
         if sock.lport:
@@ -141,18 +209,14 @@ class Transport:
         if tsk is not None:
             return self.tcp.call(ns, tsk, skb, now)
         if op == ProtoCall.CREATE:
-            if call.type == SOCK_STREAM and call.protocol in (0, IPPROTO_TCP):
-                self.tcp.create(ns, skb)
-                return self.complete(skb, 0)
-            if call.type != SOCK_DGRAM or call.protocol not in (0, IPPROTO_UDP, IPPROTO_ICMP):
-                return self.complete(skb, errno.EPROTONOSUPPORT)
-            sock = InetSock(skb.sk, ns.name, IPPROTO_ICMP if call.protocol == IPPROTO_ICMP else IPPROTO_UDP)
-            sock.rcvbuf = ns.sysctl["net.core.rmem_default"]
-            self.socks[skb.sk] = sock
-            return self.complete(skb, 0)
+            return self.create(ns, skb)
         sock = self.socks.get(skb.sk)
         if sock is None:
             return self.complete(skb, errno.EBADF)
+        if sock.family == AF_INET6:
+            done = self.dispatch6(ns, sock, skb, now)
+            if done is not None:
+                return done
         if op == ProtoCall.SENDMSG:
             return self.sendmsg(ns, sock, skb, now)
         if op == ProtoCall.RECVMSG:
@@ -183,6 +247,70 @@ class Transport:
             return done
         return self.complete(skb, errno.EOPNOTSUPP)
 
+    def create(self, ns, skb) -> list:
+        """inet_create() / inet6_create(): the protocols each family has."""
+        call = skb.call
+        family = call.family or AF_INET
+        ping_proto = IPPROTO_ICMPV6 if family == AF_INET6 else IPPROTO_ICMP
+        if call.type == SOCK_STREAM and call.protocol in (0, IPPROTO_TCP):
+            self.tcp.create(ns, skb)
+            return self.complete(skb, 0)
+        if call.type != SOCK_DGRAM or call.protocol not in (0, IPPROTO_UDP, ping_proto):
+            return self.complete(skb, errno.EPROTONOSUPPORT)
+        sock = InetSock(skb.sk, ns.name, ping_proto if call.protocol == ping_proto else IPPROTO_UDP, family,
+                        ns.sysctl["net.ipv6.bindv6only"])
+        sock.rcvbuf = ns.sysctl["net.core.rmem_default"]
+        self.socks[skb.sk] = sock
+        return self.complete(skb, 0)
+
+    def dispatch6(self, ns, sock: InetSock, skb, now: int) -> list | None:
+        """The calls an AF_INET6 datagram socket answers its own way (inet6_dgram_ops);
+        None for those it answers as AF_INET does."""
+        call = skb.call
+        op = call.op
+        if op == ProtoCall.BIND:
+            return self.complete(skb, self.bind6(ns, sock, call), sock)
+        if op == ProtoCall.CONNECT:
+            if sock.proto == IPPROTO_ICMPV6 and ipv6.is_v4mapped(af_inet6.from16(call.addr6)):
+                return self.complete(skb, errno.EINVAL, sock)          # a ping6 socket has no IPv4 side
+            return self.complete(skb, udpv6.connect(self, ns, sock, call), sock)
+        if op == ProtoCall.DISCONNECT:
+            udpv6.disconnect(sock)
+            return self.complete(skb, 0, sock)
+        if op == ProtoCall.RECVMSG and call.family == AF_INET6:
+            sock.rmem_alloc = max(0, sock.rmem_alloc - call.consumed)
+            if sock.proto == IPPROTO_UDP:
+                ns.mib["Udp6InDatagrams"] += call.segs
+            return []
+        if op == ProtoCall.GETSOCKOPT and (call.level, call.optname) in ((IPPROTO_IP, IP_MTU),
+                                                                        (IPPROTO_IPV6, IPV6_MTU)):
+            if not sock.connected:
+                return self.complete(skb, errno.ENOTCONN)
+            done = self.complete(skb, 0)
+            done[0].skb.event.optval = self.conn_route(ns, sock).mtu.to_bytes(4, "little")
+            return done
+        return None
+
+    def bind6(self, ns, sock: InetSock, call) -> int:
+        """inet6_bind() (ping_bind() for a ping socket)."""
+        if sock.lport:
+            return errno.EINVAL
+        if sock.proto == IPPROTO_ICMPV6:
+            err, addr, scope = ping6.bind_check(self, ns, sock, call)
+            ipv6_addr = True
+        else:
+            err, addr, ipv6_addr, scope = af_inet6.bind_check(self, ns, sock, call, stream=False)
+        if err:
+            return err
+        saved = sock.v6only
+        af_inet6.bound(sock, addr, ipv6_addr, scope)
+        if sock.proto == IPPROTO_ICMPV6:
+            sock.v6only = saved                  # ping_bind() leaves sk_ipv6only alone
+        err = self.table(ns, sock).bind(sock, addr, call.port, ipv6_addr)
+        if err:
+            sock.v6only, sock.addr_bound, sock.bound_dev_if = saved, False, 0
+        return err
+
     def bind(self, ns, sock: InetSock, addr: int, port: int) -> int:
         """inet_bind()."""
         if sock.lport:
@@ -211,6 +339,8 @@ class Transport:
                 sock.recverr = bool(value)
             elif optname == IP_MTU_DISCOVER:
                 sock.pmtudisc = value
+        elif level == IPPROTO_IPV6:
+            setsockopt6(sock, optname, value)
         return 0
 
     def sendmsg(self, ns, sock: InetSock, skb, now: int) -> list:
@@ -218,12 +348,17 @@ class Transport:
         req, last, index = call.req, call.last, call.index
         if req and sock.failed_req == req:       # sendmmsg() stops at its first failure
             return [Stop(skb, "udp_sendmsg")]
-        proto = ping if sock.proto == IPPROTO_ICMP else udp
+        if sock.family == AF_INET6:
+            proto = ping6 if sock.proto == IPPROTO_ICMPV6 else udpv6
+        else:
+            proto = ping if sock.proto == IPPROTO_ICMP else udp
         err, out = proto.sendmsg(self, ns, sock, skb, now)
         if err:
             sock.failed_req = req
             reason = _SEND_ERR_REASON.get(err, "NOT_SPECIFIED")
-            return [Drop(skb, "udp_sendmsg", reason)] + self.complete(skb, err, sock, index, req)
+            fn = "udp_sendmsg" if sock.family == AF_INET else \
+                ("ping_v6_sendmsg" if sock.proto == IPPROTO_ICMPV6 else "udpv6_sendmsg")
+            return [Drop(skb, fn, reason)] + self.complete(skb, err, sock, index, req)
         if last:
             out += self.complete(skb, 0, sock, index + 1, req)
         return out
@@ -237,7 +372,11 @@ class Transport:
         """The COMPLETE event answering a call; carries the local and peer address."""
         ev = SockEvent(kind=SockEvent.COMPLETE, req=skb.call.req if req is None else req, err=err, sent=sent)
         if sock is not None:
-            ev.addr, ev.port, ev.peer_addr, ev.peer_port = sock.laddr, sock.lport, sock.raddr, sock.rport
+            if sock.family == AF_INET6:
+                af_inet6.set_event_addrs(ev, sock, sock.laddr, sock.raddr)
+                ev.port, ev.peer_port = sock.lport, sock.rport
+            else:
+                ev.addr, ev.port, ev.peer_addr, ev.peer_port = sock.laddr, sock.lport, sock.raddr, sock.rport
         return [Up(Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete")]
 
     # -- packets from ip
@@ -245,23 +384,30 @@ class Transport:
         ns = self.netns.get(skb.netns)
         if ns is None:
             return [Drop(skb, "tcp_v4_rcv", "NO_SOCKET")]
-        if skb.HasField("icmp_error"):          # an ICMP error for one of our protocols
-            inner = skb.icmp_error.quoted.protocol
-            if inner == ipv4.IPPROTO_UDP:
-                return udp.udp_err(self, ns, skb, now)
-            if inner == ipv4.IPPROTO_ICMP:
-                return ping.ping_err(self, ns, skb, now)
-            if inner == ipv4.IPPROTO_TCP:
-                return self.tcp.err(ns, skb, now)
-            return [Stop(skb, "icmp_unreach")]
-        proto = skb.data[skb.network_header + 9]
-        if proto == ipv4.IPPROTO_TCP:
-            return self.tcp.rcv(ns, skb, now)
-        if proto == ipv4.IPPROTO_UDP:
-            return udp.udp_rcv(self, ns, skb, now)
-        if proto == ipv4.IPPROTO_ICMP:
-            return ping.ping_rcv(self, ns, skb, now)
-        return [Drop(skb, "ip_local_deliver", "IP_NOPROTO")]
+        if skb.HasField("icmp_error"):          # an ICMP error for one of our protocols: its err_handler
+            six = bool(skb.icmp_error.quoted.daddr6)
+            handler = (self.err_handlers6 if six else self.err_handlers).get(skb.icmp_error.quoted.protocol)
+            return handler(self, ns, skb, now) if handler else [Stop(skb, "icmpv6_notify" if six else "icmp_unreach")]
+        if skb.protocol == ETH_P_IPV6:      # ip6_protocol_deliver_rcu(): ip walked the extension headers
+            handler = self.handlers6.get(skb.ip_proto)
+            return handler(self, ns, skb, now) if handler else [Drop(skb, "ip6_protocol_deliver_rcu", "IP_NOPROTO")]
+        handler = self.handlers.get(skb.data[skb.network_header + 9])
+        return handler(self, ns, skb, now) if handler else [Drop(skb, "ip_local_deliver", "IP_NOPROTO")]
 
     def timer(self, key, now: int) -> list:
         return self.tcp.timer(key[1], now) if key[0] == "tcp" else []
+
+
+def setsockopt6(sock, optname: int, value: int):
+    """ipv6_setsockopt()'s options at level IPPROTO_IPV6 that change what
+    goes out; the socket layer validated them (do_ipv6_setsockopt()'s ranges)."""
+    if optname == IPV6_V6ONLY:
+        sock.v6only = bool(value)
+    elif optname == IPV6_UNICAST_HOPS:
+        sock.hops = 0 if value == -1 else value
+    elif optname == IPV6_TCLASS:
+        sock.tclass = 0 if value == -1 else value & 0xFF
+    elif optname == IPV6_RECVERR:
+        sock.recverr6 = bool(value)
+    elif optname == IPV6_MTU_DISCOVER:
+        sock.pmtudisc6 = value

@@ -11,7 +11,9 @@ tcp_input (segment arrival), tcp_output (transmission), tcp_timer, tcp_cong.
 from collections import deque
 
 from ..common.tracepoints import INET_SOCK_SET_STATE, TCP_PROBE
+from ..common.uapi import AF_INET
 from ..wire.ipv4 import ntoa
+from . import af_inet6
 
 MASK = 0xFFFFFFFF
 
@@ -176,10 +178,17 @@ class TcpSock:
         "backlog", "syn_queue", "accept_queue", "err", "sk_err_pending", "close_after",
         # sk->sk_dst_pending_confirm: the next segment confirms the neighbour (sk_dst_confirm())
         "dst_pending_confirm",
+        # AF_INET6 (af_inet6.py): the family, whether the addresses are IPv6 ones, IPV6_V6ONLY, the
+        # scope of a link-local address, SOCK_BINDADDR_LOCK; IPV6_UNICAST_HOPS, IPV6_TCLASS, IPV6_MTU_DISCOVER
+        "family", "ipv6", "v6only", "bound_dev_if", "addr_bound", "hops", "tclass", "recverr6", "pmtudisc6",
     )
 
-    def __init__(self, sk: int, netns: str):
+    def __init__(self, sk: int, netns: str, family: int = AF_INET, bindv6only: int = 0):
         self.sk, self.netns = sk, netns
+        af_inet6.init(self, family, bindv6only)
+        self.addr_bound = self.recverr6 = False
+        self.hops = self.tclass = 0
+        self.pmtudisc6 = 1               # IPV6_PMTUDISC_WANT
         self.state = CLOSE
         self.laddr = self.lport = self.raddr = self.rport = 0
         self.parent = None

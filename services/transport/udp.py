@@ -6,9 +6,12 @@ from pktflow.v1.skb_pb2 import SockEvent, SockExtendedErr
 
 from ..common.actions import Down, Drop, Stop, Up
 from ..common.skbuff import IP_ID_SET, clone
-from ..common.uapi import (IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IP_PMTUDISC_INTERFACE, IP_PMTUDISC_PROBE, IP_PMTUDISC_WANT,
-                           SO_EE_ORIGIN_ICMP)
-from ..wire import Malformed, ipv4, udp
+from ..common.uapi import (AF_INET6, IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IP_PMTUDISC_INTERFACE, IP_PMTUDISC_PROBE,
+                           IP_PMTUDISC_WANT, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6)
+from ..wire import Malformed, icmpv6, ipv4, udp
+from ..wire.checksum import pseudo_header_sum
+from ..wire.ipv6 import v4mapped
+from .af_inet6 import a16
 from ..wire.icmp import ICMP_FRAG_NEEDED
 from .sock import InetSock, Rtable, pmtu_update, sock_queue_rcv_skb
 
@@ -79,6 +82,12 @@ def sendmsg(tr, ns, sock: InetSock, skb, now: int) -> tuple[int, list]:
     err, daddr, dport = send_target(sock, skb)
     if err:
         return err, []
+    return send_to(tr, ns, sock, skb, daddr, dport)
+
+
+def send_to(tr, ns, sock: InetSock, skb, daddr: int, dport: int) -> tuple[int, list]:
+    """udp_sendmsg() once the destination is known (an AF_INET6 socket's
+    datagram to a v4-mapped address comes here too)."""
     err, rt = datagram_route(tr, ns, sock, daddr, udp.UDP_HLEN + len(skb.data))
     if err:
         return err, []
@@ -125,30 +134,16 @@ def datagram_flow(skb, sock: InetSock, rt: Rtable, saddr: int, daddr: int, proto
 
 def udp_rcv(tr, ns, skb, now: int) -> list:
     """__udp4_lib_rcv()."""
-    data = skb.data
-    th = skb.transport_header
     saddr, daddr = skb.saddr, skb.daddr
-    end = len(data)
-    try:
-        uh = udp.parse(data, th, end, saddr, daddr)
-    except Malformed as e:
-        ns.mib["UdpInErrors"] += 1
-        if e.reason == "UDP_CSUM":
-            ns.mib["UdpInCsumErrors"] += 1
-        return [Drop(skb, "udp_rcv", e.reason)]
-    skb.sport, skb.dport = uh.sport, uh.dport
-    if th + uh.length < end:         # pskb_trim_rcsum(skb, ulen): bytes beyond the UDP length are not data
-        skb.data = data[:th + uh.length]
-    skb.head = th + udp.UDP_HLEN
+    uh, dropped = parse_rcv(ns, skb, saddr, daddr, "Udp", "udp_rcv", pseudo_header_sum)
+    if uh is None:
+        return dropped
     if skb.pkt_type in (1, 2):        # broadcast or multicast: every matching socket gets a copy
         socks = ns.udp.all_for(daddr, uh.dport)
         if not socks:
             ns.mib["UdpNoPorts"] += 1
             return [Drop(skb, "udp_rcv", "NO_SOCKET")]
-        out = []
-        for s in socks[1:]:
-            out += queue_rcv(ns, s, clone(skb))
-        return out + queue_rcv(ns, socks[0], skb)
+        return deliver_all(ns, socks, skb)
     sock = ns.udp.lookup(daddr, uh.dport, saddr, uh.sport)
     if sock is None:
         ns.mib["UdpNoPorts"] += 1
@@ -158,13 +153,42 @@ def udp_rcv(tr, ns, skb, now: int) -> list:
     return queue_rcv(ns, sock, skb)
 
 
-def queue_rcv(ns, sock: InetSock, skb) -> list:
+def parse_rcv(ns, skb, saddr: int, daddr: int, mib: str, fn: str, pseudo_sum) -> tuple:
+    """The header checks both families make (udp.parse()), counted in the
+    family's table (`mib`: Udp, Udp6): (the header, []) or (None, the drop).
+    The skb is left as the protocol wants it: ports noted, trimmed to the UDP
+    length (pskb_trim_rcsum()), its data after the header."""
+    data, th = skb.data, skb.transport_header
+    end = len(data)
+    try:
+        uh = udp.parse(data, th, end, saddr, daddr, pseudo_sum=pseudo_sum)
+    except Malformed as e:
+        ns.mib[mib + "InErrors"] += 1
+        if e.reason == "UDP_CSUM":
+            ns.mib[mib + "InCsumErrors"] += 1
+        return None, [Drop(skb, fn, e.reason)]
+    skb.sport, skb.dport = uh.sport, uh.dport
+    if th + uh.length < end:         # bytes beyond the UDP length are not data
+        skb.data = data[:th + uh.length]
+    skb.head = th + udp.UDP_HLEN
+    return uh, []
+
+
+def deliver_all(ns, socks: list, skb, mib: str = "Udp", fn: str = "udp_rcv") -> list:
+    """A broadcast or multicast datagram: a copy for every socket that takes it."""
+    out = []
+    for s in socks[1:]:
+        out += queue_rcv(ns, s, clone(skb), mib, fn)
+    return out + queue_rcv(ns, socks[0], skb, mib, fn)
+
+
+def queue_rcv(ns, sock: InetSock, skb, mib: str = "Udp", fn: str = "udp_rcv") -> list:
     """__udp_enqueue_schedule_skb(): charge the receive buffer, wake the reader."""
     if sock.rmem_alloc > sock.rcvbuf:
-        ns.mib["UdpRcvbufErrors"] += 1
-        ns.mib["UdpInErrors"] += 1
-        return [Drop(skb, "udp_rcv", "SOCKET_RCVBUFF")]
-    return sock_queue_rcv_skb(sock, skb, "udp_rcv")
+        ns.mib[mib + "RcvbufErrors"] += 1
+        ns.mib[mib + "InErrors"] += 1
+        return [Drop(skb, fn, "SOCKET_RCVBUFF")]
+    return sock_queue_rcv_skb(sock, skb, fn)
 
 
 def udp_err(tr, ns, skb, now: int) -> list:
@@ -187,22 +211,51 @@ def frag_needed(ns, sock: InetSock | None, skb) -> list:
     return [pmtu_update(ns, e.quoted.daddr, e.info, skb)]
 
 
-def report_error(sock: InetSock | None, skb, payload: int, fn: str, hard: bool | None = None) -> list:
+def report_error(sock: InetSock | None, skb, payload: int, fn: str, hard: bool | None = None,
+                 ipv6: bool = False) -> list:
     """sk->sk_err = err; sk_error_report(): hard errors reach connected sockets,
     every error reaches an IP_RECVERR socket (with its error queue entry).
-    `hard` overrides the errno table's verdict (EMSGSIZE is hard for PMTU discovery)."""
+    `hard` overrides the errno table's verdict (EMSGSIZE is hard for PMTU discovery).
+    `ipv6`: an ICMPv6 error (icmpv6_err_convert(), IPV6_RECVERR, SO_EE_ORIGIN_ICMP6)."""
     if sock is None:
         return [Stop(skb, fn)]
     e = skb.icmp_error
-    err, table_hard = icmp_to_errno(e.type, e.code)
+    err, table_hard = (icmpv6_err_convert if ipv6 else icmp_to_errno)(e.type, e.code)
     hard = table_hard if hard is None else hard
-    if not sock.recverr and (not hard or not sock.connected):
+    recverr = sock.recverr6 if ipv6 else sock.recverr
+    if not recverr and (not hard or not sock.connected):
         return [Stop(skb, fn)]
     skb.sk = sock.sk
     skb.head = min(payload, len(skb.data))     # what recvmsg(MSG_ERRQUEUE) returns
-    ee = SockExtendedErr(ee_errno=err, ee_origin=SO_EE_ORIGIN_ICMP, ee_type=e.type, ee_code=e.code,
-                         ee_info=e.info, offender=e.offender)
+    ee = SockExtendedErr(ee_errno=err, ee_origin=SO_EE_ORIGIN_ICMP6 if ipv6 else SO_EE_ORIGIN_ICMP,
+                         ee_type=e.type, ee_code=e.code, ee_info=e.info, offender=e.offender,
+                         offender6=e.offender6)
     # the event replaces the ICMP error in the skb's control oneof
-    skb.event.CopyFrom(SockEvent(kind=SockEvent.ERROR_REPORT, err=err, ee=ee, errqueue=sock.recverr,
-                                 peer_addr=e.quoted.daddr, peer_port=e.quoted.dport))
+    ev = SockEvent(kind=SockEvent.ERROR_REPORT, err=err, ee=ee, errqueue=recverr, peer_port=e.quoted.dport)
+    if sock.family == AF_INET6:                # ipv6_recv_error(): an IPv4 one's addresses v4-mapped
+        ev.peer_addr6 = e.quoted.daddr6 if ipv6 else a16(v4mapped(e.quoted.daddr))
+        if not ipv6:
+            ee.offender6 = a16(v4mapped(e.offender))
+    else:
+        ev.peer_addr = e.quoted.daddr
+    skb.event.CopyFrom(ev)
     return [Up(skb, fn)]
+
+
+# icmpv6_err_convert() (net/ipv6/icmp.c): tab_unreach[] for destination-unreachable codes 0..6
+ICMPV6_ERR_CONVERT = [(errno.ENETUNREACH, False), (errno.EACCES, True), (errno.EHOSTUNREACH, False),
+                      (errno.EHOSTUNREACH, False), (errno.ECONNREFUSED, True), (errno.EACCES, True),
+                      (errno.EACCES, True)]
+
+
+def icmpv6_err_convert(type_: int, code: int) -> tuple[int, bool]:
+    """(errno, hard error?) for an ICMPv6 error, as icmpv6_err_convert() maps it."""
+    if type_ == icmpv6.ICMPV6_DEST_UNREACH:
+        return ICMPV6_ERR_CONVERT[code] if code < len(ICMPV6_ERR_CONVERT) else (errno.EPROTO, True)
+    if type_ == icmpv6.ICMPV6_PKT_TOOBIG:
+        return errno.EMSGSIZE, False
+    if type_ == icmpv6.ICMPV6_PARAMPROB:
+        return errno.EPROTO, True
+    if type_ == icmpv6.ICMPV6_TIME_EXCEED:
+        return errno.EHOSTUNREACH, False
+    return errno.EPROTO, False
