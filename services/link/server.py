@@ -1,7 +1,9 @@
 """The link service: a thin shell around dev.Link."""
+import asyncio
 import json
 import time
 
+from grpc_health.v1 import health_pb2
 from pktflow.v1 import admin_pb2
 
 from ..common import metrics
@@ -21,6 +23,7 @@ class LinkShell(LayerShell):
         self.link = Link(topo, probes=self.probes)
         self._socket_instance = None
         self._devices_up = False
+        self._dad_done = False                 # the start's DAD is over (or failed) on every device
 
     def egress_for(self, from_layer):
         return self.link.packet_xmit if from_layer == "socket" else self.link.dev_queue_xmit
@@ -38,6 +41,30 @@ class LinkShell(LayerShell):
             self._devices_up = True
             t = time.monotonic_ns()
             self.apply(self.link.netdev_up(t), time.time_ns(), time.time_ns(), "egress")
+            asyncio.ensure_future(self._await_dad())
+
+    def dad_pending(self) -> bool:
+        """Some address is still tentative (and has not failed DAD)."""
+        return any(ifa.flags & addrconf.IFA_F_TENTATIVE and not ifa.flags & addrconf.IFA_F_DADFAILED
+                   for ns in self.link.netns.values() for d in ns.devices.values() if d.idev6
+                   for ifa in d.idev6.ifa.values())
+
+    async def _await_dad(self):
+        """The start's DAD takes a second or two (a random delay below 1 s, then
+        retrans_time); the emulator is ready once it is done, so traffic never
+        meets a tentative address: until then the service says NOT_SERVING, and
+        `pktflow up` (which waits for every layer's health) returns after it."""
+        while self.dad_pending():
+            await asyncio.sleep(0.05)
+        self._dad_done = True
+        await self._update_health()
+
+    async def _update_health(self):
+        if self._devices_up and not self._dad_done:
+            for name in ("", f"pktflow.{self.name}"):
+                await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            return
+        await super()._update_health()
 
     def on_upper_connect(self, layer, instance):
         if layer == "socket" and instance != self._socket_instance:

@@ -629,3 +629,40 @@ def test_ip_6_neigh_prints_as_iproute2(monkeypatch, capsys):
     w.advance(3)
     assert cli.cmd_ip(["-n", "r1", "-6", "neigh"]) == 0
     assert capsys.readouterr().out.splitlines() == ["2001:db8:1::10 dev eth0 lladdr 02:00:00:00:01:0a DELAY"]
+
+
+def test_the_link_service_is_ready_once_the_starts_dad_is_done(monkeypatch):
+    """The shell brings the devices up when the NIC layer is first reachable and
+    says NOT_SERVING until no address is tentative any more (so `pktflow up`,
+    which waits for health, returns with DAD done); then SERVING."""
+    import asyncio
+
+    from grpc_health.v1 import health_pb2
+
+    from pktflow.services.link.server import LinkShell
+    monkeypatch.setattr(addrconf, "RTR_SOLICIT_DELAY", 20 * MS)
+    sent = []
+
+    async def run():
+        shell = LinkShell(topology.load())
+        shell.loop = asyncio.get_running_loop()
+        shell.send_down = lambda skb: sent.append(skb) and None
+        for ns_ in shell.link.netns.values():
+            ns_.nd_tbl.parms.retrans_time = 30 * MS
+        status = shell.health._server_status
+        shell._lower_state("nic", True)
+        await asyncio.sleep(0.01)
+        assert shell.dad_pending() and status[""] == health_pb2.HealthCheckResponse.NOT_SERVING
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if status[""] == health_pb2.HealthCheckResponse.SERVING:
+                break
+        assert not shell.dad_pending() and status["pktflow.link"] == health_pb2.HealthCheckResponse.SERVING
+        shell._lower_state("nic", True)                # reconnected: the devices are not brought up again
+        await asyncio.sleep(0.01)
+        assert status[""] == health_pb2.HealthCheckResponse.SERVING
+        for handle in shell._timers.values():
+            handle.cancel()
+    asyncio.run(run())
+    probes = [s for s in sent if s.data[12:14] == b"\x86\xdd" and s.data[54] == 135]
+    assert len(probes) == 8                                 # h1 2, r1 4, h2 2 addresses: one DAD probe each
