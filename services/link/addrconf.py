@@ -23,12 +23,11 @@ twice more. Linux 6.18's defaults throughout (addrconf.c's ipv6_devconf, mcast.c
 the frames are ipv6-dad.h1.pcap's and ipv6-echo.h1.pcap's, byte for byte.
 
 The ip layer builds its FIB with every address ready (ip6_fib.build(), ip's
-addrconf.py), so the emulator's hosts use their addresses from the start; what
-link keeps here is what DAD concluded, shown by the admin command `addrs6`
-(flags tentative / dadfailed), and what neighbour discovery answers for (not a
-tentative address: for the second or so DAD takes at start, a peer's
-solicitation for one is not answered, and its resolution waits for its next
-probe, as Linux's would).
+addrconf.py), and the emulator completes DAD before traffic: the link service
+says NOT_SERVING until the start's DAD is over (server.py), and `pktflow up`
+waits for it. What link keeps here is what DAD concluded, shown by the admin
+command `addrs6` (flags tentative / dadfailed), and what neighbour discovery
+answers for (not a tentative address, as Linux).
 
 Addresses are ints (wire/ipv6.py); `ns` is dev.LinkNetns, `dev` dev.Device.
 """
