@@ -2,7 +2,12 @@
 (icmp_msgs_per_sec, icmp_msgs_burst) and one per destination
 (inet_peer_xrlim_allow: one message per icmp_ratelimit ms, bursts of six), for
 the types in icmp_ratemask (destination unreachable, source quench, time
-exceeded, parameter problem). Echo replies are never limited."""
+exceeded, parameter problem). Echo replies are never limited.
+
+ICMPv6 (net/ipv6/icmp.c) shares the host-wide bucket (icmpv6_global_allow() calls
+icmp_global_allow()) and has its own peers (net->ipv6.peers) with
+net.ipv6.icmp.ratelimit, for the types in net.ipv6.icmp.ratemask (default
+0-1,3-127: every error but packet too big)."""
 
 ICMP_RATEMASK = 0x1818          # net.ipv4.icmp_ratemask default
 XRLIM_BURST_FACTOR = 6
@@ -18,6 +23,7 @@ class RateLimits:
         self.credit = self.burst
         self.stamp = None
         self.peers: dict[int, tuple[int, int]] = {}    # daddr -> (tokens, last)
+        self.peers6: dict[int, tuple[int, int]] = {}   # the same for IPv6 destinations
 
     def global_allow(self, now: int) -> bool:
         """icmp_global_allow()."""
@@ -34,21 +40,29 @@ class RateLimits:
             return True
         return False
 
-    def peer_allow(self, daddr: int, now: int) -> bool:
-        """inet_peer_xrlim_allow(): a new peer starts with a full burst."""
-        if not self.timeout:
+    def peer_allow(self, daddr: int, now: int, timeout: int | None = None, peers: dict | None = None) -> bool:
+        """inet_peer_xrlim_allow(): a new peer starts with a full burst. IPv6 passes its
+        own table (peers6) and timeout (icmpv6_xrlim_allow())."""
+        timeout = self.timeout if timeout is None else timeout
+        peers = self.peers if peers is None else peers
+        if not timeout:
             return True
-        cap = XRLIM_BURST_FACTOR * self.timeout
-        tokens, last = self.peers.get(daddr, (cap, now))
+        cap = XRLIM_BURST_FACTOR * timeout
+        tokens, last = peers.get(daddr, (cap, now))
         tokens = min(cap, tokens + now - last)
-        ok = tokens >= self.timeout
+        ok = tokens >= timeout
         if ok:
-            tokens -= self.timeout
-        if len(self.peers) > 4096:
-            self.peers.clear()
-        self.peers[daddr] = (tokens, now)
+            tokens -= timeout
+        if len(peers) > 4096:
+            peers.clear()
+        peers[daddr] = (tokens, now)
         return ok
 
     @staticmethod
     def limited_type(type_: int, code: int) -> bool:
         return bool((1 << type_) & ICMP_RATEMASK) and not (type_ == 3 and code == 4)
+
+    @staticmethod
+    def limited_type6(type_: int) -> bool:
+        """icmpv6_mask_allow()'s opposite: the type is in net.ipv6.icmp.ratemask (0-1,3-127)."""
+        return type_ < 128 and type_ != 2

@@ -18,11 +18,10 @@ source behind starts again (FRAG_TOO_FAR); above `ipfrag_high_thresh` bytes
 queued no fragment is taken (since Linux 4.17 nothing is evicted: queues
 leave by completing or expiring).
 """
-from ..common.actions import Arm, Cancel, Drop, Merge, Stop
+from ..common.actions import Arm, Drop, Merge, Stop
 from ..common.skbuff import SAMPLED, clone
 from ..wire import icmp, ipv4
-
-SKB_TRUESIZE_OVERHEAD = 576            # what one queued fragment costs beyond its bytes (SKB_TRUESIZE)
+from .inet_fragment import SKB_TRUESIZE_OVERHEAD, FragDir, FragQueue
 IPOPT_END, IPOPT_NOOP, IPOPT_COPY = 0, 1, 0x80
 
 
@@ -85,60 +84,17 @@ def ip_fragment(ns, skb, mtu: int, fn) -> list:
     return frags
 
 
-class FragQueue:
-    """struct ipq: one datagram's fragments as they came, in runs."""
-    __slots__ = ("key", "runs", "len", "meat", "first_in", "last_in", "truesize", "skbs", "rid", "first",
-                 "expires", "max_size", "max_df_size")
-
-    def __init__(self, key, expires: int):
-        self.key = key
-        self.runs: list[list] = []        # [start, end, [(offset, bytes)]], sorted, never overlapping
-        self.len = 0                      # the datagram's payload length, as far as known
-        self.meat = 0                     # payload bytes queued
-        self.first_in = self.last_in = False
-        self.truesize = 0
-        self.skbs: list = []              # every fragment queued, for their drops or their journeys
-        self.rid = 0                      # the source's fragment count at this queue's last
-        self.first = None                 # the offset-0 fragment (its header becomes the datagram's)
-        self.expires = expires
-        self.max_size = self.max_df_size = 0
-
-    def insert(self, offset: int, end: int, data: bytes) -> str:
-        """inet_frag_queue_insert(): "ok", "dup" (inside a run already there) or "overlap"."""
-        runs = self.runs
-        if not runs or runs[-1][1] <= offset:
-            if runs and runs[-1][1] == offset:
-                runs[-1][1] = end              # fragrun_append_to_last()
-                runs[-1][2].append((offset, data))
-            else:
-                runs.append([offset, end, [(offset, data)]])
-            return "ok"
-        for i, (start, run_end, _) in enumerate(runs):
-            if end <= start:
-                runs.insert(i, [offset, end, [(offset, data)]])
-                return "ok"
-            if offset < run_end:
-                return "dup" if start <= offset and end <= run_end else "overlap"
-        raise AssertionError("unreachable: the last run ends after offset")
-
-    def payload(self) -> bytes:
-        return b"".join(d for run in self.runs for _, d in run[2])
-
-
-class Frags:
-    """One namespace's reassembly queues (struct fqdir) and their sysctls."""
+class Frags(FragDir):
+    """One namespace's IPv4 reassembly queues (struct fqdir) and their sysctls."""
 
     def __init__(self, sysctl: dict):
-        self.queues: dict[tuple, FragQueue] = {}
-        self.mem = 0
-        self.peer_rid: dict[int, int] = {}   # inet_peer's rid: fragments seen from each source
+        super().__init__("ipfrag", 0, 0)
         self.configure(sysctl)
 
     def configure(self, sysctl: dict):
         """The sysctls, at start and after `sysctl -w`."""
-        self.high_thresh = sysctl["net.ipv4.ipfrag_high_thresh"]
-        self.timeout_ns = sysctl["net.ipv4.ipfrag_time"] * 1_000_000_000
-        self.max_dist = sysctl["net.ipv4.ipfrag_max_dist"]
+        self.set_limits(sysctl["net.ipv4.ipfrag_high_thresh"], sysctl["net.ipv4.ipfrag_time"] * 1_000_000_000,
+                        sysctl["net.ipv4.ipfrag_max_dist"])
 
     def frag_too_far(self, q: FragQueue, src: int) -> bool:
         """ip_frag_too_far(): more than max_dist fragments from this source since this queue's last."""
@@ -158,7 +114,7 @@ def ip_defrag(ns, skb, iph, now: int, fn) -> tuple[object, list]:
     mib["IpReasmReqds"] += 1
     key = (iph.src, iph.dst, iph.ident, iph.proto)
     q = frags.queues.get(key)
-    if frags.mem > frags.high_thresh or not frags.high_thresh:     # inet_frag_find() refuses
+    if frags.full():                                 # inet_frag_find() refuses
         mib["IpReasmFails"] += 1
         return None, [Drop(skb, fn, "NOT_SPECIFIED")]
     out = []
@@ -196,18 +152,15 @@ def _queue(ns, q: FragQueue, skb, iph, now: int, fn, out: list) -> tuple[object,
     if verdict == "overlap":
         mib["IpExtReasmOverlaps"] += 1
         return None, out + _kill(ns, q, skb, fn)
-    truesize = len(skb.data) + SKB_TRUESIZE_OVERHEAD
-    q.truesize += truesize
-    ns.frags.mem += truesize
+    ns.frags.account(q, skb, len(skb.data) + SKB_TRUESIZE_OVERHEAD)
     q.meat += end - offset
-    q.skbs.append(skb)
     if offset == 0:
         q.first_in, q.first = True, skb
     fragsize = end - offset + iph.ihl
     q.max_size = max(q.max_size, fragsize)
     if iph.df:
         q.max_df_size = max(q.max_df_size, fragsize)
-    if q.first_in and q.last_in and q.meat == q.len:
+    if q.complete():
         return _reasm(ns, q, skb, fn, out)
     return None, out + [Stop(skb, fn)]                     # waits in the queue
 
@@ -237,12 +190,7 @@ def _reasm(ns, q: FragQueue, skb, fn, out: list) -> tuple[object, list]:
 
 def _forget(ns, q: FragQueue) -> list:
     """inet_frag_kill(): the queue leaves the table and its timer stops."""
-    frags = ns.frags
-    if frags.queues.get(q.key) is q:
-        del frags.queues[q.key]
-        frags.mem -= q.truesize
-        return [Cancel(timer_key(ns.name, q.key))]
-    return []
+    return ns.frags.forget(ns.name, q)
 
 
 def _kill(ns, q: FragQueue, skb, fn) -> list:

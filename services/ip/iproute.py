@@ -28,13 +28,14 @@ def _extack(text: str) -> IpError:
     return IpError(2, f"Error: {text}")
 
 
-def _prefix(word: str) -> tuple[int, int]:
+def _prefix(word: str, wire=ipv4, what: str = "any valid prefix") -> tuple[int, int]:
+    """A prefix of the family whose wire module is `wire` (ipv4, ipv6); iproute2's words for a bad one."""
     if word in ("default", "all", "any"):
         return 0, 0
     try:
-        return ipv4.parse_prefix(word)
+        return wire.parse_prefix(word)
     except ValueError:
-        raise IpError(1, f'Error: any valid prefix is expected rather than "{word}".') from None
+        raise IpError(1, f'Error: {what} is expected rather than "{word}".') from None
 
 
 def _table(word: str) -> int:
@@ -91,24 +92,7 @@ def parse_route(ns, words: list[str], checked: bool = True) -> tuple[fibmod.FibR
                 i += 2
             nhs.append(nh)
             continue
-        v = _need(words, i, w)
-        if w == "via":
-            f["gw"] = _address(v.removeprefix("inet "))
-        elif w == "dev" or w == "oif":
-            f["dev"] = _dev(ns, v)
-        elif w == "src":
-            f["prefsrc"] = _address(v)
-        elif w in ("metric", "preference", "priority"):
-            if not v.isdigit():
-                raise IpError(1, f'Error: argument "{v}" is wrong: "metric" value is invalid')
-            f["metric"] = int(v)
-        elif w == "table":
-            f["table"] = _table(v)
-        elif w in ("proto", "protocol", "scope"):
-            pass                                  # accepted and left as iproute2's defaults
-        else:
-            raise IpError(1, f'Error: either "to" is duplicate, or "{w}" is a garbage.')
-        given.add(w if w not in ("oif", "preference", "priority") else {"oif": "dev"}.get(w, "metric"))
+        given.add(route_word(ns, f, w, _need(words, i, w), _address))
         i += 2
     routed = _check_nexthops(ns, rtype, f, nhs) if checked else ()
     scope = fibmod.RT_SCOPE_LINK if rtype == fibmod.RTN_UNICAST and not f["gw"] and not nhs \
@@ -118,11 +102,33 @@ def parse_route(ns, words: list[str], checked: bool = True) -> tuple[fibmod.FibR
     return route, given
 
 
-def _address(word: str) -> int:
+def route_word(ns, f: dict, w: str, v: str, address, inet: str = "inet",
+               ignored=("proto", "protocol", "scope")) -> str:
+    """One `WORD VALUE` pair of ip route's into the fields `f` (gw, dev, prefsrc, metric,
+    table); the words in `ignored` are taken and left as iproute2's defaults. Returns
+    the field's name for the given set."""
+    if w == "via":
+        f["gw"] = address(v.removeprefix(inet + " "))
+    elif w == "dev" or w == "oif":
+        f["dev"] = _dev(ns, v)
+    elif w == "src":
+        f["prefsrc"] = address(v)
+    elif w in ("metric", "preference", "priority"):
+        if not v.isdigit():
+            raise IpError(1, f'Error: argument "{v}" is wrong: "metric" value is invalid')
+        f["metric"] = int(v)
+    elif w == "table":
+        f["table"] = _table(v)
+    elif w not in ignored:
+        raise IpError(1, f'Error: either "to" is duplicate, or "{w}" is a garbage.')
+    return w if w not in ("oif", "preference", "priority") else {"oif": "dev"}.get(w, "metric")
+
+
+def _address(word: str, wire=ipv4, what: str = "inet address") -> int:
     try:
-        return ipv4.aton(word)
+        return wire.aton(word)
     except ValueError:
-        raise IpError(1, f'Error: inet address is expected rather than "{word}".') from None
+        raise IpError(1, f'Error: {what} is expected rather than "{word}".') from None
 
 
 def _check_nexthops(ns, rtype: int, f: dict, nhs: list) -> tuple:
@@ -156,16 +162,22 @@ def ip_route(ns, words: list[str]) -> tuple[int, str, str]:
         return e.status, "", f"{e}\n"
 
 
+def shown_table(words: list[str], tables, family: str = "ipv4") -> int | None:
+    """`show [table ID|all]`: the table asked for (None: all of them); one that is not
+    there is the kernel's error."""
+    table: int | None = TABLE_MAIN
+    if words[:1] == ["table"]:
+        name = _need(words, 0, "table")
+        table = None if name == "all" else _table(name)
+        if table is not None and table not in tables:
+            raise IpError(2, f"Error: {family}: FIB table does not exist.\nDump terminated")
+    return table
+
+
 def _ip_route(ns, words: list[str]) -> str:
     cmd = words.pop(0) if words else "show"
     if cmd in ("show", "list", "ls", "lst"):
-        table: int | None = TABLE_MAIN
-        if words[:1] == ["table"]:
-            name = _need(words, 0, "table")
-            table = None if name == "all" else _table(name)
-            if table is not None and table not in ns.fib.tables:
-                raise IpError(2, "Error: ipv4: FIB table does not exist.\nDump terminated")
-        lines = ns.fib.show(table, ns.ifname)
+        lines = ns.fib.show(shown_table(words, ns.fib.tables), ns.ifname)
         return "".join(line + "\n" for line in lines)
     if cmd == "flush":
         table = _table(_need(words, 0, "table")) if words[:1] == ["table"] else TABLE_MAIN
@@ -311,21 +323,28 @@ def ip_rule(ns, words: list[str]) -> tuple[int, str, str]:
 
 
 # -- ip address, ip link (the ip layer's part: addresses, routes, MTU)
+def addr_words(words: list[str], prefix) -> tuple[str, int, int, dict]:
+    """`ip address add|del ADDR/PLEN dev IF`'s words as iproute2 checks them: (the
+    command, the address and prefix length `prefix` reads, the other words by name)."""
+    words = list(words)
+    cmd = words.pop(0) if words else ""
+    if cmd not in ("add", "del", "delete"):
+        raise IpError(1, f'Command "{cmd}" is unknown, try "ip address help".')
+    if not words:
+        raise IpError(1, 'Command line is not complete. Try option "help"')
+    addr, plen = prefix(words[0])
+    opts = dict(zip(words[1::2], words[2::2]))
+    if "dev" not in opts:
+        raise IpError(1, 'Not enough information: "dev" argument is required.')
+    return cmd, addr, plen, opts
+
+
 def ip_addr(ns, words: list[str]) -> tuple[int, str, str]:
     """ip address add|del ADDR/PLEN dev IF: the address and the routes the kernel
     makes for it (fib_add_ifaddr()) or takes away (fib_del_ifaddr(); deleting a
     primary takes its secondaries too, promote_secondaries being 0)."""
     try:
-        words = list(words)
-        cmd = words.pop(0) if words else ""
-        if cmd not in ("add", "del", "delete"):
-            raise IpError(1, f'Command "{cmd}" is unknown, try "ip address help".')
-        if not words:
-            raise IpError(1, 'Command line is not complete. Try option "help"')
-        addr, plen = _prefix(words[0])
-        opts = dict(zip(words[1::2], words[2::2]))
-        if "dev" not in opts:
-            raise IpError(1, 'Not enough information: "dev" argument is required.')
+        cmd, addr, plen, opts = addr_words(words, _prefix)
         d = ns.by_name.get(opts["dev"])
         if d is None:
             raise IpError(1, f'Cannot find device "{opts["dev"]}"')
@@ -383,6 +402,8 @@ def ip_link_set(ns, words: list[str]) -> tuple[int, str, str]:
         if up is not None and up != d.up:
             d.up = up
             ns.addresses_changed(d)
+        if mtu is not None or up is not None:
+            ns.v6.link_changed(d)              # addrconf's NETDEV_CHANGEMTU, NETDEV_UP/DOWN
         return 0, "", ""
     except IpError as e:
         return e.status, "", f"{e}\n"

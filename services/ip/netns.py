@@ -7,6 +7,7 @@ from ..common.snmp import Mib
 from ..common.sysctl import defaults as sysctl_defaults
 from ..wire import ipv4
 from . import fib as fibmod
+from .addrconf import Ipv6Netns
 from .icmp_ratelimit import RateLimits
 from .ip_fragment import Frags
 
@@ -52,6 +53,7 @@ class IpNetns:
         self.ct = None                         # connection tracking: from the first rule that needs it
         self.ct_cur: dict = {}                 # id(skb) -> (state bits, conn, direction) between a packet's hooks
         self.dmesg: deque = deque(maxlen=1000)  # the kernel log (LOG target, martians): (time ns, line)
+        self.v6 = Ipv6Netns(self, host)        # struct netns_ipv6: IPv6's devices, FIB, devconf (addrconf.py)
         self._printk = (-1 << 62, 0)           # net_ratelimit()'s window start and count
         if host.iptables:                      # the topology's rules, loaded as iptables-restore would
             from .netfilter import tools
@@ -114,6 +116,9 @@ class IpNetns:
         ip_forward (= conf.all.forwarding) sets every device when it changes
         (devinet_sysctl_forward()); conf.<dev>.forwarding sets that device."""
         sc = self.sysctl
+        v6 = [name for name in names if name.startswith("net.ipv6.")]
+        if v6:
+            self.v6.sysctl_written(v6)
         for name in names:
             if name in ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"):
                 value = sc[name]
