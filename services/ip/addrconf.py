@@ -164,10 +164,12 @@ class Ipv6Netns:
         return best
 
     def addresses(self, ifname) -> list[dict]:
-        """`ip -6 addr`: each device with IPv6, its lines as iproute2 prints them."""
+        """`ip -6 addr`: each device with IPv6, its addresses in the order added (text,
+        prefix length, IFA_F_*) and their lines as iproute2 prints them."""
         return [{"ifindex": d.ifindex, "ifname": d.name, "loopback": d.loopback,
                  "mtu": self.ns.devices[d.ifindex].mtu, "up": self.ns.devices[d.ifindex].up,
-                 "lines": addr_lines(d.addrs)} for d in (self.devs[i] for i in sorted(self.devs))]
+                 "addrs": [(ipv6.ntoa(a), p, f) for a, p, f in d.addrs], "lines": addr_lines(d.addrs)}
+                for d in (self.devs[i] for i in sorted(self.devs))]
 
     # -- sysctls and devices changing
     def sync_sysctls(self):

@@ -9,6 +9,7 @@ import sys
 
 from . import _client
 from .services.iproute2 import iplink_xdp, tc_qdisc
+from .services.wire import ipv6
 
 
 def _die(msg: str, code: int = 2):
@@ -56,27 +57,48 @@ def cmd_ping(a) -> int:
 # configuration values and gauges, not events.
 NSTAT_HIDDEN = frozenset(("IpForwarding", "IpDefaultTTL", "TcpRtoAlgorithm", "TcpRtoMin", "TcpRtoMax",
                           "TcpMaxConn", "TcpCurrEstab"))
-# nstat's order: /proc/net/snmp's tables, then /proc/net/netstat's.
-NSTAT_ORDER = ("Ip", "Icmp", "Tcp", "Udp", "TcpExt", "IpExt")
+# nstat's order (misc/nstat.c loads /proc/net/netstat, snmp6, then snmp, each in front of
+# the last): /proc/net/snmp's tables, /proc/net/snmp6's, then /proc/net/netstat's.
+NSTAT_ORDER = ("Ip", "Icmp", "Tcp", "Udp", "Ip6", "Icmp6", "Udp6", "UdpLite6", "TcpExt", "IpExt")
+_TABLES = ("TcpExt", "IpExt", "Icmp6", "Ip6", "UdpLite6", "Udp6", "Icmp", "Tcp", "Udp", "Ip")
 
 
 def _mib_table(name: str) -> str:
     """The table a counter belongs to: its longest known prefix."""
-    return next((t for t in ("TcpExt", "IpExt", "Icmp", "Tcp", "Udp", "Ip") if name.startswith(t)), "")
+    return next((t for t in _TABLES if name.startswith(t)), "")
+
+
+def _with_link_icmp6(rows: list, link: dict) -> list:
+    """The ICMPv6 messages the link layer sent and took (neighbour discovery, MLD) counted
+    in Icmp6 as the kernel counts them: its Icmp6 counters added to ip's, the named
+    columns made again from the per-type ones (snmp.icmp6_rows())."""
+    from .services.common import snmp
+    raw = {k: v for k, v in rows if k in snmp.ICMP6 or "Type" in k and k.startswith("Icmp6")}
+    for k, v in link.items():
+        if k in snmp.ICMP6 or k.startswith(("Icmp6InType", "Icmp6OutType")):
+            raw[k] = raw.get(k, 0) + v
+    icmp6 = snmp.icmp6_rows(raw)
+    at = next((i for i, (k, _) in enumerate(rows) if k.startswith("Icmp6")), len(rows))
+    return [r for r in rows[:at] if not r[0].startswith("Icmp6")] + icmp6 + \
+        [r for r in rows[at:] if not r[0].startswith("Icmp6")]
 
 
 def cmd_nstat(a) -> int:
     """nstat -a: /proc/net/snmp's tables, then /proc/net/netstat's (TcpExt, IpExt),
     without the values nstat leaves out (NSTAT_HIDDEN). The link layer's
     ARP counters have no place in Linux's MIBs; only its drops are shown (--drops)."""
-    rows, drops = [], []
+    rows, drops, link6 = [], [], {}
     for layer in ("ip", "transport", "link"):
         reply = _client.admin(layer, a.netns, "counters")
         for c in reply.counters:
             if c.name.startswith("Drop"):
                 drops.append((c.name, c.value))
+            elif layer == "link" and c.name.startswith("Icmp6"):
+                link6[c.name] = c.value
             elif layer != "link" and c.name not in NSTAT_HIDDEN:
                 rows.append((c.name, c.value))
+    if link6:
+        rows = _with_link_icmp6(rows, link6)
     order = {t: i for i, t in enumerate(NSTAT_ORDER)}
     rows.sort(key=lambda r: order.get(_mib_table(r[0]), len(order)))     # stable: each table keeps its order
     if a.drops:
@@ -162,8 +184,11 @@ def cmd_ip(argv: list[str]) -> int:
     stats, netns, words = _ip_args(argv)
     obj, args = words[0], [w for w in words[1:] if w not in ("show", "list", "ls", "-j", "-d", "-force")]
     as_json = "-j" in words
+    if "-6" in words and obj and ("route".startswith(obj) or "address".startswith(obj)):
+        return _ip6(netns, "route" if "route".startswith(obj) else "addr",
+                    [w for w in words[1:] if w not in ("-6", "-j", "-d", "-force")])
     if "-6" in words and not (obj and ("neighbour".startswith(obj) or "neighbor".startswith(obj))):
-        _die(f"ip -6 {obj}: only `ip -6 neigh` is there yet")
+        _die(f"ip -6 {obj}: only `ip -6 route|addr|neigh` are there yet")
     if obj and ("link".startswith(obj) and args[:1] == ["set"] or "address".startswith(obj) and
                 args[:1] in (["add"], ["del"], ["delete"])):
         return _ip_change(netns, "link" if "link".startswith(obj) else "addr", args, "-force" in words)
@@ -222,13 +247,7 @@ def cmd_ip(argv: list[str]) -> int:
     if ("route".startswith(obj) or "rule".startswith(obj) and len(obj) > 1) and obj:
         command = "route" if "route".startswith(obj) else "rule"
         if command == "route" and (args[:1] == ["get"] or args[:2] == ["flush", "cache"]):
-            reply = _client.query("ip", netns, "route", *args)
-            if reply.err:
-                print(f"RTNETLINK answers: {os.strerror(reply.err)}", file=sys.stderr)
-                return 2
-            for line in json.loads(reply.json):
-                print(line)
-            return 0
+            return _route_query(netns, args)
         words = [w for w in words[1:] if w != "-j"]       # `show` is the tools' default; keep the verb
         reply = json.loads(_client.admin("ip", netns, command, *words).json)
         sys.stdout.write(reply["out"])
@@ -243,6 +262,57 @@ def cmd_ip(argv: list[str]) -> int:
             print(f"{n['dst']} dev {n['dev']}{ll}{' router' if n.get('router') else ''} {n['state']}")
         return 0
     _die(f'ip: object "{obj}" is unknown, try "pktflow ip help".')
+
+
+def _route_query(netns: str, args: list[str]) -> int:
+    """`ip [-6] route get ...|flush cache`: the ip layer's lines, or the errno as ip words it."""
+    reply = _client.query("ip", netns, "route", *args)
+    if reply.err:
+        print(f"RTNETLINK answers: {os.strerror(reply.err)}", file=sys.stderr)
+        return 2
+    for line in json.loads(reply.json):
+        print(line)
+    return 0
+
+
+def _ip6(netns: str, obj: str, words: list[str]) -> int:
+    """`ip -6 route [show [table T|all] | get ADDR [from ADDR] [oif DEV] | flush cache | add | del ...]`
+    and `ip -6 addr [show | add|del ADDR/PLEN dev IF]`: the ip layer answers as the kernel
+    does; an address change goes on to the link layer (DAD, its solicited-node group)."""
+    verb = [w for w in words if w not in ("show", "list", "ls")]
+    if obj == "route" and (verb[:1] == ["get"] or verb[:2] == ["flush", "cache"]):
+        return _route_query(netns, ["-6", *verb])
+    if obj == "route" or verb[:1] in (["add"], ["del"], ["delete"]):
+        reply = json.loads(_client.admin("ip", netns, obj, "-6", *(words if obj == "route" else verb)).json)
+        if obj == "addr" and reply["status"] == 0:
+            ifname = verb[verb.index("dev") + 1]
+            dev = next(d for d in json.loads(_client.admin("ip", netns, "addr", "-6").json) if d["ifname"] == ifname)
+            _client.query("link", netns, "addrs6", ifname, *(f"{a}/{p}" for a, p, _ in dev["addrs"]))
+        sys.stdout.write(reply["out"])
+        sys.stderr.write(reply["err"])
+        return reply["status"]
+    return _ip6_addr_show(netns, verb)
+
+
+def _ip6_addr_show(netns: str, verb: list[str]) -> int:
+    """`ip -6 addr [show [dev] IF]`: the ip layer's devices and addresses, with what the
+    link layer's DAD says of each (tentative, dadfailed) where it answers."""
+    from .services.ip import ip6_fib
+    words = {w: f for f, w in ip6_fib._FLAG_WORDS}
+    reply = _client.query("link", netns, "addrs6")
+    dad = json.loads(reply.json) if not reply.err and reply.json else {}
+    only = verb[-1] if verb else None
+    for d in json.loads(_client.admin("ip", netns, "addr", "-6").json):
+        if only and d["ifname"] != only:
+            continue
+        link = {e["addr"]: sum(words.get(w, 0) for w in e["flags"]) for e in dad.get(d["ifname"], [])}
+        addrs = [(ipv6.aton(a), p, f | link.get(a, 0)) for a, p, f in d["addrs"]]
+        flags = "<LOOPBACK,UP,LOWER_UP>" if d["loopback"] else _FLAGS_UP if d["up"] else "<BROADCAST,MULTICAST>"
+        state = "UNKNOWN" if d["loopback"] else "UP" if d["up"] else "DOWN"
+        print(f"{d['ifindex']}: {d['ifname']}: {flags} mtu {d['mtu']} state {state} qlen 1000")
+        for line in ip6_fib.addr_lines(addrs):
+            print(line)
+    return 0
 
 
 # -- tc
