@@ -9,8 +9,7 @@ import time
 from pktflow.v1 import socket_pb2
 from pktflow.v1.skb_pb2 import ProtoCall, Skb as ProtoSkb, SockEvent
 
-from ..wire import ipv4
-from . import sock as so
+from . import af_inet6, sock as so
 
 MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL, MSG_MORE = 0x2, 0x40, 0x100, 0x8000
 SEND_CHUNK = 256 * 1024          # bytes handed to transport per call
@@ -20,15 +19,13 @@ def _status(err: int = 0, detail: str = "") -> socket_pb2.Status:
     return socket_pb2.Status(err=err, detail=detail)
 
 
-def inet_aton(host: str, port: int = 0) -> tuple[int, socket_pb2.AddrReply | None]:
-    """The address a sockaddr_in names ('' is INADDR_ANY), or the EINVAL reply
-    refusing it (a port is 16 bits: the wire's uint32 is not trusted)."""
-    if not 0 <= port <= 0xFFFF:
-        return 0, socket_pb2.AddrReply(status=_status(errno.EINVAL, f"port {port} is not 0-65535"))
-    try:
-        return (ipv4.aton(host) if host else 0), None
-    except ValueError:
-        return 0, socket_pb2.AddrReply(status=_status(errno.EINVAL, f"{host!r} is not an IPv4 address"))
+def inet_fields(s: so.Sock, sa, op: str) -> tuple[dict, socket_pb2.AddrReply | None]:
+    """The ProtoCall fields naming the sockaddr `sa` ('' is the wildcard) for
+    socket `s` in a bind, connect or sendto (`op`), or the reply refusing it
+    (a port is 16 bits: the wire's uint32 is not trusted; af_inet6.call_fields()
+    says which family's address fits which socket)."""
+    fields, err, detail = af_inet6.call_fields(s, sa, op)
+    return fields, (socket_pb2.AddrReply(status=_status(err, detail)) if err else None)
 
 
 class InetStream:
@@ -61,14 +58,15 @@ class InetStream:
             return socket_pb2.AddrReply(status=_status(errno.EALREADY))
         if s.listening:
             return socket_pb2.AddrReply(status=_status(errno.EISCONN))
-        addr, bad = inet_aton(req.addr.host, req.addr.port)
+        fields, bad = inet_fields(s, req.addr, "connect")
         if bad:
             return bad
-        ev = await self.call(s, ProtoCall.CONNECT, addr=addr, port=req.addr.port)
+        ev = await self.call(s, ProtoCall.CONNECT, **fields)
         if ev.err != errno.EINPROGRESS:
             return socket_pb2.AddrReply(status=_status(ev.err or errno.EIO))
         s.connecting = True
-        s.laddr, s.lport, s.raddr, s.rport = ev.addr, ev.port, addr, req.addr.port
+        af_inet6.bound(s, fields, False)
+        (s.laddr, s.raddr), s.lport, s.rport = af_inet6.ev_addrs(s.family, ev), ev.port, req.addr.port
         timeout = None if req.timeout < 0 else req.timeout
         if timeout == 0:
             return socket_pb2.AddrReply(status=_status(errno.EINPROGRESS))
@@ -77,7 +75,7 @@ class InetStream:
         err = s.take_error()
         if err or not s.connected:
             return socket_pb2.AddrReply(status=_status(err or errno.ECONNREFUSED))
-        return socket_pb2.AddrReply(addr=self._inet_name(s.laddr, s.lport))
+        return socket_pb2.AddrReply(addr=self._inet_name(s, s.laddr, s.lport))
 
     async def Listen(self, req, context):
         s = self._sock(req.fd, context)
@@ -90,7 +88,7 @@ class InetStream:
         ev = await self.call(s, ProtoCall.LISTEN, backlog=max(req.how, 0))
         if not ev.err:
             s.listening = True
-            s.laddr, s.lport = ev.addr, ev.port
+            s.laddr, s.lport = af_inet6.ev_addrs(s.family, ev)[0], ev.port
         return _status(ev.err)
 
     async def Accept(self, req, context):
@@ -109,7 +107,7 @@ class InetStream:
         child = s.accept_q.popleft()
         self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(op=ProtoCall.ACCEPT,
                                                                                       child=child.fd)))
-        return socket_pb2.FdReply(fd=child.fd, addr=self._inet_name(child.raddr, child.rport))
+        return socket_pb2.FdReply(fd=child.fd, addr=self._inet_name(child, child.raddr, child.rport))
 
     async def Shutdown(self, req, context):
         s = self._sock(req.fd, context)
@@ -196,5 +194,5 @@ class InetStream:
             self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(
                 op=ProtoCall.RECVMSG, consumed=consumed)))
         d = socket_pb2.Datagram(data=data, length=len(data))
-        d.addr.host, d.addr.port = ipv4.ntoa(s.raddr), s.rport
+        d.addr.CopyFrom(self._inet_name(s, s.raddr, s.rport))
         return socket_pb2.RecvReply(msgs=[d])

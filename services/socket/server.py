@@ -16,9 +16,10 @@ from pktflow.v1.skb_pb2 import ProtoCall, SockEvent
 from ..common.shell import LayerShell
 from ..common.skbuff import SAMPLED
 from ..common import config, metrics, uapi
-from ..wire import ethernet, ipv4
-from . import sock as so
-from .inet_stream import InetStream, _status, inet_aton
+from ..wire import ethernet
+from ..wire.ethernet import ETH_P_IPV6
+from . import af_inet6, sock as so
+from .inet_stream import InetStream, _status, inet_fields
 from .sockfs import Answer, SockFs, Wake
 
 ProtoSkb = skb_pb2.Skb
@@ -105,7 +106,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         if err:
             return socket_pb2.FdReply(status=_status(err, detail))
         s.owner = _session(context)
-        if s.family == uapi.AF_INET:
+        if s.family in so.INET:
             ev = await self.call(s, ProtoCall.CREATE, family=s.family, type=s.type, protocol=s.proto)
         elif req.protocol:
             ev = await self._packet_register(s, 0, _ntohs(req.protocol))
@@ -141,15 +142,19 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             s.bound = True
             return socket_pb2.AddrReply(addr=self._packet_name(s))
         ev, refused = await self._inet_call(s, ProtoCall.BIND, req.addr)
-        return refused or socket_pb2.AddrReply(addr=self._inet_name(ev.addr, ev.port))
+        return refused or socket_pb2.AddrReply(addr=self._inet_name(s, s.laddr, ev.port))
 
     async def _inet_call(self, s: so.Sock, op: int, sa) -> tuple[SockEvent | None, socket_pb2.AddrReply | None]:
-        """bind() or connect() to a sockaddr_in: the COMPLETE event, or the reply refusing it."""
-        addr, bad = inet_aton(sa.host, sa.port)
+        """bind() or connect() to a sockaddr_in or sockaddr_in6: the COMPLETE
+        event, or the reply refusing it."""
+        fields, bad = inet_fields(s, sa, "bind" if op == ProtoCall.BIND else "connect")
         if bad:
             return None, bad
-        ev = await self.call(s, op, addr=addr, port=sa.port)
-        return ev, (socket_pb2.AddrReply(status=_status(ev.err)) if ev.err else None)
+        ev = await self.call(s, op, **fields)
+        if ev.err:
+            return ev, socket_pb2.AddrReply(status=_status(ev.err))
+        af_inet6.bound(s, fields, op == ProtoCall.BIND)
+        return ev, None
 
     async def Connect(self, req, context):
         s = self._sock(req.fd, context)
@@ -166,8 +171,8 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         ev, refused = await self._inet_call(s, ProtoCall.CONNECT, req.addr)
         if refused:
             return refused
-        s.raddr, s.rport, s.connected = ev.peer_addr, ev.peer_port, True
-        return socket_pb2.AddrReply(addr=self._inet_name(ev.addr, ev.port))
+        (s.laddr, s.raddr), s.rport, s.connected = af_inet6.ev_addrs(s.family, ev), ev.peer_port, True
+        return socket_pb2.AddrReply(addr=self._inet_name(s, s.laddr, ev.port))
 
     async def SendMsg(self, req, context):
         s = self._sock(req.fd, context)
@@ -191,15 +196,14 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "pktflow-pid metadata must be a process id")
         skbs = []
         for i, m in enumerate(req.msgs):
-            addr, bad = inet_aton(m.addr.host, m.addr.port)
+            fields, bad = self._dest(s, m.addr)
             if bad:                         # sendmmsg() stops here; what came before goes
                 for skb in skbs:
                     self.downs["transport"].put(skb)
-                return _partial([len(x.data) for x in req.msgs[:i]], errno.EINVAL)
+                return _partial([len(x.data) for x in req.msgs[:i]], bad.status.err)
             skb = ProtoSkb(netns=s.netns, sk=s.fd, data=m.data, mark=mark, priority=prio, pid=pid,
                            tstamp=time.time_ns(),
-                           call=ProtoCall(op=ProtoCall.SENDMSG, req=reqid, addr=addr, port=m.addr.port, index=i,
-                                          last=i == last))
+                           call=ProtoCall(op=ProtoCall.SENDMSG, req=reqid, index=i, last=i == last, **fields))
             if not (req.traceparent and tracer.continue_from(skb, req.traceparent)):
                 tracer.start(skb, "sock_sendmsg")
             skbs.append(skb)
@@ -211,6 +215,17 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         if ev.err and ev.sent == 0:
             return socket_pb2.SendReply(status=_status(ev.err))
         return socket_pb2.SendReply(sent=ev.sent, lengths=[len(m.data) for m in req.msgs[:ev.sent]])
+
+    @staticmethod
+    def _dest(s: so.Sock, sa) -> tuple[dict, socket_pb2.AddrReply | None]:
+        """A datagram's destination: none named (the connected peer), or the
+        ProtoCall fields naming it; an AF_INET6 one marked with family AF_INET6."""
+        if s.family == uapi.AF_INET6 and not sa.host and not sa.port:
+            return {}, None
+        fields, bad = inet_fields(s, sa, "sendto")
+        if s.family == uapi.AF_INET6 and not bad:
+            fields["family"] = uapi.AF_INET6
+        return fields, bad
 
     async def _packet_send(self, s: so.Sock, req) -> socket_pb2.SendReply:
         """packet_snd(): whole frames onto the bound (or addressed) device. A
@@ -265,9 +280,14 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         else:
             taken, freed = s.dequeue(max(1, req.max))
         msgs = [self._datagram(s, skb, t, req.bufsize) for skb, t in taken]
-        if freed and s.family == uapi.AF_INET:
+        if freed and s.family in so.INET:
+            # udpv6_recvmsg() counts an IPv6 datagram in Udp6InDatagrams, an IPv4 one in UdpInDatagrams
+            six = sum(skb.protocol == ETH_P_IPV6 for skb, _ in taken) if s.family == uapi.AF_INET6 else 0
             self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(
-                op=ProtoCall.RECVMSG, consumed=freed, segs=len(taken))))
+                op=ProtoCall.RECVMSG, consumed=freed, segs=len(taken) - six)))
+            if six:
+                self.downs["transport"].put(ProtoSkb(netns=s.netns, sk=s.fd, call=ProtoCall(
+                    op=ProtoCall.RECVMSG, family=uapi.AF_INET6, segs=six)))
         return socket_pb2.RecvReply(msgs=msgs)
 
     def _datagram(self, s: so.Sock, skb, queued: int, bufsize: int) -> socket_pb2.Datagram:
@@ -286,7 +306,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             d.addr.pkttype, d.addr.hatype = skb.pkt_type, 1
             d.addr.haddr = data[6:12] if skb.pkt_type != 4 else data[0:6]
             return d
-        d.addr.host = ipv4.ntoa(skb.saddr)          # the headers as ip and udp parsed them
+        d.addr.CopyFrom(af_inet6.source(s, skb))      # the headers as ip and udp parsed them
         if s.proto == uapi.IPPROTO_UDP:
             d.addr.port = skb.sport
         d.ttl, d.tos = skb.ttl, skb.tos
@@ -302,11 +322,12 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         ev = skb.event
         payload = skb.data[skb.head:]
         e = ev.ee
+        offender = int.from_bytes(e.offender6, "big") if s.family == uapi.AF_INET6 else e.offender
         ee = socket_pb2.ExtendedErr(ee_errno=e.ee_errno, ee_origin=e.ee_origin, ee_type=e.ee_type,
-                                    ee_code=e.ee_code, ee_info=e.ee_info, offender=ipv4.ntoa(e.offender))
+                                    ee_code=e.ee_code, ee_info=e.ee_info, offender=af_inet6.text(s, offender))
         d = socket_pb2.Datagram(data=payload, length=len(payload), ee=ee)
         if s.proto == uapi.IPPROTO_UDP:  # msg_name: where the erring datagram went
-            d.addr.host, d.addr.port = ipv4.ntoa(ev.peer_addr), ev.peer_port
+            d.addr.host, d.addr.port = af_inet6.text(s, af_inet6.ev_addrs(s.family, ev)[1]), ev.peer_port
         return socket_pb2.RecvReply(msgs=[d])
 
     async def SetSockOpt(self, req, context):
@@ -325,7 +346,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             ev = await self._packet_register(s, s.ifindex, s.packet_proto)
             if ev.err:
                 return socket_pb2.SockOptReply(status=_status(ev.err))
-        if s.family == uapi.AF_INET and (req.level, req.optname) in so.TRANSPORT_OPTS:
+        if s.family in so.INET and (req.level, req.optname) in so.TRANSPORT_OPTS:
             args = {"optbytes": value} if isinstance(value, bytes) else {"optval": value}
             ev = await self.call(s, ProtoCall.SETSOCKOPT, level=req.level, optname=req.optname, **args)
             if ev.err:
@@ -336,8 +357,8 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         s = self._sock(req.fd, context)
         if s is None:
             return socket_pb2.SockOptReply(status=_status(errno.EBADF))
-        if s.family == uapi.AF_INET and (s.stream or req.level == uapi.IPPROTO_IP) and \
-                (req.level, req.optname) in so.TRANSPORT_GETOPTS:
+        if s.family in so.INET and (s.stream or req.level in (uapi.IPPROTO_IP, uapi.IPPROTO_IPV6)) and \
+                (req.level, req.optname) in so.TRANSPORT_GETOPTS and s.has_level(req.level):
             # do_tcp_getsockopt(): min(optlen, the value's size) bytes; without a buffer, an int's 4
             ev = await self.call(s, ProtoCall.GETSOCKOPT, level=req.level, optname=req.optname,
                                  optlen=req.buflen or 4)
@@ -353,7 +374,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
         if s.family == uapi.AF_PACKET:
             return socket_pb2.AddrReply(addr=self._packet_name(s))
-        return socket_pb2.AddrReply(addr=self._inet_name(s.laddr, s.lport))
+        return socket_pb2.AddrReply(addr=self._inet_name(s, s.laddr, s.lport))
 
     async def GetPeerName(self, req, context):
         s = self._sock(req.fd, context)
@@ -361,7 +382,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             return socket_pb2.AddrReply(status=_status(errno.EBADF))
         if s.family == uapi.AF_PACKET or not s.connected or s.stream and s.eof and s.sk_err:
             return socket_pb2.AddrReply(status=_status(errno.ENOTCONN))
-        return socket_pb2.AddrReply(addr=self._inet_name(s.raddr, s.rport))
+        return socket_pb2.AddrReply(addr=self._inet_name(s, s.raddr, s.rport))
 
     async def Close(self, req, context):
         s = self._sock(req.fd, context)
@@ -374,7 +395,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         actions, release = self.fs.close(s)
         for act in actions:
             self.on_action(act)
-        self.downs["transport" if s.family == uapi.AF_INET else "link"].put(release)
+        self.downs["transport" if s.family in so.INET else "link"].put(release)
 
     async def Session(self, req, context):
         """A client process's lifetime: when its stream ends (it exited, its
@@ -399,8 +420,9 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         for act in self.fs.forget(s):
             self.on_action(act)
 
-    def _inet_name(self, addr: int, port: int) -> socket_pb2.SockAddr:
-        return socket_pb2.SockAddr(host=ipv4.ntoa(addr), port=port)
+    @staticmethod
+    def _inet_name(s: so.Sock, addr: int, port: int) -> socket_pb2.SockAddr:
+        return af_inet6.name(s, addr, port)
 
     def _packet_name(self, s: so.Sock) -> socket_pb2.SockAddr:
         iface = self.topo.hosts[s.netns].interface(s.ifindex) if s.ifindex else None
@@ -422,7 +444,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             return bad
         if req.command == "sockets":
             rows = [{"fd": s.fd, "family": s.family, "type": s.type, "proto": s.proto,
-                     "local": [ipv4.ntoa(s.laddr), s.lport], "peer": [ipv4.ntoa(s.raddr), s.rport],
+                     "local": [af_inet6.text(s, s.laddr), s.lport], "peer": [af_inet6.text(s, s.raddr), s.rport],
                      "connected": s.connected, "recv_q": sum(len(k.data) - k.head for k, _ in s.rcvq)}
                     for s in self.socks.values() if s.netns == req.netns]
             return admin_pb2.AdminReply(json=json.dumps(rows))

@@ -6,8 +6,10 @@ from collections import deque
 
 from ..common import bpf
 from ..common.sysctl import CONGESTION_CONTROLS
-from ..common.uapi import (AF_INET, AF_PACKET, IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_WANT,
-                           IP_RECVERR, IP_RECVTOS, IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_IP,
+from ..common.uapi import (AF_INET, AF_INET6, AF_PACKET, IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_WANT,
+                           IP_RECVERR, IP_RECVTOS, IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_IP, IPPROTO_IPV6, IPV6_MTU,
+                           IPV6_MTU_DISCOVER, IPV6_RECVERR, IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS, IPV6_TCLASS,
+                           IPV6_UNICAST_HOPS, IPV6_V6ONLY,
                            IPPROTO_TCP, SO_BROADCAST, SO_DEBUG, SO_DOMAIN, SO_DONTROUTE, SO_ERROR, SO_KEEPALIVE,
                            SO_ATTACH_FILTER, SO_DETACH_FILTER, SO_LINGER, SO_MARK, SO_MAX_PACING_RATE, SO_OOBINLINE,
                            SO_PRIORITY, SO_PROTOCOL, SO_RCVBUF,
@@ -15,6 +17,7 @@ from ..common.uapi import (AF_INET, AF_PACKET, IP_MTU, IP_MTU_DISCOVER, IP_PMTUD
                            SOL_SOCKET, TCP_CONGESTION, TCP_INFO, TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_MAXSEG,
                            TCP_NODELAY, TCP_SYNCNT)
 
+INET = (AF_INET, AF_INET6)
 SOCK_MIN_RCVBUF = 2048 + 256          # 2048 + sizeof(struct sk_buff), rounded as on x86-64
 SOCK_MIN_SNDBUF = 2 * SOCK_MIN_RCVBUF
 SKB_TRUESIZE_OVERHEAD = 576
@@ -26,17 +29,21 @@ TRANSPORT_OPTS = {(SOL_SOCKET, SO_REUSEADDR), (SOL_SOCKET, SO_BROADCAST), (SOL_S
                   (IPPROTO_IP, IP_TTL), (IPPROTO_IP, IP_TOS), (IPPROTO_IP, IP_RECVERR),
                   (IPPROTO_IP, IP_MTU_DISCOVER)} | {
                   (IPPROTO_TCP, o) for o in (TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT,
-                                             TCP_SYNCNT, TCP_CONGESTION)}
+                                             TCP_SYNCNT, TCP_CONGESTION)} | {
+                  (IPPROTO_IPV6, o) for o in (IPV6_V6ONLY, IPV6_UNICAST_HOPS, IPV6_TCLASS, IPV6_RECVERR,
+                                              IPV6_MTU_DISCOVER)}
 
 # Options whose value is the connection's state, which transport owns: getsockopt asks it.
-TRANSPORT_GETOPTS = {(IPPROTO_TCP, TCP_INFO), (IPPROTO_TCP, TCP_CONGESTION), (IPPROTO_IP, IP_MTU)}
+TRANSPORT_GETOPTS = {(IPPROTO_TCP, TCP_INFO), (IPPROTO_TCP, TCP_CONGESTION), (IPPROTO_IP, IP_MTU),
+                     (IPPROTO_IPV6, IPV6_MTU)}
 
 
 class Sock:
     def __init__(self, fd: int, netns: str, family: int, type_: int, proto: int, sysctl: dict):
         self.fd, self.netns, self.family, self.type, self.proto = fd, netns, family, type_, proto
         self.owner = ""                   # the client session whose file table holds it ("": none)
-        self.laddr = self.lport = self.raddr = self.rport = 0
+        self.laddr = self.lport = self.raddr = self.rport = 0     # AF_INET6: 128 bits, IPv4 v4-mapped
+        self.scope_id = 0                 # AF_INET6: the interface of a link-local address (sk_bound_dev_if)
         self.bound = self.connected = False
         self.ifindex = 0                  # packet sockets: the bound device (0: any)
         self.packet_proto = 0             # packet sockets: the ethertype received (host order)
@@ -56,8 +63,12 @@ class Sock:
         self.roff = 0
         self.accept_q: deque = deque()
         self.opts[(SOL_SOCKET, SO_LINGER)] = b"\0" * 8
-        if family == AF_INET:             # net.ipv4.ip_no_pmtu_disc = 0: path MTU discovery wanted
+        if family in INET:                # net.ipv4.ip_no_pmtu_disc = 0: path MTU discovery wanted
             self.opts[(IPPROTO_IP, IP_MTU_DISCOVER)] = IP_PMTUDISC_WANT
+        if family == AF_INET6:            # inet6_create(): IPV6_PMTUDISC_WANT, hop limit -1, bindv6only
+            self.opts[(IPPROTO_IPV6, IPV6_MTU_DISCOVER)] = IP_PMTUDISC_WANT
+            self.opts[(IPPROTO_IPV6, IPV6_UNICAST_HOPS)] = -1
+            self.opts[(IPPROTO_IPV6, IPV6_V6ONLY)] = int(bool(sysctl.get("net.ipv6.bindv6only", 0)))
         if self.stream:
             self.opts[(IPPROTO_TCP, TCP_CONGESTION)] = sysctl["net.ipv4.tcp_congestion_control"].encode()
     def opt(self, level: int, name: int, default: int = 0) -> int:
@@ -67,8 +78,7 @@ class Sock:
         """sock_setsockopt()/ip_setsockopt()/do_tcp_setsockopt(): (errno, the
         value stored). `value` is an int, or bytes for SO_LINGER and TCP_CONGESTION."""
         norm = _SETTABLE.get((level, name))
-        if norm is None or (level == IPPROTO_IP and self.family != AF_INET) or \
-                (level == IPPROTO_TCP and not self.stream):
+        if norm is None or not self.has_level(level):
             return errno.ENOPROTOOPT, 0
         try:
             value = norm(self, value)
@@ -89,15 +99,26 @@ class Sock:
                 return 0, self.proto
             if name == SO_ERROR:
                 return 0, self.take_error()
-        if (level, name) not in _SETTABLE or (level == IPPROTO_IP and self.family != AF_INET) or \
-                (level == IPPROTO_TCP and not self.stream):
+        if (level, name) not in _SETTABLE or not self.has_level(level):
             return errno.ENOPROTOOPT, 0
         if (level, name) == (IPPROTO_TCP, TCP_MAXSEG):
             return 0, self.opt(level, name) or self.mss
         if (level, name) == (IPPROTO_IP, IP_TTL):
             ttl = self.opt(level, name, -1)
             return 0, self.sysctl["net.ipv4.ip_default_ttl"] if ttl == -1 else ttl
+        if (level, name) == (IPPROTO_IPV6, IPV6_UNICAST_HOPS):
+            hops = self.opt(level, name, -1)         # no route cached here: net.ipv6.conf.all.hop_limit
+            return 0, self.sysctl.get("net.ipv6.conf.all.hop_limit", 64) if hops == -1 else hops
         return 0, self.opt(level, name)
+
+    def has_level(self, level: int) -> bool:
+        """ip_setsockopt() serves AF_INET sockets and the IPv4 side of AF_INET6 ones
+        (ipv6_setsockopt() hands SOL_IP to it); SOL_IPV6 is AF_INET6's only."""
+        if level == IPPROTO_IP:
+            return self.family in INET
+        if level == IPPROTO_IPV6:
+            return self.family == AF_INET6
+        return level != IPPROTO_TCP or self.stream
 
     def take_error(self) -> int:
         """sock_error(): the pending error, cleared by reading it."""
@@ -150,7 +171,7 @@ class Sock:
         out, freed = [], 0
         while self.rcvq and len(out) < limit:
             skb, t = self.rcvq.popleft()
-            size = skb.event.truesize if self.family == AF_INET else len(skb.data) + SKB_TRUESIZE_OVERHEAD
+            size = skb.event.truesize if self.family in INET else len(skb.data) + SKB_TRUESIZE_OVERHEAD
             freed += size
             out.append((skb, t))
         if self.family == AF_PACKET:
@@ -223,6 +244,16 @@ def _tos(sock, v):
     return v & 0xFF
 
 
+def _v6only(sock, v):
+    """IPV6_V6ONLY: only before the socket has a port (inet_num), else EINVAL."""
+    return None if sock.lport else int(v != 0)
+
+
+def _tclass(sock, v):
+    """IPV6_TCLASS: -1 is the default, 0 (RFC 3542 6.5)."""
+    return None if not -1 <= v <= 255 else max(v, 0)
+
+
 _SETTABLE = {
     (SOL_SOCKET, SO_REUSEADDR): _bool, (SOL_SOCKET, SO_BROADCAST): _bool, (SOL_SOCKET, SO_RCVBUF): _rcvbuf,
     (SOL_SOCKET, SO_SNDBUF): _sndbuf, (SOL_SOCKET, SO_MARK): _u32, (SOL_SOCKET, SO_PRIORITY): _u32,
@@ -237,6 +268,11 @@ _SETTABLE = {
     (IPPROTO_TCP, TCP_KEEPCNT): _range(1, 127), (IPPROTO_TCP, TCP_SYNCNT): _range(1, 127),
     (IPPROTO_TCP, TCP_CONGESTION): _congestion,
     (SOL_SOCKET, SO_ATTACH_FILTER): _attach_filter, (SOL_SOCKET, SO_DETACH_FILTER): _detach_filter,
+    # do_ipv6_setsockopt()'s ranges
+    (IPPROTO_IPV6, IPV6_V6ONLY): _v6only, (IPPROTO_IPV6, IPV6_UNICAST_HOPS): _range(-1, 255),
+    (IPPROTO_IPV6, IPV6_TCLASS): _tclass, (IPPROTO_IPV6, IPV6_RECVERR): _bool,
+    (IPPROTO_IPV6, IPV6_MTU_DISCOVER): _range(0, 5), (IPPROTO_IPV6, IPV6_RECVHOPLIMIT): _bool,
+    (IPPROTO_IPV6, IPV6_RECVTCLASS): _bool,
 }
 _BYTES_OPTS = {(SOL_SOCKET, SO_LINGER), (IPPROTO_TCP, TCP_CONGESTION), (SOL_SOCKET, SO_ATTACH_FILTER)}
 

@@ -17,6 +17,7 @@ from ..common import uapi
 from ..common.actions import Drop, Stop
 from ..common.sysctl import defaults as sysctl_defaults
 from . import sock as so
+from .af_inet6 import ev_addrs
 
 TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_CLOSE = 1, 8, 7
 
@@ -48,10 +49,11 @@ class SockFs:
         """__sock_create(): (errno, detail, the new socket)."""
         if netns not in self.topo.hosts:
             return errno.ENOENT, f"no network namespace {netns!r}", None
-        if family not in (uapi.AF_INET, uapi.AF_PACKET):
+        if family not in (uapi.AF_INET, uapi.AF_INET6, uapi.AF_PACKET):
             return errno.EAFNOSUPPORT, "", None
-        if family == uapi.AF_INET and not (
-                type_ == uapi.SOCK_DGRAM and proto in (0, uapi.IPPROTO_UDP, uapi.IPPROTO_ICMP) or
+        ping = uapi.IPPROTO_ICMPV6 if family == uapi.AF_INET6 else uapi.IPPROTO_ICMP
+        if family in so.INET and not (            # inet_create() / inet6_create(): the protocols each has
+                type_ == uapi.SOCK_DGRAM and proto in (0, uapi.IPPROTO_UDP, ping) or
                 type_ == uapi.SOCK_STREAM and proto in (0, uapi.IPPROTO_TCP)):
             return (errno.EPROTONOSUPPORT if type_ in (uapi.SOCK_DGRAM, uapi.SOCK_STREAM)
                     else errno.ESOCKTNOSUPPORT), "", None
@@ -59,7 +61,7 @@ class SockFs:
             return errno.ESOCKTNOSUPPORT, "packet sockets here are SOCK_RAW", None
         default_proto = {uapi.SOCK_DGRAM: uapi.IPPROTO_UDP, uapi.SOCK_STREAM: uapi.IPPROTO_TCP}.get(type_, 0)
         s = so.Sock(self.next_fd, netns, family, type_,
-                    proto or (default_proto if family == uapi.AF_INET else 0), self.sysctl[netns])
+                    proto or (default_proto if family in so.INET else 0), self.sysctl[netns])
         self.next_fd += 1
         self.socks[s.fd] = s
         return 0, "", s
@@ -99,7 +101,7 @@ class SockFs:
         s = self.socks.get(skb.sk)
         if ev.kind == SockEvent.COMPLETE:
             if s is not None and ev.port:
-                s.laddr, s.lport, s.bound = ev.addr, ev.port, True
+                s.laddr, s.lport, s.bound = ev_addrs(s.family, ev)[0], ev.port, True
             return [Answer(ev.req, ev)]
         if ev.kind in (SockEvent.STATE_CHANGE, SockEvent.WRITE_SPACE) or \
                 (ev.kind == SockEvent.ERROR_REPORT and (s is None or s.stream)):
@@ -130,7 +132,7 @@ class SockFs:
                 return []
             if ev.state == TCP_ESTABLISHED:
                 s.connecting, s.connected = False, True
-                s.laddr, s.lport, s.raddr, s.rport = ev.addr, ev.port, ev.peer_addr, ev.peer_port
+                (s.laddr, s.raddr), s.lport, s.rport = ev_addrs(s.family, ev), ev.port, ev.peer_port
             elif ev.state in (TCP_CLOSE_WAIT, TCP_CLOSE):
                 s.eof = True
                 s.connecting = False
@@ -151,7 +153,8 @@ class SockFs:
         child.opts.update(parent.opts)
         child.owner = parent.owner
         child.connected = True
-        child.laddr, child.lport, child.raddr, child.rport = ev.addr, ev.port, ev.peer_addr, ev.peer_port
+        child.scope_id = parent.scope_id
+        (child.laddr, child.raddr), child.lport, child.rport = ev_addrs(child.family, ev), ev.port, ev.peer_port
         self.socks[child.fd] = child
         parent.accept_q.append(child)
         return [Wake(parent.fd)]

@@ -13,6 +13,7 @@ from ..common import metrics, snmp
 from ..common.shell import LayerShell
 from ..common.actions import AskRoute
 from .stack import Transport
+from .udpv6 import UDP6
 from ..wire.ipv4 import ntoa
 from .tcp import TRACE_NAMES, trace_fields
 
@@ -98,8 +99,8 @@ class TransportShell(LayerShell):
         return {**f, "state": state}
 
     def mib_rows(self, netns: str) -> list[tuple[str, int]]:
-        """nstat's Tcp, Udp and TcpExt rows of the namespace."""
-        rows = self.tr.netns[netns].mib.rows(snmp.TCP + snmp.UDP, "TcpExt", snmp.TCP_EXT)
+        """nstat's Tcp, Udp, Udp6 (/proc/net/snmp6's) and TcpExt rows of the namespace."""
+        rows = self.tr.netns[netns].mib.rows(snmp.TCP + snmp.UDP + UDP6, "TcpExt", snmp.TCP_EXT)
         return [(k, snmp.TCP_FIXED.get(k, v)) for k, v in rows]
 
     def metric_families(self):

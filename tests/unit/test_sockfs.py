@@ -24,7 +24,9 @@ def event(sk: int, **fields) -> Skb:
 
 @pytest.mark.parametrize("netns, family, type_, proto, err", [
     ("nowhere", uapi.AF_INET, uapi.SOCK_DGRAM, 0, errno.ENOENT),
-    ("h1", 10, uapi.SOCK_DGRAM, 0, errno.EAFNOSUPPORT),                  # AF_INET6: not yet
+    ("h1", 3, uapi.SOCK_DGRAM, 0, errno.EAFNOSUPPORT),                   # AF_AX25
+    ("h1", uapi.AF_INET6, uapi.SOCK_DGRAM, uapi.IPPROTO_ICMP, errno.EPROTONOSUPPORT),
+    ("h1", uapi.AF_INET, uapi.SOCK_DGRAM, uapi.IPPROTO_ICMPV6, errno.EPROTONOSUPPORT),
     ("h1", uapi.AF_INET, uapi.SOCK_DGRAM, uapi.IPPROTO_TCP, errno.EPROTONOSUPPORT),
     ("h1", uapi.AF_INET, uapi.SOCK_STREAM, uapi.IPPROTO_UDP, errno.EPROTONOSUPPORT),
     ("h1", uapi.AF_INET, 5, 0, errno.ESOCKTNOSUPPORT),                    # SOCK_SEQPACKET
