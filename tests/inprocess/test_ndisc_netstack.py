@@ -101,3 +101,27 @@ def test_the_start_dad_rs_and_mld_cross_the_cables():
     assert not got                      # nothing of it was for ip
     rx = net.nic.device("r1", 2).stats
     assert rx["multicast"] > 0
+
+
+def without_flow_label(frame: bytes) -> bytes:
+    return frame[:15] + bytes([frame[15] & 0xF0]) + b"\0\0" + frame[18:]
+
+
+def test_ping6_through_ip_and_link_is_linuxs_exchange_on_both_links():
+    """ping -6 h1 -> h2 with the ip room's IPv6 path: h1's echo request (as a ping
+    socket hands it to ip, with the flow label Linux chose) goes out after h1
+    resolves its router, r1 forwards it after resolving h2, h2 resolves its router
+    for the reply: every frame on both links is ipv6-echo's, in Linux's order,
+    byte for byte but the reply's flow label (each host hashes its own)."""
+    net = Netstack()
+    h1_cap, h2_cap = capture("ipv6-echo.h1"), capture("ipv6-echo.h2")
+    request = h1_cap[3]
+    net._run("ip", net.ip.from_transport(Skb(netns="h1", data=request[54:], saddr6=request[22:38],
+                                             daddr6=request[38:54], ip_proto=58, flowlabel=788615), net.now))
+    net.pump()
+    h1_link = [f for ns_, ifindex, f in net.frames if (ns_, ifindex) in (("h1", 2), ("r1", 2))]
+    h2_link = [f for ns_, ifindex, f in net.frames if (ns_, ifindex) in (("r1", 3), ("h2", 2))]
+    assert h1_link[:3] == h1_cap[1:4] and h2_link[:5] == h2_cap[:5]
+    assert without_flow_label(h2_link[5]) == without_flow_label(h2_cap[5])
+    assert without_flow_label(h1_link[3]) == without_flow_label(h1_cap[4]) and len(h1_link) == 4
+    assert [e["state"] for e in net.link.neighbours("h2", nd.AF_INET6)] == ["DELAY", "REACHABLE"]
