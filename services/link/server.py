@@ -1,6 +1,7 @@
 """The link service: a thin shell around dev.Link."""
 import asyncio
 import json
+import logging
 import time
 
 from grpc_health.v1 import health_pb2
@@ -12,6 +13,8 @@ from ..common import sysctl as sysctl_mod
 from ..wire import ethernet, ipv4, ipv6
 from . import addrconf, neighbour as nd, sch_api
 from .dev import Link
+
+log = logging.getLogger("pktflow.link")
 
 
 class LinkShell(LayerShell):
@@ -40,7 +43,11 @@ class LinkShell(LayerShell):
         if layer == "nic" and up and not self._devices_up:
             self._devices_up = True
             t = time.monotonic_ns()
-            self.apply(self.link.netdev_up(t), time.time_ns(), time.time_ns(), "egress")
+            try:                               # (called from the NIC stream's task: a bug here must not end it)
+                self.apply(self.link.netdev_up(t), time.time_ns(), time.time_ns(), "egress")
+            except Exception:
+                log.exception("link: bringing the devices up failed")
+                self._dad_done = True          # serve anyway, with the addresses as they are
             asyncio.ensure_future(self._await_dad())
 
     def dad_pending(self) -> bool:
@@ -54,7 +61,7 @@ class LinkShell(LayerShell):
         retrans_time); the emulator is ready once it is done, so traffic never
         meets a tentative address: until then the service says NOT_SERVING, and
         `pktflow up` (which waits for every layer's health) returns after it."""
-        while self.dad_pending():
+        while not self._dad_done and self.dad_pending():
             await asyncio.sleep(0.05)
         self._dad_done = True
         await self._update_health()
