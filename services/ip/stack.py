@@ -76,7 +76,10 @@ class Ip:
         return ip_fragment.ip_expire(self.netns[netns], what, now, icmp.icmp_send)
 
     def route_output(self, netns: str, daddr: int, saddr: int = 0, oif: int = 0) -> RouteReply:
-        """ip_route_output_key() for the transport layer: the route, or the errno."""
+        """ip_route_output_key() for the transport layer: the route, or the errno. An
+        IPv6 flow (16-byte addresses, as transport's AskRoute carries them) is route_output6()'s."""
+        if isinstance(daddr, bytes):
+            return self.route_output6(netns, int.from_bytes(daddr, "big"), int.from_bytes(saddr or b"", "big"), oif)
         ns = self.netns.get(netns)
         if ns is None:
             return RouteReply(err=errno.ENODEV, fib_genid=self.genid)
