@@ -218,7 +218,7 @@ def dad_failure(ns, dev, ifa: Ifaddr6) -> list:
     """addrconf_dad_failure() -> addrconf_dad_stop(ifp, 1): someone else has the
     address; it stays, tentative and dadfailed, and is never used."""
     ifa.flags = (ifa.flags | IFA_F_DADFAILED | IFA_F_TENTATIVE) & ~IFA_F_OPTIMISTIC
-    ns.mib["Ip6DadFailures"] += 1          # not a Linux counter: dmesg says "IPv6 duplicate address ... detected!"
+    ns.mib["NdiscDadFailures"] += 1        # link's own (as ArpIn*): Linux logs "IPv6 duplicate address ..."
     return [Cancel(dad_key(ns, dev, ifa.addr))]
 
 

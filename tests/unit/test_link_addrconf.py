@@ -173,7 +173,7 @@ def test_dad_fails_on_another_nodes_probe_but_not_on_its_own():
     assert not ifa.flags & addrconf.IFA_F_DADFAILED
     w.receive("h1", "eth0", ns_frame(0, new, lladdr=False, nonce=b"\x09" * 6))
     assert ifa.flags & addrconf.IFA_F_DADFAILED
-    assert w.ns("h1").mib["Ip6DadFailures"] == 1
+    assert w.ns("h1").mib["NdiscDadFailures"] == 1
 
 
 def test_no_dad_when_accept_dad_is_off():
