@@ -5,6 +5,7 @@ The SDK mirrors Python's socket module on emulated hosts:
     import pktflow
     srv = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2")
     srv.bind(("10.0.2.10", 7000))
+    six = pktflow.socket(pktflow.AF_INET6, pktflow.SOCK_STREAM, netns="h1")   # (host, port, flowinfo, scope_id)
 
 It talks to the socket service at PKTFLOW_ENDPOINT (default localhost:50051).
 """
@@ -19,6 +20,9 @@ globals().update({k: v for k, v in vars(_socket).items() if k.isupper()})
 
 timeout = TimeoutError
 error = OSError
+gaierror = _socket._pysocket.gaierror
+has_ipv6 = True
 
 __all__ = ["socket", "xsk", "xdp_socket", "ping", "capture", "Capture", "PingResult", "PingError", "Reply",
-           "wait_ready", "getdefaulttimeout", "setdefaulttimeout", "htons", "ntohs", "timeout", "error"]
+           "wait_ready", "getdefaulttimeout", "setdefaulttimeout", "htons", "ntohs", "timeout", "error", "gaierror",
+           "has_ipv6"]

@@ -9,7 +9,8 @@ import grpc
 
 from . import _client
 from .services.common.uapi import (  # noqa: F401 (the socket module's names, re-exported)
-    AF_INET, AF_PACKET, AF_UNSPEC, AF_XDP, IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IP_PMTUDISC_PROBE,
+    AF_INET, AF_INET6, AF_PACKET, AF_UNSPEC, AF_XDP, IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DONT,
+    IP_PMTUDISC_PROBE,
     IP_PMTUDISC_WANT, IP_RECVERR, IP_RECVTOS, IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_ICMP, IPPROTO_IP,
     IPPROTO_TCP, IPPROTO_UDP, MSG_DONTWAIT, MSG_ERRQUEUE, MSG_MORE, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, SHUT_RD,
     SHUT_RDWR, SHUT_WR, SO_BROADCAST, SO_DEBUG, SO_DOMAIN, SO_DONTROUTE, SO_EE_ORIGIN_ICMP, SO_ERROR, SO_KEEPALIVE,
@@ -18,7 +19,9 @@ from .services.common.uapi import (  # noqa: F401 (the socket module's names, re
     SO_REUSEADDR, SO_REUSEPORT, SO_SNDBUF, SO_TIMESTAMP, SO_TYPE, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, SOL_SOCKET,
     SOMAXCONN, SOL_XDP, TCP_CONGESTION, TCP_INFO, TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_MAXSEG, TCP_NODELAY,
     TCP_SYNCNT, XDP_COPY, XDP_OPTIONS, XDP_OPTIONS_ZEROCOPY, XDP_RX_RING, XDP_STATISTICS, XDP_TX_RING,
-    XDP_USE_NEED_WAKEUP, XDP_ZEROCOPY)
+    XDP_USE_NEED_WAKEUP, XDP_ZEROCOPY, IPPROTO_IPV6, IPPROTO_ICMPV6, IPV6_HOPLIMIT, IPV6_MTU, IPV6_MTU_DISCOVER,
+    IPV6_PMTUDISC_DO, IPV6_PMTUDISC_DONT, IPV6_PMTUDISC_PROBE, IPV6_PMTUDISC_WANT, IPV6_RECVERR, IPV6_RECVHOPLIMIT,
+    IPV6_RECVTCLASS, IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_V6ONLY, SO_EE_ORIGIN_ICMP6)
 from .v1 import socket_pb2
 
 ETH_P_ALL, ETH_P_IP, ETH_P_ARP = 0x0003, 0x0800, 0x0806
@@ -55,6 +58,9 @@ def _check_timeout(timeout):
     return timeout
 
 
+EAI_ADDRFAMILY = getattr(_pysocket, "EAI_ADDRFAMILY", -9)
+
+
 def _host(host: str, what: str) -> str:
     """The address forms Python's socket module accepts for AF_INET."""
     if not isinstance(host, str):
@@ -68,8 +74,76 @@ def _host(host: str, what: str) -> str:
     try:
         _pysocket.inet_pton(_pysocket.AF_INET, host)
     except OSError:
+        if _is_ipv6(host):
+            raise _pysocket.gaierror(EAI_ADDRFAMILY, "Address family for hostname not supported") from None
         raise _pysocket.gaierror(_pysocket.EAI_NONAME, "Name or service not known") from None
     return host
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        _pysocket.inet_pton(_pysocket.AF_INET6, text.partition("%")[0])
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def scope_index(netns: str, scope: str) -> int:
+    """if_nametoindex() on the emulated host (a zone index: a name or a number),
+    as getaddrinfo() resolves %eth0; gaierror when there is no such interface."""
+    if scope.isdigit():
+        return int(scope)
+    import json
+    known = json.loads(_client.admin("socket", netns, "interfaces").json)
+    if scope not in known:
+        raise _pysocket.gaierror(_pysocket.EAI_NONAME, "Name or service not known")
+    return known[scope]
+
+
+def _host6(host, netns: str) -> str:
+    """The address forms Python's socket module accepts for AF_INET6, as RFC
+    5952 text. A %zone suffix must name an interface of the host but, as in
+    Python, the scope is the tuple's scope_id (the suffix is not used)."""
+    if isinstance(host, (bytes, bytearray)):
+        host = bytes(host).decode()
+    if not isinstance(host, str):
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if host == "":
+        return "::"
+    if host in ("localhost", "ip6-localhost"):
+        return "::1"
+    if host == "<broadcast>":
+        raise OSError("address family mismatched")
+    text, pct, zone = host.partition("%")
+    try:
+        packed = _pysocket.inet_pton(_pysocket.AF_INET6, text)
+    except OSError:
+        try:
+            _pysocket.inet_pton(_pysocket.AF_INET, text)
+        except OSError:
+            raise _pysocket.gaierror(_pysocket.EAI_NONAME, "Name or service not known") from None
+        raise _pysocket.gaierror(EAI_ADDRFAMILY, "Address family for hostname not supported") from None
+    if pct:
+        scope_index(netns, zone)
+    return _pysocket.inet_ntop(_pysocket.AF_INET6, packed)
+
+
+def _inet6_addr(address, what: str, netns: str) -> socket_pb2.SockAddr:
+    """(host, port[, flowinfo[, scope_id]]), checked as Python checks it."""
+    if not isinstance(address, tuple):
+        raise TypeError(f"{what}: AF_INET6 address must be tuple, not {type(address).__name__}")
+    if not 2 <= len(address) <= 4:
+        raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
+    host, port, flowinfo, scope_id = (tuple(address) + (0, 0))[:4]
+    for v in (port, flowinfo, scope_id):
+        if not isinstance(v, int):
+            raise TypeError(f"'{type(v).__name__}' object cannot be interpreted as an integer")
+    if not 0 <= port <= 65535:
+        raise OverflowError(f"{what}: port must be 0-65535.")
+    if not 0 <= flowinfo <= 0xFFFFF:
+        raise OverflowError(f"{what}: flowinfo must be 0-1048575.")
+    return socket_pb2.SockAddr(host=_host6(host, netns), port=port, flowinfo=flowinfo,
+                               scope_id=scope_id & 0xFFFFFFFF)
 
 
 def _inet_addr(address, what: str) -> socket_pb2.SockAddr:
@@ -188,6 +262,8 @@ class socket(_FileLike):
 
     # -- plumbing
     def _addr(self, address, what):
+        if self.family == AF_INET6:
+            return _inet6_addr(address, what, self.netns)
         return _packet_addr(address, what) if self.family == AF_PACKET else _inet_addr(address, what)
 
     def _fdcheck(self):
@@ -197,6 +273,8 @@ class socket(_FileLike):
     def _name(self, a: socket_pb2.SockAddr):
         if self.family == AF_PACKET:
             return (a.ifname, a.proto, a.pkttype, a.hatype, a.haddr)
+        if self.family == AF_INET6:
+            return (a.host or "::", a.port, a.flowinfo, a.scope_id)
         return (a.host or "0.0.0.0", a.port)
 
     # -- the calls
@@ -207,7 +285,8 @@ class socket(_FileLike):
 
     def connect(self, address):
         self._fdcheck()
-        if self.family == AF_INET and isinstance(address, tuple) and address and address[0] == AF_UNSPEC:
+        if self.family in (AF_INET, AF_INET6) and isinstance(address, tuple) and address and \
+                address[0] == AF_UNSPEC:
             addr = socket_pb2.SockAddr(ifname="AF_UNSPEC")
         else:
             addr = self._addr(address, "connect()")
@@ -328,22 +407,35 @@ class socket(_FileLike):
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0):
         """recvmsg(2): (data, ancdata, msg_flags, address). Control messages:
-        IP_TTL and IP_TOS when IP_RECVTTL/IP_RECVTOS are on; with MSG_ERRQUEUE,
-        IP_RECVERR carrying struct sock_extended_err and the offender's sockaddr_in."""
+        IP_TTL and IP_TOS when IP_RECVTTL/IP_RECVTOS are on (IPV6_HOPLIMIT and
+        IPV6_TCLASS with IPV6_RECVHOPLIMIT/IPV6_RECVTCLASS for an IPv6 datagram);
+        with MSG_ERRQUEUE, IP_RECVERR (IPV6_RECVERR on an AF_INET6 socket)
+        carrying struct sock_extended_err and the offender's sockaddr_in(6)."""
         d = self._recv(1, bufsize, flags)[0]
         anc = []
         msg_flags = MSG_TRUNC if d.truncated else 0
         if flags & MSG_ERRQUEUE:
             ee = d.ee
-            offender = struct.pack("<HH4s8x", AF_INET, 0, _pysocket.inet_aton(ee.offender))
-            anc.append((IPPROTO_IP, IP_RECVERR, struct.pack("<IBBBBII", ee.ee_errno, ee.ee_origin, ee.ee_type,
-                                                               ee.ee_code, 0, ee.ee_info, 0) + offender))
+            head = struct.pack("<IBBBBII", ee.ee_errno, ee.ee_origin, ee.ee_type, ee.ee_code, 0, ee.ee_info, 0)
+            if self.family == AF_INET6:
+                offender = struct.pack("<HHI16sI", AF_INET6, 0, 0, _pysocket.inet_pton(_pysocket.AF_INET6,
+                                                                                      ee.offender), 0)
+                anc.append((IPPROTO_IPV6, IPV6_RECVERR, head + offender))
+            else:
+                offender = struct.pack("<HH4s8x", AF_INET, 0, _pysocket.inet_aton(ee.offender))
+                anc.append((IPPROTO_IP, IP_RECVERR, head + offender))
             msg_flags |= MSG_ERRQUEUE
-        elif self.family == AF_INET:
+        elif self.family == AF_INET or self.family == AF_INET6 and d.addr.host.startswith("::ffff:") and \
+                "." in d.addr.host:
             if self.getsockopt(IPPROTO_IP, IP_RECVTTL):
                 anc.append((IPPROTO_IP, IP_TTL, struct.pack("i", d.ttl)))
             if self.getsockopt(IPPROTO_IP, IP_RECVTOS):
                 anc.append((IPPROTO_IP, IP_TOS, bytes((d.tos,))))
+        elif self.family == AF_INET6:           # ip6_datagram_recv_specific_ctl()
+            if self.getsockopt(IPPROTO_IPV6, IPV6_RECVHOPLIMIT):
+                anc.append((IPPROTO_IPV6, IPV6_HOPLIMIT, struct.pack("i", d.ttl)))
+            if self.getsockopt(IPPROTO_IPV6, IPV6_RECVTCLASS):
+                anc.append((IPPROTO_IPV6, IPV6_TCLASS, struct.pack("i", d.tos)))
         return d.data, anc, msg_flags, self._name(d.addr)
 
     def recv_datagrams(self, count: int = 1, bufsize: int = 65535, flags: int = 0):

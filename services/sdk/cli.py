@@ -19,9 +19,16 @@ def _die(msg: str, code: int = 2):
 
 # -- ping
 def cmd_ping(a) -> int:
-    from ._ping import PingError, ping
+    from ._ping import PingError, is_ipv6, ping
     size = a.s
-    print(f"PING {a.dest} ({a.dest}) {size}({size + 28}) bytes of data.", flush=True)
+    v6 = is_ipv6(a.dest)
+    if a.family and a.family != (6 if v6 else 4):       # iputils: getaddrinfo() with the family asked
+        print(f"ping: {a.dest}: Address family for hostname not supported", file=sys.stderr)
+        return 2
+    if v6:                                             # ping6_common.c: "%d data bytes"
+        print(f"PING {a.dest} ({a.dest.partition('%')[0]}) {size} data bytes", flush=True)
+    else:
+        print(f"PING {a.dest} ({a.dest}) {size}({size + 28}) bytes of data.", flush=True)
 
     def show(r):
         if isinstance(r, PingError):
@@ -433,13 +440,22 @@ def cmd_ss(a) -> int:
     elif not a.all:
         rows = [r for r in rows if r["state"] not in ("LISTEN", "UNCONN")]
     print(f"{'State':<11}{'Recv-Q':>6} {'Send-Q':>6} {'Local Address:Port':>21}  {'Peer Address:Port':<21}")
-    for r in sorted(rows, key=lambda r: (r["local"], r["peer"])):
-        local = f"{r['local'][0]}:{r['local'][1]}"
-        peer = f"{r['peer'][0]}:{r['peer'][1]}" if r["peer"][1] else "0.0.0.0:*"
+    for r in sorted(rows, key=lambda r: (r.get("family", 2), r["local"], r["peer"])):
+        local, peer = ss_addr(r, "local"), ss_addr(r, "peer")
         print(f"{r['state']:<11}{r['recv_q']:>6} {r['send_q']:>6} {local:>21}  {peer:<21}")
         if a.info and r["state"] not in ("LISTEN", "UNCONN"):
             print("\t " + " ".join(ss_info(r)))
     return 0
+
+
+def ss_addr(r: dict, which: str) -> str:
+    """An address as ss prints it: IPv6 in brackets ([::]:8080, [::ffff:10.0.1.10]:80),
+    a peer not known yet as the wildcard with port * (0.0.0.0:*, [::]:*)."""
+    host, port = r[which]
+    v6 = r.get("family") == 10
+    if which == "peer" and not port:
+        host, port = ("::" if v6 else "0.0.0.0"), "*"
+    return f"[{host}]:{port}" if v6 else f"{host}:{port}"
 
 
 def ss_info(r: dict) -> list[str]:
@@ -545,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("-s", type=int, default=56, metavar="SIZE")
     pg.add_argument("-M", choices=("do", "want", "dont", "probe"), default=None, metavar="PMTUDISC_OPT",
                     help="path MTU discovery: do (DF, never fragment), want (DF when it fits), dont, probe")
+    pg.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 only")
+    pg.add_argument("-6", dest="family", action="store_const", const=6,
+                    help="IPv6 only (ICMPv6 echo; also chosen by an IPv6 destination, fe80::1%%eth0 for link-local)")
     pg.add_argument("dest")
 
     ns = sub.add_parser("nstat", help="SNMP counters of a host, like nstat -a")

@@ -448,6 +448,9 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
                      "connected": s.connected, "recv_q": sum(len(k.data) - k.head for k, _ in s.rcvq)}
                     for s in self.socks.values() if s.netns == req.netns]
             return admin_pb2.AdminReply(json=json.dumps(rows))
+        if req.command == "interfaces":        # if_nametoindex() for the SDK: a sin6_scope_id from %eth0
+            ifaces = self.topo.hosts[req.netns].interfaces.values()
+            return admin_pb2.AdminReply(json=json.dumps({i.name: i.ifindex for i in ifaces}))
         if req.command == "endpoints":         # where the SDK finds the nic service (AF_XDP sockets)
             return admin_pb2.AdminReply(json=json.dumps({"nic": config.endpoint("nic")}))
         return super().admin(req)

@@ -76,7 +76,12 @@ class Api:
         self.shell.loop = self.loop
 
     def _do(self, method, request):
-        return self.loop.run_until_complete(method(request, CTX))
+        coro = method(request, CTX)
+        try:
+            return self.loop.run_until_complete(coro)
+        except RuntimeError:        # a socket's __del__ while the loop runs a call: it never started
+            coro.close()
+            raise
 
     def socket(self, netns: str, family: int, type_: int, proto: int = 0):
         return self._do(self.shell.Create, socket_pb2.CreateRequest(netns=netns, family=family, type=type_,
@@ -126,3 +131,47 @@ class Api:
 
     def close(self, fd: int):
         return self._do(self.shell.Close, socket_pb2.FdRequest(fd=fd)).err
+
+
+class _Method:
+    """A stub method the SDK calls (method(request, timeout=...), method.future(request)),
+    answered by the shell's method of that name on the in-process stack."""
+
+    def __init__(self, api: Api, name: str):
+        self.api, self.name = api, name
+
+    def __call__(self, request, timeout=None, **_):
+        return self.api._do(getattr(self.api.shell, self.name), request)
+
+    def future(self, request, **_):
+        result = self(request)
+
+        class Done:
+            def result(self, timeout=None):
+                return result
+
+            def cancel(self):
+                return False
+        return Done()
+
+
+class Stub:
+    """pktflow's SocketStub, in-process (the SDK's _client.stub())."""
+
+    def __init__(self, api: Api):
+        self.api = api
+
+    def __getattr__(self, name: str):
+        return _Method(self.api, name)
+
+
+def sdk_on(monkeypatch, api: Api | None = None) -> Api:
+    """Points the SDK (import pktflow) at an in-process stack: its socket calls
+    and the socket service's admin queries."""
+    from pktflow import _client
+    from pktflow.v1 import admin_pb2
+    api = api or Api()
+    monkeypatch.setattr(_client, "stub", lambda: Stub(api))
+    monkeypatch.setattr(_client, "admin", lambda layer, netns, command, *args: api.shell.admin(
+        admin_pb2.AdminRequest(layer=layer, netns=netns, command=command, args=list(args))))
+    return api
