@@ -94,8 +94,9 @@ class TransportShell(LayerShell):
                  "dport": int.from_bytes(d[th + 2:th + 4], "big"),
                  "saddr": ntoa(skb.saddr), "daddr": ntoa(skb.daddr)}
             state = "UNKNOWN"
-        if tp == "tcp:tcp_send_reset":           # the kernel prints a sockaddr here
-            f["saddr"], f["daddr"] = f"{f['saddr']}:{f['sport']}", f"{f['daddr']}:{f['dport']}"
+        if tp == "tcp:tcp_send_reset":           # a sockaddr here, ports inside (the kernel's fields)
+            return {"skaddr": f["skaddr"], "state": state, "saddr": f"{f['saddr']}:{f['sport']}",
+                    "daddr": f"{f['daddr']}:{f['dport']}"}
         return {**f, "state": state}
 
     def mib_rows(self, netns: str) -> list[tuple[str, int]]:

@@ -50,6 +50,7 @@ def test_a_watch_gets_the_socket_and_reset_tracepoints_of_one_host(stack):
     (rst,) = [f for _, _, layer, name, f in events if name == "tcp:tcp_send_reset"]
     assert rst["saddr"] == "10.0.2.10:45712" and rst["daddr"].startswith("10.0.1.10:")
     assert rst["state"] == "UNKNOWN" and rst["skaddr"] == 0
+    assert set(rst) == {"skbaddr", "skaddr", "state", "saddr", "daddr", "len"}     # the format file's, and len
 
 
 def test_a_watch_of_tcp_sees_the_states_and_probes_of_a_connection(stack):
