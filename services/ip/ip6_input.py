@@ -22,6 +22,7 @@ from .icmpv6 import icmp6_send, icmpv6_param_prob, icmpv6_rcv
 from .ip6_forward import ip6_forward
 
 PACKET_HOST, PACKET_OTHERHOST = 0, 3
+LOOPBACK_IFINDEX = 1
 ECN_COUNTERS = ("Ip6InNoECTPkts", "Ip6InECT1Pkts", "Ip6InECT0Pkts", "Ip6InCEPkts")
 _HDR_ERROR_COUNTERS = {"IP_INHDR": "Ip6InHdrErrors", "UNHANDLED_PROTO": "Ip6InHdrErrors",
                        "PKT_TOO_SMALL": "Ip6InTruncatedPkts"}
@@ -65,7 +66,10 @@ def ipv6_rcv(ns, skb, now: int) -> list:
 
 
 def ip6_rcv_finish(ns, skb, hdr, now: int, fn) -> list:
-    """The input route decides: dst_input()."""
+    """The input route decides: dst_input(). A packet looped back through lo kept the
+    route it was sent with (skb_valid_dst()): a local one."""
+    if skb.ifindex == LOOPBACK_IFINDEX and not ipv6.is_multicast(hdr.dst):
+        return ip6_input(ns, skb, hdr, now, fn + ("ip6_input",))
     kind, rt = ip6_route.ip6_route_input(ns.v6, hdr.dst, skb.ifindex)
     if kind == ip6_route.LOCAL:
         return ip6_input(ns, skb, hdr, now, fn + ("ip6_input",))

@@ -119,13 +119,13 @@ def pmtu6_expire(n6, daddr: int, now: int) -> list:
 def route_get6(n6, daddr: int, now: int, saddr: int = 0, oif: int = 0, ifname=str) -> list[str]:
     """`ip -6 route get ADDR [from ADDR] [oif DEV]` as iproute2 6.1 prints Linux 6.18's
     answer (CONFIG_IPV6_SUBTREES: `from`, :: without one): the route's type unless
-    unicast, the device the packet leaves by (lo for local ones), the table unless
-    main, the protocol unless boot, the source the route chooses, the metric, a
-    learned path MTU with its expiry. Raises RouteError."""
-    if saddr and not n6.chk_addr(saddr):
-        raise RouteError(errno.EADDRNOTAVAIL)
+    unicast, `from` as given (not checked, as the kernel does not), the device the
+    packet leaves by (lo for local ones), the table unless main, the protocol unless
+    boot or the answer is a route exception (RTM_F_CLONED), the source the route
+    chooses, the metric, a learned path MTU with its expiry. Raises RouteError."""
     rt = ip6_route_output(n6, daddr, saddr, oif)
     r = rt.route
+    e = n6.pmtu.get(daddr) if rt.type == RTN_UNICAST else None
     words = [] if r.type == RTN_UNICAST else [NAMES6[r.type]]
     words += [ipv6.ntoa(daddr), "from", ipv6.ntoa(saddr)]
     if r.gw:
@@ -133,10 +133,9 @@ def route_get6(n6, daddr: int, now: int, saddr: int = 0, oif: int = 0, ifname=st
     words += ["dev", ifname(rt.oif)]
     if r.table != TABLE_MAIN:
         words += ["table", TABLE_NAMES.get(r.table, str(r.table))]
-    if r.proto != "boot":
+    if r.proto != "boot" and e is None:          # an exception is RTM_F_CLONED: no protocol shown
         words += ["proto", r.proto]
     words += ["src", ipv6.ntoa(r.prefsrc or n6.dev_get_saddr(daddr, r.dev)), "metric", str(r.metric)]
-    e = n6.pmtu.get(daddr)
-    if e is not None and rt.type == RTN_UNICAST:
+    if e is not None:
         words += ["expires", f"{max(0, (e.expires - now) // 1_000_000_000)}sec", "mtu", str(e.mtu)]
     return [" ".join(words + ["pref", "medium"])]

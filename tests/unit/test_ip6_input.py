@@ -6,6 +6,7 @@ from ip6_frames import (A6, B, core, downs, drops, frames, ip6, rcv, same_but_fl
 
 from pktflow.services.ip import iproute
 from pktflow.services.wire import icmpv6 as wire6, ipv6
+from pktflow.v1.skb_pb2 import Skb
 
 
 def test_echo_request_at_h2_gets_the_reply_linux_sent():
@@ -204,3 +205,15 @@ def test_flow_labels_are_per_flow_and_follow_auto_flowlabels():
     h2.sysctl["net.ipv6.auto_flowlabels"] = 0
     [b] = downs(rcv(ip, "h2", "eth0", frames("ipv6-echo.h2")[6]))
     assert without_flowlabel(a.data)[:4] != a.data[:4] and b.data[1:4] == b"\0\0\0"
+
+
+def test_to_itself_through_lo_link_local_too():
+    """A packet this host sent itself comes back through lo with its route: local, even
+    to a link-local address of another device (no input lookup there)."""
+    ip = core()
+    ll = A6("fe80::ff:fe00:10a")
+    [out] = downs(ip.from_transport(Skb(netns="h1", data=wire6.echo(128, 9, 1, b"me", ll, ll), ip_proto=58,
+                                        daddr6=ll.to_bytes(16, "big")), 1))
+    assert out.ifindex == 1 and ipv6.parse(out.data).src == ll
+    [reply] = downs(rcv(ip, "h1", "lo", bytes(14) + out.data))
+    assert reply.ifindex == 1 and reply.data[40] == 129

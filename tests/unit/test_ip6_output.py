@@ -151,6 +151,8 @@ def test_route_get_as_iproute2_prints_it():
         "multicast ff02::1 from :: dev eth0 table local proto kernel src fe80::ff:fe00:101 metric 256 pref medium"
     assert get("h1", "2001:db8:2::10", saddr=A6("2001:db8:1::10")) == \
         "2001:db8:2::10 from 2001:db8:1::10 via 2001:db8:1::1 dev eth0 src 2001:db8:1::10 metric 1024 pref medium"
+    assert get("h1", "2001:db8:2::10", saddr=A6("2001:db8:9::9")) == \
+        "2001:db8:2::10 from 2001:db8:9::9 via 2001:db8:1::1 dev eth0 src 2001:db8:1::10 metric 1024 pref medium"
     with pytest.raises(RouteError) as e:
         get("r1", "2001:db8:3::5")
     assert e.value.errno == errno.ENETUNREACH
