@@ -55,7 +55,8 @@ FIELDS = {
     TCP_PROBE: ("saddr", "daddr", "sport", "dport", "family", "mark", "data_len", "snd_nxt", "snd_una", "snd_cwnd",
                 "ssthresh", "snd_wnd", "srtt", "rcv_wnd", "skaddr"),
     INET_SOCK_SET_STATE: ("skaddr", "oldstate", "newstate", "protocol") + _TCP4,
-    NEIGH_UPDATE: ("family", "dev", "lladdr", "nud_state", "primary_key4", "new_lladdr", "new_state"),
+    NEIGH_UPDATE: ("family", "dev", "lladdr", "nud_state", "primary_key4", "primary_key6", "new_lladdr",
+                   "new_state"),
 }
 ALL = sorted(FIELDS)
 

@@ -126,9 +126,8 @@ class LinkNetns:
                 fields = {"family": tbl.family, "dev": dev.name, "lladdr": n.lladdr.hex() if n and n.lladdr else "",
                           "nud_state": nd.trace_name(n.state if n else nd.NUD_NONE),
                           "primary_key4": "0.0.0.0" if six else ipv4.ntoa(ip),
+                          "primary_key6": ipv6.ntoa(ip) if six else "::",
                           "new_lladdr": new.hex() if new else "", "new_state": nd.trace_name(state)}
-                if six:
-                    fields["primary_key6"] = ipv6.ntoa(ip)
                 self.probes.emit(NEIGH_UPDATE, self.name, fields)
         return self.neigh_actions(tbl.update(dev.ifindex, ip, lladdr, state, now, create, weak, flags), tbl)
 

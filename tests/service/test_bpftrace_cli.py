@@ -21,7 +21,8 @@ def bpftrace(*args):
 
 def test_drops_counted_by_reason_and_location(stack):
     r = bpftrace("-n", "h2", "-c", f"{sys.executable} -c \"{SEND}\"",
-                 "-e", 'tracepoint:skb:kfree_skb /args.reason == "NO_SOCKET"/ { @[args.reason, args.location] = count(); }'
+                 "-e", 'tracepoint:skb:kfree_skb /args.reason == "NO_SOCKET"/ '
+                 '{ @[args.reason, args.location] = count(); }'
                  ' t:net:netif_receive_skb /args.name == "eth0" && args.len >= 60/ { @rx = count(); }')
     assert r.returncode == 0, r.stderr
     assert r.stderr.startswith("Attached 2 probes")
