@@ -96,7 +96,8 @@ def icmpv6_echo_reply(ns, skb, hdr, h, l4: int, end: int, now: int, fn) -> list:
     oif = skb.ifindex if skb.ifindex != 1 else 0                          # icmp6_iif()
     try:
         rt = ip6_route_output(n6, hdr.src, saddr, oif)
-    except RouteError:
+    except RouteError as e:
+        ns.mib["Ip6OutNoRoutes"] += e.errno == errno.ENETUNREACH
         return [Drop(skb, fn, "NOT_SPECIFIED")]
     saddr = saddr or rt.saddr
     payload = bytes(skb.data[l4 + wire6.ICMPV6_HLEN:end])
@@ -151,13 +152,12 @@ def icmp6_send(ns, skb, type_: int, code: int, info: int, now: int, fn="icmp6_se
     if limited and iif != 1 and not ns.icmp_limits.global_allow(now):
         ns.mib["IcmpOutRateLimitGlobal"] += 1                              # the shared bucket's counter (IPv4's)
         return []
-    if not saddr and iif in n6.devs:
-        saddr = n6.dev_get_saddr(src, iif)                                 # from the device it came in on
+    if not saddr and iif in n6.devs and not getattr(n6.fib.lookup(src, oif), "prefsrc", 0):
+        saddr = n6.dev_get_saddr(src, iif)        # from the device it came in on, unless the route names one
     try:
         rt = ip6_route_output(n6, src, saddr, oif)
     except RouteError as e:
-        if e.errno == errno.ENETUNREACH and limited:
-            ns.mib["Ip6OutNoRoutes"] += 1
+        ns.mib["Ip6OutNoRoutes"] += e.errno == errno.ENETUNREACH       # ip6_dst_lookup_tail()
         return []
     if limited and not icmpv6_xrlim_allow(ns, rt, src, now):
         ns.mib["Icmp6OutRateLimitHost"] += 1
