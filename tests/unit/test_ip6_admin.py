@@ -112,3 +112,16 @@ def test_sysctl_reads_the_devconf_and_writes_propagate(shell):
     assert sysctl("-n", "net.ipv6.conf.eth1.mtu")["out"] == "1500\n"
     assert sysctl("-w", "net.ipv6.conf.eth1.disable_ipv6=1")["status"] == 0
     assert shell.ip.route_output6("r1", A6("2001:db8:2::10")).err == 101        # ENETUNREACH
+
+
+def test_route_output_rpc_and_span_attributes(shell):
+    import asyncio
+    from pktflow.v1.layers_pb2 import RouteRequest
+    from pktflow.v1.skb_pb2 import Skb
+    reply = asyncio.run(shell.RouteOutput(RouteRequest(netns="h1", daddr6=A6("2001:db8:2::10").to_bytes(16, "big")),
+                                          None))
+    assert (reply.err, reply.oif, reply.saddr6) == (0, 2, A6("2001:db8:1::10").to_bytes(16, "big"))
+    assert asyncio.run(shell.RouteOutput(RouteRequest(netns="h1", daddr=0x0A00020A), None)).oif == 2     # IPv4 still
+    pkt = frames("ipv6-echo.h2")[2]
+    attrs = shell.span_attrs(Skb(data=pkt, network_header=14))
+    assert b"ipv6" in attrs and b"2001:db8:1::10" in attrs and b"ipv6-icmp" in attrs
