@@ -77,9 +77,10 @@ def _mib_table(name: str) -> str:
 
 def _with_link_icmp6(rows: list, link: dict) -> list:
     """The ICMPv6 messages the link layer sent and took (neighbour discovery, MLD) counted
-    in Icmp6 as the kernel counts them: its Icmp6 counters added to ip's, the named
-    columns made again from the per-type ones (snmp.icmp6_rows())."""
+    in Ip6 and Icmp6 as the kernel counts them: its counters added to ip's, the named
+    Icmp6 columns made again from the per-type ones (snmp.icmp6_rows())."""
     from .services.common import snmp
+    rows = [(k, v + link.get(k, 0) if k.startswith("Ip6") else v) for k, v in rows]
     raw = {k: v for k, v in rows if k in snmp.ICMP6 or "Type" in k and k.startswith("Icmp6")}
     for k, v in link.items():
         if k in snmp.ICMP6 or k.startswith(("Icmp6InType", "Icmp6OutType")):
@@ -100,7 +101,7 @@ def cmd_nstat(a) -> int:
         for c in reply.counters:
             if c.name.startswith("Drop"):
                 drops.append((c.name, c.value))
-            elif layer == "link" and c.name.startswith("Icmp6"):
+            elif layer == "link" and c.name.startswith(("Icmp6", "Ip6")):
                 link6[c.name] = c.value
             elif layer != "link" and c.name not in NSTAT_HIDDEN:
                 rows.append((c.name, c.value))

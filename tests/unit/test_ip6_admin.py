@@ -86,7 +86,8 @@ def test_nstat_ip6_and_icmp6_after_snmp_in_kernel_order(shell):
     ip = shell.ip
     rcv(ip, "h2", "eth0", frames("ipv6-echo.h2")[2])
     shell.link["counters"] = [("Icmp6OutMsgs", 2), ("Icmp6OutType135", 1), ("Icmp6OutType136", 1),
-                              ("Icmp6OutNeighborSolicits", 1), ("Icmp6InMsgs", 1), ("Icmp6InType136", 1)]
+                              ("Icmp6OutNeighborSolicits", 1), ("Icmp6InMsgs", 1), ("Icmp6InType136", 1),
+                              ("Ip6OutRequests", 2)]
     rows = [line.split()[:2] for line in run("nstat", "-n", "h2").splitlines()[1:]]
     names = [n for n, _ in rows]
     assert names == ["Ip6InReceives", "Ip6InDelivers", "Ip6OutRequests", "Ip6InOctets", "Ip6OutOctets",
@@ -94,7 +95,8 @@ def test_nstat_ip6_and_icmp6_after_snmp_in_kernel_order(shell):
                      "Icmp6InNeighborAdvertisements", "Icmp6OutEchoReplies", "Icmp6OutNeighborSolicits",
                      "Icmp6OutNeighborAdvertisements", "Icmp6InType128", "Icmp6InType136", "Icmp6OutType129",
                      "Icmp6OutType135", "Icmp6OutType136"]
-    assert dict(rows)["Icmp6InMsgs"] == "2" and dict(rows)["Icmp6OutMsgs"] == "3"
+    got = dict(rows)
+    assert (got["Icmp6InMsgs"], got["Icmp6OutMsgs"], got["Ip6OutRequests"]) == ("2", "3", "3")
 
 
 def test_sysctl_reads_the_devconf_and_writes_propagate(shell):
