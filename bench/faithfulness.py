@@ -10,7 +10,9 @@ on Linux, pktflow.capture in the emulator) and reads the frames with scapy, an
 independent parser. Prints one row per fact: a TCP handshake's SYN and SYN-ACK
 options, the initial window (a tail loss probe after it), ping TTLs, the ICMP
 errors for a closed UDP port and for TTL expiry, the answer to an ECN-setup
-SYN. A row that differs is "known" only when pktflow shows the exact value
+SYN; over IPv6 (both worlds dual-stacked as record6.sh does it): ping -6's hop
+limits and flow labels, the neighbour solicitation and advertisement for the
+router, the ICMPv6 errors for a closed UDP port and hop-limit expiry. A row that differs is "known" only when pktflow shows the exact value
 KNOWN expects of it, and says why; any other difference is a bug, and the
 command exits 1.
 
@@ -33,6 +35,8 @@ from . import stacks
 H1, ROUTER_H1, H2 = "10.0.1.10", "10.0.1.1", "10.0.2.10"
 TCP_PORT, UDP_CLOSED, ECN_PORT = 18080, 9, 18081
 H1_MAC, ROUTER_H1_MAC = "02:00:00:00:01:0a", "02:00:00:00:01:01"
+# IPv6, as ../shared/captures/linux/record6.sh dual-stacks the topology
+H1_6, ROUTER_H1_6, ROUTER_H2_6, H2_6 = "2001:db8:1::10", "2001:db8:1::1", "2001:db8:2::1", "2001:db8:2::10"
 PAYLOAD = 65536
 
 # Facts on which pktflow knowingly differs: the value pktflow shows, and why.
@@ -107,6 +111,31 @@ def probe_ttl_expiry(sk):
     s.close()
 
 
+def probe_udp6_closed_port(sk):
+    """probe_udp_closed_port over IPv6: ICMPv6 port unreachable, then recv()'s errno."""
+    s = sk.socket(sk.AF_INET6, sk.SOCK_DGRAM)
+    s.connect((H2_6, UDP_CLOSED))
+    s.send(b"hello")
+    s.settimeout(2)
+    try:
+        s.recv(100)
+        return "no error"
+    except ConnectionRefusedError:
+        return "ECONNREFUSED"
+    except (TimeoutError, OSError) as e:
+        return type(e).__name__
+    finally:
+        s.close()
+
+
+def probe_hoplimit_expiry(sk):
+    """A datagram with hop limit 1: the router answers time exceeded (ICMPv6 3/0)."""
+    s = sk.socket(sk.AF_INET6, sk.SOCK_DGRAM)
+    s.setsockopt(sk.IPPROTO_IPV6, sk.IPV6_UNICAST_HOPS, 1)
+    s.sendto(b"hop", (H2_6, 33434))
+    s.close()
+
+
 def probe_tcp_listener(sk, ready=print):
     """h2: a listener that never accepts; the kernel answers SYNs on its own."""
     srv = sk.socket(sk.AF_INET, sk.SOCK_STREAM)
@@ -140,7 +169,8 @@ def probe_ecn_syn(sk):
 
 PROBES = {"tcp_server": probe_tcp_server, "tcp_client": probe_tcp_client,
           "udp_closed_port": probe_udp_closed_port, "ttl_expiry": probe_ttl_expiry,
-          "tcp_listener": probe_tcp_listener, "ecn_syn": probe_ecn_syn}
+          "tcp_listener": probe_tcp_listener, "ecn_syn": probe_ecn_syn,
+          "udp6_closed_port": probe_udp6_closed_port, "hoplimit_expiry": probe_hoplimit_expiry}
 BACKGROUND = {"tcp_server", "tcp_listener"}       # they say "ready" once listening
 
 
@@ -162,7 +192,6 @@ class Linux:
             subprocess.run(["ip", "netns", "add", n], check=True)
         for host in ns:
             self.sh(host, "ip", "link", "set", "lo", "up")
-            self.sh(host, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
         for host, dev, peer_dev, mac, peer_mac in (("h1", "eth0", "eth0", "02:00:00:00:01:0a", "02:00:00:00:01:01"),
                                                    ("h2", "eth0", "eth1", "02:00:00:00:02:0a", "02:00:00:00:02:01")):
             subprocess.run(["ip", "link", "add", "pffa", "netns", ns[host], "address", mac, "type", "veth",
@@ -178,6 +207,16 @@ class Linux:
         self.sh("h1", "ip", "route", "add", "default", "via", ROUTER_H1)
         self.sh("h2", "ip", "route", "add", "default", "via", "10.0.2.1")
         self.sh("r1", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        for host, dev, addr in (("h1", "eth0", H1_6), ("r1", "eth0", ROUTER_H1_6), ("r1", "eth1", ROUTER_H2_6),
+                                ("h2", "eth0", H2_6)):
+            self.sh(host, "ip", "-6", "addr", "add", f"{addr}/64", "dev", dev, "nodad")
+        self.sh("h1", "ip", "-6", "route", "add", "default", "via", ROUTER_H1_6)
+        self.sh("h2", "ip", "-6", "route", "add", "default", "via", ROUTER_H2_6)
+        self.sh("r1", "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        deadline = time.monotonic() + 5                # the link-local addresses' DAD
+        while time.monotonic() < deadline and any(self.sh(h, "ip", "-6", "addr", "show", "tentative").stdout
+                                                  for h in ns):
+            time.sleep(0.1)
         # Upstream defaults where this machine's differ (../shared/captures/README.md).
         for host in ns:
             self.sh(host, "sysctl", "-qw", "net.ipv4.tcp_congestion_control=cubic",
@@ -210,12 +249,13 @@ class Linux:
             return p
         return subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
 
-    def ping(self, ttl=None):
-        self.sh("h1", "ping", "-c", "1", "-W", "2", *(["-t", str(ttl)] if ttl else []), H2, check=False)
-
     def flush_neighbours(self):
         for host in self.ns:
             self.sh(host, "ip", "neigh", "flush", "all", check=False)
+            self.sh(host, "ip", "-6", "neigh", "flush", "all", check=False)
+
+    def ping(self, ttl=None, dst=H2):
+        self.sh("h1", "ping", "-c", "1", "-W", "2", *(["-t", str(ttl)] if ttl else []), dst, check=False)
 
 
 class Emulator:
@@ -267,9 +307,9 @@ class Emulator:
             return t
         return str(PROBES[name](self.sdk(host)) or "")
 
-    def ping(self, ttl=None):
+    def ping(self, ttl=None, dst=H2):
         import pktflow
-        pktflow.ping(H2, netns="h1", count=1, timeout=2, ttl=ttl)
+        pktflow.ping(dst, netns="h1", count=1, timeout=2, ttl=ttl)
 
     def flush_neighbours(self):
         pass                            # a fresh stack: nothing resolved yet
@@ -301,6 +341,10 @@ def record(world, out: pathlib.Path) -> dict:
         world.probe("h1", "ecn_syn")
         (listener.wait if hasattr(listener, "wait") else listener.join)(10)
     scenario("tcp-ecn-setup", ecn)
+    world.flush_neighbours()
+    scenario("ipv6-echo", lambda: world.ping(dst=H2_6))
+    scenario("ipv6-udp-port-unreachable", lambda: world.probe("h1", "udp6_closed_port"))
+    scenario("ipv6-hoplimit-exceeded", lambda: world.probe("h1", "hoplimit_expiry"))
     return results
 
 
@@ -372,6 +416,43 @@ def facts(d: pathlib.Path, results: dict) -> dict:
     answer = next((p for p in ecn if p[TCP].sport == ECN_PORT), None)
     f["ECN-setup SYN: the SYN-ACK's flags, TOS"] = \
         f"{answer[TCP].flags} 0x{answer[IP].tos:02x}" if answer is not None else "no answer"
+    f.update(facts6(d))
+    f["closed UDP port over IPv6: recv() on the connected socket"] = results["ipv6-udp-port-unreachable"]
+    return f
+
+
+def facts6(d: pathlib.Path) -> dict:
+    from scapy.all import rdpcap
+    from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
+                                    ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6)
+    f = {}
+
+    def frames(name, host):
+        return [p for p in rdpcap(str(d / f"{name}.{host}.pcap")) if IPv6 in p]
+
+    echo = frames("ipv6-echo", "h1")
+    req = next(p for p in echo if ICMPv6EchoRequest in p)
+    rep = next(p for p in echo if ICMPv6EchoReply in p)
+    f["ping -6: request hop limit, flow label set (h1)"] = f"{req[IPv6].hlim} {bool(req[IPv6].fl)}"
+    f["ping -6: reply hop limit, flow label set (seen at h1)"] = f"{rep[IPv6].hlim} {bool(rep[IPv6].fl)}"
+    at_h2 = next(p for p in frames("ipv6-echo", "h2") if ICMPv6EchoRequest in p)
+    f["ping -6: request hop limit at h2 (forwarded)"] = str(at_h2[IPv6].hlim)
+    ns = next((p for p in echo if ICMPv6ND_NS in p and p[ICMPv6ND_NS].tgt == ROUTER_H1_6), None)
+
+    def lladdr(p, opt):
+        return p[opt].lladdr if opt in p else "-"
+    f["NS from h1 for r1: from, to, hop limit, source lladdr"] = "none" if ns is None else \
+        f"{ns[IPv6].src} -> {ns[IPv6].dst} {ns[IPv6].hlim} {lladdr(ns, ICMPv6NDOptSrcLLAddr)}"
+    na = next((p for p in echo if ICMPv6ND_NA in p and p[ICMPv6ND_NA].tgt == ROUTER_H1_6), None)
+    f["NA from r1: R S O flags, target lladdr"] = "none" if na is None else \
+        f"{na[ICMPv6ND_NA].R}{na[ICMPv6ND_NA].S}{na[ICMPv6ND_NA].O} " \
+        f"{lladdr(na, ICMPv6NDOptDstLLAddr)}"
+    for name, label in (("ipv6-udp-port-unreachable", "closed UDP port over IPv6"),
+                        ("ipv6-hoplimit-exceeded", "hop limit expiry")):
+        err = next(p for p in frames(name, "h1") if p[IPv6].nh == 58 and p.payload.payload.type in (1, 3))
+        ip, icmp = err[IPv6], err[IPv6].payload
+        f[f"{label}: ICMPv6 type/code from"] = f"{icmp.type}/{icmp.code} from {ip.src}"
+        f[f"{label}: hop limit at h1, traffic class, payload length"] = f"{ip.hlim} 0x{ip.tc:02x} {ip.plen}"
     return f
 
 
