@@ -64,9 +64,12 @@ class InetStream:
         ev = await self.call(s, ProtoCall.CONNECT, **fields)
         if ev.err != errno.EINPROGRESS:
             return socket_pb2.AddrReply(status=_status(ev.err or errno.EIO))
-        s.connecting = True
+        # the handshake's outcome may have come up with the COMPLETE (a peer with no
+        # delay, as the in-process stack or loopback): then it is already known
+        s.connecting = not (s.connected or s.sk_err or s.eof)
         af_inet6.bound(s, fields, False)
-        (s.laddr, s.raddr), s.lport, s.rport = af_inet6.ev_addrs(s.family, ev), ev.port, req.addr.port
+        if not s.connected:
+            (s.laddr, s.raddr), s.lport, s.rport = af_inet6.ev_addrs(s.family, ev), ev.port, req.addr.port
         timeout = None if req.timeout < 0 else req.timeout
         if timeout == 0:
             return socket_pb2.AddrReply(status=_status(errno.EINPROGRESS))

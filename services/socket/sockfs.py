@@ -153,7 +153,7 @@ class SockFs:
         child.opts.update(parent.opts)
         child.owner = parent.owner
         child.connected = True
-        child.scope_id = parent.scope_id
+        child.scope_id = skb.ifindex or parent.scope_id          # tcp_v6_syn_recv_sock(): a link-local peer's iif
         (child.laddr, child.raddr), child.lport, child.rport = ev_addrs(child.family, ev), ev.port, ev.peer_port
         self.socks[child.fd] = child
         parent.accept_q.append(child)

@@ -19,7 +19,7 @@ from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL
 from pktflow.v1.skb_pb2 import Skb
 
 from ..common.skbuff import new_skb
-from ..common.uapi import AF_INET6
+from ..common.uapi import AF_INET6, IPV6_MTU_DISCOVER, IPV6_RECVERR, IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_V6ONLY
 from ..wire import ipv4, ipv6
 from ..wire.checksum import pseudo_header_sum, pseudo_header_sum6
 from ..wire.ethernet import ETH_P_IPV6
@@ -245,3 +245,19 @@ def bound(sk, addr: int, ipv6_addr: bool, scope: int):
     if ipv6_addr and addr:
         sk.v6only = True
     sk.addr_bound = bool(addr) or not ipv6_addr
+
+
+def ipv6_setsockopt(sk, optname: int, value: int):
+    """ipv6_setsockopt()'s options at level IPPROTO_IPV6 that change what goes
+    out (UDP, ping and TCP sockets alike); the socket layer validated them
+    (do_ipv6_setsockopt()'s ranges)."""
+    if optname == IPV6_V6ONLY:
+        sk.v6only = bool(value)
+    elif optname == IPV6_UNICAST_HOPS:
+        sk.hops = 0 if value == -1 else value
+    elif optname == IPV6_TCLASS:
+        sk.tclass = 0 if value == -1 else value & 0xFF
+    elif optname == IPV6_RECVERR:
+        sk.recverr6 = bool(value)
+    elif optname == IPV6_MTU_DISCOVER:
+        sk.pmtudisc6 = value

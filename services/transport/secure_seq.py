@@ -19,13 +19,20 @@ def _hash32(secret: bytes, data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, key=secret, digest_size=4).digest(), "big")
 
 
+def _addrs(saddr: int, daddr: int) -> bytes:
+    """The address pair as hashed: 4 bytes each, 16 for IPv6 (secure_tcpv6_seq())."""
+    if saddr > MASK or daddr > MASK:
+        return saddr.to_bytes(16, "big") + daddr.to_bytes(16, "big")
+    return struct.pack("!II", saddr, daddr)
+
+
 def secure_tcp_seq(secret: bytes, saddr: int, daddr: int, sport: int, dport: int, now: int) -> int:
     """secure_tcp_seq(): the keyed hash of the 4-tuple (local first) plus the
     64 ns clock (seq_scale()), so a reused 4-tuple starts above the old one."""
-    return (_hash32(secret, struct.pack("!IIHH", saddr, daddr, sport, dport)) + (now >> 6)) & MASK
+    return (_hash32(secret, _addrs(saddr, daddr) + struct.pack("!HH", sport, dport)) + (now >> 6)) & MASK
 
 
 def secure_tcp_ts_off(secret: bytes, saddr: int, daddr: int) -> int:
     """secure_tcp_ts_off(): the offset of TSval, a keyed hash of the address pair
     (net.ipv4.tcp_timestamps=1), so TSval does not reveal the host's uptime."""
-    return _hash32(secret, struct.pack("!II", saddr, daddr))
+    return _hash32(secret, _addrs(saddr, daddr))

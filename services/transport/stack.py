@@ -4,14 +4,13 @@ import errno
 import random
 from collections import deque
 
-from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL, RouteReply
+from pktflow.v1.layers_pb2 import RTN_BROADCAST, RTN_LOCAL, RTN_UNICAST, RouteReply
 from pktflow.v1.skb_pb2 import Dst, ProtoCall, SockEvent, Skb
 
 from ..common.actions import AskRoute, Drop, Stop, Up
 from ..common.tracepoints import Probes
 from ..common.uapi import (AF_INET, AF_INET6, IP_MTU, IP_MTU_DISCOVER, IP_RECVERR, IP_TOS, IP_TTL, IPPROTO_ICMP,
                            IPPROTO_ICMPV6, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_MTU,
-                           IPV6_MTU_DISCOVER, IPV6_RECVERR, IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_V6ONLY,
                            SO_BROADCAST, SO_RCVBUF, SO_REUSEADDR, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET)
 from ..wire import ipv4, ipv6
 from ..wire.ethernet import ETH_P_IPV6
@@ -66,17 +65,23 @@ class Transport:
         if r.err:
             del ns.routes[key]
         elif oif and af_inet6.needs_scope_id(daddr) and r.dst.oif != oif:
-            return self._scoped(ns, r, daddr, saddr, oif)
+            return self.scoped_route(ns, daddr, saddr, oif, r.dst.genid)
         return r
 
     @staticmethod
-    def _scoped(ns, r: Rtable, daddr: int, saddr: int, oif: int) -> Rtable:
+    def scoped_route(ns, daddr: int, saddr: int, oif: int, genid: int | None = None) -> Rtable:
+        """The on-link route of a link-local destination out of interface `oif`,
+        from its link-local address (what ip6_route_output() gives with that
+        flowi6_oif); `genid` the FIB generation it holds for (by default that
+        of the IPv6 routes cached, all of one namespace's FIB)."""
         iface = ns.host.interface(oif)
         if iface is None:
             return Rtable(RouteReply(err=errno.ENODEV))
+        if genid is None:
+            genid = next((r.dst.genid for k, r in ns.routes.items() if isinstance(k[0], bytes) and not r.err), 0)
         src = saddr or next((a for a, _ in iface.addrs6 if ipv6.is_linklocal(a)), 0)
-        dst = Dst(oif=oif, nexthop6=af_inet6.a16(daddr), mtu=iface.mtu, genid=r.dst.genid)
-        return Rtable(RouteReply(saddr6=af_inet6.a16(src), mtu=iface.mtu, type=r.type, dst=dst))
+        dst = Dst(oif=oif, nexthop6=af_inet6.a16(daddr), mtu=iface.mtu, genid=genid)
+        return Rtable(RouteReply(saddr6=af_inet6.a16(src), mtu=iface.mtu, type=RTN_UNICAST, dst=dst))
 
     def route_key(self, skb) -> tuple | None:
         """The route (daddr, saddr) a call will look up, decided by the checks
@@ -340,7 +345,7 @@ class Transport:
             elif optname == IP_MTU_DISCOVER:
                 sock.pmtudisc = value
         elif level == IPPROTO_IPV6:
-            setsockopt6(sock, optname, value)
+            af_inet6.ipv6_setsockopt(sock, optname, value)
         return 0
 
     def sendmsg(self, ns, sock: InetSock, skb, now: int) -> list:
@@ -397,17 +402,3 @@ class Transport:
     def timer(self, key, now: int) -> list:
         return self.tcp.timer(key[1], now) if key[0] == "tcp" else []
 
-
-def setsockopt6(sock, optname: int, value: int):
-    """ipv6_setsockopt()'s options at level IPPROTO_IPV6 that change what
-    goes out; the socket layer validated them (do_ipv6_setsockopt()'s ranges)."""
-    if optname == IPV6_V6ONLY:
-        sock.v6only = bool(value)
-    elif optname == IPV6_UNICAST_HOPS:
-        sock.hops = 0 if value == -1 else value
-    elif optname == IPV6_TCLASS:
-        sock.tclass = 0 if value == -1 else value & 0xFF
-    elif optname == IPV6_RECVERR:
-        sock.recverr6 = bool(value)
-    elif optname == IPV6_MTU_DISCOVER:
-        sock.pmtudisc6 = value

@@ -5,10 +5,16 @@ A mixin of TcpProto, which owns the tables, the sockets and the transmit path.""
 import hashlib
 
 from ..wire import tcp as wire
+from ..wire.ethernet import ETH_P_IPV6
 from . import tcp_input, tcp_output as xmit
 from .tcp import MASK, MS, S, SYN_RECV, TcpSock, set_state
 
 MSS_TABLE = (536, 1300, 1440, 1460)  # msstab[]: the MSS a cookie can carry
+MSS_TABLE6 = (1280 - 60, 1480 - 60, 1500 - 60, 9000 - 60)   # net/ipv6/syncookies.c's msstab[]
+
+
+def mss_table(skb) -> tuple:
+    return MSS_TABLE6 if skb.protocol == ETH_P_IPV6 else MSS_TABLE
 
 
 class SynCookies:
@@ -38,44 +44,48 @@ class SynCookies:
         """A SYN-ACK whose ISN is the cookie; the options the ACK cannot carry
         back (window scale, SACK) travel in the timestamp's low bits as Linux does."""
         t = self.tables(ns)
+        table = mss_table(skb)
         peer_mss = th.options.mss or 536
-        mssind = max(i for i, m in enumerate(MSS_TABLE) if m <= peer_mss or i == 0)
+        mssind = max(i for i, m in enumerate(table) if m <= peer_mss or i == 0)
         iss = self.make_cookie(t, saddr, daddr, th.sport, th.dport, th.seq, mssind, now)
-        tmp = TcpSock(0, ns.name)
+        tmp = TcpSock(0, ns.name, lsk.family)
         self.init_sock(ns, tmp)
+        tmp.ipv6, tmp.hops, tmp.tclass = skb.protocol == ETH_P_IPV6, lsk.hops, lsk.tclass
         tmp.laddr, tmp.lport, tmp.raddr, tmp.rport = daddr, th.dport, saddr, th.sport
         tcp_input.apply_options(tmp, th.options, syn=True, sysctl=ns.sysctl)
         tmp.iss, tmp.rcv_nxt, tmp.rcv_wup = iss, th.seq + 1, th.seq + 1
-        tmp.advmss = MSS_TABLE[mssind]
+        tmp.advmss = table[mssind]
         if tmp.ts_ok:
             tmp.ts_recent = th.options.ts[0]
             # cookie_init_timestamp(): low 4 bits the window scale (15 = none), bit 4 SACK
             low = (th.options.wscale if th.options.wscale is not None else 0xF) | (0x10 if tmp.sack_ok else 0)
             tmp.ts_offset = ((self.rng.getrandbits(26) << 6 | low) - now // MS) & MASK
-        down = xmit.send_syn(self, ns, tmp, now, synack=True, cause=skb, fn="tcp_v4_send_synack")
+        down = xmit.send_syn(self, ns, tmp, now, synack=True, cause=skb)
         down.skb.sk = 0
         return down
 
     def cookie_check(self, ns, lsk, skb, th, saddr, daddr, now: int) -> TcpSock | None:
-        """cookie_v4_check(): an ACK to a listener that only a cookie explains."""
+        """cookie_v4_check() / cookie_v6_check(): an ACK to a listener that only a cookie explains."""
         t = self.tables(ns)
+        table = mss_table(skb)
         mssind = self.check_cookie(t, saddr, daddr, th.sport, th.dport, (th.seq - 1) & 0xFFFFFFFF,
                                    (th.ack - 1) & 0xFFFFFFFF, now)
         if mssind is None:
             ns.mib["SyncookiesFailed"] += 1
             return None
         ns.mib["SyncookiesRecv"] += 1
-        sk = self.new_child(ns, lsk, daddr, th.dport, saddr, th.sport, now)
+        sk = self.new_child(ns, lsk, daddr, th.dport, saddr, th.sport, now, skb.protocol == ETH_P_IPV6,
+                            skb.ifindex)
         sk.iss = (th.ack - 1) & 0xFFFFFFFF
         sk.snd_una = sk.snd_nxt = sk.write_seq = sk.iss + 1
         sk.irs = (th.seq - 1) & 0xFFFFFFFF
         sk.rcv_nxt = sk.rcv_wup = sk.irs + 1
         ts = th.options.ts
-        opts = wire.TcpOptions(mss=MSS_TABLE[mssind])
+        opts = wire.TcpOptions(mss=table[mssind])
         if ts is not None and ts[1]:
             low = ts[1] & 0x3F
             wscale = low & 0xF
-            opts = wire.TcpOptions(mss=MSS_TABLE[mssind], wscale=None if wscale == 0xF else wscale,
+            opts = wire.TcpOptions(mss=table[mssind], wscale=None if wscale == 0xF else wscale,
                                    sack_perm=bool(low & 0x10), ts=ts)
         tcp_input.apply_options(sk, opts, syn=True, sysctl=ns.sysctl)
         if sk.ts_ok:

@@ -11,7 +11,7 @@ tcp_input (segment arrival), tcp_output (transmission), tcp_timer, tcp_cong.
 from collections import deque
 
 from ..common.tracepoints import INET_SOCK_SET_STATE, TCP_PROBE
-from ..common.uapi import AF_INET
+from ..common.uapi import AF_INET, AF_INET6
 from ..wire.ipv4 import ntoa
 from . import af_inet6
 
@@ -73,16 +73,28 @@ def set_state(ns, sk, state: int):
 
 
 def trace_fields(sk) -> dict:
-    """The socket's fields in the tcp and sock tracepoints."""
-    return {"skaddr": sk.sk, "family": "AF_INET", "sport": sk.lport, "dport": sk.rport,
-            "saddr": ntoa(sk.laddr), "daddr": ntoa(sk.raddr)}
+    """The socket's fields in the tcp and sock tracepoints: an AF_INET6 socket's
+    addresses also in saddr_v6/daddr_v6 (TP_STORE_ADDRS(): its IPv4 ones v4-mapped
+    there; saddr/daddr keep IPv4's view, 0.0.0.0 for an IPv6 connection)."""
+    if sk.family != AF_INET6:
+        return {"skaddr": sk.sk, "family": "AF_INET", "sport": sk.lport, "dport": sk.rport,
+                "saddr": ntoa(sk.laddr), "daddr": ntoa(sk.raddr)}
+    v4 = (0, 0) if sk.ipv6 else (sk.laddr, sk.raddr)
+    return {"skaddr": sk.sk, "family": "AF_INET6", "sport": sk.lport, "dport": sk.rport,
+            "saddr": ntoa(v4[0]), "daddr": ntoa(v4[1]), "saddr_v6": af_inet6.sk_ntoa(sk, sk.laddr),
+            "daddr_v6": af_inet6.sk_ntoa(sk, sk.raddr)}
 
 
 def trace_probe(ns, sk, data_len: int):
-    """trace_tcp_probe() at the start of tcp_rcv_established(): the connection as a segment finds it."""
+    """trace_tcp_probe() at the start of tcp_rcv_established(): the connection as a segment finds it
+    (its addresses as %pISpc prints a sockaddr: [2001:db8::1]:80 for IPv6)."""
     f = trace_fields(sk)
+    if sk.family == AF_INET6:
+        src, dst = f"[{f['saddr_v6']}]:{sk.lport}", f"[{f['daddr_v6']}]:{sk.rport}"
+    else:
+        src, dst = f"{f['saddr']}:{sk.lport}", f"{f['daddr']}:{sk.rport}"
     ns.probes.emit(TCP_PROBE, ns.name, {
-        **f, "saddr": f"{f['saddr']}:{sk.lport}", "daddr": f"{f['daddr']}:{sk.rport}", "mark": 0,
+        **f, "saddr": src, "daddr": dst, "mark": 0,
         "data_len": data_len, "snd_nxt": sk.snd_nxt & MASK, "snd_una": sk.snd_una & MASK, "snd_cwnd": sk.cwnd,
         "ssthresh": sk.ssthresh, "snd_wnd": sk.snd_wnd, "srtt": sk.srtt // 1000, "rcv_wnd": sk.rcv_wnd})
 
@@ -304,4 +316,7 @@ class TcpSock:
         return len(self.rtx) - self.sacked_out - self.lost_out + self.retrans_out
 
     def key(self) -> tuple:
+        """Its key in the established table (af_inet6.ehash_key())."""
+        if self.ipv6:
+            return self.laddr, self.lport, self.raddr, self.rport, 6
         return self.laddr, self.lport, self.raddr, self.rport

@@ -1,8 +1,7 @@
 """What `ss -ti` shows of TCP sockets (net/ipv4/tcp_diag.c and inet_diag.c:
 inet_sk_diag_fill() with tcp_get_info()'s fields and the timer column). A mixin
 of TcpProto (tcp_ipv4.py)."""
-from ..wire import ipv4
-from . import tcp_rate
+from . import af_inet6, tcp_rate
 from .tcp import LISTEN, STATE_NAMES, TCP_ECN_OK, TCP_ECN_SEEN
 
 
@@ -18,7 +17,8 @@ class TcpDiag:
             rows.append({
                 "state": STATE_NAMES[sk.state], "recv_q": len(sk.accept_queue) if sk.state == LISTEN
                 else sk.rcv_queued, "send_q": sk.backlog if sk.state == LISTEN else sk.sendq_bytes + in_flight,
-                "local": [ipv4.ntoa(sk.laddr), sk.lport], "peer": [ipv4.ntoa(sk.raddr), sk.rport], "sk": sk.sk,
+                "local": [af_inet6.sk_ntoa(sk, sk.laddr), sk.lport], "peer": [af_inet6.sk_ntoa(sk, sk.raddr), sk.rport],
+                "family": sk.family, "sk": sk.sk,
                 "ca": sk.ca.name if sk.ca else "", "wscale": [sk.snd_wscale, sk.rcv_wscale] if sk.wscale_ok else None,
                 "rto": sk.rto / 1e6, "rtt": sk.srtt / 1e6, "rttvar": sk.rttvar / 1e6, "mss": sk.mss_cache,
                 "cwnd": sk.cwnd, "ssthresh": sk.ssthresh if sk.ssthresh < 0x7FFFFFFF else None,

@@ -1,7 +1,8 @@
-"""struct tcp_info (include/uapi/linux/tcp.h) and the TCP-level options that
-read connection state (do_tcp_getsockopt() in net/ipv4/tcp.c): TCP_INFO,
-filled as tcp_get_info() fills it, and TCP_CONGESTION. The one place the
-struct's bytes are laid out.
+"""struct tcp_info (include/uapi/linux/tcp.h) and TCP's socket options
+(net/ipv4/tcp.c): do_tcp_getsockopt() for what reads connection state (TCP_INFO,
+filled as tcp_get_info() fills it, TCP_CONGESTION, IP_MTU/IPV6_MTU) and
+do_tcp_setsockopt() with the socket, IP and IPv6 options TCP reads. The one
+place the struct's bytes are laid out.
 
 The layout is the kernel's on x86-64 (little-endian, natural alignment, no
 padding anywhere), 280 bytes as Linux 6.18 returns it (the AccECN counters
@@ -12,8 +13,11 @@ the AccECN counters; pmtu is the route's MTU the MSS came from."""
 import errno
 import struct
 
-from ..common.uapi import IP_MTU, IPPROTO_IP, IPPROTO_TCP, TCP_CONGESTION, TCP_INFO
-from . import tcp_rate
+from ..common.uapi import (IP_MTU, IP_MTU_DISCOVER, IP_TOS, IP_TTL, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP, IPV6_MTU,
+                           SO_KEEPALIVE, SO_LINGER, SO_MAX_PACING_RATE, SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF, SOL_SOCKET,
+                           TCP_CONGESTION, TCP_INFO, TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_MAXSEG, TCP_NODELAY,
+                           TCP_SYNCNT, linger_seconds)
+from . import af_inet6, tcp_cong, tcp_rate
 from .tcp import LISTEN, MS, TCP_DELACK_MAX, TCP_ECN_OK, TCP_ECN_SEEN
 
 TCP_CA_NAME_MAX = 16
@@ -120,7 +124,7 @@ def getsockopt(sk, level: int, optname: int, optlen: int, now: int) -> tuple[int
     bytes). `optlen` is the caller's buffer; Linux copies min(optlen, size)."""
     if optlen < 0:
         return errno.EINVAL, b""
-    if (level, optname) == (IPPROTO_IP, IP_MTU):      # dst_mtu(sk_dst_get(sk)): the path the MSS is cut for
+    if (level, optname) in ((IPPROTO_IP, IP_MTU), (IPPROTO_IPV6, IPV6_MTU)):   # dst_mtu(sk_dst_get(sk))
         if not sk.pmtu_cookie or sk.state == LISTEN:
             return errno.ENOTCONN, b""
         return 0, sk.pmtu_cookie.to_bytes(4, "little")[:optlen]
@@ -132,3 +136,55 @@ def getsockopt(sk, level: int, optname: int, optlen: int, now: int) -> tuple[int
         name = (sk.ca.name if sk.ca else "").encode()[:TCP_CA_NAME_MAX]
         return 0, name.ljust(TCP_CA_NAME_MAX, b"\0")[:optlen]
     return errno.ENOPROTOOPT, b""
+
+
+def setsockopt(ns, sk, level: int, name: int, value: int, optbytes: bytes = b"", now: int = 0) -> int:
+    """do_tcp_setsockopt() and the socket, IP and IPv6 options TCP itself reads;
+    the socket layer validated the values."""
+    if level == SOL_SOCKET:
+        if name == SO_REUSEADDR:
+            sk.reuseaddr = bool(value)
+        elif name == SO_KEEPALIVE:
+            sk.keepalive = bool(value)
+            if not value:
+                sk.t_keepalive = None
+        elif name == SO_LINGER:
+            sk.linger = linger_seconds(optbytes)
+        elif name == SO_RCVBUF:
+            sk.rcvbuf_user = sk.rcvbuf = value
+        elif name == SO_SNDBUF:
+            sk.sndbuf_user = sk.sndbuf = value
+        elif name == SO_MAX_PACING_RATE:
+            # sk_setsockopt(): ~0U is no limit; any other value makes TCP pace itself
+            sk.max_pacing_rate = 0xFFFFFFFFFFFFFFFF if value == 0xFFFFFFFF else value
+            sk.pacing_needed = sk.pacing_needed or sk.max_pacing_rate != 0xFFFFFFFFFFFFFFFF
+            sk.pacing_rate = min(sk.pacing_rate, sk.max_pacing_rate)
+    elif level == IPPROTO_IP:
+        if name == IP_TTL:
+            sk.ttl = 0 if value == -1 else value
+        elif name == IP_TOS:
+            sk.tos = value & 0xFC | sk.tos & 0x3       # TCP keeps the ECN bits its own
+        elif name == IP_MTU_DISCOVER:
+            sk.pmtudisc = value
+    elif level == IPPROTO_IPV6:
+        af_inet6.ipv6_setsockopt(sk, name, value)
+    elif level == IPPROTO_TCP:
+        if name == TCP_NODELAY:
+            sk.nodelay = bool(value)
+        elif name == TCP_MAXSEG:
+            sk.user_mss = value
+        elif name == TCP_KEEPIDLE:
+            sk.keepidle = value
+        elif name == TCP_KEEPINTVL:
+            sk.keepintvl = value
+        elif name == TCP_KEEPCNT:
+            sk.keepcnt = value
+        elif name == TCP_SYNCNT:
+            sk.syn_retries = value
+        elif name == TCP_CONGESTION:
+            algo = tcp_cong.ALGORITHMS.get(optbytes.split(b"\0")[0].decode(errors="replace"))
+            if algo is None:
+                return errno.ENOENT
+            sk.ca_name = algo.name
+            tcp_cong.assign(ns, sk, algo.name, now)     # tcp_reinit_congestion_control() when connected
+    return 0

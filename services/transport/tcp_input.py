@@ -8,7 +8,7 @@ from pktflow.v1.skb_pb2 import SockEvent, Skb
 
 from ..common.actions import Drop, Stop, Up
 from ..wire import ipv4, tcp as wire
-from . import tcp_cong, tcp_output as xmit, tcp_rate, tcp_recovery as recovery
+from . import af_inet6, tcp_cong, tcp_output as xmit, tcp_rate, tcp_recovery as recovery
 from .tcp import (CA_LOSS, CA_OPEN, CA_RECOVERY, CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2,
                   LAST_ACK, MAX_SACK_BLOCKS, MS, S, SYN_RECV, SYN_SENT, TCP_ATO_MIN, TCP_DELACK_MIN,
                   TCP_ECN_DEMAND_CWR, TCP_ECN_OK, TCP_ECN_SEEN, TCP_MAX_QUICKACKS, TCP_RTO_MAX, TCP_RTO_MIN, TIME_WAIT,
@@ -19,10 +19,13 @@ RCV = "tcp_rcv_established"
 
 
 def event(sk, kind: int, out: list, err: int = 0, state: int = 0, listener: int = 0, sk_id: int | None = None):
-    """A callback into the socket layer (sk_state_change, sk_error_report, ...)."""
-    ev = SockEvent(kind=kind, err=err, state=state, listener=listener, addr=sk.laddr, port=sk.lport,
-                   peer_addr=sk.raddr, peer_port=sk.rport)
-    out.append(Up(Skb(netns=sk.netns, sk=sk.sk if sk_id is None else sk_id, event=ev), "sk_state_change"))
+    """A callback into the socket layer (sk_state_change, sk_error_report, ...);
+    the skb's ifindex is the socket's sk_bound_dev_if (a link-local peer's
+    interface, the sin6_scope_id accept() reports)."""
+    ev = SockEvent(kind=kind, err=err, state=state, listener=listener, port=sk.lport, peer_port=sk.rport)
+    af_inet6.set_event_addrs(ev, sk, sk.laddr, sk.raddr)
+    out.append(Up(Skb(netns=sk.netns, sk=sk.sk if sk_id is None else sk_id, event=ev, ifindex=sk.bound_dev_if),
+                  "sk_state_change"))
 
 
 def rtt_sample(sk, rtt: int, now: int):
@@ -497,7 +500,7 @@ def ecn_rcv(sk, skb, th, payload_len: int):
             sk.quick = max(sk.quick, 1)
     if not payload_len:
         return
-    ecn = ipv4.dsfield(skb.data, skb.network_header) & ipv4.INET_ECN_MASK
+    ecn = af_inet6.dsfield(skb) & ipv4.INET_ECN_MASK
     if ecn == ipv4.INET_ECN_CE:
         if not sk.ecn_flags & TCP_ECN_DEMAND_CWR:
             sk.quick = max(sk.quick, 2)

@@ -1,11 +1,13 @@
 """TCP over IPv4 (net/ipv4/tcp_ipv4.c): struct proto tcp_prot, the socket
-layer's calls (with tcp.c's tcp_sendmsg(), tcp_recvmsg(), tcp_shutdown(),
-tcp_close() and do_tcp_setsockopt() they lead to), tcp_v4_connect(),
+layer's calls (with tcp.c's tcp_sendmsg(), tcp_recvmsg(), tcp_shutdown() and
+tcp_close() they lead to; do_tcp_setsockopt() is in tcp_info.py), tcp_v4_connect(),
 tcp_v4_rcv() demultiplexing arriving segments to a connection, a listener's
-SYN queue (tcp_conn_request()) or an RST, and tcp_v4_err(). The rest of TcpProto
-lives in mixins along the kernel's files: inet_connection_sock.py (bind,
-listen, ports), tcp_minisocks.py (request children, TIME-WAIT), syncookies.py,
-tcp_diag.py (what `ss` shows)."""
+SYN queue (tcp_conn_request()) or an RST, and tcp_v4_err(). Addresses are ints
+of either width: the same code is tcp_v6_rcv() for an IPv6 segment. The rest
+of TcpProto lives in mixins along the kernel's files: inet_connection_sock.py
+(bind, listen, ports), tcp_minisocks.py (request children, TIME-WAIT),
+syncookies.py, tcp_diag.py (what `ss` shows), tcp_ipv6.py (what AF_INET6
+sockets do their own way: bind, tcp_v6_connect(), tcp_v6_err())."""
 import errno
 
 from pktflow.v1.layers_pb2 import RTN_BROADCAST
@@ -13,18 +15,17 @@ from pktflow.v1.skb_pb2 import (CHECKSUM_COMPLETE, CHECKSUM_NONE, PACKET_HOST, P
                                 SockEvent)
 
 from ..common.actions import Arm, Cancel, Down, Drop, Stop, Up
-from ..common.uapi import (IPPROTO_IP, IPPROTO_TCP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IP_TOS, IP_TTL, MSG_MORE,
-                           SHUT_RD, SHUT_RDWR, SHUT_WR,
-                           SO_KEEPALIVE, SO_LINGER, SO_MAX_PACING_RATE, SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF,
-                           SOL_SOCKET, TCP_CONGESTION, TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_MAXSEG,
-                           TCP_NODELAY, TCP_SYNCNT, linger_seconds)
+from ..common.uapi import (AF_INET, AF_INET6, IP_PMTUDISC_DONT, MSG_MORE, SHUT_RD, SHUT_RDWR, SHUT_WR,
+                           SO_KEEPALIVE, TCP_KEEPIDLE)
 from ..wire import Malformed, ipv4, tcp as wire
+from ..wire.ethernet import ETH_P_IPV6
 from ..wire.icmp import ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED
-from . import secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_rate, tcp_recovery, tcp_timer
+from . import af_inet6, secure_seq, tcp_cong, tcp_info, tcp_input, tcp_output as xmit, tcp_rate, tcp_recovery, tcp_timer
 from .inet_connection_sock import InetConnectionSock, TcpNetns
 from .sock import path_mtu_after, pmtu_update
 from .syncookies import SynCookies
 from .tcp_diag import TcpDiag
+from .tcp_ipv6 import TcpV6
 from .tcp_minisocks import TcpMinisocks
 from .tcp import (MASK, CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, S, SYN_RECV, SYN_SENT,
                   TCP_ECN_OK, TCP_TIMEOUT_INIT, TIME_WAIT, Seg, TcpSock, TraceRef, set_state)
@@ -37,7 +38,7 @@ def call_more(skb) -> bool:
     return bool(skb.call.flags & MSG_MORE)
 
 
-class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
+class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag, TcpV6):
     """struct proto tcp_prot for every namespace of the transport layer."""
 
     def __init__(self, transport, rng):
@@ -54,7 +55,7 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
 
     # -- socket calls ------------------------------------------------------
     def create(self, ns, skb) -> TcpSock:
-        sk = TcpSock(skb.sk, ns.name)
+        sk = TcpSock(skb.sk, ns.name, skb.call.family or AF_INET, ns.sysctl["net.ipv6.bindv6only"])
         self.init_sock(ns, sk)
         self.socks[sk.sk] = sk
         return sk
@@ -77,6 +78,10 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
         call = skb.call
         op = call.op
         out: list = []
+        if sk.family == AF_INET6:
+            done = self.call6(ns, sk, skb, now)
+            if done is not None:
+                return done
         if op == ProtoCall.BIND:
             err = self.bind(ns, sk, call.addr, call.port)
             return self.complete(skb, err, sk)
@@ -100,7 +105,7 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
             err = self.shutdown(ns, sk, call.how, now, out)
             return out + self.complete(skb, err, sk)
         if op == ProtoCall.SETSOCKOPT:
-            err = self.setsockopt(ns, sk, call.level, call.optname, call.optval, call.optbytes, now)
+            err = tcp_info.setsockopt(ns, sk, call.level, call.optname, call.optval, call.optbytes, now)
             if sk.keepalive and call.optname in (SO_KEEPALIVE, TCP_KEEPIDLE) and sk.state == ESTABLISHED:
                 tcp_timer.arm_keepalive(ns, sk, max(sk.last_rcv, sk.last_snd))   # the new idle time counts
                 self.arm(sk, now, out)
@@ -118,14 +123,16 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
     def complete(self, skb, err: int, sk: TcpSock | None = None, sent: int = 0) -> list:
         ev = SockEvent(kind=SockEvent.COMPLETE, req=skb.call.req, err=err, sent=sent)
         if sk is not None:
-            ev.addr, ev.port, ev.peer_addr, ev.peer_port = sk.laddr, sk.lport, sk.raddr, sk.rport
-            ev.state = sk.state
+            af_inet6.set_event_addrs(ev, sk, sk.laddr, sk.raddr)
+            ev.port, ev.peer_port, ev.state = sk.lport, sk.rport, sk.state
         return [Up(Skb(netns=skb.netns, sk=skb.sk, event=ev), "complete")]
 
     def route_key(self, sk: TcpSock, call) -> tuple[int, int] | None:
         """The route (daddr, saddr) a call will look up, or None: what the call
         checks before its lookup decides, so no route is asked for a call that
         fails first (ip counts IpOutNoRoutes per lookup, as Linux does)."""
+        if sk.family == AF_INET6:
+            return self.route_key6(sk, call)
         if call.op == ProtoCall.CONNECT:
             return None if self.connect_error(sk, call.addr, call.port) else (call.addr, sk.laddr)
         if call.op == ProtoCall.BIND and call.addr and not sk.lport and sk.state == CLOSE:
@@ -143,15 +150,18 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
             return errno.ENETUNREACH if daddr == ipv4.INADDR_BROADCAST else errno.EINVAL
         return 0
 
-    def connect(self, ns, sk: TcpSock, daddr: int, dport: int, cause, now: int, out: list) -> int:
-        """tcp_v4_connect() + tcp_connect(): route, source port, ISN, SYN."""
-        err = self.connect_error(sk, daddr, dport)
+    def connect(self, ns, sk: TcpSock, daddr: int, dport: int, cause, now: int, out: list,
+                ipv6: bool = False) -> int:
+        """tcp_v4_connect() (tcp_v6_connect() for `ipv6`, its checks made) +
+        tcp_connect(): route, source port, ISN, SYN."""
+        err = 0 if ipv6 else self.connect_error(sk, daddr, dport)
         if err:
             return err
-        r = self.transport.route(ns, daddr, sk.laddr)
+        r = self.transport.route6(ns, daddr, sk.laddr, sk.bound_dev_if) if ipv6 else \
+            self.transport.route(ns, daddr, sk.laddr)
         if r.err:
             return r.err
-        if r.type == RTN_BROADCAST:
+        if r.type == RTN_BROADCAST and not ipv6:
             return errno.ENETUNREACH
         saddr, mtu = r.saddr, r.mtu
         sk.dst, sk.pmtu_cookie = r.dst, mtu
@@ -162,10 +172,11 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
             err = self.pick_port(t, sk, daddr, dport)
             if err:
                 return err
-        elif (sk.laddr, sk.lport, daddr, dport) in t.ehash:
+        elif af_inet6.ehash_key(ipv6, sk.laddr, sk.lport, daddr, dport) in t.ehash:
             return errno.EADDRNOTAVAIL
         sk.raddr, sk.rport = daddr, dport
-        sk.advmss = min(mtu - 40, 0xFFFF) if mtu else 1460
+        hdrs = af_inet6.net_header_len(ipv6) + wire.TCP_HLEN       # advmss: 1460 over IPv4, 1440 over IPv6
+        sk.advmss = min(mtu - hdrs, 0xFFFF) if mtu else 1500 - hdrs
         sk.mss_cache = min(sk.advmss, 536)
         self.start_connection(ns, sk, now)
         set_state(ns, sk, SYN_SENT)
@@ -325,76 +336,29 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
         if sk.state == FIN_WAIT2:
             sk.t_finwait2 = now + ns.sysctl["net.ipv4.tcp_fin_timeout"] * S
 
-    def setsockopt(self, ns, sk: TcpSock, level: int, name: int, value: int, optbytes: bytes = b"",
-                   now: int = 0) -> int:
-        """The options TCP itself reads; the socket layer validated the values."""
-        if level == SOL_SOCKET:
-            if name == SO_REUSEADDR:
-                sk.reuseaddr = bool(value)
-            elif name == SO_KEEPALIVE:
-                sk.keepalive = bool(value)
-                if not value:
-                    sk.t_keepalive = None
-            elif name == SO_LINGER:
-                sk.linger = linger_seconds(optbytes)
-            elif name == SO_RCVBUF:
-                sk.rcvbuf_user = sk.rcvbuf = value
-            elif name == SO_SNDBUF:
-                sk.sndbuf_user = sk.sndbuf = value
-            elif name == SO_MAX_PACING_RATE:
-                # sk_setsockopt(): ~0U is no limit; any other value makes TCP pace itself
-                sk.max_pacing_rate = 0xFFFFFFFFFFFFFFFF if value == 0xFFFFFFFF else value
-                sk.pacing_needed = sk.pacing_needed or sk.max_pacing_rate != 0xFFFFFFFFFFFFFFFF
-                sk.pacing_rate = min(sk.pacing_rate, sk.max_pacing_rate)
-        elif level == IPPROTO_IP:
-            if name == IP_TTL:
-                sk.ttl = 0 if value == -1 else value
-            elif name == IP_TOS:
-                sk.tos = value & 0xFC | sk.tos & 0x3       # TCP keeps the ECN bits its own
-            elif name == IP_MTU_DISCOVER:
-                sk.pmtudisc = value
-        elif level == IPPROTO_TCP:
-            if name == TCP_NODELAY:
-                sk.nodelay = bool(value)
-            elif name == TCP_MAXSEG:
-                sk.user_mss = value
-            elif name == TCP_KEEPIDLE:
-                sk.keepidle = value
-            elif name == TCP_KEEPINTVL:
-                sk.keepintvl = value
-            elif name == TCP_KEEPCNT:
-                sk.keepcnt = value
-            elif name == TCP_SYNCNT:
-                sk.syn_retries = value
-            elif name == TCP_CONGESTION:
-                algo = tcp_cong.ALGORITHMS.get(optbytes.split(b"\0")[0].decode(errors="replace"))
-                if algo is None:
-                    return errno.ENOENT
-                sk.ca_name = algo.name
-                tcp_cong.assign(ns, sk, algo.name, now)     # tcp_reinit_congestion_control() when connected
-        return 0
-
     # -- arriving segments -------------------------------------------------
     def rcv(self, ns, skb, now: int) -> list:
-        """tcp_v4_rcv(): checks, demultiplexing, and the state machine."""
+        """tcp_v4_rcv() and tcp_v6_rcv(): checks, demultiplexing, and the state
+        machine; an IPv6 segment's checksum covers IPv6's pseudo-header."""
         data, th_off = skb.data, skb.transport_header
-        saddr, daddr = skb.saddr, skb.daddr
+        ipv6, saddr, daddr = af_inet6.pkt_addrs(skb)
+        fn = "tcp_v6_rcv" if ipv6 else "tcp_v4_rcv"
         ns.mib["TcpInSegs"] += 1
         try:
             # a GRO packet's segments were checked as they arrived, a local GSO one
             # never left the host (skb_csum_unnecessary())
-            th = wire.parse(data, th_off, len(data), saddr, daddr,
+            th = wire.parse(data, th_off, len(data), saddr, daddr, pseudo_sum=af_inet6.pseudo(ipv6),
                             check=skb.ip_summed in (CHECKSUM_NONE, CHECKSUM_COMPLETE))
         except Malformed as e:
             ns.mib["TcpInErrs"] += 1
             if e.reason == "TCP_CSUM":
                 ns.mib["TcpInCsumErrors"] += 1
-            return [Drop(skb, "tcp_v4_rcv", e.reason)]
+            return [Drop(skb, fn, e.reason)]
         skb.head = th_off + th.doff
         if skb.pkt_type not in (PACKET_HOST, PACKET_LOOPBACK):    # TCP is unicast only
-            return [Drop(skb, "tcp_v4_rcv", "OTHERHOST")]
+            return [Drop(skb, fn, "OTHERHOST")]
         t = self.tables(ns)
-        sk = t.ehash.get((daddr, th.dport, saddr, th.sport))
+        sk = t.ehash.get(af_inet6.ehash_key(ipv6, daddr, th.dport, saddr, th.sport))
         if sk is not None:
             if sk.state == TIME_WAIT:
                 return self.timewait_process(ns, t, sk, skb, th, saddr, daddr, now)
@@ -403,7 +367,7 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
             if sk.snd_una > una or sk.dupacks > dupacks:
                 self.dst_confirm(sk, out)
             return out
-        lsk = self.lookup_listener(t, daddr, th.dport)
+        lsk = self.lookup_listener(t, daddr, th.dport, ipv6)
         if lsk is not None:
             return self.listen_process(ns, lsk, skb, th, saddr, daddr, now)
         return self.no_socket(ns, skb, th, saddr, daddr, now)
@@ -424,7 +388,7 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
         out = []
         if not th.flags & wire.RST:
             out.append(xmit.reset_for(ns, skb, th, saddr, daddr, now))
-        return out + [Drop(skb, "tcp_v4_rcv", "NO_SOCKET")]
+        return out + [Drop(skb, "tcp_v6_rcv" if skb.protocol == ETH_P_IPV6 else "tcp_v4_rcv", "NO_SOCKET")]
 
     def listen_process(self, ns, lsk: TcpSock, skb, th, saddr: int, daddr: int, now: int) -> list:
         """A segment for a listener: a SYN starts a handshake, an ACK may carry a cookie."""
@@ -477,7 +441,8 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
             # does not keep, so no peer is proven). With cookies it does not apply.
             ns.mib["ListenDrops"] += 1
             return [Drop(skb, "tcp_conn_request", "TCP_LISTEN_OVERFLOW")]
-        req = self.new_child(ns, lsk, daddr, th.dport, saddr, th.sport, now)
+        req = self.new_child(ns, lsk, daddr, th.dport, saddr, th.sport, now, skb.protocol == ETH_P_IPV6,
+                             skb.ifindex)
         tcp_input.apply_options(req, th.options, syn=True, sysctl=ns.sysctl)
         if req.ts_ok:
             req.ts_recent, req.ts_recent_stamp = th.options.ts[0], now
@@ -485,7 +450,7 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
         req.rcv_nxt = req.rcv_wup = th.seq + 1
         req.snd_wnd = th.window
         if th.flags & wire.ECE and th.flags & wire.CWR and ns.sysctl["net.ipv4.tcp_ecn"] and \
-                not ipv4.dsfield(skb.data, skb.network_header) & ipv4.INET_ECN_MASK:
+                not af_inet6.dsfield(skb) & ipv4.INET_ECN_MASK:
             req.ecn_flags = TCP_ECN_OK                 # tcp_ecn_create_request(): an ECN-setup SYN (RFC 3168 6.1.1)
         set_state(ns, req, SYN_RECV)
         t.ehash[req.key()] = req
@@ -565,9 +530,9 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
         (tcp_simple_retransmit())."""
         if sk.state in (LISTEN, CLOSE):
             return
-        out.append(pmtu_update(ns, sk.raddr, info, cause))
-        mtu = path_mtu_after(ns, sk.pmtu_cookie, info)
-        if sk.pmtudisc == IP_PMTUDISC_DONT or sk.pmtu_cookie <= mtu:
+        out.append(pmtu_update(ns, sk.raddr, info, cause, sk.ipv6))
+        mtu = path_mtu_after(ns, sk.pmtu_cookie, info, sk.ipv6)
+        if (sk.pmtudisc6 if sk.ipv6 else sk.pmtudisc) == IP_PMTUDISC_DONT or sk.pmtu_cookie <= mtu:
             return
         xmit.sync_mss(sk, mtu)
         tcp_recovery.simple_retransmit(self.transport, ns, sk, now, out)
@@ -577,6 +542,8 @@ class TcpProto(InetConnectionSock, TcpMinisocks, SynCookies, TcpDiag):
         """tcp_v4_err(): an ICMP error about one of our segments. Hard errors end
         a connection still in its handshake; later they are soft (ignored)."""
         from .udp import icmp_to_errno
+        if skb.icmp_error.quoted.daddr6:
+            return self.err6(ns, skb, now)
         e = skb.icmp_error
         q = e.quoted
         sk = self.tables(ns).ehash.get((q.saddr, q.sport, q.daddr, q.dport))

@@ -5,31 +5,43 @@ tcp_timewait_state_process()). A mixin of TcpProto (tcp_ipv4.py)."""
 from pktflow.v1.skb_pb2 import SockEvent
 
 from ..common.actions import Stop
-from . import tcp_cong, tcp_input, tcp_output as xmit, tcp_timer
+from . import af_inet6, tcp_cong, tcp_input, tcp_output as xmit, tcp_timer
 from ..wire import tcp as wire
+from ..wire.ethernet import ETH_P_IPV6
 from .tcp import ESTABLISHED, LISTEN, S, TIME_WAIT, TcpSock, set_state, unwrap
 
 
 class TcpMinisocks:
     """Connection requests becoming sockets, and connections in TIME-WAIT."""
 
-    def new_child(self, ns, lsk: TcpSock, laddr: int, lport: int, raddr: int, rport: int, now: int) -> TcpSock:
-        """inet_csk_clone_lock(): a connection socket that inherits the listener's options."""
+    def new_child(self, ns, lsk: TcpSock, laddr: int, lport: int, raddr: int, rport: int, now: int,
+                  ipv6: bool = False, ifindex: int = 0) -> TcpSock:
+        """inet_csk_clone_lock(): a connection socket that inherits the listener's
+        options (its family too: an AF_INET6 listener's child of an IPv4 SYN is
+        a v4-mapped AF_INET6 socket, as tcp_v6_syn_recv_sock() makes it)."""
         self.next_child += 1
-        sk = TcpSock(self.next_child, ns.name)
+        sk = TcpSock(self.next_child, ns.name, lsk.family)
         for opt in ("nodelay", "keepalive", "linger", "user_mss", "ttl", "tos", "pmtudisc", "rcvbuf_user",
-                    "sndbuf_user", "keepidle", "keepintvl", "keepcnt", "ca_name"):
+                    "sndbuf_user", "keepidle", "keepintvl", "keepcnt", "ca_name", "v6only", "bound_dev_if", "hops",
+                    "tclass", "pmtudisc6"):
             setattr(sk, opt, getattr(lsk, opt))
         self.init_sock(ns, sk)
+        sk.ipv6 = ipv6
         sk.laddr, sk.lport, sk.raddr, sk.rport = laddr, lport, raddr, rport
         sk.parent = lsk
-        # The route's MTU gives the MSS we advertise; on the receive path nothing
-        # may wait for the ip layer, so an uncached route means Ethernet's 1500.
-        r = ns.routes.get((raddr, laddr))
-        if r is not None and not r.err and r.mtu:
-            sk.advmss, sk.dst, sk.pmtu_cookie = r.mtu - 40, r.dst, r.mtu
+        # The route's MTU gives the MSS we advertise (less the IPv6 header's 40 or
+        # IPv4's 20 and TCP's 20); on the receive path nothing may wait for the
+        # ip layer, so an uncached route means Ethernet's 1500.
+        hdrs = af_inet6.net_header_len(ipv6) + wire.TCP_HLEN
+        if ipv6 and not sk.bound_dev_if and af_inet6.needs_scope_id(raddr):
+            sk.bound_dev_if = ifindex                # tcp_v6_init_req(): ir_iif, the interface it came in on
+            r = self.transport.scoped_route(ns, raddr, laddr, ifindex)
         else:
-            sk.advmss, sk.pmtu_cookie = 1460, 1500
+            r = ns.routes.get(self.transport.conn_key(sk))
+        if r is not None and not r.err and r.mtu:
+            sk.advmss, sk.dst, sk.pmtu_cookie = r.mtu - hdrs, r.dst, r.mtu
+        else:
+            sk.advmss, sk.pmtu_cookie = 1500 - hdrs, 1500
         self.start_connection(ns, sk, now)
         self.socks[sk.sk] = sk
         return sk
@@ -85,7 +97,7 @@ class TcpMinisocks:
             return out + [Stop(skb, fn)]
         seq = unwrap(th.seq, sk.rcv_nxt)
         if th.flags & wire.SYN and not th.flags & wire.ACK and seq > sk.rcv_nxt:
-            lsk = self.lookup_listener(t, daddr, th.dport)
+            lsk = self.lookup_listener(t, daddr, th.dport, skb.protocol == ETH_P_IPV6)
             if lsk is not None:
                 self.tcp_done(ns, sk, now, out, 0)
                 return out + self.listen_process(ns, lsk, skb, th, saddr, daddr, now)

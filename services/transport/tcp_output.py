@@ -12,7 +12,9 @@ from ..common.actions import Down
 from ..common.skbuff import IP_ID_SET, new_skb
 from ..common.tcp_offload import GSO_MAX_SIZE, TSO_KEEP, tcp_with
 from ..wire import ipv4, tcp as wire
-from . import tcp_cong
+from ..wire.checksum import pseudo_header_sum6
+from ..wire.ethernet import ETH_P_IPV6
+from . import af_inet6, tcp_cong
 from .tcp import (CA_CWR, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, MAX_SACK_BLOCKS, MS, S, SYN_RECV, SYN_SENT,
                   TCP_ECN_DEMAND_CWR, TCP_ECN_OK, TCP_ECN_QUEUE_CWR, TCP_TIMEOUT_INIT, TCP_TIMEOUT_MIN, Seg)
 
@@ -104,7 +106,7 @@ def segment(tr, ns, sk, seq: int, flags: int, payload: bytes, now: int, cause, f
     if ack:
         flags |= wire.ACK
     sk.dsack = None                                   # sent once (tcp_options_write())
-    tos = sk.tos & ~ipv4.INET_ECN_MASK
+    tos = (sk.tclass if sk.ipv6 else sk.tos) & ~ipv4.INET_ECN_MASK
     if sk.ecn_flags & TCP_ECN_OK and not flags & wire.SYN:
         # tcp_ecn_send(): new data is ECN-capable (ECT(0)) and carries CWR once
         # after a reduction; ACKs and retransmissions are not ECT; ECE echoes a CE
@@ -115,10 +117,16 @@ def segment(tr, ns, sk, seq: int, flags: int, payload: bytes, now: int, cause, f
                 flags |= wire.CWR
         if sk.ecn_flags & TCP_ECN_DEMAND_CWR:
             flags |= wire.ECE
-    data = wire.emit(sk.lport, sk.rport, seq, sk.rcv_nxt if ack else 0, flags, window, opts, payload,
-                     sk.laddr, sk.raddr)
-    skb = new_skb(ns.name, data, cause, sk=sk.sk, saddr=sk.laddr, daddr=sk.raddr, ip_proto=ipv4.IPPROTO_TCP,
-                  ttl=sk.ttl, tos=tos, df=True)
+    if sk.ipv6:                                       # inet6_csk_xmit(): the IPv6 pseudo-header, hop limit
+        data = wire.emit(sk.lport, sk.rport, seq, sk.rcv_nxt if ack else 0, flags, window, opts, payload,
+                         sk.laddr, sk.raddr, pseudo_sum=pseudo_header_sum6)
+        skb = af_inet6.flow_skb(ns.name, data, cause, True, sk.laddr, sk.raddr, ipv4.IPPROTO_TCP, sk=sk.sk,
+                                ttl=sk.hops, tos=tos)
+    else:
+        data = wire.emit(sk.lport, sk.rport, seq, sk.rcv_nxt if ack else 0, flags, window, opts, payload,
+                         sk.laddr, sk.raddr)
+        skb = new_skb(ns.name, data, cause, sk=sk.sk, saddr=sk.laddr, daddr=sk.raddr, ip_proto=ipv4.IPPROTO_TCP,
+                      ttl=sk.ttl, tos=tos, df=True)
     if sk.dst is not None:
         skb.dst.CopyFrom(sk.dst)
     sk.inet_id = (sk.inet_id + 1) & 0xFFFF
@@ -171,23 +179,26 @@ def send_syn(tr, ns, sk, now: int, synack: bool = False, cause=None, fn: str | N
         sk.ecn_flags = TCP_ECN_OK
     elif synack and sk.ecn_flags & TCP_ECN_OK:
         flags |= wire.ECE                             # tcp_ecn_make_synack(): agree
-    fn = fn or ("tcp_v4_send_synack" if synack else "tcp_connect")
+    fn = fn or (("tcp_v6_send_synack" if sk.ipv6 else "tcp_v4_send_synack") if synack else "tcp_connect")
     return segment(tr, ns, sk, sk.iss, flags, b"", now, cause, fn, ack=synack, opts=opts, window=window)
 
 
-def reset_for(ns, skb, th, saddr: int, daddr: int, now: int, fn: str = "tcp_v4_send_reset") -> tuple:
-    """tcp_v4_send_reset(): the RST answering a segment that has no connection
-    (RFC 9293 3.10.7.1): seq from its ACK, or an ACK of everything it occupied."""
+def reset_for(ns, skb, th, saddr: int, daddr: int, now: int, fn: str | None = None) -> tuple:
+    """tcp_v4_send_reset() / tcp_v6_send_reset(): the RST answering a segment
+    that has no connection (RFC 9293 3.10.7.1): seq from its ACK, or an ACK of
+    everything it occupied; in the family the segment came in."""
+    ipv6 = skb.protocol == ETH_P_IPV6
     data_len = len(skb.data) - skb.head
     if th.flags & wire.ACK:
         seq, ack, flags = th.ack, 0, wire.RST
     else:
         occupied = data_len + (1 if th.flags & wire.SYN else 0) + (1 if th.flags & wire.FIN else 0)
         seq, ack, flags = 0, (th.seq + occupied) & MASK, wire.RST | wire.ACK
-    data = wire.emit(th.dport, th.sport, seq, ack, flags, 0, b"", b"", daddr, saddr)
+    data = wire.emit(th.dport, th.sport, seq, ack, flags, 0, b"", b"", daddr, saddr, pseudo_sum=af_inet6.pseudo(ipv6))
     ns.mib["TcpOutRsts"] += 1
     ns.mib["TcpOutSegs"] += 1
-    return Down(new_skb(ns.name, data, skb, saddr=daddr, daddr=saddr, ip_proto=ipv4.IPPROTO_TCP, df=True), fn)
+    rst = af_inet6.flow_skb(ns.name, data, skb, ipv6, daddr, saddr, ipv4.IPPROTO_TCP, df=not ipv6)
+    return Down(rst, fn or ("tcp_v6_send_reset" if ipv6 else "tcp_v4_send_reset"))
 
 
 def send_reset(tr, ns, sk, now: int, out: list, cause=None):
@@ -286,7 +297,7 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit", prob
         sent = True
         if flags & wire.FIN or probe:
             break
-    if len(out) - first > 1:
+    if len(out) - first > 1 and not sk.ipv6:     # GSO here is IPv4's (common/tcp_offload.py): not for IPv6
         out[first:] = tso_coalesce(sk, out[first:], mss, goal)
     if sent and not probe:
         schedule_loss_probe(ns, sk, now, advancing_rto=False)
@@ -487,7 +498,7 @@ def sync_mss(sk, pmtu: int):
     """tcp_sync_mss(): the MSS for a path MTU: IP and TCP headers off, no more
     than the peer's MSS (and TCP_MAXSEG), at least TCP_MIN_SND_MSS, less the
     options every segment carries."""
-    mss = min(pmtu - ipv4.IPV4_HLEN - wire.TCP_HLEN, sk.peer_mss, sk.user_mss or sk.peer_mss)
+    mss = min(pmtu - af_inet6.net_header_len(sk.ipv6) - wire.TCP_HLEN, sk.peer_mss, sk.user_mss or sk.peer_mss)
     sk.pmtu_cookie = pmtu
     sk.mss_cache = max(mss, TCP_MIN_SND_MSS) - (TCPOLEN_TSTAMP_ALIGNED if sk.ts_ok else 0)
 

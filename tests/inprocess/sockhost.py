@@ -60,6 +60,14 @@ class _Context:
 
 
 CTX = _Context()
+_LOOP: list = []
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """One event loop for every in-process stack of the session (the shell's waits run on it)."""
+    if not _LOOP:
+        _LOOP.append(asyncio.new_event_loop())
+    return _LOOP[0]
 
 
 def addr(host: str = "", port: int = 0, scope_id: int = 0, flowinfo: int = 0) -> socket_pb2.SockAddr:
@@ -72,7 +80,7 @@ class Api:
     def __init__(self, net: Net | None = None):
         self.net = net or Net()
         self.shell = self.net.shell
-        self.loop = asyncio.new_event_loop()
+        self.loop = _loop()
         self.shell.loop = self.loop
 
     def _do(self, method, request):
