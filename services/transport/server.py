@@ -14,7 +14,7 @@ from ..common.shell import LayerShell
 from ..common.actions import AskRoute
 from .stack import Transport
 from .udpv6 import UDP6
-from ..wire.ipv4 import ntoa
+from . import af_inet6
 from .tcp import TRACE_NAMES, trace_fields
 
 log = logging.getLogger("pktflow.transport")
@@ -90,11 +90,16 @@ class TransportShell(LayerShell):
             state = TRACE_NAMES[sk.state]
         else:
             th, d = skb.transport_header, skb.data
-            f = {"skaddr": 0, "family": "AF_INET", "sport": int.from_bytes(d[th:th + 2], "big"),
-                 "dport": int.from_bytes(d[th + 2:th + 4], "big"),
-                 "saddr": ntoa(skb.saddr), "daddr": ntoa(skb.daddr)}
+            ipv6, saddr, daddr = af_inet6.pkt_addrs(skb)
+            f = {"skaddr": 0, "family": "AF_INET6" if ipv6 else "AF_INET",
+                 "sport": int.from_bytes(d[th:th + 2], "big"), "dport": int.from_bytes(d[th + 2:th + 4], "big"),
+                 "saddr": af_inet6.ntoa(ipv6, saddr), "daddr": af_inet6.ntoa(ipv6, daddr)}
             state = "UNKNOWN"
         if tp == "tcp:tcp_send_reset":           # a sockaddr here, ports inside (the kernel's fields)
+            if f["family"] == "AF_INET6":        # %pISpc of a sockaddr_in6: [addr]:port
+                src, dst = f.get("saddr_v6", f["saddr"]), f.get("daddr_v6", f["daddr"])
+                return {"skaddr": f["skaddr"], "state": state, "saddr": f"[{src}]:{f['sport']}",
+                        "daddr": f"[{dst}]:{f['dport']}"}
             return {"skaddr": f["skaddr"], "state": state, "saddr": f"{f['saddr']}:{f['sport']}",
                     "daddr": f"{f['daddr']}:{f['dport']}"}
         return {**f, "state": state}

@@ -192,3 +192,46 @@ def test_ss_shows_ipv6_sockets_as_ss_does(monkeypatch, capsys):
     assert rows["LISTEN"] == ["LISTEN", "0", "16", "[::]:5000", "[::]:*"]
     assert rows["ESTAB"][:4] == ["ESTAB", "0", "0", "[2001:db8:2::10]:5000"]
     assert rows["ESTAB"][4].startswith("[2001:db8:1::10]:")
+
+
+def narrowed() -> Api:
+    """r1's eth1 at IPv6's minimum MTU, 1280: h1's 1440-byte segments cannot pass it."""
+    from pktflow.services.common import topology
+    from sockhost import Net
+    text = topology.default_path().read_text().replace("2001:db8:2::1/64], mtu: 1500", "2001:db8:2::1/64], mtu: 1280")
+    return Api(Net(topo=topology.loads(text)))
+
+
+def test_packet_too_big_cuts_the_mss_and_the_data_still_arrives():
+    api = narrowed()
+    srv, c, child = pair(api)
+    data = bytes(range(256)) * 80
+    assert api.sendto(c, data).sent == len(data)
+    got = b""
+    for _ in range(50):
+        got += b"".join(m.data for m in api.recv(child.fd).msgs) if api.net.fs.socks[child.fd].rbytes else b""
+        if len(got) == len(data):
+            break
+        api.net.advance(0.5)                              # the retransmission timer, if it comes to that
+    assert got == data
+    [conn] = [s for s in api.net.tr.tcp.socks.values() if s.netns == "h1"]
+    assert conn.pmtu_cookie == 1280 and conn.mss_cache == 1280 - 60 - 12      # tcp_v6_mtu_reduced()
+    assert max(len(p[TCP].payload) for p in tcp6(api.net, "r1") if p[IPv6].dst == H2) == 1208
+
+
+def test_packet_too_big_to_a_udp_socket_that_said_pmtudisc_do():
+    api = narrowed()
+    IPV6_MTU_DISCOVER, IPV6_RECVERR, IPV6_MTU, MSG_ERRQUEUE = 23, 25, 24, 0x2000
+    srv = api.fd("h2", AF_INET6, 2)
+    api.bind(srv, addr("::", 7000))
+    s = api.fd("h1", AF_INET6, 2)
+    api.setsockopt(s, IPPROTO_IPV6, IPV6_MTU_DISCOVER, 2)            # IPV6_PMTUDISC_DO
+    api.setsockopt(s, IPPROTO_IPV6, IPV6_RECVERR, 1)
+    api.connect(s, addr(H2, 7000))
+    assert api.sendto(s, b"x" * 1400).sent == 1                       # fits h1's 1500
+    [e] = api.recv(s, MSG_ERRQUEUE).msgs
+    assert (e.ee.ee_errno, e.ee.ee_origin, e.ee.ee_type, e.ee.ee_info) == (errno.EMSGSIZE, 3, 2, 1280)
+    assert api.getsockopt(s, IPPROTO_IPV6, IPV6_MTU) == (0, 1280)       # ip learned it
+    assert api.sendto(s, b"x" * 1400).status.err == errno.EMSGSIZE
+    assert api.sendto(s, b"x" * 1200).sent == 1
+    assert len(api.recv(srv).msgs[0].data) == 1200
