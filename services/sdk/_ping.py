@@ -160,7 +160,10 @@ def _await_reply(sock, seq, sent_ns, deadline, result, on_reply, reply_type: int
         if len(data) >= 24:                  # iputils times from the timeval it sent
             sec, usec = struct.unpack("<qq", data[8:24])
             rtt = max(0.0, (d.tstamp or time.time_ns()) / 1e9 - (sec + usec / 1e6))
-        reply = Reply(seq, d.ttl, rtt, len(data), d.addr.host)
+        src = d.addr.host
+        if d.addr.scope_id:                   # getnameinfo(NI_NUMERICHOST): a link-local sender with its zone
+            src += "%" + s.scope_name(sock.netns, d.addr.scope_id)
+        reply = Reply(seq, d.ttl, rtt, len(data), src)
         if on_reply:
             on_reply(reply)
         return reply

@@ -88,16 +88,25 @@ def _is_ipv6(text: str) -> bool:
         return False
 
 
+def _interfaces(netns: str) -> dict[str, int]:
+    import json
+    return json.loads(_client.admin("socket", netns, "interfaces").json)
+
+
 def scope_index(netns: str, scope: str) -> int:
     """if_nametoindex() on the emulated host (a zone index: a name or a number),
     as getaddrinfo() resolves %eth0; gaierror when there is no such interface."""
     if scope.isdigit():
         return int(scope)
-    import json
-    known = json.loads(_client.admin("socket", netns, "interfaces").json)
+    known = _interfaces(netns)
     if scope not in known:
         raise _pysocket.gaierror(_pysocket.EAI_NONAME, "Name or service not known")
     return known[scope]
+
+
+def scope_name(netns: str, index: int) -> str:
+    """if_indextoname() on the emulated host: how getnameinfo() writes a zone (%eth0)."""
+    return next((name for name, i in _interfaces(netns).items() if i == index), str(index))
 
 
 def _host6(host, netns: str) -> str:

@@ -26,7 +26,7 @@ def cmd_ping(a) -> int:
         print(f"ping: {a.dest}: Address family for hostname not supported", file=sys.stderr)
         return 2
     if v6:                                             # ping6_common.c: "%d data bytes"
-        print(f"PING {a.dest} ({a.dest.partition('%')[0]}) {size} data bytes", flush=True)
+        print(f"PING {a.dest} ({a.dest}) {size} data bytes", flush=True)
     else:
         print(f"PING {a.dest} ({a.dest}) {size}({size + 28}) bytes of data.", flush=True)
 

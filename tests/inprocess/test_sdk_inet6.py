@@ -104,6 +104,10 @@ def test_ping6_as_iputils_prints_it(api, capsys):
     assert cli.main(["ping", "-4", "-n", "h1", "-c", "1", H2]) == 2
 
 
-def test_ping6_link_local_with_its_zone(api):
+def test_ping6_link_local_with_its_zone(api, capsys):
     res = pktflow.ping("fe80::ff:fe00:101%eth0", netns="h1", count=1)
-    assert [(r.ttl, r.src) for r in res.replies] == [(64, "fe80::ff:fe00:101")]
+    assert [(r.ttl, r.src) for r in res.replies] == [(64, "fe80::ff:fe00:101%eth0")]
+    assert cli.main(["ping", "-n", "h1", "-c", "1", "fe80::ff:fe00:101%eth0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "PING fe80::ff:fe00:101%eth0 (fe80::ff:fe00:101%eth0) 56 data bytes"
+    assert out[1].startswith("64 bytes from fe80::ff:fe00:101%eth0: icmp_seq=1 ttl=64 time=")
