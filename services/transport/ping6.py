@@ -29,7 +29,7 @@ def send_target(sock: InetSock, skb) -> Target:
         if needs_scope_id(daddr):
             oif = call.scope_id
     elif sock.connected:
-        daddr = sock.raddr
+        daddr = sock.raddr if sock.ipv6 else ipv6.v4mapped(sock.raddr)     # connected to ::ffff:a.b.c.d: EINVAL below
     else:
         return Target(errno.EDESTADDRREQ)
     oif = oif or sock.bound_dev_if

@@ -275,9 +275,7 @@ class Transport:
         op = call.op
         if op == ProtoCall.BIND:
             return self.complete(skb, self.bind6(ns, sock, call), sock)
-        if op == ProtoCall.CONNECT:
-            if sock.proto == IPPROTO_ICMPV6 and ipv6.is_v4mapped(af_inet6.from16(call.addr6)):
-                return self.complete(skb, errno.EINVAL, sock)          # a ping6 socket has no IPv4 side
+        if op == ProtoCall.CONNECT:            # ip6_datagram_connect() (ping6's too: ..._v6_only checks the family)
             return self.complete(skb, udpv6.connect(self, ns, sock, call), sock)
         if op == ProtoCall.DISCONNECT:
             udpv6.disconnect(sock)

@@ -43,6 +43,9 @@ def test_what_ping_v6_sendmsg_refuses():
     assert st.done(st.sendto(s, REQUEST, ipv6.v4mapped(ipv4.aton("10.0.2.10")))).err == errno.EINVAL
     assert st.done(st.sendto(s, REQUEST, A6("fe80::1"))).err == errno.EINVAL              # no scope
     assert st.done(st.sendto(s, REQUEST, None)).err == errno.EDESTADDRREQ
+    t = st.socket(4, proto=IPPROTO_ICMPV6)
+    assert st.connect(t, ipv6.v4mapped(ipv4.aton("10.0.2.10")), 0).err == 0      # ip6_datagram_connect() lets it
+    assert st.done(st.sendto(t, REQUEST, None)).err == errno.EINVAL              # ping_v6_sendmsg() does not
     [skb] = downs(st.sendto(s, REQUEST, A6("fe80::ff:fe00:101"), scope_id=2))
     assert skb.saddr6 == b16(H1_LL) and skb.dst.oif == 2
 
