@@ -202,9 +202,9 @@ def udpv6_rcv(tr, ns, skb, now: int) -> list:
         return dropped
     if ipv6.is_multicast(daddr):               # __udp6_lib_mcast_deliver()
         socks = ns.udp.all_for(daddr, uh.dport, ipv6=True)
-        if not socks:
+        if not socks:                          # kfree_skb(): no reason given
             ns.mib["Udp6IgnoredMulti"] += 1
-            return [Drop(skb, "udpv6_rcv", "NO_SOCKET")]
+            return [Drop(skb, "udpv6_rcv", "NOT_SPECIFIED")]
         return udp4.deliver_all(ns, socks, skb, "Udp6", "udpv6_rcv")
     sock = ns.udp.lookup(daddr, uh.dport, saddr, uh.sport, ipv6=True)
     if uh.checksum == 0:                       # udp6_csum_zero_error()

@@ -255,3 +255,16 @@ def test_packet_too_big_teaches_ip_the_path_mtu():
     assert up.event.err == errno.EMSGSIZE                  # hard: PMTU discovery is on (WANT)
     st.setsockopt(s, IPPROTO_IPV6, IPV6_MTU_DISCOVER, 2)     # IPV6_PMTUDISC_DO
     assert st.done(st.sendto(s, b"x" * 1400, None)).err == errno.EMSGSIZE
+
+
+def test_multicast_to_every_socket_and_ignored_when_none():
+    st = V6()
+    a, b = st.socket(3), st.socket(4)
+    for s in (a, b):
+        st.setsockopt(s, SOL_SOCKET, SO_REUSEADDR, 1)
+        st.bind(s, 0, 9000)
+    got = ups(st.rcv(udp6(H2, A6("ff02::1"), 4000, 9000)))
+    assert sorted(u.sk for u in got) == [a, b]
+    out = st.rcv(udp6(H2, A6("ff02::1"), 4000, 9001))
+    assert [a.reason for a in out if type(a) is Drop] == ["NOT_SPECIFIED"] and not downs(out)
+    assert st.ns.mib["Udp6IgnoredMulti"] == 1 and st.ns.mib["Udp6NoPorts"] == 0
