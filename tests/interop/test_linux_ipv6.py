@@ -1,20 +1,28 @@
 """IPv6 with the real Linux kernel as the peer: an emulated dual-stack h1 whose
 eth0 is a TAP in a namespace where Linux has 2001:db8:1::99 (IPv6 on, unlike the
-IPv4 tests' peer). Neighbour discovery both ways, ping -6 both ways (global and
-link-local), UDP over IPv6; tshark finds no malformed frame on the TAP."""
+IPv4 tests' peer), and behind it a second namespace routed through it (loss made
+in the router's FORWARD chain is real loss to both TCPs). Neighbour discovery
+both ways, ping -6 both ways (global and link-local), UDP over IPv6, HTTP over
+IPv6 both ways (curl -6, python -m http.server --bind ::), bulk TCP with loss both
+ways (nc -6); tshark finds no malformed frame on the TAP."""
+import hashlib
 import os
+import random
 import re
 import shutil
 import subprocess
+import threading
 
 import pytest
 
 import pktflow
-from interop.conftest import PORT_BASE as BASE, WHY_NOT, LinuxPeer
+from interop.conftest import PORT_BASE as BASE, WHY_NOT, LinuxPeer, wait_port
+from interop.test_linux_peer import forward_drop
 
 PORT_BASE = BASE + 300
 LINUX6, EMU6, EMU_LL = "2001:db8:1::99", "2001:db8:1::10", "fe80::ff:fe00:10a"
 EMU_MAC = "02:00:00:00:01:0a"
+FAR6, FAR_GW6 = "2001:db8:9::2", "2001:db8:9::1"
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +53,21 @@ def linux6(tmp_path_factory):
         peer.run("ip", "link", "set", tap, "address", "02:00:00:00:01:63")
         peer.run("ip", "addr", "add", f"{LINUX6}/64", "dev", tap, "nodad")
         peer.run("ip", "link", "set", tap, "up")
-        peer.run("ip", "-6", "addr", "show", "dev", tap)
+        peer.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        far = LinuxPeer(netns + "f", tap, stack, wire)
+        subprocess.run(["ip", "netns", "add", far.netns], check=True, capture_output=True)
+        peer.run("ip", "link", "add", "fwd0", "type", "veth", "peer", "name", "fwd1", "netns", far.netns)
+        peer.run("ip", "addr", "add", f"{FAR_GW6}/64", "dev", "fwd0", "nodad")
+        peer.run("ip", "link", "set", "fwd0", "up")
+        far.run("ip", "link", "set", "lo", "up")
+        far.run("ip", "addr", "add", f"{FAR6}/64", "dev", "fwd1", "nodad")
+        far.run("ip", "link", "set", "fwd1", "up")
+        far.run("ip", "-6", "route", "add", "default", "via", FAR_GW6)
+        if shutil.which("ethtool"):              # segments on the wire as TCP made them
+            for p, dev in ((peer, tap), (peer, "fwd0"), (far, "fwd1")):
+                p.run("ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off",
+                      check=False)
+        peer.far = far
         yield peer
     finally:
         if saved is None:
@@ -53,10 +75,12 @@ def linux6(tmp_path_factory):
         else:
             os.environ["PKTFLOW_ENDPOINT"] = saved
         stack.stop()
+        subprocess.run(["ip", "netns", "del", netns + "f"], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+    from conftest import WINDOWS
     from wirecheck import available, check
     if available():
-        complaints = check(wire, ())
+        complaints = check(wire, WINDOWS)
         assert not complaints, "tshark on the TAP's wire:\n" + "\n".join(complaints[:40])
 
 
@@ -108,3 +132,99 @@ def test_udp_over_ipv6_both_ways(linux6):
             assert data == b"from linux\n" and addr[:2] == (LINUX6, 45903)
     finally:
         rx.kill()
+
+
+def test_curl_6_fetches_from_an_sdk_http_server(linux6):
+    need("curl")
+    body = random.Random(31).randbytes(1_000_000)
+    srv = pktflow.socket(pktflow.AF_INET6, pktflow.SOCK_STREAM, netns="h1")
+    srv.bind(("::", 8086))
+    srv.listen()
+    srv.settimeout(30)
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.settimeout(30)
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += conn.recv(4096)
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        conn.close()
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        got = linux6.run("curl", "-6", "-sS", "-m", "60", f"http://[{EMU6}]:8086/blob", text=False).stdout
+    finally:
+        t.join(30)
+        srv.close()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(body).digest()
+
+
+def test_sdk_client_downloads_from_linux_http_server_bound_to_any6(linux6, tmp_path):
+    blob = random.Random(32).randbytes(1_500_000)
+    (tmp_path / "blob").write_bytes(blob)
+    server = linux6.popen("python3", "-m", "http.server", "8006", "--bind", "::", "--directory", str(tmp_path),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(linux6, 8006)
+        with pktflow.socket(pktflow.AF_INET6, pktflow.SOCK_STREAM, netns="h1") as s:
+            s.settimeout(30)
+            s.connect((LINUX6, 8006))
+            s.sendall(b"GET /blob HTTP/1.0\r\nHost: linux\r\n\r\n")
+            reply = b""
+            while chunk := s.recv(1 << 20):
+                reply += chunk
+        head, got = reply.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.0 200") and got == blob
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def loss6(linux6):
+    """2% random loss of TCP both ways, in the Linux router's FORWARD chain."""
+    return forward_drop(linux6, "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", "0.02",
+                        tool="ip6tables")
+
+
+@pytest.mark.impaired
+def test_bulk_both_ways_with_loss(linux6, tmp_path):
+    need("nc")
+    data = random.Random(33).randbytes(2_000_000)
+    (tmp_path / "data").write_bytes(data)
+    got = []
+    srv = pktflow.socket(pktflow.AF_INET6, pktflow.SOCK_STREAM, netns="h1")
+    srv.bind(("::", 9106))
+    srv.listen(1)
+    srv.settimeout(60)
+
+    def receive():
+        conn, _ = srv.accept()
+        conn.settimeout(120)
+        buf = bytearray()
+        while chunk := conn.recv(1 << 20):
+            buf += chunk
+        got.append(bytes(buf))
+        conn.close()
+    t = threading.Thread(target=receive)
+    t.start()
+    far = linux6.far
+    try:
+        with loss6(linux6) as loss:
+            far.run("sh", "-c", f"nc -6 -N {EMU6} 9106 < {tmp_path / 'data'}", timeout=180)      # Linux -> pktflow
+            t.join(180)
+            sink = far.popen("sh", "-c", f"nc -6 -l {FAR6} 9107 > {tmp_path / 'back'}")         # pktflow -> Linux
+            try:
+                wait_port(far, 9107)
+                with pktflow.socket(pktflow.AF_INET6, pktflow.SOCK_STREAM, netns="h1") as s:
+                    s.settimeout(120)
+                    s.connect((FAR6, 9107))
+                    s.sendall(data)
+                sink.wait(180)
+            finally:
+                sink.kill()
+            assert loss.dropped() > 0
+    finally:
+        srv.close()
+    assert got and got[0] == data
+    assert (tmp_path / "back").read_bytes() == data

@@ -138,20 +138,20 @@ class forward_drop:
     namespace: real loss to both TCPs, no sch_netem here), removed on exit;
     `dropped()` reads its packet counter."""
 
-    def __init__(self, linux, *match):
-        need("iptables")
-        self.linux, self.rule = linux, ("FORWARD", *match, "-j", "DROP")
+    def __init__(self, linux, *match, tool="iptables"):
+        need(tool)
+        self.linux, self.rule, self.tool = linux, ("FORWARD", *match, "-j", "DROP"), tool
 
     def __enter__(self):
-        self.linux.run("iptables", "-I", *self.rule)
+        self.linux.run(self.tool, "-I", *self.rule)
         return self
 
     def dropped(self) -> int:
-        out = self.linux.run("iptables", "-L", "FORWARD", "-v", "-x", "-n").stdout
+        out = self.linux.run(self.tool, "-L", "FORWARD", "-v", "-x", "-n").stdout
         return sum(int(line.split()[0]) for line in out.splitlines() if "DROP" in line)
 
     def __exit__(self, *exc):
-        self.linux.run("iptables", "-D", *self.rule, check=False)
+        self.linux.run(self.tool, "-D", *self.rule, check=False)
 
 
 def forward_loss(linux):
