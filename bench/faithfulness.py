@@ -12,9 +12,9 @@ options, the initial window (a tail loss probe after it), ping TTLs, the ICMP
 errors for a closed UDP port and for TTL expiry, the answer to an ECN-setup
 SYN; over IPv6 (both worlds dual-stacked as record6.sh does it): ping -6's hop
 limits and flow labels, the neighbour solicitation and advertisement for the
-router, the ICMPv6 errors for a closed UDP port and hop-limit expiry. A row that differs is "known" only when pktflow shows the exact value
-KNOWN expects of it, and says why; any other difference is a bug, and the
-command exits 1.
+router, the ICMPv6 errors for a closed UDP port and hop-limit expiry. A row
+that differs is "known" only when pktflow shows the exact value KNOWN expects
+of it, and says why; any other difference is a bug, and the command exits 1.
 
 Needs root, iproute2, tcpdump, ping and scapy (the test extra).
 """
