@@ -86,10 +86,10 @@ def probe_tcp_client(sk):
     return got
 
 
-def probe_udp_closed_port(sk):
+def probe_udp_closed_port(sk, family=None, dst=H2):
     """A connected UDP socket to a closed port: the ICMP error, then the errno recv() gives."""
-    s = sk.socket(sk.AF_INET, sk.SOCK_DGRAM)
-    s.connect((H2, UDP_CLOSED))
+    s = sk.socket(family or sk.AF_INET, sk.SOCK_DGRAM)
+    s.connect((dst, UDP_CLOSED))
     s.send(b"hello")
     s.settimeout(2)
     try:
@@ -113,19 +113,7 @@ def probe_ttl_expiry(sk):
 
 def probe_udp6_closed_port(sk):
     """probe_udp_closed_port over IPv6: ICMPv6 port unreachable, then recv()'s errno."""
-    s = sk.socket(sk.AF_INET6, sk.SOCK_DGRAM)
-    s.connect((H2_6, UDP_CLOSED))
-    s.send(b"hello")
-    s.settimeout(2)
-    try:
-        s.recv(100)
-        return "no error"
-    except ConnectionRefusedError:
-        return "ECONNREFUSED"
-    except (TimeoutError, OSError) as e:
-        return type(e).__name__
-    finally:
-        s.close()
+    return probe_udp_closed_port(sk, sk.AF_INET6, H2_6)
 
 
 def probe_hoplimit_expiry(sk):

@@ -12,6 +12,8 @@ The accounting: deltas over the run, once every counter has stopped moving.
          sent what was fuzzed plus what the stacks themselves sent:
            sum rx_packets == sum tx_packets
                           == frames + IpOutTransmits + ArpOutRequests + ArpOutReplies
+                                    + Ip6OutTransmits + link's Icmp6OutMsgs (neighbour
+                                      discovery, router solicitations, MLD reports)
   fate:  in each host, every frame its NICs received ended as exactly one of
            rx_packets == ArpInConsumed                (ARP: answered or learnt from)
                        + IpForwDatagrams              (forwarded)
@@ -172,7 +174,8 @@ def account(before: dict, after: dict, frames: int) -> dict:
         for k, v in own.items():
             reason = k.split(".Drop", 1)[1]
             drops[reason] = drops.get(reason, 0) + v
-        stack_sent += sum(c.get(k, 0) for k in ("ip.IpOutTransmits", "link.ArpOutRequests", "link.ArpOutReplies"))
+        stack_sent += sum(c.get(k, 0) for k in ("ip.IpOutTransmits", "link.ArpOutRequests", "link.ArpOutReplies",
+                                                "ip.Ip6OutTransmits", "link.Icmp6OutMsgs"))
         reassembled += c.get("ip.IpReasmOKs", 0)
     rx, tx = (sum(d.get(f"{ns}.{k}", 0) for ns in HOSTS) for k in ("rx_packets", "tx_packets"))
     wire = {"rx": rx, "tx": tx, "fuzzed + stack_sent": frames + stack_sent}

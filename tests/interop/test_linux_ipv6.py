@@ -17,7 +17,7 @@ import pytest
 
 import pktflow
 from interop.conftest import PORT_BASE as BASE, WHY_NOT, LinuxPeer, wait_port
-from interop.test_linux_peer import forward_drop
+from interop.test_linux_peer import forward_drop, receiver
 
 PORT_BASE = BASE + 300
 LINUX6, EMU6, EMU_LL = "2001:db8:1::99", "2001:db8:1::10", "fe80::ff:fe00:10a"
@@ -192,22 +192,7 @@ def test_bulk_both_ways_with_loss(linux6, tmp_path):
     need("nc")
     data = random.Random(33).randbytes(2_000_000)
     (tmp_path / "data").write_bytes(data)
-    got = []
-    srv = pktflow.socket(pktflow.AF_INET6, pktflow.SOCK_STREAM, netns="h1")
-    srv.bind(("::", 9106))
-    srv.listen(1)
-    srv.settimeout(60)
-
-    def receive():
-        conn, _ = srv.accept()
-        conn.settimeout(120)
-        buf = bytearray()
-        while chunk := conn.recv(1 << 20):
-            buf += chunk
-        got.append(bytes(buf))
-        conn.close()
-    t = threading.Thread(target=receive)
-    t.start()
+    srv, t, got = receiver(pktflow.AF_INET6, ("::", 9106))
     far = linux6.far
     try:
         with loss6(linux6) as loss:

@@ -159,14 +159,11 @@ def forward_loss(linux):
     return forward_drop(linux, "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", "0.02")
 
 
-@pytest.mark.impaired
-def test_bulk_from_linux_with_loss(linux, tmp_path):
-    need("nc")
-    data = random.Random(22).randbytes(4_000_000)
-    (tmp_path / "data").write_bytes(data)
+def receiver(family, addr):
+    """An h1 listener on `addr` and a thread reading one connection to its end into `got`."""
     got = []
-    srv = pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1")
-    srv.bind(("", 9100))
+    srv = pktflow.socket(family, pktflow.SOCK_STREAM, netns="h1")
+    srv.bind(addr)
     srv.listen(1)
     srv.settimeout(60)
 
@@ -180,6 +177,15 @@ def test_bulk_from_linux_with_loss(linux, tmp_path):
         conn.close()
     t = threading.Thread(target=receive)
     t.start()
+    return srv, t, got
+
+
+@pytest.mark.impaired
+def test_bulk_from_linux_with_loss(linux, tmp_path):
+    need("nc")
+    data = random.Random(22).randbytes(4_000_000)
+    (tmp_path / "data").write_bytes(data)
+    srv, t, got = receiver(pktflow.AF_INET, ("", 9100))
     before = linux.far.mib()
     try:
         with forward_loss(linux) as loss:

@@ -415,7 +415,8 @@ def test_pktflow_softnet_shows_backlog_drops_and_time_squeezes_set_by_sysctl(tmp
         return [int(c, 16) for c in r.stdout.split()]
     try:
         with sdk_endpoint(s.endpoint):
-            assert softnet("h1")[:3] == [0, 0, 0]
+            base = softnet("h1")                # IPv6's start (DAD, MLD reports) has had frames processed
+            assert base[1:3] == [0, 0]
             r = cli("sysctl", "-n", "h1", "-w", "net.core.netdev_max_backlog=-1")
             assert (r.returncode, r.stdout, r.stderr) == (0, "net.core.netdev_max_backlog = -1\n", "")
             assert pktflow.ping("127.0.0.1", netns="h1", count=2, timeout=0.5).replies == [None, None]
@@ -424,7 +425,8 @@ def test_pktflow_softnet_shows_backlog_drops_and_time_squeezes_set_by_sysctl(tmp
             assert (c["SoftnetDropped"], c["DropCPU_BACKLOG"]) == (2, 2), c
             cli("sysctl", "-n", "h1", "-w", "net.core.netdev_max_backlog=1000")
             assert None not in pktflow.ping("127.0.0.1", netns="h1", count=2).replies
-            assert softnet("h1")[:2] == [2 + 2, 2]                   # requests and replies, each up once
+            processed, dropped = softnet("h1")[:2]
+            assert processed - base[0] >= 2 + 2 and dropped == 2    # requests and replies, each up once
 
             assert cli("sysctl", "-n", "r1", "-qw", "net.core.netdev_budget=1").returncode == 0
             assert None not in pktflow.ping("10.0.2.10", netns="h1", count=3, interval=0.05).replies
