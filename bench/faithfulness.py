@@ -12,7 +12,8 @@ options, the initial window (a tail loss probe after it), ping TTLs, the ICMP
 errors for a closed UDP port and for TTL expiry, the answer to an ECN-setup
 SYN; over IPv6 (both worlds dual-stacked as record6.sh does it): ping -6's hop
 limits and flow labels, the neighbour solicitation and advertisement for the
-router, the ICMPv6 errors for a closed UDP port and hop-limit expiry. A row
+router, the ICMPv6 errors for a closed UDP port and hop-limit expiry, the SYN's
+and SYN-ACK's options and windows over IPv6. A row
 that differs is "known" only when pktflow shows the exact value KNOWN expects
 of it, and says why; any other difference is a bug, and the command exits 1.
 
@@ -124,11 +125,11 @@ def probe_hoplimit_expiry(sk):
     s.close()
 
 
-def probe_tcp_listener(sk, ready=print):
+def probe_tcp_listener(sk, ready=print, family=None, addr=H2):
     """h2: a listener that never accepts; the kernel answers SYNs on its own."""
-    srv = sk.socket(sk.AF_INET, sk.SOCK_STREAM)
+    srv = sk.socket(family or sk.AF_INET, sk.SOCK_STREAM)
     srv.setsockopt(sk.SOL_SOCKET, sk.SO_REUSEADDR, 1)
-    srv.bind((H2, ECN_PORT))
+    srv.bind((addr, ECN_PORT))
     srv.listen(1)
     srv.settimeout(1.5)
     ready("ready")
@@ -137,6 +138,19 @@ def probe_tcp_listener(sk, ready=print):
     except (TimeoutError, OSError):
         pass
     srv.close()
+
+
+def probe_tcp6_listener(sk, ready=print):
+    """probe_tcp_listener on h2's IPv6 address."""
+    probe_tcp_listener(sk, ready, sk.AF_INET6, H2_6)
+
+
+def probe_tcp6_connect(sk):
+    """h1: a TCP handshake over IPv6 (the listener answers it), then a close."""
+    s = sk.socket(sk.AF_INET6, sk.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect((H2_6, ECN_PORT))
+    s.close()
 
 
 def probe_ecn_syn(sk):
@@ -158,8 +172,9 @@ def probe_ecn_syn(sk):
 PROBES = {"tcp_server": probe_tcp_server, "tcp_client": probe_tcp_client,
           "udp_closed_port": probe_udp_closed_port, "ttl_expiry": probe_ttl_expiry,
           "tcp_listener": probe_tcp_listener, "ecn_syn": probe_ecn_syn,
-          "udp6_closed_port": probe_udp6_closed_port, "hoplimit_expiry": probe_hoplimit_expiry}
-BACKGROUND = {"tcp_server", "tcp_listener"}       # they say "ready" once listening
+          "udp6_closed_port": probe_udp6_closed_port, "hoplimit_expiry": probe_hoplimit_expiry,
+          "tcp6_listener": probe_tcp6_listener, "tcp6_connect": probe_tcp6_connect}
+BACKGROUND = {"tcp_server", "tcp_listener", "tcp6_listener"}       # they say "ready" once listening
 
 
 # --- The two worlds ---
@@ -333,6 +348,12 @@ def record(world, out: pathlib.Path) -> dict:
     scenario("ipv6-echo", lambda: world.ping(dst=H2_6))
     scenario("ipv6-udp-port-unreachable", lambda: world.probe("h1", "udp6_closed_port"))
     scenario("ipv6-hoplimit-exceeded", lambda: world.probe("h1", "hoplimit_expiry"))
+
+    def tcp6():
+        listener = world.probe("h2", "tcp6_listener", background=True)
+        world.probe("h1", "tcp6_connect")
+        (listener.wait if hasattr(listener, "wait") else listener.join)(10)
+    scenario("ipv6-tcp-handshake", tcp6)
     return results
 
 
@@ -435,6 +456,13 @@ def facts6(d: pathlib.Path) -> dict:
     f["NA from r1: R S O flags, target lladdr"] = "none" if na is None else \
         f"{na[ICMPv6ND_NA].R}{na[ICMPv6ND_NA].S}{na[ICMPv6ND_NA].O} " \
         f"{lladdr(na, ICMPv6NDOptDstLLAddr)}"
+    from scapy.layers.inet import TCP
+    tcp = [p for p in frames("ipv6-tcp-handshake", "h2") if TCP in p]
+    for label, flags in (("SYN over IPv6", "S"), ("SYN-ACK over IPv6", "SA")):
+        p = next((p for p in tcp if p[TCP].flags == flags), None)
+        f[f"{label}: options"] = "none" if p is None else _options(p[TCP])
+        f[f"{label}: window, hop limit, payload length"] = "none" if p is None else \
+            f"{p[TCP].window} {p[IPv6].hlim} {p[IPv6].plen}"
     for name, label in (("ipv6-udp-port-unreachable", "closed UDP port over IPv6"),
                         ("ipv6-hoplimit-exceeded", "hop limit expiry")):
         err = next(p for p in frames(name, "h1") if p[IPv6].nh == 58 and p.payload.payload.type in (1, 3))
