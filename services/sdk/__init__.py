@@ -12,7 +12,9 @@ It talks to the socket service at PKTFLOW_ENDPOINT (default localhost:50051).
 from ._capture import Capture, capture
 from ._ping import PingError, PingResult, Reply, ping
 from . import _socket
-from ._socket import getdefaulttimeout, htons, ntohs, setdefaulttimeout, socket, wait_ready
+from ._socket import (SocketIO, create_connection, create_server, getdefaulttimeout, has_dualstack_ipv6, htons,
+                      ntohs, setdefaulttimeout, socket, wait_ready)
+from ._netdb import getaddrinfo, gethostbyname, gethostbyname_ex, getnameinfo
 from ._xsk import xdp_socket, xsk
 
 # The socket module's constants: AF_INET, SOCK_DGRAM, SO_RCVBUF, IP_TTL, ...
@@ -22,7 +24,10 @@ timeout = TimeoutError
 error = OSError
 gaierror = _socket._pysocket.gaierror
 has_ipv6 = True
+# getaddrinfo()'s flags and errors, getnameinfo()'s flags
+globals().update({k: v for k, v in vars(_socket._pysocket).items() if k.startswith(('AI_', 'EAI_', 'NI_'))})
 
 __all__ = ["socket", "xsk", "xdp_socket", "ping", "capture", "Capture", "PingResult", "PingError", "Reply",
            "wait_ready", "getdefaulttimeout", "setdefaulttimeout", "htons", "ntohs", "timeout", "error", "gaierror",
-           "has_ipv6"]
+           "has_ipv6", "SocketIO", "create_connection", "create_server", "has_dualstack_ipv6", "getaddrinfo",
+           "gethostbyname", "gethostbyname_ex", "getnameinfo"]

@@ -1,5 +1,6 @@
 """pktflow.socket: Python's socket interface on an emulated host."""
 import errno
+import io
 import os
 import socket as _pysocket
 import struct
@@ -230,8 +231,9 @@ class socket(_FileLike):
         return super().__new__(cls)
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0, *, netns: str,
-                 _fd: int | None = None):
+                 fileno: int | None = None, _fd: int | None = None, _refs: list | None = None):
         self._stub = _client.stub()
+        _fd = fileno if _fd is None else _fd
         if _fd is None:
             reply = _client.call(self._stub.Create, socket_pb2.CreateRequest(
                 netns=netns, family=family, type=type, protocol=proto, pid=os.getpid()))
@@ -241,6 +243,9 @@ class socket(_FileLike):
         self.family, self.type, self.proto, self.netns = family, type, proto, netns
         self._timeout = _default_timeout
         self._closed = False
+        self._user_closed = False          # close() called, the service socket kept for open makefile()s
+        self._io_refs = 0
+        self._refs = _refs if _refs is not None else [1]   # objects (dup()) sharing the service socket
 
     def _wait_arg(self, flags: int = 0) -> float:
         """How long the service may block for this call: -1 forever, 0 not at all."""
@@ -414,6 +419,11 @@ class socket(_FileLike):
         buffer[:len(data)] = data
         return len(data)
 
+    def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):
+        data, addr = self.recvfrom(nbytes or len(buffer), flags)
+        buffer[:len(data)] = data
+        return len(data), addr
+
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0):
         """recvmsg(2): (data, ancdata, msg_flags, address). Control messages:
         IP_TTL and IP_TOS when IP_RECVTTL/IP_RECVTOS are on (IPV6_HOPLIMIT and
@@ -502,17 +512,235 @@ class socket(_FileLike):
         return -1 if self._closed else self._fd
 
     def close(self):
+        """As CPython's: the socket is closed once no makefile() object uses it;
+        the service's socket once no dup() of it is open."""
+        self._user_closed = True
+        if self._io_refs <= 0:
+            self._real_close()
+
+    def _real_close(self):
         if self._closed:
             return
         self._closed = True
+        self._refs[0] -= 1
+        if self._refs[0] > 0:
+            return
         try:
             self._stub.Close(socket_pb2.FdRequest(fd=self._fd), timeout=5)
         except grpc.RpcError:
             pass                       # the service is gone: so is the socket
 
+    def _decref_socketios(self):
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._user_closed:
+            self.close()
+
+    def dup(self):
+        """Another socket object for the same service socket (as dup(2) gives another
+        descriptor for one file): the service's socket closes when the last of them does."""
+        self._fdcheck()
+        self._refs[0] += 1
+        twin = socket(self.family, self.type, self.proto, netns=self.netns, _fd=self._fd, _refs=self._refs)
+        twin._timeout = self._timeout
+        return twin
+
+    def detach(self) -> int:
+        """This object lets go of the service socket without closing it and returns its
+        number (the service's fd in the netns, not a descriptor of this process): only
+        pktflow.socket(family, type, proto, netns=..., fileno=n) can take it up again."""
+        if self._closed:
+            return -1
+        self._closed = self._user_closed = True
+        self._refs[0] -= 1
+        return self._fd
+
+    def makefile(self, mode="r", buffering=None, *, encoding=None, errors=None, newline=None):
+        """A file object over the socket, as CPython's socket.makefile(): a SocketIO
+        (recv_into/send) under io's BufferedReader/Writer/RWPair and TextIOWrapper."""
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        writing, reading, binary = "w" in mode, "r" in mode or "w" not in mode, "b" in mode
+        rawmode = ("r" if reading else "") + ("w" if writing else "")
+        raw = SocketIO(self, rawmode)
+        self._io_refs += 1
+        if buffering is None:
+            buffering = -1
+        if buffering < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if not binary:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        if reading and writing:
+            buf = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buf = io.BufferedReader(raw, buffering)
+        else:
+            buf = io.BufferedWriter(raw, buffering)
+        if binary:
+            return buf
+        text = io.TextIOWrapper(buf, encoding, errors, newline)
+        text.mode = mode
+        return text
+
+    def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
+        """Sends the file's bytes with send() (CPython's _sendfile_use_send fallback)."""
+        self._fdcheck()
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if self.type != SOCK_STREAM:
+            raise ValueError("only SOCK_STREAM type sockets are supported")
+        if count is not None and (not isinstance(count, int) or count <= 0):
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+        if offset:
+            file.seek(offset)
+        total = 0
+        try:
+            while count is None or total < count:
+                want = 8192 if count is None else min(8192, count - total)
+                data = file.read(want)
+                if not data:
+                    break
+                self.sendall(data)
+                total += len(data)
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset + total)
+
     def __repr__(self):
         state = "closed" if self._closed else f"fd={self._fd}"
         return f"<pktflow.socket {state}, netns={self.netns!r}, family={self.family}, type={self.type}>"
+
+
+class SocketIO(io.RawIOBase):
+    """CPython's socket.SocketIO: raw I/O over a socket's recv_into and send."""
+
+    def __init__(self, sock, mode):
+        if mode not in ("r", "w", "rw", "rb", "wb", "rwb"):
+            raise ValueError(f"invalid mode: {mode!r}")
+        super().__init__()
+        self._sock, self._mode = sock, mode.replace("b", "")
+        self._reading, self._writing = "r" in mode, "w" in mode
+        self._timeout_occurred = False
+
+    def readinto(self, b):
+        self._checkClosed()
+        self._checkReadable()
+        if self._timeout_occurred:
+            raise OSError("cannot read from timed out object")
+        try:
+            return self._sock.recv_into(b)
+        except TimeoutError:
+            self._timeout_occurred = True
+            raise
+        except BlockingIOError:
+            return None
+
+    def write(self, b):
+        self._checkClosed()
+        self._checkWritable()
+        try:
+            return self._sock.send(b)
+        except BlockingIOError:
+            return None
+
+    def readable(self):
+        if self.closed:
+            raise ValueError("I/O operation on closed socket.")
+        return self._reading
+
+    def writable(self):
+        if self.closed:
+            raise ValueError("I/O operation on closed socket.")
+        return self._writing
+
+    def seekable(self):
+        if self.closed:
+            raise ValueError("I/O operation on closed socket.")
+        return False
+
+    def fileno(self):
+        self._checkClosed()
+        return self._sock.fileno()
+
+    @property
+    def name(self):
+        return self.fileno() if not self.closed else -1
+
+    @property
+    def mode(self):
+        return self._mode
+
+    def close(self):
+        if self.closed:
+            return
+        io.RawIOBase.close(self)
+        self._sock._decref_socketios()
+        self._sock = None
+
+
+_GLOBAL_DEFAULT_TIMEOUT = _pysocket._GLOBAL_DEFAULT_TIMEOUT
+
+
+def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=None, *, netns: str,
+                      all_errors: bool = False):
+    """socket.create_connection() on host `netns`: each getaddrinfo() result in order."""
+    from . import _netdb
+    host, port = address
+    errors = []
+    for family, type_, proto, _canon, sa in _netdb.getaddrinfo(host, port, 0, SOCK_STREAM, netns=netns):
+        sock = None
+        try:
+            sock = socket(family, type_, proto, netns=netns)
+            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sa)
+            errors.clear()
+            return sock
+        except OSError as exc:
+            errors.append(exc)
+            if sock is not None:
+                sock.close()
+    if errors:
+        if all_errors:
+            raise ExceptionGroup("create_connection failed", errors)
+        raise errors[0]
+    raise OSError("getaddrinfo returns an empty list")
+
+
+def has_dualstack_ipv6() -> bool:
+    return True
+
+
+def create_server(address, *, family=AF_INET, backlog=None, reuse_port=False, dualstack_ipv6=False,
+                  netns: str):
+    """socket.create_server() on host `netns`: SO_REUSEADDR, bound, listening; with
+    dualstack_ipv6 an AF_INET6 socket with IPV6_V6ONLY off takes IPv4 clients too."""
+    if dualstack_ipv6 and family != AF_INET6:
+        raise ValueError("dualstack_ipv6 requires AF_INET6 family")
+    sock = socket(family, SOCK_STREAM, netns=netns)
+    try:
+        sock.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1)
+        if family == AF_INET6:
+            sock.setsockopt(IPPROTO_IPV6, IPV6_V6ONLY, 0 if dualstack_ipv6 else 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            raise OSError(err.errno, f"{err.strerror} (while attempting to bind on address {address!r})") from None
+        if backlog is None:
+            sock.listen()
+        else:
+            sock.listen(backlog)
+        return sock
+    except OSError:
+        sock.close()
+        raise
 
 
 def wait_ready(timeout: float = 30.0) -> None:
