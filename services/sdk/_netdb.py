@@ -39,7 +39,8 @@ def _numeric(host: str):
 
 
 def resolve(host, netns: str | None = None) -> list[str]:
-    """The addresses of `host` (numeric, localhost, or a topology host name)."""
+    """The addresses of `host` (numeric, localhost, or a topology host name). `netns`
+    is the asking host: every host sees the same names, as with one /etc/hosts."""
     if isinstance(host, (bytes, bytearray)):
         host = bytes(host).decode()
     addrs, _ = _numeric(host)
@@ -87,8 +88,7 @@ def gethostbyname_ex(host, *, netns: str | None = None):
     v4 = [a for a in resolve(host, netns) if ":" not in a]
     if not v4:
         raise _pysocket.gaierror(*_NONAME)
-    name = host if _numeric(host)[0] is None else host
-    return name, [], v4
+    return host, [], v4
 
 
 def getnameinfo(sockaddr, flags: int, *, netns: str | None = None):
