@@ -12,8 +12,8 @@ It talks to the socket service at PKTFLOW_ENDPOINT (default localhost:50051).
 from ._capture import Capture, capture
 from ._ping import PingError, PingResult, Reply, ping
 from . import _socket
-from ._socket import (SocketIO, create_connection, create_server, getdefaulttimeout, has_dualstack_ipv6, htons,
-                      ntohs, setdefaulttimeout, socket, wait_ready)
+from ._socket import getdefaulttimeout, htons, ntohs, setdefaulttimeout, socket, wait_ready
+from ._socketio import SocketIO, create_connection, create_server, has_dualstack_ipv6
 from ._netdb import getaddrinfo, gethostbyname, gethostbyname_ex, getnameinfo
 from ._xsk import xdp_socket, xsk
 
