@@ -106,15 +106,6 @@ def pmtu6_timer(netns: str, daddr: int) -> tuple:
     return ("pmtu6", netns, daddr)
 
 
-def pmtu6_expire(n6, daddr: int, now: int) -> list:
-    """rt6_age_examine_exception(): the exception's time is up."""
-    e = n6.pmtu.get(daddr)
-    if e is not None and e.expires <= now:
-        del n6.pmtu[daddr]
-        n6.fib.changed()
-    return []
-
-
 # -- ip -6 route get
 def route_get6(n6, daddr: int, now: int, saddr: int = 0, oif: int = 0, ifname=str) -> list[str]:
     """`ip -6 route get ADDR [from ADDR] [oif DEV]` as iproute2 6.1 prints Linux 6.18's

@@ -70,7 +70,7 @@ class Ip:
         if kind == "pmtu":
             return route.pmtu_expire(self.netns[netns], what, now)
         if kind == "pmtu6":
-            return ip6_route.pmtu6_expire(self.netns[netns].v6, what, now)
+            return route.pmtu_expire(self.netns[netns].v6, what, now)     # rt6_age_examine_exception()
         if kind == "ip6frag":
             return reassembly.ip6_frag_expire(self.netns[netns], what, now, icmpv6.icmp6_send)
         return ip_fragment.ip_expire(self.netns[netns], what, now, icmp.icmp_send)

@@ -17,7 +17,7 @@ import pytest
 
 import pktflow
 from interop.conftest import PORT_BASE as BASE, WHY_NOT, LinuxPeer, wait_port
-from interop.test_linux_peer import forward_drop, receiver
+from interop.test_linux_peer import download_from_linux_http_server, forward_drop, receiver
 
 PORT_BASE = BASE + 300
 LINUX6, EMU6, EMU_LL = "2001:db8:1::99", "2001:db8:1::10", "fe80::ff:fe00:10a"
@@ -161,24 +161,8 @@ def test_curl_6_fetches_from_an_sdk_http_server(linux6):
 
 
 def test_sdk_client_downloads_from_linux_http_server_bound_to_any6(linux6, tmp_path):
-    blob = random.Random(32).randbytes(1_500_000)
-    (tmp_path / "blob").write_bytes(blob)
-    server = linux6.popen("python3", "-m", "http.server", "8006", "--bind", "::", "--directory", str(tmp_path),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(linux6, 8006)
-        with pktflow.socket(pktflow.AF_INET6, pktflow.SOCK_STREAM, netns="h1") as s:
-            s.settimeout(30)
-            s.connect((LINUX6, 8006))
-            s.sendall(b"GET /blob HTTP/1.0\r\nHost: linux\r\n\r\n")
-            reply = b""
-            while chunk := s.recv(1 << 20):
-                reply += chunk
-        head, got = reply.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"HTTP/1.0 200") and got == blob
-    finally:
-        server.terminate()
-        server.wait()
+    download_from_linux_http_server(linux6, pktflow.AF_INET6, "::", LINUX6, 8006,
+                                    random.Random(32).randbytes(1_500_000), tmp_path)
 
 
 def loss6(linux6):

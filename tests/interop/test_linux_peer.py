@@ -98,16 +98,16 @@ def test_curl_fetches_from_an_sdk_http_server(linux):
     assert hashlib.sha256(body).digest() == hashlib.sha256(bytes(i & 0xFF for i in range(2_000_000))).digest()
 
 
-def test_sdk_client_downloads_from_linux_http_server(linux, tmp_path):
-    blob = random.Random(21).randbytes(1_500_000)
+def download_from_linux_http_server(peer, family, bind: str, addr: str, port: int, blob: bytes, tmp_path):
+    """The SDK on h1 fetches `blob` from Linux's `python3 -m http.server --bind BIND` at (addr, port)."""
     (tmp_path / "blob").write_bytes(blob)
-    server = linux.popen("python3", "-m", "http.server", "8000", "--bind", LINUX_ADDR, "--directory",
-                         str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = peer.popen("python3", "-m", "http.server", str(port), "--bind", bind, "--directory",
+                        str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port(linux, 8000)
-        with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1") as s:
+        wait_port(peer, port)
+        with pktflow.socket(family, pktflow.SOCK_STREAM, netns="h1") as s:
             s.settimeout(30)
-            s.connect((LINUX_ADDR, 8000))
+            s.connect((addr, port))
             s.sendall(b"GET /blob HTTP/1.0\r\nHost: linux\r\n\r\n")
             reply = b""
             while chunk := s.recv(1 << 20):
@@ -117,6 +117,11 @@ def test_sdk_client_downloads_from_linux_http_server(linux, tmp_path):
     finally:
         server.terminate()
         server.wait()
+
+
+def test_sdk_client_downloads_from_linux_http_server(linux, tmp_path):
+    download_from_linux_http_server(linux, pktflow.AF_INET, LINUX_ADDR, LINUX_ADDR, 8000,
+                                    random.Random(21).randbytes(1_500_000), tmp_path)
 
 
 def test_nc_reads_what_the_sdk_sends(linux):
