@@ -29,6 +29,10 @@ TCP_INFO, TCP_CONGESTION = 11, 13
 
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 
+# poll(2)'s events (include/uapi/asm-generic/poll.h)
+POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
+POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
+
 # AF_XDP (include/linux/socket.h, include/uapi/linux/if_xdp.h)
 AF_XDP, SOL_XDP = 44, 283
 XDP_MMAP_OFFSETS, XDP_RX_RING, XDP_TX_RING, XDP_UMEM_REG, XDP_UMEM_FILL_RING = 1, 2, 3, 4, 5

@@ -154,6 +154,8 @@ class InetStream:
                 break
             sent += ev.sent
             if ev.sent < len(chunk):
+                # not writable (poll) until transport says there is room (unless it said so already)
+                s.nospace = self.fs.write_space.get(s.fd, 0) == before
                 if timeout == 0:
                     break
                 if not await self.wait(s, lambda: self.fs.write_space.get(s.fd, 0) != before or s.sk_err or s.eof,

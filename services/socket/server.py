@@ -37,7 +37,9 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         self.socks = self.fs.socks                # read here; the core changes it
         self.pending: dict[int, asyncio.Future] = {}   # req -> the waiter for its COMPLETE
         self.wakes: dict[int, asyncio.Event] = {}      # fd -> what its waiters wait on
-        self.sessions: dict[str, int] = {}             # client session -> its open Session streams
+        self.sessions: dict[str, list] = {}            # client session -> the queues of its Session streams
+        self.polled: dict[int, int] = {}               # fd -> the readiness its session last heard (Poll)
+        self.ready_seq = 0
 
     def extra_downlinks(self):
         self.connect_down("link")
@@ -84,6 +86,8 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             ev = self.wakes.get(act.fd) if act.fd in self.socks else self.wakes.pop(act.fd, None)
             if ev is not None:
                 ev.set()
+            if act.fd in self.polled:
+                self._poll_changed(act.fd)
 
     def _wake(self, s: so.Sock):
         self.on_action(Wake(s.fd))
@@ -384,6 +388,29 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
             return socket_pb2.AddrReply(status=_status(errno.ENOTCONN))
         return socket_pb2.AddrReply(addr=self._inet_name(s, s.raddr, s.rport))
 
+    # -- readiness (sock_poll) for the SDK's descriptors
+    def _readiness(self, s: so.Sock) -> socket_pb2.Readiness:
+        self.ready_seq += 1
+        self.polled[s.fd] = mask = s.poll()
+        return socket_pb2.Readiness(fd=s.fd, revents=mask, seq=self.ready_seq)
+
+    def _poll_changed(self, fd: int):
+        """A polled socket's readiness, onto its session's stream when it changed."""
+        s = self.socks.get(fd)
+        if s is None:
+            self.polled.pop(fd, None)
+            return
+        if s.poll() != self.polled[fd]:
+            ready = self._readiness(s)
+            for q in self.sessions.get(s.owner, ()):
+                q.put_nowait(ready)
+
+    async def Poll(self, req, context):
+        s = self._sock(req.fd, context)
+        if s is None:
+            return _status(errno.EBADF)
+        return socket_pb2.Status(ready=self._readiness(s))
+
     async def Close(self, req, context):
         s = self._sock(req.fd, context)
         if s is None:
@@ -404,12 +431,17 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         session = _session(context)
         if not session:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session needs pktflow-session metadata")
-        self.sessions[session] = self.sessions.get(session, 0) + 1
+        q = asyncio.Queue()
+        self.sessions.setdefault(session, []).append(q)
         try:
             yield socket_pb2.SessionEvent()
-            await asyncio.Event().wait()
+            while True:                 # readiness changes of the session's polled sockets, batched
+                ready = [await q.get()]
+                while not q.empty():
+                    ready.append(q.get_nowait())
+                yield socket_pb2.SessionEvent(ready=ready)
         finally:
-            self.sessions[session] -= 1
+            self.sessions[session].remove(q)
             if not self.sessions[session]:
                 del self.sessions[session]
                 for s in self.fs.owned_by(session):
@@ -439,6 +471,8 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         return self.fs.sysctl[netns], None
 
     def admin(self, req):
+        if req.command == "hosts":             # the names getaddrinfo() knows, the same on every host (_netdb)
+            return admin_pb2.AdminReply(json=json.dumps(self.topo.hosts_file()))
         bad = self.check_netns(req.netns)
         if bad:
             return bad
@@ -454,6 +488,23 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         if req.command == "endpoints":         # where the SDK finds the nic service (AF_XDP sockets)
             return admin_pb2.AdminReply(json=json.dumps({"nic": config.endpoint("nic")}))
         return super().admin(req)
+
+
+def _with_readiness(handler):
+    """A call on a polled socket answers with its readiness after the call, so the
+    SDK's descriptor says what poll() would before the call returns to the program."""
+    async def call(self, req, context):
+        reply = await handler(self, req, context)
+        s = self.socks.get(req.fd) if req.fd in self.polled else None
+        if s is not None and s.owner == _session(context):
+            (reply if type(reply) is socket_pb2.Status else reply.status).ready.CopyFrom(self._readiness(s))
+        return reply
+    call.__name__ = handler.__name__
+    return call
+
+
+for _name in ("Bind", "Connect", "SendMsg", "RecvMsg", "SetSockOpt", "GetSockOpt", "Listen", "Accept", "Shutdown"):
+    setattr(SocketShell, _name, _with_readiness(getattr(SocketShell, _name)))
 
 
 def _partial(sent: list, err: int) -> socket_pb2.SendReply:

@@ -4,7 +4,7 @@ queue and the error queue. Pure: the shell does the waiting."""
 import errno
 from collections import deque
 
-from ..common import bpf
+from ..common import bpf, uapi
 from ..common.sysctl import CONGESTION_CONTROLS
 from ..common.uapi import (AF_INET, AF_INET6, AF_PACKET, IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_WANT,
                            IP_RECVERR, IP_RECVTOS, IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_IP, IPPROTO_IPV6, IPV6_MTU,
@@ -59,6 +59,7 @@ class Sock:
         # stream sockets
         self.stream = type_ == SOCK_STREAM
         self.listening = self.connecting = self.eof = self.shut_rd = self.shut_wr = False
+        self.nospace = False              # SOCK_NOSPACE: a send found the buffer full; WRITE_SPACE clears it
         self.rbytes = 0                   # bytes in rcvq not yet read (rcvq holds (skb, t); roff into the first)
         self.roff = 0
         self.accept_q: deque = deque()
@@ -119,6 +120,25 @@ class Sock:
         if level == IPPROTO_IPV6:
             return self.family == AF_INET6
         return level != IPPROTO_TCP or self.stream
+
+    def poll(self) -> int:
+        """sock_poll(): tcp_poll() for a stream socket, datagram_poll() for the rest."""
+        err = uapi.POLLERR if self.sk_err or self.errq else 0
+        if not self.stream:             # sock_writeable(): transport owns the send buffer and never fills it
+            return err | uapi.POLLOUT | uapi.POLLWRNORM | (uapi.POLLIN | uapi.POLLRDNORM if self.rcvq else 0)
+        if self.listening:              # inet_csk_listen_poll()
+            return uapi.POLLIN | uapi.POLLRDNORM if self.accept_q else 0
+        mask = err
+        if self.shut_rd and self.shut_wr or not (self.connected or self.connecting):   # or TCP_CLOSE
+            mask |= uapi.POLLHUP
+        if self.eof or self.shut_rd:    # RCV_SHUTDOWN: a FIN came, or shutdown(SHUT_RD)
+            mask |= uapi.POLLIN | uapi.POLLRDNORM | uapi.POLLRDHUP
+        if not self.connecting:         # not SYN_SENT
+            if self.rbytes:
+                mask |= uapi.POLLIN | uapi.POLLRDNORM
+            if self.shut_wr or not self.nospace:
+                mask |= uapi.POLLOUT | uapi.POLLWRNORM
+        return mask
 
     def take_error(self) -> int:
         """sock_error(): the pending error, cleared by reading it."""

@@ -107,6 +107,7 @@ class SockFs:
                 (ev.kind == SockEvent.ERROR_REPORT and (s is None or s.stream)):
             if ev.kind == SockEvent.WRITE_SPACE and s is not None:
                 self.write_space[s.fd] = self.write_space.get(s.fd, 0) + 1
+                s.nospace = False
             return self.stream_event(s, skb)
         if s is None:
             return [Drop(skb, "sock_queue_rcv_skb", "SOCKET_CLOSE")]
