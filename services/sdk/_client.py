@@ -9,6 +9,7 @@ import time
 
 import grpc
 
+from . import _poll
 from .services.common.config import LAYERS, MAX_MESSAGE, dial
 from .v1 import admin_pb2, admin_pb2_grpc, socket_pb2, socket_pb2_grpc
 
@@ -21,9 +22,14 @@ _session = secrets.token_hex(16)
 
 
 def _new_process():
-    """A forked child is another process: its own session and channels."""
+    """A forked child is another process: its own session, channels and descriptors."""
     global _session, _channel, _nic
     _session, _channel, _nic = secrets.token_hex(16), None, (None, None)
+    _poll.forget_all()
+
+
+def session() -> str:
+    return _session
 
 
 os.register_at_fork(after_in_child=_new_process)
@@ -47,8 +53,9 @@ def _hold_session(ch: grpc.Channel):
     stub = socket_pb2_grpc.SocketStub(ch)
     while _channel is ch:
         try:
-            for _ in stub.Session(socket_pb2.SessionRequest()):
-                pass
+            for ev in stub.Session(socket_pb2.SessionRequest()):
+                for r in ev.ready:            # the polled sockets' readiness (_poll)
+                    _poll.apply(_session, r)
         except grpc.RpcError:
             pass
         time.sleep(1.0)
@@ -89,8 +96,16 @@ def unreachable(e: grpc.RpcError) -> OSError:
     return OSError(errno.EIO, f"pktflow: the socket service failed: {code.name if code else e}")
 
 
+def ready(status) -> None:
+    """A reply's readiness of a polled socket, onto its descriptor (_poll)."""
+    if status.ready.fd:
+        _poll.apply(_session, status.ready)
+
+
 def check(status) -> None:
-    """Raises the errno a reply carries as the matching OSError subclass."""
+    """Raises the errno a reply carries as the matching OSError subclass
+    (after noting the socket's readiness it carries)."""
+    ready(status)
     if status.err:
         msg = os.strerror(status.err)
         if status.detail:

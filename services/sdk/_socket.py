@@ -8,7 +8,7 @@ import time
 
 import grpc
 
-from . import _client
+from . import _client, _poll
 from .services.common.uapi import (  # noqa: F401 (the socket module's names, re-exported)
     AF_INET, AF_INET6, AF_PACKET, AF_UNSPEC, AF_XDP, IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DONT,
     IP_PMTUDISC_PROBE,
@@ -28,9 +28,6 @@ from .v1 import socket_pb2
 ETH_P_ALL, ETH_P_IP, ETH_P_ARP = 0x0003, 0x0800, 0x0806
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
 
-_default_timeout = None
-
-
 def htons(x: int) -> int:
     return _pysocket.htons(x)
 
@@ -40,12 +37,12 @@ def ntohs(x: int) -> int:
 
 
 def getdefaulttimeout():
-    return _default_timeout
+    """The process's default, Python's own: socket.setdefaulttimeout() sets it too."""
+    return _pysocket.getdefaulttimeout()
 
 
 def setdefaulttimeout(timeout):
-    global _default_timeout
-    _default_timeout = _check_timeout(timeout)
+    _pysocket.setdefaulttimeout(_check_timeout(timeout))
 
 
 def _check_timeout(timeout):
@@ -181,6 +178,15 @@ def _packet_addr(address, what: str) -> socket_pb2.SockAddr:
     return a
 
 
+def _enum(kind, value: int):
+    """AF_INET as socket.AddressFamily.AF_INET, SOCK_STREAM as SocketKind.SOCK_STREAM (Python's
+    socket.family and .type), a number that is neither as itself."""
+    try:
+        return kind(value)
+    except ValueError:
+        return value
+
+
 def _bytes(data) -> bytes:
     if isinstance(data, str) or not hasattr(data, "__len__"):
         raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
@@ -233,15 +239,22 @@ class socket(_FileLike):
     def __init__(self, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0, *, netns: str,
                  fileno: int | None = None, _fd: int | None = None, _refs: list | None = None):
         self._stub = _client.stub()
-        _fd = fileno if _fd is None else _fd
+        if fileno is not None:             # a descriptor detach() let go of (or a dup of one)
+            d = _poll.lookup(fileno)
+            if d is None or d.key[0] != _client.session():
+                raise _poll.ebadf()
+            _fd = d.key[1]
         if _fd is None:
             reply = _client.call(self._stub.Create, socket_pb2.CreateRequest(
                 netns=netns, family=family, type=type, protocol=proto, pid=os.getpid()))
             _client.check(reply.status)
             _fd = reply.fd
         self._fd = _fd
-        self.family, self.type, self.proto, self.netns = family, type, proto, netns
-        self._timeout = _default_timeout
+        if fileno is not None:             # what the socket is, as Python asks the kernel for a descriptor
+            family, type, proto = (self._getopt(o) for o in (SO_DOMAIN, SO_TYPE, SO_PROTOCOL))
+        self.family, self.type = _enum(_pysocket.AddressFamily, family), _enum(_pysocket.SocketKind, type)
+        self.proto, self.netns = proto, netns
+        self._timeout = getdefaulttimeout()
         self._closed = False
         self._user_closed = False          # close() called, the service socket kept for open makefile()s
         self._io_refs = 0
@@ -271,6 +284,7 @@ class socket(_FileLike):
     def _raise_wait(self, status):
         """EAGAIN after waiting is a timeout, as Python's socket reports it."""
         if status.err == errno.EAGAIN and self._timeout:
+            _client.ready(status)
             raise TimeoutError("timed out")
         _client.check(status)
 
@@ -307,6 +321,7 @@ class socket(_FileLike):
         r = self._blocking_call(self._stub.Connect, socket_pb2.AddrRequest(fd=self._fd, addr=addr,
                                                                            timeout=self._wait_arg()))
         if r.status.err == errno.ETIMEDOUT and r.status.detail == "timed out":
+            _client.ready(r.status)
             raise TimeoutError("timed out")
         _client.check(r.status)
 
@@ -320,7 +335,7 @@ class socket(_FileLike):
         r = self._blocking_call(self._stub.Accept, socket_pb2.FdRequest(fd=self._fd, timeout=self._wait_arg()))
         self._raise_wait(r.status)
         conn = socket(self.family, self.type, self.proto, netns=self.netns, _fd=r.fd)
-        conn._timeout = _default_timeout
+        conn._timeout = getdefaulttimeout()
         return conn, self._name(r.addr)
 
     def shutdown(self, how: int):
@@ -403,6 +418,7 @@ class socket(_FileLike):
                                      timeout=-1.0 if timeout is None else timeout)
         r = self._blocking_call(self._stub.RecvMsg, req)
         if r.status.err == errno.EAGAIN and timeout and not flags & MSG_DONTWAIT:
+            _client.ready(r.status)
             raise TimeoutError("timed out")
         _client.check(r.status)
         return r.msgs
@@ -475,7 +491,7 @@ class socket(_FileLike):
             elif (level, optname) not in ((IPPROTO_TCP, TCP_CONGESTION),):
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         elif isinstance(value, int):
-            req.value = value
+            req.value = int(value)             # a bool too, as Python takes it
         else:
             raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer")
         if req.is_bytes and (level, optname) not in ((SOL_SOCKET, SO_LINGER), (IPPROTO_TCP, TCP_CONGESTION),
@@ -495,6 +511,12 @@ class socket(_FileLike):
             return r.value.to_bytes(4, "little", signed=True)[:buflen]
         return r.value
 
+    def _getopt(self, optname: int) -> int:
+        r = _client.call(self._stub.GetSockOpt, socket_pb2.SockOptRequest(fd=self._fd, level=SOL_SOCKET,
+                                                                           optname=optname))
+        _client.check(r.status)
+        return r.value
+
     def getsockname(self):
         self._fdcheck()
         r = _client.call(self._stub.GetSockName, socket_pb2.FdRequest(fd=self._fd))
@@ -509,7 +531,24 @@ class socket(_FileLike):
 
     # -- life cycle
     def fileno(self) -> int:
-        return -1 if self._closed else self._fd
+        """A descriptor of this process that select(), poll(), selectors and asyncio
+        can wait on: readable and writable when the socket is (_poll)."""
+        if self._closed:
+            return -1
+        return _poll.descriptor(self._key(), self._poll).fd
+
+    def _key(self) -> tuple:
+        return _client.session(), self._fd
+
+    def _poll(self):
+        r = _client.call(self._stub.Poll, socket_pb2.FdRequest(fd=self._fd))
+        if r.err:
+            _client.check(r)
+        return r.ready
+
+    @property
+    def timeout(self):
+        return self._timeout
 
     def close(self):
         """As CPython's: the socket is closed once no makefile() object uses it;
@@ -525,6 +564,7 @@ class socket(_FileLike):
         self._refs[0] -= 1
         if self._refs[0] > 0:
             return
+        _poll.release(self._key())
         try:
             self._stub.Close(socket_pb2.FdRequest(fd=self._fd), timeout=5)
         except grpc.RpcError:
@@ -546,14 +586,14 @@ class socket(_FileLike):
         return twin
 
     def detach(self) -> int:
-        """This object lets go of the service socket without closing it and returns its
-        number (the service's fd in the netns, not a descriptor of this process): only
-        pktflow.socket(family, type, proto, netns=..., fileno=n) can take it up again."""
+        """This object lets go of the socket without closing it and returns its
+        descriptor (fileno()), which socket(..., fileno=n) takes up again."""
         if self._closed:
             return -1
+        fd = self.fileno()
         self._closed = self._user_closed = True
         self._refs[0] -= 1
-        return self._fd
+        return fd
 
     def makefile(self, mode="r", buffering=None, *, encoding=None, errors=None, newline=None):
         """A file object over the socket, as CPython's socket.makefile(): a SocketIO

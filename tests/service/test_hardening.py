@@ -219,7 +219,7 @@ def test_garbage_on_every_rpc_gets_a_clear_answer_and_breaks_nothing(stack):
                             else:
                                 req = _random_message(GetMessageClass(m.input_type), rng)
                                 if hasattr(req, "fd") and i % 2:
-                                    req.fd = mine.fileno()
+                                    req.fd = mine._fd          # the service's number for it
                                 if name == "pktflow.v1.Admin" and getattr(req, "command", "") == "tc":
                                     req.netns = "nowhere"          # not a qdisc on the shared stack's cables
                                 body = req.SerializeToString()
