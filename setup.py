@@ -39,5 +39,5 @@ packages = ["pktflow", "pktflow.v1"] + [
 setup(
     packages=packages,
     package_dir={"pktflow": "services/sdk", "pktflow.services": "services"},
-    package_data={"pktflow": ["topologies/*.yaml"], "pktflow.v1": ["*.pyi"]},
+    package_data={"pktflow": ["topologies/*.yaml", "exec_site/*.py"], "pktflow.v1": ["*.pyi"]},
 )

@@ -24,6 +24,7 @@ A bad file is refused with `FILE:LINE: problem`.
 """
 import errno
 import hashlib
+import ipaddress
 import pathlib
 import re
 from dataclasses import dataclass, field
@@ -113,7 +114,19 @@ class Topology:
                 return [e for e in link.endpoints if e != (host, ifname)]
         return []
 
-
+    def hosts_file(self) -> dict[str, list[str]]:
+        """name -> addresses, as an /etc/hosts written for the topology would list them:
+        localhost, and each host's interfaces' addresses (IPv4, then IPv6 but link-local)."""
+        names = {"localhost": ["127.0.0.1", "::1"], "ip6-localhost": ["::1"]}
+        for name, host in self.hosts.items():
+            addrs = []
+            for iface in host.interfaces.values():
+                if iface.is_loopback:
+                    continue
+                addrs += [str(ipaddress.IPv4Address(a)) for a, _ in iface.addresses]
+                addrs += [str(ipaddress.IPv6Address(a)) for a, _ in iface.addrs6 if a >> 118 != 0x3FA]
+            names[name] = addrs
+        return names
 
 
 def select_addr(addrs: list[tuple[int, int]], dst: int) -> int:

@@ -7,6 +7,10 @@ The SDK mirrors Python's socket module on emulated hosts:
     srv.bind(("10.0.2.10", 7000))
     six = pktflow.socket(pktflow.AF_INET6, pktflow.SOCK_STREAM, netns="h1")   # (host, port, flowinfo, scope_id)
 
+Programs written for Python's own socket module run on an emulated host with
+`pktflow exec -n h1 -- python3 prog.py`, or inside a process with
+`with pktflow.netns("h1"): ...` (or pktflow.patch("h1")).
+
 It talks to the socket service at PKTFLOW_ENDPOINT (default localhost:50051).
 """
 from ._capture import Capture, capture
@@ -14,7 +18,8 @@ from ._ping import PingError, PingResult, Reply, ping
 from . import _socket
 from ._socket import getdefaulttimeout, htons, ntohs, setdefaulttimeout, socket, wait_ready
 from ._socketio import SocketIO, create_connection, create_server, has_dualstack_ipv6
-from ._netdb import getaddrinfo, gethostbyname, gethostbyname_ex, getnameinfo
+from ._netdb import getaddrinfo, gethostbyaddr, gethostbyname, gethostbyname_ex, getnameinfo
+from ._patch import netns, patch, unpatch
 from ._xsk import xdp_socket, xsk
 
 # The socket module's constants: AF_INET, SOCK_DGRAM, SO_RCVBUF, IP_TTL, ...
@@ -30,4 +35,4 @@ globals().update({k: v for k, v in vars(_socket._pysocket).items() if k.startswi
 __all__ = ["socket", "xsk", "xdp_socket", "ping", "capture", "Capture", "PingResult", "PingError", "Reply",
            "wait_ready", "getdefaulttimeout", "setdefaulttimeout", "htons", "ntohs", "timeout", "error", "gaierror",
            "has_ipv6", "SocketIO", "create_connection", "create_server", "has_dualstack_ipv6", "getaddrinfo",
-           "gethostbyname", "gethostbyname_ex", "getnameinfo"]
+           "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo", "netns", "patch", "unpatch"]

@@ -1,33 +1,32 @@
 """Names on an emulated host, as an offline resolver with /etc/hosts gives them:
-numeric addresses, `localhost`, and the topology's host names (a host -> its
-interfaces' global addresses, IPv4 then IPv6). Anything else is gaierror(EAI_NONAME).
-The topology is the one the SDK's process sees (PKTFLOW_TOPOLOGY, else the default)."""
-import functools
+numeric addresses, `localhost`, and the running stack's host names (a host ->
+its interfaces' global addresses, IPv4 then IPv6: Topology.hosts_file(), asked of
+the socket service once per endpoint). Anything else is gaierror(EAI_NONAME)."""
 import ipaddress
+import json
 import socket as _pysocket
+import threading
 
-from .services.common import config, topology
+from . import _client
 from .services.common.uapi import AF_INET, AF_INET6, AF_UNSPEC, SOCK_DGRAM, SOCK_STREAM
 
 _NONAME = (_pysocket.EAI_NONAME, "Name or service not known")
-
-
-@functools.lru_cache(maxsize=4)
-def _topology(path):
-    return topology.load(path)
+_lock = threading.Lock()
+_known: dict[str, dict[str, list[str]]] = {}     # endpoint -> the stack's hosts file
 
 
 def _hosts() -> dict[str, list[str]]:
-    """name -> addresses, as /etc/hosts would list them (no link-local ones)."""
-    names = {"localhost": ["127.0.0.1", "::1"], "ip6-localhost": ["::1"]}
-    for name, host in _topology(config.topology_path()).hosts.items():
-        addrs = []
-        for iface in host.interfaces.values():
-            if iface.is_loopback:
-                continue
-            addrs += [str(ipaddress.IPv4Address(a)) for a, _ in iface.addresses]
-            addrs += [str(ipaddress.IPv6Address(a)) for a, _ in iface.addrs6 if not (a >> 118) == 0x3FA]
-        names[name] = addrs
+    """name -> addresses of the stack the SDK talks to (EAI_AGAIN when it cannot be asked)."""
+    ep = _client.endpoint()
+    with _lock:
+        names = _known.get(ep)
+    if names is None:
+        try:
+            names = json.loads(_client.admin("socket", "", "hosts").json)
+        except OSError:
+            raise _pysocket.gaierror(_pysocket.EAI_AGAIN, "Temporary failure in name resolution") from None
+        with _lock:
+            _known[ep] = names
     return names
 
 
@@ -89,6 +88,15 @@ def gethostbyname_ex(host, *, netns: str | None = None):
     if not v4:
         raise _pysocket.gaierror(*_NONAME)
     return host, [], v4
+
+
+def gethostbyaddr(host, *, netns: str | None = None):
+    """(name, aliases, [address]) for a topology host's address (or name); herror otherwise."""
+    addr = resolve(host, netns)[0]
+    for name, listed in _hosts().items():
+        if addr in listed:
+            return name, [], [addr]
+    raise _pysocket.herror(1, "Unknown host")
 
 
 def getnameinfo(sockaddr, flags: int, *, netns: str | None = None):

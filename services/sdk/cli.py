@@ -587,6 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("bpftrace", help="bpftrace [-n NETNS] -e PROGRAM | FILE: bpftrace's one-liners over the "
                    "tracepoints (count, hist, printf, ...)", add_help=False)
+    sub.add_parser("exec", help="exec -n NETNS -- PYTHON-PROGRAM [ARG...]: run a Python program with its socket "
+                   "module on an emulated host (as ip netns exec)", add_help=False)
     sub.add_parser("ethtool", help="ethtool -n NETNS [-k|-K|-S] IFNAME: speed, link, offloads, driver statistics",
                    add_help=False)
     sub.add_parser("tc", help="tc [-s] -n NETNS qdisc add|change|replace|del|show dev IF root netem ...",
@@ -645,6 +647,9 @@ def main(argv: list[str] | None = None) -> int:
     elif argv and argv[0] == "perf":
         from .perf import cmd_perf
         command, a = cmd_perf, argv[1:]
+    elif argv and argv[0] == "exec":
+        from .netns_exec import cmd_exec
+        command, a = cmd_exec, argv[1:]
     elif argv and argv[0] == "bpftrace":
         from .bpftrace import cmd_bpftrace
         command, a = cmd_bpftrace, argv[1:]
