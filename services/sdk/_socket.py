@@ -378,6 +378,13 @@ class socket(_FileLike):
         self._raise_wait(r.status)
         return r.sent
 
+    def sendmsg(self, buffers, ancdata=(), flags: int = 0, address=None) -> int:
+        """sendmsg(2) without control messages (none is modelled for sending: EINVAL)."""
+        if ancdata:
+            raise OSError(errno.EINVAL, "pktflow: sendmsg() takes no ancillary data")
+        data = b"".join(_bytes(b) for b in buffers)
+        return self.send(data, flags) if address is None else self.sendto(data, flags, address)
+
     def sendto(self, data, flags_or_address, address=None) -> int:
         if address is None:
             flags, address = 0, flags_or_address
