@@ -1,6 +1,7 @@
 """Where the services listen and find each other. Everything is configurable by
 environment, the way compose and Kubernetes hand configuration in."""
 import os
+import socket
 import ssl
 
 import grpc
@@ -16,8 +17,48 @@ UPPERS = {"transport": ("socket",), "ip": ("transport",), "link": ("ip", "socket
 
 
 def endpoint(layer: str) -> str:
-    """PKTFLOW_<LAYER>_ENDPOINT, default localhost and the layer's port."""
-    return os.environ.get(f"PKTFLOW_{layer.upper()}_ENDPOINT", f"localhost:{PORTS[layer]}")
+    """PKTFLOW_<LAYER>_ENDPOINT, default localhost and the layer's port; `{shard}` in
+    it is this service's shard (a StatefulSet's pods: transport-{shard}.transport:50052)."""
+    address = os.environ.get(f"PKTFLOW_{layer.upper()}_ENDPOINT", f"localhost:{PORTS[layer]}")
+    return address.replace("{shard}", str(shard() or 0)) if "{shard}" in address else address
+
+
+def shard() -> int | None:
+    """PKTFLOW_SHARD: which shard of a sharded topology this service serves: a
+    number, or `ordinal` for the number that ends the host name (a StatefulSet
+    pod's, nic-1 -> 1). None when unset."""
+    value = os.environ.get("PKTFLOW_SHARD", "")
+    if value == "ordinal":
+        value = os.environ.get("HOSTNAME", "") or socket.gethostname()
+        value = value.rsplit("-", 1)[-1]
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ConfigError(f"PKTFLOW_SHARD: {value!r} is not a shard number (or 'ordinal')")
+    return int(value)
+
+
+def shard_endpoints(layer: str) -> list[str]:
+    """PKTFLOW_SHARD_<LAYER>S: every shard's address of a layer, in shard order
+    (comma-separated): the nics dial each other's for the cables between shards,
+    the socket service tells the SDK where each shard's hosts are served."""
+    value = os.environ.get(f"PKTFLOW_SHARD_{layer.upper()}S", "")
+    return [a.strip() for a in value.split(",") if a.strip()]
+
+
+def sharded(topo):
+    """The topology as this service serves it: the whole one, or its shard's view;
+    ConfigError when PKTFLOW_SHARD and the topology's `shards:` do not fit."""
+    k = shard()
+    if topo.shards == 1:
+        if k:
+            raise ConfigError(f"PKTFLOW_SHARD={k}, but the topology has one shard (no 'shards:')")
+        return topo
+    if k is None:
+        raise ConfigError(f"the topology has {topo.shards} shards: set PKTFLOW_SHARD (0..{topo.shards - 1})")
+    if k >= topo.shards:
+        raise ConfigError(f"PKTFLOW_SHARD={k}: the topology has shards 0..{topo.shards - 1}")
+    return topo.shard_view(k)
 
 
 def listen_address(layer: str) -> str:

@@ -523,7 +523,7 @@ def main(shell_class):
     logging.basicConfig(level=os.environ.get("PKTFLOW_LOG_LEVEL", "INFO"),
                         format=f"%(asctime)s {shell_class.name}: %(message)s", stream=sys.stderr)
     try:
-        topo = topology.load(config.topology_path())
+        topo = config.sharded(topology.load(config.topology_path()))
         config.tls()
         metrics_port = metrics.port(shell_class.name)
         otlp_metrics.settings()               # OTEL_METRICS_EXPORTER and its interval, refused here when bad

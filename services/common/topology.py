@@ -104,9 +104,22 @@ class Link:
 
 @dataclass
 class Topology:
-    hosts: dict[str, Host]
-    links: list[Link]
+    hosts: dict[str, Host]                 # the hosts this view serves (a shard's: shard_view())
+    links: list[Link]                      # every cable; an end on another shard's host is remote
     source: str = "<topology>"
+    shards: int = 1
+    placement: dict[str, int] = field(default_factory=dict)   # every host of the file -> its shard
+    shard: int | None = None               # the shard this view is of (None: the whole topology)
+    remote: dict[str, Host] = field(default_factory=dict)     # the other shards' hosts (names, addresses)
+
+    def shard_view(self, shard: int) -> "Topology":
+        """What shard `shard`'s services serve: its hosts; the rest are remote."""
+        mine = {n: h for n, h in self.hosts.items() if self.placement.get(n, 0) == shard}
+        others = {n: h for n, h in (self.hosts | self.remote).items() if n not in mine}
+        return Topology(mine, self.links, self.source, self.shards, self.placement, shard, others)
+
+    def cross_shard(self, link: Link) -> bool:
+        return len({self.placement.get(h, 0) for h, _ in link.endpoints}) > 1
 
     def peers(self, host: str, ifname: str) -> list[tuple[str, str]]:
         for link in self.links:
@@ -118,7 +131,9 @@ class Topology:
         """name -> addresses, as an /etc/hosts written for the topology would list them:
         localhost, and each host's interfaces' addresses (IPv4, then IPv6 but link-local)."""
         names = {"localhost": ["127.0.0.1", "::1"], "ip6-localhost": ["::1"]}
-        for name, host in self.hosts.items():
+        every = self.hosts | self.remote
+        for name in self.placement or every:           # the file's order, on every shard alike
+            host = every[name]
             addrs = []
             for iface in host.interfaces.values():
                 if iface.is_loopback:
@@ -179,6 +194,77 @@ def loads(text: str, source: str = "<topology>") -> Topology:
     return _Loader(source).load(text)
 
 
+MAX_SHARDS = 64
+
+
+def place(hosts: list[str], links: list[Link], shards: int, pinned: dict[str, int]) -> dict[str, int]:
+    """Which shard serves each host: the file's `shard:` where it says, the rest so that
+    shards are as even as can be (sizes differ by one at most, pinned hosts counted) and
+    as few cables as possible cross shards: hosts in breadth-first order over the cables,
+    each onto the shard with room where most of its placed neighbours are, then single
+    moves and swaps between shards while they cut fewer cables."""
+    if shards == 1:
+        return {h: 0 for h in hosts}
+    adj: dict[str, list[str]] = {h: [] for h in hosts}
+    for link in links:
+        ends = [h for h, _ in link.endpoints]
+        for h in ends:
+            adj[h] += [o for o in ends if o != h]
+    cap = -(-len(hosts) // shards)
+    where = dict(pinned)
+    size = [0] * shards
+    for s in where.values():
+        size[s] += 1
+    order, seen = [], set()
+    for start in [h for h in hosts if h in pinned] + hosts:       # BFS from the pinned hosts first
+        queue = [start] if start not in seen else []
+        seen.add(start)
+        while queue:
+            h = queue.pop(0)
+            order.append(h)
+            for o in adj[h]:
+                if o not in seen:
+                    seen.add(o)
+                    queue.append(o)
+    for h in order:
+        if h in where:
+            continue
+        pull = [0] * shards
+        for o in adj[h]:
+            if o in where:
+                pull[where[o]] += 1
+        room = [s for s in range(shards) if size[s] < cap] or list(range(shards))
+        s = max(room, key=lambda s: (pull[s], -size[s], -s))
+        where[h] = s
+        size[s] += 1
+
+    def gain(h, s):                      # cables of h that stop crossing if h moves to s
+        return sum(where[o] == s for o in adj[h]) - sum(where[o] == where[h] for o in adj[h])
+    free = [h for h in hosts if h not in pinned]
+    for _ in range(len(hosts)):
+        best = None
+        for h in free:
+            for s in range(shards):
+                if s != where[h] and size[s] < cap and gain(h, s) > 0:
+                    best = max(best or (0, h, s), (gain(h, s), h, s), key=lambda t: t[0])
+        for a in free if best is None else ():
+            for b in free:
+                if where[a] < where[b]:
+                    g = gain(a, where[b]) + gain(b, where[a]) - 2 * (b in adj[a])
+                    if g > 0 and (best is None or g > best[0]):
+                        best = (g, a, b)
+        if best is None:
+            break
+        _, a, b = best
+        if isinstance(b, int):
+            size[where[a]] -= 1
+            size[b] += 1
+            where[a] = b
+        else:
+            where[a], where[b] = where[b], where[a]
+    return {h: where[h] for h in hosts}
+
+
 def auto_mac(host: str, ifname: str) -> bytes:
     """A stable, locally administered unicast MAC for an interface given none."""
     h = hashlib.sha256(f"{host}/{ifname}".encode()).digest()
@@ -187,6 +273,7 @@ def auto_mac(host: str, ifname: str) -> bytes:
 
 class _Loader:
     def __init__(self, source: str):
+        self.pins: dict[str, object] = {}      # host -> its `shard:` node
         self.source = source
 
     def fail(self, node, problem: str):
@@ -253,7 +340,7 @@ class _Loader:
             raise TopologyError(f"{self.source}:{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
         if root is None:
             raise TopologyError(f"{self.source}:1: the file is empty (expected 'hosts:' and 'links:')")
-        top = self.mapping(root, "the topology", ("hosts", "links"))
+        top = self.mapping(root, "the topology", ("hosts", "links", "shards"))
         if "hosts" not in top:
             self.fail(root, "no 'hosts:' section")
         hosts: dict[str, Host] = {}
@@ -264,10 +351,19 @@ class _Loader:
             hosts[name] = self.host(name, vnode, macs)
         seen: dict[tuple[str, str], int] = {}     # endpoint -> line of the link that has it
         links = [self.link(n, hosts, seen) for n in self.sequence(top["links"][1], "links")] if "links" in top else []
-        return Topology(hosts, links, self.source)
+        shards = self.integer(top["shards"][1], "shards", 1, MAX_SHARDS) if "shards" in top else 1
+        pinned = {}
+        for name, node in self.pins.items():
+            pinned[name] = self.integer(node, f"host {name!r} shard", 0, MAX_SHARDS - 1)
+            if pinned[name] >= shards:
+                self.fail(node, f"host {name!r} shard: {pinned[name]} is not one of the topology's shards "
+                                f"(shards: {shards}, numbered from 0)")
+        return Topology(hosts, links, self.source, shards, place(list(hosts), links, shards, pinned))
 
     def host(self, name: str, node, macs: dict) -> Host:
-        spec = self.mapping(node, f"host {name!r}", ("interfaces", "routes", "sysctls", "iptables"))
+        spec = self.mapping(node, f"host {name!r}", ("interfaces", "routes", "sysctls", "iptables", "shard"))
+        if "shard" in spec:
+            self.pins[name] = spec["shard"][1]
         interfaces = {"lo": Interface("lo", 1, ethernet.ZERO, [(ipv4.aton("127.0.0.1"), 8)], LOOPBACK_MTU)}
         addrs6: dict[str, list] = {}           # ifname -> the file's IPv6 (address, plen, node)
         if "interfaces" in spec:
