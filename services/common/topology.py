@@ -241,27 +241,25 @@ def place(hosts: list[str], links: list[Link], shards: int, pinned: dict[str, in
     def gain(h, s):                      # cables of h that stop crossing if h moves to s
         return sum(where[o] == s for o in adj[h]) - sum(where[o] == where[h] for o in adj[h])
     free = [h for h in hosts if h not in pinned]
-    for _ in range(len(hosts)):
-        best = None
-        for h in free:
-            for s in range(shards):
-                if s != where[h] and size[s] < cap and gain(h, s) > 0:
-                    best = max(best or (0, h, s), (gain(h, s), h, s), key=lambda t: t[0])
-        for a in free if best is None else ():
+    for _ in range(16):                  # passes of first-improvement moves and swaps
+        improved = False
+        # only a host with a cable to another shard can gain (its partner in a swap may be any)
+        edge = [h for h in free if any(where[o] != where[h] for o in adj[h])]
+        for a in edge:
+            moves = [(gain(a, s), s) for s in range(shards) if s != where[a] and size[s] < cap]
+            g, s = max(moves, default=(0, None))
+            if g > 0:
+                size[where[a]] -= 1
+                size[s] += 1
+                where[a], improved = s, True
+                continue
             for b in free:
-                if where[a] < where[b]:
-                    g = gain(a, where[b]) + gain(b, where[a]) - 2 * (b in adj[a])
-                    if g > 0 and (best is None or g > best[0]):
-                        best = (g, a, b)
-        if best is None:
+                if where[a] != where[b] and gain(a, where[b]) + gain(b, where[a]) - 2 * adj[a].count(b) > 0:
+                    where[a], where[b] = where[b], where[a]
+                    improved = True
+                    break
+        if not improved:
             break
-        _, a, b = best
-        if isinstance(b, int):
-            size[where[a]] -= 1
-            size[b] += 1
-            where[a] = b
-        else:
-            where[a], where[b] = where[b], where[a]
     return {h: where[h] for h in hosts}
 
 
