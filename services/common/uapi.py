@@ -31,7 +31,7 @@ SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 
 # poll(2)'s events (include/uapi/asm-generic/poll.h)
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
-POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
+POLLRDNORM, POLLWRNORM, POLLWRBAND, POLLRDHUP = 0x40, 0x100, 0x200, 0x2000
 
 # AF_XDP (include/linux/socket.h, include/uapi/linux/if_xdp.h)
 AF_XDP, SOL_XDP = 44, 283

@@ -8,7 +8,7 @@ import time
 
 import grpc
 
-from . import _client, _poll
+from . import _client, _netdb, _poll
 from .services.common.uapi import (  # noqa: F401 (the socket module's names, re-exported)
     AF_INET, AF_INET6, AF_PACKET, AF_UNSPEC, AF_XDP, IP_MTU, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DONT,
     IP_PMTUDISC_PROBE,
@@ -59,8 +59,9 @@ def _check_timeout(timeout):
 EAI_ADDRFAMILY = getattr(_pysocket, "EAI_ADDRFAMILY", -9)
 
 
-def _host(host: str, what: str) -> str:
-    """The address forms Python's socket module accepts for AF_INET."""
+def _host(host: str, netns: str) -> str:
+    """The address forms Python's socket module accepts for AF_INET; a name is
+    resolved on the emulated host, as setipaddr() calls getaddrinfo()."""
     if not isinstance(host, str):
         raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
     if host in ("", "0.0.0.0"):
@@ -74,7 +75,7 @@ def _host(host: str, what: str) -> str:
     except OSError:
         if _is_ipv6(host):
             raise _pysocket.gaierror(EAI_ADDRFAMILY, "Address family for hostname not supported") from None
-        raise _pysocket.gaierror(_pysocket.EAI_NONAME, "Name or service not known") from None
+        return _netdb.gethostbyname(host, netns=netns)
     return host
 
 
@@ -127,8 +128,8 @@ def _host6(host, netns: str) -> str:
     except OSError:
         try:
             _pysocket.inet_pton(_pysocket.AF_INET, text)
-        except OSError:
-            raise _pysocket.gaierror(_pysocket.EAI_NONAME, "Name or service not known") from None
+        except OSError:                  # a name: its first IPv6 address on the emulated host
+            return _netdb.getaddrinfo(text, None, AF_INET6, netns=netns)[0][4][0]
         raise _pysocket.gaierror(EAI_ADDRFAMILY, "Address family for hostname not supported") from None
     if pct:
         scope_index(netns, zone)
@@ -153,7 +154,7 @@ def _inet6_addr(address, what: str, netns: str) -> socket_pb2.SockAddr:
                                scope_id=scope_id & 0xFFFFFFFF)
 
 
-def _inet_addr(address, what: str) -> socket_pb2.SockAddr:
+def _inet_addr(address, what: str, netns: str) -> socket_pb2.SockAddr:
     if not isinstance(address, tuple) or len(address) != 2:
         raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
     host, port = address
@@ -161,7 +162,7 @@ def _inet_addr(address, what: str) -> socket_pb2.SockAddr:
         raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
     if not 0 <= port <= 65535:
         raise OverflowError(f"{what}: port must be 0-65535.")
-    return socket_pb2.SockAddr(host=_host(host, what), port=port)
+    return socket_pb2.SockAddr(host=_host(host, netns), port=port)
 
 
 def _packet_addr(address, what: str) -> socket_pb2.SockAddr:
@@ -292,7 +293,7 @@ class socket(_FileLike):
     def _addr(self, address, what):
         if self.family == AF_INET6:
             return _inet6_addr(address, what, self.netns)
-        return _packet_addr(address, what) if self.family == AF_PACKET else _inet_addr(address, what)
+        return _packet_addr(address, what) if self.family == AF_PACKET else _inet_addr(address, what, self.netns)
 
     def _fdcheck(self):
         if self._closed:

@@ -60,6 +60,7 @@ class Sock:
         self.stream = type_ == SOCK_STREAM
         self.listening = self.connecting = self.eof = self.shut_rd = self.shut_wr = False
         self.nospace = False              # SOCK_NOSPACE: a send found the buffer full; WRITE_SPACE clears it
+        self.closed = False               # the connection reached TCP_CLOSE (a reset, or both sides' FINs)
         self.rbytes = 0                   # bytes in rcvq not yet read (rcvq holds (skb, t); roff into the first)
         self.roff = 0
         self.accept_q: deque = deque()
@@ -125,12 +126,13 @@ class Sock:
         """sock_poll(): tcp_poll() for a stream socket, datagram_poll() for the rest."""
         err = uapi.POLLERR if self.sk_err or self.errq else 0
         if not self.stream:             # sock_writeable(): transport owns the send buffer and never fills it
-            return err | uapi.POLLOUT | uapi.POLLWRNORM | (uapi.POLLIN | uapi.POLLRDNORM if self.rcvq else 0)
+            return err | uapi.POLLOUT | uapi.POLLWRNORM | uapi.POLLWRBAND | \
+                (uapi.POLLIN | uapi.POLLRDNORM if self.rcvq else 0)
         if self.listening:              # inet_csk_listen_poll()
             return uapi.POLLIN | uapi.POLLRDNORM if self.accept_q else 0
         mask = err
-        if self.shut_rd and self.shut_wr or not (self.connected or self.connecting):   # or TCP_CLOSE
-            mask |= uapi.POLLHUP
+        if (self.eof or self.shut_rd) and self.shut_wr or self.closed or not (self.connected or self.connecting):
+            mask |= uapi.POLLHUP        # SHUTDOWN_MASK, or TCP_CLOSE
         if self.eof or self.shut_rd:    # RCV_SHUTDOWN: a FIN came, or shutdown(SHUT_RD)
             mask |= uapi.POLLIN | uapi.POLLRDNORM | uapi.POLLRDHUP
         if not self.connecting:         # not SYN_SENT

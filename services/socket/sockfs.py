@@ -136,13 +136,14 @@ class SockFs:
                 (s.laddr, s.raddr), s.lport, s.rport = ev_addrs(s.family, ev), ev.port, ev.peer_port
             elif ev.state in (TCP_CLOSE_WAIT, TCP_CLOSE):
                 s.eof = True
+                s.closed = ev.state == TCP_CLOSE
                 s.connecting = False
         elif s is None:
             return []
         elif ev.kind == SockEvent.ERROR_REPORT:
             s.sk_err = ev.err
             s.connecting = False
-            s.eof = True
+            s.eof = s.closed = True
         return [Wake(s.fd)]
 
     def new_child(self, skb, ev) -> list:
