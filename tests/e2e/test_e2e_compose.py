@@ -69,15 +69,15 @@ def _engine():
 
 
 class Stack:
-    """The running compose project."""
+    """The running compose project (of `files`: compose.yaml and overrides, unless told otherwise)."""
 
-    def __init__(self, client, project: str, env: dict):
-        self.client, self.project, self.env = client, project, env
+    def __init__(self, client, project: str, env: dict, files=COMPOSE_FILES):
+        self.client, self.project, self.env, self.files = client, project, env, files
         self.endpoint = f"127.0.0.1:{env['PKTFLOW_SOCKET_PORT']}"
         self.query = f"http://127.0.0.1:{env['PKTFLOW_JAEGER_UI_PORT']}"
 
     def compose(self, *args, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-        files = [a for f in COMPOSE_FILES for a in ("-f", str(f))]
+        files = [a for f in self.files for a in ("-f", str(f))]
         r = subprocess.run(["docker", "compose", "-p", self.project, *files, *args], cwd=ROOT, env=self.env,
                            capture_output=True, text=True, timeout=timeout, check=False)
         if check and r.returncode:
