@@ -437,10 +437,14 @@ class LayerShell(admin_pb2_grpc.AdminServicer):
     def add_services(self, server):
         """Layer-specific gRPC services (the socket layer's syscalls, ...)."""
 
+    def upper_layers(self) -> tuple[str, ...]:
+        """Who may open an Exchange stream here (by their layer name)."""
+        return config.UPPERS.get(self.name, ())
+
     async def serve(self, address: str, metrics_port: int | None = None):
         self.loop = asyncio.get_running_loop()
         server = grpc.aio.server(options=config.SERVER_OPTIONS, interceptors=[rpc_guard.RejectUndecodable()])
-        uppers = config.UPPERS.get(self.name)
+        uppers = self.upper_layers()
         if uppers:
             from pktflow.v1 import layers_pb2_grpc
             self.uplinks = Uplinks(uppers, self.on_egress_batch, self.on_upper_connect, self.batch_stamp,
@@ -532,8 +536,8 @@ def main(shell_class):
         raise SystemExit(2)
     try:
         shell = shell_class(topo)
-    except OSError as e:                      # e.g. a TAP device that cannot be had
-        print(f"pktflow {shell_class.name}: {e.strerror or e}", file=sys.stderr)
+    except (OSError, config.ConfigError) as e:     # e.g. a TAP device that cannot be had
+        print(f"pktflow {shell_class.name}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
         raise SystemExit(2)
     tune_gc()
     die_with_supervisor()

@@ -38,6 +38,10 @@ class NetDevice:
         self.tap = tap                      # the Linux TAP device on the other end, if any
         self.tap_attached = tap is not None   # False while that TAP device is gone (no carrier)
         self.peers: list[NetDevice] = []
+        # the cable's ends on other shards' hosts, (shard, netns, ifindex): what is sent goes to those
+        # shards' nic services on the shell's streams; carrier while a stream to one of them is up
+        self.remote: list[tuple[int, str, int]] = []
+        self.remote_up = False
         self.cable = f"{netns}-{name}--{tap}" if tap else None     # a name for the wire it is on
         self.rx_ring: deque = deque()
         self.rx_ring_size = RX_RING_SIZE
@@ -52,7 +56,7 @@ class NetDevice:
     def carrier(self) -> bool:
         """A device that is down has no carrier, and neither has the other end of
         its cable (as a veth peer shows NO-CARRIER)."""
-        return self.up and (self.loopback or any(p.up for p in self.peers) or self.tap_attached)
+        return self.up and (self.loopback or any(p.up for p in self.peers) or self.tap_attached or self.remote_up)
 
     def key(self):
         return self.netns, self.ifindex
@@ -98,12 +102,18 @@ class Nic:
                                 iface.tap)
                 self.devices[dev.key()] = dev
         by_name = {(d.netns, d.name): d for d in self.devices.values()}
+        remote = getattr(topology, "remote", {})
         for link in topology.links:
-            ends = [by_name[e] for e in link.endpoints]
-            cable = "--".join(sorted(f"{d.netns}-{d.name}" for d in ends))
+            ends = [by_name[e] for e in link.endpoints if e in by_name]
+            far = [(topology.placement[h], h, remote[h].interfaces[i].ifindex) for h, i in link.endpoints
+                   if (h, i) not in by_name]
+            cable = "--".join(sorted(f"{h}-{i}" for h, i in link.endpoints))   # its name on every shard
             for d in ends:
                 d.peers = [p for p in ends if p is not d]
                 d.cable = cable
+                d.remote = far
+        self.remote_shards = sorted({s for d in self.devices.values() for s, _, _ in d.remote})
+        self.to_shard: list = []            # (shard, device, skb): frames onto cables ending on another shard
         self.on_wire: list = []             # (device, skb) put on the cable by this batch
         # each host is one CPU: its softnet_data, with the host's net.core sysctls
         self.softnet = {h.name: SoftnetData(sysctl_defaults() | h.sysctls) for h in topology.hosts.values()}
@@ -177,7 +187,21 @@ class Nic:
             frame = data + fcs(data)
             for peer in dev.peers:
                 out += self.dma_rx(peer, frame, skb, tstamp)
+            for shard, netns, ifindex in dev.remote:      # the journey goes on there, a GSO packet whole
+                self.to_shard.append((shard, dev, Skb(
+                    data=frame, netns=netns, ifindex=ifindex, tstamp=tstamp, trace_id=skb.trace_id,
+                    span_id=skb.span_id, trace_flags=skb.trace_flags, gso_size=skb.gso_size,
+                    gso_segs=skb.gso_segs, ip_summed=skb.ip_summed)))
         return out
+
+    def cable_rx(self, skb, shard: int) -> list:
+        """A frame from shard `shard`'s end of a cable (with its FCS, in the journey
+        of the frame that was sent): into the RX ring of the device at this end.
+        Only a device whose cable does end on that shard takes it."""
+        dev = self.devices.get((skb.netns, skb.ifindex))
+        if dev is None or not any(s == shard for s, _, _ in dev.remote):
+            return [Drop(skb, "netif_receive_skb", "DEV_READY")]
+        return self.dma_rx(dev, skb.data, skb, skb.tstamp)
 
     @staticmethod
     def rx_skb(dev: NetDevice, data: bytes, cause, tstamp: int):

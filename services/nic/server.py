@@ -6,9 +6,11 @@ import os
 import time
 
 from pktflow.v1 import admin_pb2, xsk_pb2_grpc
+from pktflow.v1.skb_pb2 import Skb
 
-from ..common import metrics
+from ..common import config, metrics
 from ..common.pcap import PcapWriter
+from ..common.plumbing import Downlink
 from ..common.shell import LayerShell
 from . import tap as taplib
 from . import xdp
@@ -38,6 +40,14 @@ class NicShell(LayerShell):
         self.xsk = XskService(self)
         for name in self.nic.taps:                 # refused at start, naming the device, if impossible
             self.tap_fds[name] = taplib.open_tap(name)
+        # Cables to other shards: a stream to each such shard's nic (an Exchange stream, as a
+        # layer's to the one below, authenticated alike), named nic<shard>.
+        self.shard_addrs = config.shard_endpoints("nic")
+        missing = [s for s in self.nic.remote_shards if s >= len(self.shard_addrs)]
+        if missing:
+            raise config.ConfigError(f"cables go to shard {missing[0]}, but PKTFLOW_SHARD_NICS names "
+                                     f"{len(self.shard_addrs)} nic address(es): every shard's, in shard order")
+        self.shard_links: dict[int, Downlink] = {}
         # PKTFLOW_WIRE_PCAP=DIR records every frame on every cable, both ways, one
         # pcap per cable (a TAP's cable ends at Linux): what a tap on the wire sees.
         self.wire_dir = os.environ.get("PKTFLOW_WIRE_PCAP")
@@ -49,11 +59,35 @@ class NicShell(LayerShell):
     def add_services(self, server):
         xsk_pb2_grpc.add_XskServicer_to_server(self.xsk, server)
 
+    def upper_layers(self):
+        return super().upper_layers() + tuple(f"nic{s}" for s in self.nic.remote_shards)
+
+    def egress_for(self, from_layer: str):
+        """Frames from another shard's nic (nic<k>) arrive on its cables; the rest is link's."""
+        if from_layer.startswith("nic"):
+            shard = int(from_layer[3:])
+            return lambda skb, now: self.nic.cable_rx(skb, shard)
+        return self.egress
+
     def extra_downlinks(self):
+        for shard in self.nic.remote_shards:       # not self.downs: a shard is ready without its peers
+            d = Downlink(f"nic{self.topo.shard}", self.instance, f"nic{shard}", self.shard_addrs[shard],
+                         lambda batch: None, self.lost, lambda up, s=shard: self.shard_cable(s, up),
+                         secret=config.stack_secret())
+            self.shard_links[shard] = d
+            d.start()
         for name, fd in self.tap_fds.items():
             self.loop.add_reader(fd, self.tap_readable, name, fd)
             log.info("interface %s:%s is backed by TAP device %s", self.nic.taps[name].netns,
                      self.nic.taps[name].name, name)
+
+    def shard_cable(self, shard: int, up: bool):
+        """The stream to shard `shard`'s nic came up or went down: the cables to it
+        have carrier or lose it, as a pulled cable."""
+        for dev in self.nic.devices.values():
+            if dev.remote:
+                dev.remote_up = any(self.shard_links[s].connected for s, _, _ in dev.remote)
+        log.warning("cables to shard %d: carrier %s", shard, "on" if up else "off (its nic is not reachable)")
 
     def tap_readable(self, name: str, fd: int):
         """Frames from the Linux side: into the device's RX ring, then NAPI."""
@@ -119,6 +153,13 @@ class NicShell(LayerShell):
                 dev.stats["tx_errors"] += 1
                 dev.stats["tx_carrier_errors"] += 1
         nic.to_tap.clear()
+        if nic.to_shard:
+            for shard, dev, skb in nic.to_shard:
+                lost = self.shard_links[shard].put(skb)
+                if lost:                          # counted on the sending host
+                    self.lost([Skb(netns=dev.netns, trace_id=skb.trace_id, span_id=skb.span_id,
+                                   trace_flags=skb.trace_flags)], lost)
+            nic.to_shard.clear()
         if nic.wire_log:
             self.record_wire()
 
