@@ -14,8 +14,8 @@ from .services.common.config import LAYERS, MAX_MESSAGE, dial
 from .v1 import admin_pb2, admin_pb2_grpc, socket_pb2, socket_pb2_grpc
 
 _lock = threading.Lock()
-_channel = None
-_endpoint = None
+_channels: dict[str, grpc.Channel] = {}      # socket service address -> its channel
+_maps: dict[str, dict] = {}                  # PKTFLOW_ENDPOINT -> the shard map it gave
 # This process's session: the socket service keeps a file table per session and
 # closes its sockets when the Session stream (held open below) ends.
 _session = secrets.token_hex(16)
@@ -23,8 +23,9 @@ _session = secrets.token_hex(16)
 
 def _new_process():
     """A forked child is another process: its own session, channels and descriptors."""
-    global _session, _channel, _nic
-    _session, _channel, _nic = secrets.token_hex(16), None, (None, None)
+    global _session, _nic
+    _session, _nic = secrets.token_hex(16), (None, None)
+    _channels.clear()
     _poll.forget_all()
 
 
@@ -48,10 +49,10 @@ class _SessionMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientI
         return continuation(self._with_session(details), request)
 
 
-def _hold_session(ch: grpc.Channel):
+def _hold_session(ep: str, ch: grpc.Channel):
     """Keeps the Session stream open while this process and its channel live."""
     stub = socket_pb2_grpc.SocketStub(ch)
-    while _channel is ch:
+    while _channels.get(ep) is ch:
         try:
             for ev in stub.Session(socket_pb2.SessionRequest()):
                 for r in ev.ready:            # the polled sockets' readiness (_poll)
@@ -65,25 +66,64 @@ def endpoint() -> str:
     return os.environ.get("PKTFLOW_ENDPOINT", "localhost:50051")
 
 
-def channel() -> grpc.Channel:
-    global _channel, _endpoint
-    ep = endpoint()
+def _dial(ep: str) -> grpc.Channel:
+    """The channel to one socket service, with this process's session stream on it."""
     with _lock:
-        if _channel is None or _endpoint != ep:
+        ch = _channels.get(ep)
+        if ch is None:
             raw = dial(ep, options=[("grpc.max_receive_message_length", MAX_MESSAGE),
-                                                     ("grpc.max_send_message_length", MAX_MESSAGE),
-                                                     # a restarted stack is found again within a second
-                                                     ("grpc.initial_reconnect_backoff_ms", 100),
-                                                     ("grpc.min_reconnect_backoff_ms", 100),
-                                                     ("grpc.max_reconnect_backoff_ms", 1000)])
-            _channel = grpc.intercept_channel(raw, _SessionMetadata())
-            _endpoint = ep
-            threading.Thread(target=_hold_session, args=(_channel,), daemon=True, name="pktflow-session").start()
-        return _channel
+                                    ("grpc.max_send_message_length", MAX_MESSAGE),
+                                    # a restarted stack is found again within a second
+                                    ("grpc.initial_reconnect_backoff_ms", 100),
+                                    ("grpc.min_reconnect_backoff_ms", 100),
+                                    ("grpc.max_reconnect_backoff_ms", 1000)])
+            ch = _channels[ep] = grpc.intercept_channel(raw, _SessionMetadata())
+            threading.Thread(target=_hold_session, args=(ep, ch), daemon=True, name="pktflow-session").start()
+        return ch
 
 
-def stub() -> socket_pb2_grpc.SocketStub:
-    return socket_pb2_grpc.SocketStub(channel())
+def shard_map() -> dict:
+    """Which socket service serves each host: {"placement": {host: shard}, "sockets":
+    [every shard's address]}, asked once of the one at PKTFLOW_ENDPOINT (an unsharded
+    stack, or one that cannot say: every host there)."""
+    ep = endpoint()
+    found = _maps.get(ep)
+    if found is None:
+        try:
+            reply = admin_pb2_grpc.AdminStub(_dial(ep)).Query(
+                admin_pb2.AdminRequest(layer="socket", command="shards"), timeout=15)
+            found = json.loads(reply.json) if not reply.err else {}
+        except grpc.RpcError:
+            return {}                 # not up (yet): asked again next time
+        _maps[ep] = found
+    return found
+
+
+def endpoint_of(netns: str | None) -> str:
+    """The socket service that serves host `netns` (the SDK addresses hosts, not shards)."""
+    ep = endpoint()
+    if netns:
+        m = _maps.get(ep)
+        if m is None:
+            m = shard_map()
+        if m.get("sockets"):
+            shard = m["placement"].get(netns)
+            if shard is not None and shard < len(m["sockets"]):
+                return m["sockets"][shard]
+    return ep
+
+
+def endpoints() -> list[str]:
+    """Every shard's socket service (one for an unsharded stack)."""
+    return shard_map().get("sockets") or [endpoint()]
+
+
+def channel(netns: str | None = None) -> grpc.Channel:
+    return _dial(endpoint_of(netns))
+
+
+def stub(netns: str | None = None) -> socket_pb2_grpc.SocketStub:
+    return socket_pb2_grpc.SocketStub(channel(netns))
 
 
 def unreachable(e: grpc.RpcError) -> OSError:
@@ -167,7 +207,7 @@ def nic_channel(netns: str) -> grpc.Channel:
 def query(layer: str, netns: str, command: str, *args: str, **typed) -> admin_pb2.AdminReply:
     """An Admin query for `layer`, sent to the socket service and passed down; the
     reply as it came, error or not. `typed`: a command's typed request (tc_qdisc=...)."""
-    return call(admin_pb2_grpc.AdminStub(channel()).Query,
+    return call(admin_pb2_grpc.AdminStub(channel(netns)).Query,
                 admin_pb2.AdminRequest(layer=layer, netns=netns, command=command, args=list(args), **typed),
                 timeout=15)
 

@@ -239,7 +239,7 @@ class socket(_FileLike):
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0, *, netns: str,
                  fileno: int | None = None, _fd: int | None = None, _refs: list | None = None):
-        self._stub = _client.stub()
+        self._stub = _client.stub(netns)            # the socket service of the host's shard
         if fileno is not None:             # a descriptor detach() let go of (or a dup of one)
             d = _poll.lookup(fileno)
             if d is None or d.key[0] != _client.session():

@@ -27,19 +27,22 @@ class Watch:
         self._q: queue.Queue = queue.Queue()
         self.lost: Counter = Counter()                # layer -> events it could not keep for us (perf's LOST)
         self._early: list = []
-        stub = admin_pb2_grpc.AdminStub(_client.channel())
-        self._calls = [stub.Watch(admin_pb2.WatchRequest(layer=layer, events=events, netns=netns, filter=predicate))
-                       for layer in LAYERS]
-        for layer, call in zip(LAYERS, self._calls):
+        # one host: its shard's layers; every host: every shard's
+        eps = [_client.endpoint_of(netns)] if netns else _client.endpoints()
+        self._calls = [admin_pb2_grpc.AdminStub(_client._dial(ep)).Watch(admin_pb2.WatchRequest(
+            layer=layer, events=events, netns=netns, filter=predicate)) for ep in eps for layer in LAYERS]
+        for layer, call in zip(LAYERS * len(eps), self._calls):
             threading.Thread(target=self._read, args=(layer, call), daemon=True, name=f"watch-{layer}").start()
-        waiting, refused = set(LAYERS), None
+        waiting, refused = {i: len(eps) for i in LAYERS}, None
         try:
             while waiting:
                 item = self._q.get(timeout=timeout)
                 if item[0] == "events":
                     self._early.append(item)
                     continue
-                waiting.discard(item[1])
+                waiting[item[1]] -= 1
+                if not waiting[item[1]]:
+                    del waiting[item[1]]
                 if item[0] == "error":
                     e = item[2]
                     if e.code() in _REFUSED:

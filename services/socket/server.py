@@ -473,6 +473,10 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
     def admin(self, req):
         if req.command == "hosts":             # the names getaddrinfo() knows, the same on every host (_netdb)
             return admin_pb2.AdminReply(json=json.dumps(self.topo.hosts_file()))
+        if req.command == "shards":            # where the SDK finds each host's socket service (_client)
+            return admin_pb2.AdminReply(json=json.dumps({
+                "shard": self.topo.shard or 0, "placement": self.topo.placement,
+                "sockets": config.shard_endpoints("socket") if self.topo.shards > 1 else []}))
         bad = self.check_netns(req.netns)
         if bad:
             return bad

@@ -39,7 +39,8 @@ class SockFs:
     def __init__(self, topo):
         self.topo = topo
         self.socks: dict[int, so.Sock] = {}
-        self.next_fd = 3
+        # a shard's numbers are its own (the shard in the top 16 bits): the SDK keys descriptors by them
+        self.next_fd = 3 + ((topo.shard or 0) << 48)
         self.next_req = 1
         self.sysctl = {h: sysctl_defaults() | host.sysctls for h, host in topo.hosts.items()}
         self.write_space: dict[int, int] = {}     # WRITE_SPACE events seen, per stream socket

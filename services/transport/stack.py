@@ -30,6 +30,7 @@ class Transport:
         self.netns = {h.name: TransportNetns(h, rng, self.probes) for h in topology.hosts.values()}
         self.socks: dict[int, InetSock] = {}        # UDP and ping sockets
         self.tcp = TcpProto(self, rng)
+        self.tcp.next_child += (getattr(topology, "shard", None) or 0) << 48   # a shard's numbers are its own
         # inet_protos[] and inet6_protos[]: each protocol's handler and err_handler
         tcp_rcv = lambda tr, ns, skb, now: tr.tcp.rcv(ns, skb, now)    # noqa: E731
         tcp_err = lambda tr, ns, skb, now: tr.tcp.err(ns, skb, now)    # noqa: E731

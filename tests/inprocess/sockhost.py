@@ -179,7 +179,7 @@ def sdk_on(monkeypatch, api: Api | None = None) -> Api:
     from pktflow import _client
     from pktflow.v1 import admin_pb2
     api = api or Api()
-    monkeypatch.setattr(_client, "stub", lambda: Stub(api))
+    monkeypatch.setattr(_client, "stub", lambda netns=None: Stub(api))
     monkeypatch.setattr(_client, "admin", lambda layer, netns, command, *args: api.shell.admin(
         admin_pb2.AdminRequest(layer=layer, netns=netns, command=command, args=list(args))))
     return api
