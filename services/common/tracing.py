@@ -16,6 +16,7 @@ import random
 import threading
 from collections import deque
 
+from . import config
 from .otlp import SpanEncoder
 
 log = logging.getLogger("pktflow.tracing")
@@ -47,6 +48,9 @@ class Tracer:
         provider = TracerProvider()
         self.layer = layer
         self.resource = dict(provider.resource.attributes)
+        shard = config.shard()
+        if shard is not None:           # which shard ran a hop (a Jaeger process tag): one trace crosses shards
+            self.resource["pktflow.shard"] = shard
         self.sampler = provider.sampler
         if export is None:
             export = (os.environ.get("OTEL_SDK_DISABLED", "").lower() != "true"

@@ -87,7 +87,8 @@ class NicShell(LayerShell):
         for dev in self.nic.devices.values():
             if dev.remote:
                 dev.remote_up = any(self.shard_links[s].connected for s, _, _ in dev.remote)
-        log.warning("cables to shard %d: carrier %s", shard, "on" if up else "off (its nic is not reachable)")
+        (log.info if up else log.warning)("cables to shard %d: carrier %s", shard,
+                                          "on" if up else "off (its nic is not reachable)")
 
     def tap_readable(self, name: str, fd: int):
         """Frames from the Linux side: into the device's RX ring, then NAPI."""

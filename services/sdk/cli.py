@@ -549,6 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the five layer services (and a trace store) on this machine")
     up.add_argument("--topology", metavar="FILE", help="topology file (default: h1 -- r1 -- h2)")
     up.add_argument("--port-base", type=int, default=50050, help="socket listens on BASE+1, transport BASE+2, ...")
+    up.add_argument("--shards", type=int, metavar="N", help="run N complete stacks, each serving a shard of the "
+                    "hosts (the file's shard: keys, else placed automatically); shard k's ports are BASE+100k+1..5")
     up.add_argument("--otlp-port", type=int, default=4317)
     up.add_argument("--query-port", type=int, default=16686)
     up.add_argument("-v", "--verbose", action="store_true", help="the services log at INFO")

@@ -61,16 +61,20 @@ class Stack:
     def __init__(self, topology_path: str | None = None, port_base: int = 50050, otlp_port: int = config.OTLP_PORT,
                  query_port: int = config.QUERY_PORT, trace_store: bool | None = None, log_level: str = "WARNING",
                  host: str = "127.0.0.1", extra_env: dict | None = None, log_dir: str | None = None,
-                 metrics_port: int | None = None):
+                 metrics_port: int | None = None, shards: int | None = None):
         self.topology_path = os.path.abspath(topology_path) if topology_path else str(topology.default_path())
         self.log_dir = log_dir            # each service's stderr goes to <log_dir>/<service>.log (default: ours)
         self.host = host
-        self.ports = {layer: port_base + i + 1 for i, layer in enumerate(config.LAYERS)}
+        self.shards, self.refused = self._shards(shards)
+        # shard k's services listen on port_base + 100 k + 1..5 (socket, transport, ip, link, nic)
+        self.shard_ports = [{layer: port_base + 100 * k + i + 1 for i, layer in enumerate(config.LAYERS)}
+                            for k in range(self.shards)]
+        self.ports = self.shard_ports[0]
         self.otlp_port, self.query_port = otlp_port, query_port
-        # Prometheus /metrics: the socket service's on metrics_port, the others' on the next four
-        # (None: no endpoints, so stacks side by side never want the same port)
-        self.metrics_ports = {layer: metrics_port + i for i, layer in enumerate(config.LAYERS)} \
-            if metrics_port else {}
+        # Prometheus /metrics: the socket service's on metrics_port, the others' on the next four, shard k's
+        # five further on (None: no endpoints, so stacks side by side never want the same port)
+        self.metrics_ports = {self.proc_name(layer, k): metrics_port + 5 * k + i for k in range(self.shards)
+                              for i, layer in enumerate(config.LAYERS)} if metrics_port else {}
         env = dict(os.environ) | (extra_env or {})
         tracing_off = env.get("OTEL_TRACES_EXPORTER", "otlp").lower() == "none" or \
             env.get("OTEL_SDK_DISABLED", "").lower() == "true"
@@ -86,6 +90,9 @@ class Stack:
         env.setdefault("PKTFLOW_LOG_LEVEL", log_level)
         for layer, port in self.ports.items():
             env[f"PKTFLOW_{layer.upper()}_ENDPOINT"] = f"{host}:{port}"
+        if self.shards > 1:             # every shard's nics (for the cables between them) and socket services
+            for layer in ("nic", "socket"):
+                env[f"PKTFLOW_SHARD_{layer.upper()}S"] = ",".join(f"{host}:{p[layer]}" for p in self.shard_ports)
         self.env = env
         self.procs: dict[str, subprocess.Popen] = {}
         self._specs: dict[str, tuple] = {}
@@ -93,6 +100,31 @@ class Stack:
         self.gave_up: str | None = None
         self._supervisor: threading.Thread | None = None
         self._stopping = threading.Event()
+
+    def _shards(self, asked: int | None) -> tuple[int, str | None]:
+        """How many shards, and why not when the file and `asked` disagree. A file without
+        `shards:` run in N shards is handed to the services as a copy that says `shards: N`."""
+        try:
+            topo = topology.load(self.topology_path)
+        except topology.TopologyError:
+            return 1, None                    # start() says what is wrong with the file
+        if topo.shards > 1:
+            if asked not in (None, 1, topo.shards):
+                return 1, f"--shards {asked}: {self.topology_path} says shards: {topo.shards}"
+            return topo.shards, None
+        if not asked or asked == 1:
+            return 1, None
+        if not 1 <= asked <= topology.MAX_SHARDS:
+            return 1, f"--shards {asked}: 1 to {topology.MAX_SHARDS}"
+        import tempfile
+        copy = os.path.join(tempfile.mkdtemp(prefix="pktflow-shards-"), os.path.basename(self.topology_path))
+        with open(copy, "w") as f:
+            f.write(f"shards: {asked}\n" + open(self.topology_path).read())
+        self.topology_path = copy
+        return asked, None
+
+    def proc_name(self, layer: str, shard: int) -> str:
+        return layer if self.shards == 1 else f"{layer}-{shard}"
 
     @property
     def endpoint(self) -> str:
@@ -116,6 +148,8 @@ class Stack:
         """Starts every service and, with `restart`, a supervisor thread that
         starts again any that exits (see RESTART_DELAY)."""
         topology.load(self.topology_path)           # refuse a bad file before starting anything
+        if self.refused:
+            raise RuntimeError(self.refused)
         try:
             config.tls()
         except config.ConfigError as e:
@@ -128,12 +162,17 @@ class Stack:
                         self.env | {"PKTFLOW_OTLP_PORT": str(self.otlp_port),
                                     "PKTFLOW_QUERY_PORT": str(self.query_port)})
             self._wait("tracestore", f"{self.host}:{self.otlp_port}", timeout)
-        for layer in START_ORDER:
-            self._spawn(layer, f"pktflow.services.{layer}",
-                        self.env | {"PKTFLOW_PORT": str(self.ports[layer]), "OTEL_SERVICE_NAME": layer,
-                                    "PKTFLOW_METRICS_PORT": str(self.metrics_ports.get(layer, "off"))})
-        for layer in START_ORDER:
-            self._wait(layer, f"{self.host}:{self.ports[layer]}", timeout)
+        for k, ports in enumerate(self.shard_ports):
+            env = self.env if self.shards == 1 else self.env | {"PKTFLOW_SHARD": str(k)} | {
+                f"PKTFLOW_{layer.upper()}_ENDPOINT": f"{self.host}:{port}" for layer, port in ports.items()}
+            for layer in START_ORDER:
+                name = self.proc_name(layer, k)
+                self._spawn(name, f"pktflow.services.{layer}",
+                            env | {"PKTFLOW_PORT": str(ports[layer]), "OTEL_SERVICE_NAME": layer,
+                                   "PKTFLOW_METRICS_PORT": str(self.metrics_ports.get(name, "off"))})
+        for k, ports in enumerate(self.shard_ports):
+            for layer in START_ORDER:
+                self._wait(self.proc_name(layer, k), f"{self.host}:{ports[layer]}", timeout)
         if restart:
             self._stopping.clear()
             self._supervisor = threading.Thread(target=self._supervise, name="pktflow-supervisor", daemon=True)
@@ -170,8 +209,9 @@ class Stack:
 
     def busy_port(self) -> str | None:
         """Why a port this stack needs is taken, naming the holder where /proc tells."""
-        wanted = dict(self.ports) | ({"trace store (OTLP)": self.otlp_port, "trace store (query)": self.query_port}
-                                     if self.trace_store else {})
+        wanted = {self.proc_name(layer, k): port for k, ports in enumerate(self.shard_ports)
+                  for layer, port in ports.items()} | (
+            {"trace store (OTLP)": self.otlp_port, "trace store (query)": self.query_port} if self.trace_store else {})
         for name, port in wanted.items():
             with socket.socket() as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -243,7 +283,7 @@ def run(args) -> int:
         print(f"pktflow: {e}", file=sys.stderr)
         return 2
     stack = Stack(args.topology, port_base=args.port_base, otlp_port=args.otlp_port, query_port=args.query_port,
-                  log_level="INFO" if args.verbose else "WARNING", metrics_port=metrics_port)
+                  log_level="INFO" if args.verbose else "WARNING", metrics_port=metrics_port, shards=args.shards)
     stop = []
     for sig in (signal.SIGTERM, signal.SIGHUP):       # the terminal closing is a clean stop too
         signal.signal(sig, lambda *_: stop.append(1))
@@ -257,9 +297,15 @@ def run(args) -> int:
         return 130
     traces = f", traces at {stack.query_url}" if stack.trace_store else ""
     if stack.metrics_ports:
-        first, last = stack.metrics_ports["socket"], stack.metrics_ports["nic"]
+        first, last = min(stack.metrics_ports.values()), max(stack.metrics_ports.values())
         traces += f", metrics at http://{stack.host}:{first}-{last}/metrics"
-    print(f"pktflow ready: {len(topo.hosts)} hosts ({', '.join(topo.hosts)}), SDK endpoint {stack.endpoint}{traces}"
+    hosts = ", ".join(topo.hosts)
+    if stack.shards > 1:                  # which shard serves which hosts, as the services place them
+        topo = topology.load(stack.topology_path)
+        hosts = "; ".join(f"shard {k} ({stack.host}:{p['socket']}): " +
+                          ", ".join(h for h, s in topo.placement.items() if s == k)
+                          for k, p in enumerate(stack.shard_ports))
+    print(f"pktflow ready: {len(topo.hosts)} hosts ({hosts}), SDK endpoint {stack.endpoint}{traces}"
           f" -- Ctrl-C stops", flush=True)
     try:
         while not stop:

@@ -89,6 +89,9 @@ class TraceStore:
                 for kv in rs.resource.attributes:
                     if kv.key == "service.name":
                         service = kv.value.string_value
+                service = Process(service)
+                service.tags = tuple((kv.key, *_value(kv.value)) for kv in rs.resource.attributes
+                                     if kv.key != "service.name")
                 for ss in rs.scope_spans:
                     for s in ss.spans:
                         by_trace.setdefault(s.trace_id, []).append((service, s))
@@ -168,14 +171,22 @@ def _matches(svc, span, service, operation, tags, start_us, end_us, min_duration
     return True
 
 
+class Process(str):
+    """A span's service name, with the rest of its resource (Jaeger's process tags:
+    service.instance.id, pktflow.shard, ...)."""
+    tags: tuple = ()
+
+
 def jaeger_trace(spans: list) -> dict:
-    """A trace in the JSON form of Jaeger's /api/traces."""
+    """A trace in the JSON form of Jaeger's /api/traces: one process per resource."""
     processes, pid_of, out = {}, {}, []
     for service, s in spans:
-        pid = pid_of.get(service)
+        key = (str(service), getattr(service, "tags", ()))
+        pid = pid_of.get(key)
         if pid is None:
-            pid = pid_of[service] = f"p{len(pid_of) + 1}"
-            processes[pid] = {"serviceName": service, "tags": []}
+            pid = pid_of[key] = f"p{len(pid_of) + 1}"
+            processes[pid] = {"serviceName": key[0],
+                              "tags": [{"key": k, "type": t, "value": v} for k, t, v in key[1]]}
         tid = s.trace_id.hex()
         refs = []
         if s.parent_span_id:
