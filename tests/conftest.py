@@ -13,6 +13,19 @@ PORT_BASE = int(os.environ.get("PKTFLOW_TEST_PORT_BASE", "52050"))
 LINUX_CAPTURES = pathlib.Path(__file__).parent / "data" / "linux"
 
 
+# PKTFLOW_TEST_SHARDS=N: the shared stack runs in N shards (the integration tests, unchanged, across them)
+SHARDS = int(os.environ.get("PKTFLOW_TEST_SHARDS", "1"))
+
+
+def sharded_default(shards: int, **where: int) -> str:
+    """The default topology in `shards` shards, hosts pinned where given (h1=0, ...)."""
+    from pktflow.services.common import topology
+    text = f"shards: {shards}\n" + topology.default_path().read_text()
+    for host, shard in where.items():
+        text = text.replace(f"\n  {host}:\n", f"\n  {host}:\n    shard: {shard}\n", 1)
+    return text
+
+
 WINDOWS: list = []          # (test id, start ns, end ns, markers): which test put a frame on the wire
 
 
@@ -31,7 +44,11 @@ def stack(tmp_path_factory):
     from pktflow.up import Stack
     wire = tmp_path_factory.mktemp("wire")
     logs = tmp_path_factory.mktemp("logs")
-    s = Stack(port_base=PORT_BASE, otlp_port=PORT_BASE + 17, query_port=PORT_BASE + 18, trace_store=True,
+    topo = None
+    if SHARDS > 1:                     # PKTFLOW_TEST_SHARDS=2: h1 on shard 0, r1 and h2 on shard 1
+        topo = tmp_path_factory.mktemp("topology") / "sharded.yaml"
+        topo.write_text(sharded_default(SHARDS, h1=0, r1=SHARDS - 1, h2=SHARDS - 1))
+    s = Stack(topo, port_base=PORT_BASE, otlp_port=PORT_BASE + 17, query_port=PORT_BASE + 18, trace_store=True,
               extra_env={"PKTFLOW_WIRE_PCAP": str(wire)}, log_dir=str(logs))
     s.start()
     os.environ["PKTFLOW_ENDPOINT"] = s.endpoint

@@ -194,7 +194,9 @@ class NicShell(LayerShell):
         for dev, frame, tstamp in self.nic.wire_log:
             w = self.wire_pcaps.get(dev.cable)
             if w is None:
-                w = self.wire_pcaps[dev.cable] = PcapWriter(os.path.join(self.wire_dir, f"{dev.cable}.pcap"))
+                # a cable between shards is recorded at each end, what that end sent
+                name = dev.cable if not dev.remote else f"{dev.cable}.shard{self.topo.shard}"
+                w = self.wire_pcaps[dev.cable] = PcapWriter(os.path.join(self.wire_dir, f"{name}.pcap"))
             w.write(frame, tstamp)
         self.nic.wire_log.clear()
         for w in self.wire_pcaps.values():

@@ -5,17 +5,10 @@ import itertools
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from conftest import sharded_default
 from pktflow.services.common import config, topology as t
 
 DEFAULT = t.default_path().read_text()
-
-
-def pinned(text=DEFAULT, shards=2, **where):
-    """The default topology with `shards:` and hosts pinned (h1=0, ...)."""
-    out = f"shards: {shards}\n" + text
-    for host, shard in where.items():
-        out = out.replace(f"\n  {host}:\n", f"\n  {host}:\n    shard: {shard}\n", 1)
-    return out
 
 
 def test_one_shard_unless_the_file_says():
@@ -24,7 +17,7 @@ def test_one_shard_unless_the_file_says():
 
 
 def test_pinned_hosts_and_the_view_of_each_shard():
-    topo = t.loads(pinned(h1=0, r1=1, h2=1))
+    topo = t.loads(sharded_default(2, h1=0, r1=1, h2=1))
     assert topo.placement == {"h1": 0, "r1": 1, "h2": 1}
     assert [topo.cross_shard(link) for link in topo.links] == [True, False]
     zero, one = topo.shard_view(0), topo.shard_view(1)
@@ -39,7 +32,7 @@ def test_pinned_hosts_and_the_view_of_each_shard():
 @pytest.mark.parametrize("text, problem", [
     ("shards: 0\n" + DEFAULT, "shards: 0 is out of range 1..64"),
     ("shards: two\n" + DEFAULT, "shards: 'two' is not an integer"),
-    (pinned(h1=2), "host 'h1' shard: 2 is not one of the topology's shards (shards: 2, numbered from 0)"),
+    (sharded_default(2, h1=2), "host 'h1' shard: 2 is not one of the topology's shards (shards: 2, numbered from 0)"),
     (DEFAULT.replace("\n  h1:\n", "\n  h1:\n    shard: 1\n", 1), "is not one of the topology's shards"),
 ])
 def test_bad_shard_keys_are_refused_naming_the_line(text, problem):
@@ -101,7 +94,7 @@ def test_placement_is_balanced_keeps_pins_and_no_move_or_swap_cuts_fewer(n, shar
 
 
 def test_the_service_shard_from_the_environment(monkeypatch):
-    topo = t.loads(pinned(h1=0, r1=1, h2=1))
+    topo = t.loads(sharded_default(2, h1=0, r1=1, h2=1))
     monkeypatch.delenv("PKTFLOW_SHARD", raising=False)
     with pytest.raises(config.ConfigError, match=r"has 2 shards: set PKTFLOW_SHARD \(0\.\.1\)"):
         config.sharded(topo)
