@@ -14,7 +14,7 @@ from ..common.plumbing import Downlink
 from ..common.shell import LayerShell
 from . import tap as taplib
 from . import xdp
-from .netdev import Nic
+from .netdev import NAPI_POLL_WEIGHT, Nic
 from .softnet import softnet_seq_show
 from .xsk_rpc import XskService
 
@@ -61,13 +61,6 @@ class NicShell(LayerShell):
 
     def upper_layers(self):
         return super().upper_layers() + tuple(f"nic{s}" for s in self.nic.remote_shards)
-
-    def egress_for(self, from_layer: str):
-        """Frames from another shard's nic (nic<k>) arrive on its cables; the rest is link's."""
-        if from_layer.startswith("nic"):
-            shard = int(from_layer[3:])
-            return lambda skb, now: self.nic.cable_rx(skb, shard)
-        return self.egress
 
     def extra_downlinks(self):
         for shard in self.nic.remote_shards:       # not self.downs: a shard is ready without its peers
@@ -133,7 +126,20 @@ class NicShell(LayerShell):
         return self.nic.ndo_start_xmit(skb, now)
 
     async def on_egress_batch(self, batch, from_layer):
+        if from_layer.startswith("nic"):          # another shard's nic (nic<k>): frames off its cables
+            self.shard_rx(batch, int(from_layer[3:]))
+            return
         await super().on_egress_batch(batch, from_layer)
+        self.softirq()
+
+    def shard_rx(self, batch, shard: int):
+        """Frames from shard `shard`'s ends of cables, into the RX rings, NAPI polling
+        after each poll's worth: they came over time on the wire, not as one burst."""
+        for i, skb in enumerate(batch.skbs, 1):
+            t0 = time.time_ns()
+            self.apply(self.nic.cable_rx(skb, shard), t0, time.time_ns(), "ingress")
+            if i % NAPI_POLL_WEIGHT == 0:
+                self.softirq()
         self.softirq()
 
     def softirq(self):
