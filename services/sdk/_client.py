@@ -205,20 +205,27 @@ def nic_channel(netns: str) -> grpc.Channel:
 
 
 def query(layer: str, netns: str, command: str, *args: str, **typed) -> admin_pb2.AdminReply:
-    """An Admin query for `layer`, sent to the socket service and passed down; the
-    reply as it came, error or not. `typed`: a command's typed request (tc_qdisc=...)."""
-    return call(admin_pb2_grpc.AdminStub(channel(netns)).Query,
+    """An Admin query for `layer`, sent to the socket service of the host's shard and
+    passed down; the reply as it came, error or not. `typed`: a command's typed request
+    (tc_qdisc=...). netns "": the first shard's (each_layer() asks every shard)."""
+    return _query(channel(netns), layer, netns, command, *args, **typed)
+
+
+def _query(ch: grpc.Channel, layer: str, netns: str, command: str, *args: str, **typed) -> admin_pb2.AdminReply:
+    return call(admin_pb2_grpc.AdminStub(ch).Query,
                 admin_pb2.AdminRequest(layer=layer, netns=netns, command=command, args=list(args), **typed),
                 timeout=15)
 
 
 def each_layer(netns: str, command: str, *args: str):
     """(layer, its JSON answer) from each of the five layers that answers
-    `command` (one that is down or refuses is left out: it shows when it is back)."""
-    for layer in LAYERS:
-        reply = query(layer, netns, command, *args)
-        if not reply.err:
-            yield layer, json.loads(reply.json or "null")
+    `command` (one that is down or refuses is left out: it shows when it is back);
+    for every host (netns ""), each shard's five in turn (answers that name hosts)."""
+    for ch in [channel(netns)] if netns else [_dial(ep) for ep in endpoints()]:
+        for layer in LAYERS:
+            reply = _query(ch, layer, netns, command, *args)
+            if not reply.err:
+                yield layer, json.loads(reply.json or "null")
 
 
 def watch(events: list[str], netns: str = "", predicate: str = ""):

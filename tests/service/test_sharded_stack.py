@@ -4,6 +4,7 @@ shards' nic services. The SDK names hosts only; the integration tests of the def
 topology run unchanged across the boundary; a shard whose nic is gone is a pulled cable."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import pytest
 
 import pktflow
 from conftest import PORT_BASE, eventually, sharded_default
-from pktflow import _client
+from pktflow import _client, dropwatch
 from pktflow import tracequery as tq
 
 pytestmark = pytest.mark.integration
@@ -77,6 +78,61 @@ def test_a_datagram_crosses_the_boundary_in_one_trace_that_names_both_shards(sha
                 for pid, p in tr["processes"].items()}
     by_host = {(tq.tag(s, "pktflow.netns"), shard_of[s["processID"]]) for s in spans}
     assert by_host == {("h1", 0), ("r1", 1), ("h2", 1)}
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "pktflow.cli", *args], capture_output=True, text=True,
+                          timeout=60, env=os.environ)
+
+
+def test_ping_and_a_tcp_transfer_across_the_boundary_and_the_cli_finds_each_end(sharded):
+    ping = cli("ping", "-n", "h1", "10.0.2.10", "-c", "2", "-i", "0.2")
+    assert ping.returncode == 0 and "2 received" in ping.stdout, ping.stdout + ping.stderr
+    data = bytes(range(256)) * 800                  # 200 KB: many windows over the shards' cable
+    with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h2") as srv, \
+            pktflow.socket(pktflow.AF_INET, pktflow.SOCK_STREAM, netns="h1") as cli_sock:
+        srv.bind(("10.0.2.10", 7200))
+        srv.listen()
+        srv.settimeout(10)
+        cli_sock.settimeout(10)
+        cli_sock.connect(("h2", 7200))
+        conn, (peer, peer_port) = srv.accept()
+        with conn:
+            assert (peer, peer_port) == ("10.0.1.10", cli_sock.getsockname()[1])
+            cli_sock.sendall(data)
+            got = b""
+            while len(got) < len(data):
+                chunk = conn.recv(65536)
+                assert chunk, "EOF before the whole transfer"
+                got += chunk
+            assert got == data
+            # the CLI names hosts, not shards: ss on h2 asks shard 1's transport, on h1 shard 0's
+            ss2, ss1 = cli("ss", "-n", "h2"), cli("ss", "-n", "h1")
+            assert ss2.returncode == ss1.returncode == 0, ss2.stderr + ss1.stderr
+            assert "10.0.2.10:7200" in ss2.stdout and f"10.0.1.10:{peer_port}" in ss2.stdout, ss2.stdout
+            assert f"10.0.1.10:{peer_port}" in ss1.stdout and "10.0.2.10:7200" in ss1.stdout, ss1.stdout
+            assert "ESTAB" in ss2.stdout and "ESTAB" in ss1.stdout
+    nstat = cli("nstat", "-n", "h2")
+    assert nstat.returncode == 0 and re.search(r"^TcpPassiveOpens\s+[1-9]", nstat.stdout, re.M), nstat.stdout
+    assert re.search(r"^IcmpInEchos\s+[1-9]", nstat.stdout, re.M), nstat.stdout
+    assert not re.search(r"^TcpPassiveOpens\s", cli("nstat", "-n", "h1").stdout, re.M)   # h1 only connected
+    bad = cli("nstat", "-n", "h9")
+    assert bad.returncode == 1 and "no network namespace 'h9'" in bad.stderr
+
+
+def test_drops_of_every_host_come_from_every_shard(sharded):
+    """dropwatch (and perf stat) without a host ask each shard's five layers."""
+    before = dropwatch.snapshot("")
+    with pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h1") as a, \
+            pktflow.socket(pktflow.AF_INET, pktflow.SOCK_DGRAM, netns="h2") as b:
+        a.sendto(b"nobody", ("10.0.2.10", 7301))           # dropped on h2 (shard 1)
+        b.sendto(b"nobody", ("10.0.1.10", 7302))           # dropped on h1 (shard 0)
+
+    def grown():
+        now = dropwatch.snapshot("")
+        return {k[0] for k, n in now.items() if k[1:] == ("transport", "udp_rcv", "NO_SOCKET")
+                and n > before.get(k, 0)}
+    eventually(lambda: grown() == {"h1", "h2"}, timeout=10)
 
 
 def test_a_shard_whose_nic_is_gone_is_a_pulled_cable(sharded):
