@@ -10,11 +10,11 @@ import time
 import grpc
 
 from . import _poll
-from .services.common.config import LAYERS, MAX_MESSAGE, dial
+from .services.common.config import LAYERS, MAX_MESSAGE, TLS_VARS, dial
 from .v1 import admin_pb2, admin_pb2_grpc, socket_pb2, socket_pb2_grpc
 
 _lock = threading.Lock()
-_channels: dict[str, grpc.Channel] = {}      # socket service address -> its channel
+_channels: dict[tuple, grpc.Channel] = {}    # (socket service address, TLS settings) -> its channel
 _maps: dict[str, dict] = {}                  # PKTFLOW_ENDPOINT -> the shard map it gave
 # This process's session: the socket service keeps a file table per session and
 # closes its sockets when the Session stream (held open below) ends.
@@ -49,10 +49,10 @@ class _SessionMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientI
         return continuation(self._with_session(details), request)
 
 
-def _hold_session(ep: str, ch: grpc.Channel):
+def _hold_session(key: tuple, ch: grpc.Channel):
     """Keeps the Session stream open while this process and its channel live."""
     stub = socket_pb2_grpc.SocketStub(ch)
-    while _channels.get(ep) is ch:
+    while _channels.get(key) is ch:
         try:
             for ev in stub.Session(socket_pb2.SessionRequest()):
                 for r in ev.ready:            # the polled sockets' readiness (_poll)
@@ -67,9 +67,11 @@ def endpoint() -> str:
 
 
 def _dial(ep: str) -> grpc.Channel:
-    """The channel to one socket service, with this process's session stream on it."""
+    """The channel to one socket service, with this process's session stream on it
+    (one per address and TLS settings: a test may point the SDK at a TLS stack next)."""
+    key = (ep,) + tuple(os.environ.get(v, "") for v in TLS_VARS)
     with _lock:
-        ch = _channels.get(ep)
+        ch = _channels.get(key)
         if ch is None:
             raw = dial(ep, options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                     ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -77,8 +79,8 @@ def _dial(ep: str) -> grpc.Channel:
                                     ("grpc.initial_reconnect_backoff_ms", 100),
                                     ("grpc.min_reconnect_backoff_ms", 100),
                                     ("grpc.max_reconnect_backoff_ms", 1000)])
-            ch = _channels[ep] = grpc.intercept_channel(raw, _SessionMetadata())
-            threading.Thread(target=_hold_session, args=(ep, ch), daemon=True, name="pktflow-session").start()
+            ch = _channels[key] = grpc.intercept_channel(raw, _SessionMetadata())
+            threading.Thread(target=_hold_session, args=(key, ch), daemon=True, name="pktflow-session").start()
         return ch
 
 
@@ -97,6 +99,14 @@ def shard_map() -> dict:
             return {}                 # not up (yet): asked again next time
         _maps[ep] = found
     return found
+
+
+def forget_stack() -> None:
+    """What was learnt of the stack (its shard map, its names): asked again, as the
+    stack behind an address may have restarted as another."""
+    _maps.clear()
+    from . import _netdb
+    _netdb.forget()
 
 
 def endpoint_of(netns: str | None) -> str:
@@ -138,7 +148,7 @@ def unreachable(e: grpc.RpcError) -> OSError:
 
 def ready(status) -> None:
     """A reply's readiness of a polled socket, onto its descriptor (_poll)."""
-    if status.ready.fd:
+    if type(status) is socket_pb2.Status and status.ready.fd:
         _poll.apply(_session, status.ready)
 
 
@@ -157,6 +167,8 @@ def call(method, request, timeout=None):
     try:
         return method(request, timeout=timeout)
     except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.UNAVAILABLE:
+            forget_stack()
         if e.code() != grpc.StatusCode.UNAVAILABLE or not _ready(2.0):
             raise unreachable(e) from None
     try:                    # the call never left (no connection yet): once more, now that there is one

@@ -15,6 +15,11 @@ _lock = threading.Lock()
 _known: dict[str, dict[str, list[str]]] = {}     # endpoint -> the stack's hosts file
 
 
+def forget() -> None:
+    with _lock:
+        _known.clear()
+
+
 def _hosts() -> dict[str, list[str]]:
     """name -> addresses of the stack the SDK talks to (EAI_AGAIN when it cannot be asked)."""
     ep = _client.endpoint()
