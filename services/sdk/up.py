@@ -116,8 +116,12 @@ class Stack:
             return 1, None
         if not 1 <= asked <= topology.MAX_SHARDS:
             return 1, f"--shards {asked}: 1 to {topology.MAX_SHARDS}"
+        import atexit
+        import shutil
         import tempfile
-        copy = os.path.join(tempfile.mkdtemp(prefix="pktflow-shards-"), os.path.basename(self.topology_path))
+        d = tempfile.mkdtemp(prefix="pktflow-shards-")
+        atexit.register(shutil.rmtree, d, True)        # the copy lives while this process may restart services
+        copy = os.path.join(d, os.path.basename(self.topology_path))
         with open(copy, "w") as f:
             f.write(f"shards: {asked}\n" + open(self.topology_path).read())
         self.topology_path = copy
