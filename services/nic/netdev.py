@@ -4,8 +4,12 @@ the cable, padded to ETH_ZLEN as the hardware does; frames that arrive are
 checking FCS and length as the hardware does. A device backed by a Linux TAP
 device has the machine's kernel at the other end of its cable: what it
 transmits the shell writes to the TAP, what the TAP gives the shell arrives
-here (tap_rx). The loopback device has no cable and no ring: what it sends goes
-to its CPU's backlog (softnet.py says which path is which, and why).
+here (tap_rx). A device whose cable ends on another shard's host has that
+shard's nic at the other end (`remote`): what it transmits the shell sends
+there (to_shard), what comes from there arrives here (cable_rx), and it has
+carrier while the shell's stream to that shard is up (`remote_up`). The loopback
+device has no cable and no ring: what it sends goes to its CPU's backlog
+(softnet.py says which path is which, and why).
 
 Counters are the ones `ip -s link` shows (struct rtnl_link_stats64 names),
 and the driver's own that `ethtool -S` shows (virtio-net's names). An XDP
@@ -113,6 +117,8 @@ class Nic:
                 d.cable = cable
                 d.remote = far
         self.remote_shards = sorted({s for d in self.devices.values() for s, _, _ in d.remote})
+        # (shard, netns, ifindex) of a far end -> the device here whose cable ends there
+        self.far_ends = {end: d for d in self.devices.values() for end in d.remote}
         self.to_shard: list = []            # (shard, device, skb): frames onto cables ending on another shard
         self.on_wire: list = []             # (device, skb) put on the cable by this batch
         # each host is one CPU: its softnet_data, with the host's net.core sysctls
@@ -187,12 +193,26 @@ class Nic:
             frame = data + fcs(data)
             for peer in dev.peers:
                 out += self.dma_rx(peer, frame, skb, tstamp)
-            for shard, netns, ifindex in dev.remote:      # the journey goes on there, a GSO packet whole
-                self.to_shard.append((shard, dev, Skb(
-                    data=frame, netns=netns, ifindex=ifindex, tstamp=tstamp, trace_id=skb.trace_id,
-                    span_id=skb.span_id, trace_flags=skb.trace_flags, gso_size=skb.gso_size,
-                    gso_segs=skb.gso_segs, ip_summed=skb.ip_summed)))
+            if dev.remote:                       # unsharded: this test is all a frame pays
+                self.to_remote(dev, frame, skb, tstamp)
         return out
+
+    def to_remote(self, dev: NetDevice, frame: bytes, skb, tstamp: int):
+        """A frame onto a cable whose other ends are on other shards: for the shell to
+        send to those shards' nics (layers.proto: cables between shards). The journey
+        goes on there (the trace context of this hop), a GSO packet whole, as it goes
+        to an emulated peer here: both ends are emulated NICs, and cutting it would
+        put its frames on the stream one by one."""
+        for shard, netns, ifindex in dev.remote:
+            self.to_shard.append((shard, dev, Skb(
+                data=frame, netns=netns, ifindex=ifindex, tstamp=tstamp, trace_id=skb.trace_id,
+                span_id=skb.span_id, trace_flags=skb.trace_flags, gso_size=skb.gso_size,
+                gso_segs=skb.gso_segs, ip_summed=skb.ip_summed)))
+
+    def remote_sender(self, shard: int, skb) -> NetDevice | None:
+        """The device here that sent `skb`, a frame queued for shard `shard` (to_shard):
+        a frame the stream could not carry is lost on the sending host."""
+        return self.far_ends.get((shard, skb.netns, skb.ifindex))
 
     def cable_rx(self, skb, shard: int) -> list:
         """A frame from shard `shard`'s end of a cable (with its FCS, in the journey

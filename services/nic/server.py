@@ -48,6 +48,7 @@ class NicShell(LayerShell):
             raise config.ConfigError(f"cables go to shard {missing[0]}, but PKTFLOW_SHARD_NICS names "
                                      f"{len(self.shard_addrs)} nic address(es): every shard's, in shard order")
         self.shard_links: dict[int, Downlink] = {}
+        self._closing = False
         # PKTFLOW_WIRE_PCAP=DIR records every frame on every cable, both ways, one
         # pcap per cable (a TAP's cable ends at Linux): what a tap on the wire sees.
         self.wire_dir = os.environ.get("PKTFLOW_WIRE_PCAP")
@@ -65,8 +66,8 @@ class NicShell(LayerShell):
     def extra_downlinks(self):
         for shard in self.nic.remote_shards:       # not self.downs: a shard is ready without its peers
             d = Downlink(f"nic{self.topo.shard}", self.instance, f"nic{shard}", self.shard_addrs[shard],
-                         lambda batch: None, self.lost, lambda up, s=shard: self.shard_cable(s, up),
-                         secret=config.stack_secret())
+                         lambda batch: None, lambda skbs, why, s=shard: self.shard_lost(s, skbs, why),
+                         lambda up, s=shard: self.shard_cable(s, up), secret=config.stack_secret())
             self.shard_links[shard] = d
             d.start()
         for name, fd in self.tap_fds.items():
@@ -80,8 +81,20 @@ class NicShell(LayerShell):
         for dev in self.nic.devices.values():
             if dev.remote:
                 dev.remote_up = any(self.shard_links[s].connected for s, _, _ in dev.remote)
+        if not up and self._closing:              # this nic is stopping: no news
+            return
         (log.info if up else log.warning)("cables to shard %d: carrier %s", shard,
                                           "on" if up else "off (its nic is not reachable)")
+
+    def shard_lost(self, shard: int, skbs, reason: str):
+        """Frames for shard `shard` that its stream could not carry (it broke with them
+        queued, or its queue was full): dropped and counted on the host that sent them."""
+        sent = []
+        for skb in skbs:
+            dev = self.nic.remote_sender(shard, skb)
+            sent.append(Skb(netns=dev.netns if dev else skb.netns, ifindex=dev.ifindex if dev else 0,
+                            trace_id=skb.trace_id, span_id=skb.span_id, trace_flags=skb.trace_flags))
+        self.lost(sent, reason)
 
     def tap_readable(self, name: str, fd: int):
         """Frames from the Linux side: into the device's RX ring, then NAPI."""
@@ -161,11 +174,10 @@ class NicShell(LayerShell):
                 dev.stats["tx_carrier_errors"] += 1
         nic.to_tap.clear()
         if nic.to_shard:
-            for shard, dev, skb in nic.to_shard:
+            for shard, _, skb in nic.to_shard:
                 lost = self.shard_links[shard].put(skb)
-                if lost:                          # counted on the sending host
-                    self.lost([Skb(netns=dev.netns, trace_id=skb.trace_id, span_id=skb.span_id,
-                                   trace_flags=skb.trace_flags)], lost)
+                if lost:
+                    self.shard_lost(shard, [skb], lost)
             nic.to_shard.clear()
         if nic.wire_log:
             self.record_wire()
@@ -195,6 +207,16 @@ class NicShell(LayerShell):
         self._ksoftirqd_woken = False
         if self.nic.rx_pending:
             self.do_softirq()
+
+    async def shutdown(self, server):
+        """What is on its way to other shards is written first (as a layer drains
+        its stream below), then the streams close."""
+        self._closing = True
+        for d in self.shard_links.values():
+            await d.drain(1.0)
+        await super().shutdown(server)
+        for d in self.shard_links.values():
+            await d.close()
 
     def record_wire(self):
         for dev, frame, tstamp in self.nic.wire_log:
