@@ -1,5 +1,6 @@
 """Shared fixtures: one pktflow stack (five service processes and the trace
 store) for the integration tests, started once and stopped at the end."""
+import contextlib
 import os
 import pathlib
 import threading
@@ -134,6 +135,20 @@ def eventually(check, timeout: float = 10.0, interval: float = 0.02):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met in {timeout} s: {check}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def sdk_endpoint(address: str):
+    """Points this process's SDK at another stack for the duration."""
+    saved = os.environ.get("PKTFLOW_ENDPOINT")
+    os.environ["PKTFLOW_ENDPOINT"] = address
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PKTFLOW_ENDPOINT", None)
+        else:
+            os.environ["PKTFLOW_ENDPOINT"] = saved
 
 
 def counters(netns: str) -> Counter:

@@ -336,6 +336,7 @@ class socket(_FileLike):
         r = self._blocking_call(self._stub.Accept, socket_pb2.FdRequest(fd=self._fd, timeout=self._wait_arg()))
         self._raise_wait(r.status)
         conn = socket(self.family, self.type, self.proto, netns=self.netns, _fd=r.fd)
+        conn._stub = self._stub                  # the listener's service holds it
         conn._timeout = getdefaulttimeout()
         return conn, self._name(r.addr)
 

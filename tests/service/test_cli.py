@@ -1,5 +1,4 @@
 """The pktflow command: `pktflow up` for real, and the iproute2-style tools."""
-import contextlib
 import os
 import re
 import signal
@@ -11,7 +10,7 @@ import time
 import pytest
 
 import pktflow
-from conftest import PORT_BASE, Bulk, eventually
+from conftest import PORT_BASE, Bulk, eventually, sdk_endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -279,20 +278,6 @@ def test_a_service_that_keeps_failing_makes_the_stack_give_up(monkeypatch):
                             why), why
     finally:
         s.stop()
-
-
-@contextlib.contextmanager
-def sdk_endpoint(address: str):
-    """Points this process's SDK at another stack for the duration."""
-    saved = os.environ.get("PKTFLOW_ENDPOINT")
-    os.environ["PKTFLOW_ENDPOINT"] = address
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("PKTFLOW_ENDPOINT", None)
-        else:
-            os.environ["PKTFLOW_ENDPOINT"] = saved
 
 
 def test_pktflow_iptables_drops_what_its_rule_says_and_the_trace_names_the_rule(stack):
