@@ -17,14 +17,15 @@ import argparse
 import json
 import os
 import pathlib
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 
+from . import udp
+
 HERE = pathlib.Path(__file__).resolve().parent
-HDR = struct.Struct("!QQ")
+HDR = udp.HDR
 PORT = 7000
 
 
@@ -42,14 +43,8 @@ def topology(pairs: int, shards: int = 1, pins: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sdk(endpoint):
-    os.environ["PKTFLOW_ENDPOINT"] = endpoint
-    import pktflow
-    return pktflow
-
-
 def worker_tx(endpoint, pair, seconds, batch):
-    pk = _sdk(endpoint)
+    pk = udp._sdk(endpoint)
     s = pk.socket(pk.AF_INET, pk.SOCK_DGRAM, netns=f"a{pair}")
     dst = (f"10.{100 + pair}.0.2", PORT)
     pad = b"\0" * (64 - HDR.size)
@@ -61,23 +56,7 @@ def worker_tx(endpoint, pair, seconds, batch):
 
 
 def worker_rx(endpoint, pair, idle=3.0):
-    pk = _sdk(endpoint)
-    s = pk.socket(pk.AF_INET, pk.SOCK_DGRAM, netns=f"b{pair}")
-    s.setsockopt(pk.SOL_SOCKET, pk.SO_RCVBUF, 1 << 25)
-    s.bind((f"10.{100 + pair}.0.2", PORT))
-    print(json.dumps({"ready": True}), flush=True)
-    got, first, last = 0, None, None
-    s.settimeout(idle)
-    while True:
-        try:
-            msgs = s.recvmmsg(1024, 2048)
-        except TimeoutError:
-            break
-        now = time.monotonic()
-        first = first or now
-        last = now
-        got += len(msgs)
-    print(json.dumps({"received": got, "seconds": (last - first) if first else 0.0}), flush=True)
+    udp.worker_rx(endpoint, idle, f"b{pair}", (f"10.{100 + pair}.0.2", PORT))
 
 
 def aggregate(endpoint, pairs: list[int], a) -> dict:
@@ -100,7 +79,7 @@ def aggregate(endpoint, pairs: list[int], a) -> dict:
 
 def latency(endpoint, pair: int, samples: int) -> float:
     """Median time of one datagram aN -> bN at a time (sendto() to recv() returning), in ms."""
-    pk = _sdk(endpoint)
+    pk = udp._sdk(endpoint)
     dst = (f"10.{100 + pair}.0.2", PORT + 1)
     rx = pk.socket(pk.AF_INET, pk.SOCK_DGRAM, netns=f"b{pair}")
     rx.bind(dst)

@@ -46,11 +46,13 @@ def worker_tx(endpoint, seconds, size, batch):
     print(json.dumps({"sent": seq}), flush=True)
 
 
-def worker_rx(endpoint, idle):
+def worker_rx(endpoint, idle, netns="h2", addr=DST):
+    """Receives datagrams at `addr` on `netns` until `idle` seconds bring none; prints the
+    count, the seconds between the first and the last, and one-way latencies (ms)."""
     pk = _sdk(endpoint)
-    s = pk.socket(pk.AF_INET, pk.SOCK_DGRAM, netns="h2")
+    s = pk.socket(pk.AF_INET, pk.SOCK_DGRAM, netns=netns)
     s.setsockopt(pk.SOL_SOCKET, pk.SO_RCVBUF, 1 << 25)
-    s.bind(DST)
+    s.bind(addr)
     print(json.dumps({"ready": True}), flush=True)
     got, first, last, lat = 0, None, None, []
     s.settimeout(idle)

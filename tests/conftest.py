@@ -138,17 +138,27 @@ def eventually(check, timeout: float = 10.0, interval: float = 0.02):
 
 
 @contextlib.contextmanager
-def sdk_endpoint(address: str):
-    """Points this process's SDK at another stack for the duration."""
-    saved = os.environ.get("PKTFLOW_ENDPOINT")
-    os.environ["PKTFLOW_ENDPOINT"] = address
+def environ(**values):
+    """This process's environment with `values` set (None: unset) for the duration."""
+    saved = {k: os.environ.get(k) for k in values}
     try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         yield
     finally:
-        if saved is None:
-            os.environ.pop("PKTFLOW_ENDPOINT", None)
-        else:
-            os.environ["PKTFLOW_ENDPOINT"] = saved
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def sdk_endpoint(address: str):
+    """Points this process's SDK at another stack for the duration."""
+    return environ(PKTFLOW_ENDPOINT=address)
 
 
 def counters(netns: str) -> Counter:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pktflow
 import pytest
-from conftest import Bulk, eventually, make_pki
+from conftest import Bulk, environ, eventually, make_pki
 from pktflow import _client
 from pktflow import tracequery as tq
 from pktflow.services.common import metrics
@@ -120,15 +120,8 @@ def compose_stack(request, tmp_path_factory):
     request.addfinalizer(lambda: s.compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=120,
                                            check=False))
     s.compose("up", "--build", "--detach", "--wait", "--wait-timeout", "240", timeout=900)
-    mine = {"PKTFLOW_ENDPOINT": s.endpoint, "PKTFLOW_QUERY_ENDPOINT": s.query} | tls     # the SDK, over TLS
-    saved = {k: os.environ.get(k) for k in mine}
-    os.environ.update(mine)
-    yield s
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environ(PKTFLOW_ENDPOINT=s.endpoint, PKTFLOW_QUERY_ENDPOINT=s.query, **tls):     # the SDK, over TLS
+        yield s
 
 
 def _udp_once(port: int, payload: bytes, timeout: float = 1.0) -> bool:

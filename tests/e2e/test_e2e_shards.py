@@ -17,7 +17,7 @@ import uuid
 
 import pktflow
 import pytest
-from conftest import Bulk, eventually, link_stats
+from conftest import Bulk, environ, eventually, link_stats
 from pktflow import _client, cli
 from pktflow import tracequery as tq
 from test_e2e_compose import (H2, ROOT, Stack, _complete_trace, _engine, _free_port, _ping_answers, _udp_arrives,
@@ -45,16 +45,8 @@ def shards_stack(request):
                                            check=False))
     s.compose("up", "--build", "--detach", "--wait", "--wait-timeout", "240", timeout=900)
     # the SDK on the host, told of shard 0's socket service only
-    mine = {"PKTFLOW_ENDPOINT": s.endpoint, "PKTFLOW_QUERY_ENDPOINT": s.query}
-    saved = {k: os.environ.get(k) for k in [*mine, "PKTFLOW_NIC_ENDPOINT"]}
-    os.environ.pop("PKTFLOW_NIC_ENDPOINT", None)
-    os.environ.update(mine)
-    yield s
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environ(PKTFLOW_ENDPOINT=s.endpoint, PKTFLOW_QUERY_ENDPOINT=s.query, PKTFLOW_NIC_ENDPOINT=None):
+        yield s
 
 
 def _eth0(netns: str) -> dict:

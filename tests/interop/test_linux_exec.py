@@ -43,6 +43,15 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
             proc.wait(timeout)
 
 
+def served_blob(tmp_path, seed: int):
+    """A directory for an http.server holding blob.bin, BLOB_SIZE random bytes; (dir, bytes)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    blob = random.Random(seed).randbytes(BLOB_SIZE)
+    (root / "blob.bin").write_bytes(blob)
+    return root, blob
+
+
 def listening(netns: str, addr: str, port: int) -> bool:
     """Whether emulated host `netns`'s socket table has a TCP listener on (addr, port)."""
     rows = json.loads(_client.admin("transport", netns, "sockets").json)
@@ -53,10 +62,7 @@ def listening(netns: str, addr: str, port: int) -> bool:
 def test_curl_fetches_from_python_http_server_run_by_pktflow_exec(linux, tmp_path):
     if not shutil.which("curl"):
         pytest.skip("curl is not installed")
-    root = tmp_path / "www"
-    root.mkdir()
-    blob = random.Random(31).randbytes(BLOB_SIZE)
-    (root / "blob.bin").write_bytes(blob)
+    root, blob = served_blob(tmp_path, 31)
     log = tmp_path / "server.log"
     with open(log, "wb") as out:
         server = subprocess.Popen([*pktflow_cli(), "exec", "-n", "h1", "--", "python3", "-m", "http.server",
@@ -88,10 +94,7 @@ sys.stdout.buffer.write(body)
 
 
 def test_urllib_under_pktflow_exec_downloads_from_linux_http_server(linux, tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    blob = random.Random(32).randbytes(BLOB_SIZE)
-    (root / "blob.bin").write_bytes(blob)
+    root, blob = served_blob(tmp_path, 32)
     log = tmp_path / "server.log"
     with open(log, "wb") as out:
         server = linux.popen("python3", "-m", "http.server", str(FETCH_PORT), "--bind", LINUX_ADDR,

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import pktflow
-from conftest import PORT_BASE, eventually, sharded_default
+from conftest import PORT_BASE, environ, eventually, sharded_default
 from pktflow import _client, dropwatch
 from pktflow import tracequery as tq
 
@@ -29,14 +29,8 @@ def sharded(tmp_path_factory):
     s = Stack(str(d / "topology.yaml"), port_base=BASE, otlp_port=BASE + 17, query_port=BASE + 18,
               trace_store=True, log_dir=str(d))
     s.start(restart=False)              # the test stops and starts shard 1's nic itself
-    saved = {k: os.environ.get(k) for k in ("PKTFLOW_ENDPOINT", "PKTFLOW_QUERY_ENDPOINT")}
-    os.environ["PKTFLOW_ENDPOINT"], os.environ["PKTFLOW_QUERY_ENDPOINT"] = s.endpoint, s.query_url
-    yield s
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environ(PKTFLOW_ENDPOINT=s.endpoint, PKTFLOW_QUERY_ENDPOINT=s.query_url):
+        yield s
     s.stop()
     assert not s.procs
 
