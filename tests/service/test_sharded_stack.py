@@ -62,7 +62,9 @@ def test_a_datagram_crosses_the_boundary_in_one_trace_that_names_both_shards(sha
     def journey():
         for tr in tq.find(service="socket", operation="skb_recv_datagram", tags={"pktflow.netns": "h2"}, limit=20):
             spans = tq.journey(tr)
-            if any(tq.tag(s, "source.port") == sport for s in spans):
+            # every layer of both shards has exported its spans (they reach the store at their own pace)
+            if any(tq.tag(s, "source.port") == sport for s in spans) and \
+                    {"h1", "r1", "h2"} <= {tq.tag(s, "pktflow.netns") for s in spans}:
                 return tr, spans
         return None
     tr, spans = eventually(journey, timeout=15)
