@@ -170,6 +170,16 @@ def counters(netns: str) -> Counter:
     return out
 
 
+def own_frames(netns: str) -> int:
+    """Frames a host's own stack has sent so far: IPv4, IPv6, ARP, and link's own
+    ICMPv6 (router solicitations, MLD reports, NDP); not a packet socket's."""
+    from pktflow import _client
+    own = {f"{layer}.{c.name}": c.value for layer in ("ip", "link")
+           for c in _client.admin(layer, netns, "counters").counters}
+    return sum(own.get(k, 0) for k in ("ip.IpOutTransmits", "ip.Ip6OutTransmits", "link.ArpOutRequests",
+                                       "link.ArpOutReplies", "link.Icmp6OutMsgs"))
+
+
 def link_stats(netns: str, layer: str = "nic") -> dict:
     import json
     from pktflow import _client

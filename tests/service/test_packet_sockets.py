@@ -10,7 +10,7 @@ from scapy.utils import rdpcap
 
 import pktflow
 from pktflow import _client
-from conftest import counters, eventually, link_stats
+from conftest import counters, eventually, link_stats, own_frames
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +112,6 @@ def test_bad_icmp_checksum(stack, raw_h1):
 @pytest.mark.malformed
 def test_frame_for_another_mac_is_otherhost(stack, raw_h1):
     import json
-    from pktflow import _client
 
     def otherhost():
         return next(d["stats"].get("rx_otherhost_dropped", 0)
@@ -221,10 +220,7 @@ def test_a_packet_socket_flood_meets_backpressure_not_loss(stack, raw_h1):
         """Frames h1's devices sent or their qdiscs dropped, less those h1's own stack made
         meanwhile (ARP, IPv4, and IPv6's router solicitations, MLD reports, NDP)."""
         sent = sum(st.get("tx_packets", 0) + st.get("tx_dropped", 0) for st in link_stats("h1").values())
-        own = {f"{layer}.{c.name}": c.value for layer in ("ip", "link")
-               for c in _client.admin(layer, "h1", "counters").counters}
-        return sent - sum(own.get(k, 0) for k in ("ip.IpOutTransmits", "ip.Ip6OutTransmits", "link.ArpOutRequests",
-                                                     "link.ArpOutReplies", "link.Icmp6OutMsgs"))
+        return sent - own_frames("h1")
     before = out()
     assert raw_h1.sendmmsg([(frame, None)] * 6000) == 6000
     eventually(lambda: out() - before == 6000, timeout=30)
