@@ -97,13 +97,14 @@ def _once() -> threading.Event:
 
 
 def drops() -> Counter:
+    """Drops so far by (host, reason), from every layer."""
     from pktflow import _client
     out = Counter()
     for ns in HOSTS:
         for layer in ("nic", "link", "ip", "transport"):
             for c in _client.admin(layer, ns, "counters").counters:
                 if c.name.startswith("Drop"):
-                    out[f"{c.name[4:]}"] += c.value
+                    out[ns, c.name[4:]] += c.value
     return out
 
 
@@ -186,9 +187,13 @@ def one(stack, kind: str, n: int, max_s: float, rng: random.Random) -> dict:
     sampler.join()
     after_c, after_d, table1 = counters(netns), drops(), ntable()
     gc = {k: table1[k] - table0[k] for k in ("forced_gc_runs", "periodic_gc_runs", "table_fulls")}
+    dropped, by_reason = after_d - before_d, Counter()
+    for (_, reason), n in dropped.items():
+        by_reason[reason] += n
     return {"frames": sent, "seconds": round(sent_s, 1), "frames_per_s": round(sent / sent_s),
             "rss_kb": {name: [rss0[name], peak[name], rss_kb(p.pid)] for name, p in stack.procs.items()},
-            "drops": dict((after_d - before_d).most_common(6)),
+            "drops": dict(by_reason.most_common(6)),
+            "drops_by_host": {ns: {r: n for (h, r), n in sorted(dropped.items()) if h == ns} for ns in HOSTS},
             "counters": {k: after_c[k] - before_c[k] for k in names},
             "r1_neighbours": {"before": table0["entries"], "peak": peak["neighbours"], "after": table1["entries"],
                               "gc_thresh3": table1["gc_thresh3"], **gc},

@@ -31,7 +31,11 @@ def test_floods_are_dropped_with_their_reasons_and_a_legitimate_client_gets_thro
     assert syn["counters"]["TcpExtSyncookiesSent"] > FRAMES // 2, syn
     assert syn["drops"].get("IP_INNOROUTES", 0) > FRAMES // 2, syn       # SYN-ACKs to nowhere, dropped at r1
     c = frag["counters"]
-    assert c["IpReasmReqds"] == c["IpReasmFails"] == FRAMES and c["IpReasmOKs"] == 0, c
+    # every fragment reached h2's reassembly and failed there, or was dropped on the way
+    # with a reason (a loaded machine may overflow r1's queues): none lost silently
+    on_the_way = sum(n for ns in ("h1", "r1") for n in frag["drops_by_host"][ns].values())
+    assert c["IpReasmReqds"] == c["IpReasmFails"] and c["IpReasmOKs"] == 0, c
+    assert c["IpReasmReqds"] + on_the_way >= FRAMES and c["IpReasmReqds"] > FRAMES * 0.9, frag
     assert frag["drops"].get("NOT_SPECIFIED", 0) > 0, frag                # refused at ipfrag_high_thresh
     assert frag["drops"].get("FRAG_REASM_TIMEOUT") == c["IpReasmTimeout"] > 0, frag
     n = arp["r1_neighbours"]

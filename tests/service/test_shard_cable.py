@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -144,13 +145,14 @@ def test_a_gso_packet_crosses_whole_and_each_end_records_what_it_sent(shards):
         c.connect(("10.0.2.10", 7402))
         with on_shard(shards, 1):        # the accepted socket dials the endpoint of the moment
             conn, _ = lst.accept()
-        with conn:
-            conn.settimeout(20)
-            c.sendall(data)
-            c.shutdown(pktflow.SHUT_WR)
+        with conn, ThreadPoolExecutor(1) as pool:
+            conn.settimeout(30)
+            c.settimeout(30)
+            sent = pool.submit(lambda: (c.sendall(data), c.shutdown(pktflow.SHUT_WR)))   # as the reader reads
             got = bytearray()
             while chunk := conn.recv(65536):
                 got += chunk
+            sent.result(timeout=30)
     assert got == data
     after = nic_link(shards, 1, "r1")["stats"]
     packets, octets = (after[k] - before.get(k, 0) for k in ("rx_packets", "rx_bytes"))

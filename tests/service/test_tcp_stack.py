@@ -147,18 +147,21 @@ def test_many_concurrent_connections(stack):
 
     def client(i):
         data = random.Random(i).randbytes(40_000 + i)
-        with tcp("h1") as c:
-            c.connect(("10.0.2.10", port))
-            c.sendall(data)
-            c.shutdown(pktflow.SHUT_WR)
-            results[i] = read_all(c) == hashlib.sha256(data).digest() + len(data).to_bytes(8, "big")
+        try:
+            with tcp("h1") as c:
+                c.connect(("10.0.2.10", port))
+                c.sendall(data)
+                c.shutdown(pktflow.SHUT_WR)
+                results[i] = read_all(c) == hashlib.sha256(data).digest() + len(data).to_bytes(8, "big")
+        except OSError as e:                     # surfaced by the test
+            errors.append((i, e))
     threads = [threading.Thread(target=client, args=(i,)) for i in range(24)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
     srv.close()
-    assert not errors and results == {i: True for i in range(24)}
+    assert not errors and results == {i: True for i in range(24)}, (errors, results)
 
 
 def test_slow_reader_closes_the_window_and_loses_nothing(stack):
