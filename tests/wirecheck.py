@@ -3,9 +3,9 @@
 TCP's loss-recovery flags (retransmission, duplicate ACK, out of order) only
 while a test marked `impaired` ran or opened the connection (a FIN lost to netem
 is retransmitted after the test ends), or anywhere for a retransmission its
-receiver D-SACKed or had acknowledged before it went (spurious: nothing was
-lost; a tail loss probe that raced its ACK), with the duplicate ACK answering
-it, or after the last test (the services stop one by one under connections
+receiver D-SACKed or had acknowledged before the copy reached it (spurious:
+nothing was lost; a tail loss probe that raced its ACK), with the duplicate ACK
+answering it, or after the last test (the services stop one by one under connections
 still closing); frames a test crafted bad on purpose are allowed while a test
 marked `malformed` ran."""
 import pathlib
@@ -77,20 +77,25 @@ def _segment(cols: list[str]) -> dict:
             "from": (src, sport), "to": (dst, dport)}
 
 
+HOPS_TAKE = 0.2   # seconds at most from a frame's sighting on one cable to its next on the path
+
+
 class Connections:
     """What every cable saw of each TCP connection (by its two endpoints, across
-    all captures): the D-SACK blocks and, per endpoint, the ACKs it sent with
-    the earliest time each was seen anywhere."""
+    all captures): the D-SACK blocks, per endpoint the ACKs it sent with the
+    earliest time each was seen anywhere, and when each segment was seen."""
 
     def __init__(self, rows: list[dict]):
         self.dsacked: dict = {}         # connection -> D-SACKed ranges
         self.acks: dict = {}            # (connection, endpoint) -> [(time, ack)]
         self.answers: dict = {}         # (connection, endpoint) -> ends of spurious copies it was sent
+        self.sightings: dict = {}       # (connection, sender, sequence range) -> [time on any cable]
         for row in rows:
             if row["stream"]:
                 conn = frozenset((row["from"], row["to"]))
                 self.dsacked.setdefault(conn, []).extend(row["dsack"])
                 self.acks.setdefault((conn, row["from"]), []).append((row["time"], row["ack"]))
+                self.sightings.setdefault((conn, row["from"], row["seq"]), []).append(row["time"])
 
     def acked_by(self, conn, endpoint, end: int, before: float) -> bool:
         return any(t <= before and ack >= end for t, ack in self.acks.get((conn, endpoint), ()))
@@ -98,15 +103,18 @@ class Connections:
     def spurious(self, row: dict) -> bool:
         """A retransmission that repaired no loss: its receiver reported it as a
         duplicate (D-SACK, RFC 2883), or had sent an ACK covering it before the
-        copy was seen on any cable (a tail loss probe or an RTO that raced its
-        ACK on a clean path, as Linux's do). The duplicate ACK carrying that
-        D-SACK, or answering that copy, goes with it."""
+        copy reached it (a tail loss probe or an RTO that raced its ACK on a clean
+        path, as Linux's do): the copy's last sighting on its way, on the cable
+        nearest the receiver, came after that ACK was seen. The duplicate ACK
+        carrying that D-SACK, or answering that copy, goes with it."""
         if row["dsack"]:
             return True
         conn = frozenset((row["from"], row["to"]))
         start, end = row["seq"]
+        reached = max(t for t in self.sightings.get((conn, row["from"], row["seq"]), [row["time"]])
+                      if row["time"] <= t <= row["time"] + HOPS_TAKE)
         if end > start and (any(le <= start and end <= re for le, re in self.dsacked.get(conn, ()))
-                            or self.acked_by(conn, row["to"], end, row["time"])):
+                            or self.acked_by(conn, row["to"], end, reached)):
             self.answers.setdefault((conn, row["to"]), set()).add(end)
             return True
         return end == start and row["ack"] in self.answers.get((conn, row["from"]), ())

@@ -90,6 +90,29 @@ def test_a_retransmission_of_what_was_already_acknowledged_is_allowed_anywhere(t
     assert wirecheck.check(tmp_path, [window("clean", 99, 101)]) == []
 
 
+def test_a_copy_is_judged_where_it_reached_the_receiver(tmp_path):
+    """A probe sent before the receiver's ACK of the FIN was seen anywhere, which reached
+    the receiver's cable after that ACK left it (the two crossed at the router): nothing
+    was lost, no complaint on either cable. Had the ACK left only after the copy came,
+    the copy repaired a loss: a complaint on both."""
+    c, s = (A, B, 40000, 80), (B, A, 80, 40000)
+
+    def cables(ack_leaves_at):
+        near_sender = connection(opened_at=100.0, fin_again_at=100.020)
+        near_sender.append(segment(ack_leaves_at + 0.003, *s, "A", 501, 112))
+        near_receiver = [f.copy() for f in near_sender[:-2]]
+        for f in near_receiver:
+            f.time += 0.002
+        near_receiver += [segment(ack_leaves_at, *s, "A", 501, 112), segment(100.024, *c, "FA", 111, 501)]
+        wrpcap(str(tmp_path / "a-sender.pcap"), near_sender)
+        wrpcap(str(tmp_path / "b-receiver.pcap"), sorted(near_receiver, key=lambda f: f.time))
+    cables(ack_leaves_at=100.022)
+    assert wirecheck.check(tmp_path, [window("clean", 99, 101)]) == []
+    cables(ack_leaves_at=100.025)
+    complaints = wirecheck.check(tmp_path, [window("clean", 99, 101)])
+    assert [c.split(" frame")[0] for c in complaints] == ["a-sender.pcap", "b-receiver.pcap"], complaints
+
+
 def test_an_icmp_error_quoting_a_truncated_segment_is_no_fault_but_a_bad_icmp_checksum_is(tmp_path):
     """Linux quotes 548 bytes of a 1500-byte segment in "fragmentation needed":
     the quoted TCP checksum cannot verify; the error's own checksums must."""
