@@ -42,8 +42,15 @@ def shard_endpoints(layer: str) -> list[str]:
     """PKTFLOW_SHARD_<LAYER>S: every shard's address of a layer, in shard order
     (comma-separated): the nics dial each other's for the cables between shards,
     the socket service tells the SDK where each shard's hosts are served."""
-    value = os.environ.get(f"PKTFLOW_SHARD_{layer.upper()}S", "")
-    return [a.strip() for a in value.split(",") if a.strip()]
+    name = f"PKTFLOW_SHARD_{layer.upper()}S"
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return []
+    addrs = [a.strip() for a in value.split(",")]
+    if "" in addrs:                 # a gap would give every later shard the wrong address
+        raise ConfigError(f"{name}={value!r}: address {addrs.index('') + 1} is empty "
+                          "(one address per shard, in shard order)")
+    return addrs
 
 
 def sharded(topo):

@@ -40,6 +40,11 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         self.sessions: dict[str, list] = {}            # client session -> the queues of its Session streams
         self.polled: dict[int, int] = {}               # fd -> the readiness its session last heard (Poll)
         self.ready_seq = 0
+        # where the SDK finds each shard's hosts (admin "shards"): every shard's, or refused here
+        self.shard_sockets = config.shard_endpoints("socket") if topo.shards > 1 else []
+        if topo.shards > 1 and len(self.shard_sockets) != topo.shards:
+            raise config.ConfigError(f"the topology has {topo.shards} shards, but PKTFLOW_SHARD_SOCKETS names "
+                                     f"{len(self.shard_sockets)} socket address(es): every shard's, in shard order")
 
     def extra_downlinks(self):
         self.connect_down("link")
@@ -476,7 +481,7 @@ class SocketShell(InetStream, LayerShell, socket_pb2_grpc.SocketServicer):
         if req.command == "shards":            # where the SDK finds each host's socket service (_client)
             return admin_pb2.AdminReply(json=json.dumps({
                 "shard": self.topo.shard or 0, "placement": self.topo.placement,
-                "sockets": config.shard_endpoints("socket") if self.topo.shards > 1 else []}))
+                "sockets": self.shard_sockets}))
         bad = self.check_netns(req.netns)
         if bad:
             return bad

@@ -115,3 +115,21 @@ def test_the_service_shard_from_the_environment(monkeypatch):
         config.shard()
     monkeypatch.setenv("PKTFLOW_SHARD_NICS", "nic-0.nic:50055, nic-1.nic:50055")
     assert config.shard_endpoints("nic") == ["nic-0.nic:50055", "nic-1.nic:50055"]
+
+
+def test_shard_addresses_with_a_gap_are_refused(monkeypatch):
+    monkeypatch.setenv("PKTFLOW_SHARD_NICS", "nic-0:50055,,nic-2:50055")
+    with pytest.raises(config.ConfigError, match=r"PKTFLOW_SHARD_NICS=.*: address 2 is empty"):
+        config.shard_endpoints("nic")
+    monkeypatch.setenv("PKTFLOW_SHARD_NICS", " ")
+    assert config.shard_endpoints("nic") == []
+
+
+def test_a_sharded_socket_service_needs_every_shards_address(monkeypatch):
+    from pktflow.services.socket.server import SocketShell
+    view = t.loads(sharded_default(2, h1=0, r1=1, h2=1)).shard_view(0)
+    monkeypatch.setenv("PKTFLOW_SHARD_SOCKETS", "127.0.0.1:50051")
+    with pytest.raises(config.ConfigError, match="2 shards, but PKTFLOW_SHARD_SOCKETS names 1 socket address"):
+        SocketShell(view)
+    monkeypatch.setenv("PKTFLOW_SHARD_SOCKETS", "127.0.0.1:50051,127.0.0.1:50061")
+    assert SocketShell(view).shard_sockets == ["127.0.0.1:50051", "127.0.0.1:50061"]
