@@ -133,13 +133,18 @@ def channel(netns: str | None = None) -> grpc.Channel:
 
 
 def stub(netns: str | None = None) -> socket_pb2_grpc.SocketStub:
-    return socket_pb2_grpc.SocketStub(channel(netns))
+    """The Socket stub of the host's socket service; its `endpoint` says which."""
+    ep = endpoint_of(netns)
+    s = socket_pb2_grpc.SocketStub(_dial(ep))
+    s.endpoint = ep
+    return s
 
 
-def unreachable(e: grpc.RpcError) -> OSError:
+def unreachable(e: grpc.RpcError, at: str | None = None) -> OSError:
+    """The OSError for a failed call to the socket service at `at` (PKTFLOW_ENDPOINT's by default)."""
     code = e.code() if hasattr(e, "code") else None
     if code == grpc.StatusCode.UNAVAILABLE:
-        return OSError(errno.ENETDOWN, f"pktflow: cannot reach the socket service at {endpoint()} "
+        return OSError(errno.ENETDOWN, f"pktflow: cannot reach the socket service at {at or endpoint()} "
                                        "(is `pktflow up` running? set PKTFLOW_ENDPOINT to point elsewhere)")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return TimeoutError("timed out")
@@ -163,25 +168,28 @@ def check(status) -> None:
         raise OSError(status.err, msg)
 
 
-def call(method, request, timeout=None):
+def call(method, request, timeout=None, at: str | None = None):
+    """`method` (of a stub on the channel to `at`, PKTFLOW_ENDPOINT's socket service
+    by default) with errors as OSErrors; once more if the call never left."""
+    at = at or endpoint()
     try:
         return method(request, timeout=timeout)
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.UNAVAILABLE:
             forget_stack()
-        if e.code() != grpc.StatusCode.UNAVAILABLE or not _ready(2.0):
-            raise unreachable(e) from None
+        if e.code() != grpc.StatusCode.UNAVAILABLE or not _ready(2.0, at):
+            raise unreachable(e, at) from None
     try:                    # the call never left (no connection yet): once more, now that there is one
         return method(request, timeout=timeout)
     except grpc.RpcError as e:
-        raise unreachable(e) from None
+        raise unreachable(e, at) from None
 
 
-def _ready(timeout: float) -> bool:
-    """Whether the socket service's channel connects within `timeout` (a stack
-    that restarted on the same address: the channel may be between retries)."""
+def _ready(timeout: float, at: str) -> bool:
+    """Whether the channel to the socket service at `at` connects within `timeout`
+    (a stack that restarted on the same address: the channel may be between retries)."""
     try:
-        grpc.channel_ready_future(channel()).result(timeout=timeout)
+        grpc.channel_ready_future(_dial(at)).result(timeout=timeout)
         return True
     except grpc.FutureTimeoutError:
         return False
@@ -220,22 +228,22 @@ def query(layer: str, netns: str, command: str, *args: str, **typed) -> admin_pb
     """An Admin query for `layer`, sent to the socket service of the host's shard and
     passed down; the reply as it came, error or not. `typed`: a command's typed request
     (tc_qdisc=...). netns "": the first shard's (each_layer() asks every shard)."""
-    return _query(channel(netns), layer, netns, command, *args, **typed)
+    return _query(endpoint_of(netns), layer, netns, command, *args, **typed)
 
 
-def _query(ch: grpc.Channel, layer: str, netns: str, command: str, *args: str, **typed) -> admin_pb2.AdminReply:
-    return call(admin_pb2_grpc.AdminStub(ch).Query,
+def _query(at: str, layer: str, netns: str, command: str, *args: str, **typed) -> admin_pb2.AdminReply:
+    return call(admin_pb2_grpc.AdminStub(_dial(at)).Query,
                 admin_pb2.AdminRequest(layer=layer, netns=netns, command=command, args=list(args), **typed),
-                timeout=15)
+                timeout=15, at=at)
 
 
 def each_layer(netns: str, command: str, *args: str):
     """(layer, its JSON answer) from each of the five layers that answers
     `command` (one that is down or refuses is left out: it shows when it is back);
     for every host (netns ""), each shard's five in turn (answers that name hosts)."""
-    for ch in [channel(netns)] if netns else [_dial(ep) for ep in endpoints()]:
+    for at in [endpoint_of(netns)] if netns else endpoints():
         for layer in LAYERS:
-            reply = _query(ch, layer, netns, command, *args)
+            reply = _query(at, layer, netns, command, *args)
             if not reply.err:
                 yield layer, json.loads(reply.json or "null")
 

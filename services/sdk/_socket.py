@@ -246,7 +246,7 @@ class socket(_FileLike):
                 raise _poll.ebadf()
             _fd = d.key[1]
         if _fd is None:
-            reply = _client.call(self._stub.Create, socket_pb2.CreateRequest(
+            reply = self._call(self._stub.Create, socket_pb2.CreateRequest(
                 netns=netns, family=family, type=type, protocol=proto, pid=os.getpid()))
             _client.check(reply.status)
             _fd = reply.fd
@@ -267,6 +267,10 @@ class socket(_FileLike):
             return 0.0
         return -1.0 if self._timeout is None else self._timeout
 
+    def _call(self, method, request):
+        """A call to the socket service of the socket's shard (_client.call)."""
+        return _client.call(method, request, at=self._stub.endpoint)
+
     def _blocking_call(self, method, request):
         """A call that may block in the service: polled so that Ctrl-C interrupts it."""
         fut = method.future(request)
@@ -277,7 +281,7 @@ class socket(_FileLike):
                 except grpc.FutureTimeoutError:
                     continue
         except grpc.RpcError as e:
-            raise _client.unreachable(e) from None
+            raise _client.unreachable(e, self._stub.endpoint) from None
         except BaseException:
             fut.cancel()
             raise
@@ -309,7 +313,7 @@ class socket(_FileLike):
     # -- the calls
     def bind(self, address):
         self._fdcheck()
-        r = _client.call(self._stub.Bind, socket_pb2.AddrRequest(fd=self._fd, addr=self._addr(address, "bind()")))
+        r = self._call(self._stub.Bind, socket_pb2.AddrRequest(fd=self._fd, addr=self._addr(address, "bind()")))
         _client.check(r.status)
 
     def connect(self, address):
@@ -328,7 +332,7 @@ class socket(_FileLike):
 
     def listen(self, backlog: int = 128):
         self._fdcheck()
-        _client.check(_client.call(self._stub.Listen, socket_pb2.FdRequest(fd=self._fd, how=backlog)))
+        _client.check(self._call(self._stub.Listen, socket_pb2.FdRequest(fd=self._fd, how=backlog)))
 
     def accept(self):
         """(a new socket for the connection, the peer's address)."""
@@ -342,7 +346,7 @@ class socket(_FileLike):
 
     def shutdown(self, how: int):
         self._fdcheck()
-        _client.check(_client.call(self._stub.Shutdown, socket_pb2.FdRequest(fd=self._fd, how=how)))
+        _client.check(self._call(self._stub.Shutdown, socket_pb2.FdRequest(fd=self._fd, how=how)))
 
     def connect_ex(self, address) -> int:
         try:
@@ -361,7 +365,7 @@ class socket(_FileLike):
             d = req.msgs.add(data=_bytes(data))
             if address is not None:
                 d.addr.CopyFrom(self._addr(address, "sendto()"))
-        r = _client.call(self._stub.SendMsg, req)
+        r = self._call(self._stub.SendMsg, req)
         _client.check(r.status)
         return r.sent
 
@@ -506,12 +510,12 @@ class socket(_FileLike):
         if req.is_bytes and (level, optname) not in ((SOL_SOCKET, SO_LINGER), (IPPROTO_TCP, TCP_CONGESTION),
                                                      (SOL_SOCKET, SO_ATTACH_FILTER)):
             req.is_bytes = False
-        r = _client.call(self._stub.SetSockOpt, req)
+        r = self._call(self._stub.SetSockOpt, req)
         _client.check(r.status)
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0):
         self._fdcheck()
-        r = _client.call(self._stub.GetSockOpt, socket_pb2.SockOptRequest(fd=self._fd, level=level,
+        r = self._call(self._stub.GetSockOpt, socket_pb2.SockOptRequest(fd=self._fd, level=level,
                                                                            optname=optname, buflen=buflen))
         _client.check(r.status)
         if r.bvalue:
@@ -521,20 +525,20 @@ class socket(_FileLike):
         return r.value
 
     def _getopt(self, optname: int) -> int:
-        r = _client.call(self._stub.GetSockOpt, socket_pb2.SockOptRequest(fd=self._fd, level=SOL_SOCKET,
+        r = self._call(self._stub.GetSockOpt, socket_pb2.SockOptRequest(fd=self._fd, level=SOL_SOCKET,
                                                                            optname=optname))
         _client.check(r.status)
         return r.value
 
     def getsockname(self):
         self._fdcheck()
-        r = _client.call(self._stub.GetSockName, socket_pb2.FdRequest(fd=self._fd))
+        r = self._call(self._stub.GetSockName, socket_pb2.FdRequest(fd=self._fd))
         _client.check(r.status)
         return self._name(r.addr)
 
     def getpeername(self):
         self._fdcheck()
-        r = _client.call(self._stub.GetPeerName, socket_pb2.FdRequest(fd=self._fd))
+        r = self._call(self._stub.GetPeerName, socket_pb2.FdRequest(fd=self._fd))
         _client.check(r.status)
         return self._name(r.addr)
 
@@ -550,7 +554,7 @@ class socket(_FileLike):
         return _client.session(), self._fd
 
     def _poll(self):
-        r = _client.call(self._stub.Poll, socket_pb2.FdRequest(fd=self._fd))
+        r = self._call(self._stub.Poll, socket_pb2.FdRequest(fd=self._fd))
         if r.err:
             _client.check(r)
         return r.ready

@@ -165,6 +165,7 @@ class _Method:
 
 class Stub:
     """pktflow's SocketStub, in-process (the SDK's _client.stub())."""
+    endpoint = "in-process"
 
     def __init__(self, api: Api):
         self.api = api

@@ -219,7 +219,7 @@ def test_a_socket_service_without_the_query_is_one_shard(net, monkeypatch):
 
 
 def test_a_stack_not_up_is_asked_again_later(net, monkeypatch):
-    monkeypatch.setattr(_client, "_ready", lambda timeout: False)      # no connection comes: no retry
+    monkeypatch.setattr(_client, "_ready", lambda timeout, at: False)  # no connection comes: no retry
     net[A].down = True
     with pytest.raises(OSError) as e:
         _client.query("ip", "h2", "counters")
@@ -227,6 +227,21 @@ def test_a_stack_not_up_is_asked_again_later(net, monkeypatch):
     net[A].down = False
     assert json.loads(_client.admin("ip", "h2", "counters").json)["ep"] == B
     assert len(shard_queries(net[A])) == 2
+
+
+def test_a_shard_that_is_down_is_waited_for_and_named(net, monkeypatch):
+    """A call to shard 1's host waits for shard 1's connection (not PKTFLOW_ENDPOINT's)
+    before its one retry, and the error names shard 1's address."""
+    waited = []
+    monkeypatch.setattr(_client, "_ready", lambda timeout, at: waited.append(at))      # falsy: no retry
+    s = psocket(AF_INET, SOCK_DGRAM, netns="h2")
+    net[B].down = True
+    with pytest.raises(OSError) as e:
+        s.bind(("10.0.2.10", 7))
+    assert e.value.errno == errno.ENETDOWN and f"socket service at {B} " in str(e.value)
+    with pytest.raises(OSError) as e:
+        _client.query("ip", "r1", "counters")
+    assert f"socket service at {B} " in str(e.value) and waited == [B, B]
 
 
 def test_each_endpoint_has_its_own_map(net, monkeypatch):
