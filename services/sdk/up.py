@@ -226,6 +226,18 @@ class Stack:
                     return f"port {port} ({name}) is in use{f' by {holder}' if holder else ''}"
         return None
 
+    def start_service(self, name: str, timeout: float = 30.0):
+        """Starts a layer service that exited or was killed (named as in `procs`: "nic",
+        or "nic-1" for shard 1's) as it was started before, and waits until it is healthy."""
+        where = {self.proc_name(layer, k): port for k, ports in enumerate(self.shard_ports)
+                 for layer, port in ports.items()}
+        if name not in where or name not in self._specs:
+            raise KeyError(f"no {name} service in this stack")
+        if self.procs[name].poll() is None:
+            raise RuntimeError(f"the {name} service is running")
+        self._spawn(name, *self._specs[name])
+        self._wait(name, f"{self.host}:{where[name]}", timeout)
+
     def _wait(self, name: str, address: str, timeout: float):
         deadline = time.monotonic() + timeout
         while not _healthy(address, tls=name != "tracestore"):

@@ -157,9 +157,14 @@ def test_a_gso_packet_crosses_whole_and_each_end_records_what_it_sent(shards):
     after = nic_link(shards, 1, "r1")["stats"]
     packets, octets = (after[k] - before.get(k, 0) for k in ("rx_packets", "rx_bytes"))
     assert octets > packets * 1518, (packets, octets)      # larger than any one frame: TSO packets, whole
+    short, rx = sock(shards, 0, "h1"), sock(shards, 1, "h2")
+    with short, rx:                                              # and a frame below the minimum size
+        rx.bind(("10.0.2.10", 7403))
+        short.sendto(b"\x00\x00-across", ("10.0.2.10", 7403))
+        assert rx.recv(100) == b"\x00\x00-across"
     # each end records what it sent, as a tap on the wire sees it: the frames (TSO cut), no FCS
     zero, one = shards.wire / f"{CABLE}.shard0.pcap", shards.wire / f"{CABLE}.shard1.pcap"
-    eventually(lambda: zero.exists() and one.exists(), timeout=5)
+    eventually(lambda: zero.exists() and one.exists() and b"\x00\x00-across" in zero.read_bytes(), timeout=5)
     sent = rdpcap(str(zero))
     assert max(len(p) for p in sent) == 1514 and all(p.src == "02:00:00:00:01:0a" for p in sent)
     assert any(UDP in p and p[UDP].load == b"\x00\x00-across" for p in sent)       # padded to 60 bytes
@@ -209,8 +214,7 @@ def test_a_shard_whose_nic_is_gone_is_a_pulled_cable_until_it_is_back(shards):
         # shard 0 itself is fine: its own hosts are served, its nic is healthy
         assert cli(shards, 0, "ip", "-n", "h1", "addr").returncode == 0
     finally:
-        shards._spawn("nic-1", *shards._specs["nic-1"])
-        shards._wait("nic-1", f"127.0.0.1:{BASE + 105}", 30)
+        shards.start_service("nic-1")
     eventually(lambda: nic_link(shards, 0, "h1")["carrier"], timeout=15)
     shown = cli(shards, 0, "ip", "-n", "h1", "link")
     assert "NO-CARRIER" not in shown.stdout and "state UP" in shown.stdout, shown.stdout

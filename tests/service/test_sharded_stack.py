@@ -146,8 +146,7 @@ def test_a_shard_whose_nic_is_gone_is_a_pulled_cable(sharded):
                      if d["ifname"] == "eth0")["stats"].get("tx_carrier_errors", 0)
         assert after > before                       # what h1 sent met no carrier, counted
     finally:
-        sharded._spawn("nic-1", *sharded._specs["nic-1"])
-        sharded._wait("nic-1", f"127.0.0.1:{BASE + 105}", 30)
+        sharded.start_service("nic-1")
     eventually(lambda: carrier("h1"), timeout=15)
     deadline = time.monotonic() + 30        # r1's link layer dials its new nic again, then ARP and routes
     while not any(pktflow.ping("10.0.2.10", netns="h1", count=1, timeout=1.0).replies):
