@@ -20,6 +20,7 @@ from ._socket import getdefaulttimeout, htons, ntohs, setdefaulttimeout, socket,
 from ._socketio import SocketIO, create_connection, create_server, has_dualstack_ipv6
 from ._netdb import getaddrinfo, gethostbyaddr, gethostbyname, gethostbyname_ex, getnameinfo
 from ._patch import netns, patch, unpatch
+from . import _ssl  # noqa: F401  (SSLContext.wrap_socket takes pktflow sockets)
 from ._xsk import xdp_socket, xsk
 
 # The socket module's constants: AF_INET, SOCK_DGRAM, SO_RCVBUF, IP_TTL, ...

@@ -13,8 +13,8 @@ stack's names. Everything built on them in the standard library
 http.server, asyncio, selectors) follows unchanged. What is not networking
 stays the process's own, as in a network namespace: AF_UNIX sockets,
 socketpair(), descriptors from elsewhere (socket(fileno=n) of a real socket).
-TLS with ssl.wrap_socket() is refused (EOPNOTSUPP): the ssl module reads the
-descriptor itself; asyncio's TLS, which runs over the socket's calls, works.
+TLS works both ways: ssl.SSLContext.wrap_socket() on a pktflow socket runs
+over the socket's calls (_ssl), as asyncio's TLS does.
 
 The routing is process-wide (every thread, asyncio's executors), as a network
 namespace is per process; netns() blocks nest."""
@@ -22,7 +22,6 @@ import contextlib
 import errno
 import os
 import socket as _std
-import ssl
 import threading
 
 from . import _netdb, _poll, _socket
@@ -109,26 +108,12 @@ def _check(netns: str) -> None:
     _socket._interfaces(netns)
 
 
-_wrap_socket = ssl.SSLContext.wrap_socket
-
-
-def _refuse_tls(context, sock, *args, **kwargs):
-    """ssl.SSLSocket does TLS on the descriptor itself, in C: on a pktflow socket's
-    (a socketpair end) it would talk to nobody. Refused, naming what works instead."""
-    if isinstance(sock, _socket.socket):
-        raise OSError(errno.EOPNOTSUPP, "pktflow: ssl.wrap_socket() needs a kernel socket; on an emulated host "
-                                        "use asyncio's TLS (open_connection(ssl=...), start_server(ssl=...)), "
-                                        "which runs over the socket's calls")
-    return _wrap_socket(context, sock, *args, **kwargs)
-
-
 def patch(netns: str) -> None:
     """Routes this process's socket module to emulated host `netns` from now on."""
     _check(netns)
     with _lock:
         _hosts.append(netns)
         vars(_std).update(_PATCHED)
-        ssl.SSLContext.wrap_socket = _refuse_tls
 
 
 def unpatch() -> None:
@@ -138,7 +123,6 @@ def unpatch() -> None:
             _hosts.pop()
         if not _hosts:
             vars(_std).update(_ORIGINAL)
-            ssl.SSLContext.wrap_socket = _wrap_socket
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import socketserver
+import ssl
 import stat
 import struct
 import subprocess
@@ -31,7 +32,7 @@ import urllib.request
 import pytest
 
 import pktflow
-from conftest import counters, eventually
+from conftest import counters, eventually, issue_certificate
 from pktflow import _client
 from pktflow import tracequery as tq
 
@@ -87,12 +88,15 @@ def stop_server(srv, thread: threading.Thread) -> float:
 
 
 @contextlib.contextmanager
-def http_server(directory, host: str = "h2", addr: str = H2):
-    """http.server.ThreadingHTTPServer serving `directory` on an emulated host; yields (port, peers)."""
+def http_server(directory, host: str = "h2", addr: str = H2, tls: ssl.SSLContext | None = None):
+    """http.server.ThreadingHTTPServer serving `directory` on an emulated host (over TLS with
+    `tls`, as its documentation has it: the listening socket wrapped); yields (port, peers)."""
     port = next(_ports)
     handler = type("Handler", (QuietHandler,), {"peers": []})
     with pktflow.netns(host):
         srv = http.server.ThreadingHTTPServer((addr, port), functools.partial(handler, directory=str(directory)))
+        if tls:
+            srv.socket = tls.wrap_socket(srv.socket, server_side=True)
     thread = threading.Thread(target=srv.serve_forever, name=f"http.server:{port}", daemon=True)
     thread.start()
     try:
@@ -478,6 +482,140 @@ def test_requests_session_reuses_its_keep_alive_connection(stack, tmp_path):
         stop_server(srv, thread)
     assert bodies == [b"1" * 5000, b"2" * 7000, b"1" * 5000]
     assert len(handler.peers) == 1, handler.peers          # one connection carried all three
+
+
+# -- TLS: ssl.SSLContext.wrap_socket() on emulated sockets
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, h2's certificate (its name and address) and the two ends' contexts."""
+    d = tmp_path_factory.mktemp("tls")
+    ca = issue_certificate(d, "ca")
+    issue_certificate(d, "h2", names=("h2", H2), ca=ca)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(d / "h2.pem", d / "h2.key")
+    return {"dir": d, "server": server, "client": ssl.create_default_context(cafile=str(d / "ca.pem"))}
+
+
+def test_https_with_urllib_and_http_client_to_an_http_server_over_tls(stack, tmp_path, pki):
+    import http.client
+    (tmp_path / "secret.txt").write_bytes(b"over TLS 1.3" * 1000)
+    with http_server(tmp_path, tls=pki["server"]) as (port, peers):
+        with pktflow.netns("h1"):
+            body = urllib.request.urlopen(f"https://h2:{port}/secret.txt", context=pki["client"], timeout=30).read()
+            conn = http.client.HTTPSConnection("h2", port, context=pki["client"], timeout=30)
+            conn.request("GET", "/secret.txt")
+            version, peer = conn.sock.version(), conn.sock.getpeercert()
+            again = conn.getresponse().read()                 # HTTP/1.0: the server closes, so does the client
+            conn.close()
+        assert body == again == b"over TLS 1.3" * 1000
+        assert version == "TLSv1.3" and dict(x[0] for x in peer["subject"]) == {"commonName": "h2"}
+        assert [p[0] for p in peers] == [H1, H1]
+    assert_crossed_router(flow_trace(port, peers[0][1]), H1, H2)
+
+
+def test_requests_over_https_checks_the_certificate(stack, tmp_path, pki):
+    requests = pytest.importorskip("requests")
+    (tmp_path / "index.html").write_bytes(b"<h1>h2, privately</h1>")
+    with http_server(tmp_path, tls=pki["server"]) as (port, peers):
+        with pktflow.netns("h1"):
+            r = requests.get(f"https://h2:{port}/", verify=str(pki["dir"] / "ca.pem"), timeout=30)
+            with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+                requests.get(f"https://h2:{port}/", timeout=30)           # the system's CAs: not ours
+        assert (r.status_code, r.content) == (200, b"<h1>h2, privately</h1>")
+
+
+def test_tls_records_cross_the_emulated_network_and_unwrap_leaves_a_plain_socket(stack, pki, tmp_path):
+    """A raw TLS exchange: a wrong name refused by the client (ssl.SSLCertVerificationError,
+    the server's accept() gets its alert), 1 MiB each way, only TLS records on h1's wire
+    (the plaintext's marker never), unwrap() on both ends, then plain bytes on the same
+    connection."""
+    port = next(_ports)
+    with pktflow.netns("h2"):
+        lst = pki["server"].wrap_socket(socket.create_server((H2, port)), server_side=True)
+    lst.settimeout(30)
+    marker = b"PLAINTEXT-MARKER-" * 4
+    data = marker + os.urandom(1 << 20)
+    served = {}
+
+    def serve():
+        try:
+            lst.accept()
+        except ssl.SSLError as e:
+            served["refused"] = e
+        conn, _ = lst.accept()
+        with conn:
+            got = bytearray()
+            while len(got) < len(data):
+                got += conn.recv(65536)
+            conn.sendall(hashlib.sha256(got).digest() + bytes(got))
+            plain = conn.unwrap()
+            with plain:
+                plain.sendall(b"plain " + plain.recv(100))
+                served["done"] = True
+    t = threading.Thread(target=serve, daemon=True)
+    with lst, pktflow.capture(netns="h1", ifname="eth0", path=tmp_path / "tls.pcap", filter=f"tcp port {port}"):
+        t.start()
+        with pktflow.netns("h1"):
+            with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+                pki["client"].wrap_socket(socket.create_connection((H2, port), timeout=30), server_hostname="h3")
+            tls = pki["client"].wrap_socket(socket.create_connection((H2, port), timeout=30), server_hostname="h2")
+        with tls:
+            assert tls.version() == "TLSv1.3" and tls.fileno() >= 0
+            tls.sendall(data)
+            back = bytearray()
+            while len(back) < 32 + len(data):
+                back += tls.recv(1 << 16)
+            assert bytes(back) == hashlib.sha256(data).digest() + data
+            plain = tls.unwrap()
+        with plain:
+            plain.sendall(b"hello")
+            assert plain.recv(100) == b"plain hello"
+        t.join(30)
+    assert served.keys() == {"refused", "done"}
+    from scapy.layers.inet import TCP
+    from scapy.utils import rdpcap
+    payloads = [bytes(p[TCP].payload) for p in rdpcap(str(tmp_path / "tls.pcap")) if TCP in p]
+    wire = b"".join(payloads)
+    assert len(wire) > 2 * len(data) and marker not in wire
+    assert sum(p[:3] == b"\x17\x03\x03" for p in payloads) > 0         # TLS application data records
+    assert b"plain hello" in wire                                        # after unwrap(): in the clear
+
+
+def test_a_non_blocking_tls_client_waits_with_select(stack, pki):
+    """do_handshake() and recv() on a non-blocking TLS socket raise SSLWantReadError
+    until select() says the descriptor is readable, as with the ssl module's."""
+    port = next(_ports)
+    with pktflow.netns("h2"):
+        lst = pki["server"].wrap_socket(socket.create_server((H2, port)), server_side=True)
+    lst.settimeout(30)
+
+    def serve():
+        conn, _ = lst.accept()
+        with conn:
+            conn.sendall(conn.recv(100).upper())
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    waits = 0
+
+    def until_done(op, *args):
+        nonlocal waits
+        while True:
+            try:
+                return op(*args)
+            except ssl.SSLWantReadError:
+                waits += 1
+                assert select.select([tls], [], [], 30)[0]
+    with lst:
+        with pktflow.netns("h1"):
+            raw = socket.create_connection((H2, port), timeout=30)
+        raw.setblocking(False)
+        with pki["client"].wrap_socket(raw, server_hostname="h2", do_handshake_on_connect=False) as tls:
+            until_done(tls.do_handshake)
+            handshake_waits = waits
+            tls.sendall(b"quiet")
+            got = until_done(tls.recv, 100)
+        t.join(30)
+    assert handshake_waits >= 1 and got == b"QUIET" and not t.is_alive()
 
 
 # -- non-blocking connect, then SO_ERROR
