@@ -10,6 +10,7 @@ hop limit goes down by one (no checksum to mend in IPv6).
 Not here: redirects (ndisc_send_redirect() when a packet leaves by the device
 it came in on: neighbour discovery is the link room's), the router alert
 chain (no raw socket asks for it), proxy NDP."""
+from ..common import tcp_offload
 from ..common.actions import Drop
 from ..wire import ipv6
 from ..wire.icmpv6 import (ICMPV6_DEST_UNREACH, ICMPV6_EXC_HOPLIMIT, ICMPV6_NOT_NEIGHBOUR, ICMPV6_PKT_TOOBIG,
@@ -42,7 +43,8 @@ def ip6_forward(ns, skb, hdr, rt, now: int, fn=("ipv6_rcv",)) -> list:
     nh = skb.network_header
     end = ipv6.payload_end(skb.data, nh, hdr)
     mtu = max(rt.mtu, ipv6.IPV6_MIN_MTU)
-    if end - nh > mtu:
+    if end - nh > mtu and not (skb.gso_size and tcp_offload.gso_network_len(skb, nh) <= mtu):
+        # ip6_pkt_too_big(): a GRO packet fits when each of its segments does
         mib["Ip6InTooBigErrors"] += 1
         mib["Ip6FragFails"] += 1
         return icmp6_send(ns, skb, ICMPV6_PKT_TOOBIG, 0, mtu, now) + [Drop(skb, fn, "PKT_TOO_BIG")]

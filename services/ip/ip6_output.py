@@ -20,6 +20,7 @@ import struct
 from pktflow.v1.layers_pb2 import RTN_UNICAST
 
 from ..common.actions import Down, Drop
+from ..common import tcp_offload
 from ..common.skbuff import clone
 from ..wire import ipv6
 from ..wire.ipv6_exthdrs import frag_hdr
@@ -123,12 +124,22 @@ def ip6_output(ns, skb, rt: Rt6, fn, now: int, local: bool = False) -> list:
         return [Drop(skb, fn, "IPV6DISABLED")]
     pkts = [skb]
     if len(skb.data) > rt.mtu:
-        if not local or skb.df:
-            ns.mib["Ip6FragFails"] += 1
-            return [Drop(skb, fn, "PKT_TOO_BIG")]
-        pkts = ip6_fragment(ns, skb, rt.mtu, fn)
-        if type(pkts[0]) is Drop:
-            return pkts
+        pkts = tcp_offload.fit_mtu(skb, rt.mtu)
+        if pkts is None:
+            return [Drop(skb, fn, "SKB_GSO_SEG")]
+        out = []
+        for p in pkts:
+            if len(p.data) <= rt.mtu or p.gso_size:
+                out.append(p)
+                continue
+            if not local or p.df:
+                ns.mib["Ip6FragFails"] += 1
+                return [Drop(p, fn, "PKT_TOO_BIG")]
+            frags = ip6_fragment(ns, p, rt.mtu, fn)
+            if type(frags[0]) is Drop:
+                return frags
+            out += frags
+        pkts = out
     return ip6_finish_output2(ns, pkts, rt, fn)
 
 

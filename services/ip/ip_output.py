@@ -64,17 +64,12 @@ def ip_output(ns, skb, rt: route.Rt, fn, now: int) -> list:
             return done
     pkts = [skb]
     if len(skb.data) > rt.mtu:
-        if skb.gso_size:
-            # ip_finish_output_gso(): a GSO packet whose segments each fit goes
-            # as it is; otherwise it is cut here and each segment fragmented
-            if tcp_offload.gso_network_len(skb, 0) <= rt.mtu:
-                return ip_finish_output(ns, pkts, rt, fn)
-            pkts = tcp_offload.gso_segment(skb, 0)
-            if pkts is None:
-                return [Drop(skb, fn, "SKB_GSO_SEG")]
+        pkts = tcp_offload.fit_mtu(skb, rt.mtu)
+        if pkts is None:
+            return [Drop(skb, fn, "SKB_GSO_SEG")]
         out = []
         for p in pkts:
-            if len(p.data) <= rt.mtu:
+            if len(p.data) <= rt.mtu or p.gso_size:
                 out.append(p)
             elif int.from_bytes(p.data[6:8], "big") & ipv4.IP_DF:     # the sender asked for PMTU discovery
                 ns.mib["IpFragFails"] += 1

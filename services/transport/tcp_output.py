@@ -12,7 +12,7 @@ from ..common.actions import Down
 from ..common.skbuff import IP_ID_SET, new_skb
 from ..common.tcp_offload import GSO_MAX_SIZE, TSO_KEEP, tcp_with
 from ..wire import ipv4, tcp as wire
-from ..wire.checksum import pseudo_header_sum6
+from ..wire.checksum import pseudo_header_sum, pseudo_header_sum6
 from ..wire.ethernet import ETH_P_IPV6
 from . import af_inet6, tcp_cong
 from .tcp import (CA_CWR, CA_LOSS, CA_OPEN, CA_RECOVERY, MASK, MAX_SACK_BLOCKS, MS, S, SYN_RECV, SYN_SENT,
@@ -297,7 +297,7 @@ def write_xmit(tr, ns, sk, now: int, out: list, fn: str = "tcp_write_xmit", prob
         sent = True
         if flags & wire.FIN or probe:
             break
-    if len(out) - first > 1 and not sk.ipv6:     # GSO here is IPv4's (common/tcp_offload.py): not for IPv6
+    if len(out) - first > 1:
         out[first:] = tso_coalesce(sk, out[first:], mss, goal)
     if sent and not probe:
         schedule_loss_probe(ns, sk, now, advancing_rto=False)
@@ -309,7 +309,7 @@ def tso_segs(sk, mss: int) -> int:
     packet may carry: about 1 ms of the pacing rate, plus up to 64 KB when the
     path's minimum RTT is short (tcp_tso_rtt_log 9: 64 KB below 512 us, half
     that below 1 ms, ...), at least two, at most half the peer's largest
-    window and what fits in one IPv4 packet."""
+    window and what fits in one IP packet."""
     size = sk.pacing_rate >> 10
     r = sk.rtt_min >> 9
     if r < 32:
@@ -360,7 +360,8 @@ def tso_coalesce(sk, downs: list, mss: int, segs: int) -> list:
             payload = b"".join(d.skb.data[(d.skb.data[12] >> 4) * 4:] for d in run)
             flags = head.data[13] | run[-1].skb.data[13] & TSO_KEEP
             big = Down(head, run[0].fn)
-            head.data = tcp_with(head.data, flags, payload, sk.laddr, sk.raddr, partial=True)
+            head.data = tcp_with(head.data, flags, payload, sk.laddr, sk.raddr, partial=True,
+                                 pseudo=pseudo_header_sum6 if sk.ipv6 else pseudo_header_sum)
             head.gso_size, head.gso_segs, head.ip_summed = mss, len(run), CHECKSUM_PARTIAL
             merged = {id(d.skb) for d in run[1:]}
             for seg in islice(reversed(sk.rtx), len(downs)):    # retransmissions link to what was sent

@@ -235,3 +235,35 @@ def test_packet_too_big_to_a_udp_socket_that_said_pmtudisc_do():
     assert api.sendto(s, b"x" * 1400).status.err == errno.EMSGSIZE
     assert api.sendto(s, b"x" * 1200).sent == 1
     assert len(api.recv(srv).msgs[0].data) == 1200
+
+
+def test_tcp_over_ipv6_sends_tso_packets_that_reach_the_wire_as_mss_frames():
+    """As over IPv4 (test_offloads.py): h1's driver is handed TSO packets of many
+    segments, the harness's cables carry the frames tcp6_gso_segment() cuts (the
+    MSS with timestamps, 1428 bytes, every checksum right), and 300 KB arrive whole."""
+    import random
+    api = Api()
+    seen, xmit = [], api.net.nic.ndo_start_xmit
+
+    def spy(skb, now):
+        seen.append((skb.netns, skb.gso_segs))
+        return xmit(skb, now)
+    api.net.nic.ndo_start_xmit = spy
+    srv, c, child = pair(api)
+    data, sent, got = random.Random(6).randbytes(300_000), 0, b""
+    for _ in range(20_000):
+        if sent < len(data):
+            sent += api.sendto(c, data[sent:sent + 65536]).sent
+        if api.net.fs.socks[child.fd].rbytes:
+            got += b"".join(m.data for m in api.recv(child.fd).msgs)
+        if len(got) == len(data):
+            break
+        api.net.advance(0.005)
+    assert got == data
+    assert max(segs for ns, segs in seen if ns == "h1") >= 10
+    frames = [p for p in tcp6(api.net, "h1") if p[IPv6].dst == H2]
+    assert max(len(p[TCP].payload) for p in frames) == 1428
+    for p in frames[:200]:
+        q = p.copy()
+        del q[TCP].chksum, q[IPv6].plen
+        assert bytes(Ether(bytes(q))) == bytes(p)

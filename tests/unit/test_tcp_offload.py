@@ -142,3 +142,66 @@ def test_a_gso_size_on_garbage_never_raises(data, gso):
     assert tcp_offload.gso_network_len(s, 14) >= 0 and tcp_offload.gso_wire_len(s, 24) > 0
     assert tcp_offload.gso_segment(s) is None or all(len(x.data) <= len(data) + 60 for x in tcp_offload.gso_segment(s))
     tcp_offload.napi_gro([s, skb(data)])
+
+
+# -- TCP over IPv6: tcp6_gso_segment(), tcp6_gro_receive()
+def frame6(payload: bytes, seq=1000, flags="A", sport=40000, tc=0, fl=0x12345, hlim=64) -> bytes:
+    from scapy.layers.inet6 import IPv6
+    return bytes(Ether(src=MAC1, dst=MAC2) / IPv6(src="2001:db8:1::10", dst="2001:db8:2::10", tc=tc, fl=fl, hlim=hlim) /
+                 TCP(sport=sport, dport=8080, seq=seq, ack=77, flags=flags, window=502, options=TS) / payload)
+
+
+def completed6(data: bytes) -> bytes:
+    from scapy.layers.inet6 import IPv6
+    p = Ether(data)
+    del p[TCP].chksum, p[IPv6].plen
+    return bytes(p)
+
+
+def test_gso_cuts_an_ipv6_superpacket_as_tcp6_gso_segment():
+    from scapy.layers.inet6 import IPv6
+    payload = bytes(range(256)) * 20                       # 5120 bytes: 3 x 1428 and 836
+    segs = tcp_offload.gso_segment(skb(frame6(payload, flags="PAC"), gso_size=1428))
+    pkts = [Ether(s.data) for s in segs]
+    assert [p[IPv6].plen for p in pkts] == [32 + 1428] * 3 + [32 + 836]
+    assert all(s.data == completed6(s.data) for s in segs)           # scapy computes the same checksums
+    assert [p[TCP].seq for p in pkts] == [1000, 2428, 3856, 5284]
+    assert [str(p[TCP].flags) for p in pkts] == ["AC", "A", "A", "PA"]
+    assert b"".join(bytes(p[TCP].payload) for p in pkts) == payload
+    assert {(p[IPv6].fl, p[IPv6].hlim) for p in pkts} == {(0x12345, 64)}
+    assert tcp_offload.gso_network_len(skb(frame6(payload), gso_size=1428), 14) == len(segs[0].data) - 14
+
+
+def test_gso_refuses_ipv6_with_an_extension_header():
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt
+    data = bytes(Ether() / IPv6() / IPv6ExtHdrDestOpt() / TCP() / (b"x" * 3000))
+    assert tcp_offload.gso_segment(skb(data, gso_size=1000)) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 20000), mss=st.integers(200, 1440), seq=st.integers(0, 2**32 - 1))
+def test_ipv6_gso_then_gro_is_the_identity(n, mss, seq):
+    big = frame6(bytes(n % 251 for n in range(n)), seq=seq, flags="PA")
+    segs = tcp_offload.gso_segment(skb(big, gso_size=mss))
+    assert len(segs) == -(-n // mss) and all(s.data == completed6(s.data) for s in segs)
+    merged = tcp_offload.napi_gro(segs)
+    assert [completed6(m.data) for m in merged] == [big]
+    if len(segs) > 1:                   # the merged packet carries the IPv6 pseudo-header's sum, as Linux's
+        from scapy.layers.inet6 import IPv6
+        from pktflow.services.wire.checksum import pseudo_header_sum6
+        p = Ether(merged[0].data)
+        assert p[TCP].chksum == pseudo_header_sum6(int.from_bytes(merged[0].data[22:38], "big"),
+                                                   int.from_bytes(merged[0].data[38:54], "big"), 6, p[IPv6].plen)
+        assert (merged[0].gso_size, merged[0].gso_segs) == (mss, len(segs))
+
+
+def test_ipv6_gro_keeps_apart_what_differs_in_its_header():
+    """A different hop limit or traffic class, a bad checksum: not merged (tcp6_gro_receive())."""
+    def two():                          # GRO makes the first of a run the merged packet: new ones each time
+        return [skb(frame6(b"a" * 100, seq=1000 + 100 * i)) for i in range(2)]
+    assert len(tcp_offload.napi_gro([*two(), skb(frame6(b"a" * 100, seq=1200, hlim=63))])) == 2
+    assert len(tcp_offload.napi_gro([*two(), skb(frame6(b"a" * 100, seq=1200, tc=4))])) == 2
+    bad = bytearray(frame6(b"a" * 100, seq=1100))
+    bad[-1] ^= 1
+    assert len(tcp_offload.napi_gro([two()[0], skb(bytes(bad))])) == 2
+    assert len(tcp_offload.napi_gro(two())) == 1
