@@ -4,12 +4,13 @@ off) to show what the offloads save, with the bare chain (bench/bare_chain.py)
 measured in the same run for scale: its UDP packets/s times the MSS (1448
 bytes) is what the same hops could carry if every packet were a full segment.
 
-    python -m bench.tcp [--seconds 5] [--connections 200] [--json]
+    python -m bench.tcp [--seconds 5] [--connections 200] [--json] [-6]
     python -m bench.tcp --cc reno,cubic,bbr [--netem "delay 20ms loss 1%"] [--seconds 10]
 
 Bulk: one connection; one process writes with sendall() in 1 MiB calls for
 --seconds, another reads; the rate is bytes received per second of receiving.
 Set-up: connect(), accept(), close() one connection after another.
+-6: the same over IPv6 (h2's 2001:db8:2::10).
 
 --cc: the congestion controls side by side, as on Linux: one stack (tracing
 off), `tc qdisc add dev eth1 root netem ...` on r1 (the h1 -> h2 direction),
@@ -29,6 +30,7 @@ from . import stacks, udp
 
 MSS = 1448
 PORT = 5001
+H2 = {4: "10.0.2.10", 6: "2001:db8:2::10"}
 
 
 def _sdk(endpoint):
@@ -37,10 +39,14 @@ def _sdk(endpoint):
     return pktflow
 
 
-def worker_rx(endpoint, port):
+def _family(pk, family: int):
+    return pk.AF_INET6 if family == 6 else pk.AF_INET
+
+
+def worker_rx(endpoint, port, family=4):
     pk = _sdk(endpoint)
-    srv = pk.socket(pk.AF_INET, pk.SOCK_STREAM, netns="h2")
-    srv.bind(("10.0.2.10", port))
+    srv = pk.socket(_family(pk, family), pk.SOCK_STREAM, netns="h2")
+    srv.bind((H2[family], port))
     srv.listen(8)
     print(json.dumps({"ready": True}), flush=True)
     conn, _ = srv.accept()
@@ -54,12 +60,12 @@ def worker_rx(endpoint, port):
     print(json.dumps({"received": got, "seconds": time.perf_counter() - first}), flush=True)
 
 
-def worker_tx(endpoint, port, seconds, cc=None):
+def worker_tx(endpoint, port, seconds, cc=None, family=4):
     pk = _sdk(endpoint)
-    c = pk.socket(pk.AF_INET, pk.SOCK_STREAM, netns="h1")
+    c = pk.socket(_family(pk, family), pk.SOCK_STREAM, netns="h1")
     if cc:
         c.setsockopt(pk.IPPROTO_TCP, pk.TCP_CONGESTION, cc.encode())
-    c.connect(("10.0.2.10", port))
+    c.connect((H2[family], port))
     chunk = os.urandom(1 << 20)
     end = time.monotonic() + seconds
     sent = 0
@@ -72,20 +78,21 @@ def worker_tx(endpoint, port, seconds, cc=None):
 
 def bulk(endpoint, a, cc: str = "", port: int = PORT) -> dict:
     env = os.environ | {"PYTHONPATH": str(stacks.HERE.parent)}
+    six = ["-6"] if a.family == 6 else []
     rx = subprocess.Popen([sys.executable, "-m", "bench.tcp", "--worker", "rx", "--endpoint", endpoint,
-                           "--port", str(port)], stdout=subprocess.PIPE, text=True, env=env)
+                           "--port", str(port), *six], stdout=subprocess.PIPE, text=True, env=env)
     assert json.loads(rx.stdout.readline())["ready"]
     subprocess.run([sys.executable, "-m", "bench.tcp", "--worker", "tx", "--endpoint", endpoint,
-                    "--seconds", str(a.seconds), "--port", str(port)] + (["--cc-name", cc] if cc else []),
+                    "--seconds", str(a.seconds), "--port", str(port), *six] + (["--cc-name", cc] if cc else []),
                    stdout=subprocess.PIPE, env=env, check=True)
     r = json.loads(rx.communicate()[0].strip().splitlines()[-1])
     return {"mbps": r["received"] / r["seconds"] / 1e6, "bytes": r["received"]}
 
 
-def setup_rate(endpoint, n: int) -> float:
+def setup_rate(endpoint, n: int, family: int = 4) -> float:
     pk = _sdk(endpoint)
-    srv = pk.socket(pk.AF_INET, pk.SOCK_STREAM, netns="h2")
-    srv.bind(("10.0.2.10", PORT + 1))
+    srv = pk.socket(_family(pk, family), pk.SOCK_STREAM, netns="h2")
+    srv.bind((H2[family], PORT + 1))
     srv.listen(128)
 
     def accept_loop():
@@ -96,8 +103,8 @@ def setup_rate(endpoint, n: int) -> float:
     t.start()
     start = time.perf_counter()
     for _ in range(n):
-        c = pk.socket(pk.AF_INET, pk.SOCK_STREAM, netns="h1")
-        c.connect(("10.0.2.10", PORT + 1))
+        c = pk.socket(_family(pk, family), pk.SOCK_STREAM, netns="h1")
+        c.connect((H2[family], PORT + 1))
         c.close()
     t.join()
     rate = n / (time.perf_counter() - start)
@@ -159,11 +166,12 @@ def main():
     p.add_argument("--cc", help="compare these congestion controls, e.g. reno,cubic,bbr")
     p.add_argument("--netem", default="delay 20ms loss 1%", help="the impairment on r1 eth1 for --cc")
     p.add_argument("--cc-name", help=argparse.SUPPRESS)
+    p.add_argument("-6", dest="family", action="store_const", const=6, default=4, help="TCP over IPv6")
     a = p.parse_args()
     if a.worker == "rx":
-        return worker_rx(a.endpoint, a.port)
+        return worker_rx(a.endpoint, a.port, a.family)
     if a.worker == "tx":
-        return worker_tx(a.endpoint, a.port, a.seconds, a.cc_name)
+        return worker_tx(a.endpoint, a.port, a.seconds, a.cc_name, a.family)
     if a.cc:
         results = compare_cc(a)
         if a.json:
@@ -174,7 +182,8 @@ def main():
     ua = argparse.Namespace(seconds=a.seconds, size=64, batch=64, latency_samples=20, port_base=a.port_base)
     with stacks.bare(a.port_base) as ep:
         bare_pps = udp.measure(ep, ua)["pps"]
-    results = {"bare chain": {"mbps": bare_pps * MSS / 1e6, "pps": bare_pps}}
+    mss = MSS - 20 if a.family == 6 else MSS          # IPv6's header is 20 bytes longer
+    results = {"bare chain": {"mbps": bare_pps * mss / 1e6, "pps": bare_pps}}
     runs = (("pktflow, tracing off", False, True), ("pktflow, tracing on", True, True),
             ("tracing off, no offloads", False, False))
     for name, tracing, offloads in runs:
@@ -183,17 +192,18 @@ def main():
                 os.environ["PKTFLOW_ENDPOINT"] = ep
                 stacks.set_offloads(False)
             r = bulk(ep, a)
-            r["conn_per_s"] = setup_rate(ep, a.connections)
+            r["conn_per_s"] = setup_rate(ep, a.connections, a.family)
             results[name] = r
     if a.json:
         print(json.dumps(results, indent=1))
         return
     base = results["bare chain"]["mbps"]
-    print(f"TCP h1 -> r1 -> h2, {a.seconds:.0f} s bulk transfer, {a.connections} connections set up, "
+    print(f"TCP{'/IPv6' if a.family == 6 else ''} h1 -> r1 -> h2, {a.seconds:.0f} s bulk transfer, "
+          f"{a.connections} connections set up, "
           f"{os.cpu_count()} CPUs")
     print(f"{'':22} {'MB/s':>7} {'vs bare x MSS':>14} {'connections/s':>14}")
     print(f"{'bare chain':22} {base:7.1f} {'100.0%':>14} {'':>14}   "
-          f"({results['bare chain']['pps']:.0f} UDP packets/s x {MSS} bytes)")
+          f"({results['bare chain']['pps']:.0f} UDP packets/s x {mss} bytes)")
     for name, *_ in runs:
         r = results[name]
         print(f"{name:22} {r['mbps']:7.1f} {r['mbps'] / base:14.1%} {r['conn_per_s']:14.0f}")

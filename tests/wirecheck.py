@@ -5,8 +5,9 @@ while a test marked `impaired` ran or opened the connection (a FIN lost to netem
 is retransmitted after the test ends), or anywhere for a retransmission its
 receiver D-SACKed or had acknowledged before the copy reached it (spurious:
 nothing was lost; a tail loss probe that raced its ACK), with the duplicate ACK
-answering it, or after the last test (the services stop one by one under connections
-still closing); frames a test crafted bad on purpose are allowed while a test
+answering it, or one sent to a receiver that had already reset the connection
+(a probe racing the RST: nothing left to recover), or after the last test (the
+services stop one by one under connections still closing); frames a test crafted bad on purpose are allowed while a test
 marked `malformed` ran."""
 import pathlib
 import shutil
@@ -18,7 +19,7 @@ RECOVERY_FLAGS = ("tcp.analysis.retransmission", "tcp.analysis.fast_retransmissi
 FIELDS = ("frame.number", "frame.time_epoch", "_ws.malformed", "_ws.expert.severity", "_ws.expert.message",
           "tcp.stream", *RECOVERY_FLAGS, "tcp.seq", "tcp.len", "tcp.flags.fin", "tcp.options.sack.dsack_le",
           "tcp.options.sack.dsack_re", "tcp.ack", "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport",
-          "icmp.type", "icmp.checksum.status", "ip.checksum.status")
+          "tcp.flags.reset", "icmp.type", "icmp.checksum.status", "ip.checksum.status")
 ICMP_ERRORS = {"3", "11", "12"}
 DSACK = "tcp.options.sack.dsack"
 OPENING = "(tcp.flags.syn == 1 and tcp.flags.ack == 0)"      # listed so each connection's first row is its SYN
@@ -69,12 +70,12 @@ def _only_a_quoted_checksum(cols: list[str]) -> bool:
 
 def _segment(cols: list[str]) -> dict:
     """The sequence space a frame occupies, and the D-SACK blocks it reports."""
-    seq, length, fin, les, res, ack, src, sport, dst, dport = cols[:10]
+    seq, length, fin, les, res, ack, src, sport, dst, dport, rst = cols[:11]
     occupied = int(length or 0) + (1 if fin in ("1", "True") else 0)
     start = int(seq or 0)
     dsacks = [(int(a), int(b)) for a, b in zip(les.split(","), res.split(",")) if a and b]
     return {"seq": (start, start + occupied), "dsack": dsacks, "ack": int(ack or 0),
-            "from": (src, sport), "to": (dst, dport)}
+            "from": (src, sport), "to": (dst, dport), "rst": rst in ("1", "True")}
 
 
 HOPS_TAKE = 0.2   # seconds at most from a frame's sighting on one cable to its next on the path
@@ -90,12 +91,16 @@ class Connections:
         self.acks: dict = {}            # (connection, endpoint) -> [(time, ack)]
         self.answers: dict = {}         # (connection, endpoint) -> ends of spurious copies it was sent
         self.sightings: dict = {}       # (connection, sender, sequence range) -> [time on any cable]
+        self.reset: dict = {}           # (connection, endpoint) -> when its first RST was seen
         for row in rows:
             if row["stream"]:
                 conn = frozenset((row["from"], row["to"]))
                 self.dsacked.setdefault(conn, []).extend(row["dsack"])
                 self.acks.setdefault((conn, row["from"]), []).append((row["time"], row["ack"]))
                 self.sightings.setdefault((conn, row["from"], row["seq"]), []).append(row["time"])
+                if row["rst"]:
+                    at = self.reset.get((conn, row["from"]), row["time"])
+                    self.reset[conn, row["from"]] = min(at, row["time"])
 
     def acked_by(self, conn, endpoint, end: int, before: float) -> bool:
         return any(t <= before and ack >= end for t, ack in self.acks.get((conn, endpoint), ()))
@@ -105,7 +110,8 @@ class Connections:
         duplicate (D-SACK, RFC 2883), or had sent an ACK covering it before the
         copy reached it (a tail loss probe or an RTO that raced its ACK on a clean
         path, as Linux's do): the copy's last sighting on its way, on the cable
-        nearest the receiver, came after that ACK was seen. The duplicate ACK
+        nearest the receiver, came after that ACK was seen; or the receiver had
+        reset the connection before the copy reached it. The duplicate ACK
         carrying that D-SACK, or answering that copy, goes with it."""
         if row["dsack"]:
             return True
@@ -114,7 +120,8 @@ class Connections:
         reached = max(t for t in self.sightings.get((conn, row["from"], row["seq"]), [row["time"]])
                       if row["time"] <= t <= row["time"] + HOPS_TAKE)
         if end > start and (any(le <= start and end <= re for le, re in self.dsacked.get(conn, ()))
-                            or self.acked_by(conn, row["to"], end, reached)):
+                            or self.acked_by(conn, row["to"], end, reached)
+                            or self.reset.get((conn, row["to"]), reached + 1) <= reached):
             self.answers.setdefault((conn, row["to"]), set()).add(end)
             return True
         return end == start and row["ack"] in self.answers.get((conn, row["from"]), ())

@@ -113,6 +113,21 @@ def test_a_copy_is_judged_where_it_reached_the_receiver(tmp_path):
     assert [c.split(" frame")[0] for c in complaints] == ["a-sender.pcap", "b-receiver.pcap"], complaints
 
 
+def test_a_copy_sent_to_a_receiver_that_had_reset_the_connection_is_no_loss(tmp_path):
+    """The receiver closed with data unread and reset the connection; the sender's probe
+    of its FIN, scheduled before the RST came, goes anyway: nothing was lost. The same copy
+    with no RST before it is a complaint."""
+    c, s = (A, B, 40000, 80), (B, A, 80, 40000)
+    frames = connection(opened_at=100.0, fin_again_at=100.009)[:-1]
+    rst = segment(100.006, *s, "RA", 501, 112)
+    wrpcap(str(tmp_path / "f.pcap"), frames + [rst, segment(100.009, *c, "FA", 111, 501)])
+    assert wirecheck.check(tmp_path, [window("clean", 99, 101)]) == []
+    rst.time = 100.010                                           # the reset after the copy arrived
+    wrpcap(str(tmp_path / "f.pcap"), frames + [segment(100.009, *c, "FA", 111, 501), rst])
+    [complaint] = wirecheck.check(tmp_path, [window("clean", 99, 101)])
+    assert complaint.startswith("f.pcap frame 7: TCP loss recovery")
+
+
 def test_an_icmp_error_quoting_a_truncated_segment_is_no_fault_but_a_bad_icmp_checksum_is(tmp_path):
     """Linux quotes 548 bytes of a 1500-byte segment in "fragmentation needed":
     the quoted TCP checksum cannot verify; the error's own checksums must."""
