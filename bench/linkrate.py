@@ -21,9 +21,8 @@ ON_WIRE = 1514 + 24                       # a full segment's frame, FCS, preambl
 
 def measure(speed: str, a) -> dict:
     from pktflow.services.iproute2.tc_util import get_rate64
-    text = open(stacks.TOPOLOGY).read().replace('eth1: {mac: "02:00:00:00:02:01", addresses: [10.0.2.1/24]}',
-                                               'eth1: {mac: "02:00:00:00:02:01", addresses: [10.0.2.1/24], '
-                                               f'speed: {speed}}}')
+    eth1 = 'eth1: {mac: "02:00:00:00:02:01", addresses: [10.0.2.1/24, 2001:db8:2::1/64]'
+    text = open(stacks.TOPOLOGY).read().replace(eth1 + "}", f"{eth1}, speed: {speed}}}")
     assert f"speed: {speed}" in text
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(text)

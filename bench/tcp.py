@@ -78,7 +78,7 @@ def worker_tx(endpoint, port, seconds, cc=None, family=4):
 
 def bulk(endpoint, a, cc: str = "", port: int = PORT) -> dict:
     env = os.environ | {"PYTHONPATH": str(stacks.HERE.parent)}
-    six = ["-6"] if a.family == 6 else []
+    six = ["-6"] if getattr(a, "family", 4) == 6 else []
     rx = subprocess.Popen([sys.executable, "-m", "bench.tcp", "--worker", "rx", "--endpoint", endpoint,
                            "--port", str(port), *six], stdout=subprocess.PIPE, text=True, env=env)
     assert json.loads(rx.stdout.readline())["ready"]
