@@ -213,7 +213,7 @@ def napi_gro(skbs: list, nh: int = ethernet.ETH_HLEN) -> list:
         h = held.get(match)
         if h is not None:
             if (plen and plen <= h.mss and not flags & tcpw.CWR and seq == h.next_seq
-                    and (flags ^ h.flags) & ~TSO_KEEP == 0 and h.size + plen <= GRO_MAX_SIZE
+                    and (flags ^ h.flags) & ~TSO_KEEP == 0 and h.size + plen < GRO_MAX_SIZE
                     and (ident == (h.ident + h.count) & 0xFFFF or df and ident == h.ident)):
                 h.parts.append(data[start:end])
                 h.size += plen
@@ -230,7 +230,8 @@ def napi_gro(skbs: list, nh: int = ethernet.ETH_HLEN) -> list:
         if plen and not flags & GRO_FLUSH:
             h = held[match] = _Held()
             h.index, h.skb, h.nh, h.th, h.mss, h.parts = len(out) - 1, skb, nh, th, plen, [data[start:end]]
-            h.size, h.next_seq, h.count, h.ident, h.flags = plen, (seq + plen) & 0xFFFFFFFF, 1, ident, flags
+            # size: the IP packet's length so far, which must stay below gro_max_size (skb_gro_receive())
+            h.size, h.next_seq, h.count, h.ident, h.flags = end - nh, (seq + plen) & 0xFFFFFFFF, 1, ident, flags
             h.ip_src, h.ip_dst, h.v6 = src, dst, data[12:14] == b"\x86\xdd"
     for h in held.values():
         out[h.index] = _gro_complete(h)

@@ -133,6 +133,15 @@ def test_gro_stops_at_64k():
     assert merged[0].gso_segs == 65536 // 1448
 
 
+def test_gro_keeps_the_ip_length_below_64k_whatever_the_segment_size():
+    """skb_gro_receive() stops when the packet would reach gro_max_size: 128 segments of
+    512 bytes (64 KiB of payload exactly) never make an IP length beyond 16 bits."""
+    for f, extra in ((frame, lambda i: {"ident": i}), (frame6, lambda i: {})):
+        segs = [skb(f(b"x" * 512, seq=512 * i, **extra(i))) for i in range(200)]
+        merged = tcp_offload.napi_gro(segs)
+        assert max(len(m.data) - 14 for m in merged) < 65536 and sum(m.gso_segs or 1 for m in merged) == 200
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=80), gso=st.integers(1, 2000))
 def test_a_gso_size_on_garbage_never_raises(data, gso):
