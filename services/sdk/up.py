@@ -309,7 +309,7 @@ def run(args) -> int:
         print(f"pktflow: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        stack.stop()
+        _stop(stack)
         return 130
     traces = f", traces at {stack.query_url}" if stack.trace_store else ""
     if stack.metrics_ports:
@@ -328,11 +328,17 @@ def run(args) -> int:
             why = stack.failed()
             if why:
                 print(f"pktflow: {why}; stopping", file=sys.stderr)
-                stack.stop()
+                _stop(stack)
                 return 1
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     print("pktflow: stopping", flush=True)
-    stack.stop()
+    _stop(stack)
     return 0
+
+
+def _stop(stack: Stack):
+    """stop(), which a second Ctrl-C does not interrupt (it is bounded: SIGKILL after 10 s)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stack.stop()

@@ -70,12 +70,14 @@ print("ok")
         assert "hosts h1 -> r1 -> h2" in tr.stdout
     finally:
         proc.send_signal(signal.SIGINT)
+        if proc.stdout.readline() == "pktflow: stopping\n":
+            proc.send_signal(signal.SIGINT)            # an impatient second Ctrl-C while it stops
         try:
-            rc = proc.wait(20)
+            _, err = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    assert rc == 0
+    assert proc.returncode == 0 and "Traceback" not in err, err
     assert all(port_free(p) for p in ports), "a service outlived pktflow up"
 
 
