@@ -333,12 +333,14 @@ def run(args) -> int:
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
-    print("pktflow: stopping", flush=True)
-    _stop(stack)
+    _stop(stack, "pktflow: stopping")
     return 0
 
 
-def _stop(stack: Stack):
-    """stop(), which a second Ctrl-C does not interrupt (it is bounded: SIGKILL after 10 s)."""
+def _stop(stack: Stack, say: str = ""):
+    """stop(), which a second Ctrl-C does not interrupt (it is bounded: SIGKILL after
+    10 s): ignored from before `say` is printed, the moment a user sees it stopping."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if say:
+        print(say, flush=True)
     stack.stop()
