@@ -137,23 +137,23 @@ def eventually(check, timeout: float = 10.0, interval: float = 0.02):
         time.sleep(interval)
 
 
+def _setenv(values: dict):
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @contextlib.contextmanager
 def environ(**values):
     """This process's environment with `values` set (None: unset) for the duration."""
     saved = {k: os.environ.get(k) for k in values}
     try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _setenv(values)
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _setenv(saved)
 
 
 def sdk_endpoint(address: str):
